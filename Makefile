@@ -1,0 +1,22 @@
+# The two commands in README.md: `make demo` (main job on the embedded default) and `make test`.
+# Both install what they need first (scripts/setup is idempotent and quiet when nothing is missing).
+.PHONY: setup samples build release test demo
+
+setup:
+	@scripts/setup
+
+samples: setup
+	@scripts/fetch-samples
+
+build: setup
+	swift build
+
+release: setup
+	swift build -c release
+
+test: samples
+	swift build --build-tests
+	swift test
+
+demo: release
+	scripts/demo

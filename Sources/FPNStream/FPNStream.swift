@@ -1,0 +1,1 @@
+// The FPNStream module. See docs/architecture.md.

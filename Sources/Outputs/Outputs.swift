@@ -1,0 +1,1 @@
+// The Outputs module. See docs/architecture.md.

@@ -1,0 +1,1 @@
+// The StagePipeline module. See docs/architecture.md.

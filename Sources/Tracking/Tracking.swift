@@ -1,0 +1,1 @@
+// The Tracking module. See docs/architecture.md.

@@ -1,0 +1,1 @@
+// The Vision module. See docs/architecture.md.

@@ -1,0 +1,13 @@
+import ArgumentParser
+import FPNStream
+
+/// `fpnstream`: the command-line entry point. Subcommands live in their own files.
+struct FPNStreamCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fpnstream",
+        abstract: "Native video analytics: FFmpeg decode → FPN detector → tracker → JSONL + annotated video.",
+        subcommands: []
+    )
+}
+
+FPNStreamCommand.main()
