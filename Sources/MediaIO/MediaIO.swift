@@ -7,3 +7,11 @@ public enum FFmpegVersions {
         return "libavformat \(v(avformat_version())), libavcodec \(v(avcodec_version())), libswscale \(v(swscale_version()))"
     }
 }
+
+/// How much FFmpeg itself prints to stderr (process-wide, like `ffmpeg -loglevel`).
+public enum FFmpegLogLevel: Int32, Sendable, CaseIterable {
+    case quiet = -8, panic = 0, fatal = 8, error = 16, warning = 24, info = 32, verbose = 40, debug = 48
+
+    /// Sets FFmpeg's global log level. The CLI keeps FFmpeg quiet and reports errors itself, one line each.
+    public static func set(_ level: FFmpegLogLevel) { av_log_set_level(level.rawValue) }
+}
