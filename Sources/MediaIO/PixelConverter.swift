@@ -50,6 +50,23 @@ final class PixelConverter {
         }
         return RGBImage(width: Int(w), height: Int(h), pixels: pixels)
     }
+
+    /// Converts the top-left `frame.width x frame.height` region of an RGB24 image into `frame` (already allocated
+    /// in the destination format). A region smaller than the image crops it (used to make sizes even for 4:2:0).
+    func convert(_ image: RGBImage, into frame: UnsafeMutablePointer<AVFrame>) -> Bool {
+        let w = frame.pointee.width, h = frame.pointee.height
+        guard Int(w) <= image.width, Int(h) <= image.height,
+              let ctx = context(format: AV_PIX_FMT_RGB24.rawValue, width: w, height: h, outWidth: w, outHeight: h)
+        else { return false }
+        return image.pixels.withUnsafeBufferPointer { src -> Bool in
+            var srcPlanes: [UnsafePointer<UInt8>?] = [src.baseAddress, nil, nil, nil]
+            var srcStride: [Int32] = [Int32(image.stride), 0, 0, 0]
+            let f = frame.pointee
+            var dst: [UnsafeMutablePointer<UInt8>?] = [f.data.0, f.data.1, f.data.2, f.data.3]
+            var dstStride: [Int32] = [f.linesize.0, f.linesize.1, f.linesize.2, f.linesize.3]
+            return sws_scale(ctx, &srcPlanes, &srcStride, 0, h, &dst, &dstStride) == h
+        }
+    }
 }
 
 /// Calls `body` with the frame's plane pointers and strides as swscale wants them (`const uint8_t *const[]`).

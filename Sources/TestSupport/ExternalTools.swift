@@ -54,15 +54,17 @@ public enum ExternalTools {
             try? inPipe.fileHandleForWriting.close()
         }
         // Read both pipes concurrently so a chatty child cannot fill one and block.
-        var errData = Data()
+        final class Box: @unchecked Sendable { var data = Data() }  // written before leave(), read after wait()
+        let errBox = Box()
         let group = DispatchGroup()
         group.enter()
         DispatchQueue.global().async {
-            errData = err.fileHandleForReading.readDataToEndOfFile()
+            errBox.data = err.fileHandleForReading.readDataToEndOfFile()
             group.leave()
         }
         let outData = out.fileHandleForReading.readDataToEndOfFile()
         group.wait()
+        let errData = errBox.data
         process.waitUntilExit()
         return ToolResult(status: process.terminationStatus, stdout: outData,
                           stderr: String(decoding: errData, as: UTF8.self))
@@ -99,6 +101,9 @@ public enum ExternalTools {
         let r = try run("ffprobe", ["-v", "error", "-select_streams", "v:0", "-show_entries", "frame=pts_time",
                                     "-of", "csv=p=0", path])
         guard r.status == 0 else { throw Failure.failed("ffprobe", r.status, r.stderr) }
-        return r.stdoutText.split(separator: "\n").compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
+        // Lines look like "0.040000" or "0.000000," (side data adds fields and blank lines).
+        return r.stdoutText.split(separator: "\n").compactMap { line in
+            line.split(separator: ",").first.flatMap { Double($0.trimmingCharacters(in: .whitespaces)) }
+        }
     }
 }
