@@ -1,0 +1,135 @@
+import FPNCore
+
+/// torchvision's `paste_masks_in_image` (`models/detection/roi_heads.py`) for one mask.
+///
+/// The `M x M` mask (probabilities) is zero-padded by `padding` on every side; the box is expanded about its centre
+/// by `(M + 2 padding) / M` (Float32) and truncated to integers `(bx0, by0, bx1, by1)`; the padded mask is resized
+/// bilinearly (align_corners = false, no antialias) to `h = max(by1 - by0 + 1, 1)` rows and
+/// `w = max(bx1 - bx0 + 1, 1)` columns; rows `max(by0, 0) ..< min(by1 + 1, H)` and the matching columns are pasted.
+public struct PastedMask: Sendable, Equatable {
+    /// Pasted region in image pixels: columns `x0..<x1`, rows `y0..<y1` (empty when `x1 <= x0` or `y1 <= y0`).
+    public var x0: Int, y0: Int, x1: Int, y1: Int
+    /// Region values (probabilities), row-major, `(y1 - y0) * (x1 - x0)`.
+    public var values: [Float]
+    /// Image size the region lives in.
+    public var imageHeight: Int, imageWidth: Int
+
+    /// The full `imageHeight x imageWidth` probability image (zeros outside the region), row-major.
+    public func fullImage() -> [Float] {
+        var out = [Float](repeating: 0, count: imageHeight * imageWidth)
+        let rw = x1 - x0
+        guard rw > 0, y1 > y0 else { return out }
+        for y in y0..<y1 {
+            for x in x0..<x1 { out[y * imageWidth + x] = values[(y - y0) * rw + x - x0] }
+        }
+        return out
+    }
+
+    /// The binary mask `value > threshold` (torchvision/COCO convention: strictly greater than 0.5) as COCO RLE over
+    /// the whole image, built column by column without materialising the full image.
+    public func rle(threshold: Float) -> MaskRLE {
+        var counts: [UInt32] = []
+        var current = false
+        var run: UInt32 = 0
+        @inline(__always) func push(_ v: Bool, _ n: Int) {
+            guard n > 0 else { return }
+            if v != current { counts.append(run); run = 0; current = v }
+            run += UInt32(n)
+        }
+        let rw = x1 - x0
+        let hasRegion = rw > 0 && y1 > y0
+        for x in 0..<imageWidth {
+            if !hasRegion || x < x0 || x >= x1 { push(false, imageHeight); continue }
+            push(false, y0)
+            var i = x - x0
+            for _ in y0..<y1 {
+                push(values[i] > threshold, 1)
+                i += rw
+            }
+            push(false, imageHeight - y1)
+        }
+        counts.append(run)
+        return MaskRLE(height: imageHeight, width: imageWidth, counts: counts)
+    }
+}
+
+public enum MaskPaste {
+    /// Pastes the `size x size` row-major mask `mask` for `box` (image pixels) into an `imageHeight x imageWidth`
+    /// image, exactly as torchvision (see `PastedMask`).
+    public static func paste(mask: UnsafeBufferPointer<Float>, size m: Int, box: Box,
+                             imageHeight: Int, imageWidth: Int, padding: Int = 1) -> PastedMask {
+        precondition(mask.count >= m * m)
+        let p = m + 2 * padding
+        // Padded mask.
+        var padded = [Float](repeating: 0, count: p * p)
+        for y in 0..<m {
+            for x in 0..<m { padded[(y + padding) * p + x + padding] = mask[y * m + x] }
+        }
+        // expand_boxes in Float32, then `.to(int64)` (truncation toward zero).
+        let scale = Float(Double(p) / Double(m))
+        let wHalf = (box.x2 - box.x1) * 0.5 * scale
+        let hHalf = (box.y2 - box.y1) * 0.5 * scale
+        let xc = (box.x2 + box.x1) * 0.5
+        let yc = (box.y2 + box.y1) * 0.5
+        let bx0 = Int(xc - wHalf), bx1 = Int(xc + wHalf)
+        let by0 = Int(yc - hHalf), by1 = Int(yc + hHalf)
+        let w = max(bx1 - bx0 + 1, 1)
+        let h = max(by1 - by0 + 1, 1)
+        let x0 = max(bx0, 0), x1 = min(bx1 + 1, imageWidth)
+        let y0 = max(by0, 0), y1 = min(by1 + 1, imageHeight)
+        guard x1 > x0, y1 > y0 else {
+            return PastedMask(x0: x0, y0: y0, x1: x0, y1: y0, values: [], imageHeight: imageHeight,
+                              imageWidth: imageWidth)
+        }
+        // Bilinear taps for the needed output columns/rows only (offsets into the resized w x h mask).
+        let cx = Self.linearTaps(inputSize: p, outputSize: w, range: (x0 - bx0)..<(x1 - bx0))
+        let cy = Self.linearTaps(inputSize: p, outputSize: h, range: (y0 - by0)..<(y1 - by0))
+        let rw = x1 - x0
+        var values = [Float](repeating: 0, count: (y1 - y0) * rw)
+        padded.withUnsafeBufferPointer { src in
+            if h + w <= 128 {
+                // ATen's `cpu_upsample_linear` (chosen for outputs with h + w <= 128):
+                // h0*w0*i00 + h0*w1*i01 + h1*w0*i10 + h1*w1*i11, products left to right.
+                for (r, ty) in cy.enumerated() {
+                    let row0 = ty.i0 * p, row1 = ty.i1 * p
+                    for (c, tx) in cx.enumerated() {
+                        // torch's build contracts these into FMAs; doing the same brings us within 1 ulp.
+                        var v = ty.w0 * tx.w0 * src[row0 + tx.i0]
+                        v = v.addingProduct(ty.w0 * tx.w1, src[row0 + tx.i1])
+                        v = v.addingProduct(ty.w1 * tx.w0, src[row1 + tx.i0])
+                        values[r * rw + c] = v.addingProduct(ty.w1 * tx.w1, src[row1 + tx.i1])
+                    }
+                }
+            } else {
+                // ATen's generic N-d kernel: (i00*w0 + i01*w1)*h0 + (i10*w0 + i11*w1)*h1 (FMA-contracted).
+                for (r, ty) in cy.enumerated() {
+                    let row0 = ty.i0 * p, row1 = ty.i1 * p
+                    for (c, tx) in cx.enumerated() {
+                        let t0 = (src[row0 + tx.i1] * tx.w1).addingProduct(src[row0 + tx.i0], tx.w0)
+                        let t1 = (src[row1 + tx.i1] * tx.w1).addingProduct(src[row1 + tx.i0], tx.w0)
+                        values[r * rw + c] = (t1 * ty.w1).addingProduct(t0, ty.w0)
+                    }
+                }
+            }
+        }
+        return PastedMask(x0: x0, y0: y0, x1: x1, y1: y1, values: values, imageHeight: imageHeight,
+                          imageWidth: imageWidth)
+    }
+
+    /// One output index's two source taps and weights for a bilinear resize `inputSize → outputSize`,
+    /// align_corners = false, as ATen's `compute_source_index_and_lambda` (Float32 math).
+    public struct Tap: Sendable, Equatable { public var i0: Int, i1: Int, w0: Float, w1: Float }
+
+    public static func linearTaps(inputSize: Int, outputSize: Int, range: Range<Int>) -> [Tap] {
+        if inputSize == outputSize { return range.map { Tap(i0: $0, i1: $0, w0: 1, w1: 0) } }
+        let ratio = Float(inputSize) / Float(outputSize)
+        return range.map { o in
+            // fma(ratio, o + 0.5, -0.5): torch's build contracts `scale * (dst + 0.5) - 0.5` into an FMA.
+            let real = max(Float(-0.5).addingProduct(ratio, Float(o) + 0.5), 0)
+            let i0 = min(Int(real.rounded(.down)), inputSize - 1)
+            let l1 = min(max(real - Float(i0), 0), 1)
+            let i1 = i0 + (i0 < inputSize - 1 ? 1 : 0)
+            return Tap(i0: i0, i1: i1, w0: 1 - l1, w1: l1)
+        }
+    }
+}
