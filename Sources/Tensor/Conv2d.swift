@@ -1,0 +1,377 @@
+import CBLAS
+
+/// A pair of sizes (height, width) for kernels, strides, paddings, dilations. `2` means `(2, 2)`.
+public struct Size2: Hashable, Sendable, ExpressibleByIntegerLiteral, CustomStringConvertible {
+    /// Vertical component.
+    public var h: Int
+    /// Horizontal component.
+    public var w: Int
+    /// `(h, w)`.
+    public init(_ h: Int, _ w: Int) { self.h = h; self.w = w }
+    /// The same value for both axes.
+    public init(integerLiteral value: Int) { h = value; w = value }
+    /// `3x3`.
+    public var description: String { "\(h)x\(w)" }
+}
+
+/// The activation fused into an op's epilogue.
+public enum Activation: Sendable, Hashable {
+    /// Identity.
+    case none
+    /// max(x, 0).
+    case relu
+}
+
+/// BatchNorm (or torchvision FrozenBatchNorm2d) parameters, per channel, to fold into a conv at load.
+/// y = (x - runningMean) / sqrt(runningVar + eps) * weight + bias.
+public struct BatchNormParameters: Sendable {
+    /// Gamma, `[channels]`.
+    public var weight: [Float]
+    /// Beta, `[channels]`.
+    public var bias: [Float]
+    /// `[channels]`.
+    public var runningMean: [Float]
+    /// `[channels]`.
+    public var runningVar: [Float]
+    /// Epsilon inside the square root (torchvision FrozenBN in v1 detection checkpoints: 0.0; BatchNorm2d: 1e-5).
+    public var eps: Double
+
+    /// Parameters for `channels` channels; all arrays must have that length.
+    public init(weight: [Float], bias: [Float], runningMean: [Float], runningVar: [Float], eps: Double) {
+        precondition(bias.count == weight.count && runningMean.count == weight.count && runningVar.count == weight.count,
+                     "BatchNorm parameter lengths differ")
+        self.weight = weight; self.bias = bias; self.runningMean = runningMean; self.runningVar = runningVar; self.eps = eps
+    }
+
+    /// Per-channel scale and shift: y = x * scale + shift (computed in Double, rounded once).
+    public var scaleAndShift: (scale: [Double], shift: [Double]) {
+        var scale = [Double](repeating: 0, count: weight.count), shift = scale
+        for i in weight.indices {
+            scale[i] = Double(weight[i]) / (Double(runningVar[i]) + eps).squareRoot()
+            shift[i] = Double(bias[i]) - Double(runningMean[i]) * scale[i]
+        }
+        return (scale, shift)
+    }
+}
+
+/// A 2-D convolution with torch semantics (`nn.Conv2d`): any kernel, stride, padding, dilation and groups.
+///
+/// Input `[n, inChannels, h, w]` → output `[n, outChannels, (h + 2p - d(k-1) - 1)/s + 1, ...]`.
+/// Computed as im2col + `cblas_sgemm` (a 1x1 stride-1 unpadded conv multiplies the input directly; depthwise
+/// convs, one input channel per group, use a direct loop). Bias and the activation run in the GEMM's epilogue.
+/// BatchNorm is folded into `weight`/`bias` at construction. Immutable: one instance is shared by all streams.
+public final class Conv2d: @unchecked Sendable {
+    /// `[outChannels, inChannels / groups, kernel.h, kernel.w]` (BatchNorm already folded in).
+    public let weight: Tensor
+    /// `[outChannels]`, or nil (no bias).
+    public let bias: [Float]?
+    /// Input channels.
+    public let inChannels: Int
+    /// Output channels.
+    public let outChannels: Int
+    /// Kernel size.
+    public let kernel: Size2
+    /// Stride.
+    public let stride: Size2
+    /// Zero padding on each side.
+    public let padding: Size2
+    /// Dilation.
+    public let dilation: Size2
+    /// Groups (`inChannels` for depthwise).
+    public let groups: Int
+    /// Activation applied after the bias.
+    public let activation: Activation
+
+    /// - Parameters:
+    ///   - weight: `[outChannels, inChannels / groups, kh, kw]` (torch layout).
+    ///   - bias: `[outChannels]` or nil.
+    ///   - batchNorm: when given, folded in: weight *= scale per output channel, bias = (bias - mean) * scale + beta.
+    public init(weight: Tensor, bias: [Float]? = nil, stride: Size2 = 1, padding: Size2 = 0, dilation: Size2 = 1,
+                groups: Int = 1, activation: Activation = .none, batchNorm: BatchNormParameters? = nil) {
+        precondition(weight.rank == 4, "conv weight must be [out, in/groups, kh, kw], got \(weight.shape)")
+        let oc = weight.shape[0]
+        precondition(groups >= 1 && oc % groups == 0, "outChannels \(oc) not divisible by groups \(groups)")
+        precondition(stride.h >= 1 && stride.w >= 1 && dilation.h >= 1 && dilation.w >= 1 && padding.h >= 0 && padding.w >= 0,
+                     "bad conv geometry stride \(stride) padding \(padding) dilation \(dilation)")
+        if let bias { precondition(bias.count == oc, "conv bias has \(bias.count) elements, expected \(oc)") }
+        self.outChannels = oc
+        self.inChannels = weight.shape[1] * groups
+        self.kernel = Size2(weight.shape[2], weight.shape[3])
+        self.stride = stride; self.padding = padding; self.dilation = dilation
+        self.groups = groups; self.activation = activation
+        let w = Tensor(shape: weight.shape)
+        w.copy(from: weight)
+        if let bn = batchNorm {
+            precondition(bn.weight.count == oc, "BatchNorm has \(bn.weight.count) channels, conv has \(oc)")
+            let (scale, shift) = bn.scaleAndShift
+            let per = w.count / oc
+            w.withUnsafeMutableBufferPointer { p in
+                for o in 0..<oc { for i in 0..<per { p[o * per + i] = Float(Double(p[o * per + i]) * scale[o]) } }
+            }
+            self.bias = (0..<oc).map { o in Float(Double(bias?[o] ?? 0) * scale[o] + shift[o]) }
+        } else {
+            self.bias = bias
+        }
+        self.weight = w
+    }
+
+    /// Output shape for an input shape `[n, inChannels, h, w]`.
+    public func outputShape(_ input: [Int]) -> [Int] {
+        precondition(input.count == 4 && input[1] == inChannels, "conv expects [n, \(inChannels), h, w], got \(input)")
+        let ho = (input[2] + 2 * padding.h - dilation.h * (kernel.h - 1) - 1) / stride.h + 1
+        let wo = (input[3] + 2 * padding.w - dilation.w * (kernel.w - 1) - 1) / stride.w + 1
+        precondition(ho > 0 && wo > 0, "conv \(kernel) stride \(stride) gives an empty output for input \(input)")
+        return [input[0], outChannels, ho, wo]
+    }
+
+    /// Multiply-adds × 2 of one dense forward pass on `input` (shape), for GFLOP/s figures.
+    public func flops(_ input: [Int]) -> Double {
+        let o = outputShape(input)
+        return 2 * Double(o[0] * o[1] * o[2] * o[3]) * Double(inChannels / groups * kernel.h * kernel.w)
+    }
+
+    /// Dense forward: a new output from `ws`, shape `outputShape(x.shape)`.
+    public func callAsFunction(_ x: Tensor, in ws: Workspace) -> Tensor {
+        let out = ws.tensor(outputShape(x.shape))
+        forward(x, into: out, workspace: ws)
+        return out
+    }
+
+    /// Dense forward into `out` (shape `outputShape(x.shape)`), scratch from `workspace`.
+    public func forward(_ x: Tensor, into out: Tensor, workspace: Workspace) {
+        let os = outputShape(x.shape)
+        precondition(out.shape == os, "conv output must be \(os), got \(out.shape)")
+        x.checkValid(); out.checkValid()
+        let ho = os[2], wo = os[3]
+        // One segment per output row, columns in output order: the GEMM writes straight into `out`.
+        let seg = workspace.ints(4 * ho)
+        for y in 0..<ho { seg[4 * y] = y; seg[4 * y + 1] = 0; seg[4 * y + 2] = wo; seg[4 * y + 3] = y * wo }
+        for b in 0..<x.n {
+            run(x, batch: b, segments: seg, segmentCount: ho, columns: ho * wo, dense: out, kept: nil, workspace: workspace)
+        }
+    }
+
+    /// Tile-restricted forward: computes only the output tiles `tiles` (indices into `grid`, row-major tile order)
+    /// and writes them into `kept` (shape `outputShape(x.shape)`); every other element of `kept` is left untouched.
+    /// The chosen tiles' im2col columns are gathered into one matrix, multiplied by one GEMM, and scattered.
+    /// Computing every tile gives the dense result.
+    public func forward(_ x: Tensor, tiles: [Int], grid: TileGrid, into kept: Tensor, workspace: Workspace) {
+        let os = outputShape(x.shape)
+        precondition(kept.shape == os, "conv kept output must be \(os), got \(kept.shape)")
+        precondition(grid.height == os[2] && grid.width == os[3], "tile grid \(grid) does not cover output \(os)")
+        x.checkValid(); kept.checkValid()
+        guard !tiles.isEmpty else { return }
+        var segmentCount = 0
+        for t in tiles { segmentCount += grid.rect(t).rows.count }
+        let seg = workspace.ints(4 * segmentCount)
+        var s = 0, col = 0
+        for t in tiles {
+            let r = grid.rect(t)
+            for y in r.rows {
+                seg[4 * s] = y; seg[4 * s + 1] = r.cols.lowerBound; seg[4 * s + 2] = r.cols.count; seg[4 * s + 3] = col
+                col += r.cols.count; s += 1
+            }
+        }
+        for b in 0..<x.n {
+            run(x, batch: b, segments: seg, segmentCount: segmentCount, columns: col, dense: nil, kept: kept, workspace: workspace)
+        }
+    }
+
+    // MARK: - Kernel
+
+    /// Computes the output pixels listed in `segments` (quadruples oy, ox0, length, column) for batch item `b`.
+    /// `dense`: segments cover the whole output in order; results go straight to it. `kept`: results are staged
+    /// in scratch `[outChannels, columns]` and scattered.
+    private func run(_ x: Tensor, batch b: Int, segments seg: UnsafeMutablePointer<Int>, segmentCount: Int,
+                     columns p: Int, dense: Tensor?, kept: Tensor?, workspace: Workspace) {
+        let cin = x.c, h = x.h, wi = x.w
+        let target = dense ?? kept!
+        let ho = target.h, wo = target.w
+        let xin = x.ptr + b * cin * h * wi
+        let outBase = target.ptr + b * outChannels * ho * wo
+        let cg = inChannels / groups, mg = outChannels / groups
+        let kk = kernel.h * kernel.w
+        let kg = cg * kk
+
+        if cg == 1 && groups > 1 {
+            depthwise(xin, h: h, w: wi, segments: seg, segmentCount: segmentCount, out: outBase, ho: ho, wo: wo)
+            return
+        }
+        let direct = kk == 1 && stride == 1 && padding == 0 && dense != nil
+        // Scratch layout: [im2col columns kg x p][staging outChannels x p when tile-restricted].
+        let colsSize = direct ? 0 : kg * p
+        let scratch = workspace.scratch(colsSize + (dense == nil ? outChannels * p : 0))
+        let stage = scratch + colsSize
+        let wgt = weight.ptr
+        for g in 0..<groups {
+            let xg = xin + g * cg * h * wi
+            let bMat: UnsafeMutablePointer<Float>
+            if direct {
+                bMat = xg
+            } else {
+                im2col(xg, channels: cg, h: h, w: wi, segments: seg, segmentCount: segmentCount, columns: p, into: scratch)
+                bMat = scratch
+            }
+            let cMat = dense != nil ? outBase + g * mg * ho * wo : stage + g * mg * p
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(mg), Int32(p), Int32(kg),
+                        1, wgt + g * mg * kg, Int32(kg), bMat, Int32(p), 0, cMat, Int32(p))
+        }
+        if dense != nil {
+            epilogue(outBase, plane: ho * wo)
+        } else {
+            scatter(stage, columns: p, segments: seg, segmentCount: segmentCount, out: outBase, ho: ho, wo: wo)
+        }
+    }
+
+    /// cols[r, col] for r = (c, ky, kx) and the output pixels of the segments; zero where the tap is padding.
+    private func im2col(_ x: UnsafeMutablePointer<Float>, channels: Int, h: Int, w: Int,
+                        segments seg: UnsafeMutablePointer<Int>, segmentCount: Int, columns p: Int,
+                        into cols: UnsafeMutablePointer<Float>) {
+        let kh = kernel.h, kw = kernel.w, sh = stride.h, sw = stride.w
+        let ph = padding.h, pw = padding.w, dh = dilation.h, dw = dilation.w
+        let rows = channels * kh * kw
+        Parallel.forEach(rows, cost: rows * p) { range in
+            for r in range {
+                let c = r / (kh * kw), ky = (r / kw) % kh, kx = r % kw
+                let src = x + c * h * w
+                let dstRow = cols + r * p
+                for s in 0..<segmentCount {
+                    let oy = seg[4 * s], ox0 = seg[4 * s + 1], len = seg[4 * s + 2]
+                    let d = dstRow + seg[4 * s + 3]
+                    let iy = oy * sh - ph + ky * dh
+                    if iy < 0 || iy >= h { d.update(repeating: 0, count: len); continue }
+                    let row = src + iy * w
+                    let ix0 = ox0 * sw - pw + kx * dw
+                    // Output columns j with 0 <= ix0 + j*sw < w.
+                    let jlo = ix0 >= 0 ? 0 : min(len, (-ix0 + sw - 1) / sw)
+                    let jhi = ix0 >= w ? jlo : max(jlo, min(len, (w - 1 - ix0) / sw + 1))
+                    if jlo > 0 { d.update(repeating: 0, count: jlo) }
+                    if sw == 1 {
+                        (d + jlo).update(from: row + ix0 + jlo, count: jhi - jlo)
+                    } else {
+                        var j = jlo, ix = ix0 + jlo * sw
+                        while j < jhi { d[j] = row[ix]; j += 1; ix += sw }
+                    }
+                    if jhi < len { (d + jhi).update(repeating: 0, count: len - jhi) }
+                }
+            }
+        }
+    }
+
+    /// out[oc] = act(out[oc] + bias[oc]) over one batch item's dense output planes.
+    private func epilogue(_ out: UnsafeMutablePointer<Float>, plane: Int) {
+        if bias == nil && activation == .none { return }
+        let relu = activation == .relu
+        withBias { bias in
+            Parallel.forEach(outChannels, cost: outChannels * plane) { range in
+                for oc in range {
+                    let p = out + oc * plane
+                    let b = bias?[oc] ?? 0
+                    if relu {
+                        for i in 0..<plane { let v = p[i] + b; p[i] = v > 0 ? v : 0 }
+                    } else {
+                        for i in 0..<plane { p[i] += b }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Scatters staged `[outChannels, columns]` results to their output pixels, applying bias and activation.
+    private func scatter(_ stage: UnsafeMutablePointer<Float>, columns p: Int, segments seg: UnsafeMutablePointer<Int>,
+                         segmentCount: Int, out: UnsafeMutablePointer<Float>, ho: Int, wo: Int) {
+        let relu = activation == .relu
+        withBias { bias in
+            Parallel.forEach(outChannels, cost: outChannels * p) { range in
+                for oc in range {
+                    let b = bias?[oc] ?? 0
+                    let src = stage + oc * p, plane = out + oc * ho * wo
+                    for s in 0..<segmentCount {
+                        let d = plane + seg[4 * s] * wo + seg[4 * s + 1], len = seg[4 * s + 2]
+                        let v = src + seg[4 * s + 3]
+                        if relu {
+                            for j in 0..<len { let t = v[j] + b; d[j] = t > 0 ? t : 0 }
+                        } else {
+                            for j in 0..<len { d[j] = v[j] + b }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Depthwise (one input channel per group): direct loops over the segments' output pixels, epilogue fused.
+    private func depthwise(_ x: UnsafeMutablePointer<Float>, h: Int, w: Int, segments seg: UnsafeMutablePointer<Int>,
+                           segmentCount: Int, out: UnsafeMutablePointer<Float>, ho: Int, wo: Int) {
+        let kh = kernel.h, kw = kernel.w, sh = stride.h, sw = stride.w
+        let ph = padding.h, pw = padding.w, dh = dilation.h, dw = dilation.w
+        let mult = outChannels / groups
+        let relu = activation == .relu
+        let wgt = weight.ptr
+        withBias { bias in
+            Parallel.forEach(outChannels, cost: outChannels * ho * wo * kh * kw) { range in
+                for oc in range {
+                    let src = x + (oc / mult) * h * w
+                    let k = wgt + oc * kh * kw
+                    let plane = out + oc * ho * wo
+                    let b = bias?[oc] ?? 0
+                    for s in 0..<segmentCount {
+                        let oy = seg[4 * s], ox0 = seg[4 * s + 1], len = seg[4 * s + 2]
+                        for ox in ox0..<(ox0 + len) {
+                            var acc: Float = 0
+                            for ky in 0..<kh {
+                                let iy = oy * sh - ph + ky * dh
+                                if iy < 0 || iy >= h { continue }
+                                for kx in 0..<kw {
+                                    let ix = ox * sw - pw + kx * dw
+                                    if ix < 0 || ix >= w { continue }
+                                    acc += src[iy * w + ix] * k[ky * kw + kx]
+                                }
+                            }
+                            let v = acc + b
+                            plane[oy * wo + ox] = relu && v < 0 ? 0 : v
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private func withBias<R>(_ body: (UnsafeBufferPointer<Float>?) -> R) -> R {
+        if let bias { return bias.withUnsafeBufferPointer { body($0) } }
+        return body(nil)
+    }
+}
+
+/// A grid of rectangular tiles over a conv output of `height` x `width` (edge tiles may be smaller).
+/// Tile index = row * columns + column (row-major).
+public struct TileGrid: Hashable, Sendable, CustomStringConvertible {
+    /// Output height covered.
+    public let height: Int
+    /// Output width covered.
+    public let width: Int
+    /// Tile size (rows, columns of pixels).
+    public let tile: Size2
+    /// Number of tile rows.
+    public var rows: Int { (height + tile.h - 1) / tile.h }
+    /// Number of tile columns.
+    public var columns: Int { (width + tile.w - 1) / tile.w }
+    /// Number of tiles.
+    public var count: Int { rows * columns }
+
+    /// A grid over an output of `height` x `width` pixels with tiles of `tile` (default 16x16).
+    public init(height: Int, width: Int, tile: Size2 = 16) {
+        precondition(height > 0 && width > 0 && tile.h > 0 && tile.w > 0, "bad tile grid \(height)x\(width) / \(tile)")
+        self.height = height; self.width = width; self.tile = tile
+    }
+
+    /// The pixel rows and columns covered by tile `index`.
+    public func rect(_ index: Int) -> (rows: Range<Int>, cols: Range<Int>) {
+        precondition(index >= 0 && index < count, "tile \(index) outside grid of \(count)")
+        let ty = index / columns, tx = index % columns
+        return (ty * tile.h..<min(height, (ty + 1) * tile.h), tx * tile.w..<min(width, (tx + 1) * tile.w))
+    }
+
+    /// `64x80 / 16x16 (4x5 tiles)`.
+    public var description: String { "\(height)x\(width) / \(tile) (\(rows)x\(columns) tiles)" }
+}

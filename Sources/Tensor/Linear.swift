@@ -1,0 +1,174 @@
+import CBLAS
+
+/// A fully connected layer (torch `nn.Linear`): y = x Wᵀ + b, with optional fused activation.
+/// Input `[rows, ...]` is read as `[rows, inFeatures]` (so `[R, 256, 7, 7]` flattens like `torch.flatten(x, 1)`);
+/// output `[rows, outFeatures]`. One GEMM (`cblas_sgemm`, B transposed). Immutable, shared by streams.
+public final class Linear: @unchecked Sendable {
+    /// `[outFeatures, inFeatures]` (torch layout).
+    public let weight: Tensor
+    /// `[outFeatures]` or nil.
+    public let bias: [Float]?
+    /// Activation after the bias.
+    public let activation: Activation
+    /// Input features.
+    public var inFeatures: Int { weight.shape[1] }
+    /// Output features.
+    public var outFeatures: Int { weight.shape[0] }
+
+    /// - Parameters: `weight` `[out, in]`, `bias` `[out]` or nil.
+    public init(weight: Tensor, bias: [Float]? = nil, activation: Activation = .none) {
+        precondition(weight.rank == 2, "linear weight must be [out, in], got \(weight.shape)")
+        if let bias { precondition(bias.count == weight.shape[0], "linear bias has \(bias.count) elements, expected \(weight.shape[0])") }
+        let w = Tensor(shape: weight.shape)
+        w.copy(from: weight)
+        self.weight = w; self.bias = bias; self.activation = activation
+    }
+
+    /// 2·rows·in·out.
+    public func flops(rows: Int) -> Double { 2 * Double(rows * inFeatures * outFeatures) }
+
+    /// y into `out` `[rows, outFeatures]`.
+    public func forward(_ x: Tensor, into out: Tensor) {
+        let rows = x.shape[0]
+        precondition(x.count == rows * inFeatures, "linear(\(inFeatures)) on \(x.shape)")
+        precondition(out.shape == [rows, outFeatures], "linear output must be [\(rows), \(outFeatures)], got \(out.shape)")
+        x.checkValid(); out.checkValid()
+        guard rows > 0 else { return }
+        let o = outFeatures, dst = out.ptr
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(o), Int32(inFeatures),
+                    1, x.ptr, Int32(inFeatures), weight.ptr, Int32(inFeatures), 0, dst, Int32(o))
+        if bias == nil && activation == .none { return }
+        let relu = activation == .relu
+        withBias { b in
+            for r in 0..<rows {
+                for j in 0..<o {
+                    let v = dst[r * o + j] + (b?[j] ?? 0)
+                    dst[r * o + j] = relu && v < 0 ? 0 : v
+                }
+            }
+        }
+    }
+
+    /// y from `ws`.
+    public func callAsFunction(_ x: Tensor, in ws: Workspace) -> Tensor {
+        let out = ws.tensor([x.shape[0], outFeatures]); forward(x, into: out); return out
+    }
+
+    private func withBias<R>(_ body: (UnsafeBufferPointer<Float>?) -> R) -> R {
+        if let bias { return bias.withUnsafeBufferPointer { body($0) } }
+        return body(nil)
+    }
+}
+
+/// A transposed convolution (torch `nn.ConvTranspose2d`): weight `[inChannels, outChannels / groups, kh, kw]`.
+/// Output size per axis: (in - 1)·stride - 2·padding + dilation·(k - 1) + outputPadding + 1.
+/// out[oc, iy·s - p + ky·d, ix·s - p + kx·d] += Σ_ic x[ic, iy, ix] · W[ic, oc, ky, kx], plus bias, then activation.
+/// Computed as one GEMM per group (columns = Wᵀ x) followed by col2im accumulation.
+public final class ConvTranspose2d: @unchecked Sendable {
+    /// `[inChannels, outChannels / groups, kh, kw]` (torch layout).
+    public let weight: Tensor
+    /// `[outChannels]` or nil.
+    public let bias: [Float]?
+    /// Input channels.
+    public var inChannels: Int { weight.shape[0] }
+    /// Output channels.
+    public var outChannels: Int { weight.shape[1] * groups }
+    /// Kernel size.
+    public var kernel: Size2 { Size2(weight.shape[2], weight.shape[3]) }
+    /// Stride.
+    public let stride: Size2
+    /// Padding removed from each side of the full output.
+    public let padding: Size2
+    /// Extra rows/columns added at the bottom/right.
+    public let outputPadding: Size2
+    /// Dilation.
+    public let dilation: Size2
+    /// Groups.
+    public let groups: Int
+    /// Activation after the bias.
+    public let activation: Activation
+
+    /// - Parameters: `weight` `[in, out/groups, kh, kw]`, `bias` `[out]` or nil.
+    public init(weight: Tensor, bias: [Float]? = nil, stride: Size2 = 1, padding: Size2 = 0, outputPadding: Size2 = 0,
+                dilation: Size2 = 1, groups: Int = 1, activation: Activation = .none) {
+        precondition(weight.rank == 4, "conv-transpose weight must be [in, out/groups, kh, kw], got \(weight.shape)")
+        precondition(groups >= 1 && weight.shape[0] % groups == 0, "inChannels \(weight.shape[0]) not divisible by groups \(groups)")
+        precondition(stride.h >= 1 && stride.w >= 1 && dilation.h >= 1 && dilation.w >= 1 && padding.h >= 0 && padding.w >= 0
+                     && outputPadding.h >= 0 && outputPadding.w >= 0 && (outputPadding.h < stride.h || outputPadding.h < dilation.h)
+                     && (outputPadding.w < stride.w || outputPadding.w < dilation.w),
+                     "bad conv-transpose geometry stride \(stride) padding \(padding) output padding \(outputPadding)")
+        if let bias { precondition(bias.count == weight.shape[1] * groups, "conv-transpose bias has \(bias.count) elements") }
+        let w = Tensor(shape: weight.shape)
+        w.copy(from: weight)
+        self.weight = w; self.bias = bias; self.stride = stride; self.padding = padding
+        self.outputPadding = outputPadding; self.dilation = dilation; self.groups = groups; self.activation = activation
+    }
+
+    /// Output shape for input `[n, inChannels, h, w]`.
+    public func outputShape(_ input: [Int]) -> [Int] {
+        precondition(input.count == 4 && input[1] == inChannels, "conv-transpose expects [n, \(inChannels), h, w], got \(input)")
+        let ho = (input[2] - 1) * stride.h - 2 * padding.h + dilation.h * (kernel.h - 1) + outputPadding.h + 1
+        let wo = (input[3] - 1) * stride.w - 2 * padding.w + dilation.w * (kernel.w - 1) + outputPadding.w + 1
+        precondition(ho > 0 && wo > 0, "conv-transpose gives an empty output for \(input)")
+        return [input[0], outChannels, ho, wo]
+    }
+
+    /// 2·n·in·(out/groups)·kh·kw·h·w.
+    public func flops(_ input: [Int]) -> Double {
+        2 * Double(input[0] * inChannels * (outChannels / groups) * kernel.h * kernel.w * input[2] * input[3])
+    }
+
+    /// Forward into `out` (shape `outputShape(x.shape)`), scratch from `workspace`.
+    public func forward(_ x: Tensor, into out: Tensor, workspace: Workspace) {
+        let os = outputShape(x.shape)
+        precondition(out.shape == os, "conv-transpose output must be \(os), got \(out.shape)")
+        x.checkValid(); out.checkValid()
+        let h = x.h, w = x.w, ho = os[2], wo = os[3], hw = h * w
+        let cg = inChannels / groups, mg = outChannels / groups
+        let kh = kernel.h, kw = kernel.w, rows = mg * kh * kw
+        let cols = workspace.scratch(rows * hw)
+        let (sh, sw, ph, pw, dh, dw) = (stride.h, stride.w, padding.h, padding.w, dilation.h, dilation.w)
+        let relu = activation == .relu
+        for b in 0..<x.n {
+            let xb = x.ptr + b * inChannels * hw, ob = out.ptr + b * outChannels * ho * wo
+            for g in 0..<groups {
+                // cols[(oc, ky, kx), pixel] = Σ_ic W[ic, (oc, ky, kx)] x[ic, pixel]
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(rows), Int32(hw), Int32(cg),
+                            1, weight.ptr + g * cg * rows, Int32(rows), xb + g * cg * hw, Int32(hw), 0, cols, Int32(hw))
+                withBias { bias in
+                    Parallel.forEach(mg, cost: rows * hw) { range in
+                        for m in range {
+                            let oc = g * mg + m
+                            let plane = ob + oc * ho * wo
+                            plane.update(repeating: bias?[oc] ?? 0, count: ho * wo)
+                            for ky in 0..<kh {
+                                for kx in 0..<kw {
+                                    let c = cols + ((m * kh + ky) * kw + kx) * hw
+                                    for iy in 0..<h {
+                                        let oy = iy * sh - ph + ky * dh
+                                        if oy < 0 || oy >= ho { continue }
+                                        for ix in 0..<w {
+                                            let ox = ix * sw - pw + kx * dw
+                                            if ox >= 0 && ox < wo { plane[oy * wo + ox] += c[iy * w + ix] }
+                                        }
+                                    }
+                                }
+                            }
+                            if relu { for i in 0..<(ho * wo) where plane[i] < 0 { plane[i] = 0 } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forward with the output from `ws`.
+    public func callAsFunction(_ x: Tensor, in ws: Workspace) -> Tensor {
+        let out = ws.tensor(outputShape(x.shape)); forward(x, into: out, workspace: ws); return out
+    }
+
+    private func withBias<R>(_ body: (UnsafeBufferPointer<Float>?) -> R) -> R {
+        if let bias { return bias.withUnsafeBufferPointer { body($0) } }
+        return body(nil)
+    }
+}

@@ -1,0 +1,141 @@
+import Foundation
+
+// MARK: - Pooling and resizing (NCHW, planes processed in parallel)
+
+extension Ops {
+    /// Output shape of `maxPool2d` (torch `max_pool2d`, ceil_mode false): `[n, c, (h + 2p - k)/s + 1, ...]`.
+    public static func maxPool2dShape(_ input: [Int], kernel: Size2, stride: Size2, padding: Size2 = 0) -> [Int] {
+        precondition(input.count == 4, "max-pool expects NCHW, got \(input)")
+        precondition(kernel.h >= 1 && kernel.w >= 1 && stride.h >= 1 && stride.w >= 1, "bad max-pool \(kernel)/\(stride)")
+        precondition(padding.h * 2 <= kernel.h && padding.w * 2 <= kernel.w, "max-pool padding \(padding) > kernel/2")
+        let ho = (input[2] + 2 * padding.h - kernel.h) / stride.h + 1
+        let wo = (input[3] + 2 * padding.w - kernel.w) / stride.w + 1
+        precondition(ho > 0 && wo > 0, "max-pool \(kernel) gives an empty output for \(input)")
+        return [input[0], input[1], ho, wo]
+    }
+
+    /// Max over each window; padding never wins (torch pads with -inf). `kernel 1, stride 2` subsamples.
+    public static func maxPool2d(_ x: Tensor, kernel: Size2, stride: Size2, padding: Size2 = 0, into out: Tensor) {
+        let os = maxPool2dShape(x.shape, kernel: kernel, stride: stride, padding: padding)
+        precondition(out.shape == os, "max-pool output must be \(os), got \(out.shape)")
+        x.checkValid(); out.checkValid()
+        let h = x.h, w = x.w, ho = os[2], wo = os[3]
+        let src = x.ptr, dst = out.ptr
+        Parallel.forEach(x.n * x.c, cost: out.count * kernel.h * kernel.w) { planes in
+            for pl in planes {
+                let s = src + pl * h * w, d = dst + pl * ho * wo
+                for oy in 0..<ho {
+                    let y0 = oy * stride.h - padding.h
+                    let ylo = max(y0, 0), yhi = min(y0 + kernel.h, h)
+                    for ox in 0..<wo {
+                        let x0 = ox * stride.w - padding.w
+                        let xlo = max(x0, 0), xhi = min(x0 + kernel.w, w)
+                        var m = -Float.infinity
+                        for y in ylo..<yhi { for xx in xlo..<xhi { let v = s[y * w + xx]; if v > m || v.isNaN { m = v } } }
+                        d[oy * wo + ox] = m
+                    }
+                }
+            }
+        }
+    }
+
+    /// Mean over each plane: `[n, c, h, w]` → `[n, c, 1, 1]` (Double accumulation).
+    public static func globalAveragePool(_ x: Tensor, into out: Tensor) {
+        precondition(x.rank == 4 && out.shape == [x.n, x.c, 1, 1], "global average pool \(x.shape) into \(out.shape)")
+        x.checkValid(); out.checkValid()
+        let plane = x.h * x.w, src = x.ptr, dst = out.ptr
+        Parallel.forEach(x.n * x.c, cost: x.count) { planes in
+            for pl in planes {
+                var acc = 0.0
+                let s = src + pl * plane
+                for i in 0..<plane { acc += Double(s[i]) }
+                dst[pl] = Float(acc / Double(plane))
+            }
+        }
+    }
+
+    /// Nearest-neighbour resize to `out`'s height and width, torch `interpolate(mode="nearest", size=...)`:
+    /// src = min(floor(dst * in / out), in - 1) per axis (computed as torch does, in Float scale).
+    public static func upsampleNearest(_ x: Tensor, into out: Tensor) {
+        precondition(x.rank == 4 && out.rank == 4 && out.n == x.n && out.c == x.c, "nearest \(x.shape) into \(out.shape)")
+        x.checkValid(); out.checkValid()
+        let h = x.h, w = x.w, ho = out.h, wo = out.w
+        // torch: scale = (float)in / out; src = min((int)floorf(dst * scale), in - 1).
+        let sy = Float(h) / Float(ho), sx = Float(w) / Float(wo)
+        let src = x.ptr, dst = out.ptr
+        Parallel.forEach(x.n * x.c, cost: out.count) { planes in
+            for pl in planes {
+                let s = src + pl * h * w, d = dst + pl * ho * wo
+                for oy in 0..<ho {
+                    let iy = min(Int(floorf(Float(oy) * sy)), h - 1)
+                    for ox in 0..<wo {
+                        d[oy * wo + ox] = s[iy * w + min(Int(floorf(Float(ox) * sx)), w - 1)]
+                    }
+                }
+            }
+        }
+    }
+
+    /// Bilinear resize to `out`'s height and width, torch `interpolate(mode="bilinear", align_corners=False)`
+    /// without antialias: src = max((dst + 0.5) * in / out - 0.5, 0), i0 = floor(src), i1 = min(i0 + 1, in - 1).
+    public static func resizeBilinear(_ x: Tensor, into out: Tensor) {
+        precondition(x.rank == 4 && out.rank == 4 && out.n == x.n && out.c == x.c, "bilinear \(x.shape) into \(out.shape)")
+        x.checkValid(); out.checkValid()
+        let h = x.h, w = x.w, ho = out.h, wo = out.w
+        let ys = bilinearTaps(input: h, output: ho), xs = bilinearTaps(input: w, output: wo)
+        let src = x.ptr, dst = out.ptr
+        ys.withUnsafeBufferPointer { ys in
+            xs.withUnsafeBufferPointer { xs in
+                Parallel.forEach(x.n * x.c, cost: out.count * 4) { planes in
+                    for pl in planes {
+                        let s = src + pl * h * w, d = dst + pl * ho * wo
+                        for oy in 0..<ho {
+                            let ty = ys[oy], r0 = s + ty.i0 * w, r1 = s + ty.i1 * w
+                            let wy1 = ty.weight, wy0 = 1 - wy1
+                            for ox in 0..<wo {
+                                let tx = xs[ox], wx1 = tx.weight, wx0 = 1 - wx1
+                                d[oy * wo + ox] = wy0 * (wx0 * r0[tx.i0] + wx1 * r0[tx.i1])
+                                    + wy1 * (wx0 * r1[tx.i0] + wx1 * r1[tx.i1])
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Source taps of bilinear resizing along one axis (align_corners false, as torch's CPU kernel: Float math).
+    static func bilinearTaps(input: Int, output: Int) -> [(i0: Int, i1: Int, weight: Float)] {
+        let scale = Float(input) / Float(output)
+        return (0..<output).map { o in
+            let src = max((Float(o) + 0.5) * scale - 0.5, 0)
+            let i0 = min(Int(src), input - 1)
+            return (i0, min(i0 + 1, input - 1), src - Float(i0))
+        }
+    }
+}
+
+extension Tensor {
+    /// Max pool (stride defaults to the kernel): `[n, c, h, w]` → `Ops.maxPool2dShape`.
+    public func maxPool2d(kernel: Size2, stride: Size2? = nil, padding: Size2 = 0, in ws: Workspace) -> Tensor {
+        let s = stride ?? kernel
+        let out = ws.tensor(Ops.maxPool2dShape(shape, kernel: kernel, stride: s, padding: padding))
+        Ops.maxPool2d(self, kernel: kernel, stride: s, padding: padding, into: out)
+        return out
+    }
+
+    /// `[n, c, h, w]` → `[n, c, 1, 1]` plane means.
+    public func globalAveragePool(in ws: Workspace) -> Tensor {
+        let out = ws.tensor([n, c, 1, 1]); Ops.globalAveragePool(self, into: out); return out
+    }
+
+    /// Nearest resize to an explicit size: `[n, c, h, w]` → `[n, c, height, width]` (torch semantics).
+    public func upsampleNearest(height: Int, width: Int, in ws: Workspace) -> Tensor {
+        let out = ws.tensor([n, c, height, width]); Ops.upsampleNearest(self, into: out); return out
+    }
+
+    /// Bilinear resize (align_corners false): `[n, c, h, w]` → `[n, c, height, width]`.
+    public func resizeBilinear(height: Int, width: Int, in ws: Workspace) -> Tensor {
+        let out = ws.tensor([n, c, height, width]); Ops.resizeBilinear(self, into: out); return out
+    }
+}

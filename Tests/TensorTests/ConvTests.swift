@@ -1,0 +1,145 @@
+import XCTest
+@testable import Tensor
+
+final class ConvTests: XCTestCase {
+    struct Case {
+        var n = 1, c = 3, h = 11, w = 13, oc = 5, k = Size2(3, 3)
+        var stride: Size2 = 1, padding: Size2 = 0, dilation: Size2 = 1, groups = 1, bias = true, relu = false
+    }
+
+    private func check(_ t: Case, seed: UInt64, file: StaticString = #filePath, line: UInt = #line) {
+        var rng = SeededRandom(seed)
+        let x = rng.tensor([t.n, t.c, t.h, t.w])
+        let wt = rng.tensor([t.oc, t.c / t.groups, t.k.h, t.k.w])
+        let b = t.bias ? rng.floats(t.oc) : nil
+        let conv = Conv2d(weight: wt, bias: b, stride: t.stride, padding: t.padding, dilation: t.dilation,
+                          groups: t.groups, activation: t.relu ? .relu : .none)
+        let ws = Workspace()
+        let y = conv(x, in: ws)
+        let ref = Ref.conv2d(x, wt, bias: b, stride: t.stride, padding: t.padding, dilation: t.dilation, groups: t.groups, relu: t.relu)
+        assertClose(y, ref.data, shape: ref.shape, "conv \(t)", file: file, line: line)
+        XCTAssertEqual(conv.outputShape(x.shape), ref.shape, file: file, line: line)
+    }
+
+    func testGeneralConvolutions() {
+        let cases: [Case] = [
+            Case(),                                                            // 3x3 valid
+            Case(k: 3, padding: 1, relu: true),                                // same padding + relu
+            Case(c: 4, h: 17, w: 9, oc: 6, k: 3, stride: 2, padding: 1),       // strided
+            Case(c: 3, h: 23, w: 19, oc: 4, k: 7, stride: 2, padding: 3, bias: false, relu: true), // ResNet stem
+            Case(c: 2, h: 12, w: 15, oc: 3, k: Size2(3, 5), stride: Size2(2, 1), padding: Size2(1, 2)), // non-square
+            Case(c: 4, h: 14, w: 13, oc: 4, k: 3, padding: 2, dilation: 2),   // dilated
+            Case(c: 3, h: 9, w: 10, oc: 2, k: 3, stride: 3, padding: 2, dilation: Size2(1, 3)),
+            Case(c: 6, h: 10, w: 11, oc: 9, k: 3, padding: 1, groups: 3),      // grouped
+            Case(n: 2, c: 5, h: 8, w: 7, oc: 3, k: 3, padding: 1, relu: true), // batch 2
+            Case(c: 3, h: 5, w: 4, oc: 2, k: 5, padding: 2),                   // kernel larger than a side after pad
+        ]
+        for (i, c) in cases.enumerated() { check(c, seed: UInt64(i + 1)) }
+    }
+
+    func testOneByOneDirectGEMMAndStrided() {
+        check(Case(c: 7, h: 9, w: 11, oc: 5, k: 1), seed: 11)                              // direct GEMM path
+        check(Case(n: 2, c: 7, h: 9, w: 11, oc: 5, k: 1, groups: 1, relu: true), seed: 12)
+        check(Case(c: 8, h: 9, w: 11, oc: 6, k: 1, stride: 2, bias: false), seed: 13)       // downsample 1x1/2
+        check(Case(c: 4, h: 6, w: 5, oc: 3, k: 1, padding: 1), seed: 14)                    // 1x1 with padding → im2col
+        check(Case(c: 6, h: 7, w: 5, oc: 4, k: 1, groups: 2), seed: 15)                     // grouped 1x1 direct
+    }
+
+    func testDepthwise() {
+        check(Case(c: 5, h: 12, w: 9, oc: 5, k: 3, padding: 1, groups: 5, relu: true), seed: 21)
+        check(Case(c: 4, h: 13, w: 11, oc: 8, k: 3, stride: 2, padding: 1, groups: 4), seed: 22)   // multiplier 2
+        check(Case(n: 2, c: 3, h: 10, w: 10, oc: 3, k: 5, padding: 4, dilation: 2, groups: 3), seed: 23)
+    }
+
+    func testBatchNormFolding() {
+        var rng = SeededRandom(31)
+        let x = rng.tensor([1, 4, 9, 8]), wt = rng.tensor([6, 4, 3, 3])
+        let bn = BatchNormParameters(weight: rng.floats(6, 0.5, 1.5), bias: rng.floats(6), runningMean: rng.floats(6),
+                                     runningVar: rng.floats(6, 0.1, 2), eps: 1e-5)
+        for eps in [1e-5, 0.0] {
+            var p = bn; p.eps = eps
+            let conv = Conv2d(weight: wt, padding: 1, activation: .relu, batchNorm: p)
+            let y = conv(x, in: Workspace())
+            var ref = Ref.conv2d(x, wt, bias: nil, stride: 1, padding: 1, dilation: 1, groups: 1, relu: false)
+            let plane = ref.shape[2] * ref.shape[3]
+            for o in 0..<6 {
+                let s = Double(p.weight[o]) / (Double(p.runningVar[o]) + eps).squareRoot()
+                for i in 0..<plane {
+                    let v = (ref.data[o * plane + i] - Double(p.runningMean[o])) * s + Double(p.bias[o])
+                    ref.data[o * plane + i] = max(v, 0)
+                }
+            }
+            assertClose(y, ref.data, shape: ref.shape, "BN folded, eps \(eps)")
+        }
+        // Folding into a conv that already has a bias.
+        let b = rng.floats(6)
+        let conv = Conv2d(weight: wt, bias: b, batchNorm: bn)
+        XCTAssertEqual(Double(conv.bias![2]), (Double(b[2]) - Double(bn.runningMean[2])) * bn.scaleAndShift.scale[2] + Double(bn.bias[2]),
+                       accuracy: 1e-5)
+    }
+
+    func testFlopsCount() {
+        let conv = Conv2d(weight: Tensor(shape: [64, 3, 7, 7]), stride: 2, padding: 3)
+        XCTAssertEqual(conv.outputShape([1, 3, 384, 640]), [1, 64, 192, 320])
+        XCTAssertEqual(conv.flops([1, 3, 384, 640]), 2.0 * 64 * 192 * 320 * 147)
+    }
+
+    // MARK: Tiles
+
+    private func tileSetup(_ seed: UInt64, k: Int = 3, stride: Int = 1, groups: Int = 1, c: Int = 4, oc: Int = 6)
+        -> (x: Tensor, conv: Conv2d, dense: Tensor, ws: Workspace) {
+        var rng = SeededRandom(seed)
+        let x = rng.tensor([1, c, 37, 29])
+        let conv = Conv2d(weight: rng.tensor([oc, c / groups, k, k]), bias: rng.floats(oc), stride: Size2(stride, stride),
+                          padding: Size2(k / 2, k / 2), groups: groups, activation: .relu)
+        let ws = Workspace()
+        return (x, conv, conv(x, in: ws), ws)
+    }
+
+    func testAllTilesEqualDense() {
+        for (i, cfg) in [(3, 1, 1, 4, 6), (1, 1, 1, 4, 6), (3, 2, 1, 4, 6), (3, 1, 4, 4, 4), (7, 2, 1, 3, 5)].enumerated() {
+            let (x, conv, dense, ws) = tileSetup(UInt64(40 + i), k: cfg.0, stride: cfg.1, groups: cfg.2, c: cfg.3, oc: cfg.4)
+            for tile in [Size2(16, 16), Size2(5, 7)] {
+                let grid = TileGrid(height: dense.h, width: dense.w, tile: tile)
+                let kept = Tensor(shape: dense.shape, repeating: .nan)
+                conv.forward(x, tiles: Array(0..<grid.count), grid: grid, into: kept, workspace: ws)
+                let a = kept.array, d = dense.array
+                let worst = zip(a, d).map { abs($0 - $1) }.max()!
+                XCTAssert(worst <= 1e-6, "config \(cfg) tile \(tile): max diff \(worst)")
+            }
+        }
+    }
+
+    func testSubsetOfTilesChangesOnlyThoseTiles() {
+        let (x, conv, dense, ws) = tileSetup(50)
+        let grid = TileGrid(height: dense.h, width: dense.w, tile: Size2(8, 8))   // 37x29 → 5x4 tiles, ragged edges
+        XCTAssertEqual(grid.rows, 5); XCTAssertEqual(grid.columns, 4)
+        let chosen = [0, 6, 19, 13]
+        let sentinel: Float = -12345
+        let kept = Tensor(shape: dense.shape, repeating: sentinel)
+        conv.forward(x, tiles: chosen, grid: grid, into: kept, workspace: ws)
+        let a = kept.array, d = dense.array
+        var inside = 0
+        for ch in 0..<dense.c { for y in 0..<dense.h { for xx in 0..<dense.w {
+            let t = (y / 8) * grid.columns + xx / 8
+            let i = (ch * dense.h + y) * dense.w + xx
+            if chosen.contains(t) {
+                inside += 1
+                XCTAssertEqual(a[i], d[i], accuracy: 1e-6, "tile \(t) pixel (\(y),\(xx)) ch \(ch)")
+            } else {
+                XCTAssertEqual(a[i], sentinel, "untouched pixel (\(y),\(xx)) ch \(ch) outside chosen tiles")
+            }
+        } } }
+        // 3 full 8x8 tiles (0, 6, 13) + corner tile 19 (5 rows x 5 cols), per channel.
+        XCTAssertEqual(inside, dense.c * (3 * 64 + 5 * 5))
+    }
+
+    func testTileGridGeometry() {
+        let g = TileGrid(height: 37, width: 29, tile: 16)
+        XCTAssertEqual(g.count, 6)
+        XCTAssertEqual(g.rect(5).rows, 32..<37)
+        XCTAssertEqual(g.rect(5).cols, 16..<29)
+        XCTAssertEqual(g.rect(1).cols, 16..<29)
+        XCTAssertEqual(g.rect(2).rows, 16..<32)
+    }
+}

@@ -1,0 +1,168 @@
+import Foundation
+import XCTest
+@testable import Tensor
+
+final class OpsTests: XCTestCase {
+    func testMaxPool() {
+        var rng = SeededRandom(101)
+        let x = rng.tensor([2, 3, 13, 11])
+        for (k, s, p) in [(Size2(3, 3), Size2(2, 2), Size2(1, 1)), (1, 2, 0), (2, 2, 0), (Size2(3, 2), Size2(1, 2), Size2(1, 0))] {
+            let y = x.maxPool2d(kernel: k, stride: s, padding: p, in: Workspace())
+            let ref = Ref.maxPool(x, kernel: k, stride: s, padding: p)
+            assertClose(y, ref.data, shape: ref.shape, tol: 0, "maxpool k\(k) s\(s) p\(p)")
+        }
+        // Kernel 1 stride 2 is LastLevelMaxPool: out[y, x] = in[2y, 2x].
+        let p6 = x.maxPool2d(kernel: 1, stride: 2, in: Workspace())
+        XCTAssertEqual(p6.shape, [2, 3, 7, 6])
+        XCTAssertEqual(p6[1, 2, 3, 5], x[1, 2, 6, 10])
+    }
+
+    func testAddMulDivAffineClip() {
+        var rng = SeededRandom(102)
+        let a = rng.tensor([1, 5, 7, 9]), b = rng.tensor([1, 5, 7, 9], 0.5, 2)
+        let ws = Workspace()
+        let av = a.array.map(Double.init), bv = b.array.map(Double.init)
+        assertClose(a.add(b, in: ws), zip(av, bv).map { $0 + $1 }, shape: a.shape, tol: 1e-7, "add")
+        assertClose(a.add(b, activation: .relu, in: ws), zip(av, bv).map { max($0 + $1, 0) }, shape: a.shape, tol: 1e-7, "add relu")
+        assertClose(a.mul(b, in: ws), zip(av, bv).map { $0 * $1 }, shape: a.shape, tol: 1e-7, "mul")
+        assertClose(a.div(b, in: ws), zip(av, bv).map { $0 / $1 }, shape: a.shape, tol: 1e-6, "div")
+        assertClose(a.affine(scale: 3, shift: -1, in: ws), av.map { $0 * 3 - 1 }, shape: a.shape, tol: 1e-6, "affine")
+        assertClose(a.clip(lower: -0.25, upper: 0.5, in: ws), av.map { min(max($0, -0.25), 0.5) }, shape: a.shape, tol: 0, "clip")
+        assertClose(a.relu(in: ws), av.map { max($0, 0) }, shape: a.shape, tol: 0, "relu")
+        // In place.
+        let c = Tensor(shape: a.shape); c.copy(from: a)
+        Ops.add(c, b, into: c)
+        assertClose(c, zip(av, bv).map { $0 + $1 }, shape: a.shape, tol: 1e-7, "add in place")
+    }
+
+    func testLargeElementwiseRunsInParallelCorrectly() {
+        var rng = SeededRandom(103)
+        let a = rng.tensor([1, 64, 61, 67]), b = rng.tensor([1, 64, 61, 67])
+        let y = a.add(b, activation: .relu, in: Workspace())
+        let av = a.array, bv = b.array, yv = y.array
+        XCTAssertEqual(yv.count, av.count)
+        XCTAssertTrue(yv.indices.allSatisfy { yv[$0] == max(av[$0] + bv[$0], 0) })
+    }
+
+    func testSigmoidAndSoftmax() {
+        var rng = SeededRandom(104)
+        let x = rng.tensor([2, 7, 3, 5], -30, 30)
+        let ws = Workspace()
+        assertClose(x.sigmoid(in: ws), x.array.map { 1 / (1 + exp(-Double($0))) }, shape: x.shape, tol: 1e-6, "sigmoid")
+        for dim in 0..<4 {
+            let y = x.softmax(dim: dim, in: ws)
+            let s = x.shape, xv = x.array.map(Double.init)
+            var ref = [Double](repeating: 0, count: xv.count)
+            let inner = s[(dim + 1)...].reduce(1, *), len = s[dim]
+            for o in 0..<(xv.count / (len * inner)) { for i in 0..<inner {
+                let idx = (0..<len).map { o * len * inner + $0 * inner + i }
+                let m = idx.map { xv[$0] }.max()!
+                let z = idx.map { exp(xv[$0] - m) }.reduce(0, +)
+                for j in idx { ref[j] = exp(xv[j] - m) / z }
+            } }
+            assertClose(y, ref, shape: s, tol: 1e-6, "softmax dim \(dim)")
+        }
+    }
+
+    func testNearestUpsampleExplicitSize() {
+        var rng = SeededRandom(105)
+        let x = rng.tensor([1, 3, 5, 7])
+        for (h, w) in [(10, 14), (13, 17), (5, 7), (3, 4), (11, 15)] {
+            assertClose(x.upsampleNearest(height: h, width: w, in: Workspace()), Ref.nearest(x, h, w),
+                        shape: [1, 3, h, w], tol: 0, "nearest \(h)x\(w)")
+        }
+        // FPN case: 25 → 50 is exact doubling: out[y] = in[y / 2].
+        let y = x.upsampleNearest(height: 10, width: 14, in: Workspace())
+        XCTAssertEqual(y[0, 1, 9, 13], x[0, 1, 4, 6])
+    }
+
+    func testBilinearResize() {
+        var rng = SeededRandom(106)
+        let x = rng.tensor([2, 3, 9, 13])
+        for (h, w) in [(18, 26), (7, 5), (20, 11), (9, 13), (1, 1), (31, 40)] {
+            assertClose(x.resizeBilinear(height: h, width: w, in: Workspace()), Ref.bilinear(x, h, w),
+                        shape: [2, 3, h, w], tol: 1e-6, "bilinear \(h)x\(w)")
+        }
+    }
+
+    func testLinear() {
+        var rng = SeededRandom(107)
+        let x = rng.tensor([5, 3, 2, 3]), w = rng.tensor([7, 18]), b = rng.floats(7)
+        for relu in [false, true] {
+            let y = Linear(weight: w, bias: b, activation: relu ? .relu : .none)(x, in: Workspace())
+            let xv = x.array, wv = w.array
+            var ref = [Double]()
+            for r in 0..<5 { for o in 0..<7 {
+                var acc = Double(b[o])
+                for i in 0..<18 { acc += Double(xv[r * 18 + i]) * Double(wv[o * 18 + i]) }
+                ref.append(relu ? max(acc, 0) : acc)
+            } }
+            assertClose(y, ref, shape: [5, 7], "linear relu \(relu)")
+        }
+    }
+
+    func testConvTranspose() {
+        var rng = SeededRandom(108)
+        struct C { var c = 4, oc = 3, h = 5, w = 6, k = Size2(2, 2), s: Size2 = 2, p: Size2 = 0, op: Size2 = 0, d: Size2 = 1, g = 1 }
+        for (i, t) in [C(), C(c: 6, oc: 4, h: 7, w: 4, k: 3, s: 2, p: 1, op: 1), C(k: Size2(3, 2), s: Size2(1, 3), p: Size2(1, 0)),
+                       C(c: 4, oc: 6, h: 4, w: 5, k: 3, s: 2, p: 1, d: 2, g: 2), C(c: 3, oc: 2, h: 6, w: 6, k: 4, s: 1, p: 2)].enumerated() {
+            let x = rng.tensor([i % 2 + 1, t.c, t.h, t.w]), w = rng.tensor([t.c, t.oc / t.g, t.k.h, t.k.w]), b = rng.floats(t.oc)
+            let m = ConvTranspose2d(weight: w, bias: b, stride: t.s, padding: t.p, outputPadding: t.op, dilation: t.d, groups: t.g)
+            let y = m(x, in: Workspace())
+            let ref = Ref.convTranspose2d(x, w, bias: b, stride: t.s, padding: t.p, outputPadding: t.op, dilation: t.d, groups: t.g)
+            assertClose(y, ref.data, shape: ref.shape, "conv-transpose \(t)")
+        }
+        // Mask head conv5_mask shape: 14x14 → 28x28 with a 2x2/2 kernel.
+        let m = ConvTranspose2d(weight: Tensor(shape: [256, 256, 2, 2]), stride: 2)
+        XCTAssertEqual(m.outputShape([3, 256, 14, 14]), [3, 256, 28, 28])
+    }
+
+    func testGroupNorm() {
+        var rng = SeededRandom(109)
+        let x = rng.tensor([2, 6, 5, 7], -2, 3)
+        let gamma = rng.floats(6), beta = rng.floats(6)
+        for (groups, affine, relu) in [(3, true, false), (2, true, true), (6, false, false), (1, true, false)] {
+            let gn = GroupNorm(groups: groups, channels: 6, eps: 1e-5, weight: affine ? gamma : nil, bias: affine ? beta : nil,
+                               activation: relu ? .relu : .none)
+            let y = gn(x, in: Workspace())
+            let xv = x.array.map(Double.init), cpg = 6 / groups, sp = 35
+            var ref = [Double](repeating: 0, count: xv.count)
+            for n in 0..<2 { for g in 0..<groups {
+                let idx = (0..<(cpg * sp)).map { n * 6 * sp + g * cpg * sp + $0 }
+                let mean = idx.map { xv[$0] }.reduce(0, +) / Double(idx.count)
+                let v = idx.map { (xv[$0] - mean) * (xv[$0] - mean) }.reduce(0, +) / Double(idx.count)
+                for j in idx {
+                    let ch = (j / sp) % 6
+                    var r = (xv[j] - mean) / (v + 1e-5).squareRoot()
+                    if affine { r = r * Double(gamma[ch]) + Double(beta[ch]) }
+                    ref[j] = relu ? max(r, 0) : r
+                }
+            } }
+            assertClose(y, ref, shape: x.shape, "groupnorm g\(groups) affine \(affine) relu \(relu)")
+        }
+    }
+
+    func testConcatAndGlobalAveragePool() {
+        var rng = SeededRandom(110)
+        let a = rng.tensor([2, 3, 4, 5]), b = rng.tensor([2, 2, 4, 5])
+        let y = Tensor.concat([a, b], dim: 1, in: Workspace())
+        XCTAssertEqual(y.shape, [2, 5, 4, 5])
+        XCTAssertEqual(y[1, 4, 3, 2], b[1, 1, 3, 2])
+        XCTAssertEqual(y[1, 2, 0, 4], a[1, 2, 0, 4])
+        XCTAssertEqual(y[0, 3, 2, 1], b[0, 0, 2, 1])
+        let z = Tensor.concat([a, a], dim: 3, in: Workspace())
+        XCTAssertEqual(z.shape, [2, 3, 4, 10])
+        XCTAssertEqual(z[1, 2, 3, 7], a[1, 2, 3, 2])
+        let g = a.globalAveragePool(in: Workspace())
+        XCTAssertEqual(g.shape, [2, 3, 1, 1])
+        let av = a.array
+        XCTAssertEqual(Double(g[1, 2, 0, 0]), (0..<20).map { Double(av[(1 * 3 + 2) * 20 + $0]) }.reduce(0, +) / 20, accuracy: 1e-6)
+    }
+
+    func testViews() {
+        let t = Tensor(shape: [2, 3, 2, 2], data: (0..<24).map(Float.init))
+        XCTAssertEqual(t.batchItem(1).array, (12..<24).map(Float.init))
+        XCTAssertEqual(t.reshaped([6, 4])[5, 3], 23)
+        XCTAssertEqual(t.count, 24)
+    }
+}
