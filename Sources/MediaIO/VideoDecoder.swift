@@ -74,7 +74,7 @@ public final class VideoDecoder {
     private var packet: UnsafeMutablePointer<AVPacket>?
     private var frame: UnsafeMutablePointer<AVFrame>?
     private let interruptState: InterruptState
-    private let converter = PixelConverter(destinationFormat: AV_PIX_FMT_RGB24)
+    private let converter: RGBConverter
     private let options: DecoderOptions
     private let streamIndex: Int32
     private let timeBase: Double
@@ -91,6 +91,7 @@ public final class VideoDecoder {
         try Self.checkLocalPath(location, shown: shown)
 
         interruptState = InterruptState(hook: options.interrupt)
+        converter = RGBConverter(outputSize: options.outputSize)
         guard let ctx = avformat_alloc_context() else { throw MediaIOError.openFailed(input: shown, reason: "out of memory") }
         ctx.pointee.interrupt_callback.callback = { opaque in
             guard let opaque else { return 0 }
@@ -198,12 +199,22 @@ public final class VideoDecoder {
     /// Makes a blocked or future read return end of stream. Safe from any thread (e.g. a signal handler's queue).
     public func requestStop() { interruptState.stop() }
 
-    /// Decodes the next frame, or returns nil at end of stream (or after `requestStop()`).
-    /// Damaged packets are skipped and counted in `stats`.
+    /// Decodes and converts the next frame, or returns nil at end of stream (or after `requestStop()`).
+    /// Damaged packets are skipped and counted in `stats`. Same as `nextPicture()` + `converter.convert(_:)` on
+    /// one thread.
     public func nextFrame() -> Frame? {
-        guard let raw = nextDecodedFrame() else { return nil }
-        defer { av_frame_unref(raw) }
-        return makeFrame(raw)
+        guard let picture = nextPicture() else { return nil }
+        guard options.convertToRGB else { return Frame(info: picture.info, image: RGBImage(width: 0, height: 0)) }
+        return converter.convert(picture)
+    }
+
+    /// Decodes the next picture without converting it, or returns nil at end of stream. Hand it to an
+    /// `RGBConverter` on another thread to overlap decoding and conversion.
+    public func nextPicture() -> DecodedPicture? {
+        guard let raw = nextDecodedFrame(), let owned = av_frame_alloc() else { return nil }
+        let info = makeInfo(raw)
+        av_frame_move_ref(owned, raw)  // hands the refcounted buffers over; no pixel copy
+        return DecodedPicture(frame: owned, info: info)
     }
 
     /// Frees FFmpeg state now instead of at deinit. `nextFrame()` returns nil afterwards.
@@ -255,7 +266,7 @@ public final class VideoDecoder {
         stats.lastDecodeError = ffmpegErrorString(code)
     }
 
-    private func makeFrame(_ raw: UnsafeMutablePointer<AVFrame>) -> Frame {
+    private func makeInfo(_ raw: UnsafeMutablePointer<AVFrame>) -> FrameInfo {
         var pts: Double
         let ts = raw.pointee.best_effort_timestamp
         if ts != AVCode.noPTS {
@@ -268,16 +279,10 @@ public final class VideoDecoder {
         if raw.pointee.decode_error_flags != 0 || raw.pointee.flags & AV_FRAME_FLAG_CORRUPT != 0 {
             stats.corruptFrames += 1
         }
-        let image: RGBImage
-        if options.convertToRGB, let converted = converter.rgbImage(from: raw, size: options.outputSize) {
-            image = converted
-        } else {
-            image = RGBImage(width: 0, height: 0)
-        }
         let info = FrameInfo(index: stats.framesDelivered, pts: pts, wallTime: Date().timeIntervalSince1970,
                              width: Int(raw.pointee.width), height: Int(raw.pointee.height), source: metadata.source)
         stats.framesDelivered += 1
-        return Frame(info: info, image: image)
+        return info
     }
 
     private func releaseResources() {

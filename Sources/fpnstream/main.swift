@@ -6,8 +6,9 @@ struct FPNStreamCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fpnstream",
         abstract: "Native video analytics: FFmpeg decode → FPN detector → tracker → JSONL + annotated video.",
-        subcommands: []
+        discussion: ExitStatus.helpText,
+        subcommands: [BenchCommand.self]
     )
 }
 
-FPNStreamCommand.main()
+FPNStreamCommand.mainWithExitStatus()

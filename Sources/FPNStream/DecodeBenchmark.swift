@@ -1,0 +1,148 @@
+import Foundation
+import MediaIO
+
+/// Decode + RGB24 conversion throughput of MediaIO against the ffmpeg CLI's plain decode
+/// (`ffmpeg -i FILE -f null -`), measured alternately in the same run so machine load affects both alike.
+public enum DecodeBenchmark {
+    /// One side's measurements.
+    public struct Side: Sendable {
+        /// Frames per second of each run.
+        public var fps: [Double]
+        /// Median of `fps`.
+        public var median: Double { fps.sorted()[fps.count / 2] }
+    }
+
+    /// What `run` measured.
+    public struct Result: Sendable {
+        public var frames: Int
+        public var ours: Side
+        public var ffmpeg: Side
+        /// `ours.median / ffmpeg.median`.
+        public var ratio: Double { ours.median / ffmpeg.median }
+    }
+
+    public enum Failure: Error, CustomStringConvertible {
+        case ffmpegMissing
+        case ffmpegFailed(String)
+        public var description: String {
+            switch self {
+            case .ffmpegMissing: return "bench: the ffmpeg CLI is not on PATH (scripts/setup installs it)"
+            case .ffmpegFailed(let m): return "bench: ffmpeg failed: \(m)"
+            }
+        }
+    }
+
+    /// Runs a warm-up (fills the page cache), then `runs` alternating measurements of both sides.
+    /// - Ours: demux+decode on the calling thread, swscale to RGB24 on a second thread (as the pipeline's source and
+    ///   preprocess stages do), timed from the first decoded picture to the last converted frame.
+    /// - ffmpeg: `ffmpeg -benchmark -i FILE -f null -`, its `rtime` (the transcode loop, without process start-up
+    ///   and probing), with the same automatic decoder threading.
+    public static func run(path: String, runs: Int, outputSize: PixelSize? = nil,
+                           progress: (String) -> Void = { _ in }) throws -> Result {
+        guard let ffmpeg = ProcessRunnerTools.which("ffmpeg") else { throw Failure.ffmpegMissing }
+        _ = try measureOurs(path: path, outputSize: outputSize)
+        _ = try measureFFmpeg(ffmpeg, path: path)
+        var ours: [Double] = [], theirs: [Double] = []
+        var frames = 0
+        for i in 0..<max(1, runs) {
+            let o = try measureOurs(path: path, outputSize: outputSize)
+            let f = try measureFFmpeg(ffmpeg, path: path)
+            frames = o.frames
+            ours.append(Double(o.frames) / o.seconds)
+            theirs.append(Double(o.frames) / f)
+            progress(String(format: "run %d/%d: fpnstream %.0f fps, ffmpeg %.0f fps", i + 1, runs,
+                            ours.last!, theirs.last!))
+        }
+        return Result(frames: frames, ours: Side(fps: ours), ffmpeg: Side(fps: theirs))
+    }
+
+    /// Decodes the whole file, converting on a second thread. Returns frames and seconds.
+    static func measureOurs(path: String, outputSize: PixelSize?) throws -> (frames: Int, seconds: Double) {
+        let decoder = try VideoDecoder(location: path)
+        let converter = RGBConverter(outputSize: outputSize)
+        let handoff = BoundedHandoff<DecodedPicture>(capacity: 4)
+        let done = DispatchSemaphore(value: 0)
+        final class Counter: @unchecked Sendable { var frames = 0; var checksum = 0 }
+        let counter = Counter()
+        let start = DispatchTime.now().uptimeNanoseconds
+        Thread.detachNewThread {
+            while let picture = handoff.take() {
+                let frame = converter.convert(picture)
+                counter.frames += 1
+                counter.checksum &+= Int(frame.image.pixels[frame.image.pixels.count / 2])  // keep the work observable
+            }
+            done.signal()
+        }
+        while let picture = decoder.nextPicture() { handoff.put(picture) }
+        handoff.close()
+        done.wait()
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        return (counter.frames, seconds)
+    }
+
+    /// Seconds of ffmpeg's own decode loop (`rtime` of `-benchmark`).
+    static func measureFFmpeg(_ ffmpeg: String, path: String) throws -> Double {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: ffmpeg)
+        process.arguments = ["-hide_banner", "-nostdin", "-benchmark", "-i", path, "-f", "null", "-"]
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let data = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        guard process.terminationStatus == 0 else {
+            throw Failure.ffmpegFailed(text.split(separator: "\n").last.map(String.init) ?? "exit \(process.terminationStatus)")
+        }
+        guard let r = text.range(of: "rtime="),
+              let seconds = Double(text[r.upperBound...].prefix(while: { $0.isNumber || $0 == "." })) else {
+            throw Failure.ffmpegFailed("no rtime in its -benchmark output")
+        }
+        return seconds
+    }
+}
+
+/// A blocking single-producer/single-consumer queue with a capacity (backpressure) and close.
+final class BoundedHandoff<T>: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var items: [T] = []
+    private var closed = false
+    private let capacity: Int
+    init(capacity: Int) { self.capacity = capacity }
+
+    func put(_ item: T) {
+        condition.lock()
+        while items.count >= capacity && !closed { condition.wait() }
+        items.append(item)
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func take() -> T? {
+        condition.lock()
+        defer { condition.unlock() }
+        while items.isEmpty && !closed { condition.wait() }
+        if items.isEmpty { return nil }
+        condition.broadcast()
+        return items.removeFirst()
+    }
+
+    func close() {
+        condition.lock()
+        closed = true
+        condition.broadcast()
+        condition.unlock()
+    }
+}
+
+/// Small process helpers shared by the benchmark and the runner.
+enum ProcessRunnerTools {
+    static func which(_ name: String) -> String? {
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let p = "\(dir)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: p) { return p }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,62 @@
+import ArgumentParser
+import FPNStream
+import Foundation
+import MediaIO
+
+/// `fpnstream bench …`: throughput measurements (not tests; numbers depend on the machine and its load).
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure throughput against reference tools in the same run.",
+        subcommands: [BenchDecodeCommand.self]
+    )
+}
+
+struct BenchDecodeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "decode",
+        abstract: "Decode + RGB24 conversion throughput vs `ffmpeg -i FILE -f null -` (median of several runs each).",
+        discussion: """
+            Runs both alternately after one warm-up each and prints frames per second for both and the ratio.
+            fpnstream decodes on one thread and converts to RGB24 on another (as the pipeline does); ffmpeg's time is
+            the `rtime` of its -benchmark report (its decode loop, without process start-up).
+
+            Example:
+              fpnstream bench decode samples/external/vtest.avi --runs 7
+            """
+    )
+
+    @Argument(help: "Video file to decode.")
+    var file: String
+
+    @Option(help: "Measured runs per side (the median is reported).")
+    var runs = 5
+
+    @Option(help: "Convert straight to WIDTHxHEIGHT instead of the native size, e.g. 640x384.")
+    var size: String?
+
+    func run() throws {
+        FFmpegLogLevel.set(.quiet)
+        var target: PixelSize?
+        if let size {
+            let parts = size.lowercased().split(separator: "x").compactMap { Int($0) }
+            guard parts.count == 2, parts[0] > 0, parts[1] > 0 else {
+                throw CLIFailure(message: "--size \(size): expected WIDTHxHEIGHT, e.g. 640x384", status: ExitStatus.usageError)
+            }
+            target = PixelSize(width: parts[0], height: parts[1])
+        }
+        do {
+            let r = try DecodeBenchmark.run(path: file, runs: runs, outputSize: target) { line in
+                FileHandle.standardError.write(Data((line + "\n").utf8))
+            }
+            print("file: \(file) (\(r.frames) frames)")
+            print(String(format: "fpnstream decode+rgb24: %.0f fps (median of %d)", r.ours.median, r.ours.fps.count))
+            print(String(format: "ffmpeg -f null decode:  %.0f fps (median of %d)", r.ffmpeg.median, r.ffmpeg.fps.count))
+            print(String(format: "ratio: %.2fx", r.ratio))
+        } catch let e as MediaIOError {
+            throw CLIFailure(message: e.description, status: ExitStatus.runtimeError)
+        } catch {
+            throw CLIFailure(message: "\(error)", status: ExitStatus.runtimeError)
+        }
+    }
+}
