@@ -1,0 +1,57 @@
+import MediaIO
+import XCTest
+
+/// The pure parts of live sources: timestamp rule, backoff, deadline.
+final class LiveTimingTests: XCTestCase {
+    func testStreamClockFollowsPTSAndSurvivesMissingBackwardAndJumpingPTS() {
+        var c = StreamClock(nominalInterval: 0.04, tolerance: 1)
+        XCTAssertEqual(c.time(pts: 1000.0, wall: 50.00), 0)            // first frame ever: 0
+        XCTAssertEqual(c.time(pts: 1000.04, wall: 50.04), 0.04, accuracy: 1e-9)
+        XCTAssertEqual(c.time(pts: 1000.12, wall: 50.05), 0.12, accuracy: 1e-9)  // burst: PTS spacing kept
+        XCTAssertEqual(c.time(pts: nil, wall: 50.09), 0.16, accuracy: 1e-9)      // missing: + nominal
+        XCTAssertEqual(c.time(pts: 1000.20, wall: 50.13), 0.20, accuracy: 1e-9)  // back on PTS? no previous raw: + max(nominal, wall gap)
+        XCTAssertEqual(c.time(pts: 1000.10, wall: 50.17), 0.24, accuracy: 1e-9)  // backwards: + nominal
+        XCTAssertEqual(c.time(pts: 1000.14, wall: 50.21), 0.28, accuracy: 1e-9)  // continues from the new anchor
+        XCTAssertEqual(c.time(pts: 95000.0, wall: 50.25), 0.32, accuracy: 1e-9)  // leap far beyond the wall clock
+        XCTAssertEqual(c.time(pts: 95000.04, wall: 50.29), 0.36, accuracy: 1e-9)
+        c.beginSession()                                                         // reconnect after 5 s
+        XCTAssertEqual(c.time(pts: 3.0, wall: 55.29), 5.36, accuracy: 1e-9)
+        XCTAssertEqual(c.time(pts: 3.04, wall: 55.33), 5.40, accuracy: 1e-9)
+    }
+
+    func testBackoffGrowsIsCappedAndJittered() {
+        let p = ReconnectPolicy(initialDelay: 0.5, maxDelay: 4, multiplier: 2, jitter: 0.2, maxAttempts: 5)
+        XCTAssertEqual(p.delay(attempt: 1, unit: 0.5), 0.5, accuracy: 1e-12)
+        XCTAssertEqual(p.delay(attempt: 2, unit: 0.5), 1.0, accuracy: 1e-12)
+        XCTAssertEqual(p.delay(attempt: 3, unit: 0.5), 2.0, accuracy: 1e-12)
+        XCTAssertEqual(p.delay(attempt: 4, unit: 0.5), 4.0, accuracy: 1e-12)
+        XCTAssertEqual(p.delay(attempt: 1000, unit: 0.5), 4.0, accuracy: 1e-12)
+        XCTAssertEqual(p.delay(attempt: 1, unit: 0), 0.4, accuracy: 1e-12)    // -20 %
+        XCTAssertEqual(p.delay(attempt: 2, unit: 1), 1.2, accuracy: 1e-12)    // +20 %
+        XCTAssertEqual(p.delay(attempt: 9, unit: 1), 4.0, accuracy: 1e-12)    // jitter never exceeds the cap
+        XCTAssertTrue(p.allows(attempt: 5))
+        XCTAssertFalse(p.allows(attempt: 6))
+        XCTAssertTrue(ReconnectPolicy().allows(attempt: 1_000_000))
+        XCTAssertThrowsError(try ReconnectPolicy(multiplier: 0.5).validate())
+        XCTAssertThrowsError(try ReconnectPolicy(initialDelay: 5, maxDelay: 1).validate())
+        XCTAssertThrowsError(try ReconnectPolicy(jitter: 2).validate())
+    }
+
+    func testDeadlineFiresOnlyAfterItPassesAndCancelWins() {
+        let d = InterruptDeadline()
+        XCTAssertFalse(d.shouldInterrupt(), "disarmed")
+        d.arm(seconds: 3600)
+        XCTAssertFalse(d.shouldInterrupt())
+        XCTAssertEqual(d.reason, .none)
+        d.arm(seconds: 0)
+        XCTAssertTrue(d.shouldInterrupt())
+        XCTAssertEqual(d.reason, .stalled(0))
+        d.arm(seconds: 2.5)
+        XCTAssertEqual(d.reason, .none, "re-arming resets the reason")
+        d.cancel()
+        XCTAssertTrue(d.shouldInterrupt())
+        XCTAssertEqual(d.reason, .cancelled)
+        d.disarm()
+        XCTAssertTrue(d.shouldInterrupt(), "cancel cannot be undone")
+    }
+}
