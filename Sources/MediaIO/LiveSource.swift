@@ -1,3 +1,4 @@
+import CFFmpeg
 import FPNCore
 import Foundation
 
@@ -28,8 +29,13 @@ public struct LiveSourceOptions: Sendable {
     public var formatOptions: [String: String] = [:]
     /// Size of the delivered RGB images; nil keeps the native size.
     public var outputSize: PixelSize?
-    /// Damaged frames (decoder error flags or `AV_FRAME_FLAG_CORRUPT`) are counted and not delivered.
+    /// Damaged frames are counted and not delivered: a frame the decoder flags (`decode_error_flags`,
+    /// `AV_FRAME_FLAG_CORRUPT`) or that follows a rejected packet, and every frame after it until the next keyframe
+    /// (they reference the damaged picture).
     public var skipDamagedFrames = true
+    /// Deliver at most one frame per this many seconds of stream time (`--max-fps`); skipped frames are never
+    /// converted to RGB. nil: every frame.
+    public var minFrameInterval: Double?
     /// Keep retrying when the very first connection fails (camera still booting). Default false: a source that
     /// never connected is reported as an error at once (most likely a wrong URL); after one good connection,
     /// outages are always retried per `reconnect`.
@@ -133,6 +139,8 @@ public struct LiveSourceStats: Sendable, Equatable {
     public var failedAttempts = 0
     /// Outages that ended with a frame (each one `reconnected` event).
     public var reconnects = 0
+    /// Good frames not delivered because of `minFrameInterval` (max fps).
+    public var skippedByRate = 0
     public init() {}
 }
 
@@ -170,7 +178,9 @@ public final class LiveSource: @unchecked Sendable {
     private var retries = 0              // reconnect attempts since the last successful connection
     private var needsDelay = false       // the next connect is a retry (backoff first)
     private var lastDecoderErrors = 0
-    private var lastDecoderCorrupt = 0
+    private var awaitingKeyframe = false
+    private var lastDeliveredPTS: Double?   // decoder PTS of the last delivered frame (for minFrameInterval)
+    private let converter: RGBConverter
 
     /// Prepares a live source; nothing is opened before the first `next()`. `onEvent` runs on the `next()` thread.
     public init(location: String, options: LiveSourceOptions = LiveSourceOptions(),
@@ -180,6 +190,7 @@ public final class LiveSource: @unchecked Sendable {
         self.source = redactCredentials(location)
         self.options = options
         self.onEvent = onEvent
+        self.converter = RGBConverter(outputSize: options.outputSize)
     }
 
     /// Stops the source from any thread: a blocked connect/read or a backoff wait returns at once; `next()` then
@@ -201,21 +212,35 @@ public final class LiveSource: @unchecked Sendable {
             if decoder == nil && !connect() { return nil }
             guard let decoder else { continue }
             deadline.arm(seconds: options.stallTimeout)
-            let frame = decoder.nextFrame()
+            let picture = decoder.nextPicture()
             let decoderStats = decoder.stats
-            stats.decodeErrors += decoderStats.decodeErrors - lastDecoderErrors
+            let newErrors = decoderStats.decodeErrors - lastDecoderErrors
+            stats.decodeErrors += newErrors
             lastDecoderErrors = decoderStats.decodeErrors
-            let damaged = decoderStats.corruptFrames > lastDecoderCorrupt
-            lastDecoderCorrupt = decoderStats.corruptFrames
-            guard var frame else {
+            guard let picture else {
                 disconnect(reason: endReason(decoderStats))
                 continue
             }
-            if damaged && options.skipDamagedFrames {
+            // Damage propagates through references until the next keyframe (see docs/live.md "Damaged data").
+            if picture.isDamaged {
+                awaitingKeyframe = true
+            } else if picture.isKeyFrame {
+                awaitingKeyframe = false
+            } else if newErrors > 0 {
+                awaitingKeyframe = true
+            }
+            if awaitingKeyframe && options.skipDamagedFrames {
                 stats.decodeErrors += 1
                 stats.damagedFramesSkipped += 1
                 continue
             }
+            if let minInterval = options.minFrameInterval, let last = lastDeliveredPTS,
+               picture.info.pts - last < minInterval - 1e-6 {
+                stats.skippedByRate += 1
+                continue
+            }
+            lastDeliveredPTS = picture.info.pts
+            var frame = converter.convert(picture)
             return deliver(&frame)
         }
         closeDecoder()
@@ -245,7 +270,8 @@ public final class LiveSource: @unchecked Sendable {
                 deadline.disarm()
                 decoder = d
                 lastDecoderErrors = 0
-                lastDecoderCorrupt = 0
+                awaitingKeyframe = false
+                lastDeliveredPTS = nil
                 framesInSession = 0
                 retries = 0
                 needsDelay = false
@@ -386,4 +412,14 @@ func redactCredentialsInText(_ text: String) -> String {
     guard text.contains("@") else { return text }
     return text.split(separator: " ", omittingEmptySubsequences: false)
         .map { redactCredentials(String($0)) }.joined(separator: " ")
+}
+
+extension DecodedPicture {
+    /// The decoder marked this picture as a keyframe (IDR / intra): references before it no longer matter.
+    var isKeyFrame: Bool { frame.pointee.key_frame != 0 }
+    /// The decoder reported errors in this picture (concealed macroblocks, missing slices or references) or flagged it
+    /// as not yet recovered.
+    var isDamaged: Bool {
+        frame.pointee.decode_error_flags != 0 || frame.pointee.flags & AV_FRAME_FLAG_CORRUPT != 0
+    }
 }

@@ -199,3 +199,60 @@ final class FrameCountBox: @unchecked Sendable {
     private var n = 0
     func increment() { lock.lock(); n += 1; lock.unlock() }
 }
+
+/// Damaged H.264 (corrupted MPEG-TS payload) through a live source: damaged frames are counted, not delivered.
+final class LiveDamagedDataTests: XCTestCase {
+    private func frames(_ name: String, skipDamaged: Bool = true) throws -> (frames: [Frame], stats: LiveSourceStats) {
+        let url = TestPaths.fixtures.appendingPathComponent("live/\(name)")
+        var o = LiveSourceOptions()
+        o.skipDamagedFrames = skipDamaged
+        o.reconnect.maxAttempts = 0  // end of file ends the source
+        let source = try LiveSource(location: url.path, options: o)
+        var out: [Frame] = []
+        while let f = source.next() { out.append(f) }
+        return (out, source.stats)
+    }
+
+    /// Mean absolute pixel difference over every 7th byte (the test target is built without optimization).
+    private func mad(_ a: RGBImage, _ b: RGBImage) -> Double {
+        precondition(a.pixels.count == b.pixels.count)
+        var sum = 0, n = 0
+        a.pixels.withUnsafeBufferPointer { pa in
+            b.pixels.withUnsafeBufferPointer { pb in
+                var k = 0
+                while k < pa.count { sum += abs(Int(pa[k]) - Int(pb[k])); n += 1; k += 7 }
+            }
+        }
+        return Double(sum) / Double(n)
+    }
+
+    /// True when `frames` are, in order, a subsequence of `reference` up to encoding noise.
+    private func isCleanSubsequence(_ frames: [Frame], of reference: [Frame]) -> Bool {
+        var r = 0
+        for f in frames {
+            while r < reference.count && mad(f.image, reference[r].image) > 0.5 { r += 1 }
+            if r == reference.count { return false }
+            r += 1
+        }
+        return true
+    }
+
+    func testDamagedFramesAreCountedAndNeverDelivered() throws {
+        let clean = try frames("testsrc-clean.ts")
+        XCTAssertEqual(clean.frames.count, 100)
+        XCTAssertEqual(clean.stats.decodeErrors, 0)
+        XCTAssertEqual(clean.stats.damagedFramesSkipped, 0)
+
+        let damaged = try frames("testsrc-damaged.ts")
+        XCTAssertGreaterThan(damaged.stats.damagedFramesSkipped, 0)
+        XCTAssertGreaterThanOrEqual(damaged.stats.decodeErrors, damaged.stats.damagedFramesSkipped)
+        // Every decoded frame is either delivered or counted, and what is delivered is undamaged.
+        XCTAssertEqual(damaged.frames.count + damaged.stats.damagedFramesSkipped, 100)
+        XCTAssertTrue(isCleanSubsequence(damaged.frames, of: clean.frames), "a damaged frame was delivered")
+
+        // Control: with skipping off the damaged frames come through, and the check above catches them.
+        let unfiltered = try frames("testsrc-damaged.ts", skipDamaged: false)
+        XCTAssertEqual(unfiltered.frames.count, 100)
+        XCTAssertFalse(isCleanSubsequence(unfiltered.frames, of: clean.frames))
+    }
+}
