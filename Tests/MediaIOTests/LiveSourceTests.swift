@@ -52,7 +52,7 @@ final class LiveSourceTests: XCTestCase {
     func testFramesArriveOverTCP() throws {
         let s = try startServer(["--protocols", "tcp"])
         let events = EventLog()
-        let source = try LiveSource(location: s.url, options: fastOptions(.tcp), onEvent: events.append)
+        let source = try LiveSource(location: s.url, options: fastOptions(.tcp), onEvent: { events.append($0) })
         let frames = pull(source, 12)
         XCTAssertEqual(frames.count, 12)
         checkContinuous(frames, from: 0)
@@ -85,7 +85,7 @@ final class LiveSourceTests: XCTestCase {
     func testReconnectsAfterServerRestartAndIndicesContinue() throws {
         let s = try startServer()
         let events = EventLog()
-        let source = try LiveSource(location: s.url, options: fastOptions(), onEvent: events.append)
+        let source = try LiveSource(location: s.url, options: fastOptions(), onEvent: { events.append($0) })
         let before = pull(source, 5)
         XCTAssertEqual(before.count, 5)
         try s.restart()
@@ -163,7 +163,7 @@ final class LiveSourceTests: XCTestCase {
         var options = fastOptions()
         options.reconnect = ReconnectPolicy(initialDelay: 0.05, maxDelay: 0.1, multiplier: 2, jitter: 0, maxAttempts: 2)
         let events = EventLog()
-        let source = try LiveSource(location: s.url, options: options, onEvent: events.append)
+        let source = try LiveSource(location: s.url, options: options, onEvent: { events.append($0) })
         XCTAssertEqual(pull(source, 3).count, 3)
         s.stop()
         while source.next() != nil {}
