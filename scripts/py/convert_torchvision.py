@@ -49,6 +49,11 @@ def backbone_metadata(arch, variant, depth, eps, frozen):
     }
 
 
+def architecture_name(arch, variant, depth):
+    """torchvision's builder name, generalised to other depths: maskrcnn_resnet50_fpn_v2, fcos_resnet18_fpn, ..."""
+    return f"{arch}_{depth}_fpn" + ("_v2" if variant == "v2" else "")
+
+
 def metadata(arch, variant, depth, num_classes, class_names, eps, frozen, args, source):
     d = dict(tv_models.DEFAULTS[arch])
     for k in ("score_thresh", "nms_thresh", "detections_per_img", "topk_candidates"):
@@ -57,8 +62,7 @@ def metadata(arch, variant, depth, num_classes, class_names, eps, frozen, args, 
             d[k] = v
     meta = {
         "format": FORMAT,
-        "architecture": arch,
-        "variant": variant,
+        "architecture": architecture_name(arch, variant, depth),
         "num_classes": str(num_classes),
         "class_names": json.dumps(class_names),
         "min_size": str(args.min_size),
@@ -169,7 +173,7 @@ def main(argv=None):
     save_file(tensors, str(tmp), metadata=meta)
     tmp.replace(out)
     n = sum(v.size for v in tensors.values())
-    print(f"convert-torchvision: {meta['architecture']} {meta['variant']} {meta['backbone']}, "
+    print(f"convert-torchvision: {meta['architecture']}, "
           f"{meta['num_classes']} classes, {len(tensors)} tensors, {n / 1e6:.1f} M parameters -> {out}")
 
 
