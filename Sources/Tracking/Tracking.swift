@@ -1,1 +1,0 @@
-// The Tracking module. See docs/architecture.md.
