@@ -7,43 +7,61 @@ public enum Ops {}
 
 // MARK: - Elementwise
 
+/// Elementwise kernels as types, so the generic loops below are specialised and vectorised per op
+/// (a closure per element would be an indirect call through `concurrentPerform`).
+protocol UnaryKernel { func callAsFunction(_ v: Float) -> Float }
+protocol BinaryKernel { func callAsFunction(_ a: Float, _ b: Float) -> Float }
+
+struct AddKernel: BinaryKernel { @inline(__always) func callAsFunction(_ a: Float, _ b: Float) -> Float { a + b } }
+struct MulKernel: BinaryKernel { @inline(__always) func callAsFunction(_ a: Float, _ b: Float) -> Float { a * b } }
+struct DivKernel: BinaryKernel { @inline(__always) func callAsFunction(_ a: Float, _ b: Float) -> Float { a / b } }
+struct AffineKernel: UnaryKernel {
+    let scale: Float, shift: Float
+    @inline(__always) func callAsFunction(_ v: Float) -> Float { v * scale + shift }
+}
+struct ReluKernel: UnaryKernel { @inline(__always) func callAsFunction(_ v: Float) -> Float { v > 0 ? v : 0 } }
+struct ClipKernel: UnaryKernel {
+    let lower: Float, upper: Float
+    @inline(__always) func callAsFunction(_ v: Float) -> Float { min(max(v, lower), upper) }
+}
+struct SigmoidKernel: UnaryKernel {
+    @inline(__always) func callAsFunction(_ v: Float) -> Float {
+        // Branch keeps exp's argument non-positive: no overflow, accurate tails.
+        if v >= 0 { return 1 / (1 + expf(-v)) }
+        let e = expf(v); return e / (1 + e)
+    }
+}
+
 extension Ops {
     /// out = act(a + b); all three have the same element count.
     public static func add(_ a: Tensor, _ b: Tensor, activation: Activation = .none, into out: Tensor) {
-        binary(a, b, into: out, activation: activation) { $0 + $1 }
+        binary(a, b, into: out, activation: activation, AddKernel())
     }
 
     /// out = a * b elementwise.
-    public static func mul(_ a: Tensor, _ b: Tensor, into out: Tensor) { binary(a, b, into: out) { $0 * $1 } }
+    public static func mul(_ a: Tensor, _ b: Tensor, into out: Tensor) { binary(a, b, into: out, MulKernel()) }
 
     /// out = a / b elementwise.
-    public static func div(_ a: Tensor, _ b: Tensor, into out: Tensor) { binary(a, b, into: out) { $0 / $1 } }
+    public static func div(_ a: Tensor, _ b: Tensor, into out: Tensor) { binary(a, b, into: out, DivKernel()) }
 
     /// out = x * scale + shift elementwise.
     public static func affine(_ x: Tensor, scale: Float, shift: Float = 0, into out: Tensor) {
-        unary(x, into: out) { $0 * scale + shift }
+        unary(x, into: out, AffineKernel(scale: scale, shift: shift))
     }
 
     /// out = max(x, 0).
-    public static func relu(_ x: Tensor, into out: Tensor) { unary(x, into: out) { $0 > 0 ? $0 : 0 } }
+    public static func relu(_ x: Tensor, into out: Tensor) { unary(x, into: out, ReluKernel()) }
 
     /// out = 1 / (1 + exp(-x)).
-    public static func sigmoid(_ x: Tensor, into out: Tensor) {
-        unary(x, into: out) { v in
-            // Branch keeps exp's argument non-positive: no overflow, correct tails.
-            if v >= 0 { return 1 / (1 + expf(-v)) }
-            let e = expf(v); return e / (1 + e)
-        }
-    }
+    public static func sigmoid(_ x: Tensor, into out: Tensor) { unary(x, into: out, SigmoidKernel()) }
 
     /// out = min(max(x, lower), upper).
     public static func clip(_ x: Tensor, lower: Float, upper: Float, into out: Tensor) {
         precondition(lower <= upper, "clip lower \(lower) > upper \(upper)")
-        unary(x, into: out) { min(max($0, lower), upper) }
+        unary(x, into: out, ClipKernel(lower: lower, upper: upper))
     }
 
-    @inline(__always)
-    static func unary(_ x: Tensor, into out: Tensor, _ f: @escaping (Float) -> Float) {
+    static func unary<K: UnaryKernel>(_ x: Tensor, into out: Tensor, _ f: K) {
         precondition(x.count == out.count, "elementwise \(x.shape) into \(out.shape)")
         x.checkValid(); out.checkValid()
         let src = x.ptr, dst = out.ptr, n = x.count
@@ -52,9 +70,7 @@ extension Ops {
         }
     }
 
-    @inline(__always)
-    static func binary(_ a: Tensor, _ b: Tensor, into out: Tensor, activation: Activation = .none,
-                       _ f: @escaping (Float, Float) -> Float) {
+    static func binary<K: BinaryKernel>(_ a: Tensor, _ b: Tensor, into out: Tensor, activation: Activation = .none, _ f: K) {
         precondition(a.shape == b.shape && a.count == out.count, "elementwise \(a.shape), \(b.shape) into \(out.shape)")
         a.checkValid(); b.checkValid(); out.checkValid()
         let pa = a.ptr, pb = b.ptr, dst = out.ptr, n = a.count

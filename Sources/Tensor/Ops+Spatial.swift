@@ -20,19 +20,28 @@ extension Ops {
         precondition(out.shape == os, "max-pool output must be \(os), got \(out.shape)")
         x.checkValid(); out.checkValid()
         let h = x.h, w = x.w, ho = os[2], wo = os[3]
+        let (kh, kw, sh, sw, ph, pw) = (kernel.h, kernel.w, stride.h, stride.w, padding.h, padding.w)
         let src = x.ptr, dst = out.ptr
-        Parallel.forEach(x.n * x.c, cost: out.count * kernel.h * kernel.w) { planes in
+        Parallel.forEach(x.n * x.c, cost: out.count * kh * kw) { planes in
             for pl in planes {
                 let s = src + pl * h * w, d = dst + pl * ho * wo
                 for oy in 0..<ho {
-                    let y0 = oy * stride.h - padding.h
-                    let ylo = max(y0, 0), yhi = min(y0 + kernel.h, h)
+                    let y0 = oy * sh - ph
+                    let ylo = max(y0, 0), yhi = min(y0 + kh, h)
+                    let drow = d + oy * wo
                     for ox in 0..<wo {
-                        let x0 = ox * stride.w - padding.w
-                        let xlo = max(x0, 0), xhi = min(x0 + kernel.w, w)
+                        let x0 = ox * sw - pw
+                        let xlo = max(x0, 0), xhi = min(x0 + kw, w)
+                        // NaN propagates as in torch (a NaN in the window wins).
                         var m = -Float.infinity
-                        for y in ylo..<yhi { for xx in xlo..<xhi { let v = s[y * w + xx]; if v > m || v.isNaN { m = v } } }
-                        d[oy * wo + ox] = m
+                        var y = ylo
+                        while y < yhi {
+                            let row = s + y * w
+                            var xx = xlo
+                            while xx < xhi { let v = row[xx]; m = (v > m || v != v) ? v : m; xx += 1 }
+                            y += 1
+                        }
+                        drow[ox] = m
                     }
                 }
             }
@@ -63,13 +72,14 @@ extension Ops {
         // torch: scale = (float)in / out; src = min((int)floorf(dst * scale), in - 1).
         let sy = Float(h) / Float(ho), sx = Float(w) / Float(wo)
         let src = x.ptr, dst = out.ptr
-        Parallel.forEach(x.n * x.c, cost: out.count) { planes in
-            for pl in planes {
-                let s = src + pl * h * w, d = dst + pl * ho * wo
-                for oy in 0..<ho {
-                    let iy = min(Int(floorf(Float(oy) * sy)), h - 1)
-                    for ox in 0..<wo {
-                        d[oy * wo + ox] = s[iy * w + min(Int(floorf(Float(ox) * sx)), w - 1)]
+        let xs = (0..<wo).map { min(Int(floorf(Float($0) * sx)), w - 1) }
+        xs.withUnsafeBufferPointer { xs in
+            Parallel.forEach(x.n * x.c, cost: out.count) { planes in
+                for pl in planes {
+                    let s = src + pl * h * w, d = dst + pl * ho * wo
+                    for oy in 0..<ho {
+                        let row = s + min(Int(floorf(Float(oy) * sy)), h - 1) * w, drow = d + oy * wo
+                        for ox in 0..<wo { drow[ox] = row[xs[ox]] }
                     }
                 }
             }

@@ -161,6 +161,8 @@ public enum BLASInfo {
     public static var config: String { String(cString: openblas_get_config()) }
     /// Threads OpenBLAS will use.
     public static var threads: Int { Int(openblas_get_num_threads()) }
+    /// Sets the number of threads OpenBLAS uses (process-wide).
+    public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
     /// The CPU core type OpenBLAS selected (e.g. "Haswell").
     public static var coreName: String { String(cString: openblas_get_corename()) }
 }

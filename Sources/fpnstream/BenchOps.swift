@@ -1,0 +1,138 @@
+import ArgumentParser
+import Foundation
+import Tensor
+
+/// `fpnstream bench ops`: per-op speed of the Tensor engine against the sgemm peak measured in the same run.
+struct BenchOps: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ops",
+        abstract: "Per-op GFLOP/s (convs on ResNet-50 layer shapes) as % of the sgemm peak measured in the same run.")
+
+    @Option(help: "Network input size WxH whose ResNet-50 layer shapes are measured.")
+    var size: String = "640x384"
+
+    @Option(help: "Timed runs per op (median reported).")
+    var runs: Int = 7
+
+    @Option(help: "Square sgemm size for the peak measurement.")
+    var peakSize: Int = 1536
+
+    @Flag(inversion: .prefixedNo, help: "Time the convolutions (--no-convs: only the memory-bound ops).")
+    var convs = true
+
+    @Flag(help: "Also time the tile-restricted conv path (all tiles and 25% of tiles).")
+    var tiles = false
+
+    func validate() throws {
+        guard parseSize(size) != nil else { throw ValidationError("--size must be WxH with positive integers, got '\(size)'") }
+        guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
+        guard peakSize >= 64 else { throw ValidationError("--peak-size must be at least 64") }
+    }
+
+    private func parseSize(_ s: String) -> (w: Int, h: Int)? {
+        let p = s.lowercased().split(separator: "x").compactMap { Int($0) }
+        return p.count == 2 && p[0] > 0 && p[1] > 0 ? (p[0], p[1]) : nil
+    }
+
+    private func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+
+    /// A conv shape of ResNet-50 (+FPN) at the chosen input, and how often it occurs in one forward pass.
+    struct ConvCase {
+        let name: String, cin: Int, cout: Int, k: Int, stride: Int, h: Int, w: Int, count: Int
+    }
+
+    func run() throws {
+        let (w, h) = parseSize(size)!
+        print("fpnstream bench ops — \(BLASInfo.config); OpenBLAS threads \(BLASInfo.threads), cores \(ProcessInfo.processInfo.activeProcessorCount)")
+        print("machine may be shared: figures are medians of \(runs) runs; ratios are within this run")
+        let s4 = (h / 4, w / 4), s8 = (h / 8, w / 8), s16 = (h / 16, w / 16), s32 = (h / 32, w / 32)
+        let cases: [ConvCase] = [
+            .init(name: "stem 7x7/2 3→64", cin: 3, cout: 64, k: 7, stride: 2, h: h, w: w, count: 1),
+            .init(name: "l1 1x1 64→64", cin: 64, cout: 64, k: 1, stride: 1, h: s4.0, w: s4.1, count: 1),
+            .init(name: "l1 1x1 256→64", cin: 256, cout: 64, k: 1, stride: 1, h: s4.0, w: s4.1, count: 2),
+            .init(name: "l1 3x3 64→64", cin: 64, cout: 64, k: 3, stride: 1, h: s4.0, w: s4.1, count: 3),
+            .init(name: "l1 1x1 64→256", cin: 64, cout: 256, k: 1, stride: 1, h: s4.0, w: s4.1, count: 4),
+            .init(name: "l2 1x1 256→128", cin: 256, cout: 128, k: 1, stride: 1, h: s4.0, w: s4.1, count: 1),
+            .init(name: "l2 3x3/2 128→128", cin: 128, cout: 128, k: 3, stride: 2, h: s4.0, w: s4.1, count: 1),
+            .init(name: "l2 1x1/2 256→512", cin: 256, cout: 512, k: 1, stride: 2, h: s4.0, w: s4.1, count: 1),
+            .init(name: "l2 1x1 512→128", cin: 512, cout: 128, k: 1, stride: 1, h: s8.0, w: s8.1, count: 3),
+            .init(name: "l2 3x3 128→128", cin: 128, cout: 128, k: 3, stride: 1, h: s8.0, w: s8.1, count: 3),
+            .init(name: "l2 1x1 128→512", cin: 128, cout: 512, k: 1, stride: 1, h: s8.0, w: s8.1, count: 4),
+            .init(name: "l3 1x1 512→256", cin: 512, cout: 256, k: 1, stride: 1, h: s8.0, w: s8.1, count: 1),
+            .init(name: "l3 3x3/2 256→256", cin: 256, cout: 256, k: 3, stride: 2, h: s8.0, w: s8.1, count: 1),
+            .init(name: "l3 1x1/2 512→1024", cin: 512, cout: 1024, k: 1, stride: 2, h: s8.0, w: s8.1, count: 1),
+            .init(name: "l3 1x1 1024→256", cin: 1024, cout: 256, k: 1, stride: 1, h: s16.0, w: s16.1, count: 5),
+            .init(name: "l3 3x3 256→256", cin: 256, cout: 256, k: 3, stride: 1, h: s16.0, w: s16.1, count: 5),
+            .init(name: "l3 1x1 256→1024", cin: 256, cout: 1024, k: 1, stride: 1, h: s16.0, w: s16.1, count: 6),
+            .init(name: "l4 1x1 1024→512", cin: 1024, cout: 512, k: 1, stride: 1, h: s16.0, w: s16.1, count: 1),
+            .init(name: "l4 3x3/2 512→512", cin: 512, cout: 512, k: 3, stride: 2, h: s16.0, w: s16.1, count: 1),
+            .init(name: "l4 1x1/2 1024→2048", cin: 1024, cout: 2048, k: 1, stride: 2, h: s16.0, w: s16.1, count: 1),
+            .init(name: "l4 1x1 2048→512", cin: 2048, cout: 512, k: 1, stride: 1, h: s32.0, w: s32.1, count: 2),
+            .init(name: "l4 3x3 512→512", cin: 512, cout: 512, k: 3, stride: 1, h: s32.0, w: s32.1, count: 2),
+            .init(name: "l4 1x1 512→2048", cin: 512, cout: 2048, k: 1, stride: 1, h: s32.0, w: s32.1, count: 3),
+            .init(name: "fpn 3x3 256→256 p2", cin: 256, cout: 256, k: 3, stride: 1, h: s4.0, w: s4.1, count: 1),
+            .init(name: "fpn 3x3 256→256 p3", cin: 256, cout: 256, k: 3, stride: 1, h: s8.0, w: s8.1, count: 1),
+        ]
+        let ws = Workspace()
+        let peakRun = Benchmark.sgemmRunner(m: peakSize, n: peakSize, k: peakSize)
+        let peakFlops = 2 * pow(Double(peakSize), 3)
+        // Per case: conv, the bare GEMM of the same shape, and the square sgemm peak, interleaved round by round,
+        // so each ratio compares figures measured under the same machine load.
+        var equivalentPeakSeconds = 0.0, totalSeconds = 0.0, gemmSeconds = 0.0, totalFlops = 0.0
+        var peaks: [Double] = []
+        print("conv (ResNet-50-FPN shapes at \(w)x\(h))    output           ms  GFLOP/s  %peak  GEMM-only %peak")
+        for c in cases where convs {
+            var rng: UInt32 = 7
+            let x = Tensor(shape: [1, c.cin, c.h, c.w])
+            x.withUnsafeMutableBufferPointer { p in for i in p.indices { rng = rng &* 1_664_525 &+ 1_013_904_223; p[i] = Float(rng >> 9) / Float(1 << 23) - 0.5 } }
+            let conv = Conv2d(weight: Tensor(shape: [c.cout, c.cin, c.k, c.k], repeating: 0.01), bias: [Float](repeating: 0.1, count: c.cout),
+                              stride: Size2(c.stride, c.stride), padding: Size2(c.k / 2, c.k / 2), activation: .relu)
+            let os = conv.outputShape(x.shape)
+            let out = Tensor(shape: os)
+            let flops = conv.flops(x.shape)
+            let gemm = Benchmark.sgemmRunner(m: c.cout, n: os[2] * os[3], k: c.cin * c.k * c.k)
+            let m = Benchmark.interleavedMedianSeconds(rounds: runs, [peakRun, { conv.forward(x, into: out, workspace: ws) }, gemm])
+            let peak = peakFlops / m[0] / 1e9
+            peaks.append(peak)
+            let t = m[1]
+            totalFlops += flops * Double(c.count)
+            totalSeconds += t * Double(c.count); gemmSeconds += m[2] * Double(c.count)
+            equivalentPeakSeconds += flops / (peak * 1e9) * Double(c.count)
+            print(String(format: "  %@ %@ %7.2f %8.1f %5.0f%%   %5.0f%%", pad(c.name, 36) as NSString,
+                         pad("\(os[1])x\(os[2])x\(os[3])", 13) as NSString, t * 1e3, flops / t / 1e9, 100 * flops / t / 1e9 / peak,
+                         100 * flops / m[2] / 1e9 / peak))
+            if tiles {
+                let grid = TileGrid(height: os[2], width: os[3], tile: 16)
+                let all = Array(0..<grid.count), quarter = all.filter { $0 % 4 == 0 }
+                let tm = Benchmark.interleavedMedianSeconds(rounds: runs, [
+                    { conv.forward(x, into: out, workspace: ws) },
+                    { conv.forward(x, tiles: all, grid: grid, into: out, workspace: ws) },
+                    { conv.forward(x, tiles: quarter, grid: grid, into: out, workspace: ws) }])
+                print(String(format: "      tiles 16x16: all %d tiles %.2f ms (%.2fx dense), %d tiles %.2f ms (%.2fx dense)",
+                             all.count, tm[1] * 1e3, tm[1] / tm[0], quarter.count, tm[2] * 1e3, tm[2] / tm[0]))
+            }
+        }
+        if convs { print(String(format: "sgemm peak %d³ during the run: median %.1f GFLOP/s (min %.1f, max %.1f)", peakSize,
+                     Benchmark.median(peaks), peaks.min() ?? 0, peaks.max() ?? 0))
+        print(String(format: "ResNet-50-FPN convs listed (weighted by count): %.2f GFLOP in %.1f ms → %.0f%% of the sgemm peak measured alongside (bare GEMMs: %.0f%%)\n",
+                     totalFlops / 1e9, totalSeconds * 1e3, 100 * equivalentPeakSeconds / totalSeconds, 100 * equivalentPeakSeconds / gemmSeconds)) }
+
+        // Memory-bound ops on the stride-4 map (256 channels): GB/s of bytes read + written.
+        print("other ops on 1x256x\(s4.0)x\(s4.1)             ms     GB/s")
+        let a = Tensor(shape: [1, 256, s4.0, s4.1], repeating: 0.5), b = Tensor(shape: a.shape, repeating: -0.25)
+        let small = Tensor(shape: [1, 256, s8.0, s8.1], repeating: 1)
+        let bytes = Double(a.count * 4)
+        let ops: [(String, Double, () -> Void)] = [
+            ("add + relu", 3 * bytes, { ws.beginFrame(); _ = a.add(b, activation: .relu, in: ws) }),
+            ("max-pool 3x3/2 pad 1", 1.25 * bytes, { ws.beginFrame(); _ = a.maxPool2d(kernel: 3, stride: 2, padding: 1, in: ws) }),
+            ("nearest upsample x2 (from stride 8)", 1.25 * bytes, { ws.beginFrame(); _ = small.upsampleNearest(height: s4.0, width: s4.1, in: ws) }),
+            ("bilinear resize x2 (from stride 8)", 1.25 * bytes, { ws.beginFrame(); _ = small.resizeBilinear(height: s4.0, width: s4.1, in: ws) }),
+            ("sigmoid", 2 * bytes, { ws.beginFrame(); _ = a.sigmoid(in: ws) }),
+            ("GroupNorm(32) + relu", 3 * bytes, { ws.beginFrame(); _ = GroupNorm(groups: 32, channels: 256, activation: .relu)(a, in: ws) }),
+        ]
+        for (name, traffic, body) in ops {
+            let t = Benchmark.medianSeconds(runs: runs, body)
+            print(String(format: "  %@ %7.2f %8.1f", pad(name, 36) as NSString, t * 1e3, traffic / t / 1e9))
+        }
+    }
+}
