@@ -23,25 +23,31 @@ extension Ops {
         let (kh, kw, sh, sw, ph, pw) = (kernel.h, kernel.w, stride.h, stride.w, padding.h, padding.w)
         let src = x.ptr, dst = out.ptr
         Parallel.forEach(x.n * x.c, cost: out.count * kh * kw) { planes in
-            for pl in planes {
-                let s = src + pl * h * w, d = dst + pl * ho * wo
-                for oy in 0..<ho {
-                    let y0 = oy * sh - ph
-                    let ylo = max(y0, 0), yhi = min(y0 + kh, h)
-                    let drow = d + oy * wo
-                    for ox in 0..<wo {
-                        let x0 = ox * sw - pw
-                        let xlo = max(x0, 0), xhi = min(x0 + kw, w)
-                        // NaN propagates as in torch (a NaN in the window wins).
-                        var m = -Float.infinity
-                        var y = ylo
+            // Separable: max over the window's rows (contiguous, vectorised), then over its columns.
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: w) { vbuf in
+                let vrow = vbuf.baseAddress!
+                for pl in planes {
+                    let s = src + pl * h * w, d = dst + pl * ho * wo
+                    for oy in 0..<ho {
+                        let y0 = oy * sh - ph
+                        let ylo = max(y0, 0), yhi = min(y0 + kh, h)
+                        vrow.update(from: s + ylo * w, count: w)
+                        var y = ylo + 1
                         while y < yhi {
                             let row = s + y * w
-                            var xx = xlo
-                            while xx < xhi { let v = row[xx]; m = (v > m || v != v) ? v : m; xx += 1 }
+                            // NaN propagates as in torch (a NaN in the window wins).
+                            for i in 0..<w { let v = row[i], m = vrow[i]; vrow[i] = (v > m || v != v) ? v : m }
                             y += 1
                         }
-                        drow[ox] = m
+                        let drow = d + oy * wo
+                        for ox in 0..<wo {
+                            let x0 = ox * sw - pw
+                            let xlo = max(x0, 0), xhi = min(x0 + kw, w)
+                            var m = vrow[xlo]
+                            var xx = xlo + 1
+                            while xx < xhi { let v = vrow[xx]; m = (v > m || v != v) ? v : m; xx += 1 }
+                            drow[ox] = m
+                        }
                     }
                 }
             }
@@ -97,15 +103,29 @@ extension Ops {
         ys.withUnsafeBufferPointer { ys in
             xs.withUnsafeBufferPointer { xs in
                 Parallel.forEach(x.n * x.c, cost: out.count * 4) { planes in
-                    for pl in planes {
-                        let s = src + pl * h * w, d = dst + pl * ho * wo
-                        for oy in 0..<ho {
-                            let ty = ys[oy], r0 = s + ty.i0 * w, r1 = s + ty.i1 * w
-                            let wy1 = ty.weight, wy0 = 1 - wy1
-                            for ox in 0..<wo {
-                                let tx = xs[ox], wx1 = tx.weight, wx0 = 1 - wx1
-                                d[oy * wo + ox] = wy0 * (wx0 * r0[tx.i0] + wx1 * r0[tx.i1])
-                                    + wy1 * (wx0 * r1[tx.i0] + wx1 * r1[tx.i1])
+                    // Separable: each source row is interpolated horizontally once into a cached row (consecutive
+                    // output rows share source rows when upsampling), then two cached rows are blended.
+                    withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * wo) { buf in
+                        var rowA = buf.baseAddress!, rowB = rowA + wo
+                        for pl in planes {
+                            let s = src + pl * h * w, d = dst + pl * ho * wo
+                            var haveA = -1, haveB = -1
+                            func horizontal(_ iy: Int, into r: UnsafeMutablePointer<Float>) {
+                                let row = s + iy * w
+                                for ox in 0..<wo {
+                                    let t = xs[ox]
+                                    r[ox] = (1 - t.weight) * row[t.i0] + t.weight * row[t.i1]
+                                }
+                            }
+                            for oy in 0..<ho {
+                                let ty = ys[oy]
+                                if haveA != ty.i0 {
+                                    if haveB == ty.i0 { swap(&rowA, &rowB); swap(&haveA, &haveB) } else { horizontal(ty.i0, into: rowA); haveA = ty.i0 }
+                                }
+                                if haveB != ty.i1 { horizontal(ty.i1, into: rowB); haveB = ty.i1 }
+                                let wy1 = ty.weight, wy0 = 1 - wy1
+                                let drow = d + oy * wo
+                                for ox in 0..<wo { drow[ox] = wy0 * rowA[ox] + wy1 * rowB[ox] }
                             }
                         }
                     }
