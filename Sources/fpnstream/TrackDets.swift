@@ -20,15 +20,24 @@ struct TrackDets: ParsableCommand {
     var frames: Int?
     @OptionGroup var tracker: TrackerOptions
 
+    func validate() throws {
+        if let frames, frames < 1 { throw ValidationError("--frames must be ≥ 1") }
+    }
+
     func run() throws {
         let bt: ByteTracker
         do { bt = try ByteTracker(config: tracker.config) } catch {
             throw CLIFailure(message: "\(error)", status: ExitStatus.usageError)
         }
-        let records: [MOTRecord]
-        do { records = try MOTReader.read(path: dets) } catch {
-            throw CLIFailure(message: "\(error)", status: ExitStatus.runtimeError)
+        do {
+            try track(with: bt)
+        } catch let e as MOTFormatError {
+            throw CLIFailure(message: e.description, status: ExitStatus.runtimeError)
         }
+    }
+
+    private func track(with bt: ByteTracker) throws {
+        let records = try MOTReader.read(path: dets)
         let last = frames ?? (records.map(\.frame).max() ?? 0)
         var byFrame = [[Detection]](repeating: [], count: last + 1)
         for r in records where r.frame <= last {
