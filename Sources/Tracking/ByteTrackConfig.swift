@@ -31,8 +31,13 @@ public struct ByteTrackConfig: Sendable, Equatable {
     public var duplicateThresh: Double = 0.15
     /// Frames, at 30 fps, a lost track is kept for re-identification. See `maxTimeLost`.
     public var trackBuffer: Int = 30
-    /// The stream's frame rate; scales `trackBuffer` (ByteTrack's `frame_rate`).
-    public var frameRate: Double = 30
+    /// The stream's frame rate; scales `trackBuffer` (ByteTrack's `frame_rate`). Usually left out of the YAML and
+    /// taken from the stream with `resolvingFrameRate(stream:)`.
+    public var frameRate: Double = 30 {
+        didSet { frameRateIsExplicit = true }
+    }
+    /// True when `frameRate` was given (decoded, `init(frameRate:)` or assigned), so the stream's must not replace it.
+    public private(set) var frameRateIsExplicit = false
     /// Tracks with box area (px²) not above this are tracked but not output (ByteTrack's demo filter).
     public var minBoxArea: Float = 10
     /// Multiply IoU by the detection score in the first and the tentative associations (ByteTrack: on unless MOT20).
@@ -52,6 +57,16 @@ public struct ByteTrackConfig: Sendable, Equatable {
     /// ByteTrack's defaults for a stream of the given frame rate (frames per second).
     public init(frameRate: Double) {
         self.frameRate = frameRate
+        frameRateIsExplicit = true   // didSet does not run in initializers
+    }
+
+    /// This configuration with `frameRate` set to the stream's rate, unless a frame rate was given explicitly or the
+    /// stream's is unknown (nil, 0, not finite: then 30 fps, ByteTrack's default, stays).
+    public func resolvingFrameRate(stream fps: Double?) -> ByteTrackConfig {
+        guard !frameRateIsExplicit, let fps, fps.isFinite, fps > 0 else { return self }
+        var c = self
+        c.frameRate = fps
+        return c
     }
 
     /// Frames a lost track survives: `Int(frameRate / 30 · trackBuffer)`, as ByteTrack's `max_time_lost`.
@@ -133,7 +148,10 @@ extension ByteTrackConfig: Codable {
             ?? unconfirmedMatchThresh
         duplicateThresh = try c.decodeIfPresent(Double.self, forKey: .duplicateThresh) ?? duplicateThresh
         trackBuffer = try c.decodeIfPresent(Int.self, forKey: .trackBuffer) ?? trackBuffer
-        frameRate = try c.decodeIfPresent(Double.self, forKey: .frameRate) ?? frameRate
+        if let fps = try c.decodeIfPresent(Double.self, forKey: .frameRate) {
+            frameRate = fps
+            frameRateIsExplicit = true
+        }
         minBoxArea = try c.decodeIfPresent(Float.self, forKey: .minBoxArea) ?? minBoxArea
         fuseScore = try c.decodeIfPresent(Bool.self, forKey: .fuseScore) ?? fuseScore
         classAware = try c.decodeIfPresent(Bool.self, forKey: .classAware) ?? classAware

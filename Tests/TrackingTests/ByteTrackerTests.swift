@@ -176,6 +176,22 @@ final class ByteTrackerTests: XCTestCase {
         XCTAssertEqual(c.maxTimeLost, 59)
     }
 
+    func testStreamFrameRateAppliesUnlessGivenExplicitly() throws {
+        XCTAssertEqual(ByteTrackConfig().resolvingFrameRate(stream: 12.5).maxTimeLost, 12)
+        XCTAssertEqual(ByteTrackConfig().resolvingFrameRate(stream: nil).maxTimeLost, 30)
+        XCTAssertEqual(ByteTrackConfig().resolvingFrameRate(stream: 0).maxTimeLost, 30)
+        XCTAssertEqual(ByteTrackConfig(frameRate: 60).resolvingFrameRate(stream: 12.5).maxTimeLost, 60)
+        let yaml = try JSONDecoder().decode(ByteTrackConfig.self, from: Data(#"{"frame_rate": 15}"#.utf8))
+        XCTAssertEqual(yaml.resolvingFrameRate(stream: 25).frameRate, 15)
+        let noRate = try JSONDecoder().decode(ByteTrackConfig.self, from: Data(#"{"track_buffer": 60}"#.utf8))
+        XCTAssertEqual(noRate.resolvingFrameRate(stream: 10).maxTimeLost, 20)
+        // Round trip through the encoder keeps every parameter.
+        var c = ByteTrackConfig(frameRate: 24)
+        c.classAware = true; c.matchThresh = 0.7; c.minBoxArea = 0; c.removedHistory = 5
+        let back = try JSONDecoder().decode(ByteTrackConfig.self, from: JSONEncoder().encode(c))
+        XCTAssertEqual(back, c)
+    }
+
     /// A stationary object missing for `gap` frames keeps its id iff gap ≤ max_time_lost.
     private func idsAfterGap(_ gap: Int, fps: Double) throws -> [Int] {
         let t = try tracker { $0.frameRate = fps }
