@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import TestSupport
 import FPNCore
 @testable import Tracking
 
@@ -226,7 +227,7 @@ final class ByteTrackerTests: XCTestCase {
 
     func testStateStaysBoundedOver100kFrames() throws {
         let t = try tracker { $0.removedHistory = 50 }
-        var rng = SplitMix(seed: 11)
+        var rng = TestRandom(seed: 11)
         // Objects that live a few hundred frames, plus false positives and low-score clutter every frame.
         var objects: [(x: Float, y: Float, vx: Float, vy: Float, death: Int)] = []
         var maxTracks = 0, maxEvents = 0, lastID = 0

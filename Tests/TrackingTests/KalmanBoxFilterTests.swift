@@ -1,4 +1,5 @@
 import XCTest
+import TestSupport
 @testable import Tracking
 
 final class KalmanBoxFilterTests: XCTestCase {
@@ -39,7 +40,7 @@ final class KalmanBoxFilterTests: XCTestCase {
 
     /// The block-diagonal implementation equals the textbook 8×8 filter (F P Fᵀ + Q, K = P Hᵀ S⁻¹) over many steps.
     func testMatchesFullMatrixFilter() {
-        var rng = SplitMix(seed: 7)
+        var rng = TestRandom(seed: 7)
         var s = kf.initiate(SIMD4(320, 240, 0.4, 120))
         var mean = s.mean
         var P = s.covarianceMatrix
@@ -130,20 +131,4 @@ final class KalmanBoxFilterTests: XCTestCase {
         for r in 0..<n { for j in 0..<m { b[r * m + j] /= a[r * n + r] } }
         return b
     }
-}
-
-/// Deterministic generator for tests.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
-    mutating func uniform(_ lo: Double, _ hi: Double) -> Double { lo + (hi - lo) * unit() }
-    mutating func int(_ n: Int) -> Int { Int(next() % UInt64(n)) }
 }
