@@ -38,7 +38,7 @@ let package = Package(
         // ByteTrack on detections only.
         .target(name: "Tracking", dependencies: ["FPNCore"], swiftSettings: optimized),
         // JSONL records, MOT/COCO exporters, annotation renderer.
-        .target(name: "Outputs", dependencies: ["FPNCore"], swiftSettings: optimized),
+        .target(name: "Outputs", dependencies: ["FPNCore", "StagePipeline"], swiftSettings: optimized),
         // Library facade: pipeline spec (YAML) → running pipeline.
         .target(name: "FPNStream", dependencies: [
             "FPNCore", "MediaIO", "StagePipeline", "Tensor", "Vision", "Tracking", "Outputs",
@@ -58,7 +58,7 @@ let package = Package(
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "TestSupport"]),
         .testTarget(name: "VisionTests", dependencies: ["Vision", "Tensor", "TestSupport"]),
         .testTarget(name: "TrackingTests", dependencies: ["Tracking", "TestSupport"]),
-        .testTarget(name: "OutputsTests", dependencies: ["Outputs", "TestSupport"]),
+        .testTarget(name: "OutputsTests", dependencies: ["Outputs", "StagePipeline", "TestSupport"]),
         .testTarget(name: "FPNStreamTests", dependencies: ["FPNStream", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]

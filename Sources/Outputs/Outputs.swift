@@ -1,1 +1,0 @@
-// The Outputs module. See docs/architecture.md.

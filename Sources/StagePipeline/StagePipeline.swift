@@ -1,1 +1,0 @@
-// The StagePipeline module. See docs/architecture.md.
