@@ -10,7 +10,9 @@ import Foundation
 ///  own queue       └──────────────┘   its own queue └──────────────┘   its own queue └──────────────┘
 ///     │ nil = end of stream: close() flows down the chain; each stage drains its queue, close(.endOfStream),
 ///     │ forwards its flushed outputs, then closes the next queue.
-///     ▼ throw / cancel(.abort): every queue is cancelled (in-flight items discarded), every stage close(.aborted).
+///     ▼ throw in stage K: the source and stages up to K are stopped (their queues cancelled, close(.aborted));
+///       stages after K drain what already passed K and close(.endOfStream), so outputs hold every item before the
+///       failing one. cancel(.abort): every queue is cancelled, every stage close(.aborted).
 /// ```
 ///
 /// - Order: each stage is one serial queue reading one FIFO, so output order equals input order (items filtered or
@@ -18,7 +20,8 @@ import Foundation
 /// - Backpressure: with `DropPolicy.block` a full queue blocks its producer, so memory stays bounded and files never
 ///   drop frames. Live sources use `.dropOldest` (keep latest) on the first queue so latency cannot grow; drops are
 ///   counted per stage.
-/// - Errors: the first error stops everything and is reported as a `PipelineError` naming the stage and the frame.
+/// - Errors: the first error stops the pipeline and is reported as a `PipelineError` naming the stage and the frame;
+///   items that had already passed the failing stage still reach the sinks.
 /// - Cancellation: `cancel(.drain)` stops the source and lets in-flight items finish; `cancel(.abort)` discards them.
 ///
 /// Build with `Pipeline.from(source).then(stageA).then(stageB).sink(sink)`; a type mismatch between neighbours is a
@@ -46,7 +49,7 @@ public final class Pipeline: @unchecked Sendable {
     public static func from<S: Source>(_ source: S, options: PipelineOptions = PipelineOptions())
         -> PipelineBuilder<S.Output> {
         let control = PipelineControl(options: options)
-        let node = SourceNode(source: source, control: control)
+        let node = SourceNode(source: source, control: control, position: 0)
         control.nodes.append(node)
         control.interruptSource = { [weak source] in source?.interrupt() }
         return PipelineBuilder(control: control, connect: { node.downstream = $0 })
@@ -139,7 +142,7 @@ public struct PipelineBuilder<Output> {
     public func then<S: Stage>(_ stage: S, queue: QueueOptions? = nil) -> PipelineBuilder<S.Output>
     where S.Input == Output {
         let q = queue ?? QueueOptions(capacity: control.options.queueCapacity, policy: control.options.dropPolicy)
-        let node = StageNode(stage: stage, queue: q, control: control)
+        let node = StageNode(stage: stage, queue: q, control: control, position: control.nodes.count)
         control.nodes.append(node)
         connect(Downstream(push: { node.input.push($0) != .rejected }, close: { node.input.close() }))
         return PipelineBuilder<S.Output>(control: control, connect: { node.downstream = $0 })
@@ -188,7 +191,8 @@ final class PipelineControl: @unchecked Sendable {
 
     private let lock = NSLock()
     private var _stopRequested = false
-    private var _aborted = false
+    /// Nodes at positions up to this one are aborted (source = 0); -1 while none is.
+    private var abortedThrough = -1
     private var _abortRequested = false
     private var _sourceStoppedEarly = false
     private var firstError: PipelineError?
@@ -196,16 +200,18 @@ final class PipelineControl: @unchecked Sendable {
     init(options: PipelineOptions) { self.options = options }
 
     var stopRequested: Bool { lock.lock(); defer { lock.unlock() }; return _stopRequested }
-    var isAborted: Bool { lock.lock(); defer { lock.unlock() }; return _aborted }
+    /// True when the node at `position` must stop and close as aborted.
+    func isAborted(_ position: Int) -> Bool { lock.lock(); defer { lock.unlock() }; return position <= abortedThrough }
 
     func sourceStoppedEarly() { lock.lock(); _sourceStoppedEarly = true; lock.unlock() }
 
-    /// Records the first error and aborts everything.
-    func fail(_ error: PipelineError) {
+    /// Records the first error and aborts the node at `position` and everything upstream of it; downstream nodes
+    /// drain what already passed and see end of stream.
+    func fail(_ error: PipelineError, at position: Int) {
         lock.lock()
         if firstError == nil && !_abortRequested { firstError = error }
         lock.unlock()
-        abortAll()
+        abort(through: position)
     }
 
     func cancel(_ mode: Pipeline.CancelMode) {
@@ -213,18 +219,18 @@ final class PipelineControl: @unchecked Sendable {
         _stopRequested = true
         if mode == .abort { _abortRequested = true }
         lock.unlock()
-        if mode == .abort { abortAll() } else { interruptSource() }
+        if mode == .abort { abort(through: nodes.count - 1) } else { interruptSource() }
     }
 
-    private func abortAll() {
+    private func abort(through position: Int) {
         lock.lock()
-        let already = _aborted
-        _aborted = true
+        let previous = abortedThrough
+        abortedThrough = max(abortedThrough, position)
         _stopRequested = true
         lock.unlock()
-        if already { return }
+        guard position > previous else { return }
         interruptSource()
-        for n in nodes { n.cancelInput() }
+        for n in nodes[(previous + 1)...position] { n.cancelInput() }
     }
 
     func completion() -> PipelineCompletion {
@@ -269,9 +275,12 @@ final class SourceNode<S: Source>: NodeBase, @unchecked Sendable {
     let box: MetricsBox
     var downstream: Downstream<S.Output>?
 
-    init(source: S, control: PipelineControl) {
+    let position: Int
+
+    init(source: S, control: PipelineControl, position: Int) {
         self.source = source
         self.control = control
+        self.position = position
         self.queue = DispatchQueue(label: "\(control.options.label).\(source.name)", qos: .userInitiated)
         self.box = MetricsBox(name: source.name, capacity: 0)
     }
@@ -296,7 +305,7 @@ final class SourceNode<S: Source>: NodeBase, @unchecked Sendable {
             } catch {
                 if control.stopRequested { control.sourceStoppedEarly() } else {
                     control.fail(PipelineError(stage: source.name, phase: .source, frameIndex: lastIndex,
-                                               sequence: sequence, underlying: error))
+                                               sequence: sequence, underlying: error), at: position)
                 }
                 break
             }
@@ -322,7 +331,10 @@ final class StageNode<S: Stage>: NodeBase, @unchecked Sendable {
     let box: MetricsBox
     var downstream: Downstream<S.Output>?
 
-    init(stage: S, queue q: QueueOptions, control: PipelineControl) {
+    let position: Int
+
+    init(stage: S, queue q: QueueOptions, control: PipelineControl, position: Int) {
+        self.position = position
         self.stage = stage
         self.input = BoundedQueue(capacity: q.capacity, policy: q.policy)
         self.control = control
@@ -347,7 +359,7 @@ final class StageNode<S: Stage>: NodeBase, @unchecked Sendable {
             do {
                 out = try stage.process(env.value)
             } catch {
-                control.fail(failure(error, phase: .process, env: env))
+                control.fail(failure(error, phase: .process, env: env), at: position)
                 break
             }
             box.record(ms: elapsedMs(since: t0), filtered: out == nil)
@@ -356,7 +368,7 @@ final class StageNode<S: Stage>: NodeBase, @unchecked Sendable {
                 guard downstream.push(Envelope(sequence: env.sequence, frameIndex: index, value: out)) else { break }
             }
         }
-        let reason: CloseReason = control.isAborted ? .aborted : .endOfStream
+        let reason: CloseReason = control.isAborted(position) ? .aborted : .endOfStream
         do {
             let flushed = try stage.close(reason)
             if reason == .endOfStream {
@@ -369,7 +381,7 @@ final class StageNode<S: Stage>: NodeBase, @unchecked Sendable {
                 }
             }
         } catch {
-            control.fail(failure(error, phase: .close, env: nil))
+            control.fail(failure(error, phase: .close, env: nil), at: position)
         }
         downstream.close()
     }

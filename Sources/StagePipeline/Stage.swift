@@ -29,7 +29,9 @@ public protocol Stage {
 public enum CloseReason: Sendable, Equatable {
     /// All input was delivered and processed (normal end, or cancellation in drain mode).
     case endOfStream
-    /// The pipeline stopped early (an error in some stage, or cancellation in abort mode); in-flight items were dropped.
+    /// The pipeline stopped early (an error in this stage or upstream of it, or cancellation in abort mode);
+    /// in-flight items were dropped. Stages downstream of a failing stage get `.endOfStream` instead, after every
+    /// item that had already passed it.
     case aborted
 }
 
