@@ -19,16 +19,26 @@ struct BenchTracker: ParsableCommand {
     var frames = 3000
     @Option(help: "Random seed of the synthetic scene.")
     var seed: UInt64 = 1
+    @Option(help: "Scene size WIDTHxHEIGHT in pixels; a small scene packs the boxes into overlapping crowds.")
+    var scene = "1920x1080"
 
     func validate() throws {
         guard detections >= 1 else { throw ValidationError("--detections must be ≥ 1") }
         guard frames >= 1 else { throw ValidationError("--frames must be ≥ 1") }
+        guard sceneSize != nil else { throw ValidationError("--scene \(scene): expected WIDTHxHEIGHT, at least 300x300") }
+    }
+
+    private var sceneSize: (Float, Float)? {
+        let p = scene.lowercased().split(separator: "x").compactMap { Float($0) }
+        guard p.count == 2, p[0] >= 300, p[1] >= 300, p[0].isFinite, p[1].isFinite else { return nil }
+        return (p[0], p[1])
     }
 
     func run() throws {
-        var scene = SyntheticScene(detectionsPerFrame: detections, seed: seed)
+        let (w, h) = sceneSize!
+        var generator = SyntheticScene(detectionsPerFrame: detections, seed: seed, width: w, height: h)
         let warmup = 200
-        let input = (0..<(warmup + frames)).map { _ in scene.next() }
+        let input = (0..<(warmup + frames)).map { _ in generator.next() }
         let tracker = try ByteTracker(config: ByteTrackConfig(frameRate: 30))
         let clock = ContinuousClock()
         var perFrame: [Double] = []
@@ -52,7 +62,7 @@ struct BenchTracker: ParsableCommand {
         let mean = perFrame.reduce(0, +) / Double(frames)
         func q(_ p: Double) -> Double { sorted[min(sorted.count - 1, Int(p * Double(sorted.count)))] }
         let n = Double(frames)
-        print("bench tracker: \(detections) detections/frame, \(frames) frames, "
+        print("bench tracker: \(detections) detections/frame in \(scene), \(frames) frames, "
               + "\(fmt(Double(tracks) / n, 1)) live tracks/frame, \(fmt(Double(tracked) / n, 1)) tracked boxes/frame")
         print("  ms/frame: mean \(fmt(mean, 4))  median \(fmt(q(0.5), 4))  p90 \(fmt(q(0.9), 4))  p99 \(fmt(q(0.99), 4))")
         print("  thread CPU ms/frame: \(fmt(cpuMs, 4)) (wall-clock outliers are the thread being descheduled on a busy machine)")
@@ -78,20 +88,23 @@ struct BenchTracker: ParsableCommand {
     }
 }
 
-/// Moving boxes in a 1920×1080 frame, bouncing off the borders, with ~5 % misses, jitter, ~8 % false positives and
+/// Moving boxes in a `width`×`height` frame (1920×1080 by default), bouncing off the borders, with ~5 % misses, jitter, ~8 % false positives and
 /// ~7 % low-score detections, totalling `detectionsPerFrame` per frame.
 struct SyntheticScene {
     private var rng: UInt64
     private var objects: [(x: Float, y: Float, w: Float, h: Float, vx: Float, vy: Float)] = []
     let detectionsPerFrame: Int
+    let width: Float, height: Float
 
-    init(detectionsPerFrame: Int, seed: UInt64) {
+    init(detectionsPerFrame: Int, seed: UInt64, width: Float, height: Float) {
         self.detectionsPerFrame = detectionsPerFrame
+        self.width = width
+        self.height = height
         self.rng = seed &* 0x9E37_79B9_7F4A_7C15 | 1
         let count = max(1, detectionsPerFrame * 85 / 100)
         for _ in 0..<count {
             let w = uniform(20, 90)
-            objects.append((uniform(0, 1920 - w), uniform(0, 1000), w, w * uniform(1.2, 2.5),
+            objects.append((uniform(0, width - w), uniform(0, height - 2.5 * w), w, w * uniform(1.2, 2.5),
                             uniform(-6, 6), uniform(-4, 4)))
         }
     }
@@ -107,8 +120,8 @@ struct SyntheticScene {
         for k in objects.indices {
             var o = objects[k]
             o.x += o.vx; o.y += o.vy
-            if o.x < 0 || o.x + o.w > 1920 { o.vx = -o.vx }
-            if o.y < 0 || o.y + o.h > 1080 { o.vy = -o.vy }
+            if o.x < 0 || o.x + o.w > width { o.vx = -o.vx }
+            if o.y < 0 || o.y + o.h > height { o.vy = -o.vy }
             objects[k] = o
             guard uniform(0, 1) > 0.05 else { continue }
             let j = o.h * 0.03
@@ -118,7 +131,7 @@ struct SyntheticScene {
         }
         while dets.count < detectionsPerFrame {
             let low = uniform(0, 1) < 0.45
-            let x = uniform(0, 1850), y = uniform(0, 1000), w = uniform(20, 70)
+            let w = uniform(20, 70), x = uniform(0, width - w), y = uniform(0, height - 1.8 * w)
             dets.append(Detection(box: Box(x1: x, y1: y, x2: x + w, y2: y + w * 1.8),
                                   score: low ? uniform(0.12, 0.45) : uniform(0.5, 0.8), classID: 1, className: "object"))
         }
