@@ -131,33 +131,50 @@ public final class Conv2d: @unchecked Sendable {
     }
 
     /// Dense forward: a new output from `ws`, shape `outputShape(x.shape)`.
-    public func callAsFunction(_ x: Tensor, in ws: Workspace) -> Tensor {
+    /// With `residual` (same shape as the output): act(conv(x) + bias + residual), the ResNet block tail and the
+    /// FPN top-down sum fused into the GEMM (accumulated with beta = 1) and its epilogue.
+    public func callAsFunction(_ x: Tensor, residual: Tensor? = nil, in ws: Workspace) -> Tensor {
         let out = ws.tensor(outputShape(x.shape))
-        forward(x, into: out, workspace: ws)
+        forward(x, residual: residual, into: out, workspace: ws)
         return out
     }
 
-    /// Dense forward into `out` (shape `outputShape(x.shape)`), scratch from `workspace`.
-    public func forward(_ x: Tensor, into out: Tensor, workspace: Workspace) {
+    /// Dense forward into `out` (shape `outputShape(x.shape)`), scratch from `workspace`; optionally
+    /// act(conv(x) + bias + residual). `residual` may be `out` itself (accumulate in place).
+    public func forward(_ x: Tensor, residual: Tensor? = nil, into out: Tensor, workspace: Workspace) {
         let os = outputShape(x.shape)
         precondition(out.shape == os, "conv output must be \(os), got \(out.shape)")
         x.checkValid(); out.checkValid()
+        if let residual {
+            precondition(residual.shape == os, "conv residual must be \(os), got \(residual.shape)")
+            residual.checkValid()
+            if !(residual.storage === out.storage && residual.offset == out.offset) {
+                let src = residual.ptr, dst = out.ptr, plane = os[2] * os[3]
+                Parallel.forEach(os[0] * os[1], cost: out.count) { r in
+                    (dst + r.lowerBound * plane).update(from: src + r.lowerBound * plane, count: r.count * plane)
+                }
+            }
+        }
         let ho = os[2], wo = os[3]
         // One segment per output row, columns in output order: the GEMM writes straight into `out`.
         let seg = workspace.ints(4 * ho)
         for y in 0..<ho { seg[4 * y] = y; seg[4 * y + 1] = 0; seg[4 * y + 2] = wo; seg[4 * y + 3] = y * wo }
         for b in 0..<x.n {
-            run(x, batch: b, segments: seg, segmentCount: ho, columns: ho * wo, dense: out, kept: nil, workspace: workspace)
+            run(x, batch: b, segments: seg, segmentCount: ho, columns: ho * wo, dense: out, kept: nil,
+                residual: residual == nil ? nil : out, workspace: workspace)
         }
     }
 
     /// Tile-restricted forward: computes only the output tiles `tiles` (indices into `grid`, row-major tile order)
     /// and writes them into `kept` (shape `outputShape(x.shape)`); every other element of `kept` is left untouched.
     /// The chosen tiles' im2col columns are gathered into one matrix, multiplied by one GEMM, and scattered.
-    /// Computing every tile gives the dense result.
-    public func forward(_ x: Tensor, tiles: [Int], grid: TileGrid, into kept: Tensor, workspace: Workspace) {
+    /// Computing every tile gives the dense result. With `residual` (output shape; may be `kept`), the tiles get
+    /// act(conv(x) + bias + residual) like the dense path.
+    public func forward(_ x: Tensor, tiles: [Int], grid: TileGrid, residual: Tensor? = nil, into kept: Tensor,
+                        workspace: Workspace) {
         let os = outputShape(x.shape)
         precondition(kept.shape == os, "conv kept output must be \(os), got \(kept.shape)")
+        if let residual { precondition(residual.shape == os, "conv residual must be \(os), got \(residual.shape)"); residual.checkValid() }
         precondition(grid.height == os[2] && grid.width == os[3], "tile grid \(grid) does not cover output \(os)")
         x.checkValid(); kept.checkValid()
         guard !tiles.isEmpty else { return }
@@ -173,7 +190,8 @@ public final class Conv2d: @unchecked Sendable {
             }
         }
         for b in 0..<x.n {
-            run(x, batch: b, segments: seg, segmentCount: segmentCount, columns: col, dense: nil, kept: kept, workspace: workspace)
+            run(x, batch: b, segments: seg, segmentCount: segmentCount, columns: col, dense: nil, kept: kept,
+                residual: residual, workspace: workspace)
         }
     }
 
@@ -181,9 +199,10 @@ public final class Conv2d: @unchecked Sendable {
 
     /// Computes the output pixels listed in `segments` (quadruples oy, ox0, length, column) for batch item `b`.
     /// `dense`: segments cover the whole output in order; results go straight to it. `kept`: results are staged
-    /// in scratch `[outChannels, columns]` and scattered.
+    /// in scratch `[outChannels, columns]` and scattered. `residual` is added before the activation; for `dense`
+    /// it must already be in the output (the GEMM accumulates onto it).
     private func run(_ x: Tensor, batch b: Int, segments seg: UnsafeMutablePointer<Int>, segmentCount: Int,
-                     columns p: Int, dense: Tensor?, kept: Tensor?, workspace: Workspace) {
+                     columns p: Int, dense: Tensor?, kept: Tensor?, residual: Tensor?, workspace: Workspace) {
         let cin = x.c, h = x.h, wi = x.w
         let target = dense ?? kept!
         let ho = target.h, wo = target.w
@@ -192,9 +211,10 @@ public final class Conv2d: @unchecked Sendable {
         let cg = inChannels / groups, mg = outChannels / groups
         let kk = kernel.h * kernel.w
         let kg = cg * kk
+        let res = residual.map { $0.ptr + b * outChannels * ho * wo }
 
         if cg == 1 && groups > 1 {
-            depthwise(xin, h: h, w: wi, segments: seg, segmentCount: segmentCount, out: outBase, ho: ho, wo: wo)
+            depthwise(xin, h: h, w: wi, segments: seg, segmentCount: segmentCount, out: outBase, residual: res, ho: ho, wo: wo)
             return
         }
         let direct = kk == 1 && stride == 1 && padding == 0 && dense != nil
@@ -213,13 +233,14 @@ public final class Conv2d: @unchecked Sendable {
                 bMat = scratch
             }
             let cMat = dense != nil ? outBase + g * mg * ho * wo : stage + g * mg * p
+            let beta: Float = dense != nil && res != nil ? 1 : 0
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(mg), Int32(p), Int32(kg),
-                        1, wgt + g * mg * kg, Int32(kg), bMat, Int32(p), 0, cMat, Int32(p))
+                        1, wgt + g * mg * kg, Int32(kg), bMat, Int32(p), beta, cMat, Int32(p))
         }
         if dense != nil {
             epilogue(outBase, plane: ho * wo)
         } else {
-            scatter(stage, columns: p, segments: seg, segmentCount: segmentCount, out: outBase, ho: ho, wo: wo)
+            scatter(stage, columns: p, segments: seg, segmentCount: segmentCount, out: outBase, residual: res, ho: ho, wo: wo)
         }
     }
 
@@ -279,17 +300,21 @@ public final class Conv2d: @unchecked Sendable {
 
     /// Scatters staged `[outChannels, columns]` results to their output pixels, applying bias and activation.
     private func scatter(_ stage: UnsafeMutablePointer<Float>, columns p: Int, segments seg: UnsafeMutablePointer<Int>,
-                         segmentCount: Int, out: UnsafeMutablePointer<Float>, ho: Int, wo: Int) {
+                         segmentCount: Int, out: UnsafeMutablePointer<Float>, residual: UnsafeMutablePointer<Float>?,
+                         ho: Int, wo: Int) {
         let relu = activation == .relu
         withBias { bias in
             Parallel.forEach(outChannels, cost: outChannels * p) { range in
                 for oc in range {
                     let b = bias?[oc] ?? 0
-                    let src = stage + oc * p, plane = out + oc * ho * wo
+                    let src = stage + oc * p
                     for s in 0..<segmentCount {
-                        let d = plane + seg[4 * s] * wo + seg[4 * s + 1], len = seg[4 * s + 2]
+                        let at = oc * ho * wo + seg[4 * s] * wo + seg[4 * s + 1]
+                        let d = out + at, len = seg[4 * s + 2]
                         let v = src + seg[4 * s + 3]
-                        if relu {
+                        if let r = residual.map({ $0 + at }) {
+                            for j in 0..<len { let t = v[j] + b + r[j]; d[j] = relu && t < 0 ? 0 : t }
+                        } else if relu {
                             for j in 0..<len { let t = v[j] + b; d[j] = t > 0 ? t : 0 }
                         } else {
                             for j in 0..<len { d[j] = v[j] + b }
@@ -302,7 +327,8 @@ public final class Conv2d: @unchecked Sendable {
 
     /// Depthwise (one input channel per group): direct loops over the segments' output pixels, epilogue fused.
     private func depthwise(_ x: UnsafeMutablePointer<Float>, h: Int, w: Int, segments seg: UnsafeMutablePointer<Int>,
-                           segmentCount: Int, out: UnsafeMutablePointer<Float>, ho: Int, wo: Int) {
+                           segmentCount: Int, out: UnsafeMutablePointer<Float>, residual: UnsafeMutablePointer<Float>?,
+                           ho: Int, wo: Int) {
         let kh = kernel.h, kw = kernel.w, sh = stride.h, sw = stride.w
         let ph = padding.h, pw = padding.w, dh = dilation.h, dw = dilation.w
         let mult = outChannels / groups
@@ -328,7 +354,7 @@ public final class Conv2d: @unchecked Sendable {
                                     acc += src[iy * w + ix] * k[ky * kw + kx]
                                 }
                             }
-                            let v = acc + b
+                            let v = acc + b + (residual?[oc * ho * wo + oy * wo + ox] ?? 0)
                             plane[oy * wo + ox] = relu && v < 0 ? 0 : v
                         }
                     }

@@ -117,6 +117,18 @@ struct BenchOps: ParsableCommand {
         print(String(format: "ResNet-50-FPN convs listed (weighted by count): %.2f GFLOP in %.1f ms → %.0f%% of the sgemm peak measured alongside (bare GEMMs: %.0f%%)\n",
                      totalFlops / 1e9, totalSeconds * 1e3, 100 * equivalentPeakSeconds / totalSeconds, 100 * equivalentPeakSeconds / gemmSeconds)) }
 
+        if convs {
+            // Bottleneck tail at stride 4: conv3 (1x1 64→256) + identity + ReLU, separate add vs fused residual.
+            let x = Tensor(shape: [1, 64, s4.0, s4.1], repeating: 0.3), identity = Tensor(shape: [1, 256, s4.0, s4.1], repeating: -0.1)
+            let w3 = Tensor(shape: [256, 64, 1, 1], repeating: 0.01), b3 = [Float](repeating: 0.1, count: 256)
+            let conv3 = Conv2d(weight: w3, bias: b3), conv3Relu = Conv2d(weight: w3, bias: b3, activation: .relu)
+            let m = Benchmark.interleavedMedianSeconds(rounds: runs, [
+                { ws.beginFrame(); _ = conv3(x, in: ws).add(identity, activation: .relu, in: ws) },
+                { ws.beginFrame(); _ = conv3Relu(x, residual: identity, in: ws) }])
+            print(String(format: "bottleneck tail 1x1 64→256 + identity + ReLU at %dx%d: separate add %.2f ms, fused residual %.2f ms (%.2fx)\n",
+                         s4.1, s4.0, m[0] * 1e3, m[1] * 1e3, m[0] / m[1]))
+        }
+
         // Memory-bound ops on the stride-4 map (256 channels): GB/s of bytes read + written.
         print("other ops on 1x256x\(s4.0)x\(s4.1)             ms     GB/s")
         let a = Tensor(shape: [1, 256, s4.0, s4.1], repeating: 0.5), b = Tensor(shape: a.shape, repeating: -0.25)

@@ -84,6 +84,32 @@ final class ConvTests: XCTestCase {
         XCTAssertEqual(conv.flops([1, 3, 384, 640]), 2.0 * 64 * 192 * 320 * 147)
     }
 
+    func testResidualIsAddedBeforeTheActivation() {
+        // (k, stride, groups, cin, cout): im2col, direct 1x1, grouped, depthwise.
+        for (i, cfg) in [(3, 1, 1, 4, 6), (1, 1, 1, 8, 5), (3, 2, 2, 4, 6), (3, 1, 4, 4, 4)].enumerated() {
+            var rng = SeededRandom(UInt64(60 + i))
+            let x = rng.tensor([2, cfg.3, 9, 11])
+            let w = rng.tensor([cfg.4, cfg.3 / cfg.2, cfg.0, cfg.0]), b = rng.floats(cfg.4)
+            let conv = Conv2d(weight: w, bias: b, stride: Size2(cfg.1, cfg.1), padding: Size2(cfg.0 / 2, cfg.0 / 2),
+                              groups: cfg.2, activation: .relu)
+            let ws = Workspace()
+            let residual = rng.tensor(conv.outputShape(x.shape), -2, 2)
+            let ref = Ref.conv2d(x, w, bias: b, stride: Size2(cfg.1, cfg.1), padding: Size2(cfg.0 / 2, cfg.0 / 2),
+                                 dilation: 1, groups: cfg.2, relu: false)
+            let want = zip(ref.data, residual.array).map { max($0 + Double($1), 0) }
+            assertClose(conv(x, residual: residual, in: ws), want, shape: ref.shape, "residual \(cfg)")
+            // In place: the residual buffer is the output.
+            let inPlace = Tensor(shape: residual.shape); inPlace.copy(from: residual)
+            conv.forward(x, residual: inPlace, into: inPlace, workspace: ws)
+            assertClose(inPlace, want, shape: ref.shape, "residual in place \(cfg)")
+            // Tile path with a residual equals the dense result.
+            let grid = TileGrid(height: ref.shape[2], width: ref.shape[3], tile: Size2(4, 5))
+            let kept = Tensor(shape: ref.shape, repeating: .nan)
+            conv.forward(x, tiles: Array(0..<grid.count), grid: grid, residual: residual, into: kept, workspace: ws)
+            assertClose(kept, want, shape: ref.shape, "residual tiles \(cfg)")
+        }
+    }
+
     // MARK: Tiles
 
     private func tileSetup(_ seed: UInt64, k: Int = 3, stride: Int = 1, groups: Int = 1, c: Int = 4, oc: Int = 6)
