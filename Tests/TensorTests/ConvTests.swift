@@ -1,3 +1,4 @@
+import TestSupport
 import XCTest
 @testable import Tensor
 
@@ -8,7 +9,7 @@ final class ConvTests: XCTestCase {
     }
 
     private func check(_ t: Case, seed: UInt64, file: StaticString = #filePath, line: UInt = #line) {
-        var rng = SeededRandom(seed)
+        var rng = TestRandom(seed: seed)
         let x = rng.tensor([t.n, t.c, t.h, t.w])
         let wt = rng.tensor([t.oc, t.c / t.groups, t.k.h, t.k.w])
         let b = t.bias ? rng.floats(t.oc) : nil
@@ -52,7 +53,7 @@ final class ConvTests: XCTestCase {
     }
 
     func testBatchNormFolding() {
-        var rng = SeededRandom(31)
+        var rng = TestRandom(seed: 31)
         let x = rng.tensor([1, 4, 9, 8]), wt = rng.tensor([6, 4, 3, 3])
         let bn = BatchNormParameters(weight: rng.floats(6, 0.5, 1.5), bias: rng.floats(6), runningMean: rng.floats(6),
                                      runningVar: rng.floats(6, 0.1, 2), eps: 1e-5)
@@ -87,7 +88,7 @@ final class ConvTests: XCTestCase {
     func testResidualIsAddedBeforeTheActivation() {
         // (k, stride, groups, cin, cout): im2col, direct 1x1, grouped, depthwise.
         for (i, cfg) in [(3, 1, 1, 4, 6), (1, 1, 1, 8, 5), (3, 2, 2, 4, 6), (3, 1, 4, 4, 4)].enumerated() {
-            var rng = SeededRandom(UInt64(60 + i))
+            var rng = TestRandom(seed: UInt64(60 + i))
             let x = rng.tensor([2, cfg.3, 9, 11])
             let w = rng.tensor([cfg.4, cfg.3 / cfg.2, cfg.0, cfg.0]), b = rng.floats(cfg.4)
             let conv = Conv2d(weight: w, bias: b, stride: Size2(cfg.1, cfg.1), padding: Size2(cfg.0 / 2, cfg.0 / 2),
@@ -114,7 +115,7 @@ final class ConvTests: XCTestCase {
 
     private func tileSetup(_ seed: UInt64, k: Int = 3, stride: Int = 1, groups: Int = 1, c: Int = 4, oc: Int = 6)
         -> (x: Tensor, conv: Conv2d, dense: Tensor, ws: Workspace) {
-        var rng = SeededRandom(seed)
+        var rng = TestRandom(seed: seed)
         let x = rng.tensor([1, c, 37, 29])
         let conv = Conv2d(weight: rng.tensor([oc, c / groups, k, k]), bias: rng.floats(oc), stride: Size2(stride, stride),
                           padding: Size2(k / 2, k / 2), groups: groups, activation: .relu)

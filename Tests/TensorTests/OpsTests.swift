@@ -1,10 +1,11 @@
 import Foundation
+import TestSupport
 import XCTest
 @testable import Tensor
 
 final class OpsTests: XCTestCase {
     func testMaxPool() {
-        var rng = SeededRandom(101)
+        var rng = TestRandom(seed: 101)
         let x = rng.tensor([2, 3, 13, 11])
         for (k, s, p) in [(Size2(3, 3), Size2(2, 2), Size2(1, 1)), (1, 2, 0), (2, 2, 0), (Size2(3, 2), Size2(1, 2), Size2(1, 0))] {
             let y = x.maxPool2d(kernel: k, stride: s, padding: p, in: Workspace())
@@ -18,7 +19,7 @@ final class OpsTests: XCTestCase {
     }
 
     func testAddMulDivAffineClip() {
-        var rng = SeededRandom(102)
+        var rng = TestRandom(seed: 102)
         let a = rng.tensor([1, 5, 7, 9]), b = rng.tensor([1, 5, 7, 9], 0.5, 2)
         let ws = Workspace()
         let av = a.array.map(Double.init), bv = b.array.map(Double.init)
@@ -36,7 +37,7 @@ final class OpsTests: XCTestCase {
     }
 
     func testLargeElementwiseRunsInParallelCorrectly() {
-        var rng = SeededRandom(103)
+        var rng = TestRandom(seed: 103)
         let a = rng.tensor([1, 64, 61, 67]), b = rng.tensor([1, 64, 61, 67])
         let y = a.add(b, activation: .relu, in: Workspace())
         let av = a.array, bv = b.array, yv = y.array
@@ -45,7 +46,7 @@ final class OpsTests: XCTestCase {
     }
 
     func testSigmoidAndSoftmax() {
-        var rng = SeededRandom(104)
+        var rng = TestRandom(seed: 104)
         let x = rng.tensor([2, 7, 3, 5], -30, 30)
         let ws = Workspace()
         assertClose(x.sigmoid(in: ws), x.array.map { 1 / (1 + exp(-Double($0))) }, shape: x.shape, tol: 1e-6, "sigmoid")
@@ -65,7 +66,7 @@ final class OpsTests: XCTestCase {
     }
 
     func testNearestUpsampleExplicitSize() {
-        var rng = SeededRandom(105)
+        var rng = TestRandom(seed: 105)
         let x = rng.tensor([1, 3, 5, 7])
         for (h, w) in [(10, 14), (13, 17), (5, 7), (3, 4), (11, 15)] {
             assertClose(x.upsampleNearest(height: h, width: w, in: Workspace()), Ref.nearest(x, h, w),
@@ -77,7 +78,7 @@ final class OpsTests: XCTestCase {
     }
 
     func testBilinearResize() {
-        var rng = SeededRandom(106)
+        var rng = TestRandom(seed: 106)
         let x = rng.tensor([2, 3, 9, 13])
         for (h, w) in [(18, 26), (7, 5), (20, 11), (9, 13), (1, 1), (31, 40)] {
             assertClose(x.resizeBilinear(height: h, width: w, in: Workspace()), Ref.bilinear(x, h, w),
@@ -86,7 +87,7 @@ final class OpsTests: XCTestCase {
     }
 
     func testLinear() {
-        var rng = SeededRandom(107)
+        var rng = TestRandom(seed: 107)
         let x = rng.tensor([5, 3, 2, 3]), w = rng.tensor([7, 18]), b = rng.floats(7)
         for relu in [false, true] {
             let y = Linear(weight: w, bias: b, activation: relu ? .relu : .none)(x, in: Workspace())
@@ -102,7 +103,7 @@ final class OpsTests: XCTestCase {
     }
 
     func testConvTranspose() {
-        var rng = SeededRandom(108)
+        var rng = TestRandom(seed: 108)
         struct C { var c = 4, oc = 3, h = 5, w = 6, k = Size2(2, 2), s: Size2 = 2, p: Size2 = 0, op: Size2 = 0, d: Size2 = 1, g = 1 }
         for (i, t) in [C(), C(c: 6, oc: 4, h: 7, w: 4, k: 3, s: 2, p: 1, op: 1), C(k: Size2(3, 2), s: Size2(1, 3), p: Size2(1, 0)),
                        C(c: 4, oc: 6, h: 4, w: 5, k: 3, s: 2, p: 1, d: 2, g: 2), C(c: 3, oc: 2, h: 6, w: 6, k: 4, s: 1, p: 2)].enumerated() {
@@ -118,7 +119,7 @@ final class OpsTests: XCTestCase {
     }
 
     func testGroupNorm() {
-        var rng = SeededRandom(109)
+        var rng = TestRandom(seed: 109)
         let x = rng.tensor([2, 6, 5, 7], -2, 3)
         let gamma = rng.floats(6), beta = rng.floats(6)
         for (groups, affine, relu) in [(3, true, false), (2, true, true), (6, false, false), (1, true, false)] {
@@ -143,7 +144,7 @@ final class OpsTests: XCTestCase {
     }
 
     func testConcatAndGlobalAveragePool() {
-        var rng = SeededRandom(110)
+        var rng = TestRandom(seed: 110)
         let a = rng.tensor([2, 3, 4, 5]), b = rng.tensor([2, 2, 4, 5])
         let y = Tensor.concat([a, b], dim: 1, in: Workspace())
         XCTAssertEqual(y.shape, [2, 5, 4, 5])

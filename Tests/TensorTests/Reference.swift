@@ -1,24 +1,14 @@
 import Foundation
+import TestSupport
 import XCTest
 @testable import Tensor
 
-/// Deterministic random numbers (SplitMix64) so failures reproduce.
-struct SeededRandom {
-    var state: UInt64
-    init(_ seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+/// Random Float tensors from the shared deterministic generator.
+extension TestRandom {
     /// Uniform in [lo, hi).
-    mutating func float(_ lo: Float = -1, _ hi: Float = 1) -> Float {
-        lo + (hi - lo) * Float(next() >> 40) / Float(1 << 24)
-    }
+    mutating func float(_ lo: Float = -1, _ hi: Float = 1) -> Float { Float(uniform(Double(lo), Double(hi))) }
     mutating func tensor(_ shape: [Int], _ lo: Float = -1, _ hi: Float = 1) -> Tensor {
-        Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in float(lo, hi) })
+        Tensor(shape: shape, data: floats(shape.reduce(1, *), lo, hi))
     }
     mutating func floats(_ n: Int, _ lo: Float = -1, _ hi: Float = 1) -> [Float] { (0..<n).map { _ in float(lo, hi) } }
 }

@@ -9,7 +9,7 @@ final class SafeTensorsTests: XCTestCase {
     override func tearDown() { try? FileManager.default.removeItem(at: dir) }
 
     private func sample() -> [String: Tensor] {
-        var rng = SeededRandom(301)
+        var rng = TestRandom(seed: 301)
         return ["backbone.body.conv1.weight": rng.tensor([4, 3, 3, 3], -8, 8),
                 "backbone.body.bn1.bias": rng.tensor([4]),
                 "scalar": Tensor(shape: [], data: [1.5])]

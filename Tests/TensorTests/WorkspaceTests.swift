@@ -1,3 +1,4 @@
+import TestSupport
 import XCTest
 @testable import Tensor
 
@@ -15,7 +16,7 @@ final class WorkspaceTests: XCTestCase {
     }
 
     func testFramesAfterTheFirstAllocateNothing() {
-        var rng = SeededRandom(201)
+        var rng = TestRandom(seed: 201)
         let convs = [Conv2d(weight: rng.tensor([8, 3, 7, 7]), bias: rng.floats(8), stride: 2, padding: 3, activation: .relu),
                      Conv2d(weight: rng.tensor([4, 8, 1, 1]), activation: .relu),
                      Conv2d(weight: rng.tensor([8, 4, 3, 3]), bias: rng.floats(8), padding: 1)]
