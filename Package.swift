@@ -46,7 +46,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "fpnstream", dependencies: [
-            "FPNStream", "MediaIO", "Tracking", "Outputs", "Tensor",
+            "FPNStream", "MediaIO", "Tracking", "Outputs", "Tensor", "FPNCore", "StagePipeline",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Fixtures, sample paths and a synchronous pipeline harness for tests.

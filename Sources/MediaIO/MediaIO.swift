@@ -14,4 +14,10 @@ public enum FFmpegLogLevel: Int32, Sendable, CaseIterable {
 
     /// Sets FFmpeg's global log level. The CLI keeps FFmpeg quiet and reports errors itself, one line each.
     public static func set(_ level: FFmpegLogLevel) { av_log_set_level(level.rawValue) }
+
+    /// Names as `ffmpeg -loglevel` spells them.
+    public static var names: [String] { allCases.map { "\($0)" } }
+
+    /// The level called `name` (`"quiet"`, `"error"`, `"warning"`, `"info"`, ...), nil if unknown.
+    public static func named(_ name: String) -> FFmpegLogLevel? { allCases.first { "\($0)" == name.lowercased() } }
 }

@@ -118,6 +118,11 @@ public final class VideoDecoder {
             throw MediaIOError.openFailed(input: shown, reason: ffmpegErrorString(openResult))
         }
         var fmtOwned: UnsafeMutablePointer<AVFormatContext>? = fmt
+        // FFmpeg renders any .txt/.nfo file as "ANSI art" video; nobody means that unless they ask for it by name.
+        if options.inputFormat == nil, String(cString: fmt.pointee.iformat.pointee.name) == "tty" {
+            avformat_close_input(&fmtOwned)
+            throw MediaIOError.openFailed(input: shown, reason: "not a video file (text)")
+        }
         var ccOwned: UnsafeMutablePointer<AVCodecContext>?
         do {
             let found = avformat_find_stream_info(fmt, nil)

@@ -105,8 +105,9 @@ public final class VideoWriter {
             var codec: UnsafePointer<AVCodec>?
             var chosen = ""
             for name in candidates {
+                // query_codec: 1 = supported, 0 = not, negative = the muxer does not say (e.g. mpegts): try it.
                 if let c = avcodec_find_encoder_by_name(name), avformat_query_codec(fmt.pointee.oformat, c.pointee.id,
-                                                                                     FF_COMPLIANCE_NORMAL) == 1 {
+                                                                                     FF_COMPLIANCE_NORMAL) != 0 {
                     codec = c; chosen = name; break
                 }
             }

@@ -22,6 +22,21 @@ public enum ExternalTools {
         }
     }
 
+    /// Path of an executable product built next to the running test bundle (e.g. `.build/debug/fpnstream`), or nil
+    /// when it was not built (`swift build --build-tests` builds it; `make test` runs that first).
+    public static func builtProduct(_ name: String) -> String? {
+        var dirs: [URL] = []
+        if let exe = Bundle.main.executableURL { dirs.append(exe.deletingLastPathComponent()) }
+        dirs.append(URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent())
+        for b in Bundle.allBundles where b.bundlePath.hasSuffix(".xctest") { dirs.append(b.bundleURL.deletingLastPathComponent()) }
+        dirs.append(TestPaths.root.appendingPathComponent(".build/debug"))
+        for d in dirs {
+            let p = d.appendingPathComponent(name).path
+            if FileManager.default.isExecutableFile(atPath: p) { return p }
+        }
+        return nil
+    }
+
     /// Full path of an executable on PATH, or nil.
     public static func which(_ name: String) -> String? {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
@@ -81,7 +96,9 @@ public enum ExternalTools {
         let r = try run("ffprobe", ["-v", "error", "-select_streams", "v:0", "-count_frames",
                                     "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", path])
         guard r.status == 0 else { return nil }
-        return Int(r.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ",").first ?? "")
+        // MPEG-TS lists the stream twice (under its program and alone): take the first non-empty line.
+        let first = r.stdoutText.split(separator: "\n").first { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
+        return first.flatMap { Int($0.split(separator: ",").first ?? "") }
     }
 
     /// One ffprobe entry for the first video stream or the format, e.g. `("stream", "codec_name")`,
@@ -92,8 +109,8 @@ public enum ExternalTools {
         args += ["-show_entries", "\(section)=\(entry)", "-of", "default=nw=1:nk=1", path]
         let r = try run("ffprobe", args)
         guard r.status == 0 else { return nil }
-        let s = r.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
-        return s.isEmpty ? nil : s
+        let line = r.stdoutText.split(separator: "\n").first { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
+        return line.map { $0.trimmingCharacters(in: .whitespaces) }
     }
 
     /// Presentation times (seconds) of every video frame ffprobe decodes from `path`, in output order.

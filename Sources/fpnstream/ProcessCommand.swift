@@ -1,0 +1,163 @@
+import ArgumentParser
+import FPNCore
+import FPNStream
+import Foundation
+import MediaIO
+import StagePipeline
+
+/// `fpnstream process INPUT [-o OUT] [--jsonl FILE] [--pipeline FILE]`
+struct ProcessCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "process",
+        abstract: "Run a video file or stream through the pipeline: annotated video and/or per-frame JSONL.",
+        discussion: """
+            INPUT is anything FFmpeg opens: a file path or a URL (rtsp://, http://, udp://, ...). Credentials in URLs
+            are redacted in everything printed. Progress goes to stderr: a bar on a terminal, a line every 5 s
+            otherwise. Ctrl-C (SIGINT) or SIGTERM stops reading, drains the frames in flight and finalizes the video
+            and JSONL outputs (exit 130 / 143); a second signal exits at once.
+
+            Examples:
+              fpnstream process samples/demo.mp4 -o out/demo.mp4 --jsonl out/demo.jsonl
+              fpnstream process samples/external/vtest.avi --jsonl - --quiet | jq -c '.detections | length'
+              fpnstream process in.mkv -o - | ffplay -
+              fpnstream process in.mp4 -o udp://127.0.0.1:5000 --max-frames 300
+              fpnstream process 'rtsp://user:pass@cam/stream' -o cam.mkv --input-option rtsp_transport=tcp
+
+            \(ExitStatus.helpText)
+            """
+    )
+
+    @Argument(help: "Input video: path or URL.")
+    var input: String
+
+    @Option(name: .shortAndLong, help: ArgumentHelp(
+        "Annotated video output: .mp4/.mkv/... path, '-' for MPEG-TS on stdout, or a URL (udp://...).",
+        valueName: "out"))
+    var output: String?
+
+    @Option(help: ArgumentHelp("Per-frame JSONL output ('-' = stdout).", valueName: "file"))
+    var jsonl: String?
+
+    @Option(help: ArgumentHelp("Pipeline spec (YAML), e.g. pipelines/demo.yaml.", valueName: "file"))
+    var pipeline: String?
+
+    @Option(help: "Stop after this many frames.")
+    var maxFrames: Int?
+
+    @Option(help: ArgumentHelp("Video encoder (default: libx264, falling back to what this FFmpeg has).",
+                               valueName: "name"))
+    var encoder: String?
+
+    @Option(help: "H.264 constant rate factor (lower = better quality, bigger file).")
+    var crf: Int = 23
+
+    @Option(help: "x264 preset (ultrafast ... veryslow).")
+    var preset: String = "veryfast"
+
+    @Option(help: ArgumentHelp("Output container, when the name does not tell (e.g. matroska, mpegts).",
+                               valueName: "name"))
+    var format: String?
+
+    @Option(name: .customLong("input-option"), parsing: .singleValue,
+            help: ArgumentHelp("FFmpeg input option KEY=VALUE (repeatable), e.g. rtsp_transport=tcp.",
+                               valueName: "key=value"))
+    var inputOptions: [String] = []
+
+    @Option(help: ArgumentHelp("FFmpeg's own log level: quiet, error, warning, info, verbose, debug.",
+                               valueName: "level"))
+    var ffmpegLog: String = "quiet"
+
+    @Option(help: ArgumentHelp("Seconds between plain progress lines when stderr is not a terminal (0 = every frame).",
+                               valueName: "seconds"))
+    var progressInterval: Double = 5
+
+    @Flag(name: .shortAndLong, help: "No progress and no summary; errors and warnings only.")
+    var quiet = false
+
+    @Flag(help: "Print per-stage metrics (count, mean, p50, p95 ms) at the end.")
+    var stats = false
+
+    func validate() throws {
+        if let maxFrames, maxFrames <= 0 { throw ValidationError("--max-frames must be positive") }
+        if progressInterval < 0 { throw ValidationError("--progress-interval must be >= 0") }
+        if output == "-" && jsonl == "-" { throw ValidationError("-o - and --jsonl - cannot both use stdout") }
+        for o in inputOptions where !o.contains("=") {
+            throw ValidationError("--input-option \(o): expected KEY=VALUE")
+        }
+        guard FFmpegLogLevel.named(ffmpegLog) != nil else {
+            throw ValidationError("--ffmpeg-log \(ffmpegLog): expected one of \(FFmpegLogLevel.names.joined(separator: ", "))")
+        }
+    }
+
+    func run() throws {
+        signal(SIGPIPE, SIG_IGN)  // a closed stdout (ffplay quit) becomes a write error, not a silent death
+        FFmpegLogLevel.set(FFmpegLogLevel.named(ffmpegLog) ?? .quiet)
+
+        var options = RunOptions(input: input, output: output, jsonl: jsonl)
+        options.maxFrames = maxFrames
+        options.encoder = EncoderOptions(encoder: encoder, crf: crf, preset: preset, format: format)
+        for o in inputOptions {
+            let kv = o.split(separator: "=", maxSplits: 1).map(String.init)
+            options.decoder.formatOptions[kv[0]] = kv.count > 1 ? kv[1] : ""
+        }
+
+        let runner: StreamRunner
+        do {
+            runner = try StreamRunner(options: options)
+        } catch let e as MediaIOError {
+            throw CLIFailure(message: e.description, status: ExitStatus.runtimeError)
+        } catch {
+            throw CLIFailure(message: "\(error)", status: ExitStatus.runtimeError)
+        }
+        for note in runner.notes { warn(note) }
+
+        let trap = SignalTrap { _ in runner.stop() }
+        let style = ProgressReporter.automaticStyle(quiet: quiet)
+        let total = maxFrames.map { min($0, runner.metadata.frameCountEstimate ?? $0) } ?? runner.metadata.frameCountEstimate
+        let progress = ProgressReporter(style: style, total: total, lineInterval: progressInterval)
+        if !quiet {
+            let m = runner.metadata
+            var line = "input: \(m.source) (\(m.codecName) \(m.size), "
+            line += m.frameRate.map { String(format: "%.3g fps", $0.value ?? 0) } ?? "unknown fps"
+            if let d = m.duration { line += String(format: ", %.1f s", d) }
+            if let n = m.frameCountEstimate { line += ", ~\(n) frames" }
+            if m.isLive { line += ", live" }
+            info(line + ")")
+        }
+
+        let summary: RunSummary
+        do {
+            summary = try runner.run { _ in progress.frameDone() }
+        } catch {
+            progress.finish()
+            throw CLIFailure(message: redactCredentials("\(error)"), status: ExitStatus.runtimeError)
+        }
+        progress.finish()
+
+        let d = summary.decodeStats
+        if d.decodeErrors > 0 || d.corruptFrames > 0 {
+            warn("\(summary.metadata.source): \(d.decodeErrors) decode errors skipped, \(d.corruptFrames) damaged frames"
+                 + (d.lastDecodeError.map { " (last: \($0))" } ?? ""))
+        }
+        if let r = d.readError { warn("\(summary.metadata.source): input ended on a read error: \(r)") }
+        if !quiet {
+            var outs: [String] = []
+            if let w = runner.videoWriter { outs.append("\(w.output) (\(w.encoderName), \(w.framesWritten) frames)") }
+            if let jsonl { outs.append(jsonl == "-" ? "JSONL on stdout" : jsonl) }
+            let wall = summary.report.wallSeconds
+            info(String(format: "processed %d frames in %.1f s (%.1f fps)", summary.framesProcessed, wall,
+                        wall > 0 ? Double(summary.framesProcessed) / wall : 0)
+                 + (outs.isEmpty ? "" : " → " + outs.joined(separator: ", ")))
+        }
+        if stats { info(summary.report.formattedSummary()) }
+
+        if let sig = trap.signal {
+            info("stopped by \(sig == SIGINT ? "SIGINT" : "SIGTERM"); outputs finalized")
+            throw ExitCode(sig == SIGINT ? ExitStatus.interrupted : ExitStatus.terminated)
+        }
+        withExtendedLifetime(trap) {}
+    }
+
+    private func info(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+    private func warn(_ s: String) { FileHandle.standardError.write(Data(("warning: " + s + "\n").utf8)) }
+}

@@ -1,0 +1,262 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// End to end through the built `fpnstream` binary: exit codes, messages, and what ffprobe reads from the outputs.
+final class ProcessCommandTests: XCTestCase {
+    var dir: URL!
+    var binary: String!
+
+    override func setUpWithError() throws {
+        guard let b = ExternalTools.builtProduct("fpnstream") else {
+            return XCTFail("fpnstream binary not built next to the tests: run `swift build --build-tests` first")
+        }
+        binary = b
+        dir = TestPaths.temporaryDirectory("process")
+    }
+
+    override func tearDownWithError() throws {
+        if let dir { try? FileManager.default.removeItem(at: dir) }
+    }
+
+    func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
+
+    func fpnstream(_ args: [String]) throws -> ToolResult { try ExternalTools.run(binary, args) }
+
+    /// 40 frames of testsrc2, 10 fps, 160x120, MPEG-4 in AVI.
+    func makeClip(_ name: String = "clip.avi", seconds: Int = 4) throws -> String {
+        let p = path(name)
+        try ExternalTools.ffmpeg(["-f", "lavfi", "-i", "testsrc2=s=160x120:r=10:d=\(seconds)", "-c:v", "mpeg4",
+                                  "-q:v", "5", p])
+        return p
+    }
+
+    /// stderr lines that are not progress/summary chatter.
+    func errorLines(_ r: ToolResult) -> [String] {
+        r.stderr.split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+    }
+
+    // MARK: - Normal runs
+
+    func testWritesMP4WithAllFramesAndSourceTiming() throws {
+        let input = try makeClip()
+        let out = path("out.mp4")
+        let r = try fpnstream(["process", input, "-o", out])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try ExternalTools.ffprobeFrameCount(out), 40)
+        XCTAssertEqual(try ExternalTools.ffprobe(out, section: "stream", entry: "codec_name"), "h264")
+        XCTAssertEqual(Double(try ExternalTools.ffprobe(out, section: "format", entry: "duration") ?? "") ?? 0, 4.0, accuracy: 0.001)
+        XCTAssertTrue(r.stderr.contains("processed 40 frames"), r.stderr)
+    }
+
+    func testMaxFramesAndMKV() throws {
+        let input = try makeClip()
+        let out = path("out.mkv")
+        let r = try fpnstream(["process", input, "-o", out, "--max-frames", "12", "--quiet"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stderr, "")  // --quiet
+        XCTAssertEqual(try ExternalTools.ffprobeFrameCount(out), 12)
+        XCTAssertEqual(try ExternalTools.ffprobe(out, section: "format", entry: "format_name"), "matroska,webm")
+    }
+
+    /// `-o -`: MPEG-TS on stdout, readable by ffprobe (what `| ffplay -` gets).
+    func testMPEGTSOnStdout() throws {
+        let input = try makeClip(seconds: 2)
+        let r = try fpnstream(["process", input, "-o", "-", "--quiet"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let bytes = [UInt8](r.stdout)
+        XCTAssertGreaterThan(bytes.count, 188 * 10)
+        XCTAssertEqual(bytes.count % 188, 0)
+        for i in stride(from: 0, to: bytes.count, by: 188) { XCTAssertEqual(bytes[i], 0x47, "TS sync byte at \(i)") }
+        let ts = path("stdout.ts")
+        try r.stdout.write(to: URL(fileURLWithPath: ts))
+        XCTAssertEqual(try ExternalTools.ffprobeFrameCount(ts), 20)
+    }
+
+    func testFullVtestRun() throws {
+        guard let vtest = TestPaths.external("vtest.avi") else { throw XCTSkip("vtest.avi missing (make samples)") }
+        let out = path("vtest.mp4")
+        let r = try fpnstream(["process", vtest.path, "-o", out, "--quiet"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try ExternalTools.ffprobeFrameCount(out), 795)
+        XCTAssertEqual(Double(try ExternalTools.ffprobe(out, section: "format", entry: "duration") ?? "") ?? 0, 79.5, accuracy: 0.001)
+    }
+
+    // MARK: - Interruption
+
+    /// Runs `process` with per-frame progress lines and sends `sig` when the line for frame 30 arrives (no timing
+    /// involved). Returns the exit status and stderr.
+    func interruptedRun(_ extra: [String], signal sig: Int32) throws -> (status: Int32, stderr: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["process"] + extra + ["--progress-interval", "0"]
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        var seen = ""
+        var signalled = false
+        while true {
+            let chunk = err.fileHandleForReading.availableData
+            if chunk.isEmpty { break }  // EOF: the process closed stderr (exited)
+            seen += String(decoding: chunk, as: UTF8.self)
+            if !signalled, seen.contains("progress: 30/") {
+                kill(process.processIdentifier, sig)
+                signalled = true
+            }
+        }
+        process.waitUntilExit()
+        XCTAssertTrue(signalled, "never saw progress for frame 30: \(seen.suffix(500))")
+        return (process.terminationStatus, seen)
+    }
+
+    /// SIGINT halfway: the run drains, finalizes the MP4 (ffprobe reads it) and exits 130.
+    func testSIGINTFinalizesOutputs() throws {
+        let input = try makeClip("long.avi", seconds: 30)  // 300 frames
+        let out = path("interrupted.mp4")
+        let (status, stderr) = try interruptedRun([input, "-o", out], signal: SIGINT)
+        XCTAssertEqual(status, 130, String(stderr.suffix(800)))
+        XCTAssertTrue(stderr.contains("stopped by SIGINT; outputs finalized"), String(stderr.suffix(800)))
+        let frames = try XCTUnwrap(try ExternalTools.ffprobeFrameCount(out), "ffprobe cannot read the interrupted MP4")
+        XCTAssertGreaterThanOrEqual(frames, 30)
+        XCTAssertLessThan(frames, 300)
+        // The container's duration matches the frames it holds (the trailer was written).
+        let duration = Double(try ExternalTools.ffprobe(out, section: "format", entry: "duration") ?? "") ?? 0
+        XCTAssertEqual(duration, Double(frames) / 10, accuracy: 0.001)
+    }
+
+    func testSIGTERMFinalizesOutputsToo() throws {
+        let input = try makeClip("long.avi", seconds: 30)
+        let out = path("terminated.mkv")
+        let (status, stderr) = try interruptedRun([input, "-o", out], signal: SIGTERM)
+        XCTAssertEqual(status, 143, String(stderr.suffix(800)))
+        let frames = try XCTUnwrap(try ExternalTools.ffprobeFrameCount(out))
+        XCTAssertGreaterThanOrEqual(frames, 30)
+        XCTAssertLessThan(frames, 300)
+    }
+
+    // MARK: - Bad input: one line naming the input, exit 1, no output left behind
+
+    func expectFailure(_ args: [String], naming name: String, status: Int32 = 1, contains: String? = nil,
+                       file: StaticString = #filePath, line: UInt = #line) throws {
+        let r = try fpnstream(args)
+        XCTAssertEqual(r.status, status, r.stderr, file: file, line: line)
+        let lines = errorLines(r)
+        XCTAssertEqual(lines.count, 1, "expected one line, got: \(r.stderr)", file: file, line: line)
+        XCTAssertTrue(lines.first?.hasPrefix("fpnstream: \(name)") ?? false, r.stderr, file: file, line: line)
+        if let contains { XCTAssertTrue(r.stderr.contains(contains), r.stderr, file: file, line: line) }
+    }
+
+    func testMissingInput() throws {
+        let p = path("missing.mp4")
+        try expectFailure(["process", p, "-o", path("o.mp4")], naming: p, contains: "no such file")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("o.mp4")))
+    }
+
+    func testDirectoryInput() throws {
+        try expectFailure(["process", dir.path], naming: dir.path, contains: "is a directory")
+    }
+
+    func testEmptyInput() throws {
+        let p = path("empty.mp4")
+        XCTAssertTrue(FileManager.default.createFile(atPath: p, contents: Data()))
+        try expectFailure(["process", p, "-o", path("o.mp4")], naming: p, contains: "empty")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("o.mp4")))
+    }
+
+    func testNonVideoInput() throws {
+        let text = path("readme.txt")
+        try Data(String(repeating: "plain text, not a video\n", count: 50).utf8).write(to: URL(fileURLWithPath: text))
+        try expectFailure(["process", text], naming: text, contains: "not a video file")
+        let binaryFile = path("random.mp4")
+        var state: UInt64 = 1
+        let bytes = (0..<20_000).map { _ -> UInt8 in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return UInt8(truncatingIfNeeded: state >> 33)
+        }
+        try Data(bytes).write(to: URL(fileURLWithPath: binaryFile))
+        try expectFailure(["process", binaryFile], naming: binaryFile, contains: "cannot open input")
+    }
+
+    func testTruncatedMP4Input() throws {
+        let good = path("good.mp4")
+        try ExternalTools.ffmpeg(["-f", "lavfi", "-i", "testsrc2=s=160x120:r=10:d=2", "-c:v", "libx264", good])
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: good))
+        let p = path("truncated.mp4")
+        try bytes.prefix(bytes.count * 2 / 3).write(to: URL(fileURLWithPath: p))
+        try expectFailure(["process", p, "-o", path("o.mp4")], naming: p, contains: "cannot open input")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("o.mp4")))
+    }
+
+    func testUnsupportedCodecInput() throws {
+        let good = path("mjpeg.avi")
+        try ExternalTools.ffmpeg(["-f", "lavfi", "-i", "color=c=red:s=64x48:r=10:d=1", "-c:v", "mjpeg", good])
+        let patched = try Data(contentsOf: URL(fileURLWithPath: good)).replacingAll(Data("MJPG".utf8), with: Data("ZZZZ".utf8))
+        let p = path("zzzz.avi")
+        try patched.write(to: URL(fileURLWithPath: p))
+        try expectFailure(["process", p], naming: p, contains: "unsupported video codec 'tag ZZZZ'")
+    }
+
+    func testUnwritableOutput() throws {
+        let input = try makeClip(seconds: 1)
+        let blocker = path("plainfile")
+        try Data("x".utf8).write(to: URL(fileURLWithPath: blocker))
+        let out = blocker + "/out.mp4"
+        try expectFailure(["process", input, "-o", out], naming: out, contains: "cannot open output")
+    }
+
+    /// Garbage in the middle of the stream: the run completes, warns once with the count, output has the frames.
+    func testCorruptBytesMidStreamCompleteWithWarning() throws {
+        let clean = try makeClip("clean.avi", seconds: 6)
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: clean)))
+        var state: UInt64 = 42
+        let start = bytes.count / 2
+        for i in start..<(start + 3000) {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            bytes[i] = UInt8(truncatingIfNeeded: state >> 33)
+        }
+        let p = path("corrupt.avi")
+        try Data(bytes).write(to: URL(fileURLWithPath: p))
+        let out = path("corrupt-out.mp4")
+        let r = try fpnstream(["process", p, "-o", out, "--quiet"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let lines = errorLines(r)
+        XCTAssertEqual(lines.count, 1, r.stderr)
+        XCTAssertTrue(lines.first?.hasPrefix("warning: \(p): ") ?? false, r.stderr)
+        XCTAssertTrue(r.stderr.contains("decode errors skipped"), r.stderr)
+        let frames = try XCTUnwrap(try ExternalTools.ffprobeFrameCount(out))
+        XCTAssertGreaterThanOrEqual(frames, 50)
+        XCTAssertLessThanOrEqual(frames, 60)
+    }
+
+    func testUsageErrorsExit2() throws {
+        let r1 = try fpnstream(["process"])
+        XCTAssertEqual(r1.status, 2)
+        XCTAssertTrue(r1.stderr.contains("Missing expected argument"), r1.stderr)
+        let r2 = try fpnstream(["process", "x.mp4", "--max-frames", "0"])
+        XCTAssertEqual(r2.status, 2)
+        let r3 = try fpnstream(["process", "x.mp4", "--no-such-flag"])
+        XCTAssertEqual(r3.status, 2)
+        let help = try fpnstream(["process", "--help"])
+        XCTAssertEqual(help.status, 0)
+        XCTAssertTrue(help.stdoutText.contains("Examples:"))
+        XCTAssertTrue(help.stdoutText.contains("Exit status"))
+    }
+
+    func testCredentialsAreRedactedInErrors() throws {
+        // Nothing listens on port 1 of localhost: the connection is refused at once.
+        let r = try fpnstream(["process", "rtsp://admin:hunter2@127.0.0.1:1/stream", "--input-option", "timeout=2000000"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertFalse(r.stderr.contains("hunter2"), r.stderr)
+        XCTAssertFalse(r.stderr.contains("admin"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("rtsp://***@127.0.0.1:1/stream"), r.stderr)
+    }
+}
+
+extension Data {
+    func replacingAll(_ target: Data, with replacement: Data) -> Data {
+        var d = self
+        while let r = d.range(of: target) { d.replaceSubrange(r, with: replacement) }
+        return d
+    }
+}
