@@ -1,5 +1,6 @@
 import Foundation
 import MediaIO
+import StagePipeline
 
 /// Decode + RGB24 conversion throughput of MediaIO against the ffmpeg CLI's plain decode
 /// (`ffmpeg -i FILE -f null -`), measured alternately in the same run so machine load affects both alike.
@@ -34,12 +35,12 @@ public enum DecodeBenchmark {
 
     /// Runs a warm-up (fills the page cache), then `runs` alternating measurements of both sides.
     /// - Ours: demux+decode on the calling thread, swscale to RGB24 on a second thread (as the pipeline's source and
-    ///   preprocess stages do), timed from the first decoded picture to the last converted frame.
+    ///   preprocess stages do), timed by the pipeline from start to the last converted frame.
     /// - ffmpeg: `ffmpeg -benchmark -i FILE -f null -`, its `rtime` (the transcode loop, without process start-up
     ///   and probing), with the same automatic decoder threading.
     public static func run(path: String, runs: Int, outputSize: PixelSize? = nil,
                            progress: (String) -> Void = { _ in }) throws -> Result {
-        guard let ffmpeg = ProcessRunnerTools.which("ffmpeg") else { throw Failure.ffmpegMissing }
+        guard let ffmpeg = ExecutableSearch.which("ffmpeg") else { throw Failure.ffmpegMissing }
         _ = try measureOurs(path: path, outputSize: outputSize)
         _ = try measureFFmpeg(ffmpeg, path: path)
         var ours: [Double] = [], theirs: [Double] = []
@@ -56,28 +57,17 @@ public enum DecodeBenchmark {
         return Result(frames: frames, ours: Side(fps: ours), ffmpeg: Side(fps: theirs))
     }
 
-    /// Decodes the whole file, converting on a second thread. Returns frames and seconds.
+    /// Decodes the whole file through the runner's own source and convert stages (two queues, so decoding and
+    /// conversion overlap as in `fpnstream process`). Returns frames and seconds.
     static func measureOurs(path: String, outputSize: PixelSize?) throws -> (frames: Int, seconds: Double) {
         let decoder = try VideoDecoder(location: path)
-        let converter = RGBConverter(outputSize: outputSize)
-        let handoff = BoundedHandoff<DecodedPicture>(capacity: 4)
-        let done = DispatchSemaphore(value: 0)
-        final class Counter: @unchecked Sendable { var frames = 0; var checksum = 0 }
-        let counter = Counter()
-        let start = DispatchTime.now().uptimeNanoseconds
-        Thread.detachNewThread {
-            while let picture = handoff.take() {
-                let frame = converter.convert(picture)
-                counter.frames += 1
-                counter.checksum &+= Int(frame.image.pixels[frame.image.pixels.count / 2])  // keep the work observable
-            }
-            done.signal()
-        }
-        while let picture = decoder.nextPicture() { handoff.put(picture) }
-        handoff.close()
-        done.wait()
-        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        return (counter.frames, seconds)
+        final class Checksum: @unchecked Sendable { var value = 0 }  // written on the convert queue only
+        let checksum = Checksum()
+        let pipeline = Pipeline.from(DecodeSource(decoder: decoder, maxFrames: nil))
+            .then(ConvertStage(converter: RGBConverter(outputSize: outputSize)))
+            .build { frame in checksum.value &+= Int(frame.image.pixels[frame.image.pixels.count / 2]) }
+        let report = try pipeline.run()
+        return (report.stages.last?.count ?? 0, report.wallSeconds)
     }
 
     /// Seconds of ffmpeg's own decode loop (`rtime` of `-benchmark`).
@@ -103,41 +93,8 @@ public enum DecodeBenchmark {
     }
 }
 
-/// A blocking single-producer/single-consumer queue with a capacity (backpressure) and close.
-final class BoundedHandoff<T>: @unchecked Sendable {
-    private let condition = NSCondition()
-    private var items: [T] = []
-    private var closed = false
-    private let capacity: Int
-    init(capacity: Int) { self.capacity = capacity }
-
-    func put(_ item: T) {
-        condition.lock()
-        while items.count >= capacity && !closed { condition.wait() }
-        items.append(item)
-        condition.broadcast()
-        condition.unlock()
-    }
-
-    func take() -> T? {
-        condition.lock()
-        defer { condition.unlock() }
-        while items.isEmpty && !closed { condition.wait() }
-        if items.isEmpty { return nil }
-        condition.broadcast()
-        return items.removeFirst()
-    }
-
-    func close() {
-        condition.lock()
-        closed = true
-        condition.broadcast()
-        condition.unlock()
-    }
-}
-
-/// Small process helpers shared by the benchmark and the runner.
-enum ProcessRunnerTools {
+/// Finds programs on PATH.
+enum ExecutableSearch {
     static func which(_ name: String) -> String? {
         for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
             let p = "\(dir)/\(name)"

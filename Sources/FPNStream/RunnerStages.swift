@@ -47,7 +47,7 @@ final class DecodeSource: Source {
 
 /// Preprocess stage: swscale to RGB24 at source size (one context per stream, negotiated on the first frame).
 struct ConvertStage: Stage {
-    let converter = RGBConverter()
+    var converter = RGBConverter()
     var name: String { "convert" }
     func process(_ input: DecodedPicture) throws -> Frame? { converter.convert(input) }
 }
