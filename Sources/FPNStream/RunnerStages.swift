@@ -1,6 +1,7 @@
 import FPNCore
 import Foundation
 import MediaIO
+import Outputs
 import StagePipeline
 
 /// A frame on its way to the sinks: its pixels (annotated in place by the annotate stage) and what the pipeline
@@ -78,6 +79,14 @@ struct VideoSink: Sink {
     func close(_ reason: CloseReason) throws {
         try writer.finish()
     }
+}
+
+/// JSONL sink: one `"type":"frame"` line per frame, each a single write (whole lines only, even when killed).
+/// The file stays open after the pipeline so the runner can append the summary line.
+struct JSONLFrameSink: Sink {
+    let writer: JSONLWriter
+    var name: String { "jsonl" }
+    func consume(_ input: AnalyzedFrame) throws { try writer.writeFrame(input.result) }
 }
 
 /// Calls `body` for every frame that went through all stages (progress reporting), in order.

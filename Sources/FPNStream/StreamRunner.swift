@@ -1,6 +1,7 @@
 import FPNCore
 import Foundation
 import MediaIO
+import Outputs
 import StagePipeline
 
 /// What `StreamRunner` should do: one input, optional outputs, the detector slot.
@@ -63,6 +64,8 @@ public final class StreamRunner: @unchecked Sendable {
     public private(set) var notes: [String] = []
     /// The video writer, when an output was requested.
     public let videoWriter: VideoWriter?
+    /// The JSONL writer, when requested.
+    public let jsonlWriter: JSONLWriter?
 
     private let options: RunOptions
     private let decoder: VideoDecoder
@@ -78,14 +81,22 @@ public final class StreamRunner: @unchecked Sendable {
         if !decoder.unusedOptions.isEmpty {
             notes.append("\(metadata.source): input options not used: \(decoder.unusedOptions.joined(separator: ", "))")
         }
-        if let output = options.output {
-            let writer = try VideoWriter(location: output, size: metadata.size,
-                                         frameRate: metadata.frameRate ?? Rational(25, 1),
-                                         timeBase: metadata.timeBase, options: options.encoder)
-            if let note = writer.note { notes.append("\(writer.output): \(note)") }
-            videoWriter = writer
-        } else {
-            videoWriter = nil
+        jsonlWriter = try options.jsonl.map { try JSONLWriter(path: $0) }
+        do {
+            if let output = options.output {
+                let writer = try VideoWriter(location: output, size: metadata.size,
+                                             frameRate: metadata.frameRate ?? Rational(25, 1),
+                                             timeBase: metadata.timeBase, options: options.encoder)
+                if let note = writer.note { notes.append("\(writer.output): \(note)") }
+                videoWriter = writer
+            } else {
+                videoWriter = nil
+            }
+        } catch {
+            // Leave nothing behind: the JSONL file was created a moment ago and holds no line.
+            try? jsonlWriter?.close()
+            if let path = options.jsonl, path != "-" { try? FileManager.default.removeItem(atPath: path) }
+            throw error
         }
     }
 
@@ -97,6 +108,9 @@ public final class StreamRunner: @unchecked Sendable {
                                     options: PipelineOptions(queueCapacity: options.queueCapacity))
             .then(ConvertStage())
             .then(DetectStage(detector: options.detector))
+        if let jsonlWriter {
+            builder = builder.tap(JSONLFrameSink(writer: jsonlWriter))
+        }
         if let videoWriter {
             builder = builder.tap(VideoSink(writer: videoWriter))
         }
@@ -112,11 +126,29 @@ public final class StreamRunner: @unchecked Sendable {
         let report = pipeline.wait()
         // Sinks finalize on close; this covers a pipeline that failed before the sink queue started.
         try? videoWriter?.finish()
-        if let error = report.completion.error { throw error }
         let processed = report.stages.last?.count ?? 0
         lock.lock(); let stopped = stopRequested; lock.unlock()
+        if let error = report.completion.error {
+            if let jsonlWriter { try? writeSummary(jsonlWriter, report: report, frames: processed, stopped: stopped) }
+            throw error
+        }
+        if let jsonlWriter { try writeSummary(jsonlWriter, report: report, frames: processed, stopped: stopped) }
         return RunSummary(metadata: metadata, framesProcessed: processed, decodeStats: decoder.stats,
                           report: report, stopped: stopped)
+    }
+
+    /// Appends the `"type":"summary"` line (how the run ended, per-stage metrics, decoder damage) and closes.
+    private func writeSummary(_ writer: JSONLWriter, report: PipelineReport, frames: Int, stopped: Bool) throws {
+        let d = decoder.stats
+        var fields: [(String, JSONLRecord.Value)] = [
+            ("stopped", .bool(stopped)),
+            ("decode_errors", .int(d.decodeErrors)),
+            ("corrupt_frames", .int(d.corruptFrames)),
+        ]
+        if let r = d.readError { fields.append(("read_error", .string(r))) }
+        defer { try? writer.close() }
+        try writer.writeLine(JSONLRecord.summary(source: metadata.source, wallTime: Date().timeIntervalSince1970,
+                                                 frames: frames, report: report, fields: fields))
     }
 
     /// Stops reading input; frames already decoded go through every stage, then the outputs are finalized and

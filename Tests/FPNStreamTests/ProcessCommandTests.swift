@@ -31,6 +31,20 @@ final class ProcessCommandTests: XCTestCase {
         return p
     }
 
+    /// Every line of a JSONL file parsed as a JSON object (fails the test on a partial or invalid line).
+    func jsonlObjects(_ path: String, file: StaticString = #filePath, line: UInt = #line) throws -> [[String: Any]] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        XCTAssertEqual(data.last, 0x0a, "JSONL must end with a newline (whole lines only)", file: file, line: line)
+        return try data.split(separator: 0x0a).map { lineData in
+            let obj = try JSONSerialization.jsonObject(with: Data(lineData))
+            return try XCTUnwrap(obj as? [String: Any], file: file, line: line)
+        }
+    }
+
+    func frameLines(_ objects: [[String: Any]]) -> [[String: Any]] {
+        objects.filter { $0["type"] as? String == "frame" }
+    }
+
     /// stderr lines that are not progress/summary chatter.
     func errorLines(_ r: ToolResult) -> [String] {
         r.stderr.split(separator: "\n").map(String.init).filter { !$0.isEmpty }
@@ -75,11 +89,24 @@ final class ProcessCommandTests: XCTestCase {
 
     func testFullVtestRun() throws {
         guard let vtest = TestPaths.external("vtest.avi") else { throw XCTSkip("vtest.avi missing (make samples)") }
-        let out = path("vtest.mp4")
-        let r = try fpnstream(["process", vtest.path, "-o", out, "--quiet"])
+        let out = path("vtest.mp4"), jsonl = path("vtest.jsonl")
+        let r = try fpnstream(["process", vtest.path, "-o", out, "--jsonl", jsonl, "--quiet"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(try ExternalTools.ffprobeFrameCount(out), 795)
         XCTAssertEqual(Double(try ExternalTools.ffprobe(out, section: "format", entry: "duration") ?? "") ?? 0, 79.5, accuracy: 0.001)
+        let objects = try jsonlObjects(jsonl)
+        let frames = frameLines(objects)
+        XCTAssertEqual(frames.count, 795)
+        for (i, f) in frames.enumerated() {
+            XCTAssertEqual(f["frame"] as? Int, i)
+            XCTAssertEqual(f["pts"] as? Double ?? -1, Double(i) / 10, accuracy: 1e-6)
+            XCTAssertEqual(f["width"] as? Int, 768)
+            XCTAssertEqual(f["height"] as? Int, 576)
+            XCTAssertEqual((f["detections"] as? [Any])?.count, 0)
+        }
+        XCTAssertEqual(objects.last?["type"] as? String, "summary")
+        XCTAssertEqual(objects.last?["frames"] as? Int, 795)
+        XCTAssertEqual(objects.count, 796)
     }
 
     // MARK: - Interruption
@@ -113,8 +140,8 @@ final class ProcessCommandTests: XCTestCase {
     /// SIGINT halfway: the run drains, finalizes the MP4 (ffprobe reads it) and exits 130.
     func testSIGINTFinalizesOutputs() throws {
         let input = try makeClip("long.avi", seconds: 30)  // 300 frames
-        let out = path("interrupted.mp4")
-        let (status, stderr) = try interruptedRun([input, "-o", out], signal: SIGINT)
+        let out = path("interrupted.mp4"), jsonl = path("interrupted.jsonl")
+        let (status, stderr) = try interruptedRun([input, "-o", out, "--jsonl", jsonl], signal: SIGINT)
         XCTAssertEqual(status, 130, String(stderr.suffix(800)))
         XCTAssertTrue(stderr.contains("stopped by SIGINT; outputs finalized"), String(stderr.suffix(800)))
         let frames = try XCTUnwrap(try ExternalTools.ffprobeFrameCount(out), "ffprobe cannot read the interrupted MP4")
@@ -123,6 +150,13 @@ final class ProcessCommandTests: XCTestCase {
         // The container's duration matches the frames it holds (the trailer was written).
         let duration = Double(try ExternalTools.ffprobe(out, section: "format", entry: "duration") ?? "") ?? 0
         XCTAssertEqual(duration, Double(frames) / 10, accuracy: 0.001)
+        // Whole, valid JSONL lines only; the same frames as the video, in order; a summary saying it was stopped.
+        let objects = try jsonlObjects(jsonl)
+        let frameObjects = frameLines(objects)
+        XCTAssertEqual(frameObjects.count, frames)
+        XCTAssertEqual(frameObjects.map { $0["frame"] as? Int }, (0..<frames).map { $0 })
+        XCTAssertEqual(objects.last?["type"] as? String, "summary")
+        XCTAssertEqual(objects.last?["stopped"] as? Bool, true)
     }
 
     func testSIGTERMFinalizesOutputsToo() throws {
@@ -149,8 +183,10 @@ final class ProcessCommandTests: XCTestCase {
 
     func testMissingInput() throws {
         let p = path("missing.mp4")
-        try expectFailure(["process", p, "-o", path("o.mp4")], naming: p, contains: "no such file")
+        try expectFailure(["process", p, "-o", path("o.mp4"), "--jsonl", path("o.jsonl")], naming: p,
+                          contains: "no such file")
         XCTAssertFalse(FileManager.default.fileExists(atPath: path("o.mp4")))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("o.jsonl")))
     }
 
     func testDirectoryInput() throws {
@@ -169,11 +205,8 @@ final class ProcessCommandTests: XCTestCase {
         try Data(String(repeating: "plain text, not a video\n", count: 50).utf8).write(to: URL(fileURLWithPath: text))
         try expectFailure(["process", text], naming: text, contains: "not a video file")
         let binaryFile = path("random.mp4")
-        var state: UInt64 = 1
-        let bytes = (0..<20_000).map { _ -> UInt8 in
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return UInt8(truncatingIfNeeded: state >> 33)
-        }
+        var rng = TestRandom(seed: 1)
+        let bytes = (0..<20_000).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
         try Data(bytes).write(to: URL(fileURLWithPath: binaryFile))
         try expectFailure(["process", binaryFile], naming: binaryFile, contains: "cannot open input")
     }
@@ -202,19 +235,39 @@ final class ProcessCommandTests: XCTestCase {
         let blocker = path("plainfile")
         try Data("x".utf8).write(to: URL(fileURLWithPath: blocker))
         let out = blocker + "/out.mp4"
-        try expectFailure(["process", input, "-o", out], naming: out, contains: "cannot open output")
+        try expectFailure(["process", input, "-o", out, "--jsonl", path("o.jsonl")], naming: out,
+                          contains: "cannot open output")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("o.jsonl")), "empty JSONL left behind")
+    }
+
+    func testUnwritableJSONL() throws {
+        let input = try makeClip(seconds: 1)
+        let jsonl = path("no-such-dir/out.jsonl")
+        let r = try fpnstream(["process", input, "--jsonl", jsonl, "-o", path("o.mp4")])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(errorLines(r).count, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains(jsonl), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("o.mp4")))
+    }
+
+    /// `--jsonl -`: frame lines on stdout (e.g. for jq), progress and summary stay on stderr.
+    func testJSONLOnStdout() throws {
+        let input = try makeClip(seconds: 1)
+        let r = try fpnstream(["process", input, "--jsonl", "-"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let lines = r.stdoutText.split(separator: "\n")
+        XCTAssertEqual(lines.count, 11)  // 10 frames + summary
+        XCTAssertTrue(lines.first?.hasPrefix("{\"type\":\"frame\"") ?? false)
+        XCTAssertTrue(r.stderr.contains("processed 10 frames"))
     }
 
     /// Garbage in the middle of the stream: the run completes, warns once with the count, output has the frames.
     func testCorruptBytesMidStreamCompleteWithWarning() throws {
         let clean = try makeClip("clean.avi", seconds: 6)
         var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: clean)))
-        var state: UInt64 = 42
+        var rng = TestRandom(seed: 42)
         let start = bytes.count / 2
-        for i in start..<(start + 3000) {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            bytes[i] = UInt8(truncatingIfNeeded: state >> 33)
-        }
+        for i in start..<(start + 3000) { bytes[i] = UInt8(truncatingIfNeeded: rng.next()) }
         let p = path("corrupt.avi")
         try Data(bytes).write(to: URL(fileURLWithPath: p))
         let out = path("corrupt-out.mp4")

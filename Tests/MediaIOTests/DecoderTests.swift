@@ -195,7 +195,7 @@ final class DecoderTests: XCTestCase {
         try ExternalTools.ffmpeg(["-f", "lavfi", "-i", "testsrc2=s=320x240:r=10:d=6", "-c:v", "mpeg4", "-g", "250",
                                   "-q:v", "4", good.path])
         var bytes = [UInt8](try Data(contentsOf: good))
-        var rng = SplitMix64(seed: 7)
+        var rng = TestRandom(seed: 7)
         let start = bytes.count / 2
         for i in start..<(start + 3000) { bytes[i] = UInt8(truncatingIfNeeded: rng.next()) }
         let p = dir.appendingPathComponent("corrupt.avi").path
@@ -232,18 +232,5 @@ final class DecoderTests: XCTestCase {
         let path = try makeHalves(seconds: 1)
         let decoder = try VideoDecoder(location: path, options: DecoderOptions(formatOptions: ["no_such_option": "1"]))
         XCTAssertEqual(decoder.unusedOptions, ["no_such_option"])
-    }
-}
-
-/// A small deterministic generator for test corruption.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
