@@ -63,7 +63,7 @@ public enum DecodeBenchmark {
         let decoder = try VideoDecoder(location: path)
         final class Checksum: @unchecked Sendable { var value = 0 }  // written on the convert queue only
         let checksum = Checksum()
-        let pipeline = Pipeline.from(DecodeSource(decoder: decoder, maxFrames: nil))
+        let pipeline = Pipeline.from(DecodeSource(decoder: decoder))
             .then(ConvertStage(converter: RGBConverter(outputSize: outputSize)))
             .build { frame in checksum.value &+= Int(frame.image.pixels[frame.image.pixels.count / 2]) }
         let report = try pipeline.run()

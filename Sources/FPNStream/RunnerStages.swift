@@ -3,6 +3,7 @@ import Foundation
 import MediaIO
 import Outputs
 import StagePipeline
+import Tracking
 
 /// A frame on its way to the sinks: its pixels (annotated in place by the annotate stage) and what the pipeline
 /// found in it.
@@ -22,24 +23,53 @@ extension Frame: IndexedItem {
     public var itemIndex: Int { info.index }
 }
 
+/// Which decoded frames go on to analysis: every `stride`-th, at most `maxFPS` per second of stream time, at most
+/// `maxFrames` in all. Skipping happens before pixel conversion, so skipped frames cost only their decode.
+public struct FrameSelection: Sendable, Equatable {
+    public var stride: Int
+    public var maxFPS: Double
+    public var maxFrames: Int?
+    private var seen = 0
+    private var kept = 0
+    private var lastKeptPTS: Double?
+
+    public init(stride: Int = 1, maxFPS: Double = 0, maxFrames: Int? = nil) {
+        self.stride = max(1, stride)
+        self.maxFPS = maxFPS
+        self.maxFrames = maxFrames
+    }
+
+    /// True when no further frame can be kept.
+    public var isExhausted: Bool { maxFrames.map { kept >= $0 } ?? false }
+
+    /// Decides for the next decoded frame (call once per frame, in order).
+    public mutating func keep(pts: Double) -> Bool {
+        defer { seen += 1 }
+        guard !isExhausted, seen % stride == 0 else { return false }
+        if maxFPS > 0, let last = lastKeptPTS, pts - last < 1 / maxFPS - 1e-6 { return false }
+        lastKeptPTS = pts
+        kept += 1
+        return true
+    }
+}
+
 /// Source stage: demux + decode (no pixel conversion, so conversion overlaps decoding on the next queue).
 final class DecodeSource: Source {
     let decoder: VideoDecoder
-    let maxFrames: Int?
-    private var produced = 0
+    private var selection: FrameSelection
 
-    init(decoder: VideoDecoder, maxFrames: Int?) {
+    init(decoder: VideoDecoder, selection: FrameSelection = FrameSelection()) {
         self.decoder = decoder
-        self.maxFrames = maxFrames
+        self.selection = selection
     }
 
     var name: String { "decode" }
 
     func next() throws -> DecodedPicture? {
-        if let maxFrames, produced >= maxFrames { return nil }
-        guard let picture = decoder.nextPicture() else { return nil }
-        produced += 1
-        return picture
+        while !selection.isExhausted, let picture = decoder.nextPicture() {
+            if selection.keep(pts: picture.info.pts) { return picture }
+        }
+        return nil
     }
 
     /// Called on cancellation (SIGINT): a blocked read returns and the stream ends.
@@ -87,6 +117,27 @@ struct JSONLFrameSink: Sink {
     let writer: JSONLWriter
     var name: String { "jsonl" }
     func consume(_ input: AnalyzedFrame) throws { try writer.writeFrame(input.result) }
+}
+
+/// Tracking stage: ByteTrack on the frame's detections (per-stream state, on its own queue).
+struct TrackStage: Stage {
+    let tracker: ByteTracker
+    var name: String { "track" }
+    func process(_ input: AnalyzedFrame) throws -> AnalyzedFrame? {
+        var out = input
+        out.result.detections = tracker.update(detections: input.result.detections, frameIndex: input.itemIndex)
+        return out
+    }
+}
+
+/// MOTChallenge results sink (tracked detections only).
+struct MOTSink: Sink {
+    let writer: MOTWriter
+    var name: String { "mot" }
+    func consume(_ input: AnalyzedFrame) throws {
+        try writer.write(frameIndex: input.itemIndex, detections: input.result.detections)
+    }
+    func close(_ reason: CloseReason) throws { try writer.close() }
 }
 
 /// Calls `body` for every frame that went through all stages (progress reporting), in order.

@@ -3,6 +3,7 @@ import Foundation
 import MediaIO
 import Outputs
 import StagePipeline
+import Tracking
 
 /// What `StreamRunner` should do: one input, optional outputs, the detector slot.
 public struct RunOptions {
@@ -24,11 +25,52 @@ public struct RunOptions {
     public var detector: any FrameDetector = NoDetector()
     /// Draw detections on the video output.
     public var annotate = true
+    /// Analyse every `stride`-th decoded frame (1 = all); skipped frames are dropped before conversion.
+    public var stride = 1
+    /// At most this many analysed frames per second of stream time (0 = no limit).
+    public var maxFPS = 0.0
+    /// ByteTrack settings; nil = no tracking stage.
+    public var tracker: ByteTrackConfig?
+    /// MOTChallenge results file (needs `tracker`).
+    public var mot: String?
+    /// What JSONL frame lines include.
+    public var jsonlOptions = JSONLRecord.Options()
 
     public init(input: String, output: String? = nil, jsonl: String? = nil) {
         self.input = input
         self.output = output
         self.jsonl = jsonl
+    }
+}
+
+extension RunOptions {
+    /// Takes the settings of a pipeline file. Values already set from the command line (`output`, `jsonl`,
+    /// `maxFrames`) win over the file's. Throws `PipelineSpecError` (a configuration error naming the file and key)
+    /// for parts this build cannot run yet.
+    public mutating func apply(_ spec: PipelineSpec, file: String) throws {
+        if spec.model != nil {
+            throw PipelineSpecError(file: file, line: nil, keyPath: "model",
+                                    message: "no detector is built into this version yet; remove the model section")
+        }
+        if spec.outputs.coco != nil {
+            throw PipelineSpecError(file: file, line: nil, keyPath: "outputs.coco",
+                                    message: "COCO output is not available in this version yet")
+        }
+        if spec.outputs.panoptic != nil {
+            throw PipelineSpecError(file: file, line: nil, keyPath: "outputs.panoptic",
+                                    message: "needs a model with a semantic head (none built in yet)")
+        }
+        if spec.outputs.mot != nil && spec.tracker == nil {
+            throw PipelineSpecError(file: file, line: nil, keyPath: "outputs.mot", message: "needs a tracker")
+        }
+        stride = spec.input.stride
+        maxFPS = spec.input.maxFPS
+        if maxFrames == nil && spec.input.maxFrames > 0 { maxFrames = spec.input.maxFrames }
+        output = output ?? spec.outputs.video
+        jsonl = jsonl ?? spec.outputs.jsonl
+        mot = mot ?? spec.outputs.mot
+        tracker = spec.tracker
+        jsonlOptions.masks = spec.outputs.jsonlMasks
     }
 }
 
@@ -46,12 +88,22 @@ public struct RunSummary: Sendable {
     public var stopped: Bool
 }
 
+/// Runner configuration problems found before anything runs.
+public enum RunnerError: Error, CustomStringConvertible {
+    case motNeedsTracker
+    public var description: String {
+        switch self {
+        case .motNeedsTracker: return "a MOT output needs a tracker (add a tracker section to the pipeline)"
+        }
+    }
+}
+
 /// Runs one stream through the stage pipeline:
 ///
 /// ```
-/// decode ─▶ convert ─▶ detect ─▶ annotate ─▶ [jsonl] ─▶ [encode] ─▶ progress
-/// (Source)  (swscale   (FrameDetector (Outputs   (tap)     (tap,
-///            RGB24)     slot)          renderer)            VideoWriter)
+/// decode ─▶ convert ─▶ detect ─▶ [track] ─▶ [jsonl] ─▶ [mot] ─▶ [encode] ─▶ progress
+/// (Source,  (swscale   (FrameDetector (ByteTrack) (tap)    (tap)    (tap,
+///  stride)   RGB24)     slot)                                        VideoWriter)
 /// ```
 /// Every stage has its own serial Dispatch queue and a bounded input queue (files never drop frames), so decoding,
 /// conversion, inference and encoding overlap. Inputs and outputs are opened in `init`, so bad input or an
@@ -66,6 +118,10 @@ public final class StreamRunner: @unchecked Sendable {
     public let videoWriter: VideoWriter?
     /// The JSONL writer, when requested.
     public let jsonlWriter: JSONLWriter?
+    /// The MOTChallenge writer, when requested.
+    public private(set) var motWriter: MOTWriter?
+
+    private let tracker: ByteTracker?
 
     private let options: RunOptions
     private let decoder: VideoDecoder
@@ -81,8 +137,15 @@ public final class StreamRunner: @unchecked Sendable {
         if !decoder.unusedOptions.isEmpty {
             notes.append("\(metadata.source): input options not used: \(decoder.unusedOptions.joined(separator: ", "))")
         }
-        jsonlWriter = try options.jsonl.map { try JSONLWriter(path: $0) }
+        if options.mot != nil && options.tracker == nil {
+            throw RunnerError.motNeedsTracker
+        }
+        // Built before any file is created, so a bad tracker configuration leaves nothing behind.
+        let fps = metadata.frameRate?.value
+        tracker = try options.tracker.map { try ByteTracker(config: $0.resolvingFrameRate(stream: fps)) }
+        jsonlWriter = try options.jsonl.map { try JSONLWriter(path: $0, options: options.jsonlOptions) }
         do {
+            motWriter = try options.mot.map { try MOTWriter(path: $0) }
             if let output = options.output {
                 let writer = try VideoWriter(location: output, size: metadata.size,
                                              frameRate: metadata.frameRate ?? Rational(25, 1),
@@ -93,23 +156,42 @@ public final class StreamRunner: @unchecked Sendable {
                 videoWriter = nil
             }
         } catch {
-            // Leave nothing behind: the JSONL file was created a moment ago and holds no line.
+            // Leave nothing behind: files created a moment ago hold no line yet.
             try? jsonlWriter?.close()
-            if let path = options.jsonl, path != "-" { try? FileManager.default.removeItem(atPath: path) }
+            for path in [options.jsonl, options.mot].compactMap({ $0 }) where path != "-" {
+                try? FileManager.default.removeItem(atPath: path)
+            }
             throw error
         }
+    }
+
+    /// Frames the run is expected to process (for progress and ETA): the source's frame count after stride,
+    /// max-fps and max-frames; nil when unknown (live).
+    public var expectedFrames: Int? {
+        guard var n = metadata.frameCountEstimate else { return options.maxFrames }
+        n = (n + options.stride - 1) / options.stride
+        if options.maxFPS > 0, let d = metadata.duration { n = min(n, Int((d * options.maxFPS).rounded(.up))) }
+        if let m = options.maxFrames { n = min(n, m) }
+        return n
     }
 
     /// Processes the stream to its end (or until `stop()`), calling `onFrame` after each frame went through every
     /// sink (on the last stage's queue, in order). Throws `PipelineError` naming the stage and frame when a stage
     /// failed; the outputs are finalized before it returns either way.
     public func run(onFrame: @escaping (FrameInfo) -> Void = { _ in }) throws -> RunSummary {
-        var builder = Pipeline.from(DecodeSource(decoder: decoder, maxFrames: options.maxFrames),
+        let selection = FrameSelection(stride: options.stride, maxFPS: options.maxFPS, maxFrames: options.maxFrames)
+        var builder = Pipeline.from(DecodeSource(decoder: decoder, selection: selection),
                                     options: PipelineOptions(queueCapacity: options.queueCapacity))
             .then(ConvertStage())
             .then(DetectStage(detector: options.detector))
+        if let tracker {
+            builder = builder.then(TrackStage(tracker: tracker))
+        }
         if let jsonlWriter {
             builder = builder.tap(JSONLFrameSink(writer: jsonlWriter))
+        }
+        if let motWriter {
+            builder = builder.tap(MOTSink(writer: motWriter))
         }
         if let videoWriter {
             builder = builder.tap(VideoSink(writer: videoWriter))
@@ -126,6 +208,7 @@ public final class StreamRunner: @unchecked Sendable {
         let report = pipeline.wait()
         // Sinks finalize on close; this covers a pipeline that failed before the sink queue started.
         try? videoWriter?.finish()
+        try? motWriter?.close()
         let processed = report.stages.last?.count ?? 0
         lock.lock(); let stopped = stopRequested; lock.unlock()
         if let error = report.completion.error {

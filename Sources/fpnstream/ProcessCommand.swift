@@ -101,11 +101,23 @@ struct ProcessCommand: ParsableCommand {
             options.decoder.formatOptions[kv[0]] = kv.count > 1 ? kv[1] : ""
         }
 
+        if let pipeline {
+            do {
+                let spec = try PipelineSpec.load(path: pipeline)
+                try options.apply(spec, file: pipeline)
+            } catch {
+                throw CLIFailure(message: "\(error)", status: ExitStatus.usageError)
+            }
+        }
+        if options.output == "-" && options.jsonl == "-" {
+            throw CLIFailure(message: "the video and the JSONL output cannot both go to stdout", status: ExitStatus.usageError)
+        }
+
         let runner: StreamRunner
         do {
             runner = try StreamRunner(options: options)
-        } catch let e as MediaIOError {
-            throw CLIFailure(message: e.description, status: ExitStatus.runtimeError)
+        } catch let e as RunnerError {
+            throw CLIFailure(message: e.description, status: ExitStatus.usageError)
         } catch {
             throw CLIFailure(message: "\(error)", status: ExitStatus.runtimeError)
         }
@@ -113,7 +125,7 @@ struct ProcessCommand: ParsableCommand {
 
         let trap = SignalTrap { _ in runner.stop() }
         let style = ProgressReporter.automaticStyle(quiet: quiet)
-        let total = maxFrames.map { min($0, runner.metadata.frameCountEstimate ?? $0) } ?? runner.metadata.frameCountEstimate
+        let total = runner.expectedFrames
         let progress = ProgressReporter(style: style, total: total, lineInterval: progressInterval)
         if !quiet {
             let m = runner.metadata
@@ -143,7 +155,8 @@ struct ProcessCommand: ParsableCommand {
         if !quiet {
             var outs: [String] = []
             if let w = runner.videoWriter { outs.append("\(w.output) (\(w.encoderName), \(w.framesWritten) frames)") }
-            if let jsonl { outs.append(jsonl == "-" ? "JSONL on stdout" : jsonl) }
+            if let jsonl = options.jsonl { outs.append(jsonl == "-" ? "JSONL on stdout" : jsonl) }
+            if let mot = options.mot { outs.append(mot) }
             let wall = summary.report.wallSeconds
             info(String(format: "processed %d frames in %.1f s (%.1f fps)", summary.framesProcessed, wall,
                         wall > 0 ? Double(summary.framesProcessed) / wall : 0)

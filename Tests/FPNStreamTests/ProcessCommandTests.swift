@@ -282,6 +282,65 @@ final class ProcessCommandTests: XCTestCase {
         XCTAssertLessThanOrEqual(frames, 60)
     }
 
+    // MARK: - Pipeline files
+
+    func writeYAML(_ name: String, _ text: String) throws -> String {
+        let p = path(name)
+        try Data(text.utf8).write(to: URL(fileURLWithPath: p))
+        return p
+    }
+
+    /// Bad YAML: exit 2, one line naming the file (and line and key), nothing written.
+    func testBadPipelineYAML() throws {
+        let input = try makeClip(seconds: 1)
+        let cases: [(String, String, String)] = [
+            ("typo.yaml", "input:\n  strid: 2\n", "typo.yaml:2: input: unknown key 'strid'"),
+            ("syntax.yaml", "input: [1, 2\n", "syntax.yaml:2: invalid YAML"),
+            ("type.yaml", "input:\n  stride: fast\n", "type.yaml:2: input.stride: expected a whole number"),
+        ]
+        for (name, text, expected) in cases {
+            let spec = try writeYAML(name, text)
+            let jsonl = path(name + ".jsonl"), out = path(name + ".mp4")
+            let r = try fpnstream(["process", input, "--pipeline", spec, "--jsonl", jsonl, "-o", out])
+            XCTAssertEqual(r.status, 2, "\(name): \(r.stderr)")
+            XCTAssertEqual(errorLines(r).count, 1, "\(name): \(r.stderr)")
+            XCTAssertTrue(r.stderr.hasPrefix("fpnstream: \(spec)"), "\(name): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains(expected), "\(name): \(r.stderr)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: jsonl), name)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out), name)
+        }
+        let missing = path("nope.yaml")
+        let r = try fpnstream(["process", input, "--pipeline", missing])
+        XCTAssertEqual(r.status, 2)
+        XCTAssertEqual(errorLines(r), ["fpnstream: \(missing): no such file"])
+    }
+
+    func testPipelineWithModelIsRefusedUntilDetectorsExist() throws {
+        let input = try makeClip(seconds: 1)
+        let spec = try writeYAML("model.yaml", "model:\n  path: models/x.safetensors\n")
+        let r = try fpnstream(["process", input, "--pipeline", spec])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("\(spec): model: no detector"), r.stderr)
+    }
+
+    /// The committed demo pipeline and its options: stride and max_frames from the file, outputs from the flags,
+    /// tracker stage present (no detections yet, so nothing tracked).
+    func testPipelineFileSettingsApply() throws {
+        let input = try makeClip(seconds: 4)
+        let spec = try writeYAML("s.yaml", "input:\n  stride: 3\n  max_frames: 10\ntracker:\n  track_buffer: 30\n")
+        let jsonl = path("s.jsonl")
+        let r = try fpnstream(["process", input, "--pipeline", spec, "--jsonl", jsonl, "--stats", "--quiet"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let frames = frameLines(try jsonlObjects(jsonl))
+        XCTAssertEqual(frames.map { $0["frame"] as? Int }, stride(from: 0, to: 30, by: 3).map { $0 })
+        XCTAssertEqual(frames[1]["pts"] as? Double ?? 0, 0.3, accuracy: 1e-6)
+        XCTAssertTrue(r.stderr.contains("track "), r.stderr)
+        let demo = TestPaths.root.appendingPathComponent("pipelines/demo.yaml").path
+        let d = try fpnstream(["process", input, "--pipeline", demo, "--jsonl", path("d.jsonl"), "--quiet"])
+        XCTAssertEqual(d.status, 0, d.stderr)
+        XCTAssertEqual(frameLines(try jsonlObjects(path("d.jsonl"))).count, 40)
+    }
+
     func testUsageErrorsExit2() throws {
         let r1 = try fpnstream(["process"])
         XCTAssertEqual(r1.status, 2)
