@@ -35,6 +35,8 @@ let package = Package(
         .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: optimized),
         // Models: backbones, FPN, heads, postprocess, temporal cache.
         .target(name: "Vision", dependencies: ["Tensor", "FPNCore"], swiftSettings: optimized),
+        // ONNX import: protobuf decoding, graph lowering onto Tensor ops, per-stream sessions; CenterFace decoding.
+        .target(name: "ONNX", dependencies: ["Tensor", "FPNCore"], swiftSettings: optimized),
         // ByteTrack on detections only.
         .target(name: "Tracking", dependencies: ["FPNCore"], swiftSettings: optimized),
         // JSONL records, MOT/COCO exporters, annotation renderer.
@@ -46,7 +48,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "fpnstream", dependencies: [
-            "FPNStream", "MediaIO", "Tracking", "Outputs", "Tensor", "FPNCore", "StagePipeline",
+            "FPNStream", "MediaIO", "Tracking", "Outputs", "Tensor", "FPNCore", "StagePipeline", "ONNX",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Fixtures, sample paths and a synchronous pipeline harness for tests.
@@ -57,6 +59,7 @@ let package = Package(
         .testTarget(name: "StagePipelineTests", dependencies: ["StagePipeline", "TestSupport"]),
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "TestSupport"]),
         .testTarget(name: "VisionTests", dependencies: ["Vision", "Tensor", "TestSupport"]),
+        .testTarget(name: "ONNXTests", dependencies: ["ONNX", "Tensor", "FPNCore", "TestSupport"]),
         .testTarget(name: "TrackingTests", dependencies: ["Tracking", "TestSupport"]),
         .testTarget(name: "OutputsTests", dependencies: ["Outputs", "StagePipeline", "TestSupport"]),
         .testTarget(name: "FPNStreamTests", dependencies: ["FPNStream", "TestSupport"]),

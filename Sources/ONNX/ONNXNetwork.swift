@@ -1,0 +1,170 @@
+import Foundation
+import Tensor
+
+/// An imported ONNX model, compiled into fused Tensor ops. Immutable and shareable by every stream; run it
+/// through a per-stream `ONNXSession`, which owns the buffers.
+///
+/// Input: one float32 NCHW tensor (`[n, c, h, w]`). The spatial size declared in the file is only a default:
+/// any size the graph's strides and concatenations accept runs (shapes are inferred through the graph per
+/// input size, and a size the graph cannot take is a clear `ONNXError.shape`). Outputs: NCHW float32 tensors,
+/// in the graph's output order.
+public final class ONNXNetwork: @unchecked Sendable {
+    /// The graph's input name.
+    public let inputName: String
+    /// Declared input dimensions (symbolic or fixed; `nil` when undeclared).
+    public let declaredInput: [ONNXValueInfo.Dim]?
+    /// Output names, in graph order (the order `ONNXSession.run` returns).
+    public let outputNames: [String]
+    /// Source file, for messages.
+    public let file: String?
+    /// Opset of the default domain.
+    public let opset: Int64
+    /// The fused steps, one line each (`label: op`), for `--verbose`-style listings and tests.
+    public let stepDescriptions: [String]
+
+    let steps: [Step]
+    let valueCount: Int
+    let outputSlots: [Int]
+    /// For each step, the value slots whose last reader it is (released right after it runs).
+    let releaseAfter: [[Int]]
+
+    /// Loads, validates and compiles an ONNX file. Errors name the file.
+    public convenience init(contentsOf url: URL) throws {
+        let model = try ONNXModel(contentsOf: url)
+        do { try self.init(model: model, file: url.path) } catch let e as ONNXError {
+            throw ONNXError(file: url.path, e.kind)
+        }
+    }
+
+    /// Compiles a decoded model.
+    public init(model: ONNXModel, file: String? = nil) throws {
+        let program = try ONNXPlan.build(model)
+        self.file = file
+        self.opset = model.opset
+        self.inputName = program.input.name
+        self.declaredInput = program.input.dims
+        self.outputNames = program.outputs
+        var slot: [String: Int] = [program.input.name: 0]
+        var steps: [Step] = []
+        for n in program.nodes {
+            let inputs = try n.inputs.map { name -> Int in
+                guard let s = slot[name] else {
+                    throw ONNXError(.unsupportedModel("node \(n.label) reads \(name), which no earlier node produces "
+                                                      + "(the graph is not topologically sorted)"))
+                }
+                return s
+            }
+            let out = slot.count
+            slot[n.output] = out
+            steps.append(Step(kernel: try Step.Kernel(n.op, label: n.label), inputs: inputs, output: out, label: n.label))
+        }
+        self.steps = steps
+        self.valueCount = slot.count
+        self.outputSlots = try program.outputs.map { name in
+            guard let s = slot[name] else { throw ONNXError(.unsupportedModel("output \(name) is not produced")) }
+            return s
+        }
+        var lastUse = [Int](repeating: -1, count: slot.count)
+        for (i, s) in steps.enumerated() { for v in s.inputs { lastUse[v] = i } }
+        var release = [[Int]](repeating: [], count: steps.count)
+        let keep = Set(outputSlots + [0])
+        for (v, i) in lastUse.enumerated() where i >= 0 && !keep.contains(v) { release[i].append(v) }
+        self.releaseAfter = release
+        self.stepDescriptions = steps.map { "\($0.label): \($0.kernel)" }
+    }
+
+    /// The input shape the file declares with `height`/`width` (and batch 1 when symbolic) substituted.
+    public func inputShape(height: Int, width: Int, batch: Int = 1) -> [Int] {
+        var c = 3
+        if let d = declaredInput, d.count == 4, case .value(let v) = d[1] { c = Int(v) }
+        return [batch, c, height, width]
+    }
+}
+
+/// One executable step: a kernel over value slots.
+struct Step: Sendable {
+    enum Kernel: Sendable, CustomStringConvertible {
+        case conv(Conv2d)
+        case convTranspose(ConvTranspose2d)
+        case unary(ONNXPlan.Unary)
+        case broadcast(BinaryKind)
+        case broadcastConstant(BinaryKind, Tensor, constantFirst: Bool)
+        case affine(scale: [Float], shift: [Float])
+        case globalAveragePool
+        case maxPool(kernel: Size2, stride: Size2, padding: Size2)
+        case resize(ONNXPlan.ResizeSpec)
+        case concat(axis: Int)
+        case identity
+
+        init(_ op: ONNXPlan.Op, label: String) throws {
+            switch op {
+            case .conv(let s):
+                let w = Tensor(shape: s.weight.dims, data: s.weight.floats)
+                if s.transposed {
+                    self = .convTranspose(ConvTranspose2d(
+                        weight: w, bias: s.bias, stride: Size2(s.strides.0, s.strides.1),
+                        padding: Size2(s.pads.0, s.pads.1), outputPadding: Size2(s.outputPadding.0, s.outputPadding.1),
+                        groups: s.group, activation: s.relu ? .relu : .none))
+                } else {
+                    guard w.shape[1] * s.group > 0 else { throw ONNXError(.shape("\(label): empty weight \(w.shape)")) }
+                    self = .conv(Conv2d(weight: w, bias: s.bias, stride: Size2(s.strides.0, s.strides.1),
+                                        padding: Size2(s.pads.0, s.pads.1), dilation: Size2(s.dilations.0, s.dilations.1),
+                                        groups: s.group, activation: s.relu ? .relu : .none))
+                }
+            case .unary(let u): self = .unary(u)
+            case .binary(let b): self = .broadcast(b.kind)
+            case .binaryConstant(let b, let c, let first):
+                guard c.dims.count <= 4 else { throw ONNXError(.shape("\(label): constant of rank \(c.dims.count) > 4")) }
+                let dims = [Int](repeating: 1, count: 4 - c.dims.count) + c.dims
+                self = .broadcastConstant(b.kind, Tensor(shape: dims, data: c.floats), constantFirst: first)
+            case .affine(let s, let t): self = .affine(scale: s, shift: t)
+            case .globalAveragePool: self = .globalAveragePool
+            case .maxPool(let k, let s, let p, let ceil):
+                guard !ceil else { throw ONNXError(.unsupportedNodes([.init(node: label, opType: "MaxPool", reason: "ceil_mode=1 is not supported")])) }
+                guard p.0 == p.2, p.1 == p.3, p.0 * 2 <= k.0, p.1 * 2 <= k.1 else {
+                    throw ONNXError(.unsupportedNodes([.init(node: label, opType: "MaxPool", reason: "pads \(p) must be symmetric and at most half the kernel")]))
+                }
+                self = .maxPool(kernel: Size2(k.0, k.1), stride: Size2(s.0, s.1), padding: Size2(p.0, p.1))
+            case .resize(let r): self = .resize(r)
+            case .concat(let a): self = .concat(axis: a < 0 ? a + 4 : a)
+            case .identity: self = .identity
+            }
+        }
+
+        var description: String {
+            switch self {
+            case .conv(let c):
+                return "Conv \(c.inChannels)→\(c.outChannels) k\(c.kernel) s\(c.stride) p\(c.padding) g\(c.groups)"
+                    + (c.bias != nil ? " +bias" : "") + (c.activation == .relu ? " +relu" : "")
+            case .convTranspose(let c):
+                return "ConvTranspose \(c.inChannels)→\(c.outChannels) k\(c.kernel) s\(c.stride) p\(c.padding)"
+                    + (c.activation == .relu ? " +relu" : "")
+            case .unary(let u): return "\(u)"
+            case .broadcast(let b): return "\(b)"
+            case .broadcastConstant(let b, let t, let first): return "\(b) constant\(t.shape)" + (first ? " (constant first)" : "")
+            case .affine(let s, _): return "affine[\(s.count)]"
+            case .globalAveragePool: return "GlobalAveragePool"
+            case .maxPool(let k, let s, let p): return "MaxPool k\(k) s\(s) p\(p)"
+            case .resize(let r): return "Resize \(r.mode) \(r.coordinates.rawValue) \(r.nearest.rawValue)"
+            case .concat(let a): return "Concat axis \(a)"
+            case .identity: return "Identity"
+            }
+        }
+    }
+
+    var kernel: Kernel
+    var inputs: [Int]
+    var output: Int
+    var label: String
+}
+
+extension ONNXPlan.Binary {
+    var kind: BinaryKind {
+        switch self {
+        case .add: return .add
+        case .sub: return .sub
+        case .mul: return .mul
+        case .div: return .div
+        }
+    }
+}

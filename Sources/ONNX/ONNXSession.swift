@@ -1,0 +1,168 @@
+import Tensor
+
+/// Runs an `ONNXNetwork` for one stream. Owns a `Workspace`: shapes are inferred and buffers planned on the
+/// first input of a given size, and later frames of that size reuse every buffer (no allocation).
+/// Not thread-safe: one session per stream (or per thread), many sessions may share one network.
+public final class ONNXSession {
+    /// The compiled model.
+    public let network: ONNXNetwork
+    /// The buffer arena; `workspace.allocationCount` stays constant across frames of one size.
+    public let workspace: Workspace
+
+    private var plannedInput: [Int] = []
+    private var shapes: [[Int]] = []
+    private var values: [Tensor?]
+
+    public init(_ network: ONNXNetwork, workspace: Workspace = Workspace()) {
+        self.network = network
+        self.workspace = workspace
+        self.values = [Tensor?](repeating: nil, count: network.valueCount)
+    }
+
+    /// Output shapes for an input shape, in `network.outputNames` order. Throws `ONNXError.shape` naming the
+    /// first node that cannot take the size (e.g. a concat of levels whose sizes disagree).
+    public func outputShapes(forInput shape: [Int]) throws -> [[Int]] {
+        try plan(shape)
+        return network.outputSlots.map { shapes[$0] }
+    }
+
+    /// Runs the model on `input` (NCHW float32). The returned tensors live in this session's workspace: they
+    /// are valid until the next `run`; copy what must outlive it.
+    public func run(_ input: Tensor) throws -> [Tensor] {
+        try plan(input.shape)
+        workspace.beginFrame()
+        values[0] = input
+        let ws = workspace
+        for (i, step) in network.steps.enumerated() {
+            let x = values[step.inputs[0]]!
+            let out: Tensor
+            switch step.kernel {
+            case .conv(let c): out = c(x, in: ws)
+            case .convTranspose(let c): out = c(x, in: ws)
+            case .unary(let u):
+                out = ws.tensor(x.shape)
+                switch u {
+                case .relu: Ops.relu(x, into: out)
+                case .sigmoid: Ops.sigmoid(x, into: out)
+                case .leakyRelu(let a): Ops.leakyRelu(x, alpha: a, into: out)
+                case .hardSigmoid(let a, let b): Ops.hardSigmoid(x, alpha: a, beta: b, into: out)
+                case .hardSwish: Ops.hardSwish(x, into: out)
+                case .clip(let lo, let hi): Ops.clip(x, lower: lo, upper: hi, into: out)
+                }
+            case .broadcast(let k):
+                let y = values[step.inputs[1]]!
+                out = ws.tensor(shapes[step.output])
+                Ops.broadcast(k, x, y, into: out)
+            case .broadcastConstant(let k, let c, let first):
+                out = ws.tensor(shapes[step.output])
+                if first { Ops.broadcast(k, c, x, into: out) } else { Ops.broadcast(k, x, c, into: out) }
+            case .affine(let s, let t):
+                out = ws.tensor(x.shape)
+                Ops.channelAffine(x, scale: s, shift: t, into: out)
+            case .globalAveragePool:
+                out = ws.tensor([x.n, x.c, 1, 1])
+                Ops.globalAveragePool(x, into: out)
+            case .maxPool(let k, let s, let p):
+                out = ws.tensor(shapes[step.output])
+                Ops.maxPool2d(x, kernel: k, stride: s, padding: p, into: out)
+            case .resize(let r):
+                out = ws.tensor(shapes[step.output])
+                Ops.resize(x, into: out, linear: r.mode == .linear, coordinates: r.coordinates, nearest: r.nearest,
+                           scaleH: r.scales?.0, scaleW: r.scales?.1)
+            case .concat(let axis):
+                out = ws.tensor(shapes[step.output])
+                Ops.concat(step.inputs.map { values[$0]! }, dim: axis, into: out)
+            case .identity:
+                out = ws.tensor(x.shape)
+                out.copy(from: x)
+            }
+            values[step.output] = out
+            for v in network.releaseAfter[i] {
+                if let t = values[v] { ws.release(t) }
+                values[v] = nil
+            }
+        }
+        let outs = network.outputSlots.map { values[$0]! }
+        for i in values.indices { values[i] = nil }
+        return outs
+    }
+
+    /// Infers every value's shape for `input` (cached until the input shape changes).
+    private func plan(_ input: [Int]) throws {
+        if input == plannedInput { return }
+        let net = network
+        guard input.count == 4, input.allSatisfy({ $0 > 0 }) else {
+            throw ONNXError(file: net.file, .usage("input must be a non-empty NCHW tensor, got \(input)"))
+        }
+        if let d = net.declaredInput, d.count == 4, case .value(let c) = d[1], Int(c) != input[1] {
+            throw ONNXError(file: net.file, .shape("input \(net.inputName) has \(c) channels, got \(input[1]) (\(input))"))
+        }
+        var shapes = [[Int]](repeating: [], count: net.valueCount)
+        shapes[0] = input
+        for step in net.steps {
+            let ins = step.inputs.map { shapes[$0] }
+            do {
+                shapes[step.output] = try Self.outputShape(step.kernel, ins)
+            } catch let ShapeFailure.message(m) {
+                throw ONNXError(file: net.file, .shape("node \(step.label) cannot take input \(ins.map { "\($0)" }.joined(separator: ", ")) "
+                                                        + "for model input \(input): \(m)"))
+            }
+        }
+        self.shapes = shapes
+        self.plannedInput = input
+    }
+
+    private enum ShapeFailure: Error { case message(String) }
+
+    private static func outputShape(_ k: Step.Kernel, _ ins: [[Int]]) throws -> [Int] {
+        func fail(_ m: String) -> ShapeFailure { .message(m) }
+        let x = ins[0]
+        switch k {
+        case .conv(let c):
+            guard x[1] == c.inChannels else { throw fail("expects \(c.inChannels) channels") }
+            let eh = x[2] + 2 * c.padding.h - c.dilation.h * (c.kernel.h - 1)
+            let ew = x[3] + 2 * c.padding.w - c.dilation.w * (c.kernel.w - 1)
+            guard eh > 0, ew > 0 else { throw fail("input smaller than the \(c.kernel) kernel") }
+            return c.outputShape(x)
+        case .convTranspose(let c):
+            guard x[1] == c.inChannels else { throw fail("expects \(c.inChannels) channels") }
+            let s = c.outputShape(x)
+            guard s[2] > 0, s[3] > 0 else { throw fail("empty output") }
+            return s
+        case .unary, .affine, .identity:
+            if case .affine(let s, _) = k, s.count != 1, s.count != x[1] {
+                throw fail("\(s.count) per-channel values for \(x[1]) channels")
+            }
+            return x
+        case .broadcast:
+            guard let s = Ops.broadcastShape(x, ins[1]) else { throw fail("shapes do not broadcast") }
+            return s
+        case .broadcastConstant(_, let c, _):
+            guard let s = Ops.broadcastShape(x, c.shape) else { throw fail("shape does not broadcast with constant \(c.shape)") }
+            return s
+        case .globalAveragePool: return [x[0], x[1], 1, 1]
+        case .maxPool(let kk, let s, let p):
+            guard x[2] + 2 * p.h >= kk.h, x[3] + 2 * p.w >= kk.w else { throw fail("input smaller than the pool kernel") }
+            return Ops.maxPool2dShape(x, kernel: kk, stride: s, padding: p)
+        case .resize(let r):
+            let (h, w): (Int, Int)
+            if let sz = r.sizes { (h, w) = sz } else {
+                let sc = r.scales!
+                (h, w) = (Ops.resizedLength(x[2], scale: sc.0), Ops.resizedLength(x[3], scale: sc.1))
+            }
+            guard h > 0, w > 0 else { throw fail("resize to an empty \(h)x\(w)") }
+            return [x[0], x[1], h, w]
+        case .concat(let axis):
+            let a = axis < 0 ? axis + 4 : axis
+            guard (0..<4).contains(a) else { throw fail("axis \(axis) out of range for rank 4") }
+            var out = x
+            for s in ins.dropFirst() {
+                guard s.count == 4, (0..<4).allSatisfy({ $0 == a || s[$0] == x[$0] }) else {
+                    throw fail("shapes differ outside axis \(a) (input sizes that are multiples of 32 usually fix this)")
+                }
+                out[a] += s[a]
+            }
+            return out
+        }
+    }
+}

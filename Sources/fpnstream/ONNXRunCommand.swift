@@ -1,0 +1,83 @@
+import ArgumentParser
+import Foundation
+import ONNX
+import Tensor
+
+/// `fpnstream onnx-run`: runs an ONNX model on a raw float32 tensor and writes every output as raw float32.
+/// Hidden: a tool for `scripts/parity onnx-*` and `scripts/bench-onnx`, not a user command.
+struct ONNXRunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "onnx-run",
+        abstract: "Run an ONNX model on a raw float32 NCHW tensor; write outputs as raw float32 (parity tool).",
+        shouldDisplay: false
+    )
+
+    @Argument(help: "The .onnx model file.")
+    var model: String
+
+    @Option(help: "Raw little-endian float32 input tensor (NCHW).")
+    var input: String
+
+    @Option(help: "Input shape, e.g. 1x3x192x224.")
+    var shape: String
+
+    @Option(help: "Directory for output<k>.f32 files and outputs.json (shapes).")
+    var outputDir: String
+
+    @Option(help: "Also decode CenterFace detections with this heatmap threshold into detections.json.")
+    var centerfaceThreshold: Float?
+
+    @Option(help: "Run the model this many times and report the median time in outputs.json.")
+    var runs: Int = 1
+
+    @Flag(help: "Print the fused steps.")
+    var listSteps = false
+
+    func run() throws {
+        let dims = shape.split(separator: "x").compactMap { Int($0) }
+        guard dims.count == 4, dims.allSatisfy({ $0 > 0 }) else { throw ValidationError("--shape must be NxCxHxW, got \(shape)") }
+        guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
+        let network = try ONNXNetwork(contentsOf: URL(fileURLWithPath: model))
+        if listSteps { for s in network.stepDescriptions { print(s) } }
+        guard let data = FileManager.default.contents(atPath: input) else { throw ValidationError("cannot read --input \(input)") }
+        let count = dims.reduce(1, *)
+        guard data.count == count * 4 else {
+            throw ValidationError("--input \(input) has \(data.count) bytes, shape \(shape) needs \(count * 4)")
+        }
+        let x = Tensor(shape: dims)
+        x.withUnsafeMutableBufferPointer { dst in
+            data.withUnsafeBytes { src in for i in 0..<count { dst[i] = src.loadUnaligned(fromByteOffset: 4 * i, as: Float.self) } }
+        }
+        let session = ONNXSession(network)
+        var times: [Double] = []
+        var outputs: [Tensor] = []
+        for _ in 0..<runs {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            outputs = try session.run(x)
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+        }
+        try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true)
+        var manifest: [[String: Any]] = []
+        for (k, (name, t)) in zip(network.outputNames, outputs).enumerated() {
+            let file = "output\(k).f32"
+            let bytes = t.withUnsafeBufferPointer { Data(buffer: $0) }
+            try bytes.write(to: URL(fileURLWithPath: outputDir).appendingPathComponent(file))
+            manifest.append(["name": name, "shape": t.shape, "file": file])
+        }
+        let median = times.sorted()[times.count / 2]
+        let summary: [String: Any] = ["outputs": manifest, "median_ms": median, "runs": times.count,
+                                      "steps": network.stepDescriptions.count]
+        try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys])
+            .write(to: URL(fileURLWithPath: outputDir).appendingPathComponent("outputs.json"))
+        if let threshold = centerfaceThreshold {
+            let faces = CenterFace.decode(outputs, inputWidth: dims[3], inputHeight: dims[2],
+                                          options: .init(threshold: threshold))
+            let list: [[String: Any]] = faces.map { d in
+                ["box": [d.box.x1, d.box.y1, d.box.x2, d.box.y2].map(Double.init), "score": Double(d.score),
+                 "landmarks": (d.landmarks ?? []).flatMap { [Double($0.x), Double($0.y)] }]
+            }
+            try JSONSerialization.data(withJSONObject: list, options: [.prettyPrinted])
+                .write(to: URL(fileURLWithPath: outputDir).appendingPathComponent("detections.json"))
+        }
+    }
+}
