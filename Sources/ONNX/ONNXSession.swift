@@ -1,3 +1,4 @@
+import Dispatch
 import Tensor
 
 /// Runs an `ONNXNetwork` for one stream. Owns a `Workspace`: shapes are inferred and buffers planned on the
@@ -8,6 +9,11 @@ public final class ONNXSession {
     public let network: ONNXNetwork
     /// The buffer arena; `workspace.allocationCount` stays constant across frames of one size.
     public let workspace: Workspace
+
+    /// When true, `run` records each step's wall time in `stepMilliseconds` (for `onnx-run --profile`).
+    public var profile = false
+    /// Milliseconds per step of the last profiled run, in `network.stepDescriptions` order.
+    public private(set) var stepMilliseconds: [Double] = []
 
     private var plannedInput: [Int] = []
     private var shapes: [[Int]] = []
@@ -33,7 +39,9 @@ public final class ONNXSession {
         workspace.beginFrame()
         values[0] = input
         let ws = workspace
+        if profile { stepMilliseconds = [Double](repeating: 0, count: network.steps.count) }
         for (i, step) in network.steps.enumerated() {
+            let t0 = profile ? DispatchTime.now().uptimeNanoseconds : 0
             let x = values[step.inputs[0]]!
             let out: Tensor
             switch step.kernel {
@@ -77,6 +85,7 @@ public final class ONNXSession {
                 out.copy(from: x)
             }
             values[step.output] = out
+            if profile { stepMilliseconds[i] = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6 }
             for v in network.releaseAfter[i] {
                 if let t = values[v] { ws.release(t) }
                 values[v] = nil

@@ -33,6 +33,9 @@ struct ONNXRunCommand: ParsableCommand {
     @Flag(help: "Print the fused steps.")
     var listSteps = false
 
+    @Flag(help: "Print each step's time (last run) and the total per op kind.")
+    var profile = false
+
     func run() throws {
         let dims = shape.split(separator: "x").compactMap { Int($0) }
         guard dims.count == 4, dims.allSatisfy({ $0 > 0 }) else { throw ValidationError("--shape must be NxCxHxW, got \(shape)") }
@@ -49,12 +52,22 @@ struct ONNXRunCommand: ParsableCommand {
             data.withUnsafeBytes { src in for i in 0..<count { dst[i] = src.loadUnaligned(fromByteOffset: 4 * i, as: Float.self) } }
         }
         let session = ONNXSession(network)
+        session.profile = profile
         var times: [Double] = []
         var outputs: [Tensor] = []
         for _ in 0..<runs {
             let t0 = DispatchTime.now().uptimeNanoseconds
             outputs = try session.run(x)
             times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+        }
+        if profile {
+            var byKind: [String: Double] = [:]
+            for (d, ms) in zip(network.stepDescriptions, session.stepMilliseconds) {
+                print(String(format: "%8.2f ms  %@", ms, d))
+                let kind = d.split(separator: ":").last!.split(separator: " ").prefix(1).joined()
+                byKind[kind, default: 0] += ms
+            }
+            for (k, ms) in byKind.sorted(by: { $0.value > $1.value }) { print(String(format: "%8.2f ms  total %@", ms, k)) }
         }
         try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true)
         var manifest: [[String: Any]] = []
