@@ -1,6 +1,6 @@
 # The two commands in README.md: `make demo` (main job on the embedded default) and `make test`.
 # Both install what they need first (scripts/setup is idempotent and quiet when nothing is missing).
-.PHONY: setup samples build release test demo
+.PHONY: setup samples models build release test demo
 
 setup:
 	@scripts/setup
@@ -8,13 +8,16 @@ setup:
 samples: setup
 	@scripts/fetch-samples
 
+models: setup
+	@scripts/fetch-models
+
 build: setup
 	swift build
 
 release: setup
 	swift build -c release
 
-test: samples
+test: samples models
 	swift build --build-tests
 	swift test
 

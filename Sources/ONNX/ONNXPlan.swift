@@ -203,10 +203,15 @@ enum ONNXPlan {
                 let autoPad = attrs.string("auto_pad") ?? "NOTSET"
                 if autoPad != "NOTSET" && autoPad != "VALID" { fail("auto_pad \(autoPad) is not supported (use explicit pads)") }
                 if strides.0 < 1 || strides.1 < 1 || dil.0 < 1 || dil.1 < 1 || group < 1 { fail("bad strides/dilations/group") }
+                if min(pads.0, pads.1, pads.2, pads.3) < 0 { fail("negative pads \(pads)") }
                 var spec = ConvSpec(weight: w, bias: bias, strides: strides, pads: pads, dilations: dil, group: group,
                                     transposed: transposed)
                 if transposed {
                     if let op = attrs.pair("output_padding") { spec.outputPadding = op }
+                    if spec.outputPadding.0 < 0 || spec.outputPadding.1 < 0 || spec.outputPadding.0 >= max(strides.0, dil.0)
+                        || spec.outputPadding.1 >= max(strides.1, dil.1) {
+                        fail("output_padding \(spec.outputPadding) must be smaller than the stride")
+                    }
                     if attrs.ints("output_shape") != nil { fail("output_shape is not supported (use pads/output_padding)") }
                     if dil != (1, 1) { fail("dilated ConvTranspose is not supported") }
                     if pads.0 != pads.2 || pads.1 != pads.3 { fail("asymmetric pads \(pads) are not supported") }

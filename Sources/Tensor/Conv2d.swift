@@ -329,37 +329,11 @@ public final class Conv2d: @unchecked Sendable {
     private func depthwise(_ x: UnsafeMutablePointer<Float>, h: Int, w: Int, segments seg: UnsafeMutablePointer<Int>,
                            segmentCount: Int, out: UnsafeMutablePointer<Float>, residual: UnsafeMutablePointer<Float>?,
                            ho: Int, wo: Int) {
-        let kh = kernel.h, kw = kernel.w, sh = stride.h, sw = stride.w
-        let ph = padding.h, pw = padding.w, dh = dilation.h, dw = dilation.w
-        let mult = outChannels / groups
-        let relu = activation == .relu
-        let wgt = weight.ptr
         withBias { bias in
-            Parallel.forEach(outChannels, cost: outChannels * ho * wo * kh * kw) { range in
-                for oc in range {
-                    let src = x + (oc / mult) * h * w
-                    let k = wgt + oc * kh * kw
-                    let plane = out + oc * ho * wo
-                    let b = bias?[oc] ?? 0
-                    for s in 0..<segmentCount {
-                        let oy = seg[4 * s], ox0 = seg[4 * s + 1], len = seg[4 * s + 2]
-                        for ox in ox0..<(ox0 + len) {
-                            var acc: Float = 0
-                            for ky in 0..<kh {
-                                let iy = oy * sh - ph + ky * dh
-                                if iy < 0 || iy >= h { continue }
-                                for kx in 0..<kw {
-                                    let ix = ox * sw - pw + kx * dw
-                                    if ix < 0 || ix >= w { continue }
-                                    acc += src[iy * w + ix] * k[ky * kw + kx]
-                                }
-                            }
-                            let v = acc + b + (residual?[oc * ho * wo + oy * wo + ox] ?? 0)
-                            plane[oy * wo + ox] = relu && v < 0 ? 0 : v
-                        }
-                    }
-                }
-            }
+            DepthwiseKernel.run(x, h: h, w: w, segments: seg, segmentCount: segmentCount, out: out, residual: residual,
+                                ho: ho, wo: wo, weight: weight.ptr, bias: bias, outChannels: outChannels, groups: groups,
+                                kernel: kernel, stride: stride, padding: padding, dilation: dilation,
+                                relu: activation == .relu)
         }
     }
 

