@@ -25,6 +25,19 @@ public enum BinaryKind: Sendable, Hashable {
     case add, sub, mul, div
 }
 
+struct SubKernel: BinaryKernel { @inline(__always) func callAsFunction(_ a: Float, _ b: Float) -> Float { a - b } }
+struct HardSigmoidKernel: UnaryKernel {
+    let alpha: Float, beta: Float
+    @inline(__always) func callAsFunction(_ v: Float) -> Float { max(0, min(1, alpha * v + beta)) }
+}
+struct HardSwishKernel: UnaryKernel {
+    @inline(__always) func callAsFunction(_ v: Float) -> Float { (v * min(max(v + 3, 0), 6)) / 6 }
+}
+struct LeakyReluKernel: UnaryKernel {
+    let alpha: Float
+    @inline(__always) func callAsFunction(_ v: Float) -> Float { v >= 0 ? v : alpha * v }
+}
+
 extension Ops {
     /// Numpy-broadcast shape of two equal-rank shapes, or nil when they do not broadcast.
     public static func broadcastShape(_ a: [Int], _ b: [Int]) -> [Int]? {
@@ -45,13 +58,15 @@ extension Ops {
             preconditionFailure("broadcast \(kind) of \(a.shape) and \(b.shape) into \(out.shape)")
         }
         a.checkValid(); b.checkValid(); out.checkValid()
-        let f: (Float, Float) -> Float
         switch kind {
-        case .add: f = { $0 + $1 }
-        case .sub: f = { $0 - $1 }
-        case .mul: f = { $0 * $1 }
-        case .div: f = { $0 / $1 }
+        case .add: broadcast(a, b, s, into: out, AddKernel())
+        case .sub: broadcast(a, b, s, into: out, SubKernel())
+        case .mul: broadcast(a, b, s, into: out, MulKernel())
+        case .div: broadcast(a, b, s, into: out, DivKernel())
         }
+    }
+
+    private static func broadcast<K: BinaryKernel>(_ a: Tensor, _ b: Tensor, _ s: [Int], into out: Tensor, _ f: K) {
         let (n, c, h, w) = (s[0], s[1], s[2], s[3])
         let plane = h * w
         let pa = a.ptr, pb = b.ptr, dst = out.ptr
@@ -109,17 +124,17 @@ extension Ops {
 
     /// out = max(0, min(1, alpha * x + beta)) (ONNX HardSigmoid).
     public static func hardSigmoid(_ x: Tensor, alpha: Float, beta: Float, into out: Tensor) {
-        unary(x, into: out) { max(0, min(1, alpha * $0 + beta)) }
+        unary(x, into: out, HardSigmoidKernel(alpha: alpha, beta: beta))
     }
 
     /// out = x * clip(x + 3, 0, 6) / 6 (ONNX HardSwish; evaluated in the order the Add/Clip/Mul/Div pattern does).
     public static func hardSwish(_ x: Tensor, into out: Tensor) {
-        unary(x, into: out) { v in (v * min(max(v + 3, 0), 6)) / 6 }
+        unary(x, into: out, HardSwishKernel())
     }
 
     /// out = x >= 0 ? x : alpha * x.
     public static func leakyRelu(_ x: Tensor, alpha: Float, into out: Tensor) {
-        unary(x, into: out) { $0 >= 0 ? $0 : alpha * $0 }
+        unary(x, into: out, LeakyReluKernel(alpha: alpha))
     }
 
     /// Output length of ONNX Resize along one axis for a scale: floor(input * scale) (as onnxruntime, in Float).
