@@ -23,34 +23,38 @@ enum DepthwiseKernel {
                 for s in 0..<segmentCount {
                     let oy = seg[4 * s], ox0 = seg[4 * s + 1], len = seg[4 * s + 2]
                     let d = plane + oy * wo + ox0
-                    d.update(repeating: 0, count: len)
-                    for ky in 0..<kh {
-                        let iy = oy * sh - ph + ky * dh
-                        if iy < 0 || iy >= h { continue }
-                        let row = src + iy * w
-                        for kx in 0..<kw {
-                            let wk = k[ky * kw + kx]
-                            // ix = ox*sw + off must lie in [0, w): ox in [lo, hi).
-                            let off = kx * dw - pw
-                            let lo = max(ox0, off >= 0 ? 0 : (-off + sw - 1) / sw)
-                            let hi = min(ox0 + len, w - 1 - off >= 0 ? (w - 1 - off) / sw + 1 : 0)
-                            if lo >= hi { continue }
-                            if sw == 1 {
-                                let r = row + off, dd = d - ox0
-                                for ox in lo..<hi { dd[ox] += wk * r[ox] }
-                            } else {
-                                let dd = d - ox0
-                                for ox in lo..<hi { dd[ox] += wk * row[ox * sw + off] }
+                    // Taps accumulate in a row on the stack: `out` may alias `residual` (in-place residual add).
+                    withUnsafeTemporaryAllocation(of: Float.self, capacity: len) { acc in
+                        let a = acc.baseAddress!
+                        a.initialize(repeating: 0, count: len)
+                        for ky in 0..<kh {
+                            let iy = oy * sh - ph + ky * dh
+                            if iy < 0 || iy >= h { continue }
+                            let row = src + iy * w
+                            for kx in 0..<kw {
+                                let wk = k[ky * kw + kx]
+                                // ix = ox*sw + off must lie in [0, w): ox in [lo, hi).
+                                let off = kx * dw - pw
+                                let lo = max(ox0, off >= 0 ? 0 : (-off + sw - 1) / sw)
+                                let hi = min(ox0 + len, w - 1 - off >= 0 ? (w - 1 - off) / sw + 1 : 0)
+                                if lo >= hi { continue }
+                                let aa = a - ox0
+                                if sw == 1 {
+                                    let r = row + off
+                                    for ox in lo..<hi { aa[ox] += wk * r[ox] }
+                                } else {
+                                    for ox in lo..<hi { aa[ox] += wk * row[ox * sw + off] }
+                                }
                             }
                         }
-                    }
-                    if let residual {
-                        let r = residual + oc * ho * wo + oy * wo + ox0
-                        for i in 0..<len { let v = d[i] + b + r[i]; d[i] = relu && v < 0 ? 0 : v }
-                    } else if relu {
-                        for i in 0..<len { let v = d[i] + b; d[i] = v < 0 ? 0 : v }
-                    } else {
-                        for i in 0..<len { d[i] += b }
+                        if let residual {
+                            let r = residual + oc * ho * wo + oy * wo + ox0
+                            for i in 0..<len { let v = a[i] + b + r[i]; d[i] = relu && v < 0 ? 0 : v }
+                        } else if relu {
+                            for i in 0..<len { let v = a[i] + b; d[i] = v < 0 ? 0 : v }
+                        } else {
+                            for i in 0..<len { d[i] = a[i] + b }
+                        }
                     }
                 }
             }
