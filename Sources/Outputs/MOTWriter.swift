@@ -12,13 +12,17 @@ import Foundation
 /// Each `write` call emits whole lines in one unbuffered write, so a reader tailing the file (or a crash) never sees a
 /// half line. One writer per stream; not thread-safe.
 public final class MOTWriter {
-    /// The file being written.
+    /// The file being written (`-` = standard output).
     public let path: String
     private var handle: FileHandle?
 
-    /// Creates (or truncates) the file at `path`.
+    /// Creates (or truncates) the file at `path`; `-` writes to standard output (never closed by the writer).
     public init(path: String) throws {
         self.path = path
+        if path == "-" {
+            handle = FileHandle.standardOutput
+            return
+        }
         guard FileManager.default.createFile(atPath: path, contents: nil) else {
             throw MOTFormatError.cannotCreate(path: path, reason: Self.reasonForCreate(path))
         }
@@ -28,7 +32,7 @@ public final class MOTWriter {
         handle = h
     }
 
-    deinit { try? handle?.close() }
+    deinit { if path != "-" { try? handle?.close() } }
 
     /// Appends the tracked detections of frame `frameIndex` (0-based; written as `frameIndex + 1`).
     public func write(frameIndex: Int, detections: [Detection]) throws {
@@ -51,6 +55,7 @@ public final class MOTWriter {
     public func close() throws {
         guard let h = handle else { return }
         handle = nil
+        guard path != "-" else { return }
         do {
             try h.synchronize()
             try h.close()

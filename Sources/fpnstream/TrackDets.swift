@@ -1,5 +1,6 @@
 import ArgumentParser
 import FPNCore
+import Foundation
 import Outputs
 import Tracking
 
@@ -14,7 +15,7 @@ struct TrackDets: ParsableCommand {
 
     @Option(help: "Detections in MOTChallenge det.txt format (1-based frames; column 8, if ≥ 0, is the class).")
     var dets: String
-    @Option(help: "MOTChallenge result file to write.")
+    @Option(help: "MOTChallenge result file to write ('-' = stdout).")
     var out: String
     @Option(help: "Last frame (1-based) to process; default: the last frame with a detection.")
     var frames: Int?
@@ -57,6 +58,8 @@ struct TrackDets: ParsableCommand {
             }
         }
         try writer.close()
-        print("track-dets: \(records.count) detections in \(last) frames → \(written) tracked boxes, \(ids.count) ids → \(out)")
+        // On stderr: stdout may be the MOT output itself (`--out -`).
+        FileHandle.standardError.write(Data(
+            "track-dets: \(records.count) detections in \(last) frames → \(written) tracked boxes, \(ids.count) ids → \(out)\n".utf8))
     }
 }
