@@ -159,9 +159,60 @@ public final class Conv2d: @unchecked Sendable {
         // One segment per output row, columns in output order: the GEMM writes straight into `out`.
         let seg = workspace.ints(4 * ho)
         for y in 0..<ho { seg[4 * y] = y; seg[4 * y + 1] = 0; seg[4 * y + 2] = wo; seg[4 * y + 3] = y * wo }
+        let p = ho * wo
+        let depthwiseConv = inChannels == groups && groups > 1
+        if x.n > 1 && p < Conv2d.batchedColumns && !depthwiseConv {
+            // Many small images (RoI heads: 100-1000 RoIs of 7x7 or 14x14): one GEMM per ~batchedColumns columns
+            // instead of one skinny GEMM per image.
+            let per = max(1, Conv2d.batchedColumns / p)
+            for start in Swift.stride(from: 0, to: x.n, by: per) {
+                runBatched(x, items: start..<min(x.n, start + per), segments: seg, segmentCount: ho, out: out,
+                           residual: residual != nil, workspace: workspace)
+            }
+            return
+        }
         for b in 0..<x.n {
-            run(x, batch: b, segments: seg, segmentCount: ho, columns: ho * wo, dense: out, kept: nil,
+            run(x, batch: b, segments: seg, segmentCount: ho, columns: p, dense: out, kept: nil,
                 residual: residual == nil ? nil : out, workspace: workspace)
+        }
+    }
+
+    /// Column count from which one image's GEMM is wide enough on its own; smaller images are batched up to it.
+    static let batchedColumns = 4096
+
+    /// Dense forward of batch items `items` through one GEMM per group: their im2col columns side by side,
+    /// results staged and copied out per item with the epilogue. `residual`: `out` already holds it.
+    private func runBatched(_ x: Tensor, items: Range<Int>, segments seg: UnsafeMutablePointer<Int>, segmentCount: Int,
+                            out: Tensor, residual: Bool, workspace: Workspace) {
+        let h = x.h, wi = x.w, ho = out.h, wo = out.w, p = ho * wo
+        let cg = inChannels / groups, mg = outChannels / groups, kg = cg * kernel.h * kernel.w
+        let total = items.count * p
+        let scratch = workspace.scratch(kg * total + outChannels * total)
+        let stage = scratch + kg * total
+        let wgt = weight.ptr
+        for g in 0..<groups {
+            for (j, b) in items.enumerated() {
+                im2col(x.ptr + (b * inChannels + g * cg) * h * wi, channels: cg, h: h, w: wi, segments: seg,
+                       segmentCount: segmentCount, columns: total, into: scratch + j * p)
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(mg), Int32(total), Int32(kg),
+                        1, wgt + g * mg * kg, Int32(kg), scratch, Int32(total), 0, stage + g * mg * total, Int32(total))
+        }
+        let relu = activation == .relu
+        let base = out.ptr + items.lowerBound * outChannels * p
+        withBias { bias in
+            Parallel.forEach(items.count * outChannels, cost: total * outChannels) { range in
+                for jo in range {
+                    let j = jo / outChannels, oc = jo % outChannels
+                    let b = bias?[oc] ?? 0
+                    let src = stage + oc * total + j * p, d = base + jo * p
+                    if residual {
+                        for i in 0..<p { let v = src[i] + b + d[i]; d[i] = relu && v < 0 ? 0 : v }
+                    } else {
+                        for i in 0..<p { let v = src[i] + b; d[i] = relu && v < 0 ? 0 : v }
+                    }
+                }
+            }
         }
     }
 
@@ -218,35 +269,61 @@ public final class Conv2d: @unchecked Sendable {
             return
         }
         let direct = kk == 1 && stride == 1 && padding == 0 && dense != nil
-        // Scratch layout: [im2col columns kg x p][staging outChannels x p when tile-restricted].
-        let colsSize = direct ? 0 : kg * p
-        let scratch = workspace.scratch(colsSize + (dense == nil ? outChannels * p : 0))
-        let stage = scratch + colsSize
+        let beta: Float = dense != nil && res != nil ? 1 : 0
         let wgt = weight.ptr
-        for g in 0..<groups {
-            let xg = xin + g * cg * h * wi
-            let bMat: UnsafeMutablePointer<Float>
-            if direct {
-                bMat = xg
-            } else {
-                im2col(xg, channels: cg, h: h, w: wi, segments: seg, segmentCount: segmentCount, columns: p, into: scratch)
-                bMat = scratch
+        if direct {
+            for g in 0..<groups {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(mg), Int32(p), Int32(kg),
+                            1, wgt + g * mg * kg, Int32(kg), xin + g * cg * h * wi, Int32(p), beta, outBase + g * mg * p, Int32(p))
             }
-            let cMat = dense != nil ? outBase + g * mg * ho * wo : stage + g * mg * p
-            let beta: Float = dense != nil && res != nil ? 1 : 0
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(mg), Int32(p), Int32(kg),
-                        1, wgt + g * mg * kg, Int32(kg), bMat, Int32(p), beta, cMat, Int32(p))
+            epilogue(outBase, columns: 0..<p, rowStride: p)
+            return
         }
-        if dense != nil {
-            epilogue(outBase, plane: ho * wo)
-        } else {
-            scatter(stage, columns: p, segments: seg, segmentCount: segmentCount, out: outBase, residual: res, ho: ho, wo: wo)
+        // Column chunks of whole segments bound the im2col scratch (about `scratchBudget` floats) while keeping
+        // each GEMM wide; the epilogue runs per chunk while its columns are still in cache.
+        let maxColumns = chunkColumnsForTesting ?? max(Conv2d.minChunkColumns, Conv2d.scratchBudget / kg)
+        var widest = 0
+        for s in 0..<segmentCount { widest = max(widest, seg[4 * s + 2]) }
+        let cap = min(p, max(maxColumns, widest))
+        let scratch = workspace.scratch(kg * cap + (dense == nil ? outChannels * cap : 0))
+        let stage = scratch + kg * cap
+        var s0 = 0
+        while s0 < segmentCount {
+            var s1 = s0, nc = 0
+            while s1 < segmentCount && (s1 == s0 || nc + seg[4 * s1 + 2] <= maxColumns) { nc += seg[4 * s1 + 2]; s1 += 1 }
+            let col0 = seg[4 * s0 + 3]
+            for g in 0..<groups {
+                im2col(xin + g * cg * h * wi, channels: cg, h: h, w: wi, segments: seg + 4 * s0, segmentCount: s1 - s0,
+                       columns: nc, columnBase: col0, into: scratch)
+                if dense != nil {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(mg), Int32(nc), Int32(kg),
+                                1, wgt + g * mg * kg, Int32(kg), scratch, Int32(nc), beta, outBase + g * mg * p + col0, Int32(p))
+                } else {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(mg), Int32(nc), Int32(kg),
+                                1, wgt + g * mg * kg, Int32(kg), scratch, Int32(nc), 0, stage + g * mg * nc, Int32(nc))
+                }
+            }
+            if dense != nil {
+                epilogue(outBase, columns: col0..<(col0 + nc), rowStride: p)
+            } else {
+                scatter(stage, columns: nc, columnBase: col0, segments: seg + 4 * s0, segmentCount: s1 - s0, out: outBase,
+                        residual: res, ho: ho, wo: wo)
+            }
+            s0 = s1
         }
     }
 
-    /// cols[r, col] for r = (c, ky, kx) and the output pixels of the segments; zero where the tap is padding.
+    /// Tests force narrow chunks (many GEMMs per image) to exercise the chunking on small images.
+    var chunkColumnsForTesting: Int?
+
+    /// im2col scratch target in floats (16 MB) and the narrowest chunk worth a GEMM.
+    static let scratchBudget = 1 << 22
+    static let minChunkColumns = 1024
+
+    /// cols[r, col - columnBase] for r = (c, ky, kx) and the output pixels of the segments (row stride `p`);
+    /// zero where the tap falls in the padding.
     private func im2col(_ x: UnsafeMutablePointer<Float>, channels: Int, h: Int, w: Int,
-                        segments seg: UnsafeMutablePointer<Int>, segmentCount: Int, columns p: Int,
+                        segments seg: UnsafeMutablePointer<Int>, segmentCount: Int, columns p: Int, columnBase: Int = 0,
                         into cols: UnsafeMutablePointer<Float>) {
         let kh = kernel.h, kw = kernel.w, sh = stride.h, sw = stride.w
         let ph = padding.h, pw = padding.w, dh = dilation.h, dw = dilation.w
@@ -255,7 +332,7 @@ public final class Conv2d: @unchecked Sendable {
             for r in range {
                 let c = r / (kh * kw), ky = (r / kw) % kh, kx = r % kw
                 let src = x + c * h * w
-                let dstRow = cols + r * p
+                let dstRow = cols + r * p - columnBase
                 for s in 0..<segmentCount {
                     let oy = seg[4 * s], ox0 = seg[4 * s + 1], len = seg[4 * s + 2]
                     let d = dstRow + seg[4 * s + 3]
@@ -279,19 +356,20 @@ public final class Conv2d: @unchecked Sendable {
         }
     }
 
-    /// out[oc] = act(out[oc] + bias[oc]) over one batch item's dense output planes.
-    private func epilogue(_ out: UnsafeMutablePointer<Float>, plane: Int) {
+    /// out[oc, columns] = act(out[oc, columns] + bias[oc]) over one batch item's dense output (rows `rowStride` apart).
+    private func epilogue(_ out: UnsafeMutablePointer<Float>, columns: Range<Int>, rowStride: Int) {
         if bias == nil && activation == .none { return }
         let relu = activation == .relu
+        let n = columns.count
         withBias { bias in
-            Parallel.forEach(outChannels, cost: outChannels * plane) { range in
+            Parallel.forEach(outChannels, cost: outChannels * n) { range in
                 for oc in range {
-                    let p = out + oc * plane
+                    let p = out + oc * rowStride + columns.lowerBound
                     let b = bias?[oc] ?? 0
                     if relu {
-                        for i in 0..<plane { let v = p[i] + b; p[i] = v > 0 ? v : 0 }
+                        for i in 0..<n { let v = p[i] + b; p[i] = v > 0 ? v : 0 }
                     } else {
-                        for i in 0..<plane { p[i] += b }
+                        for i in 0..<n { p[i] += b }
                     }
                 }
             }
@@ -299,7 +377,7 @@ public final class Conv2d: @unchecked Sendable {
     }
 
     /// Scatters staged `[outChannels, columns]` results to their output pixels, applying bias and activation.
-    private func scatter(_ stage: UnsafeMutablePointer<Float>, columns p: Int, segments seg: UnsafeMutablePointer<Int>,
+    private func scatter(_ stage: UnsafeMutablePointer<Float>, columns p: Int, columnBase: Int, segments seg: UnsafeMutablePointer<Int>,
                          segmentCount: Int, out: UnsafeMutablePointer<Float>, residual: UnsafeMutablePointer<Float>?,
                          ho: Int, wo: Int) {
         let relu = activation == .relu
@@ -311,7 +389,7 @@ public final class Conv2d: @unchecked Sendable {
                     for s in 0..<segmentCount {
                         let at = oc * ho * wo + seg[4 * s] * wo + seg[4 * s + 1]
                         let d = out + at, len = seg[4 * s + 2]
-                        let v = src + seg[4 * s + 3]
+                        let v = src + seg[4 * s + 3] - columnBase
                         if let r = residual.map({ $0 + at }) {
                             for j in 0..<len { let t = v[j] + b + r[j]; d[j] = relu && t < 0 ? 0 : t }
                         } else if relu {

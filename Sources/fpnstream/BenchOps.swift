@@ -118,6 +118,20 @@ struct BenchOps: ParsableCommand {
                      totalFlops / 1e9, totalSeconds * 1e3, 100 * equivalentPeakSeconds / totalSeconds, 100 * equivalentPeakSeconds / gemmSeconds)) }
 
         if convs {
+            // RoI-head convs: many small images batched into shared GEMMs.
+            print("RoI-head convs (batched small images)       ms  GFLOP/s  %peak")
+            for (name, n, side) in [("mask head 3x3 256→256, 100 RoIs 14x14", 100, 14), ("box head v2 3x3 256→256, 200 RoIs 7x7", 200, 7)] {
+                let x = Tensor(shape: [n, 256, side, side], repeating: 0.2)
+                let conv = Conv2d(weight: Tensor(shape: [256, 256, 3, 3], repeating: 0.01), bias: [Float](repeating: 0.1, count: 256),
+                                  padding: 1, activation: .relu)
+                let out = Tensor(shape: conv.outputShape(x.shape)), flops = conv.flops(x.shape)
+                let m = Benchmark.interleavedMedianSeconds(rounds: runs, [peakRun, { conv.forward(x, into: out, workspace: ws) }])
+                let peak = peakFlops / m[0] / 1e9
+                print(String(format: "  %@ %7.2f %8.1f %5.0f%%", pad(name, 40) as NSString, m[1] * 1e3, flops / m[1] / 1e9,
+                             100 * flops / m[1] / 1e9 / peak))
+            }
+            print("")
+
             // Bottleneck tail at stride 4: conv3 (1x1 64→256) + identity + ReLU, separate add vs fused residual.
             let x = Tensor(shape: [1, 64, s4.0, s4.1], repeating: 0.3), identity = Tensor(shape: [1, 256, s4.0, s4.1], repeating: -0.1)
             let w3 = Tensor(shape: [256, 64, 1, 1], repeating: 0.01), b3 = [Float](repeating: 0.1, count: 256)

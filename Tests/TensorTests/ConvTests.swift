@@ -46,6 +46,28 @@ final class ConvTests: XCTestCase {
         check(Case(c: 6, h: 7, w: 5, oc: 4, k: 1, groups: 2), seed: 15)                     // grouped 1x1 direct
     }
 
+    func testColumnChunksAndBatchedSmallImagesMatchTheReference() {
+        var rng = TestRandom(seed: 71)
+        // Per-image path with two images (each wider than the batching threshold) and forced narrow chunks.
+        let big = rng.tensor([2, 3, 70, 61]), wBig = rng.tensor([4, 3, 3, 3]), bBig = rng.floats(4)
+        for chunk in [nil, 7, 100, 61] as [Int?] {
+            let conv = Conv2d(weight: wBig, bias: bBig, padding: 1, activation: .relu)
+            conv.chunkColumnsForTesting = chunk
+            let ref = Ref.conv2d(big, wBig, bias: bBig, stride: 1, padding: 1, dilation: 1, groups: 1, relu: true)
+            assertClose(conv(big, in: Workspace()), ref.data, shape: ref.shape, "per-image, chunk \(String(describing: chunk))")
+            // Tile path through chunks as well.
+            let grid = TileGrid(height: ref.shape[2], width: ref.shape[3], tile: 16)
+            let kept = Tensor(shape: ref.shape, repeating: .nan)
+            conv.forward(big, tiles: Array(0..<grid.count), grid: grid, into: kept, workspace: Workspace())
+            assertClose(kept, ref.data, shape: ref.shape, "tiles, chunk \(String(describing: chunk))")
+        }
+        // Many small images (RoI-head-like): batched into shared GEMMs, more images than fit one batch.
+        let rois = rng.tensor([Conv2d.batchedColumns / 49 + 3, 4, 7, 7]), w = rng.tensor([5, 4, 3, 3]), b = rng.floats(5)
+        let conv = Conv2d(weight: w, bias: b, padding: 1, activation: .relu)
+        let ref = Ref.conv2d(rois, w, bias: b, stride: 1, padding: 1, dilation: 1, groups: 1, relu: true)
+        assertClose(conv(rois, in: Workspace()), ref.data, shape: ref.shape, "batched small images")
+    }
+
     func testDepthwise() {
         check(Case(c: 5, h: 12, w: 9, oc: 5, k: 3, padding: 1, groups: 5, relu: true), seed: 21)
         check(Case(c: 4, h: 13, w: 11, oc: 8, k: 3, stride: 2, padding: 1, groups: 4), seed: 22)   // multiplier 2
