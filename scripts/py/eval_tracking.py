@@ -13,6 +13,7 @@
 import argparse
 import configparser
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -326,11 +327,17 @@ def main():
               f"{r['IDSW']:5d} {r['Frag']:5d}  {ms[name]:8.3f}")
     print("(ms/frame: fpnstream's includes process start and file I/O; supervision's is the Python loop alone)")
     ours, ref = rows["fpnstream"], rows["supervision"]
-    dh, di = ours["HOTA"] - ref["HOTA"], ours["IDF1"] - ref["IDF1"]
+    # `or 0.0` turns a rounded -0.0 into 0.0 so equal scores print as +0.00.
+    dh = round(ours["HOTA"] - ref["HOTA"], 6) or 0.0
+    di = round(ours["IDF1"] - ref["IDF1"], 6) or 0.0
+    dm = round(ours["MOTA"] - ref["MOTA"], 6) or 0.0
     ok = dh >= -1 and di >= -1
-    print(f"\nfpnstream − reference: HOTA {dh:+.2f}, IDF1 {di:+.2f}, MOTA {ours['MOTA'] - ref['MOTA']:+.2f} → "
+    print(f"\nfpnstream − reference: HOTA {dh:+.2f}, IDF1 {di:+.2f}, MOTA {dm:+.2f} → "
           f"{'PASS' if ok else 'FAIL'} (each within 1 point of, or above, the reference)")
-    print(f"files: {workdir}")
+    if args.workdir:
+        print(f"files: {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
     return 0 if ok else 1
 
 
