@@ -1,0 +1,195 @@
+import Foundation
+
+/// ResNet depth: block type and blocks per stage (torchvision `resnet18`...`resnet101`).
+public enum ResNetDepth: Int, Sendable, CaseIterable {
+    case resnet18 = 18, resnet34 = 34, resnet50 = 50, resnet101 = 101
+
+    /// Blocks in layer1...layer4.
+    public var blocks: [Int] {
+        switch self {
+        case .resnet18: return [2, 2, 2, 2]
+        case .resnet34, .resnet50: return [3, 4, 6, 3]
+        case .resnet101: return [3, 4, 23, 3]
+        }
+    }
+
+    /// Bottleneck (1x1, 3x3, 1x1, expansion 4) for 50/101; BasicBlock (3x3, 3x3) for 18/34.
+    public var usesBottleneck: Bool { rawValue >= 50 }
+
+    /// Output channels of layer `k` (1...4): 64·2^(k-1), times 4 for bottleneck networks.
+    public func channels(layer k: Int) -> Int { (64 << (k - 1)) * (usesBottleneck ? 4 : 1) }
+}
+
+/// Where `LastLevelP6P7` takes P6's input from.
+public enum P6Source: String, Sendable {
+    /// P5, the FPN output (RetinaNet v1, FCOS: in_channels == out_channels).
+    case p5
+    /// C5, the last ResNet stage (RetinaNet v2).
+    case c5
+}
+
+/// The FPN's extra levels above the last returned stage (torchvision `ops/feature_pyramid_network.py`).
+public enum FPNExtraBlock: Equatable, Sendable {
+    /// No extra level.
+    case none
+    /// `LastLevelMaxPool`: one more level = max_pool2d(top, kernel 1, stride 2) (torchvision names it "pool").
+    case maxPool
+    /// `LastLevelP6P7`: P6 = conv3x3/2(source), P7 = conv3x3/2(relu(P6)), keys `fpn.extra_blocks.p6/p7`.
+    case p6p7(from: P6Source)
+}
+
+/// Normalisation inside the FPN convs.
+public enum FPNNorm: String, Sendable {
+    /// v1: convs with bias, keys `inner_blocks.i.0.{weight,bias}`.
+    case none
+    /// v2 (Mask R-CNN v2): conv without bias + BatchNorm at index `.1` (eps 1e-5).
+    case batchNorm
+}
+
+/// Everything that determines a ResNet-FPN backbone's structure and its numerics at load.
+/// Built by name (`BackboneConfig(architecture:)`) or field by field; no global registry.
+public struct BackboneConfig: Equatable, Sendable {
+    /// ResNet body.
+    public var depth: ResNetDepth
+    /// Body stages fed to the FPN, ascending subset of 1...4 (Mask R-CNN: 1,2,3,4 → P2...P5; RetinaNet/FCOS: 2,3,4).
+    public var returnedLayers: [Int]
+    /// FPN conv normalisation.
+    public var fpnNorm: FPNNorm
+    /// Levels above the last returned stage.
+    public var extraBlock: FPNExtraBlock
+    /// FPN output channels (256 in every torchvision detector).
+    public var fpnChannels: Int
+    /// Epsilon of the body's (Frozen)BatchNorm: 0.0 for torchvision's v1 COCO detection checkpoints (FrozenBN after
+    /// `overwrite_eps`), 1e-5 for v2 models and FCOS.
+    public var bnEps: Double
+    /// Epsilon of the FPN's BatchNorm (v2): nn.BatchNorm2d's default.
+    public var fpnNormEps: Double = 1e-5
+
+    /// A config from its fields; `returnedLayers` must be an ascending subset of 1...4.
+    public init(depth: ResNetDepth, returnedLayers: [Int] = [1, 2, 3, 4], fpnNorm: FPNNorm = .none,
+                extraBlock: FPNExtraBlock = .maxPool, fpnChannels: Int = 256, bnEps: Double = 0) {
+        precondition(!returnedLayers.isEmpty && returnedLayers == returnedLayers.sorted()
+                     && Set(returnedLayers).count == returnedLayers.count && returnedLayers.allSatisfy { (1...4).contains($0) },
+                     "returnedLayers must be an ascending subset of 1...4, got \(returnedLayers)")
+        self.depth = depth; self.returnedLayers = returnedLayers; self.fpnNorm = fpnNorm
+        self.extraBlock = extraBlock; self.fpnChannels = fpnChannels; self.bnEps = bnEps
+    }
+
+    /// Backbone-only architecture names: `resnet{18,34,50,101}-` + `fpn` (Mask R-CNN v1 layout, FrozenBN eps 0),
+    /// `fpn-v2` (BN in the FPN, eps 1e-5), `p6p7` (C3-C5 + P6/P7 from P5, RetinaNet v1, eps 0),
+    /// `p6p7-c5` (P6 from C5, RetinaNet v2, eps 1e-5).
+    public static let backboneArchitectures: [String] = ResNetDepth.allCases.flatMap { d in
+        ["fpn", "fpn-v2", "p6p7", "p6p7-c5"].map { "resnet\(d.rawValue)-\($0)" }
+    }
+
+    /// torchvision detector names whose backbone this config describes.
+    public static let detectorArchitectures: [String] = [
+        "fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "keypointrcnn_resnet50_fpn",
+        "fasterrcnn_resnet50_fpn_v2", "maskrcnn_resnet50_fpn_v2",
+        "retinanet_resnet50_fpn", "retinanet_resnet50_fpn_v2", "fcos_resnet50_fpn",
+    ]
+
+    /// The backbone of a named architecture (see `backboneArchitectures`, `detectorArchitectures`);
+    /// nil for an unknown name.
+    public init?(architecture name: String) {
+        switch name {
+        case "fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "keypointrcnn_resnet50_fpn":
+            self.init(architecture: "resnet50-fpn")
+        case "fasterrcnn_resnet50_fpn_v2", "maskrcnn_resnet50_fpn_v2":
+            self.init(architecture: "resnet50-fpn-v2")
+        case "retinanet_resnet50_fpn":
+            self.init(architecture: "resnet50-p6p7")
+        case "retinanet_resnet50_fpn_v2":
+            self.init(architecture: "resnet50-p6p7-c5")
+        case "fcos_resnet50_fpn":  // FCOS keeps FrozenBN's default eps
+            self.init(architecture: "resnet50-p6p7")
+            bnEps = 1e-5
+        default:
+            guard name.hasPrefix("resnet"), let dash = name.firstIndex(of: "-"),
+                  let n = Int(name[name.index(name.startIndex, offsetBy: 6)..<dash]),
+                  let depth = ResNetDepth(rawValue: n) else { return nil }
+            switch name[name.index(after: dash)...] {
+            case "fpn": self.init(depth: depth)
+            case "fpn-v2": self.init(depth: depth, fpnNorm: .batchNorm, bnEps: 1e-5)
+            case "p6p7": self.init(depth: depth, returnedLayers: [2, 3, 4], extraBlock: .p6p7(from: .p5))
+            case "p6p7-c5": self.init(depth: depth, returnedLayers: [2, 3, 4], extraBlock: .p6p7(from: .c5), bnEps: 1e-5)
+            default: return nil
+            }
+        }
+    }
+
+    /// The backbone described by a weights file's `__metadata__`: `architecture` (required, see
+    /// `init(architecture:)`) and `bn_eps` (optional, overrides the architecture's default BN epsilon).
+    /// - Throws: `ModelLoadError` naming `file` for a missing/unknown architecture or an unparsable `bn_eps`.
+    public init(metadata: [String: String], file: URL) throws {
+        guard let arch = metadata["architecture"] else {
+            throw ModelLoadError(file: file, reason: .missingMetadata("architecture"))
+        }
+        guard let config = BackboneConfig(architecture: arch) else {
+            throw ModelLoadError(file: file, reason: .unknownArchitecture(
+                arch, known: Self.backboneArchitectures + Self.detectorArchitectures))
+        }
+        self = config
+        if let eps = metadata["bn_eps"] {
+            guard let v = Double(eps), v >= 0, v.isFinite else {
+                throw ModelLoadError(file: file, reason: .badMetadata(key: "bn_eps", value: eps))
+            }
+            bnEps = v
+        }
+    }
+
+    /// Pyramid levels produced, lowest stride first, each with its channels and nominal stride
+    /// (P2 = stride 4 ... P7 = stride 128), so heads can size themselves.
+    public var outputShapes: [(name: String, shape: ShapeSpec)] {
+        var out = returnedLayers.map { k in ("p\(k + 1)", ShapeSpec(channels: fpnChannels, stride: 2 << k)) }
+        let top = returnedLayers.last! + 1
+        switch extraBlock {
+        case .none: break
+        case .maxPool: out.append(("p\(top + 1)", ShapeSpec(channels: fpnChannels, stride: 2 << top)))
+        case .p6p7:
+            out.append(("p\(top + 1)", ShapeSpec(channels: fpnChannels, stride: 2 << top)))
+            out.append(("p\(top + 2)", ShapeSpec(channels: fpnChannels, stride: 4 << top)))
+        }
+        return out
+    }
+}
+
+/// What a module produces: channels and stride relative to the network input (detectron2's ShapeSpec).
+public struct ShapeSpec: Equatable, Sendable {
+    /// Feature channels.
+    public var channels: Int
+    /// Input pixels per feature cell along each axis (nominal; torchvision's anchors use padded_size / grid_size).
+    public var stride: Int
+
+    public init(channels: Int, stride: Int) { self.channels = channels; self.stride = stride }
+}
+
+/// A model could not be built from a weights file. The description names the file.
+public struct ModelLoadError: Error, CustomStringConvertible, Equatable {
+    /// What went wrong.
+    public enum Reason: Equatable, Sendable {
+        /// `__metadata__` lacks a required key.
+        case missingMetadata(String)
+        /// `architecture` names no known model; `known` lists the accepted names.
+        case unknownArchitecture(String, known: [String])
+        /// A metadata value does not parse.
+        case badMetadata(key: String, value: String)
+    }
+
+    /// The weights file.
+    public let file: URL
+    /// What went wrong.
+    public let reason: Reason
+
+    public init(file: URL, reason: Reason) { self.file = file; self.reason = reason }
+
+    public var description: String {
+        let f = "weights file '\(file.path)'"
+        switch reason {
+        case .missingMetadata(let k): return "\(f): __metadata__ has no '\(k)'"
+        case .unknownArchitecture(let a, let known):
+            return "\(f): unknown architecture '\(a)' (known: \(known.joined(separator: ", ")))"
+        case .badMetadata(let k, let v): return "\(f): __metadata__ '\(k)' has an invalid value '\(v)'"
+        }
+    }
+}

@@ -1,0 +1,106 @@
+import Tensor
+
+/// Runs the convolutions of a forward pass. The default (no runner) computes every conv densely; a per-stream
+/// temporal cache (issue 7) or a profiler conforms to this to take over individual layers, identified by
+/// `ConvLayer.index`/`key`. The runner must return `layer.conv` applied to `input` (exactly, or within the
+/// cache's own tolerance) with shape `layer.conv.outputShape(input.shape)`, and must not modify `input`.
+/// Returned tensors may be owned by the runner (kept across frames); the model never writes into them.
+public protocol ConvolutionRunner: AnyObject {
+    /// `layer.conv(input)`, computed however the runner likes.
+    func run(_ layer: ConvLayer, input: Tensor, workspace: Workspace) -> Tensor
+}
+
+/// A convolution (BatchNorm folded in, activation fused) with its place in the model: the unit of work a
+/// `ConvolutionRunner` sees. Immutable and shared by every stream running the model.
+public final class ConvLayer: @unchecked Sendable {
+    /// State-dict key of the conv, e.g. `backbone.body.layer1.0.conv1` (its BN, if any, was `...bn1`).
+    public let key: String
+    /// Position in the model's `convLayers` (a dense index for per-layer state arrays).
+    public let index: Int
+    /// The folded convolution.
+    public let conv: Conv2d
+
+    init(key: String, index: Int, conv: Conv2d) { self.key = key; self.index = index; self.conv = conv }
+
+    /// Runs the layer on `x` through `context`'s runner, or densely. Output from the workspace (or the runner).
+    @inline(__always)
+    func callAsFunction(_ x: Tensor, _ context: ForwardContext) -> Tensor {
+        if let runner = context.runner { return runner.run(self, input: x, workspace: context.workspace) }
+        return conv(x, in: context.workspace)
+    }
+}
+
+/// Per-call state of a forward pass: the stream's buffer arena and an optional convolution runner.
+public struct ForwardContext {
+    /// Per-stream arena; outputs are valid until its next `beginFrame()`.
+    public let workspace: Workspace
+    /// Optional per-stream runner (temporal cache, profiler); nil = dense.
+    public let runner: ConvolutionRunner?
+
+    public init(workspace: Workspace, runner: ConvolutionRunner? = nil) {
+        self.workspace = workspace
+        self.runner = runner
+    }
+
+    /// Returns `t`'s buffer to the arena (no-op for tensors a runner owns).
+    @inline(__always) func release(_ t: Tensor) { workspace.release(t) }
+}
+
+/// Builds modules from a weights file: reads tensors by torchvision key, records every key and shape the model
+/// asks for (so `verify()` can list every missing, unexpected and mis-shaped key at once) and numbers the convs.
+public final class ModuleLoader {
+    /// The weights.
+    public let file: SafeTensorsFile
+    /// Every key the modules built so far expect, with its shape.
+    public private(set) var expected: [String: [Int]] = [:]
+    /// Keys that may be present or absent (BatchNorm2d's `num_batches_tracked`).
+    public private(set) var optional: Set<String> = []
+    /// Convolutions in the order they were built.
+    public private(set) var convLayers: [ConvLayer] = []
+
+    public init(file: SafeTensorsFile) { self.file = file }
+
+    /// `key` as a tensor of `shape`; zeros when the file lacks it or has another shape (`verify()` reports it).
+    public func tensor(_ key: String, shape: [Int]) throws -> Tensor {
+        expected[key] = shape
+        guard file.shape(key) == shape else { return Tensor(shape: shape) }
+        return try file.tensor(key)
+    }
+
+    /// `key` as `count` floats (biases, norm parameters).
+    public func floats(_ key: String, count: Int) throws -> [Float] {
+        try tensor(key, shape: [count]).array
+    }
+
+    /// BatchNorm2d / FrozenBatchNorm2d parameters under `prefix` (`weight`, `bias`, `running_mean`, `running_var`;
+    /// `num_batches_tracked` allowed but unused).
+    public func batchNorm(_ prefix: String, channels: Int, eps: Double) throws -> BatchNormParameters {
+        optional.insert(prefix + ".num_batches_tracked")
+        return BatchNormParameters(
+            weight: try floats(prefix + ".weight", count: channels), bias: try floats(prefix + ".bias", count: channels),
+            runningMean: try floats(prefix + ".running_mean", count: channels),
+            runningVar: try floats(prefix + ".running_var", count: channels), eps: eps)
+    }
+
+    /// A conv `key` (`key.weight` [out, in, k, k], `key.bias` when `bias`), with the BatchNorm `batchNorm` (a key
+    /// prefix) folded in when given. Registered as the next `ConvLayer`.
+    public func conv(_ key: String, in cin: Int, out cout: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
+                     bias: Bool = false, batchNorm: String? = nil, bnEps: Double = 0,
+                     activation: Activation = .none) throws -> ConvLayer {
+        let w = try tensor(key + ".weight", shape: [cout, cin, kernel, kernel])
+        let b = bias ? try floats(key + ".bias", count: cout) : nil
+        let bn = try batchNorm.map { try self.batchNorm($0, channels: cout, eps: bnEps) }
+        let conv = Conv2d(weight: w, bias: b, stride: Size2(stride, stride), padding: Size2(padding, padding),
+                          activation: activation, batchNorm: bn)
+        let layer = ConvLayer(key: key, index: convLayers.count, conv: conv)
+        convLayers.append(layer)
+        return layer
+    }
+
+    /// Strict check of the whole file against everything built: throws `WeightMismatchError` listing every
+    /// missing, unexpected and mis-shaped key. Call once all modules stored in the file are built.
+    public func verify() throws {
+        let optional = self.optional
+        try file.verify(expected: expected, ignoring: { optional.contains($0) })
+    }
+}

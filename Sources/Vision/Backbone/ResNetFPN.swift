@@ -1,0 +1,85 @@
+import Foundation
+import Tensor
+
+/// One pyramid level: features named by stride (`p2` = stride 4 ... `p7` = stride 128).
+public struct PyramidLevel {
+    /// `p2`...`p7`.
+    public let name: String
+    /// Nominal stride in input pixels (2^k for `pk`).
+    public let stride: Int
+    /// `[n, channels, ceil-ish(H / stride), ...]` features; valid until the workspace's next `beginFrame()`.
+    public let features: Tensor
+}
+
+/// The backbone's output: levels lowest stride first. torchvision's OrderedDict names map as
+/// "0","1","2","3" → p2...p5 and "pool" → p6 (Mask R-CNN); "0","1","2","p6","p7" → p3...p7 (RetinaNet, FCOS).
+public struct FeaturePyramid {
+    /// Levels, lowest stride (finest) first.
+    public let levels: [PyramidLevel]
+
+    /// The level named `name` (`"p3"`), or nil.
+    public subscript(name: String) -> Tensor? { levels.first { $0.name == name }?.features }
+}
+
+/// torchvision's `BackboneWithFPN` over a ResNet (`resnet_fpn_backbone` / `_resnet_fpn_extractor`): the part of
+/// every FPN detector before its heads. Keys `backbone.body.*` and `backbone.fpn.*`, exactly torchvision's.
+///
+/// ```
+///  input [n,3,H,W] ─ body: conv1 → maxpool → layer1 (C2, /4) → layer2 (C3, /8) → layer3 (C4, /16) → layer4 (C5, /32)
+///                    fpn: inner 1x1 on the returned C levels, top-down nearest upsampling + add, layer 3x3
+///                    extra: LastLevelMaxPool (P6 = P5[::2, ::2]) or LastLevelP6P7 (from P5 or C5)
+///  → FeaturePyramid p2...p6 (Mask R-CNN) or p3...p7 (RetinaNet, FCOS), 256 channels each
+/// ```
+/// Immutable after loading: one instance serves every stream; per-stream state is the `Workspace` (buffers) and
+/// an optional `ConvolutionRunner` (temporal cache) passed to each call.
+public final class ResNetFPNBackbone: @unchecked Sendable {
+    /// The structure this backbone was built with.
+    public let config: BackboneConfig
+    /// `backbone.body`.
+    public let body: ResNetBody
+    /// `backbone.fpn`.
+    public let fpn: FeaturePyramidNetwork
+    /// Every convolution in execution order of a dense forward (`ConvLayer.index` indexes this array).
+    public let convLayers: [ConvLayer]
+
+    /// Builds the backbone, reading `prefix`-ed keys (default `backbone.`) from `loader`. Does not verify the file
+    /// (call `loader.verify()` once every module stored in it is built).
+    public init(config: BackboneConfig, loader: ModuleLoader, prefix: String = "backbone.") throws {
+        let first = loader.convLayers.count
+        self.config = config
+        body = try ResNetBody(loader, prefix: prefix + "body.", depth: config.depth,
+                              stages: config.returnedLayers.last!, eps: config.bnEps)
+        fpn = try FeaturePyramidNetwork(loader, prefix: prefix + "fpn.",
+                                        inChannels: config.returnedLayers.map { config.depth.channels(layer: $0) },
+                                        config: config)
+        convLayers = Array(loader.convLayers[first...])
+    }
+
+    /// Loads a backbone-only weights file (as written by `scripts/parity`): the architecture comes from its
+    /// `__metadata__` (`BackboneConfig(metadata:file:)`), every key is verified strictly.
+    /// - Throws: `SafeTensorsError` (unreadable file), `ModelLoadError` (metadata), `WeightMismatchError` (keys).
+    public convenience init(contentsOf url: URL) throws {
+        let file = try SafeTensorsFile(url: url)
+        let loader = ModuleLoader(file: file)
+        try self.init(config: try BackboneConfig(metadata: file.metadata, file: url), loader: loader)
+        try loader.verify()
+    }
+
+    /// Output levels with channels and nominal stride, lowest stride first.
+    public var outputShapes: [(name: String, shape: ShapeSpec)] { config.outputShapes }
+
+    /// Runs body + FPN on `input` `[n, 3, H, W]` (normalised, any H, W ≥ 32 recommended; detectors pad to 32).
+    /// The input is not modified. All outputs and intermediates come from `workspace` (no allocation after the
+    /// first frame of a given size). `runner` lets a per-stream temporal cache or a profiler take over the convs.
+    public func callAsFunction(_ input: Tensor, workspace: Workspace, runner: ConvolutionRunner? = nil) -> FeaturePyramid {
+        precondition(input.rank == 4 && input.c == 3, "backbone input must be [n, 3, h, w], got \(input.shape)")
+        let ctx = ForwardContext(workspace: workspace, runner: runner)
+        let returned = config.returnedLayers
+        let c = body(input, ctx, keep: { returned.contains($0) })
+        let p = fpn(c, ctx)
+        let shapes = config.outputShapes
+        return FeaturePyramid(levels: zip(shapes, p).map {
+            PyramidLevel(name: $0.0.name, stride: $0.0.shape.stride, features: $0.1)
+        })
+    }
+}
