@@ -49,6 +49,7 @@ let package = Package(
         ]),
         .executableTarget(name: "fpnstream", dependencies: [
             "FPNStream", "MediaIO", "Tracking", "Outputs", "Tensor", "FPNCore", "StagePipeline", "ONNX",
+            "Vision",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Fixtures, sample paths and a synchronous pipeline harness for tests.

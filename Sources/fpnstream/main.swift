@@ -7,7 +7,7 @@ struct FPNStreamCommand: ParsableCommand {
         commandName: "fpnstream",
         abstract: "Native video analytics: FFmpeg decode → FPN detector → tracker → JSONL + annotated video.",
         discussion: ExitStatus.helpText,
-        subcommands: [ProcessCommand.self, BenchCommand.self, TrackDets.self, ONNXRunCommand.self]
+        subcommands: [ProcessCommand.self, BenchCommand.self, TrackDets.self, ONNXRunCommand.self, Features.self]
     )
 }
 

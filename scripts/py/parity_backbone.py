@@ -6,7 +6,7 @@
 `export` builds the torchvision backbone for CONFIG (weights=None), gives it reproducible weights, runs the
 transform and the backbone on a real video frame in torch and writes, in DIR:
   weights.safetensors    the backbone state_dict with torchvision's key names (prefix `backbone.`) + __metadata__
-  input.safetensors      `image` (uint8 HxWx3 RGB) and `input` (float 1x3xHpxWp, torch's transform output)
+  input.safetensors      `image` (HxWx3 RGB values 0..255, stored as float32) and `input` (float 1x3xHpxWp, torch's transform output)
   reference.safetensors  `input` (the transform output) and every pyramid level `p2`..`p7` (1xCxHxW)
 With --fixture it also writes the compact committed test fixture (see `write_fixture`).
 
@@ -225,7 +225,7 @@ def cmd_export(a):
     save_np(state, f"{a.out}/weights.safetensors", metadata=meta)
     params = {"min_size": str(a.min_size), "max_size": str(a.max_size),
               "resized_height": str(resized[0]), "resized_width": str(resized[1])}
-    save_np({"image": image, "input": x.numpy()}, f"{a.out}/input.safetensors", metadata=params)
+    save_np({"image": image.astype(np.float32), "input": x.numpy()}, f"{a.out}/input.safetensors", metadata=params)
     save_np(OrderedDict([("input", x.numpy())] + list(levels.items())), f"{a.out}/reference.safetensors",
             metadata=dict(params, torch_f32_vs_f64=json.dumps(floor)))
     print(f"parity: {a.config}: frame {a.frame} {image.shape[1]}x{image.shape[0]} -> resized "
@@ -238,7 +238,7 @@ def cmd_export(a):
 def write_fixture(a, model, image, x, resized, levels, meta, params):
     """Compact fixture for `swift test`: everything but the generated conv weights, plus an unpadded odd-size run.
 
-    Keys: the backbone's non-rank-4 tensors (BN, biases; torchvision names), `fixture.image` (uint8),
+    Keys: the backbone's non-rank-4 tensors (BN, biases; torchvision names), `fixture.image` (0..255 as float32),
     `fixture.input` + `fixture.ref.pN` (transform output and levels), `fixture.odd_input` + `fixture.odd.pN`
     (the resized image without padding, odd sizes, so nearest upsampling to odd sizes is exercised) and
     `fixture.weight_sums` (float64 sum of each generated weight, in state_dict order, to diagnose a generator drift).
@@ -254,7 +254,7 @@ def write_fixture(a, model, image, x, resized, levels, meta, params):
             gen_keys.append(key)
         else:
             tensors[key] = v.contiguous().numpy()
-    tensors["fixture.image"] = image
+    tensors["fixture.image"] = image.astype(np.float32)
     tensors["fixture.input"] = x.numpy()
     for n, v in levels.items():
         tensors[f"fixture.ref.{n}"] = v

@@ -193,3 +193,17 @@ public struct ModelLoadError: Error, CustomStringConvertible, Equatable {
         }
     }
 }
+
+extension BackboneConfig: CustomStringConvertible {
+    /// `resnet50 C2-C5 fpn(none) +maxPool eps=0.0`.
+    public var description: String {
+        let extra: String
+        switch extraBlock {
+        case .none: extra = ""
+        case .maxPool: extra = " +maxpool"
+        case .p6p7(let s): extra = " +p6p7(from \(s.rawValue))"
+        }
+        return "resnet\(depth.rawValue) C\(returnedLayers.first! + 1)-C\(returnedLayers.last! + 1) "
+            + "fpn\(fpnChannels)(norm \(fpnNorm.rawValue))\(extra) bn_eps=\(bnEps)"
+    }
+}

@@ -1,0 +1,160 @@
+import ArgumentParser
+import Foundation
+import Tensor
+import Vision
+
+/// `fpnstream bench backbone`: ms/frame, GFLOP/s and % of the sgemm peak (measured in the same run) of a ResNet-FPN
+/// backbone on one input size, plus RSS after 20 and after N frames (the per-stream arena must keep memory flat).
+struct BenchBackbone: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backbone",
+        abstract: "Benchmark a ResNet-FPN backbone (seeded synthetic weights unless --weights).",
+        discussion: """
+            Prints the median ms/frame, achieved GFLOP/s of the whole frame and of the conv layers alone (timed per
+            layer on separate profiled frames), both as % of the sgemm peak measured in this run, and RSS after
+            20 frames and after --frames frames. Numbers from a shared machine are noisy: compare ratios.
+            --export DIR writes the weights and input used (weights.safetensors, input.safetensors) for
+            scripts/bench-peers.
+            """)
+
+    @Option(help: "Architecture (\(BackboneConfig.backboneArchitectures.joined(separator: ", "))).")
+    var arch = "resnet50-fpn"
+
+    @Option(help: "Network input WIDTHxHEIGHT (already padded; multiples of 32).")
+    var size = "640x384"
+
+    @Option(help: "Timed frames (RSS is printed after 20 and after this many).")
+    var frames = 200
+
+    @Option(help: "Frames profiled per conv layer (separate from the timed frames).")
+    var profileFrames = 10
+
+    @Option(help: "Real weights file instead of synthetic weights (its metadata sets the architecture).")
+    var weights: String?
+
+    @Option(help: "Write the weights and input used to this directory (for scripts/bench-peers).")
+    var export: String?
+
+    @Flag(help: "Print the per-layer table.")
+    var layers = false
+
+    func validate() throws {
+        guard frames >= 20 else { throw ValidationError("--frames must be at least 20") }
+        guard BackboneConfig(architecture: arch) != nil || weights != nil else {
+            throw ValidationError("unknown --arch '\(arch)' (known: \(BackboneConfig.backboneArchitectures.joined(separator: ", ")))")
+        }
+    }
+
+    func run() throws {
+        let dims = size.split(separator: "x").compactMap { Int($0) }
+        guard dims.count == 2, dims.allSatisfy({ $0 >= 32 }) else {
+            throw ValidationError("--size must be WIDTHxHEIGHT (each >= 32), got '\(size)'")
+        }
+        let (width, height) = (dims[0], dims[1])
+        let backbone = try loadBackbone()
+        let input = SyntheticWeights.uniform(key: "bench.input", shape: [1, 3, height, width], amplitude: 2)
+        if let export {
+            try SafeTensorsWriter.write(["input": input], metadata: ["size": size],
+                                        to: URL(fileURLWithPath: export).appendingPathComponent("input.safetensors"))
+        }
+        print("fpnstream bench backbone: \(arch) [\(backbone.config)] input \(input.shape)")
+        print("BLAS: \(BLASInfo.config) core \(BLASInfo.coreName), \(BLASInfo.threads) threads; "
+              + "\(ProcessInfo.processInfo.activeProcessorCount) cores (machine may be shared: compare ratios)")
+
+        let peakBefore = Benchmark.sgemmPeakGFLOPS()
+        let ws = Workspace()
+        // Warm-up: the first frame plans the arena.
+        for _ in 0..<3 { ws.beginFrame(); _ = backbone(input, workspace: ws) }
+
+        var times: [Double] = []
+        var rss20 = 0.0
+        for i in 1...frames {
+            ws.beginFrame()
+            let t0 = Benchmark.now()
+            _ = backbone(input, workspace: ws)
+            times.append(Benchmark.now() - t0)
+            if i == 20 { rss20 = residentMB() }
+        }
+        let rssN = residentMB()
+
+        let profiler = ConvProfiler(count: backbone.convLayers.count)
+        for _ in 0..<profileFrames { ws.beginFrame(); _ = backbone(input, workspace: ws, runner: profiler); profiler.endFrame() }
+        let peakAfter = Benchmark.sgemmPeakGFLOPS()
+        let peak = (peakBefore + peakAfter) / 2
+
+        let frame = Benchmark.median(times)
+        let flops = profiler.flops.reduce(0, +)
+        let convTime = Benchmark.median(profiler.frameTimes)
+        let sorted = times.sorted()
+        print(String(format: "sgemm peak (1536^3, median of 7): %.1f GFLOP/s before, %.1f after -> %.1f", peakBefore, peakAfter, peak))
+        print(String(format: "frame: median %.1f ms (p10 %.1f, p90 %.1f) over %d frames = %.2f fps",
+                     frame * 1e3, sorted[times.count / 10] * 1e3, sorted[times.count * 9 / 10] * 1e3, frames, 1 / frame))
+        print(String(format: "work: %.2f GFLOP of convolution per frame (%d conv layers)", flops / 1e9, backbone.convLayers.count))
+        print(String(format: "whole frame: %.1f GFLOP/s = %.1f%% of sgemm peak", flops / frame / 1e9, 100 * flops / frame / 1e9 / peak))
+        print(String(format: "conv layers only (median of %d profiled frames, %.1f ms = %.0f%% of the frame): %.1f GFLOP/s = %.1f%% of sgemm peak",
+                     profileFrames, convTime * 1e3, 100 * convTime / frame, flops / convTime / 1e9, 100 * flops / convTime / 1e9 / peak))
+        let drift = 100 * (rssN - rss20) / rss20
+        print(String(format: "RSS: %.1f MB after 20 frames, %.1f MB after %d frames (%+.2f%%): %@; arena %.1f MB in %d buffers",
+                     rss20, rssN, frames, drift, abs(drift) <= 2 ? "flat (within 2%)" : "NOT FLAT",
+                     Double(ws.allocatedBytes) / 1e6, ws.bufferCount))
+        if layers {
+            print("layer                                          input               GFLOP     ms  %peak")
+            for l in backbone.convLayers {
+                let t = Benchmark.median(profiler.layerTimes[l.index])
+                let f = profiler.flops[l.index]
+                print(String(format: "%-46@ %-18@ %6.3f %6.2f %5.1f", l.key as NSString,
+                             "\(profiler.shapes[l.index])" as NSString, f / 1e9, t * 1e3, 100 * f / t / 1e9 / peak))
+            }
+        }
+    }
+
+    private func loadBackbone() throws -> ResNetFPNBackbone {
+        if let weights { return try ResNetFPNBackbone(contentsOf: URL(fileURLWithPath: weights)) }
+        let config = BackboneConfig(architecture: arch)!
+        let dir = export.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let url = dir.appendingPathComponent(export == nil ? "fpnstream-bench-\(getpid()).safetensors" : "weights.safetensors")
+        let expected = try SyntheticWeights.expectedKeys(config, scratch: dir.appendingPathComponent("empty-\(getpid()).safetensors"))
+        try SafeTensorsWriter.write(SyntheticWeights.stateDict(expected: expected),
+                                    metadata: ["architecture": arch, "bn_eps": "\(config.bnEps)",
+                                               "source": "fpnstream bench backbone (SyntheticWeights)"], to: url)
+        defer { if export == nil { try? FileManager.default.removeItem(at: url) } }
+        return try ResNetFPNBackbone(contentsOf: url)
+    }
+}
+
+/// Times every conv layer (dense), and counts its FLOPs, over profiled frames.
+private final class ConvProfiler: ConvolutionRunner {
+    var layerTimes: [[Double]]
+    var flops: [Double]
+    var shapes: [[Int]]
+    var frameTimes: [Double] = []
+    private var current = 0.0
+
+    init(count: Int) {
+        layerTimes = Array(repeating: [], count: count)
+        flops = Array(repeating: 0, count: count)
+        shapes = Array(repeating: [], count: count)
+    }
+
+    func run(_ layer: ConvLayer, input: Tensor, workspace: Workspace) -> Tensor {
+        let t0 = Benchmark.now()
+        let out = layer.conv(input, in: workspace)
+        let dt = Benchmark.now() - t0
+        layerTimes[layer.index].append(dt)
+        flops[layer.index] = layer.conv.flops(input.shape)
+        shapes[layer.index] = input.shape
+        current += dt
+        return out
+    }
+
+    func endFrame() { frameTimes.append(current); current = 0 }
+}
+
+/// Resident set size of this process in MB (VmRSS from /proc/self/status).
+func residentMB() -> Double {
+    guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = s.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+          let kb = Double(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
+    return kb / 1024
+}
