@@ -77,7 +77,7 @@ struct Features: ParsableCommand {
         let pyramid = backbone(networkInput!, workspace: ws)
         let dt = Benchmark.now() - t0
         for level in pyramid.levels { outputs[level.name] = copy(level.features) }
-        try SafeTensorsWriter.write(outputs, metadata: ["architecture": backbone.config.description],
+        try SafeTensorsWriter.write(outputs, metadata: ["backbone": backbone.config.description],
                                     to: URL(fileURLWithPath: out))
         print("features: \(pyramid.levels.map { "\($0.name) \($0.features.shape)" }.joined(separator: ", ")) "
               + String(format: "(backbone %.0f ms)", dt * 1000))

@@ -1,8 +1,8 @@
 import Foundation
 
-/// ResNet depth: block type and blocks per stage (torchvision `resnet18`...`resnet101`).
+/// ResNet depth: block type and blocks per stage (torchvision `resnet18`...`resnet152`).
 public enum ResNetDepth: Int, Sendable, CaseIterable {
-    case resnet18 = 18, resnet34 = 34, resnet50 = 50, resnet101 = 101
+    case resnet18 = 18, resnet34 = 34, resnet50 = 50, resnet101 = 101, resnet152 = 152
 
     /// Blocks in layer1...layer4.
     public var blocks: [Int] {
@@ -10,6 +10,7 @@ public enum ResNetDepth: Int, Sendable, CaseIterable {
         case .resnet18: return [2, 2, 2, 2]
         case .resnet34, .resnet50: return [3, 4, 6, 3]
         case .resnet101: return [3, 4, 23, 3]
+        case .resnet152: return [3, 8, 36, 3]
         }
     }
 
@@ -75,52 +76,74 @@ public struct BackboneConfig: Equatable, Sendable {
         self.extraBlock = extraBlock; self.fpnChannels = fpnChannels; self.bnEps = bnEps
     }
 
-    /// Backbone-only architecture names: `resnet{18,34,50,101}-` + `fpn` (Mask R-CNN v1 layout, FrozenBN eps 0),
+    /// Backbone-only architecture names: `resnet{18,34,50,101,152}-` + `fpn` (Mask R-CNN v1 layout, FrozenBN eps 0),
     /// `fpn-v2` (BN in the FPN, eps 1e-5), `p6p7` (C3-C5 + P6/P7 from P5, RetinaNet v1, eps 0),
     /// `p6p7-c5` (P6 from C5, RetinaNet v2, eps 1e-5).
     public static let backboneArchitectures: [String] = ResNetDepth.allCases.flatMap { d in
         ["fpn", "fpn-v2", "p6p7", "p6p7-c5"].map { "resnet\(d.rawValue)-\($0)" }
     }
 
-    /// torchvision detector names whose backbone this config describes.
+    /// torchvision detector builder names (generalised to every depth, as scripts/convert-torchvision writes them):
+    /// `{maskrcnn,fasterrcnn,retinanet}_resnetN_fpn[_v2]`, `keypointrcnn_resnetN_fpn`, `fcos_resnetN_fpn`.
+    /// (Listed for ResNet-50; every other depth is accepted the same way.)
     public static let detectorArchitectures: [String] = [
-        "fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "keypointrcnn_resnet50_fpn",
-        "fasterrcnn_resnet50_fpn_v2", "maskrcnn_resnet50_fpn_v2",
-        "retinanet_resnet50_fpn", "retinanet_resnet50_fpn_v2", "fcos_resnet50_fpn",
+        "maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2", "fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2",
+        "keypointrcnn_resnet50_fpn", "retinanet_resnet50_fpn", "retinanet_resnet50_fpn_v2", "fcos_resnet50_fpn",
     ]
 
     /// The backbone of a named architecture (see `backboneArchitectures`, `detectorArchitectures`);
     /// nil for an unknown name.
     public init?(architecture name: String) {
-        switch name {
-        case "fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "keypointrcnn_resnet50_fpn":
-            self.init(architecture: "resnet50-fpn")
-        case "fasterrcnn_resnet50_fpn_v2", "maskrcnn_resnet50_fpn_v2":
-            self.init(architecture: "resnet50-fpn-v2")
-        case "retinanet_resnet50_fpn":
-            self.init(architecture: "resnet50-p6p7")
-        case "retinanet_resnet50_fpn_v2":
-            self.init(architecture: "resnet50-p6p7-c5")
-        case "fcos_resnet50_fpn":  // FCOS keeps FrozenBN's default eps
-            self.init(architecture: "resnet50-p6p7")
-            bnEps = 1e-5
-        default:
-            guard name.hasPrefix("resnet"), let dash = name.firstIndex(of: "-"),
-                  let n = Int(name[name.index(name.startIndex, offsetBy: 6)..<dash]),
-                  let depth = ResNetDepth(rawValue: n) else { return nil }
-            switch name[name.index(after: dash)...] {
-            case "fpn": self.init(depth: depth)
-            case "fpn-v2": self.init(depth: depth, fpnNorm: .batchNorm, bnEps: 1e-5)
-            case "p6p7": self.init(depth: depth, returnedLayers: [2, 3, 4], extraBlock: .p6p7(from: .p5))
-            case "p6p7-c5": self.init(depth: depth, returnedLayers: [2, 3, 4], extraBlock: .p6p7(from: .c5), bnEps: 1e-5)
+        if name.contains("_") {
+            // Detector names: DET_resnetN_fpn[_v2].
+            var parts = name.split(separator: "_", omittingEmptySubsequences: false).map(String.init)
+            let v2 = parts.last == "v2"
+            if v2 { parts.removeLast() }
+            guard parts.count == 3, parts[2] == "fpn", parts[1].hasPrefix("resnet"),
+                  let n = Int(parts[1].dropFirst(6)), let depth = ResNetDepth(rawValue: n) else { return nil }
+            switch (parts[0], v2) {
+            case ("maskrcnn", false), ("fasterrcnn", false), ("keypointrcnn", false): self.init(depth: depth)
+            case ("maskrcnn", true), ("fasterrcnn", true): self.init(depth: depth, fpnNorm: .batchNorm, bnEps: 1e-5)
+            case ("retinanet", false): self.init(depth: depth, returnedLayers: [2, 3, 4], extraBlock: .p6p7(from: .p5))
+            case ("retinanet", true):
+                self.init(depth: depth, returnedLayers: [2, 3, 4], extraBlock: .p6p7(from: .c5), bnEps: 1e-5)
+            case ("fcos", false):  // FCOS keeps FrozenBN's default eps
+                self.init(depth: depth, returnedLayers: [2, 3, 4], extraBlock: .p6p7(from: .p5), bnEps: 1e-5)
             default: return nil
             }
+            return
+        }
+        guard name.hasPrefix("resnet"), let dash = name.firstIndex(of: "-"),
+              let n = Int(name[name.index(name.startIndex, offsetBy: 6)..<dash]),
+              let depth = ResNetDepth(rawValue: n) else { return nil }
+        switch name[name.index(after: dash)...] {
+        case "fpn": self.init(depth: depth)
+        case "fpn-v2": self.init(depth: depth, fpnNorm: .batchNorm, bnEps: 1e-5)
+        case "p6p7": self.init(depth: depth, returnedLayers: [2, 3, 4], extraBlock: .p6p7(from: .p5))
+        case "p6p7-c5": self.init(depth: depth, returnedLayers: [2, 3, 4], extraBlock: .p6p7(from: .c5), bnEps: 1e-5)
+        default: return nil
         }
     }
 
+    /// The descriptive metadata fields scripts/parity and scripts/convert-torchvision write for this structure.
+    public var describingMetadata: [String: String] {
+        let extra: String
+        switch extraBlock {
+        case .none: extra = "none"
+        case .maxPool: extra = "pool"
+        case .p6p7(let s): extra = "p6p7_from_\(s.rawValue)"
+        }
+        return ["backbone": "resnet\(depth.rawValue)", "returned_layers": returnedLayers.map(String.init).joined(separator: ","),
+                "fpn_norm": fpnNorm == .batchNorm ? "batchnorm" : "none", "extra_blocks": extra,
+                "fpn_channels": String(fpnChannels)]
+    }
+
     /// The backbone described by a weights file's `__metadata__`: `architecture` (required, see
-    /// `init(architecture:)`) and `bn_eps` (optional, overrides the architecture's default BN epsilon).
-    /// - Throws: `ModelLoadError` naming `file` for a missing/unknown architecture or an unparsable `bn_eps`.
+    /// `init(architecture:)`) and `bn_eps` (optional, overrides the architecture's default BN epsilon). The
+    /// descriptive fields `backbone`, `returned_layers`, `fpn_norm`, `extra_blocks`, `fpn_channels`, when present,
+    /// must agree with the architecture.
+    /// - Throws: `ModelLoadError` naming `file` for a missing/unknown architecture, an unparsable `bn_eps` or a
+    ///   descriptive field that contradicts the architecture.
     public init(metadata: [String: String], file: URL) throws {
         guard let arch = metadata["architecture"] else {
             throw ModelLoadError(file: file, reason: .missingMetadata("architecture"))
@@ -135,6 +158,9 @@ public struct BackboneConfig: Equatable, Sendable {
                 throw ModelLoadError(file: file, reason: .badMetadata(key: "bn_eps", value: eps))
             }
             bnEps = v
+        }
+        for (key, value) in describingMetadata where metadata[key] != nil && metadata[key] != value {
+            throw ModelLoadError(file: file, reason: .badMetadata(key: key, value: metadata[key]!))
         }
     }
 
@@ -188,7 +214,8 @@ public struct ModelLoadError: Error, CustomStringConvertible, Equatable {
         switch reason {
         case .missingMetadata(let k): return "\(f): __metadata__ has no '\(k)'"
         case .unknownArchitecture(let a, let known):
-            return "\(f): unknown architecture '\(a)' (known: \(known.joined(separator: ", ")))"
+            return "\(f): unknown architecture '\(a)' (known: \(known.joined(separator: ", ")); "
+                + "detector names also with resnet18/34/101/152)"
         case .badMetadata(let k, let v): return "\(f): __metadata__ '\(k)' has an invalid value '\(v)'"
         }
     }
