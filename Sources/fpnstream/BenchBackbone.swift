@@ -26,7 +26,7 @@ struct BenchBackbone: ParsableCommand {
     @Option(help: "Timed frames (RSS is printed after 20 and after this many).")
     var frames = 200
 
-    @Option(help: "Frames profiled per conv layer (separate from the timed frames).")
+    @Option(help: "Frames profiled per conv layer (extra frames, interleaved with the first timed ones).")
     var profileFrames = 10
 
     @Option(help: "Real weights file instead of synthetic weights (its metadata sets the architecture).")
@@ -40,6 +40,7 @@ struct BenchBackbone: ParsableCommand {
 
     func validate() throws {
         guard frames >= 20 else { throw ValidationError("--frames must be at least 20") }
+        guard (1...frames).contains(profileFrames) else { throw ValidationError("--profile-frames must be 1...--frames") }
         guard BackboneConfig(architecture: arch) != nil || weights != nil else {
             throw ValidationError("unknown --arch '\(arch)' (known: \(BackboneConfig.backboneArchitectures.joined(separator: ", ")))")
         }
@@ -61,49 +62,59 @@ struct BenchBackbone: ParsableCommand {
         print("BLAS: \(BLASInfo.config) core \(BLASInfo.coreName), \(BLASInfo.threads) threads; "
               + "\(ProcessInfo.processInfo.activeProcessorCount) cores (machine may be shared: compare ratios)")
 
-        let peakBefore = Benchmark.sgemmPeakGFLOPS()
         let ws = Workspace()
+        let profiler = ConvProfiler(count: backbone.convLayers.count)
+        let peakSize = 1536
+        let sgemm = Benchmark.sgemmRunner(m: peakSize, n: peakSize, k: peakSize)
         // Warm-up: the first frame plans the arena.
-        for _ in 0..<3 { ws.beginFrame(); _ = backbone(input, workspace: ws) }
+        for _ in 0..<3 { ws.beginFrame(); _ = backbone(input, workspace: ws); sgemm() }
 
-        var times: [Double] = []
+        // Rounds interleave a timed frame, a timed square sgemm (the peak) and, in the first rounds, a frame whose
+        // convs are timed one by one: ratios between them survive load changes on a shared machine.
+        var times: [Double] = [], sgemmTimes: [Double] = []
         var rss20 = 0.0
         for i in 1...frames {
             ws.beginFrame()
-            let t0 = Benchmark.now()
+            var t0 = Benchmark.now()
             _ = backbone(input, workspace: ws)
             times.append(Benchmark.now() - t0)
+            t0 = Benchmark.now()
+            sgemm()
+            sgemmTimes.append(Benchmark.now() - t0)
+            if i <= profileFrames {
+                ws.beginFrame()
+                _ = backbone(input, workspace: ws, runner: profiler)
+                profiler.endFrame()
+            }
             if i == 20 { rss20 = residentMB() }
         }
         let rssN = residentMB()
 
-        let profiler = ConvProfiler(count: backbone.convLayers.count)
-        for _ in 0..<profileFrames { ws.beginFrame(); _ = backbone(input, workspace: ws, runner: profiler); profiler.endFrame() }
-        let peakAfter = Benchmark.sgemmPeakGFLOPS()
-        let peak = (peakBefore + peakAfter) / 2
-
+        let peak = 2 * pow(Double(peakSize), 3) / Benchmark.median(sgemmTimes) / 1e9
         let frame = Benchmark.median(times)
         let flops = profiler.flops.reduce(0, +)
         let convTime = Benchmark.median(profiler.frameTimes)
         let sorted = times.sorted()
-        print(String(format: "sgemm peak (1536^3, median of 7): %.1f GFLOP/s before, %.1f after -> %.1f", peakBefore, peakAfter, peak))
+        print(String(format: "sgemm peak (%d^3, median of %d interleaved runs): %.1f GFLOP/s", peakSize, frames, peak))
         print(String(format: "frame: median %.1f ms (p10 %.1f, p90 %.1f) over %d frames = %.2f fps",
                      frame * 1e3, sorted[times.count / 10] * 1e3, sorted[times.count * 9 / 10] * 1e3, frames, 1 / frame))
         print(String(format: "work: %.2f GFLOP of convolution per frame (%d conv layers)", flops / 1e9, backbone.convLayers.count))
         print(String(format: "whole frame: %.1f GFLOP/s = %.1f%% of sgemm peak", flops / frame / 1e9, 100 * flops / frame / 1e9 / peak))
         print(String(format: "conv layers only (median of %d profiled frames, %.1f ms = %.0f%% of the frame): %.1f GFLOP/s = %.1f%% of sgemm peak",
-                     profileFrames, convTime * 1e3, 100 * convTime / frame, flops / convTime / 1e9, 100 * flops / convTime / 1e9 / peak))
+                     profiler.frameTimes.count, convTime * 1e3, 100 * convTime / frame, flops / convTime / 1e9,
+                     100 * flops / convTime / 1e9 / peak))
         let drift = 100 * (rssN - rss20) / rss20
         print(String(format: "RSS: %.1f MB after 20 frames, %.1f MB after %d frames (%+.2f%%): %@; arena %.1f MB in %d buffers",
                      rss20, rssN, frames, drift, abs(drift) <= 2 ? "flat (within 2%)" : "NOT FLAT",
                      Double(ws.allocatedBytes) / 1e6, ws.bufferCount))
         if layers {
-            print("layer                                          input               GFLOP     ms  %peak")
+            func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+            print(pad("layer", 40) + pad("input", 20) + "  GFLOP      ms  %peak")
             for l in backbone.convLayers {
                 let t = Benchmark.median(profiler.layerTimes[l.index])
                 let f = profiler.flops[l.index]
-                print(String(format: "%-46@ %-18@ %6.3f %6.2f %5.1f", l.key as NSString,
-                             "\(profiler.shapes[l.index])" as NSString, f / 1e9, t * 1e3, 100 * f / t / 1e9 / peak))
+                print(pad(String(l.key.dropFirst("backbone.".count)), 40) + pad("\(profiler.shapes[l.index])", 20)
+                      + String(format: " %6.3f %7.2f %6.1f", f / 1e9, t * 1e3, 100 * f / t / 1e9 / peak))
             }
         }
     }
