@@ -126,31 +126,53 @@ public final class ConvTranspose2d: @unchecked Sendable {
         let h = x.h, w = x.w, ho = os[2], wo = os[3], hw = h * w
         let cg = inChannels / groups, mg = outChannels / groups
         let kh = kernel.h, kw = kernel.w, rows = mg * kh * kw
-        let cols = workspace.scratch(rows * hw)
+        // Small inputs (mask heads: 100 RoIs of 14x14) share one GEMM per ~4096 columns, gathered side by side.
+        let per = hw >= 4096 ? 1 : max(1, min(x.n, 4096 / hw))
+        let maxTotal = per * hw
+        let scratch = workspace.scratch(rows * maxTotal + (per > 1 ? cg * maxTotal : 0))
+        let cols = scratch, gathered = scratch + rows * maxTotal
         let (sh, sw, ph, pw, dh, dw) = (stride.h, stride.w, padding.h, padding.w, dilation.h, dilation.w)
         let relu = activation == .relu
-        for b in 0..<x.n {
-            let xb = x.ptr + b * inChannels * hw, ob = out.ptr + b * outChannels * ho * wo
+        for b0 in Swift.stride(from: 0, to: x.n, by: per) {
+            let nb = min(per, x.n - b0), total = nb * hw
             for g in 0..<groups {
-                // cols[(oc, ky, kx), pixel] = Σ_ic W[ic, (oc, ky, kx)] x[ic, pixel]
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(rows), Int32(hw), Int32(cg),
-                            1, weight.ptr + g * cg * rows, Int32(rows), xb + g * cg * hw, Int32(hw), 0, cols, Int32(hw))
+                let bMat: UnsafeMutablePointer<Float>
+                if nb == 1 {
+                    bMat = x.ptr + (b0 * inChannels + g * cg) * hw
+                } else {
+                    let src = x.ptr
+                    Parallel.forEach(nb * cg, cost: nb * cg * hw) { r in
+                        for jc in r {
+                            let j = jc / cg, c = jc % cg
+                            (gathered + c * total + j * hw).update(from: src + ((b0 + j) * inChannels + g * cg + c) * hw, count: hw)
+                        }
+                    }
+                    bMat = gathered
+                }
+                // cols[(oc, ky, kx), item·pixel] = Σ_ic W[ic, (oc, ky, kx)] x[item, ic, pixel]
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(rows), Int32(total), Int32(cg),
+                            1, weight.ptr + g * cg * rows, Int32(rows), bMat, Int32(total), 0, cols, Int32(total))
+                let outBase = out.ptr
                 withBias { bias in
-                    Parallel.forEach(mg, cost: rows * hw) { range in
-                        for m in range {
+                    Parallel.forEach(nb * mg, cost: rows * total) { range in
+                        for jm in range {
+                            let j = jm / mg, m = jm % mg
                             let oc = g * mg + m
-                            let plane = ob + oc * ho * wo
+                            let plane = outBase + ((b0 + j) * outChannels + oc) * ho * wo
                             plane.update(repeating: bias?[oc] ?? 0, count: ho * wo)
                             for ky in 0..<kh {
                                 for kx in 0..<kw {
-                                    let c = cols + ((m * kh + ky) * kw + kx) * hw
+                                    let c = cols + ((m * kh + ky) * kw + kx) * total + j * hw
                                     for iy in 0..<h {
                                         let oy = iy * sh - ph + ky * dh
                                         if oy < 0 || oy >= ho { continue }
-                                        for ix in 0..<w {
-                                            let ox = ix * sw - pw + kx * dw
-                                            if ox >= 0 && ox < wo { plane[oy * wo + ox] += c[iy * w + ix] }
-                                        }
+                                        let prow = plane + oy * wo, crow = c + iy * w
+                                        // ox = ix·sw + off must lie in [0, wo).
+                                        let off = kx * dw - pw
+                                        let lo = off >= 0 ? 0 : (-off + sw - 1) / sw
+                                        let hi = min(w, wo - 1 - off >= 0 ? (wo - 1 - off) / sw + 1 : 0)
+                                        var ix = lo
+                                        while ix < hi { prow[ix * sw + off] += crow[ix]; ix += 1 }
                                     }
                                 }
                             }

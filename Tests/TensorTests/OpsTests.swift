@@ -65,6 +65,25 @@ final class OpsTests: XCTestCase {
         }
     }
 
+    func testVectorizableExpIsAccurateOverTheFloatRange() {
+        var worst = 0.0, at: Float = 0
+        var x: Float = -87
+        while x < 88 {
+            let rel = abs(Double(vectorizableExp(x)) / exp(Double(x)) - 1)
+            if rel > worst { worst = rel; at = x }
+            x += 0.0137
+        }
+        XCTAssertLessThan(worst, 4e-7, "worst relative error at x = \(at)")
+        XCTAssertEqual(vectorizableExp(0), 1)
+        XCTAssertEqual(vectorizableExp(-1000), vectorizableExp(-87.3))    // clamped, finite, tiny
+        XCTAssertTrue(vectorizableExp(1000).isFinite)
+        // Sigmoid saturates cleanly at both ends.
+        let t = Tensor(shape: [4], data: [-1000, -20, 20, 1000]).sigmoid(in: Workspace()).array
+        XCTAssertEqual(t[0], 0, accuracy: 1e-37); XCTAssertEqual(t[3], 1)
+        XCTAssertEqual(Double(t[1]), 1 / (1 + exp(20.0)), accuracy: 1e-13)
+        XCTAssertEqual(Double(t[2]), 1 / (1 + exp(-20.0)), accuracy: 1e-7)
+    }
+
     func testNearestUpsampleExplicitSize() {
         var rng = TestRandom(seed: 105)
         let x = rng.tensor([1, 3, 5, 7])
@@ -113,6 +132,11 @@ final class OpsTests: XCTestCase {
             let ref = Ref.convTranspose2d(x, w, bias: b, stride: t.s, padding: t.p, outputPadding: t.op, dilation: t.d, groups: t.g)
             assertClose(y, ref.data, shape: ref.shape, "conv-transpose \(t)")
         }
+        // Many small inputs (more than one shared GEMM's worth), 2x2/2 like the mask head, with ReLU.
+        let xs = rng.tensor([4096 / 30 + 2, 3, 5, 6]), ws = rng.tensor([3, 4, 2, 2]), bs = rng.floats(4)
+        let many = ConvTranspose2d(weight: ws, bias: bs, stride: 2, activation: .relu)(xs, in: Workspace())
+        let refMany = Ref.convTranspose2d(xs, ws, bias: bs, stride: 2, padding: 0, outputPadding: 0, dilation: 1, groups: 1)
+        assertClose(many, refMany.data.map { max($0, 0) }, shape: refMany.shape, "conv-transpose batched items")
         // Mask head conv5_mask shape: 14x14 → 28x28 with a 2x2/2 kernel.
         let m = ConvTranspose2d(weight: Tensor(shape: [256, 256, 2, 2]), stride: 2)
         XCTAssertEqual(m.outputShape([3, 256, 14, 14]), [3, 256, 28, 28])
