@@ -43,7 +43,7 @@ let package = Package(
         .target(name: "Outputs", dependencies: ["FPNCore", "StagePipeline"], swiftSettings: optimized),
         // Library facade: pipeline spec (YAML) → running pipeline.
         .target(name: "FPNStream", dependencies: [
-            "FPNCore", "MediaIO", "StagePipeline", "Tensor", "Vision", "Tracking", "Outputs",
+            "FPNCore", "MediaIO", "StagePipeline", "Tensor", "Vision", "Tracking", "Outputs", "ONNX",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -114,7 +114,8 @@ struct SpecReader {
             return ModelSpec(path: try nonEmptyString(node, "model"))
         }
         let m = try map(node, "model")
-        try m.check(["path", "score", "nms", "max_detections", "mask_threshold", "min_size", "max_size", "classes"])
+        try m.check(["path", "score", "nms", "max_detections", "mask_threshold", "min_size", "max_size", "classes", "kind",
+                     "input_scale"])
         guard let pathNode = m["path"] else { throw fail(node, "model", "missing key 'path' (the model file)") }
         var s = ModelSpec(path: try nonEmptyString(pathNode, "model.path"))
         if let n = m["score"] { s.score = try unit(n, "model.score") }
@@ -127,6 +128,12 @@ struct SpecReader {
             throw fail(m["max_size"], "model.max_size", "must not be less than min_size (\(lo))")
         }
         if let n = m["classes"], !n.isNull { s.classes = try stringList(n, "model.classes") }
+        if let n = m["kind"] { s.kind = try choice(n, "model.kind", ModelKind.self) }
+        if let n = m["input_scale"] {
+            let v = try double(n, "model.input_scale", min: 0.1)
+            guard v <= 8 else { throw fail(n, "model.input_scale", "must be at most 8, got \(v)") }
+            s.inputScale = v
+        }
         return s
     }
 

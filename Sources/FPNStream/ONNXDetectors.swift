@@ -1,0 +1,58 @@
+import FPNCore
+import Foundation
+import ONNX
+
+/// Builds the runner's detector for ONNX model files (`model.path: *.onnx` or `model.kind: onnx-centerface`).
+public enum ONNXDetectors {
+    /// The detector for `model`, or nil when the model is not an ONNX file (another loader's business).
+    /// Throws `PipelineSpecError` (naming the pipeline file and `model.*`) for a missing, unreadable, corrupt or
+    /// unsupported model file, or settings that do not apply to it.
+    public static func detector(for model: ModelSpec, pipelineFile file: String) throws -> (any FrameDetector)? {
+        let isONNX = model.kind == .onnxCenterFace || model.path.lowercased().hasSuffix(".onnx")
+        guard isONNX else { return nil }
+        func fail(_ key: String, _ message: String) -> PipelineSpecError {
+            PipelineSpecError(file: file, line: nil, keyPath: key, message: message)
+        }
+        for (key, set) in [("mask_threshold", model.maskThreshold != nil), ("min_size", model.minSize != nil),
+                           ("max_size", model.maxSize != nil)] where set {
+            throw fail("model.\(key)", "does not apply to ONNX CenterFace (use model.input_scale)")
+        }
+        let network: ONNXNetwork
+        do {
+            network = try ONNXNetwork(contentsOf: URL(fileURLWithPath: model.path))
+        } catch {
+            throw fail("model.path", "\(error)")
+        }
+        var options = CenterFace.Options()
+        if let s = model.score { options.threshold = s }
+        if let n = model.nms { options.nmsIoU = n }
+        if let s = model.inputScale { options.inputScale = s }
+        if let classes = model.classes, !classes.contains(CenterFace.className) {
+            throw fail("model.classes", "CenterFace detects only 'face'; \(classes) would keep nothing")
+        }
+        do {
+            return CenterFaceFrameDetector(detector: try CenterFaceDetector(network: network, options: options),
+                                           maxDetections: model.maxDetections)
+        } catch {
+            throw fail("model.path", "\(error)")
+        }
+    }
+}
+
+/// The runner's detector slot filled by CenterFace: faces (class `face`, 5 landmarks) in source pixels.
+/// Per-stream: holds the ONNX session's buffers.
+public struct CenterFaceFrameDetector: FrameDetector {
+    let detector: CenterFaceDetector
+    /// Keep at most this many faces (highest scores); nil = all.
+    let maxDetections: Int?
+
+    public var name: String { "centerface" }
+
+    public func detect(_ frame: Frame, into result: inout FrameResult) throws {
+        var faces = try detector.detect(frame.image)
+        if let cap = maxDetections, faces.count > cap {
+            faces = Array(faces.sorted { $0.score > $1.score }.prefix(cap))
+        }
+        result.detections = faces
+    }
+}
