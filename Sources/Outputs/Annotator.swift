@@ -1,0 +1,178 @@
+import FPNCore
+
+/// What the annotator draws (from the pipeline file's `outputs.annotate`).
+public struct AnnotationStyle: Sendable, Equatable {
+    public enum Anonymize: String, Sendable, Equatable { case none, blur, pixelate }
+    public var boxes = true
+    public var labels = true
+    public var masks = true
+    /// Instance-mask opacity in [0, 1].
+    public var maskAlpha: Float = 0.45
+    /// Tint panoptic stuff segments.
+    public var stuff = true
+    /// Stuff-tint opacity in [0, 1].
+    public var stuffAlpha: Float = 0.3
+    /// Box outline width in pixels; 0 = automatic (2 px up to 1080 rows, thicker above).
+    public var boxThickness = 0
+    /// Font scale; 0 = automatic (`Annotator.fontScale(height:)`).
+    public var fontScale = 0
+    /// Hide the pixels of detections whose class is in `anonymizeClasses` (before anything is drawn).
+    public var anonymize = Anonymize.none
+    public var anonymizeClasses: Set<String> = ["person", "face"]
+    public init() {}
+}
+
+/// A colour palette (Ultralytics' 20 colours): stable per track id (by a fixed integer hash, identical across runs
+/// and machines) or per class id when a detection is untracked.
+public enum Palette {
+    public static let colors: [RGB] = [
+        0xFF3838, 0xFF9D97, 0xFF701F, 0xFFB21D, 0xCFD231, 0x48F90A, 0x92CC17, 0x3DDB86, 0x1A9334, 0x00D4BB,
+        0x2C99A8, 0x00C2FF, 0x344593, 0x6473FF, 0x0018EC, 0x8438FF, 0x520085, 0xCB38FF, 0xFF95C8, 0xFF37C7,
+    ].map { RGB(hex: $0) }
+
+    /// The colour of track `id`: a SplitMix64-style hash of the id picks the palette entry, so neighbouring ids get
+    /// unrelated colours and an id keeps its colour for the whole stream.
+    public static func color(track id: Int) -> RGB {
+        var z = UInt64(bitPattern: Int64(id)) &+ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z ^= z >> 31
+        return colors[Int(z % UInt64(colors.count))]
+    }
+
+    /// The colour of class `id` (untracked detections).
+    public static func color(class id: Int) -> RGB { colors[((id % colors.count) + colors.count) % colors.count] }
+
+    /// Track colour when tracked, class colour otherwise.
+    public static func color(for d: Detection) -> RGB { d.trackID.map { color(track: $0) } ?? color(class: d.classID) }
+}
+
+/// Draws a frame's results on its RGB image: stuff tints, anonymization, instance masks, motion trails, boxes and
+/// labels (`person 0.87 #12`), in that order so labels stay readable on top. Stateless and cheap to copy; the
+/// per-stream trail history is a separate `TrailHistory`.
+public struct Annotator: Sendable {
+    public var style: AnnotationStyle
+    public var font = BitmapFont.fixed
+
+    public init(style: AnnotationStyle = AnnotationStyle()) { self.style = style }
+
+    /// Font scale used on an image `height` rows tall: `style.fontScale`, or round(height / 400) at least 1
+    /// (1 up to 599 rows, 2 at 720p, 3 at 1080p: labels about 2.5 % of the frame height).
+    public func fontScale(height: Int) -> Int {
+        style.fontScale > 0 ? style.fontScale : max(1, (height + 200) / 400)
+    }
+
+    /// Box outline width on an image `height` rows tall.
+    public func boxThickness(height: Int) -> Int { style.boxThickness > 0 ? style.boxThickness : max(2, height / 540) }
+
+    /// The label of a detection: class name, score with 2 decimals, and `#id` when tracked.
+    public static func label(_ d: Detection) -> String {
+        var s = d.className.isEmpty ? "class \(d.classID)" : d.className
+        if d.score.isFinite { s += " " + String(format2(d.score)) }
+        if let t = d.trackID { s += " #\(t)" }
+        return s
+    }
+
+    /// Draws `result` on `image` (which must be the frame the result describes). `trails` maps track ids to past
+    /// centres, oldest first (see `TrailHistory`).
+    public func draw(_ result: FrameResult, on image: inout RGBImage, trails: [Int: [Point]] = [:]) {
+        let h = image.height
+        if style.stuff, let segments = result.panoptic {
+            for s in segments where !s.isThing {
+                image.blendMask(s.mask, color: Palette.color(class: s.categoryID), alpha: style.stuffAlpha)
+            }
+        }
+        if style.anonymize != .none {
+            for d in result.detections where style.anonymizeClasses.contains(d.className) { anonymize(d.box, &image) }
+        }
+        if style.masks {
+            for d in result.detections { if let m = d.mask { image.blendMask(m, color: Palette.color(for: d), alpha: style.maskAlpha) } }
+        }
+        let thickness = boxThickness(height: h)
+        for (id, points) in trails.sorted(by: { $0.key < $1.key }) where points.count > 1 {
+            let c = Palette.color(track: id)
+            for i in 1..<points.count { image.drawLine(from: points[i - 1], to: points[i], thickness: thickness, color: c) }
+        }
+        if style.boxes {
+            for d in result.detections { image.strokeBox(d.box, thickness: thickness, color: Palette.color(for: d)) }
+        }
+        if style.labels {
+            let scale = fontScale(height: h)
+            for d in result.detections { drawLabel(d, on: &image, scale: scale, thickness: thickness) }
+        }
+    }
+
+    /// The label's background rectangle for `d` on an image of the given size (half-open pixel bounds): above the
+    /// box's top-left corner when there is room, else just inside it; shifted left to stay within the image.
+    public func labelRect(_ d: Detection, imageWidth: Int, imageHeight: Int) -> (x0: Int, y0: Int, x1: Int, y1: Int) {
+        let scale = fontScale(height: imageHeight)
+        let (tw, th) = font.size(of: Self.label(d), scale: scale)
+        let pad = scale
+        let w = tw + 2 * pad, hgt = th + 2 * pad
+        let bx = d.box.x1.isFinite ? Int(clampToInt(d.box.x1.rounded(.down))) : 0
+        let by = d.box.y1.isFinite ? Int(clampToInt(d.box.y1.rounded(.down))) : 0
+        var x0 = max(0, bx)
+        if x0 + w > imageWidth { x0 = max(0, imageWidth - w) }
+        var y0 = by - hgt
+        if y0 < 0 { y0 = max(0, by) }
+        if y0 + hgt > imageHeight { y0 = max(0, imageHeight - hgt) }
+        return (x0, y0, x0 + w, y0 + hgt)
+    }
+
+    private func drawLabel(_ d: Detection, on image: inout RGBImage, scale: Int, thickness: Int) {
+        let r = labelRect(d, imageWidth: image.width, imageHeight: image.height)
+        let bg = Palette.color(for: d)
+        image.fillRect(x0: r.x0, y0: r.y0, x1: r.x1, y1: r.y1, color: bg)
+        font.draw(Self.label(d), on: &image, x: r.x0 + scale, y: r.y0 + scale, scale: scale, color: bg.contrasting)
+    }
+
+    private func anonymize(_ box: Box, _ image: inout RGBImage) {
+        guard box.x1.isFinite, box.y1.isFinite, box.x2.isFinite, box.y2.isFinite else { return }
+        let x0 = Int(clampToInt(box.x1.rounded(.down))), y0 = Int(clampToInt(box.y1.rounded(.down)))
+        let x1 = Int(clampToInt(box.x2.rounded(.up))), y1 = Int(clampToInt(box.y2.rounded(.up)))
+        let side = max(1, min(x1 - x0, y1 - y0))
+        switch style.anonymize {
+        case .pixelate: image.pixelate(x0: x0, y0: y0, x1: x1, y1: y1, block: max(4, side / 8))
+        case .blur: image.blur(x0: x0, y0: y0, x1: x1, y1: y1, radius: max(2, side / 10))
+        case .none: break
+        }
+    }
+}
+
+/// Formats a score in [0, 1] with two decimals ("0.87") without Foundation.
+func format2(_ v: Float) -> String {
+    let c = Int((min(max(v, 0), 1) * 100).rounded())
+    return "\(c / 100).\(c % 100 < 10 ? "0" : "")\(c % 100)"
+}
+
+/// Per-stream history of track centres for motion trails: feed each frame's tracked detections in order; tracks not
+/// seen for `length` frames are forgotten.
+public final class TrailHistory: @unchecked Sendable {
+    /// Centres kept per track.
+    public let length: Int
+    private var points: [Int: [Point]] = [:]
+    private var lastSeen: [Int: Int] = [:]
+    private var frame = 0
+
+    public init(length: Int) { self.length = max(0, length) }
+
+    /// Adds this frame's centres (box centre of each tracked detection) and returns the trails to draw.
+    public func update(with detections: [Detection]) -> [Int: [Point]] {
+        frame += 1
+        guard length > 0 else { return [:] }
+        for d in detections {
+            guard let id = d.trackID else { continue }
+            let c = d.box.center
+            var p = points[id] ?? []
+            p.append(Point(x: c.x, y: c.y))
+            if p.count > length { p.removeFirst(p.count - length) }
+            points[id] = p
+            lastSeen[id] = frame
+        }
+        for (id, seen) in lastSeen where frame - seen >= length {
+            points[id] = nil
+            lastSeen[id] = nil
+        }
+        return points
+    }
+}
