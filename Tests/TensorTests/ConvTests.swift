@@ -152,9 +152,8 @@ final class ConvTests: XCTestCase {
                 let grid = TileGrid(height: dense.h, width: dense.w, tile: tile)
                 let kept = Tensor(shape: dense.shape, repeating: .nan)
                 conv.forward(x, tiles: Array(0..<grid.count), grid: grid, into: kept, workspace: ws)
-                let a = kept.array, d = dense.array
-                let worst = zip(a, d).map { abs($0 - $1) }.max()!
-                XCTAssert(worst <= 1e-6, "config \(cfg) tile \(tile): max diff \(worst)")
+                // ≤ 1e-6 relative to the output's magnitude (the GEMM's column blocking differs between the calls).
+                assertClose(kept, dense.array.map(Double.init), shape: dense.shape, tol: 1e-6, "config \(cfg) tile \(tile)")
             }
         }
     }
@@ -174,7 +173,7 @@ final class ConvTests: XCTestCase {
             let i = (ch * dense.h + y) * dense.w + xx
             if chosen.contains(t) {
                 inside += 1
-                XCTAssertEqual(a[i], d[i], accuracy: 1e-6, "tile \(t) pixel (\(y),\(xx)) ch \(ch)")
+                XCTAssertEqual(a[i], d[i], accuracy: 1e-6 * max(1, abs(d[i])), "tile \(t) pixel (\(y),\(xx)) ch \(ch)")
             } else {
                 XCTAssertEqual(a[i], sentinel, "untouched pixel (\(y),\(xx)) ch \(ch) outside chosen tiles")
             }

@@ -1,0 +1,86 @@
+import TestSupport
+import XCTest
+@testable import Tensor
+
+/// The helpers the temporal FPN cache builds on, and the property it relies on: recomputing only the output tiles
+/// an input change can reach, on top of the previous output, gives the dense result of the new input.
+final class TileTests: XCTestCase {
+    func testAffectedOutputsContainEveryOutputThatReadsTheRegion() {
+        var rng = TestRandom(seed: 81)
+        for _ in 0..<300 {
+            let k = 1 + rng.int(5), s = 1 + rng.int(3), d = 1 + rng.int(2), p = rng.int(k)
+            let size = 8 + rng.int(20)
+            let a = rng.int(size), b = a + 1 + rng.int(size - a)
+            let outputs = (size + 2 * p - d * (k - 1) - 1) / s + 1
+            guard outputs > 0 else { continue }
+            let r = Conv2d.affected(a..<b, kernel: k, stride: s, padding: p, dilation: d, outputs: outputs)
+            for o in 0..<outputs {
+                let taps = (0..<k).map { o * s - p + $0 * d }
+                let readsRegion = taps.contains { (a..<b).contains($0) }
+                let hull = taps.first! <= b - 1 && taps.last! >= a
+                if readsRegion { XCTAssertTrue(r.contains(o), "k\(k) s\(s) d\(d) p\(p) [\(a),\(b)): output \(o) missing from \(r)") }
+                XCTAssertEqual(r.contains(o), hull, "k\(k) s\(s) d\(d) p\(p) [\(a),\(b)): output \(o) vs \(r)")
+            }
+        }
+        let conv = Conv2d(weight: Tensor(shape: [2, 3, 3, 3]), stride: 2, padding: 1)
+        let r = conv.affectedOutputs(rows: 10..<12, cols: 0..<1, inputHeight: 40, inputWidth: 30)
+        XCTAssertEqual(r.rows, 5..<7)   // outputs 5 (taps 9,10,11) and 6 (taps 11,12,13)
+        XCTAssertEqual(r.cols, 0..<1)
+    }
+
+    func testTilesCoveringARegion() {
+        let g = TileGrid(height: 37, width: 29, tile: 8)   // 5 x 4 tiles
+        XCTAssertEqual(g.tiles(covering: 7..<9, cols: 15..<17), [1, 2, 5, 6])
+        XCTAssertEqual(g.tiles(covering: 36..<50, cols: 28..<29), [19])
+        XCTAssertEqual(g.tiles(covering: 3..<3, cols: 0..<29), [])
+        XCTAssertEqual(g.tiles(covering: -5..<100, cols: -1..<100).count, 20)
+    }
+
+    func testTileDifferenceAndCopy() {
+        var rng = TestRandom(seed: 82)
+        let a = rng.tensor([2, 3, 19, 23]), b = Tensor(shape: a.shape)
+        b.copy(from: a)
+        let grid = TileGrid(height: 19, width: 23, tile: Size2(8, 10))   // 3 x 3 tiles
+        b[1, 2, 17, 21] += 0.5      // tile 8
+        b[0, 0, 9, 3] -= 0.25       // tile 3
+        b[0, 1, 0, 12] = .nan       // tile 1
+        var diff: [Float] = []
+        Ops.tileMaxAbsDifference(a, b, grid: grid, into: &diff)
+        XCTAssertEqual(diff.count, 9)
+        XCTAssertEqual(diff[8], 0.5, accuracy: 1e-6)
+        XCTAssertEqual(diff[3], 0.25, accuracy: 1e-6)
+        XCTAssertEqual(diff[1], .infinity)
+        XCTAssertEqual(diff.enumerated().filter { ![1, 3, 8].contains($0.offset) }.map(\.element), [Float](repeating: 0, count: 6))
+
+        let dst = Tensor(shape: a.shape, repeating: -7)
+        Ops.copyTiles([3, 8], grid: grid, from: a, into: dst)
+        XCTAssertEqual(dst[1, 1, 10, 0], a[1, 1, 10, 0])     // tile 3
+        XCTAssertEqual(dst[0, 2, 18, 22], a[0, 2, 18, 22])   // tile 8 corner
+        XCTAssertEqual(dst[0, 2, 0, 0], -7)                  // tile 0 untouched
+        XCTAssertEqual(dst.array.filter { $0 != -7 }.count, 2 * 3 * (8 * 10 + 3 * 3))
+    }
+
+    func testRecomputingAffectedTilesGivesTheDenseResultOfTheNewInput() {
+        var rng = TestRandom(seed: 83)
+        for (k, s, p) in [(3, 1, 1), (3, 2, 1), (1, 1, 0), (7, 2, 3)] {
+            let conv = Conv2d(weight: rng.tensor([5, 4, k, k]), bias: rng.floats(5), stride: Size2(s, s), padding: Size2(p, p),
+                              activation: .relu)
+            let ws = Workspace()
+            let x1 = rng.tensor([1, 4, 45, 38])
+            let kept = conv(x1, in: ws)
+            // A new frame: one rectangular patch changed.
+            let x2 = Tensor(shape: x1.shape); x2.copy(from: x1)
+            let rows = 20..<27, cols = 3..<9
+            for c in 0..<4 { for y in rows { for x in cols { x2[0, c, y, x] = rng.float() } } }
+            let grid = TileGrid(height: kept.h, width: kept.w, tile: 8)
+            let affected = conv.affectedOutputs(rows: rows, cols: cols, inputHeight: 45, inputWidth: 38)
+            let tiles = grid.tiles(covering: affected.rows, cols: affected.cols)
+            XCTAssertLessThan(tiles.count, grid.count, "the test must leave tiles untouched")
+            conv.forward(x2, tiles: tiles, grid: grid, into: kept, workspace: ws)
+            let dense = conv(x2, in: ws)
+            // Same arithmetic, but the GEMM's column blocking differs between the two calls: equal to float
+            // rounding, relative to the output's magnitude.
+            assertClose(kept, dense.array.map(Double.init), shape: dense.shape, tol: 1e-6, "k\(k) s\(s): tiles \(tiles)")
+        }
+    }
+}
