@@ -40,10 +40,12 @@ public final class Linear: @unchecked Sendable {
         if bias == nil && activation == .none { return }
         let relu = activation == .relu
         withBias { b in
-            for r in 0..<rows {
-                for j in 0..<o {
-                    let v = dst[r * o + j] + (b?[j] ?? 0)
-                    dst[r * o + j] = relu && v < 0 ? 0 : v
+            Parallel.forEach(rows, cost: rows * o) { range in
+                for r in range {
+                    for j in 0..<o {
+                        let v = dst[r * o + j] + (b?[j] ?? 0)
+                        dst[r * o + j] = relu && v < 0 ? 0 : v
+                    }
                 }
             }
         }

@@ -78,8 +78,9 @@ extension Ops {
         // torch: scale = (float)in / out; src = min((int)floorf(dst * scale), in - 1).
         let sy = Float(h) / Float(ho), sx = Float(w) / Float(wo)
         let src = x.ptr, dst = out.ptr
-        let xs = (0..<wo).map { min(Int(floorf(Float($0) * sx)), w - 1) }
-        xs.withUnsafeBufferPointer { xs in
+        // Column taps on the stack: no heap allocation per frame.
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: wo) { xs in
+            for ox in 0..<wo { xs[ox] = min(Int(floorf(Float(ox) * sx)), w - 1) }
             Parallel.forEach(x.n * x.c, cost: out.count) { planes in
                 for pl in planes {
                     let s = src + pl * h * w, d = dst + pl * ho * wo
@@ -98,35 +99,36 @@ extension Ops {
         precondition(x.rank == 4 && out.rank == 4 && out.n == x.n && out.c == x.c, "bilinear \(x.shape) into \(out.shape)")
         x.checkValid(); out.checkValid()
         let h = x.h, w = x.w, ho = out.h, wo = out.w
-        let ys = bilinearTaps(input: h, output: ho), xs = bilinearTaps(input: w, output: wo)
         let src = x.ptr, dst = out.ptr
-        ys.withUnsafeBufferPointer { ys in
-            xs.withUnsafeBufferPointer { xs in
-                Parallel.forEach(x.n * x.c, cost: out.count * 4) { planes in
-                    // Separable: each source row is interpolated horizontally once into a cached row (consecutive
-                    // output rows share source rows when upsampling), then two cached rows are blended.
-                    withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * wo) { buf in
-                        var rowA = buf.baseAddress!, rowB = rowA + wo
-                        for pl in planes {
-                            let s = src + pl * h * w, d = dst + pl * ho * wo
-                            var haveA = -1, haveB = -1
-                            func horizontal(_ iy: Int, into r: UnsafeMutablePointer<Float>) {
-                                let row = s + iy * w
-                                for ox in 0..<wo {
-                                    let t = xs[ox]
-                                    r[ox] = (1 - t.weight) * row[t.i0] + t.weight * row[t.i1]
-                                }
+        // Taps on the stack: no heap allocation per frame.
+        withUnsafeTemporaryAllocation(of: BilinearTap.self, capacity: ho + wo) { taps in
+            bilinearTaps(input: h, output: ho, into: UnsafeMutableBufferPointer(rebasing: taps[0..<ho]))
+            bilinearTaps(input: w, output: wo, into: UnsafeMutableBufferPointer(rebasing: taps[ho...]))
+            let ys = UnsafeBufferPointer(rebasing: taps[0..<ho]), xs = UnsafeBufferPointer(rebasing: taps[ho...])
+            Parallel.forEach(x.n * x.c, cost: out.count * 4) { planes in
+                // Separable: each source row is interpolated horizontally once into a cached row (consecutive
+                // output rows share source rows when upsampling), then two cached rows are blended.
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * wo) { buf in
+                    var rowA = buf.baseAddress!, rowB = rowA + wo
+                    for pl in planes {
+                        let s = src + pl * h * w, d = dst + pl * ho * wo
+                        var haveA = -1, haveB = -1
+                        func horizontal(_ iy: Int, into r: UnsafeMutablePointer<Float>) {
+                            let row = s + iy * w
+                            for ox in 0..<wo {
+                                let t = xs[ox]
+                                r[ox] = (1 - t.weight) * row[t.i0] + t.weight * row[t.i1]
                             }
-                            for oy in 0..<ho {
-                                let ty = ys[oy]
-                                if haveA != ty.i0 {
-                                    if haveB == ty.i0 { swap(&rowA, &rowB); swap(&haveA, &haveB) } else { horizontal(ty.i0, into: rowA); haveA = ty.i0 }
-                                }
-                                if haveB != ty.i1 { horizontal(ty.i1, into: rowB); haveB = ty.i1 }
-                                let wy1 = ty.weight, wy0 = 1 - wy1
-                                let drow = d + oy * wo
-                                for ox in 0..<wo { drow[ox] = wy0 * rowA[ox] + wy1 * rowB[ox] }
+                        }
+                        for oy in 0..<ho {
+                            let ty = ys[oy]
+                            if haveA != ty.i0 {
+                                if haveB == ty.i0 { swap(&rowA, &rowB); swap(&haveA, &haveB) } else { horizontal(ty.i0, into: rowA); haveA = ty.i0 }
                             }
+                            if haveB != ty.i1 { horizontal(ty.i1, into: rowB); haveB = ty.i1 }
+                            let wy1 = ty.weight, wy0 = 1 - wy1
+                            let drow = d + oy * wo
+                            for ox in 0..<wo { drow[ox] = wy0 * rowA[ox] + wy1 * rowB[ox] }
                         }
                     }
                 }
@@ -134,13 +136,16 @@ extension Ops {
         }
     }
 
+    /// One output coordinate's two source indices and the weight of the second.
+    struct BilinearTap { var i0: Int, i1: Int, weight: Float }
+
     /// Source taps of bilinear resizing along one axis (align_corners false, as torch's CPU kernel: Float math).
-    static func bilinearTaps(input: Int, output: Int) -> [(i0: Int, i1: Int, weight: Float)] {
+    static func bilinearTaps(input: Int, output: Int, into taps: UnsafeMutableBufferPointer<BilinearTap>) {
         let scale = Float(input) / Float(output)
-        return (0..<output).map { o in
+        for o in 0..<output {
             let src = max((Float(o) + 0.5) * scale - 0.5, 0)
             let i0 = min(Int(src), input - 1)
-            return (i0, min(i0 + 1, input - 1), src - Float(i0))
+            taps[o] = BilinearTap(i0: i0, i1: min(i0 + 1, input - 1), weight: src - Float(i0))
         }
     }
 }

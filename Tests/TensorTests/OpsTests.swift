@@ -121,6 +121,20 @@ final class OpsTests: XCTestCase {
         }
     }
 
+    func testLinearManyRowsParallelEpilogue() {
+        var rng = TestRandom(seed: 111)
+        let x = rng.tensor([300, 20]), w = rng.tensor([150, 20]), b = rng.floats(150)
+        let y = Linear(weight: w, bias: b, activation: .relu)(x, in: Workspace())
+        let xv = x.array, wv = w.array
+        var ref = [Double]()
+        for r in 0..<300 { for o in 0..<150 {
+            var acc = Double(b[o])
+            for i in 0..<20 { acc += Double(xv[r * 20 + i]) * Double(wv[o * 20 + i]) }
+            ref.append(max(acc, 0))
+        } }
+        assertClose(y, ref, shape: [300, 150], "linear 300 rows")
+    }
+
     func testConvTranspose() {
         var rng = TestRandom(seed: 108)
         struct C { var c = 4, oc = 3, h = 5, w = 6, k = Size2(2, 2), s: Size2 = 2, p: Size2 = 0, op: Size2 = 0, d: Size2 = 1, g = 1 }
