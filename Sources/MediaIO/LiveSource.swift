@@ -99,17 +99,17 @@ public struct LiveEvent: Sendable, Equatable, Codable {
     /// Frames delivered by the connection that just ended (`disconnected`).
     public var framesInSession: Int?
     /// For `connected`: codec, size and frame rate, e.g. `"h264 320x240 25/1"`.
-    public var stream: String?
+    public var video: String?
 
     enum CodingKeys: String, CodingKey {
-        case event, source, reason, attempt, stream
+        case event, source, reason, attempt, video
         case wallTime = "wall_time", nextIndex = "next_index", delaySeconds = "delay_s", gapSeconds = "gap_s"
         case framesInSession = "frames_in_session"
     }
 
     public init(event: Kind, source: String, wallTime: Double, nextIndex: Int, reason: String? = nil,
                 attempt: Int? = nil, delaySeconds: Double? = nil, gapSeconds: Double? = nil,
-                framesInSession: Int? = nil, stream: String? = nil) {
+                framesInSession: Int? = nil, video: String? = nil) {
         self.event = event
         self.source = source
         self.wallTime = wallTime
@@ -119,7 +119,7 @@ public struct LiveEvent: Sendable, Equatable, Codable {
         self.delaySeconds = delaySeconds
         self.gapSeconds = gapSeconds
         self.framesInSession = framesInSession
-        self.stream = stream
+        self.video = video
     }
 }
 
@@ -155,7 +155,8 @@ public struct LiveSourceStats: Sendable, Equatable {
 ///   each frame (the watchdog). `stop()` cancels it, so a blocked read returns at once.
 /// - End of stream counts as a disconnect (FFmpeg reports a server that closed the connection as a normal EOF).
 /// - Frame `index` counts delivered frames and continues across reconnects; `pts` is stream time from `StreamClock`
-///   (monotonic, gaps follow the wall clock); `wallTime` is when the frame was decoded.
+///   (monotonic, gaps follow the wall clock); `wallTime` is the estimated capture time from `CaptureClock` (never
+///   later than the decode time; frames held up before decoding show as latency).
 /// - Not thread-safe except `stop()`: call `next()` from one thread.
 public final class LiveSource: @unchecked Sendable {
     /// The location as given (may hold credentials: never print it; use `source`).
@@ -163,8 +164,13 @@ public final class LiveSource: @unchecked Sendable {
     /// The location with credentials redacted.
     public let source: String
     public let options: LiveSourceOptions
-    /// Counters so far (read from the thread calling `next()`, or after it returned nil).
-    public private(set) var stats = LiveSourceStats()
+    /// Counters so far; thread-safe (a stats timer reads them while `next()` runs).
+    public var stats: LiveSourceStats { statsLock.lock(); defer { statsLock.unlock() }; return counters }
+    /// The current (or last) connection's stream description; thread-safe.
+    public var metadata: SourceMetadata? { statsLock.lock(); defer { statsLock.unlock() }; return currentMetadata }
+    private let statsLock = NSLock()
+    private var counters = LiveSourceStats()
+    private var currentMetadata: SourceMetadata?
     /// Set when the source ended on its own: the first connection failed or reconnecting gave up.
     public private(set) var failure: LiveSourceError?
 
@@ -173,6 +179,7 @@ public final class LiveSource: @unchecked Sendable {
     private let wake = NSCondition()
     private var decoder: VideoDecoder?
     private var clock = StreamClock()
+    private var captureClock = CaptureClock()
     private var framesInSession = 0
     private var outageStart: Double?     // wall time of the last frame before an outage
     private var retries = 0              // reconnect attempts since the last successful connection
@@ -205,9 +212,15 @@ public final class LiveSource: @unchecked Sendable {
     /// True once `stop()` was called.
     public var isStopped: Bool { deadline.isCancelled }
 
-    /// The next good frame; blocks through disconnects and reconnects. nil after `stop()` or when reconnect attempts
-    /// are exhausted (`failure` says so).
+    /// The next good frame as RGB; blocks through disconnects and reconnects. nil after `stop()` or when reconnect
+    /// attempts are exhausted (`failure` says so).
     public func next() -> Frame? {
+        nextPicture().map { converter.convert($0) }
+    }
+
+    /// The next good picture, not yet converted (so frames a drop policy discards later are never converted);
+    /// `info` carries the continuing index, monotonic stream time and the redacted source. Blocks like `next()`.
+    public func nextPicture() -> DecodedPicture? {
         while !deadline.isCancelled {
             if decoder == nil && !connect() { return nil }
             guard let decoder else { continue }
@@ -215,7 +228,7 @@ public final class LiveSource: @unchecked Sendable {
             let picture = decoder.nextPicture()
             let decoderStats = decoder.stats
             let newErrors = decoderStats.decodeErrors - lastDecoderErrors
-            stats.decodeErrors += newErrors
+            count { $0.decodeErrors += newErrors }
             lastDecoderErrors = decoderStats.decodeErrors
             guard let picture else {
                 disconnect(reason: endReason(decoderStats))
@@ -230,21 +243,35 @@ public final class LiveSource: @unchecked Sendable {
                 awaitingKeyframe = true
             }
             if awaitingKeyframe && options.skipDamagedFrames {
-                stats.decodeErrors += 1
-                stats.damagedFramesSkipped += 1
+                count { $0.decodeErrors += 1; $0.damagedFramesSkipped += 1 }
                 continue
             }
             if let minInterval = options.minFrameInterval, let last = lastDeliveredPTS,
                picture.info.pts - last < minInterval - 1e-6 {
-                stats.skippedByRate += 1
+                count { $0.skippedByRate += 1 }
                 continue
             }
             lastDeliveredPTS = picture.info.pts
-            var frame = converter.convert(picture)
-            return deliver(&frame)
+            return deliver(picture)
         }
         closeDecoder()
         return nil
+    }
+
+    /// Connects now (instead of on the first `next()`), so a wrong URL fails before anything else starts.
+    /// Throws `LiveSourceError.connectFailed` (or `.gaveUp` with `retryInitialConnect`).
+    public func open() throws {
+        guard decoder == nil else { return }
+        if !connect() {
+            if let failure { throw failure }
+            throw LiveSourceError.connectFailed(source: source, reason: "stopped")
+        }
+    }
+
+    private func count(_ body: (inout LiveSourceStats) -> Void) {
+        statsLock.lock()
+        body(&counters)
+        statsLock.unlock()
     }
 
     // MARK: - Connection state machine
@@ -276,19 +303,21 @@ public final class LiveSource: @unchecked Sendable {
                 retries = 0
                 needsDelay = false
                 failureReason = nil
-                stats.connections += 1
+                count { $0.connections += 1 }
                 let m = d.metadata
+                statsLock.lock(); currentMetadata = m; statsLock.unlock()
                 clock.nominalInterval = 1 / m.framesPerSecond
                 clock.beginSession()
+                captureClock.beginSession()
                 let rate = m.frameRate.map { " \($0)" } ?? ""
-                emit(.connected, stream: "\(m.codecName) \(m.size)\(rate)")
+                emit(.connected, video: "\(m.codecName) \(m.size)\(rate)")
                 return true
             } catch {
                 deadline.disarm()
                 if deadline.isCancelled { return false }
-                stats.failedAttempts += 1
+                count { $0.failedAttempts += 1 }
                 let reason = interruptedReason(during: "connect") ?? "\(error)"
-                if stats.connections == 0 && !options.retryInitialConnect {
+                if counters.connections == 0 && !options.retryInitialConnect {
                     // A source that never worked is most likely a wrong URL: fail once, clearly.
                     failure = .connectFailed(source: source, reason: reason)
                     return false
@@ -306,7 +335,7 @@ public final class LiveSource: @unchecked Sendable {
     private func disconnect(reason: String) {
         closeDecoder()
         if deadline.isCancelled { return }
-        stats.disconnects += 1
+        count { $0.disconnects += 1 }
         emit(.disconnected, reason: reason, framesInSession: framesInSession)
         failureReason = reason
         needsDelay = true
@@ -317,20 +346,22 @@ public final class LiveSource: @unchecked Sendable {
         decoder = nil
     }
 
-    private func deliver(_ frame: inout Frame) -> Frame {
-        let wall = frame.info.wallTime
+    private func deliver(_ picture: DecodedPicture) -> DecodedPicture {
+        var info = picture.info
+        let wall = info.wallTime
         if let start = outageStart {
-            stats.reconnects += 1
+            count { $0.reconnects += 1 }
             emit(.reconnected, gapSeconds: rounded(wall - start))
             outageStart = nil
         }
-        frame.info.index = stats.frames
-        frame.info.pts = clock.time(pts: frame.info.pts, wall: wall)
-        frame.info.source = source
-        stats.frames += 1
+        info.index = counters.frames
+        info.pts = clock.time(pts: info.pts, wall: wall)
+        info.wallTime = captureClock.captureTime(streamTime: info.pts, arrival: wall)
+        info.source = source
+        count { $0.frames += 1 }
         framesInSession += 1
         lastFrameWall = wall
-        return frame
+        return picture.withInfo(info)
     }
 
     private var lastFrameWall: Double?
@@ -359,11 +390,11 @@ public final class LiveSource: @unchecked Sendable {
     }
 
     private func emit(_ kind: LiveEvent.Kind, reason: String? = nil, attempt: Int? = nil, delaySeconds: Double? = nil,
-                      gapSeconds: Double? = nil, framesInSession: Int? = nil, stream: String? = nil) {
+                      gapSeconds: Double? = nil, framesInSession: Int? = nil, video: String? = nil) {
         if kind == .disconnected, outageStart == nil { outageStart = lastFrameWall ?? Date().timeIntervalSince1970 }
-        onEvent(LiveEvent(event: kind, source: source, wallTime: Date().timeIntervalSince1970, nextIndex: stats.frames,
+        onEvent(LiveEvent(event: kind, source: source, wallTime: Date().timeIntervalSince1970, nextIndex: counters.frames,
                           reason: reason.map(redactCredentialsInText), attempt: attempt, delaySeconds: delaySeconds,
-                          gapSeconds: gapSeconds, framesInSession: framesInSession, stream: stream))
+                          gapSeconds: gapSeconds, framesInSession: framesInSession, video: video))
     }
 
     private func rounded(_ x: Double) -> Double { (x * 1000).rounded() / 1000 }
@@ -415,6 +446,13 @@ func redactCredentialsInText(_ text: String) -> String {
 }
 
 extension DecodedPicture {
+    /// The same picture (buffers moved, not copied) with new metadata.
+    func withInfo(_ info: FrameInfo) -> DecodedPicture {
+        guard let moved = av_frame_alloc() else { return self }
+        av_frame_move_ref(moved, frame)
+        return DecodedPicture(frame: moved, info: info)
+    }
+
     /// The decoder marked this picture as a keyframe (IDR / intra): references before it no longer matter.
     var isKeyFrame: Bool { frame.pointee.key_frame != 0 }
     /// The decoder reported errors in this picture (concealed macroblocks, missing slices or references) or flagged it

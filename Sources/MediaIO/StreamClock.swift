@@ -51,3 +51,41 @@ public struct StreamClock: Sendable {
         return out
     }
 }
+
+/// Estimates when a live frame was captured, from its stream time and its arrival (decode) wall time.
+///
+/// Network and decoder delay only ever make a frame *later*, so the smallest `arrival - streamTime` seen recently is
+/// the best estimate of the offset between the stream's clock and ours: capture = that offset + stream time. The
+/// minimum is taken over a sliding window (the current and the previous `window` seconds) so a camera clock that
+/// runs slower than ours, or a wall-clock step, is followed within two windows, while frames piling up upstream
+/// (a blocked consumer) still show as growing latency for at least a window. Reset on every (re)connect.
+public struct CaptureClock: Sendable {
+    /// Length of one window, seconds.
+    public var window: Double
+    private var currentMin: Double?
+    private var previousMin: Double?
+    private var windowStart: Double = 0
+
+    public init(window: Double = 60) { self.window = window }
+
+    /// Forget the offset (a new connection may have a new stream clock).
+    public mutating func beginSession() {
+        currentMin = nil
+        previousMin = nil
+    }
+
+    /// Estimated capture wall time (seconds, Unix epoch) of a frame at `streamTime` that arrived at `arrival`;
+    /// never later than `arrival`.
+    public mutating func captureTime(streamTime: Double, arrival: Double) -> Double {
+        let offset = arrival - streamTime
+        if currentMin == nil { windowStart = arrival }
+        if arrival - windowStart >= window {
+            previousMin = currentMin
+            currentMin = nil
+            windowStart = arrival
+        }
+        currentMin = Swift.min(currentMin ?? offset, offset)
+        let best = Swift.min(currentMin!, previousMin ?? currentMin!)
+        return Swift.min(arrival, best + streamTime)
+    }
+}

@@ -62,7 +62,7 @@ final class LiveSourceTests: XCTestCase {
         // 25 fps: 11 intervals of 40 ms from the PTS.
         XCTAssertEqual(frames.last!.info.pts, 0.44, accuracy: 0.005)
         XCTAssertEqual(events.kinds, [.connected])
-        XCTAssertEqual(events.all.first?.stream?.hasPrefix("h264 320x240"), true)
+        XCTAssertEqual(events.all.first?.video?.hasPrefix("h264 320x240"), true)
         source.stop()
         XCTAssertNil(source.next())
     }
@@ -106,8 +106,9 @@ final class LiveSourceTests: XCTestCase {
         let all = before + after
         let k = reconnected.nextIndex
         XCTAssertTrue(k > 0 && k < all.count, "\(k)")
-        XCTAssertEqual(all[k].info.wallTime - all[k - 1].info.wallTime, reconnected.gapSeconds!, accuracy: 0.002)
         XCTAssertEqual(all[k].info.pts - all[k - 1].info.pts, reconnected.gapSeconds!, accuracy: 0.002)
+        // Capture times are estimates never later than arrival, so they are at least the gap apart.
+        XCTAssertGreaterThanOrEqual(all[k].info.wallTime - all[k - 1].info.wallTime, reconnected.gapSeconds! - 0.002)
         XCTAssertEqual(all[k + 2].info.pts - all[k + 1].info.pts, 0.04, accuracy: 0.001)
         XCTAssertEqual(source.stats.reconnects, 1)
         XCTAssertEqual(source.stats.connections, 2)

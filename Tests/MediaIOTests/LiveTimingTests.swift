@@ -55,3 +55,23 @@ final class LiveTimingTests: XCTestCase {
         XCTAssertTrue(d.shouldInterrupt(), "cancel cannot be undone")
     }
 }
+
+final class CaptureClockTests: XCTestCase {
+    func testCaptureTimeUsesTheEarliestArrivalAndFollowsSlowClocksWithinTwoWindows() {
+        var c = CaptureClock(window: 10)
+        XCTAssertEqual(c.captureTime(streamTime: 0, arrival: 100.05), 100.05)          // first frame: its arrival
+        XCTAssertEqual(c.captureTime(streamTime: 0.04, arrival: 100.08), 100.08, accuracy: 1e-9)  // earlier than predicted: new anchor
+        XCTAssertEqual(c.captureTime(streamTime: 0.08, arrival: 100.30), 100.12, accuracy: 1e-9)  // late arrival: 180 ms latency kept
+        // Frames held up (consumer blocked): latency grows as arrivals fall behind stream time.
+        XCTAssertEqual(c.captureTime(streamTime: 1.0, arrival: 102.04), 101.04, accuracy: 1e-9)
+        // A camera clock 1 % slow: offsets creep up; after two windows the old minimum is forgotten.
+        var last = 0.0
+        for i in 1...300 {
+            let t = 1.0 + Double(i) * 0.1
+            last = c.captureTime(streamTime: t, arrival: 100.04 + t * 1.01) - (100.04 + t * 1.01)
+        }
+        XCTAssertEqual(last, 0, accuracy: 0.11, "latency of an on-time frame returns to ~0 after two windows")
+        c.beginSession()
+        XCTAssertEqual(c.captureTime(streamTime: 50, arrival: 500), 500)
+    }
+}

@@ -1,0 +1,333 @@
+import FPNCore
+import Foundation
+import MediaIO
+import StagePipeline
+
+/// What `LiveRunner` should do: one or more live inputs, shared JSONL, optional video per stream.
+public struct LiveRunOptions {
+    /// Input URLs or devices (rtsp://, rtmp://, http(s)://…m3u8, udp://, /dev/video0, ...). One stream each.
+    public var inputs: [String]
+    /// Connection, stall detection, reconnect and decode settings (shared by every stream).
+    public var source = LiveSourceOptions()
+    /// Annotated video output (path or URL). With several inputs it must contain `{stream}` (replaced by 0, 1, ...).
+    public var output: String?
+    /// JSONL output for frame, event and stats lines of every stream (`-` = stdout); nil = none.
+    public var jsonl: String?
+    /// Encoder settings for `output`.
+    public var encoder = EncoderOptions()
+    /// Policy of the queues in front of conversion and inference. `.dropOldest` = keep latest (live default).
+    public var dropPolicy: DropPolicy = .dropOldest
+    /// Capacity of those queues: the most frames that can wait in front of a stage.
+    public var queueCapacity = 1
+    /// Seconds between `stats` lines (and plain status lines when stderr is not a terminal); 0 = none.
+    public var statsInterval: Double = 5
+    /// Stop each stream after this many processed frames (nil = until stopped).
+    public var maxFrames: Int?
+    /// Stop everything after this many seconds (nil = until stopped).
+    public var duration: Double?
+    /// Test hook: sleep this long in the inference stage for every frame (simulates a slow model).
+    public var debugStageDelayMs: Double = 0
+    /// Makes the detector of one stream (each stream owns its own per-stream state).
+    public var makeDetector: () -> any FrameDetector = { NoDetector() }
+
+    public init(inputs: [String]) { self.inputs = inputs }
+
+    /// The video output of stream `i` (nil: none).
+    func output(forStream i: Int) -> String? {
+        guard let output else { return nil }
+        return output.replacingOccurrences(of: "{stream}", with: String(i))
+    }
+
+    /// Rejects combinations that cannot work, naming the option.
+    public func validate() throws {
+        guard !inputs.isEmpty else { throw LiveSourceError.badOption("no input URL given") }
+        guard queueCapacity >= 1 else { throw LiveSourceError.badOption("queue size must be at least 1") }
+        if let output, inputs.count > 1, !output.contains("{stream}") {
+            throw LiveSourceError.badOption("with several inputs the video output must contain {stream}")
+        }
+        if let d = duration, !(d > 0) { throw LiveSourceError.badOption("duration must be > 0 s") }
+        try source.validate()
+    }
+}
+
+/// Figures of one stream, for stats lines, the status line and the final summary.
+public struct LiveStreamStatus: Sendable {
+    public var stream: Int
+    public var source: String
+    /// Connected right now (a `connected` event without a later `disconnected`).
+    public var connected: Bool
+    public var live: LiveSourceStats
+    /// Frames that went through every stage and sink.
+    public var processed: Int
+    /// Frames discarded by the drop policy (sum over queues).
+    public var dropped: Int
+    /// End-to-end latency (frame decoded → frame line written), ms, since the start.
+    public var latency: LatencyHistogram
+}
+
+/// Runs live streams, each through its own stage pipeline, until stopped:
+///
+/// ```
+///  LiveSource ─▶[keep latest]─▶ convert ─▶[keep latest]─▶ detect ─▶ [video] ─▶ frame line
+///  (reconnects,   cap N          (RGB24)    cap N           (model)    (tap)     (JSONL, latency)
+///   events)
+/// ```
+/// The drop policy sits in front of conversion and inference, so when inference is slower than the camera the
+/// newest frame waits, older ones are dropped (counted), and latency stays about one inference time plus the queue
+/// (see docs/live.md "Latency"). Sinks after inference never drop. Event lines (`connected`, `disconnected`, ...)
+/// and periodic `stats` lines go to the same JSONL as frame lines. `stop()` (SIGINT/SIGTERM) interrupts every input,
+/// drains frames in flight, writes final stats, and finalizes video outputs.
+public final class LiveRunner: @unchecked Sendable {
+    private let options: LiveRunOptions
+    private let jsonl: JSONLLineWriter?
+    private var streams: [LiveStreamRun] = []
+    private let lock = NSLock()
+    private var stopped = false
+    /// Things the user should know (encoder fallback), one line each.
+    public private(set) var notes: [String] = []
+
+    /// Validates options and opens the JSONL output; inputs connect in `start()`.
+    public init(options: LiveRunOptions) throws {
+        try options.validate()
+        self.options = options
+        jsonl = try options.jsonl.map { try JSONLLineWriter(location: $0) }
+    }
+
+    /// Connects every input (a source that never connects is an error, thrown here with its redacted URL), opens the
+    /// video outputs and starts the pipelines. Returns at once; `wait()` blocks until the end.
+    public func start() throws {
+        for (i, input) in options.inputs.enumerated() {
+            let run = try LiveStreamRun(stream: i, input: input, options: options, jsonl: jsonl)
+            if let note = run.writerNote { notes.append(note) }
+            lock.lock()
+            streams.append(run)
+            let stop = stopped
+            lock.unlock()
+            if stop { run.stop() }
+        }
+        for s in streams { s.start() }
+        startStatsTimer()
+        if let duration = options.duration {
+            DispatchQueue.global().asyncAfter(deadline: .now() + duration) { [weak self] in self?.stop() }
+        }
+    }
+
+    /// Blocks until every stream ended (stopped, gave up, or `maxFrames`), writes the final stats lines and closes
+    /// the JSONL. Returns each stream's final status and failure (nil when it ended normally).
+    public func wait() -> [(status: LiveStreamStatus, failure: Error?)] {
+        let results = streams.map { ($0.waitUntilDone(), $0) }
+        statsTimer?.cancel()
+        for (_, s) in results { writeStats(s, final: true) }
+        jsonl?.close()
+        return results.map { (status: $0.1.status(), failure: $0.0) }
+    }
+
+    /// Stops every stream: inputs interrupted at once, frames in flight drained, outputs finalized. Thread-safe,
+    /// callable from a signal-handling queue, before or during `start()`.
+    public func stop() {
+        lock.lock()
+        stopped = true
+        let all = streams
+        lock.unlock()
+        for s in all { s.stop() }
+    }
+
+    /// Current figures of every stream (thread-safe).
+    public func status() -> [LiveStreamStatus] {
+        lock.lock(); let all = streams; lock.unlock()
+        return all.map { $0.status() }
+    }
+
+    private var statsTimer: DispatchSourceTimer?
+
+    private func startStatsTimer() {
+        guard options.statsInterval > 0, jsonl != nil else { return }
+        let t = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "fpnstream.live.stats"))
+        t.schedule(deadline: .now() + options.statsInterval, repeating: options.statsInterval)
+        t.setEventHandler { [weak self] in
+            guard let self else { return }
+            self.lock.lock(); let all = self.streams; self.lock.unlock()
+            for s in all { self.writeStats(s, final: false) }
+        }
+        t.resume()
+        statsTimer = t
+    }
+
+    private func writeStats(_ s: LiveStreamRun, final: Bool) {
+        guard let jsonl else { return }
+        jsonl.write(type: "stats", StatsRecord(s.intervalStatus(final: final)))
+    }
+}
+
+/// One stream: its live source, pipeline, latency figures.
+final class LiveStreamRun: @unchecked Sendable {
+    let stream: Int
+    let live: LiveSource
+    let writerNote: String?
+    private let pipeline: Pipeline
+    private let figures: LiveFigures
+    private let done = DispatchSemaphore(value: 0)
+    private var failure: Error?
+
+    init(stream: Int, input: String, options: LiveRunOptions, jsonl: JSONLLineWriter?) throws {
+        self.stream = stream
+        let figures = LiveFigures(stream: stream)
+        self.figures = figures
+        let live = try LiveSource(location: input, options: options.source, onEvent: { event in
+            figures.note(event)
+            jsonl?.write(type: "event", StreamTagged(stream: stream, body: event))
+        })
+        self.live = live
+        figures.source = live.source
+        try live.open()
+
+        var writer: VideoWriter?
+        if let out = options.output(forStream: stream), let m = live.metadata {
+            // Stream time is in seconds with µs-precise gaps; a 1/90000 time base keeps it exact in any container.
+            writer = try VideoWriter(location: out, size: m.size, frameRate: m.frameRate ?? Rational(25, 1),
+                                     timeBase: Rational(1, 90000), options: options.encoder)
+        }
+        writerNote = writer?.note.map { "\(writer!.output): \($0)" }
+
+        let q = QueueOptions(capacity: options.queueCapacity, policy: options.dropPolicy)
+        var detector = options.makeDetector()
+        if options.debugStageDelayMs > 0 { detector = DelayedDetector(inner: detector, delayMs: options.debugStageDelayMs) }
+        var builder = Pipeline.from(LivePictureSource(live: live),
+                                    options: PipelineOptions(queueCapacity: 4, label: "fpnstream.live\(stream)"))
+            .then(ConvertStage(), queue: q)
+            .then(DetectStage(detector: detector), queue: q)
+        if let n = options.maxFrames {
+            builder = builder.then(FrameLimitStage(limit: n, onLimit: { live.stop() }))
+        }
+        if let writer { builder = builder.tap(VideoSink(writer: writer)) }
+        pipeline = builder.sink(FrameLineSink(stream: stream, jsonl: jsonl, figures: figures))
+        figures.metrics = { [weak pipeline] in pipeline?.metrics() ?? [] }
+    }
+
+    func start() {
+        pipeline.start()
+        // After start: a DispatchGroup with nothing entered notifies at once.
+        pipeline.notify { [self] report in
+            if let e = report.completion.error { failure = e } else if let f = live.failure { failure = f }
+            done.signal()
+        }
+    }
+
+    func stop() {
+        live.stop()
+        pipeline.cancel(.drain)
+    }
+
+    /// Blocks until the pipeline finished; returns why it failed (nil = stopped or finished normally).
+    func waitUntilDone() -> Error? {
+        done.wait()
+        done.signal()
+        return failure
+    }
+
+    func status() -> LiveStreamStatus { figures.status(live: live.stats, total: true) }
+    func intervalStatus(final: Bool) -> (LiveStreamStatus, LatencyHistogram, Double, Bool) {
+        figures.interval(live: live.stats, final: final)
+    }
+}
+
+/// Latency and state of one stream, shared by its sink (writer) and the stats timer (reader).
+final class LiveFigures: @unchecked Sendable {
+    let stream: Int
+    var source = ""
+    var metrics: () -> [StageMetrics] = { [] }
+    private let lock = NSLock()
+    private var connected = false
+    private var total = LatencyHistogram()
+    private var window = LatencyHistogram()
+    private var processed = 0
+    private var windowProcessed = 0
+    private var windowStart = Date().timeIntervalSince1970
+
+    init(stream: Int) { self.stream = stream }
+
+    func note(_ e: LiveEvent) {
+        lock.lock(); defer { lock.unlock() }
+        if e.event == .connected { connected = true }
+        if e.event == .disconnected || e.event == .gaveUp { connected = false }
+    }
+
+    func frameDone(latencyMs: Double) {
+        lock.lock(); defer { lock.unlock() }
+        total.record(ms: latencyMs)
+        window.record(ms: latencyMs)
+        processed += 1
+        windowProcessed += 1
+    }
+
+    func status(live: LiveSourceStats, total wantTotal: Bool) -> LiveStreamStatus {
+        let dropped = metrics().reduce(0) { $0 + $1.drops }
+        lock.lock(); defer { lock.unlock() }
+        return LiveStreamStatus(stream: stream, source: source, connected: connected, live: live,
+                                processed: processed, dropped: dropped, latency: total)
+    }
+
+    /// Status plus the latency of the frames since the previous call, the window length (s), and `final`.
+    func interval(live: LiveSourceStats, final: Bool) -> (LiveStreamStatus, LatencyHistogram, Double, Bool) {
+        let s = status(live: live, total: true)
+        lock.lock(); defer { lock.unlock() }
+        let now = Date().timeIntervalSince1970
+        let w = final ? total : window
+        let seconds = final ? 0 : now - windowStart
+        window = LatencyHistogram()
+        windowProcessed = 0
+        windowStart = now
+        return (s, w, seconds, final)
+    }
+}
+
+/// `LiveSource` as the pipeline's source: pictures, not yet converted.
+final class LivePictureSource: Source {
+    let live: LiveSource
+    init(live: LiveSource) { self.live = live }
+    var name: String { "input" }
+    func next() throws -> DecodedPicture? { live.nextPicture() }
+    func interrupt() { live.stop() }
+}
+
+/// Test hook: a detector that first sleeps (a slow model without a model).
+struct DelayedDetector: FrameDetector {
+    var inner: any FrameDetector
+    let delayMs: Double
+    var name: String { inner.name }
+    mutating func detect(_ frame: Frame, into result: inout FrameResult) throws {
+        usleep(useconds_t(delayMs * 1000))
+        try inner.detect(frame, into: &result)
+    }
+}
+
+/// Passes the first `limit` frames, stops the input on the last one, and swallows frames still in flight, so
+/// `--max-frames N` gives exactly N frame lines and video frames.
+struct FrameLimitStage: Stage {
+    let limit: Int
+    let onLimit: () -> Void
+    private var passed = 0
+    init(limit: Int, onLimit: @escaping () -> Void) { self.limit = limit; self.onLimit = onLimit }
+    var name: String { "limit" }
+    mutating func process(_ input: AnalyzedFrame) throws -> AnalyzedFrame? {
+        guard passed < limit else { return nil }
+        passed += 1
+        if passed == limit { onLimit() }
+        return input
+    }
+}
+
+/// The last stage: one frame line per processed frame, with capture wall time and end-to-end latency.
+struct FrameLineSink: Sink {
+    let stream: Int
+    let jsonl: JSONLLineWriter?
+    let figures: LiveFigures
+    var name: String { "output" }
+
+    func consume(_ input: AnalyzedFrame) throws {
+        let now = Date().timeIntervalSince1970
+        let latencyMs = (now - input.result.info.wallTime) * 1000
+        figures.frameDone(latencyMs: latencyMs)
+        jsonl?.write(type: "frame", LiveFrameRecord(stream: stream, result: input.result, latencyMs: latencyMs))
+    }
+}

@@ -1,0 +1,267 @@
+import ArgumentParser
+import FPNCore
+import FPNStream
+import Foundation
+import MediaIO
+import StagePipeline
+
+/// `fpnstream tail URL… [-o OUT] [--jsonl FILE]`: live streams with reconnect, bounded latency and clean shutdown.
+struct TailCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tail",
+        abstract: "Follow live streams (RTSP, RTMP, HTTP/HLS, UDP/MPEG-TS, V4L2): reconnect, bounded latency, JSONL.",
+        discussion: """
+            Each URL is an independent stream (its own reconnects, counters and detector state). Stalls are detected
+            with a deadline on every FFmpeg call (--stall-timeout); a server that closes the connection counts as a
+            disconnect; reconnects back off exponentially with jitter, forever unless --reconnect-attempts. When
+            inference is slower than the camera, old frames are dropped (keep-latest) so results stay current.
+            JSONL gets frame lines (with wall_time and latency_ms), event lines (connected, disconnected,
+            reconnecting, reconnected, gave_up) and periodic stats lines; see docs/live.md and docs/jsonl.md.
+            SIGINT/SIGTERM: inputs stop at once, frames in flight are drained, JSONL flushed, videos finalized, exit 0.
+
+            Examples:
+              fpnstream tail rtsp://127.0.0.1:8554/test --jsonl - --quiet
+              fpnstream tail 'rtsp://user:pass@cam/stream' --rtsp-transport udp -o cam.mkv --jsonl cam.jsonl
+              fpnstream tail rtsp://cam1/s rtsp://cam2/s -o 'out/cam{stream}.mp4' --jsonl out/cams.jsonl
+              fpnstream tail udp://@:5000 --max-fps 5 --jsonl -
+              fpnstream tail /dev/video0 --input-option video_size=640x480
+
+            Exit status: 0 stopped by SIGINT/SIGTERM, --duration or --max-frames, outputs finalized; 1 a stream could
+            not connect or gave up reconnecting, or an output failed; 2 usage error.
+            """
+    )
+
+    @Argument(help: "Live inputs: rtsp://, rtmp://, http(s)://…(.m3u8), udp://, srt://, /dev/videoN.")
+    var urls: [String]
+
+    @Option(name: .shortAndLong, help: ArgumentHelp(
+        "Annotated video output (path or URL); with several URLs it must contain {stream}.", valueName: "out"))
+    var output: String?
+
+    @Option(help: ArgumentHelp("JSONL output for frame, event and stats lines ('-' = stdout).", valueName: "file"))
+    var jsonl: String?
+
+    @Option(help: ArgumentHelp("RTSP transport: tcp (default) or udp.", valueName: "tcp|udp"))
+    var rtspTransport: String = "tcp"
+
+    @Option(help: ArgumentHelp("Seconds to connect and probe a stream.", valueName: "s"))
+    var openTimeout: Double = 10
+
+    @Option(help: ArgumentHelp("Watchdog: no frame for this many seconds → reconnect.", valueName: "s"))
+    var stallTimeout: Double = 5
+
+    @Option(help: ArgumentHelp("First reconnect delay.", valueName: "s"))
+    var reconnectDelay: Double = 0.5
+
+    @Option(help: ArgumentHelp("Largest reconnect delay.", valueName: "s"))
+    var reconnectMaxDelay: Double = 10
+
+    @Option(help: ArgumentHelp("Reconnect delay growth per failed attempt.", valueName: "x"))
+    var reconnectMultiplier: Double = 2
+
+    @Option(help: ArgumentHelp("Relative jitter of reconnect delays (0.2 = ±20 %).", valueName: "f"))
+    var reconnectJitter: Double = 0.2
+
+    @Option(help: ArgumentHelp("Give up after this many failed reconnect attempts in a row (default: never).",
+                               valueName: "n"))
+    var reconnectAttempts: Int?
+
+    @Flag(help: "Keep retrying when a stream cannot connect at start (default: that is an error).")
+    var waitForSource = false
+
+    @Option(help: ArgumentHelp("When inference falls behind: keep-latest (default), drop-oldest, drop-newest, block.",
+                               valueName: "policy"))
+    var dropPolicy: String = "keep-latest"
+
+    @Option(help: ArgumentHelp("Frames that may wait in front of conversion and inference (keep-latest: 1).",
+                               valueName: "n"))
+    var queueSize: Int?
+
+    @Option(help: ArgumentHelp("Analyze at most this many frames per second of stream time.", valueName: "fps"))
+    var maxFps: Double?
+
+    @Option(help: ArgumentHelp("Seconds between stats lines in the JSONL (and plain status lines when stderr is not a terminal); 0 = none.",
+                               valueName: "s"))
+    var statsInterval: Double = 5
+
+    @Option(help: ArgumentHelp("Stop after this many seconds.", valueName: "s"))
+    var duration: Double?
+
+    @Option(help: "Stop each stream after this many processed frames.")
+    var maxFrames: Int?
+
+    @Option(name: .customLong("input-option"), parsing: .singleValue,
+            help: ArgumentHelp("FFmpeg input option KEY=VALUE (repeatable), e.g. video_size=640x480.",
+                               valueName: "key=value"))
+    var inputOptions: [String] = []
+
+    @Option(help: ArgumentHelp("Video encoder (default: libx264, falling back to what this FFmpeg has).",
+                               valueName: "name"))
+    var encoder: String?
+
+    @Option(help: "H.264 constant rate factor.")
+    var crf: Int = 23
+
+    @Option(help: "x264 preset.")
+    var preset: String = "veryfast"
+
+    @Option(help: ArgumentHelp("Output container when the name does not tell (e.g. matroska, mpegts).", valueName: "name"))
+    var format: String?
+
+    @Option(help: ArgumentHelp("FFmpeg's own log level: quiet, error, warning, info, verbose, debug.", valueName: "level"))
+    var ffmpegLog: String = "quiet"
+
+    @Flag(name: .shortAndLong, help: "No status line and no summary; errors only.")
+    var quiet = false
+
+    @Option(help: .hidden)
+    var debugStageDelayMs: Double = 0
+
+    func validate() throws {
+        guard RTSPTransport(rawValue: rtspTransport) != nil else {
+            throw ValidationError("--rtsp-transport \(rtspTransport): expected tcp or udp")
+        }
+        guard Self.policy(dropPolicy) != nil else {
+            throw ValidationError("--drop-policy \(dropPolicy): expected keep-latest, drop-oldest, drop-newest or block")
+        }
+        if let q = queueSize, q < 1 { throw ValidationError("--queue-size must be at least 1") }
+        if dropPolicy == "keep-latest", let q = queueSize, q != 1 {
+            throw ValidationError("--drop-policy keep-latest keeps exactly one frame; use drop-oldest with --queue-size \(q)")
+        }
+        if let f = maxFps, !(f > 0) { throw ValidationError("--max-fps must be > 0") }
+        if let n = maxFrames, n <= 0 { throw ValidationError("--max-frames must be positive") }
+        if let d = duration, !(d > 0) { throw ValidationError("--duration must be > 0") }
+        if let n = reconnectAttempts, n < 0 { throw ValidationError("--reconnect-attempts must be >= 0") }
+        if statsInterval < 0 { throw ValidationError("--stats-interval must be >= 0") }
+        if output == "-" && jsonl == "-" { throw ValidationError("-o - and --jsonl - cannot both use stdout") }
+        if urls.count > 1, let o = output, !o.contains("{stream}") {
+            throw ValidationError("-o \(o): with several URLs the output must contain {stream} (e.g. cam{stream}.mp4)")
+        }
+        for o in inputOptions where !o.contains("=") { throw ValidationError("--input-option \(o): expected KEY=VALUE") }
+        guard FFmpegLogLevel.named(ffmpegLog) != nil else {
+            throw ValidationError("--ffmpeg-log \(ffmpegLog): expected one of \(FFmpegLogLevel.names.joined(separator: ", "))")
+        }
+        var o = LiveSourceOptions()
+        o.openTimeout = openTimeout
+        o.stallTimeout = stallTimeout
+        o.reconnect = reconnectPolicy
+        do { try o.validate() } catch { throw ValidationError("\(error)") }
+    }
+
+    /// keep-latest = drop-oldest with one slot.
+    static func policy(_ name: String) -> DropPolicy? {
+        name == "keep-latest" ? .dropOldest : DropPolicy(rawValue: name)
+    }
+
+    var reconnectPolicy: ReconnectPolicy {
+        ReconnectPolicy(initialDelay: reconnectDelay, maxDelay: reconnectMaxDelay, multiplier: reconnectMultiplier,
+                        jitter: reconnectJitter, maxAttempts: reconnectAttempts)
+    }
+
+    func run() throws {
+        signal(SIGPIPE, SIG_IGN)
+        FFmpegLogLevel.set(FFmpegLogLevel.named(ffmpegLog) ?? .quiet)
+
+        var options = LiveRunOptions(inputs: urls)
+        options.output = output
+        options.jsonl = jsonl
+        options.source.rtspTransport = RTSPTransport(rawValue: rtspTransport) ?? .tcp
+        options.source.openTimeout = openTimeout
+        options.source.stallTimeout = stallTimeout
+        options.source.reconnect = reconnectPolicy
+        options.source.retryInitialConnect = waitForSource
+        options.source.minFrameInterval = maxFps.map { 1 / $0 }
+        for o in inputOptions {
+            let kv = o.split(separator: "=", maxSplits: 1).map(String.init)
+            options.source.formatOptions[kv[0]] = kv.count > 1 ? kv[1] : ""
+        }
+        options.dropPolicy = Self.policy(dropPolicy) ?? .dropOldest
+        options.queueCapacity = queueSize ?? (dropPolicy == "keep-latest" ? 1 : 2)
+        options.statsInterval = statsInterval
+        options.duration = duration
+        options.maxFrames = maxFrames
+        options.debugStageDelayMs = debugStageDelayMs
+        options.encoder = EncoderOptions(encoder: encoder, crf: crf, preset: preset, format: format)
+
+        let runner: LiveRunner
+        do { runner = try LiveRunner(options: options) } catch {
+            throw CLIFailure(message: redactCredentials("\(error)"), status: ExitStatus.runtimeError)
+        }
+        let trap = SignalTrap { _ in runner.stop() }
+        do { try runner.start() } catch {
+            runner.stop()
+            _ = runner.wait()
+            throw CLIFailure(message: redactCredentials("\(error)"), status: ExitStatus.runtimeError)
+        }
+        for note in runner.notes { info("note: \(note)") }
+        let status = quiet ? nil : LiveStatusLine(runner: runner, interval: statsInterval)
+        let results = runner.wait()
+        status?.finish()
+
+        var failed = false
+        for r in results {
+            let s = r.status
+            if !quiet {
+                info("\(s.source): \(s.processed) frames processed, \(s.dropped) dropped, \(s.live.decodeErrors) decode errors, "
+                     + "\(s.live.reconnects) reconnects" + String(format: ", latency p50 %.0f ms p95 %.0f ms max %.0f ms",
+                       s.latency.percentile(0.5), s.latency.percentile(0.95), s.latency.maxMs))
+            }
+            if let f = r.failure {
+                failed = true
+                FileHandle.standardError.write(Data("fpnstream: \(redactCredentials("\(f)"))\n".utf8))
+            }
+        }
+        withExtendedLifetime(trap) {}
+        if failed { throw ExitCode(ExitStatus.runtimeError) }
+    }
+
+    private func info(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+}
+
+/// The live status on stderr: redrawn every half second on a terminal, a plain line every `interval` s otherwise.
+/// `cam0 ● 25.0 fps  lat 41/63 ms  drop 12  err 0  reconn 1`
+final class LiveStatusLine: @unchecked Sendable {
+    private let timer: DispatchSourceTimer
+    private let tty: Bool
+    private var last: [Int: Int] = [:]
+    private var lastTime = Date().timeIntervalSince1970
+    private var drew = false
+
+    init(runner: LiveRunner, interval: Double) {
+        tty = isatty(STDERR_FILENO) == 1
+        timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "fpnstream.live.status"))
+        let period = tty ? 0.5 : max(interval, 1)
+        guard tty || interval > 0 else { return }
+        timer.schedule(deadline: .now() + period, repeating: period)
+        timer.setEventHandler { [weak self, weak runner] in
+            guard let self, let runner else { return }
+            self.draw(runner.status())
+        }
+        timer.resume()
+    }
+
+    private func draw(_ all: [LiveStreamStatus]) {
+        let now = Date().timeIntervalSince1970
+        let dt = max(1e-3, now - lastTime)
+        lastTime = now
+        let parts = all.map { s -> String in
+            let fps = Double(s.processed - (last[s.stream] ?? 0)) / dt
+            last[s.stream] = s.processed
+            return String(format: "#%d %@ %.1f fps  lat p50 %.0f p95 %.0f ms  drop %d  err %d  reconn %d",
+                          s.stream, s.connected ? "●" : "○", fps, s.latency.percentile(0.5), s.latency.percentile(0.95),
+                          s.dropped, s.live.decodeErrors, s.live.reconnects)
+        }
+        let line = parts.joined(separator: " | ")
+        if tty {
+            FileHandle.standardError.write(Data(("\r" + line + "\u{1B}[K").utf8))
+            drew = true
+        } else {
+            FileHandle.standardError.write(Data(("status: " + line + "\n").utf8))
+        }
+    }
+
+    func finish() {
+        timer.cancel()
+        if tty && drew { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+}

@@ -1,0 +1,214 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// `fpnstream tail` end to end: the built binary against scripts/rtsp-server on loopback.
+final class TailCommandTests: XCTestCase {
+    private var server: RTSPTestServer?
+    private var tail: Process?
+    private var dir: URL!
+
+    override func setUpWithError() throws {
+        dir = TestPaths.temporaryDirectory("tail")
+    }
+
+    override func tearDown() {
+        if let t = tail, t.isRunning { t.terminate(); t.waitUntilExit() }
+        server?.stop()
+        try? FileManager.default.removeItem(at: dir)
+        super.tearDown()
+    }
+
+    private func binary() throws -> String {
+        guard let b = ExternalTools.builtProduct("fpnstream") else { throw XCTSkip("fpnstream not built (swift build)") }
+        return b
+    }
+
+    private func startServer(_ args: [String] = []) throws -> RTSPTestServer {
+        let s = RTSPTestServer(arguments: args)
+        do { try s.start() } catch let e as RTSPTestServer.Unavailable { throw XCTSkip(e.description) }
+        server = s
+        return s
+    }
+
+    /// Starts `fpnstream tail ARGS` in the background; stderr goes to `dir/stderr.txt`.
+    private func startTail(_ args: [String]) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: try binary())
+        p.arguments = ["tail"] + args
+        let err = dir.appendingPathComponent("stderr.txt")
+        FileManager.default.createFile(atPath: err.path, contents: nil)
+        p.standardError = try FileHandle(forWritingTo: err)
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        tail = p
+        return p
+    }
+
+    private var stderrText: String { (try? String(contentsOf: dir.appendingPathComponent("stderr.txt"), encoding: .utf8)) ?? "" }
+
+    /// Parsed JSONL lines; fails the test on a line that is not a whole JSON object.
+    private func lines(_ url: URL, file: StaticString = #filePath, line: UInt = #line) -> [[String: Any]] {
+        guard let text = try? String(contentsOf: url, encoding: .utf8) else { return [] }
+        var out: [[String: Any]] = []
+        let parts = text.split(separator: "\n", omittingEmptySubsequences: false)
+        for (i, l) in parts.enumerated() where !l.isEmpty {
+            guard let obj = try? JSONSerialization.jsonObject(with: Data(l.utf8)) as? [String: Any] else {
+                // A line still being written can only be the last one while the process runs.
+                if i == parts.count - 1 && tail?.isRunning == true { continue }
+                XCTFail("not a whole JSON line: \(l.prefix(200))", file: file, line: line)
+                continue
+            }
+            out.append(obj)
+        }
+        return out
+    }
+
+    /// Polls the JSONL (every 50 ms, at most `timeout` s) until `condition` holds.
+    @discardableResult
+    private func waitFor(_ url: URL, timeout: Double = 20, _ condition: ([[String: Any]]) -> Bool) -> [[String: Any]] {
+        let end = Date().addingTimeInterval(timeout)
+        var l = lines(url)
+        while !condition(l) && Date() < end && tail?.isRunning != false {
+            usleep(50_000)
+            l = lines(url)
+        }
+        return l
+    }
+
+    private func frames(_ l: [[String: Any]]) -> [[String: Any]] { l.filter { $0["type"] as? String == "frame" } }
+    private func events(_ l: [[String: Any]], _ name: String) -> [[String: Any]] {
+        l.filter { $0["type"] as? String == "event" && $0["event"] as? String == name }
+    }
+
+    private func waitExit(_ p: Process, timeout: Double = 20) -> Bool {
+        let done = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async { p.waitUntilExit(); done.signal() }
+        return done.wait(timeout: .now() + timeout) == .success
+    }
+
+    // MARK: - Tests
+
+    func testReconnectsAfterRestartAndStallWithContinuingIndices() throws {
+        let s = try startServer()
+        let out = dir.appendingPathComponent("out.jsonl")
+        let p = try startTail([s.url, "--jsonl", out.path, "--stall-timeout", "1", "--reconnect-delay", "0.2",
+                               "--reconnect-max-delay", "0.5", "--stats-interval", "0.5", "--quiet"])
+        waitFor(out) { self.frames($0).count >= 5 }
+        try s.restart()                                         // killed and back on the same port
+        waitFor(out) { !self.events($0, "reconnected").isEmpty && self.frames($0).count >= 10 }
+        s.freeze()                                              // SIGSTOP: connection open, nothing sent
+        waitFor(out) { self.events($0, "disconnected").count >= 2 }
+        s.thaw()
+        let l = waitFor(out) { self.events($0, "reconnected").count >= 2 }
+        p.terminate()
+        XCTAssertTrue(waitExit(p))
+        XCTAssertEqual(p.terminationStatus, 0, stderrText)
+
+        let all = lines(out)
+        let reasons = events(all, "disconnected").compactMap { $0["reason"] as? String }
+        XCTAssertEqual(reasons.first, "end of stream", "\(reasons)")
+        XCTAssertEqual(reasons.dropFirst().first, "stalled: no frame for 1.0 s", "\(reasons)")
+        XCTAssertEqual(events(l, "reconnected").count, 2)
+        for r in events(all, "reconnected") { XCTAssertGreaterThan(r["gap_s"] as? Double ?? 0, 0) }
+        // Frame indices continue across both outages, without repeats; stream time only increases.
+        let f = frames(all)
+        let indices = f.compactMap { $0["index"] as? Int }
+        XCTAssertEqual(indices, Array(0..<indices.count))
+        let pts = f.compactMap { $0["pts"] as? Double }
+        XCTAssertEqual(pts.count, f.count)
+        XCTAssertTrue(zip(pts, pts.dropFirst()).allSatisfy { $0 < $1 })
+        let last = try XCTUnwrap(all.last)
+        XCTAssertEqual(last["type"] as? String, "stats")
+        XCTAssertEqual(last["final"] as? Bool, true)
+        XCTAssertEqual(last["reconnects"] as? Int, 2)
+    }
+
+    /// Inference 3x slower than the camera (25 fps → 120 ms per frame): keep-latest holds latency at about one
+    /// inference time plus a frame, counting drops; `block` (control) lets it grow without bound.
+    func testSlowInferenceKeepsLatencyBoundedAndCountsDrops() throws {
+        let s = try startServer()
+        let stageMs = 120.0, frameMs = 40.0, queue = 1.0
+        // A frame waits at most `queue` stage times in front of inference and one frame interval in the
+        // source/convert hand-off, then takes one stage time; 2 frame intervals cover decode and conversion.
+        let bound = (queue + 1) * stageMs + 2 * frameMs
+
+        func run(_ policy: String) throws -> (maxLatency: Double, dropped: Int, processed: Int) {
+            let out = dir.appendingPathComponent("\(policy).jsonl")
+            let p = try startTail([s.url, "--jsonl", out.path, "--debug-stage-delay-ms", String(stageMs),
+                                   "--drop-policy", policy, "--max-frames", "20", "--quiet"])
+            XCTAssertTrue(waitExit(p, timeout: 30))
+            XCTAssertEqual(p.terminationStatus, 0, stderrText)
+            let all = lines(out)
+            let latencies = frames(all).compactMap { $0["latency_ms"] as? Double }
+            XCTAssertEqual(latencies.count, 20)
+            let final = try XCTUnwrap(all.last { $0["type"] as? String == "stats" })
+            return (latencies.max() ?? 0, final["dropped"] as? Int ?? -1, final["processed"] as? Int ?? -1)
+        }
+
+        let latest = try run("keep-latest")
+        XCTAssertLessThanOrEqual(latest.maxLatency, bound)
+        XCTAssertGreaterThanOrEqual(latest.maxLatency, stageMs, "latency includes the inference time")
+        XCTAssertGreaterThan(latest.dropped, 20, "about 2 of 3 frames must be dropped")
+        XCTAssertEqual(latest.processed, 20)
+
+        let blocking = try run("block")
+        XCTAssertEqual(blocking.dropped, 0)
+        XCTAssertGreaterThan(blocking.maxLatency, 2 * bound, "control: without dropping, frames pile up")
+    }
+
+    func testSIGTERMDrainsAndFinalizesOutputsAndExitsZero() throws {
+        let s = try startServer()
+        let out = dir.appendingPathComponent("out.jsonl")
+        let video = dir.appendingPathComponent("out.mp4")
+        let p = try startTail([s.url, "--jsonl", out.path, "-o", video.path, "--debug-stage-delay-ms", "20", "--quiet"])
+        waitFor(out) { self.frames($0).count >= 15 }
+        let t0 = Date()
+        p.terminate()
+        XCTAssertTrue(waitExit(p, timeout: 10))
+        let seconds = Date().timeIntervalSince(t0)
+        XCTAssertEqual(p.terminationStatus, 0, stderrText)
+        XCTAssertLessThan(seconds, 2, "shutdown must finish within 2 s")
+
+        let all = lines(out)                          // every line whole (checked inside)
+        let n = frames(all).count
+        XCTAssertGreaterThanOrEqual(n, 15)
+        XCTAssertEqual(all.last?["type"] as? String, "stats")
+        XCTAssertEqual(all.last?["processed"] as? Int, n)
+        // The MP4 is finalized (moov written): ffprobe decodes every frame line's frame.
+        let probe = try ExternalTools.run("ffprobe", ["-v", "error", "-count_frames", "-select_streams", "v:0",
+                                                      "-show_entries", "stream=codec_name,nb_read_frames",
+                                                      "-of", "csv=p=0", video.path])
+        XCTAssertEqual(probe.status, 0, probe.stderr)
+        XCTAssertEqual(probe.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines), "h264,\(n)")
+    }
+
+    func testUDPTransportWithCredentialsNeverLeaksThem() throws {
+        let s = try startServer(["--protocols", "udp"])
+        let withCreds = s.url.replacingOccurrences(of: "rtsp://", with: "rtsp://admin:s3cr3t@")
+        let out = dir.appendingPathComponent("out.jsonl")
+        let p = try startTail([withCreds, "--rtsp-transport", "udp", "--jsonl", out.path, "--max-frames", "10"])
+        XCTAssertTrue(waitExit(p))
+        XCTAssertEqual(p.terminationStatus, 0, stderrText)
+        let text = try String(contentsOf: out, encoding: .utf8)
+        XCTAssertEqual(frames(lines(out)).count, 10)
+        XCTAssertFalse(text.contains("s3cr3t") || text.contains("admin"), "credentials in JSONL")
+        XCTAssertFalse(stderrText.contains("s3cr3t") || stderrText.contains("admin"), "credentials on stderr")
+        XCTAssertTrue(text.contains("rtsp://***@127.0.0.1:\(s.port)/test"))
+    }
+
+    func testUnreachableURLFailsOnceWithARedactedMessage() throws {
+        let out = dir.appendingPathComponent("out.jsonl")
+        let p = try startTail(["rtsp://user:pw@127.0.0.1:1/cam", "--jsonl", out.path, "--open-timeout", "2"])
+        XCTAssertTrue(waitExit(p))
+        XCTAssertEqual(p.terminationStatus, 1)
+        let err = stderrText.split(separator: "\n").filter { $0.hasPrefix("fpnstream:") }
+        XCTAssertEqual(err.count, 1, stderrText)
+        XCTAssertTrue(err.first?.contains("rtsp://***@127.0.0.1:1/cam") == true, stderrText)
+        XCTAssertFalse(stderrText.contains("pw@"))
+
+        let bad = try startTail(["rtsp://x/y", "--drop-policy", "newest"])
+        XCTAssertTrue(waitExit(bad))
+        XCTAssertEqual(bad.terminationStatus, 2, "usage error")
+    }
+}
