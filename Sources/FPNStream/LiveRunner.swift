@@ -93,8 +93,9 @@ public final class LiveRunner: @unchecked Sendable {
         jsonl = try options.jsonl.map { try JSONLLineWriter(location: $0) }
     }
 
-    /// Connects every input (a source that never connects is an error, thrown here with its redacted URL), opens the
-    /// video outputs and starts the pipelines. Returns at once; `wait()` blocks until the end.
+    /// Connects every input in turn, opening its video output and starting its pipeline as soon as it is connected.
+    /// A source that never connects is an error, thrown here with its redacted URL (call `stop()` and `wait()` then,
+    /// to end the streams already running). Returns once all are running; `wait()` blocks until the end.
     public func start() throws {
         for (i, input) in options.inputs.enumerated() {
             let run = try LiveStreamRun(stream: i, input: input, options: options, jsonl: jsonl)
@@ -103,9 +104,10 @@ public final class LiveRunner: @unchecked Sendable {
             streams.append(run)
             let stop = stopped
             lock.unlock()
+            // Start at once: a stream connected first must not buffer frames while the next one connects.
+            run.start()
             if stop { run.stop() }
         }
-        for s in streams { s.start() }
         startStatsTimer()
         if let duration = options.duration {
             DispatchQueue.global().asyncAfter(deadline: .now() + duration) { [weak self] in self?.stop() }

@@ -20,7 +20,7 @@ public struct LiveSourceOptions: Sendable {
     public var stallTimeout: Double = 5
     /// When and how often to reconnect.
     public var reconnect = ReconnectPolicy()
-    /// Low-latency input: no demuxer buffering (`fflags nobuffer`), small probe (`probesize`, `analyzeduration`),
+    /// Low-latency input: small probe (`probesize`, `analyzeduration`),
     /// `flags low_delay` on the decoder (which also turns off frame threading and its frames of delay).
     public var lowLatency = true
     /// Forces a demuxer (e.g. `"v4l2"`); nil: probed, and `v4l2` for `/dev/video*` paths.
@@ -422,7 +422,9 @@ public final class LiveSource: @unchecked Sendable {
         }
         var codec: [String: String] = [:]
         if options.lowLatency {
-            fmt["fflags"] = "nobuffer"
+            // Not `fflags nobuffer`: it throws away the packets read while probing, keyframe included, so the first
+            // frame would wait a whole GOP longer after every (re)connect. Those few packets are decoded at once and
+            // the drop policy discards what is stale.
             fmt["probesize"] = "500000"
             fmt["analyzeduration"] = "1000000"
             codec["flags"] = "low_delay"

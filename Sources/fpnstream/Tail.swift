@@ -221,7 +221,7 @@ struct TailCommand: ParsableCommand {
 /// The live status on stderr: redrawn every half second on a terminal, a plain line every `interval` s otherwise.
 /// `cam0 ● 25.0 fps  lat 41/63 ms  drop 12  err 0  reconn 1`
 final class LiveStatusLine: @unchecked Sendable {
-    private let timer: DispatchSourceTimer
+    private var timer: DispatchSourceTimer?
     private let tty: Bool
     private var last: [Int: Int] = [:]
     private var lastTime = Date().timeIntervalSince1970
@@ -229,15 +229,16 @@ final class LiveStatusLine: @unchecked Sendable {
 
     init(runner: LiveRunner, interval: Double) {
         tty = isatty(STDERR_FILENO) == 1
-        timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "fpnstream.live.status"))
-        let period = tty ? 0.5 : max(interval, 1)
         guard tty || interval > 0 else { return }
-        timer.schedule(deadline: .now() + period, repeating: period)
-        timer.setEventHandler { [weak self, weak runner] in
+        let period = tty ? 0.5 : max(interval, 1)
+        let t = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "fpnstream.live.status"))
+        t.schedule(deadline: .now() + period, repeating: period)
+        t.setEventHandler { [weak self, weak runner] in
             guard let self, let runner else { return }
             self.draw(runner.status())
         }
-        timer.resume()
+        t.resume()
+        timer = t
     }
 
     private func draw(_ all: [LiveStreamStatus]) {
@@ -261,7 +262,7 @@ final class LiveStatusLine: @unchecked Sendable {
     }
 
     func finish() {
-        timer.cancel()
+        timer?.cancel()
         if tty && drew { FileHandle.standardError.write(Data("\n".utf8)) }
     }
 }
