@@ -42,8 +42,9 @@ public enum JSONLRecord {
         }
     }
 
-    /// One `"type":"frame"` line for `result`.
-    public static func frame(_ result: FrameResult, options: Options = Options()) -> [UInt8] {
+    /// One `"type":"frame"` line for `result`; `fields` are appended (e.g. `tail`'s `stream` and `latency_ms`).
+    public static func frame(_ result: FrameResult, options: Options = Options(),
+                             fields: [(String, Value)] = []) -> [UInt8] {
         var j = JSONBuffer(capacity: 256 + result.detections.count * 96)
         j.beginObject()
         header(&j, type: "frame", source: result.info.source, wallTime: result.info.wallTime)
@@ -78,6 +79,7 @@ public enum JSONLRecord {
             for (k, v) in result.timingsMs.sorted(by: { $0.key < $1.key }) { j.key(k); j.number(v, decimals: 3) }
             j.endObject()
         }
+        for (k, v) in fields { j.key(k); j.write(v) }
         j.endObject()
         j.newline()
         return j.bytes

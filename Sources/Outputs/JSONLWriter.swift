@@ -23,9 +23,9 @@ public final class JSONLWriter: @unchecked Sendable {
     /// Number of `"type":"frame"` lines written.
     public var frameLines: Int { counts.value }
 
-    /// Writes the frame line of `result`.
-    public func writeFrame(_ result: FrameResult) throws {
-        try file.write(JSONLRecord.frame(result, options: options))
+    /// Writes the frame line of `result`, with extra `fields` appended.
+    public func writeFrame(_ result: FrameResult, fields: [(String, JSONLRecord.Value)] = []) throws {
+        try file.write(JSONLRecord.frame(result, options: options, fields: fields))
         counts.increment()
     }
 
