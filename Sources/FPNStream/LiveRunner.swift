@@ -1,6 +1,7 @@
 import FPNCore
 import Foundation
 import MediaIO
+import Outputs
 import StagePipeline
 
 /// What `LiveRunner` should do: one or more live inputs, shared JSONL, optional video per stream.
@@ -76,10 +77,10 @@ public struct LiveStreamStatus: Sendable {
 /// newest frame waits, older ones are dropped (counted), and latency stays about one inference time plus the queue
 /// (see docs/live.md "Latency"). Sinks after inference never drop. Event lines (`connected`, `disconnected`, ...)
 /// and periodic `stats` lines go to the same JSONL as frame lines. `stop()` (SIGINT/SIGTERM) interrupts every input,
-/// drains frames in flight, writes final stats, and finalizes video outputs.
+/// drains frames in flight, writes a `summary` line per stream, and finalizes video outputs.
 public final class LiveRunner: @unchecked Sendable {
     private let options: LiveRunOptions
-    private let jsonl: JSONLLineWriter?
+    private let jsonl: LiveJSONL?
     private var streams: [LiveStreamRun] = []
     private let lock = NSLock()
     private var stopped = false
@@ -90,7 +91,7 @@ public final class LiveRunner: @unchecked Sendable {
     public init(options: LiveRunOptions) throws {
         try options.validate()
         self.options = options
-        jsonl = try options.jsonl.map { try JSONLLineWriter(location: $0) }
+        jsonl = try options.jsonl.map { try LiveJSONL(path: $0) }
     }
 
     /// Connects every input in turn, opening its video output and starting its pipeline as soon as it is connected.
@@ -114,12 +115,13 @@ public final class LiveRunner: @unchecked Sendable {
         }
     }
 
-    /// Blocks until every stream ended (stopped, gave up, or `maxFrames`), writes the final stats lines and closes
+    /// Blocks until every stream ended (stopped, gave up, or `maxFrames`), writes the `summary` lines and closes
     /// the JSONL. Returns each stream's final status and failure (nil when it ended normally).
     public func wait() -> [(status: LiveStreamStatus, failure: Error?)] {
-        let results = streams.map { ($0.waitUntilDone(), $0) }
+        lock.lock(); let all = streams; lock.unlock()
+        let results = all.map { ($0.waitUntilDone(), $0) }
         statsTimer?.cancel()
-        for (_, s) in results { writeStats(s, final: true) }
+        for (_, s) in results { if let r = s.report { jsonl?.summary(s.status(), report: r) } }
         jsonl?.close()
         return results.map { (status: $0.1.status(), failure: $0.0) }
     }
@@ -149,15 +151,16 @@ public final class LiveRunner: @unchecked Sendable {
         t.setEventHandler { [weak self] in
             guard let self else { return }
             self.lock.lock(); let all = self.streams; self.lock.unlock()
-            for s in all { self.writeStats(s, final: false) }
+            for s in all { self.writeStats(s) }
         }
         t.resume()
         statsTimer = t
     }
 
-    private func writeStats(_ s: LiveStreamRun, final: Bool) {
+    private func writeStats(_ s: LiveStreamRun) {
         guard let jsonl else { return }
-        jsonl.write(type: "stats", StatsRecord(s.intervalStatus(final: final)))
+        let (status, window, seconds) = s.intervalStatus()
+        jsonl.stats(status, window: window, seconds: seconds, stages: s.metrics())
     }
 }
 
@@ -170,14 +173,16 @@ final class LiveStreamRun: @unchecked Sendable {
     private let figures: LiveFigures
     private let done = DispatchSemaphore(value: 0)
     private var failure: Error?
+    /// How the pipeline ended (set before `waitUntilDone` returns).
+    private(set) var report: PipelineReport?
 
-    init(stream: Int, input: String, options: LiveRunOptions, jsonl: JSONLLineWriter?) throws {
+    init(stream: Int, input: String, options: LiveRunOptions, jsonl: LiveJSONL?) throws {
         self.stream = stream
         let figures = LiveFigures(stream: stream)
         self.figures = figures
         let live = try LiveSource(location: input, options: options.source, onEvent: { event in
             figures.note(event)
-            jsonl?.write(type: "event", StreamTagged(stream: stream, body: event))
+            jsonl?.event(stream: stream, event)
         })
         self.live = live
         figures.source = live.source
@@ -210,6 +215,7 @@ final class LiveStreamRun: @unchecked Sendable {
         pipeline.start()
         // After start: a DispatchGroup with nothing entered notifies at once.
         pipeline.notify { [self] report in
+            self.report = report
             if let e = report.completion.error { failure = e } else if let f = live.failure { failure = f }
             done.signal()
         }
@@ -227,10 +233,9 @@ final class LiveStreamRun: @unchecked Sendable {
         return failure
     }
 
-    func status() -> LiveStreamStatus { figures.status(live: live.stats, total: true) }
-    func intervalStatus(final: Bool) -> (LiveStreamStatus, LatencyHistogram, Double, Bool) {
-        figures.interval(live: live.stats, final: final)
-    }
+    func status() -> LiveStreamStatus { figures.status(live: live.stats) }
+    func intervalStatus() -> (LiveStreamStatus, LatencyHistogram, Double) { figures.interval(live: live.stats) }
+    func metrics() -> [StageMetrics] { pipeline.metrics() }
 }
 
 /// Latency and state of one stream, shared by its sink (writer) and the stats timer (reader).
@@ -243,7 +248,6 @@ final class LiveFigures: @unchecked Sendable {
     private var total = LatencyHistogram()
     private var window = LatencyHistogram()
     private var processed = 0
-    private var windowProcessed = 0
     private var windowStart = Date().timeIntervalSince1970
 
     init(stream: Int) { self.stream = stream }
@@ -259,27 +263,25 @@ final class LiveFigures: @unchecked Sendable {
         total.record(ms: latencyMs)
         window.record(ms: latencyMs)
         processed += 1
-        windowProcessed += 1
     }
 
-    func status(live: LiveSourceStats, total wantTotal: Bool) -> LiveStreamStatus {
+    func status(live: LiveSourceStats) -> LiveStreamStatus {
         let dropped = metrics().reduce(0) { $0 + $1.drops }
         lock.lock(); defer { lock.unlock() }
         return LiveStreamStatus(stream: stream, source: source, connected: connected, live: live,
                                 processed: processed, dropped: dropped, latency: total)
     }
 
-    /// Status plus the latency of the frames since the previous call, the window length (s), and `final`.
-    func interval(live: LiveSourceStats, final: Bool) -> (LiveStreamStatus, LatencyHistogram, Double, Bool) {
-        let s = status(live: live, total: true)
+    /// Status plus the latency of the frames since the previous call and that window's length (s).
+    func interval(live: LiveSourceStats) -> (LiveStreamStatus, LatencyHistogram, Double) {
+        let s = status(live: live)
         lock.lock(); defer { lock.unlock() }
         let now = Date().timeIntervalSince1970
-        let w = final ? total : window
-        let seconds = final ? 0 : now - windowStart
+        let w = window
+        let seconds = now - windowStart
         window = LatencyHistogram()
-        windowProcessed = 0
         windowStart = now
-        return (s, w, seconds, final)
+        return (s, w, seconds)
     }
 }
 
@@ -322,7 +324,7 @@ struct FrameLimitStage: Stage {
 /// The last stage: one frame line per processed frame, with capture wall time and end-to-end latency.
 struct FrameLineSink: Sink {
     let stream: Int
-    let jsonl: JSONLLineWriter?
+    let jsonl: LiveJSONL?
     let figures: LiveFigures
     var name: String { "output" }
 
@@ -330,6 +332,6 @@ struct FrameLineSink: Sink {
         let now = Date().timeIntervalSince1970
         let latencyMs = (now - input.result.info.wallTime) * 1000
         figures.frameDone(latencyMs: latencyMs)
-        jsonl?.write(type: "frame", LiveFrameRecord(stream: stream, result: input.result, latencyMs: latencyMs))
+        jsonl?.frame(stream: stream, input.result, latencyMs: latencyMs)
     }
 }

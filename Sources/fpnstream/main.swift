@@ -7,7 +7,8 @@ struct FPNStreamCommand: ParsableCommand {
         commandName: "fpnstream",
         abstract: "Native video analytics: FFmpeg decode → FPN detector → tracker → JSONL + annotated video.",
         discussion: ExitStatus.helpText,
-        subcommands: [ProcessCommand.self, BenchCommand.self, TrackDets.self, ONNXRunCommand.self, Features.self]
+        subcommands: [ProcessCommand.self, TailCommand.self, BenchCommand.self, TrackDets.self, ONNXRunCommand.self,
+                      Features.self]
     )
 }
 

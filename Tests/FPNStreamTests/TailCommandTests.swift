@@ -106,22 +106,27 @@ final class TailCommandTests: XCTestCase {
         XCTAssertEqual(p.terminationStatus, 0, stderrText)
 
         let all = lines(out)
-        let reasons = events(all, "disconnected").compactMap { $0["reason"] as? String }
+        let reasons = events(all, "disconnected").compactMap { $0["message"] as? String }
         XCTAssertEqual(reasons.first, "end of stream", "\(reasons)")
         XCTAssertEqual(reasons.dropFirst().first, "stalled: no frame for 1.0 s", "\(reasons)")
         XCTAssertEqual(events(l, "reconnected").count, 2)
         for r in events(all, "reconnected") { XCTAssertGreaterThan(r["gap_s"] as? Double ?? 0, 0) }
-        // Frame indices continue across both outages, without repeats; stream time only increases.
+        // Frame indices continue across both outages (never restart, never repeat; gaps only where the keep-latest
+        // queue dropped a frame), and stream time only increases.
         let f = frames(all)
-        let indices = f.compactMap { $0["index"] as? Int }
-        XCTAssertEqual(indices, Array(0..<indices.count))
+        let indices = f.compactMap { $0["frame"] as? Int }
+        XCTAssertEqual(indices.count, f.count)
+        XCTAssertTrue(zip(indices, indices.dropFirst()).allSatisfy { $0 < $1 }, "\(indices)")
         let pts = f.compactMap { $0["pts"] as? Double }
         XCTAssertEqual(pts.count, f.count)
         XCTAssertTrue(zip(pts, pts.dropFirst()).allSatisfy { $0 < $1 })
         let last = try XCTUnwrap(all.last)
-        XCTAssertEqual(last["type"] as? String, "stats")
-        XCTAssertEqual(last["final"] as? Bool, true)
+        XCTAssertEqual(last["type"] as? String, "summary")
         XCTAssertEqual(last["reconnects"] as? Int, 2)
+        XCTAssertEqual(last["processed"] as? Int, f.count)
+        let dropped = try XCTUnwrap(last["dropped"] as? Int)
+        XCTAssertEqual((indices.last ?? -1) + 1, f.count + dropped, "every delivered index is processed or dropped")
+        XCTAssertFalse(all.filter { $0["type"] as? String == "stats" }.isEmpty, "periodic stats lines")
     }
 
     /// Inference 3x slower than the camera (25 fps → 120 ms per frame): keep-latest holds latency at about one
@@ -142,7 +147,7 @@ final class TailCommandTests: XCTestCase {
             let all = lines(out)
             let latencies = frames(all).compactMap { $0["latency_ms"] as? Double }
             XCTAssertEqual(latencies.count, 20)
-            let final = try XCTUnwrap(all.last { $0["type"] as? String == "stats" })
+            let final = try XCTUnwrap(all.last { $0["type"] as? String == "summary" })
             return (latencies.max() ?? 0, final["dropped"] as? Int ?? -1, final["processed"] as? Int ?? -1)
         }
 
@@ -173,8 +178,9 @@ final class TailCommandTests: XCTestCase {
         let all = lines(out)                          // every line whole (checked inside)
         let n = frames(all).count
         XCTAssertGreaterThanOrEqual(n, 15)
-        XCTAssertEqual(all.last?["type"] as? String, "stats")
+        XCTAssertEqual(all.last?["type"] as? String, "summary")
         XCTAssertEqual(all.last?["processed"] as? Int, n)
+        XCTAssertEqual(all.last?["completion"] as? String, "cancelled")
         // The MP4 is finalized (moov written): ffprobe decodes every frame line's frame.
         let probe = try ExternalTools.run("ffprobe", ["-v", "error", "-count_frames", "-select_streams", "v:0",
                                                       "-show_entries", "stream=codec_name,nb_read_frames",
