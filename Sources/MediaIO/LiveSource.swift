@@ -36,6 +36,8 @@ public struct LiveSourceOptions: Sendable {
     /// Deliver at most one frame per this many seconds of stream time (`--max-fps`); skipped frames are never
     /// converted to RGB. nil: every frame.
     public var minFrameInterval: Double?
+    /// Deliver every `frameStride`-th good frame (1 = all); the others are skipped before RGB conversion.
+    public var frameStride = 1
     /// Keep retrying when the very first connection fails (camera still booting). Default false: a source that
     /// never connected is reported as an error at once (most likely a wrong URL); after one good connection,
     /// outages are always retried per `reconnect`.
@@ -47,6 +49,8 @@ public struct LiveSourceOptions: Sendable {
     public func validate() throws {
         guard openTimeout > 0, openTimeout.isFinite else { throw LiveSourceError.badOption("open timeout must be > 0 s") }
         guard stallTimeout > 0, stallTimeout.isFinite else { throw LiveSourceError.badOption("stall timeout must be > 0 s") }
+        guard frameStride >= 1 else { throw LiveSourceError.badOption("frame stride must be at least 1") }
+        if let m = minFrameInterval, !(m >= 0) { throw LiveSourceError.badOption("max fps must be > 0") }
         try reconnect.validate()
     }
 }
@@ -139,7 +143,7 @@ public struct LiveSourceStats: Sendable, Equatable {
     public var failedAttempts = 0
     /// Outages that ended with a frame (each one `reconnected` event).
     public var reconnects = 0
-    /// Good frames not delivered because of `minFrameInterval` (max fps).
+    /// Good frames not delivered because of `frameStride` or `minFrameInterval` (max fps).
     public var skippedByRate = 0
     public init() {}
 }
@@ -186,6 +190,7 @@ public final class LiveSource: @unchecked Sendable {
     private var needsDelay = false       // the next connect is a retry (backoff first)
     private var lastDecoderErrors = 0
     private var awaitingKeyframe = false
+    private var goodFrames = 0            // undamaged frames decoded (for frameStride)
     private var lastDeliveredPTS: Double?   // decoder PTS of the last delivered frame (for minFrameInterval)
     private let converter: RGBConverter
 
@@ -244,6 +249,11 @@ public final class LiveSource: @unchecked Sendable {
             }
             if awaitingKeyframe && options.skipDamagedFrames {
                 count { $0.decodeErrors += 1; $0.damagedFramesSkipped += 1 }
+                continue
+            }
+            goodFrames += 1
+            if options.frameStride > 1 && (goodFrames - 1) % options.frameStride != 0 {
+                count { $0.skippedByRate += 1 }
                 continue
             }
             if let minInterval = options.minFrameInterval, let last = lastDeliveredPTS,

@@ -80,6 +80,9 @@ struct TailCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Analyze at most this many frames per second of stream time.", valueName: "fps"))
     var maxFps: Double?
 
+    @Option(help: ArgumentHelp("Analyze every Nth frame.", valueName: "n"))
+    var stride: Int = 1
+
     @Option(help: ArgumentHelp("Seconds between stats lines in the JSONL (and plain status lines when stderr is not a terminal); 0 = none.",
                                valueName: "s"))
     var statsInterval: Double = 5
@@ -129,6 +132,7 @@ struct TailCommand: ParsableCommand {
             throw ValidationError("--drop-policy keep-latest keeps exactly one frame; use drop-oldest with --queue-size \(q)")
         }
         if let f = maxFps, !(f > 0) { throw ValidationError("--max-fps must be > 0") }
+        if stride < 1 { throw ValidationError("--stride must be at least 1") }
         if let n = maxFrames, n <= 0 { throw ValidationError("--max-frames must be positive") }
         if let d = duration, !(d > 0) { throw ValidationError("--duration must be > 0") }
         if let n = reconnectAttempts, n < 0 { throw ValidationError("--reconnect-attempts must be >= 0") }
@@ -171,6 +175,7 @@ struct TailCommand: ParsableCommand {
         options.source.reconnect = reconnectPolicy
         options.source.retryInitialConnect = waitForSource
         options.source.minFrameInterval = maxFps.map { 1 / $0 }
+        options.source.frameStride = stride
         for o in inputOptions {
             let kv = o.split(separator: "=", maxSplits: 1).map(String.init)
             options.source.formatOptions[kv[0]] = kv.count > 1 ? kv[1] : ""

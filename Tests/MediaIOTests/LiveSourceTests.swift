@@ -257,3 +257,33 @@ final class LiveDamagedDataTests: XCTestCase {
         XCTAssertFalse(isCleanSubsequence(unfiltered.frames, of: clean.frames))
     }
 }
+
+/// `--stride` and `--max-fps` on a 25 fps fixture: frames are skipped before conversion and counted.
+final class LiveFrameRateTests: XCTestCase {
+    private func run(_ configure: (inout LiveSourceOptions) -> Void) throws -> ([Frame], LiveSourceStats) {
+        var o = LiveSourceOptions()
+        o.reconnect.maxAttempts = 0
+        configure(&o)
+        let source = try LiveSource(location: TestPaths.fixtures.appendingPathComponent("live/testsrc-clean.ts").path,
+                                    options: o)
+        var out: [Frame] = []
+        while let f = source.next() { out.append(f) }
+        return (out, source.stats)
+    }
+
+    func testStrideKeepsEveryNthFrame() throws {
+        let (frames, stats) = try run { $0.frameStride = 4 }
+        XCTAssertEqual(frames.count, 25)
+        XCTAssertEqual(stats.skippedByRate, 75)
+        XCTAssertEqual(frames.map(\.info.index), Array(0..<25), "indices count delivered frames")
+        for (a, b) in zip(frames, frames.dropFirst()) { XCTAssertEqual(b.info.pts - a.info.pts, 0.16, accuracy: 1e-6) }
+    }
+
+    func testMaxFPSSpacesFramesByStreamTime() throws {
+        let (frames, stats) = try run { $0.minFrameInterval = 1.0 / 5 }
+        XCTAssertEqual(frames.count, 20)
+        XCTAssertEqual(stats.skippedByRate, 80)
+        for (a, b) in zip(frames, frames.dropFirst()) { XCTAssertEqual(b.info.pts - a.info.pts, 0.2, accuracy: 1e-6) }
+        XCTAssertThrowsError(try LiveSource(location: "x", options: { var o = LiveSourceOptions(); o.frameStride = 0; return o }()))
+    }
+}
