@@ -100,13 +100,20 @@ public final class LiveRunner: @unchecked Sendable {
     public func start() throws {
         for (i, input) in options.inputs.enumerated() {
             let run = try LiveStreamRun(stream: i, input: input, options: options, jsonl: jsonl)
-            if let note = run.writerNote { notes.append(note) }
             lock.lock()
             streams.append(run)
-            let stop = stopped
+            var stop = stopped
             lock.unlock()
+            if stop { return }
+            do { try run.connect(options: options) } catch {
+                lock.lock(); stop = stopped; lock.unlock()
+                if stop { return }  // a signal ended a blocked connect: not an error
+                throw error
+            }
+            if let note = run.writerNote { notes.append(note) }
             // Start at once: a stream connected first must not buffer frames while the next one connects.
             run.start()
+            lock.lock(); stop = stopped; lock.unlock()
             if stop { run.stop() }
         }
         startStatsTimer()
@@ -168,26 +175,32 @@ public final class LiveRunner: @unchecked Sendable {
 final class LiveStreamRun: @unchecked Sendable {
     let stream: Int
     let live: LiveSource
-    let writerNote: String?
-    private let pipeline: Pipeline
+    private(set) var writerNote: String?
     private let figures: LiveFigures
+    private let jsonl: LiveJSONL?
+    private let lock = NSLock()
+    private var pipeline: Pipeline?
     private let done = DispatchSemaphore(value: 0)
     private var failure: Error?
-    /// How the pipeline ended (set before `waitUntilDone` returns).
+    /// How the pipeline ended (set before `waitUntilDone` returns; nil if it never started).
     private(set) var report: PipelineReport?
 
+    /// Prepares the stream; nothing is opened yet, so `stop()` works from here on (even while `connect` blocks).
     init(stream: Int, input: String, options: LiveRunOptions, jsonl: LiveJSONL?) throws {
         self.stream = stream
+        self.jsonl = jsonl
         let figures = LiveFigures(stream: stream)
         self.figures = figures
-        let live = try LiveSource(location: input, options: options.source, onEvent: { event in
+        live = try LiveSource(location: input, options: options.source, onEvent: { event in
             figures.note(event)
             jsonl?.event(stream: stream, event)
         })
-        self.live = live
         figures.source = live.source
-        try live.open()
+    }
 
+    /// Connects (throws when the source never connects), opens the video output and builds the pipeline.
+    func connect(options: LiveRunOptions) throws {
+        try live.open()
         var writer: VideoWriter?
         if let out = options.output(forStream: stream), let m = live.metadata {
             // Stream time is in seconds with µs-precise gaps; a 1/90000 time base keeps it exact in any container.
@@ -199,6 +212,7 @@ final class LiveStreamRun: @unchecked Sendable {
         let q = QueueOptions(capacity: options.queueCapacity, policy: options.dropPolicy)
         var detector = options.makeDetector()
         if options.debugStageDelayMs > 0 { detector = DelayedDetector(inner: detector, delayMs: options.debugStageDelayMs) }
+        let live = self.live
         var builder = Pipeline.from(LivePictureSource(live: live),
                                     options: PipelineOptions(queueCapacity: 4, label: "fpnstream.live\(stream)"))
             .then(ConvertStage(), queue: q)
@@ -207,14 +221,18 @@ final class LiveStreamRun: @unchecked Sendable {
             builder = builder.then(FrameLimitStage(limit: n, onLimit: { live.stop() }))
         }
         if let writer { builder = builder.tap(VideoSink(writer: writer)) }
-        pipeline = builder.sink(FrameLineSink(stream: stream, jsonl: jsonl, figures: figures))
-        figures.metrics = { [weak pipeline] in pipeline?.metrics() ?? [] }
+        let p = builder.sink(FrameLineSink(stream: stream, jsonl: jsonl, figures: figures))
+        figures.metrics = { [weak p] in p?.metrics() ?? [] }
+        lock.lock(); pipeline = p; lock.unlock()
     }
 
+    /// Starts the pipeline built by `connect`.
     func start() {
-        pipeline.start()
+        lock.lock(); let p = pipeline; lock.unlock()
+        guard let p else { done.signal(); return }
+        p.start()
         // After start: a DispatchGroup with nothing entered notifies at once.
-        pipeline.notify { [self] report in
+        p.notify { [self] report in
             self.report = report
             if let e = report.completion.error { failure = e } else if let f = live.failure { failure = f }
             done.signal()
@@ -223,11 +241,15 @@ final class LiveStreamRun: @unchecked Sendable {
 
     func stop() {
         live.stop()
-        pipeline.cancel(.drain)
+        lock.lock(); let p = pipeline; lock.unlock()
+        p?.cancel(.drain)
     }
 
-    /// Blocks until the pipeline finished; returns why it failed (nil = stopped or finished normally).
+    /// Blocks until the pipeline finished (at once if it never started); returns why it failed (nil = stopped or
+    /// finished normally).
     func waitUntilDone() -> Error? {
+        lock.lock(); let started = pipeline != nil; lock.unlock()
+        guard started else { return nil }
         done.wait()
         done.signal()
         return failure
@@ -235,7 +257,7 @@ final class LiveStreamRun: @unchecked Sendable {
 
     func status() -> LiveStreamStatus { figures.status(live: live.stats) }
     func intervalStatus() -> (LiveStreamStatus, LatencyHistogram, Double) { figures.interval(live: live.stats) }
-    func metrics() -> [StageMetrics] { pipeline.metrics() }
+    func metrics() -> [StageMetrics] { lock.lock(); defer { lock.unlock() }; return pipeline?.metrics() ?? [] }
 }
 
 /// Latency and state of one stream, shared by its sink (writer) and the stats timer (reader).
