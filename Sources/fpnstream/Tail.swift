@@ -41,20 +41,25 @@ struct TailCommand: ParsableCommand {
     @Option(help: ArgumentHelp("JSONL output for frame, event and stats lines ('-' = stdout).", valueName: "file"))
     var jsonl: String?
 
+    @Option(help: ArgumentHelp("Pipeline spec (YAML, as for process): its input.live section sets drop policy, queue "
+                               + "size and reconnect; input.stride/max_fps/max_frames and outputs apply too. Flags "
+                               + "given on the command line win.", valueName: "file"))
+    var pipeline: String?
+
     @Option(help: ArgumentHelp("RTSP transport: tcp (default) or udp.", valueName: "tcp|udp"))
     var rtspTransport: String = "tcp"
 
     @Option(help: ArgumentHelp("Seconds to connect and probe a stream.", valueName: "s"))
     var openTimeout: Double = 10
 
-    @Option(help: ArgumentHelp("Watchdog: no frame for this many seconds → reconnect.", valueName: "s"))
-    var stallTimeout: Double = 5
+    @Option(help: ArgumentHelp("Watchdog: no frame for this many seconds → reconnect (default 5).", valueName: "s"))
+    var stallTimeout: Double?
 
-    @Option(help: ArgumentHelp("First reconnect delay.", valueName: "s"))
-    var reconnectDelay: Double = 0.5
+    @Option(help: ArgumentHelp("First reconnect delay (default 0.5).", valueName: "s"))
+    var reconnectDelay: Double?
 
-    @Option(help: ArgumentHelp("Largest reconnect delay.", valueName: "s"))
-    var reconnectMaxDelay: Double = 10
+    @Option(help: ArgumentHelp("Largest reconnect delay (default 10).", valueName: "s"))
+    var reconnectMaxDelay: Double?
 
     @Option(help: ArgumentHelp("Reconnect delay growth per failed attempt.", valueName: "x"))
     var reconnectMultiplier: Double = 2
@@ -71,7 +76,7 @@ struct TailCommand: ParsableCommand {
 
     @Option(help: ArgumentHelp("When inference falls behind: keep-latest (default), drop-oldest, drop-newest, block.",
                                valueName: "policy"))
-    var dropPolicy: String = "keep-latest"
+    var dropPolicy: String?
 
     @Option(help: ArgumentHelp("Frames that may wait in front of conversion and inference (keep-latest: 1).",
                                valueName: "n"))
@@ -81,7 +86,7 @@ struct TailCommand: ParsableCommand {
     var maxFps: Double?
 
     @Option(help: ArgumentHelp("Analyze every Nth frame.", valueName: "n"))
-    var stride: Int = 1
+    var stride: Int?
 
     @Option(help: ArgumentHelp("Seconds between stats lines in the JSONL (and plain status lines when stderr is not a terminal); 0 = none.",
                                valueName: "s"))
@@ -124,15 +129,15 @@ struct TailCommand: ParsableCommand {
         guard RTSPTransport(rawValue: rtspTransport) != nil else {
             throw ValidationError("--rtsp-transport \(rtspTransport): expected tcp or udp")
         }
-        guard Self.policy(dropPolicy) != nil else {
-            throw ValidationError("--drop-policy \(dropPolicy): expected keep-latest, drop-oldest, drop-newest or block")
+        if let p = dropPolicy, Self.policy(p) == nil {
+            throw ValidationError("--drop-policy \(p): expected keep-latest, drop-oldest, drop-newest or block")
         }
         if let q = queueSize, q < 1 { throw ValidationError("--queue-size must be at least 1") }
         if dropPolicy == "keep-latest", let q = queueSize, q != 1 {
             throw ValidationError("--drop-policy keep-latest keeps exactly one frame; use drop-oldest with --queue-size \(q)")
         }
         if let f = maxFps, !(f > 0) { throw ValidationError("--max-fps must be > 0") }
-        if stride < 1 { throw ValidationError("--stride must be at least 1") }
+        if let n = stride, n < 1 { throw ValidationError("--stride must be at least 1") }
         if let n = maxFrames, n <= 0 { throw ValidationError("--max-frames must be positive") }
         if let d = duration, !(d > 0) { throw ValidationError("--duration must be > 0") }
         if let n = reconnectAttempts, n < 0 { throw ValidationError("--reconnect-attempts must be >= 0") }
@@ -147,8 +152,8 @@ struct TailCommand: ParsableCommand {
         }
         var o = LiveSourceOptions()
         o.openTimeout = openTimeout
-        o.stallTimeout = stallTimeout
-        o.reconnect = reconnectPolicy
+        o.stallTimeout = stallTimeout ?? 5
+        o.reconnect = reconnectPolicy(PipelineSpec().input.live.reconnect)
         do { try o.validate() } catch { throw ValidationError("\(error)") }
     }
 
@@ -157,34 +162,53 @@ struct TailCommand: ParsableCommand {
         name == "keep-latest" ? .dropOldest : DropPolicy(rawValue: name)
     }
 
-    var reconnectPolicy: ReconnectPolicy {
-        ReconnectPolicy(initialDelay: reconnectDelay, maxDelay: reconnectMaxDelay, multiplier: reconnectMultiplier,
-                        jitter: reconnectJitter, maxAttempts: reconnectAttempts)
+    /// Flags over the YAML's `input.live.reconnect` (whose defaults equal ours).
+    func reconnectPolicy(_ yaml: ReconnectSpec) -> ReconnectPolicy {
+        let yamlAttempts: Int? = !yaml.enabled ? 0 : (yaml.maxAttempts > 0 ? yaml.maxAttempts : nil)
+        return ReconnectPolicy(initialDelay: reconnectDelay ?? yaml.initialDelay,
+                               maxDelay: reconnectMaxDelay ?? yaml.maxDelay, multiplier: reconnectMultiplier,
+                               jitter: reconnectJitter, maxAttempts: reconnectAttempts ?? yamlAttempts)
     }
 
     func run() throws {
         signal(SIGPIPE, SIG_IGN)
         FFmpegLogLevel.set(FFmpegLogLevel.named(ffmpegLog) ?? .quiet)
 
+        var spec = PipelineSpec()
+        if let pipeline {
+            do { spec = try PipelineSpec.load(path: pipeline) } catch {
+                throw CLIFailure(message: "\(error)", status: ExitStatus.usageError)
+            }
+        }
+        let yamlLive = pipeline == nil ? nil : spec.input.live
         var options = LiveRunOptions(inputs: urls)
-        options.output = output
-        options.jsonl = jsonl
+        options.output = output ?? spec.outputs.video
+        options.jsonl = jsonl ?? spec.outputs.jsonl
         options.source.rtspTransport = RTSPTransport(rawValue: rtspTransport) ?? .tcp
         options.source.openTimeout = openTimeout
-        options.source.stallTimeout = stallTimeout
-        options.source.reconnect = reconnectPolicy
+        options.source.stallTimeout = stallTimeout ?? spec.input.live.reconnect.ioTimeout
+        options.source.reconnect = reconnectPolicy(spec.input.live.reconnect)
         options.source.retryInitialConnect = waitForSource
-        options.source.minFrameInterval = maxFps.map { 1 / $0 }
-        options.source.frameStride = stride
+        options.source.minFrameInterval = (maxFps ?? (spec.input.maxFPS > 0 ? spec.input.maxFPS : nil)).map { 1 / $0 }
+        options.source.frameStride = stride ?? spec.input.stride
         for o in inputOptions {
             let kv = o.split(separator: "=", maxSplits: 1).map(String.init)
             options.source.formatOptions[kv[0]] = kv.count > 1 ? kv[1] : ""
         }
-        options.dropPolicy = Self.policy(dropPolicy) ?? .dropOldest
-        options.queueCapacity = queueSize ?? (dropPolicy == "keep-latest" ? 1 : 2)
+        // Without flags: the YAML's live section if given, else keep-latest (one slot).
+        if let p = dropPolicy {
+            options.dropPolicy = Self.policy(p) ?? .dropOldest
+            options.queueCapacity = queueSize ?? (p == "keep-latest" ? 1 : 2)
+        } else if let yamlLive {
+            options.dropPolicy = yamlLive.dropPolicy
+            options.queueCapacity = queueSize ?? yamlLive.queueSize
+        } else {
+            options.dropPolicy = .dropOldest
+            options.queueCapacity = queueSize ?? 1
+        }
         options.statsInterval = statsInterval
         options.duration = duration
-        options.maxFrames = maxFrames
+        options.maxFrames = maxFrames ?? (spec.input.maxFrames > 0 ? spec.input.maxFrames : nil)
         options.debugStageDelayMs = debugStageDelayMs
         options.encoder = EncoderOptions(encoder: encoder, crf: crf, preset: preset, format: format)
 

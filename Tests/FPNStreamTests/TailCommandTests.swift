@@ -203,6 +203,40 @@ final class TailCommandTests: XCTestCase {
         XCTAssertTrue(text.contains("rtsp://***@127.0.0.1:\(s.port)/test"))
     }
 
+    func testPipelineYAMLLiveSectionAppliesAndFlagsWin() throws {
+        let s = try startServer()
+        let yaml = dir.appendingPathComponent("live.yaml")
+        let out = dir.appendingPathComponent("yaml.jsonl")
+        try """
+            input:
+              stride: 3
+              max_frames: 6
+              live: {drop_policy: block, queue_size: 1, reconnect: {io_timeout: 2}}
+            outputs:
+              jsonl: \(out.path)
+            """.write(to: yaml, atomically: true, encoding: .utf8)
+        let p = try startTail([s.url, "--pipeline", yaml.path, "--quiet"])
+        XCTAssertTrue(waitExit(p))
+        XCTAssertEqual(p.terminationStatus, 0, stderrText)
+        let all = lines(out)
+        XCTAssertEqual(frames(all).count, 6, "max_frames from the YAML")
+        let summary = try XCTUnwrap(all.last)
+        XCTAssertEqual(summary["dropped"] as? Int, 0, "block from the YAML never drops")
+        XCTAssertGreaterThanOrEqual(summary["skipped_by_rate"] as? Int ?? 0, 10, "stride 3 skips 2 of 3")
+
+        // A flag beats the YAML.
+        let p2 = try startTail([s.url, "--pipeline", yaml.path, "--max-frames", "2", "--quiet"])
+        XCTAssertTrue(waitExit(p2))
+        XCTAssertEqual(frames(lines(out)).count, 2)
+
+        // Bad YAML: usage error naming the file.
+        try "input: {stride: 0}\n".write(to: yaml, atomically: true, encoding: .utf8)
+        let p3 = try startTail([s.url, "--pipeline", yaml.path])
+        XCTAssertTrue(waitExit(p3))
+        XCTAssertEqual(p3.terminationStatus, 2)
+        XCTAssertTrue(stderrText.contains("live.yaml"), stderrText)
+    }
+
     func testUnreachableURLFailsOnceWithARedactedMessage() throws {
         let out = dir.appendingPathComponent("out.jsonl")
         let p = try startTail(["rtsp://user:pw@127.0.0.1:1/cam", "--jsonl", out.path, "--open-timeout", "2"])
