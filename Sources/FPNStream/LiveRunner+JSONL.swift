@@ -12,7 +12,7 @@ final class LiveJSONL: @unchecked Sendable {
     private let lock = NSLock()
     private var failed = false
 
-    init(path: String) throws { writer = try JSONLWriter(path: path) }
+    init(path: String, options: JSONLRecord.Options) throws { writer = try JSONLWriter(path: path, options: options) }
 
     func frame(stream: Int, _ result: FrameResult, latencyMs: Double) {
         write { try writer.writeFrame(result, fields: [("stream", .int(stream)),

@@ -3,6 +3,7 @@ import Foundation
 import MediaIO
 import Outputs
 import StagePipeline
+import Tracking
 
 /// What `LiveRunner` should do: one or more live inputs, shared JSONL, optional video per stream.
 public struct LiveRunOptions {
@@ -30,6 +31,10 @@ public struct LiveRunOptions {
     public var debugStageDelayMs: Double = 0
     /// Makes the detector of one stream (each stream owns its own per-stream state).
     public var makeDetector: () -> any FrameDetector = { NoDetector() }
+    /// ByteTrack settings (one tracker per stream); nil = no tracking stage.
+    public var tracker: ByteTrackConfig?
+    /// What JSONL frame lines include.
+    public var jsonlOptions = JSONLRecord.Options()
 
     public init(inputs: [String]) { self.inputs = inputs }
 
@@ -69,8 +74,8 @@ public struct LiveStreamStatus: Sendable {
 /// Runs live streams, each through its own stage pipeline, until stopped:
 ///
 /// ```
-///  LiveSource ─▶[keep latest]─▶ convert ─▶[keep latest]─▶ detect ─▶ [video] ─▶ frame line
-///  (reconnects,   cap N          (RGB24)    cap N           (model)    (tap)     (JSONL, latency)
+///  LiveSource ─▶[keep latest]─▶ convert ─▶[keep latest]─▶ detect ─▶ [track] ─▶ [video] ─▶ frame line
+///  (reconnects,   cap N          (RGB24)    cap N           (model)   (ByteTrack)  (tap)    (JSONL, latency)
 ///   events)
 /// ```
 /// The drop policy sits in front of conversion and inference, so when inference is slower than the camera the
@@ -91,7 +96,7 @@ public final class LiveRunner: @unchecked Sendable {
     public init(options: LiveRunOptions) throws {
         try options.validate()
         self.options = options
-        jsonl = try options.jsonl.map { try LiveJSONL(path: $0) }
+        jsonl = try options.jsonl.map { try LiveJSONL(path: $0, options: options.jsonlOptions) }
     }
 
     /// Connects every input in turn, opening its video output and starting its pipeline as soon as it is connected.
@@ -213,10 +218,14 @@ final class LiveStreamRun: @unchecked Sendable {
         var detector = options.makeDetector()
         if options.debugStageDelayMs > 0 { detector = DelayedDetector(inner: detector, delayMs: options.debugStageDelayMs) }
         let live = self.live
+        let tracker = try options.tracker.map {
+            try ByteTracker(config: $0.resolvingFrameRate(stream: live.metadata?.frameRate?.value))
+        }
         var builder = Pipeline.from(LivePictureSource(live: live),
                                     options: PipelineOptions(queueCapacity: 4, label: "fpnstream.live\(stream)"))
             .then(ConvertStage(), queue: q)
             .then(DetectStage(detector: detector), queue: q)
+        if let tracker { builder = builder.then(TrackStage(tracker: tracker)) }
         if let n = options.maxFrames {
             builder = builder.then(FrameLimitStage(limit: n, onLimit: { live.stop() }))
         }

@@ -175,13 +175,23 @@ struct TailCommand: ParsableCommand {
         FFmpegLogLevel.set(FFmpegLogLevel.named(ffmpegLog) ?? .quiet)
 
         var spec = PipelineSpec()
+        var fromYAML = RunOptions(input: "")  // what `process` takes from the same file (tracker, JSONL options)
         if let pipeline {
-            do { spec = try PipelineSpec.load(path: pipeline) } catch {
+            do {
+                spec = try PipelineSpec.load(path: pipeline)
+                try fromYAML.apply(spec, file: pipeline)
+            } catch {
                 throw CLIFailure(message: "\(error)", status: ExitStatus.usageError)
+            }
+            if spec.outputs.mot != nil {
+                throw CLIFailure(message: "\(pipeline): outputs.mot: not available for live streams (use process)",
+                                 status: ExitStatus.usageError)
             }
         }
         let yamlLive = pipeline == nil ? nil : spec.input.live
         var options = LiveRunOptions(inputs: urls)
+        options.tracker = fromYAML.tracker
+        options.jsonlOptions = fromYAML.jsonlOptions
         options.output = output ?? spec.outputs.video
         options.jsonl = jsonl ?? spec.outputs.jsonl
         options.source.rtspTransport = RTSPTransport(rawValue: rtspTransport) ?? .tcp

@@ -212,6 +212,7 @@ final class TailCommandTests: XCTestCase {
               stride: 3
               max_frames: 6
               live: {drop_policy: block, queue_size: 1, reconnect: {io_timeout: 2}}
+            tracker: on
             outputs:
               jsonl: \(out.path)
             """.write(to: yaml, atomically: true, encoding: .utf8)
@@ -223,6 +224,8 @@ final class TailCommandTests: XCTestCase {
         let summary = try XCTUnwrap(all.last)
         XCTAssertEqual(summary["dropped"] as? Int, 0, "block from the YAML never drops")
         XCTAssertGreaterThanOrEqual(summary["skipped_by_rate"] as? Int ?? 0, 10, "stride 3 skips 2 of 3")
+        let stages = (summary["stages"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+        XCTAssertTrue(stages.contains("track"), "tracker section → ByteTrack stage: \(stages)")
 
         // A flag beats the YAML.
         let p2 = try startTail([s.url, "--pipeline", yaml.path, "--max-frames", "2", "--quiet"])
