@@ -192,6 +192,14 @@ struct TailCommand: ParsableCommand {
         var options = LiveRunOptions(inputs: urls)
         options.tracker = fromYAML.tracker
         options.jsonlOptions = fromYAML.jsonlOptions
+        if let model = spec.model, let pipeline {
+            // Stream 0 gets the detector `apply` built (and validated); each further stream loads its own, since a
+            // detector is per-stream state.
+            let first = DetectorHandOff(fromYAML.detector)
+            options.makeDetector = {
+                first.take() ?? ((try? ONNXDetectors.detector(for: model, pipelineFile: pipeline)) ?? nil) ?? NoDetector()
+            }
+        }
         options.output = output ?? spec.outputs.video
         options.jsonl = jsonl ?? spec.outputs.jsonl
         options.source.rtspTransport = RTSPTransport(rawValue: rtspTransport) ?? .tcp
@@ -304,4 +312,12 @@ final class LiveStatusLine: @unchecked Sendable {
         timer?.cancel()
         if tty && drew { FileHandle.standardError.write(Data("\n".utf8)) }
     }
+}
+
+/// Hands out one already-built detector once (to the first stream).
+private final class DetectorHandOff: @unchecked Sendable {
+    private var detector: (any FrameDetector)?
+    private let lock = NSLock()
+    init(_ d: any FrameDetector) { detector = d }
+    func take() -> (any FrameDetector)? { lock.lock(); defer { lock.unlock() }; let d = detector; detector = nil; return d }
 }
