@@ -144,7 +144,7 @@ public enum JSONLRecord {
     private static func header(_ j: inout JSONBuffer, type: String, source: String, wallTime: Double) {
         j.key("type"); j.string(type)
         j.key("schema"); j.int(schemaVersion)
-        j.key("source"); j.string(SourceRedaction.redact(source))
+        j.key("source"); j.string(redactCredentials(source))
         j.key("wall_time"); j.number(wallTime, decimals: 6)
     }
 

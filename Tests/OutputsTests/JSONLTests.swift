@@ -73,7 +73,7 @@ final class JSONLRecordTests: XCTestCase {
         let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line)) as? [String: Any])
         XCTAssertEqual(obj["type"] as? String, "frame")
         XCTAssertEqual(obj["schema"] as? Int, 1)
-        XCTAssertEqual(obj["source"] as? String, "rtsp://admin:***@cam.local:554/live?token=***&ch=1")
+        XCTAssertEqual(obj["source"] as? String, "rtsp://***@cam.local:554/live?token=***&ch=1")
         XCTAssertEqual(obj["frame"] as? Int, 41)
         XCTAssertEqual(obj["pts"] as? Double, 1.64)
         XCTAssertEqual(obj["wall_time"] as? Double, 1764043200.25)
@@ -115,7 +115,7 @@ final class JSONLRecordTests: XCTestCase {
         XCTAssertEqual(e["event"] as? String, "reconnected")
         XCTAssertEqual(e["frame"] as? Int, 99)
         XCTAssertEqual(e["attempts"] as? Int, 2)
-        XCTAssertEqual(e["source"] as? String, "rtsp://u:***@h/x")
+        XCTAssertEqual(e["source"] as? String, "rtsp://***@h/x")
 
         var h = LatencyHistogram(); h.record(ms: 2); h.record(ms: 4)
         let stage = StageMetrics(name: "detect", count: 2, drops: 1, queueCapacity: 4, maxQueueDepth: 3, latency: h)
@@ -140,15 +140,15 @@ final class JSONLRecordTests: XCTestCase {
         XCTAssertEqual(m["decode_errors"] as? Int, 0)
     }
 
-    func testRedaction() {
-        XCTAssertEqual(SourceRedaction.redact("rtsp://admin:secret@10.0.0.2/s"), "rtsp://admin:***@10.0.0.2/s")
-        XCTAssertEqual(SourceRedaction.redact("https://TOKEN123@host/x.m3u8"), "https://***@host/x.m3u8")
-        XCTAssertEqual(SourceRedaction.redact("http://h/x?a=1&api_key=zz&Password=p#frag"),
-                       "http://h/x?a=1&api_key=***&Password=***#frag")
-        XCTAssertEqual(SourceRedaction.redact("/videos/user:pass@odd name.mp4"), "/videos/user:pass@odd name.mp4")
-        XCTAssertEqual(SourceRedaction.redact("udp://@:1234"), "udp://@:1234")
-        let once = SourceRedaction.redact("rtsp://a:b@c/d?token=x")
-        XCTAssertEqual(SourceRedaction.redact(once), once, "idempotent")
+    func testSourceIsRedactedOnEveryLineType() throws {
+        var r = try Self.sampleResult()
+        r.info.source = "rtsp://admin:secret@10.0.0.2/s?token=abc"
+        let lines = [JSONLRecord.frame(r), JSONLRecord.event("x", source: r.info.source, wallTime: 0),
+                     JSONLRecord.stats(source: r.info.source, wallTime: 0, frames: 0, fps: 0, stages: [])]
+        for l in lines {
+            let o = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(l)) as? [String: Any])
+            XCTAssertEqual(o["source"] as? String, "rtsp://***@10.0.0.2/s?token=***")
+        }
     }
 }
 
