@@ -148,9 +148,9 @@ private final class ConvProfiler: ConvolutionRunner {
         shapes = Array(repeating: [], count: count)
     }
 
-    func run(_ layer: ConvLayer, input: Tensor, workspace: Workspace) -> Tensor {
+    func run(_ layer: ConvLayer, input: Tensor, residual: Tensor?, workspace: Workspace) -> Tensor {
         let t0 = Benchmark.now()
-        let out = layer.conv(input, in: workspace)
+        let out = layer.conv(input, residual: residual, in: workspace)
         let dt = Benchmark.now() - t0
         layerTimes[layer.index].append(dt)
         flops[layer.index] = layer.conv.flops(input.shape)

@@ -69,9 +69,11 @@ final class BackboneParityTests: XCTestCase {
         let backbone = try ResNetFPNBackbone(contentsOf: try fx.writeWeights())
         final class Recorder: ConvolutionRunner {
             var keys: [String] = []
-            func run(_ layer: ConvLayer, input: Tensor, workspace: Workspace) -> Tensor {
+            var withResidual: [String] = []
+            func run(_ layer: ConvLayer, input: Tensor, residual: Tensor?, workspace: Workspace) -> Tensor {
                 keys.append(layer.key)
-                return layer.conv(input, in: workspace)
+                if residual != nil { withResidual.append(layer.key) }
+                return layer.conv(input, residual: residual, in: workspace)
             }
         }
         let recorder = Recorder()
@@ -88,6 +90,10 @@ final class BackboneParityTests: XCTestCase {
         XCTAssertEqual(recorder.keys.count, 1 + 16 + 3 + 8)
         XCTAssertEqual(recorder.keys.first, "backbone.body.conv1")
         XCTAssertTrue(recorder.keys.contains("backbone.body.layer2.0.downsample.0"))
+        // Shortcut sums ride on each block's last conv (8 BasicBlocks), top-down sums on 3 lateral convs.
+        XCTAssertEqual(recorder.withResidual.count, 8 + 3)
+        XCTAssertTrue(recorder.withResidual.contains("backbone.body.layer4.1.conv2"))
+        XCTAssertTrue(recorder.withResidual.contains("backbone.fpn.inner_blocks.0.0"))
     }
 
     /// After the first frame of a size, the forward allocates nothing, and outputs do not depend on arena reuse.

@@ -2,12 +2,14 @@ import Tensor
 
 /// Runs the convolutions of a forward pass. The default (no runner) computes every conv densely; a per-stream
 /// temporal cache (issue 7) or a profiler conforms to this to take over individual layers, identified by
-/// `ConvLayer.index`/`key`. The runner must return `layer.conv` applied to `input` (exactly, or within the
-/// cache's own tolerance) with shape `layer.conv.outputShape(input.shape)`, and must not modify `input`.
+/// `ConvLayer.index`/`key`. The runner must return `layer.conv(input, residual: residual)` =
+/// act(conv(input) + bias + residual) (exactly, or within the cache's own tolerance) with shape
+/// `layer.conv.outputShape(input.shape)`, and must not modify `input` or `residual`.
 /// Returned tensors may be owned by the runner (kept across frames); the model never writes into them.
 public protocol ConvolutionRunner: AnyObject {
-    /// `layer.conv(input)`, computed however the runner likes.
-    func run(_ layer: ConvLayer, input: Tensor, workspace: Workspace) -> Tensor
+    /// `layer.conv(input, residual: residual)`, computed however the runner likes. `residual` (output shape) is the
+    /// ResNet shortcut for a block's last conv and the upsampled top-down path for an FPN lateral conv, else nil.
+    func run(_ layer: ConvLayer, input: Tensor, residual: Tensor?, workspace: Workspace) -> Tensor
 }
 
 /// A convolution (BatchNorm folded in, activation fused) with its place in the model: the unit of work a
@@ -22,11 +24,14 @@ public final class ConvLayer: @unchecked Sendable {
 
     init(key: String, index: Int, conv: Conv2d) { self.key = key; self.index = index; self.conv = conv }
 
-    /// Runs the layer on `x` through `context`'s runner, or densely. Output from the workspace (or the runner).
+    /// act(conv(x) + bias + residual) through `context`'s runner, or densely (the residual sum is fused into the
+    /// GEMM). Output from the workspace (or the runner).
     @inline(__always)
-    func callAsFunction(_ x: Tensor, _ context: ForwardContext) -> Tensor {
-        if let runner = context.runner { return runner.run(self, input: x, workspace: context.workspace) }
-        return conv(x, in: context.workspace)
+    func callAsFunction(_ x: Tensor, residual: Tensor? = nil, _ context: ForwardContext) -> Tensor {
+        if let runner = context.runner {
+            return runner.run(self, input: x, residual: residual, workspace: context.workspace)
+        }
+        return conv(x, residual: residual, in: context.workspace)
     }
 }
 

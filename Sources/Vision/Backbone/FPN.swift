@@ -50,12 +50,11 @@ public final class FeaturePyramidNetwork: @unchecked Sendable {
         if !p6FromC5 { ctx.release(features[n - 1]) }
         results[n - 1] = layerBlocks[n - 1](last, ctx)
         for i in stride(from: n - 2, through: 0, by: -1) {
-            let lateral = innerBlocks[i](features[i], ctx)
-            ctx.release(features[i])
-            let topDown = last.upsampleNearest(height: lateral.h, width: lateral.w, in: ctx.workspace)
+            // lateral 1x1 conv + nearest-upsampled top-down path, the sum fused into the conv's GEMM.
+            let topDown = last.upsampleNearest(height: features[i].h, width: features[i].w, in: ctx.workspace)
             ctx.release(last)
-            last = lateral.add(topDown, in: ctx.workspace)
-            ctx.release(lateral); ctx.release(topDown)
+            last = innerBlocks[i](features[i], residual: topDown, ctx)
+            ctx.release(features[i]); ctx.release(topDown)
             results[i] = layerBlocks[i](last, ctx)
         }
         ctx.release(last)

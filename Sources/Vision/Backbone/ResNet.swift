@@ -2,14 +2,15 @@ import Tensor
 
 /// A residual block of torchvision's ResNet. Property names are the state-dict keys under
 /// `backbone.body.layerN.i.`: `conv1`(+`bn1`), `conv2`(+`bn2`), [`conv3`(+`bn3`)], `downsample.0`(+`downsample.1`).
-/// BatchNorm is folded into each conv and ReLU fused into its epilogue; the stride sits on `conv2` (torchvision's
-/// "ResNet v1.5"), and on `downsample.0`.
+/// BatchNorm is folded into each conv and ReLU fused into its epilogue; the block's last conv adds the shortcut in
+/// its GEMM (beta = 1) before its ReLU. The stride sits on `conv2` (torchvision's "ResNet v1.5"), and on
+/// `downsample.0`.
 public final class ResidualBlock: @unchecked Sendable {
     /// BasicBlock: 3x3/s + BN + ReLU. Bottleneck: 1x1 + BN + ReLU.
     public let conv1: ConvLayer
-    /// BasicBlock: 3x3 + BN (ReLU after the residual add). Bottleneck: 3x3/s + BN + ReLU.
+    /// BasicBlock: 3x3 + BN + shortcut + ReLU. Bottleneck: 3x3/s + BN + ReLU.
     public let conv2: ConvLayer
-    /// Bottleneck only: 1x1 expansion + BN (ReLU after the residual add).
+    /// Bottleneck only: 1x1 expansion + BN + shortcut + ReLU.
     public let conv3: ConvLayer?
     /// `downsample.0` 1x1/s conv + `downsample.1` BN, in block 0 of a stage when shape changes.
     public let downsample: ConvLayer?
@@ -22,12 +23,13 @@ public final class ResidualBlock: @unchecked Sendable {
                                   activation: .relu)
             conv2 = try load.conv(p + "conv2", in: width, out: width, kernel: 3, stride: stride, padding: 1,
                                   batchNorm: p + "bn2", bnEps: eps, activation: .relu)
-            conv3 = try load.conv(p + "conv3", in: width, out: cout, kernel: 1, batchNorm: p + "bn3", bnEps: eps)
+            conv3 = try load.conv(p + "conv3", in: width, out: cout, kernel: 1, batchNorm: p + "bn3", bnEps: eps,
+                                  activation: .relu)
         } else {
             conv1 = try load.conv(p + "conv1", in: cin, out: width, kernel: 3, stride: stride, padding: 1,
                                   batchNorm: p + "bn1", bnEps: eps, activation: .relu)
             conv2 = try load.conv(p + "conv2", in: width, out: width, kernel: 3, padding: 1,
-                                  batchNorm: p + "bn2", bnEps: eps)
+                                  batchNorm: p + "bn2", bnEps: eps, activation: .relu)
             conv3 = nil
         }
         downsample = stride != 1 || cin != cout
@@ -38,19 +40,18 @@ public final class ResidualBlock: @unchecked Sendable {
 
     /// relu(branch(x) + identity-or-downsample(x)). Does not modify `x`; the output comes from the workspace.
     func callAsFunction(_ x: Tensor, _ ctx: ForwardContext) -> Tensor {
-        var y = conv1(x, ctx)
-        let y2 = conv2(y, ctx)
-        ctx.release(y)
-        y = y2
-        if let conv3 {
-            let y3 = conv3(y, ctx)
-            ctx.release(y)
-            y = y3
-        }
         let identity = downsample.map { $0(x, ctx) } ?? x
-        // A fresh output (not in place): a runner may own `y` across frames.
-        let out = y.add(identity, activation: .relu, in: ctx.workspace)
-        ctx.release(y)
+        let y1 = conv1(x, ctx)
+        let out: Tensor
+        if let conv3 {
+            let y2 = conv2(y1, ctx)
+            ctx.release(y1)
+            out = conv3(y2, residual: identity, ctx)
+            ctx.release(y2)
+        } else {
+            out = conv2(y1, residual: identity, ctx)
+            ctx.release(y1)
+        }
         if downsample != nil { ctx.release(identity) }
         return out
     }
