@@ -80,7 +80,6 @@ struct ProcessCommand: ParsableCommand {
     func validate() throws {
         if let maxFrames, maxFrames <= 0 { throw ValidationError("--max-frames must be positive") }
         if progressInterval < 0 { throw ValidationError("--progress-interval must be >= 0") }
-        if output == "-" && jsonl == "-" { throw ValidationError("-o - and --jsonl - cannot both use stdout") }
         for o in inputOptions where !o.contains("=") {
             throw ValidationError("--input-option \(o): expected KEY=VALUE")
         }
@@ -109,8 +108,10 @@ struct ProcessCommand: ParsableCommand {
                 throw CLIFailure(message: "\(error)", status: ExitStatus.usageError)
             }
         }
-        if options.output == "-" && options.jsonl == "-" {
-            throw CLIFailure(message: "the video and the JSONL output cannot both go to stdout", status: ExitStatus.usageError)
+        let onStdout = [("video", options.output), ("JSONL", options.jsonl), ("MOT", options.mot)].filter { $0.1 == "-" }
+        if onStdout.count > 1 {
+            throw CLIFailure(message: "only one output can go to stdout ('-'), got \(onStdout.map(\.0).joined(separator: " and "))",
+                             status: ExitStatus.usageError)
         }
 
         let runner: StreamRunner

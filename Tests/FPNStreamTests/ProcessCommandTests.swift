@@ -87,6 +87,26 @@ final class ProcessCommandTests: XCTestCase {
         XCTAssertEqual(try ExternalTools.ffprobeFrameCount(ts), 20)
     }
 
+    /// The reader of `-o -` goes away (e.g. ffplay closed): a write error naming the output, exit 1, no crash.
+    func testClosedStdoutIsAWriteError() throws {
+        let input = try makeClip(seconds: 20)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["process", input, "-o", "-", "--quiet"]
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        _ = out.fileHandleForReading.availableData  // the stream started
+        try out.fileHandleForReading.close()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 1, stderr)
+        XCTAssertEqual(stderr.split(separator: "\n").count, 1, stderr)
+        XCTAssertTrue(stderr.hasPrefix("fpnstream: stage 'encode' failed on frame "), stderr)
+        XCTAssertTrue(stderr.contains("-: write failed: Broken pipe"), stderr)
+    }
+
     func testFullVtestRun() throws {
         guard let vtest = TestPaths.external("vtest.avi") else { throw XCTSkip("vtest.avi missing (make samples)") }
         let out = path("vtest.mp4"), jsonl = path("vtest.jsonl")
@@ -349,6 +369,9 @@ final class ProcessCommandTests: XCTestCase {
         XCTAssertEqual(r2.status, 2)
         let r3 = try fpnstream(["process", "x.mp4", "--no-such-flag"])
         XCTAssertEqual(r3.status, 2)
+        let r4 = try fpnstream(["process", "x.mp4", "-o", "-", "--jsonl", "-"])
+        XCTAssertEqual(r4.status, 2)
+        XCTAssertEqual(errorLines(r4), ["fpnstream: only one output can go to stdout ('-'), got video and JSONL"])
         let help = try fpnstream(["process", "--help"])
         XCTAssertEqual(help.status, 0)
         XCTAssertTrue(help.stdoutText.contains("Examples:"))
