@@ -28,8 +28,6 @@ public enum MediaIOError: Error, CustomStringConvertible, Equatable {
     case encoderOpenFailed(output: String, encoder: String, reason: String)
     /// Encoding or writing a frame failed.
     case writeFailed(output: String, reason: String)
-    /// A frame handed to the writer does not match the size it was opened with.
-    case frameSizeMismatch(output: String, expected: String, got: String)
 
     public var description: String {
         switch self {
@@ -45,7 +43,6 @@ public enum MediaIOError: Error, CustomStringConvertible, Equatable {
         case .encoderNotFound(let o, let t): return "\(o): no video encoder available (tried \(t.joined(separator: ", ")))"
         case .encoderOpenFailed(let o, let e, let r): return "\(o): cannot open encoder \(e): \(r)"
         case .writeFailed(let o, let r): return "\(o): write failed: \(r)"
-        case .frameSizeMismatch(let o, let e, let g): return "\(o): frame size \(g) does not match the output size \(e)"
         }
     }
 }

@@ -51,12 +51,15 @@ final class PixelConverter {
         return RGBImage(width: Int(w), height: Int(h), pixels: pixels)
     }
 
-    /// Converts the top-left `frame.width x frame.height` region of an RGB24 image into `frame` (already allocated
-    /// in the destination format). A region smaller than the image crops it (used to make sizes even for 4:2:0).
+    /// Converts an RGB24 image into `frame` (already allocated in the destination format). An image at most one pixel
+    /// larger in each direction is cropped to the frame (odd sizes made even for 4:2:0); any other size is scaled to
+    /// the frame's size (a live source changed resolution).
     func convert(_ image: RGBImage, into frame: UnsafeMutablePointer<AVFrame>) -> Bool {
         let w = frame.pointee.width, h = frame.pointee.height
-        guard Int(w) <= image.width, Int(h) <= image.height,
-              let ctx = context(format: AV_PIX_FMT_RGB24.rawValue, width: w, height: h, outWidth: w, outHeight: h)
+        let crop = (0...1).contains(image.width - Int(w)) && (0...1).contains(image.height - Int(h))
+        let srcW = crop ? w : Int32(image.width), srcH = crop ? h : Int32(image.height)
+        guard srcW > 0, srcH > 0,
+              let ctx = context(format: AV_PIX_FMT_RGB24.rawValue, width: srcW, height: srcH, outWidth: w, outHeight: h)
         else { return false }
         return image.pixels.withUnsafeBufferPointer { src -> Bool in
             var srcPlanes: [UnsafePointer<UInt8>?] = [src.baseAddress, nil, nil, nil]
@@ -64,7 +67,7 @@ final class PixelConverter {
             let f = frame.pointee
             var dst: [UnsafeMutablePointer<UInt8>?] = [f.data.0, f.data.1, f.data.2, f.data.3]
             var dstStride: [Int32] = [f.linesize.0, f.linesize.1, f.linesize.2, f.linesize.3]
-            return sws_scale(ctx, &srcPlanes, &srcStride, 0, h, &dst, &dstStride) == h
+            return sws_scale(ctx, &srcPlanes, &srcStride, 0, srcH, &dst, &dstStride) == h
         }
     }
 }

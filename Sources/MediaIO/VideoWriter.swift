@@ -36,7 +36,8 @@ public struct EncoderOptions: Sendable {
 ///   any libavformat URL (`udp://239.0.0.1:1234` → MPEG-TS).
 /// - Timestamps: `pts` in seconds is converted to the encoder time base relative to the first frame written, so the
 ///   output starts at 0; repeated or backwards values are nudged forward by one tick.
-/// - 4:2:0 needs even sizes: an odd width or height loses its last column or row (no scaling).
+/// - 4:2:0 needs even sizes: an odd width or height loses its last column or row (no scaling). Frames of another
+///   size (a live source changed resolution) are scaled to the output size.
 /// - `finish()` drains the encoder and writes the trailer. Call it at the end, on error and on interruption;
 ///   it is idempotent, and `deinit` calls it as a last resort, so the container is always playable.
 /// - Not thread-safe: one writer per output, used from one thread at a time.
@@ -54,7 +55,6 @@ public final class VideoWriter {
     /// True once `finish()` ran.
     public private(set) var isFinished = false
 
-    private let inputSize: PixelSize
     private var formatContext: UnsafeMutablePointer<AVFormatContext>?
     private var codecContext: UnsafeMutablePointer<AVCodecContext>?
     private var frame: UnsafeMutablePointer<AVFrame>?
@@ -73,7 +73,6 @@ public final class VideoWriter {
                 options: EncoderOptions = EncoderOptions()) throws {
         let shown = redactCredentials(location)
         output = shown
-        inputSize = size
         let rate = frameRate.value == nil ? Rational(25, 1) : frameRate
 
         let (url, formatName) = Self.resolve(location: location, format: options.format)
@@ -224,15 +223,14 @@ public final class VideoWriter {
         if !isFinished { try? finish() }
     }
 
-    /// Encodes one RGB24 image shown at `pts` seconds (source time; only differences matter). With `pts` nil the
+    /// Encodes one RGB24 image (any size; see the type's notes) shown at `pts` seconds (source time; only differences matter). With `pts` nil the
     /// frame follows the previous one by one nominal frame duration.
     public func write(_ image: RGBImage, pts: Double?) throws {
         guard !isFinished, let cc = codecContext, let frame else {
             throw MediaIOError.writeFailed(output: output, reason: "writer already finished")
         }
-        guard image.width == inputSize.width, image.height == inputSize.height else {
-            throw MediaIOError.frameSizeMismatch(output: output, expected: inputSize.description,
-                                                 got: "\(image.width)x\(image.height)")
+        guard image.width > 0, image.height > 0 else {
+            throw MediaIOError.writeFailed(output: output, reason: "empty frame")
         }
         var tick: Int64
         if let pts {

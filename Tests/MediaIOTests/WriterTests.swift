@@ -135,11 +135,22 @@ final class WriterTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: q))
     }
 
-    func testWrongFrameSizeIsAnError() throws {
+    /// A frame of another size (live resolution change) is scaled to the output size, not an error.
+    func testOtherFrameSizesAreScaled() throws {
         let path = dir.appendingPathComponent("size.mkv").path
         let writer = try VideoWriter(location: path, size: PixelSize(width: 64, height: 48), frameRate: Rational(10, 1))
-        XCTAssertThrowsError(try writer.write(RGBImage(width: 32, height: 48), pts: 0)) {
-            XCTAssertEqual($0 as? MediaIOError, .frameSizeMismatch(output: path, expected: "64x48", got: "32x48"))
-        }
+        try writer.write(solid(64, 48, colour(0)), pts: 0)
+        var half = solid(32, 24, (250, 10, 10))
+        for y in 0..<24 { for x in 16..<32 { half[x, y] = (10, 10, 250) } }
+        try writer.write(half, pts: 0.1)
+        try writer.finish()
+        XCTAssertThrowsError(try writer.write(half, pts: 0.2))  // finished
+        let decoder = try VideoDecoder(location: path)
+        _ = decoder.nextFrame()
+        let f = try XCTUnwrap(decoder.nextFrame())
+        XCTAssertEqual(f.image.width, 64)
+        XCTAssertGreaterThan(f.image[8, 24].r, 200)   // left half red
+        XCTAssertGreaterThan(f.image[56, 24].b, 200)  // right half blue
+        XCTAssertLessThan(f.image[56, 24].r, 60)
     }
 }
