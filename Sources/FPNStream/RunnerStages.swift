@@ -140,6 +140,27 @@ struct MOTSink: Sink {
     func close(_ reason: CloseReason) throws { try writer.close() }
 }
 
+/// COCO results sink (detections as a `loadRes` array; the file appears complete at the end).
+struct COCOFrameSink: Sink {
+    let writer: COCOResultsWriter
+    var name: String { "coco" }
+    func consume(_ input: AnalyzedFrame) throws { try writer.write(input.result) }
+    func close(_ reason: CloseReason) throws { try writer.close() }
+}
+
+/// Annotation stage: draws boxes, labels, track ids, masks and trails on the frame (for the video output only).
+struct AnnotateStage: Stage {
+    let annotator: Annotator
+    let trails: TrailHistory?
+    var name: String { "annotate" }
+    func process(_ input: AnalyzedFrame) throws -> AnalyzedFrame? {
+        var out = input
+        let t = trails?.update(with: input.result.detections) ?? [:]
+        annotator.draw(input.result, on: &out.image, trails: t)
+        return out
+    }
+}
+
 /// Calls `body` for every frame that went through all stages (progress reporting), in order.
 struct ProgressTap: Sink {
     let body: (FrameInfo) -> Void

@@ -33,6 +33,12 @@ public struct RunOptions {
     public var tracker: ByteTrackConfig?
     /// MOTChallenge results file (needs `tracker`).
     public var mot: String?
+    /// COCO results JSON file.
+    public var coco: String?
+    /// How the video output is annotated (boxes, labels, masks, anonymization).
+    public var annotation = AnnotationStyle()
+    /// Frames of track history drawn as trails on the video (0 = off).
+    public var trails = 0
     /// What JSONL frame lines include.
     public var jsonlOptions = JSONLRecord.Options()
 
@@ -56,10 +62,6 @@ extension RunOptions {
                                         message: "no detector is built into this version yet; remove the model section")
             }
         }
-        if spec.outputs.coco != nil {
-            throw PipelineSpecError(file: file, line: nil, keyPath: "outputs.coco",
-                                    message: "COCO output is not available in this version yet")
-        }
         if spec.outputs.panoptic != nil {
             throw PipelineSpecError(file: file, line: nil, keyPath: "outputs.panoptic",
                                     message: "needs a model with a semantic head (none built in yet)")
@@ -73,6 +75,17 @@ extension RunOptions {
         output = output ?? spec.outputs.video
         jsonl = jsonl ?? spec.outputs.jsonl
         mot = mot ?? spec.outputs.mot
+        coco = coco ?? spec.outputs.coco
+        let a = spec.outputs.annotate
+        annotation.boxes = a.boxes
+        annotation.labels = a.labels
+        annotation.masks = a.masks
+        annotation.maskAlpha = a.maskAlpha
+        annotation.stuff = a.stuff
+        annotation.fontScale = a.fontScale
+        annotation.anonymize = AnnotationStyle.Anonymize(rawValue: a.anonymize.rawValue) ?? .none
+        annotation.anonymizeClasses = Set(a.anonymizeClasses)
+        trails = a.trails
         tracker = spec.tracker
         jsonlOptions.masks = spec.outputs.jsonlMasks
     }
@@ -105,9 +118,9 @@ public enum RunnerError: Error, CustomStringConvertible {
 /// Runs one stream through the stage pipeline:
 ///
 /// ```
-/// decode ─▶ convert ─▶ detect ─▶ [track] ─▶ [jsonl] ─▶ [mot] ─▶ [encode] ─▶ progress
-/// (Source,  (swscale   (FrameDetector (ByteTrack) (tap)    (tap)    (tap,
-///  stride)   RGB24)     slot)                                        VideoWriter)
+/// decode ─▶ convert ─▶ detect ─▶ [track] ─▶ [jsonl] ─▶ [mot] ─▶ [coco] ─▶ [annotate ─▶ encode] ─▶ progress
+/// (Source,  (swscale   (FrameDetector (ByteTrack) (taps: Outputs writers)   (Annotator) (tap,
+///  stride)   RGB24)     slot)                                                           VideoWriter)
 /// ```
 /// Every stage has its own serial Dispatch queue and a bounded input queue (files never drop frames), so decoding,
 /// conversion, inference and encoding overlap. Inputs and outputs are opened in `init`, so bad input or an
@@ -124,6 +137,8 @@ public final class StreamRunner: @unchecked Sendable {
     public let jsonlWriter: JSONLWriter?
     /// The MOTChallenge writer, when requested.
     public private(set) var motWriter: MOTWriter?
+    /// The COCO results writer, when requested.
+    public private(set) var cocoWriter: COCOResultsWriter?
 
     private let tracker: ByteTracker?
 
@@ -150,6 +165,7 @@ public final class StreamRunner: @unchecked Sendable {
         jsonlWriter = try options.jsonl.map { try JSONLWriter(path: $0, options: options.jsonlOptions) }
         do {
             motWriter = try options.mot.map { try MOTWriter(path: $0) }
+            cocoWriter = try options.coco.map { try COCOResultsWriter(path: $0) }
             if let output = options.output {
                 let writer = try VideoWriter(location: output, size: metadata.size,
                                              frameRate: metadata.frameRate ?? Rational(25, 1),
@@ -162,7 +178,9 @@ public final class StreamRunner: @unchecked Sendable {
         } catch {
             // Leave nothing behind: files created a moment ago hold no line yet.
             try? jsonlWriter?.close()
-            for path in [options.jsonl, options.mot].compactMap({ $0 }) where path != "-" {
+            try? motWriter?.close()
+            for path in [options.jsonl, options.mot, options.coco.map { $0 + ".partial" }].compactMap({ $0 })
+            where path != "-" {
                 try? FileManager.default.removeItem(atPath: path)
             }
             throw error
@@ -197,7 +215,14 @@ public final class StreamRunner: @unchecked Sendable {
         if let motWriter {
             builder = builder.tap(MOTSink(writer: motWriter))
         }
+        if let cocoWriter {
+            builder = builder.tap(COCOFrameSink(writer: cocoWriter))
+        }
         if let videoWriter {
+            if options.annotate {
+                builder = builder.then(AnnotateStage(annotator: Annotator(style: options.annotation),
+                                                     trails: options.trails > 0 ? TrailHistory(length: options.trails) : nil))
+            }
             builder = builder.tap(VideoSink(writer: videoWriter))
         }
         let pipeline = builder.sink(ProgressTap(body: onFrame))
@@ -213,6 +238,7 @@ public final class StreamRunner: @unchecked Sendable {
         // Sinks finalize on close; this covers a pipeline that failed before the sink queue started.
         try? videoWriter?.finish()
         try? motWriter?.close()
+        try? cocoWriter?.close()
         let processed = report.stages.last?.count ?? 0
         lock.lock(); let stopped = stopRequested; lock.unlock()
         if let error = report.completion.error {

@@ -158,6 +158,7 @@ struct ProcessCommand: ParsableCommand {
             if let w = runner.videoWriter { outs.append("\(w.output) (\(w.encoderName), \(w.framesWritten) frames)") }
             if let jsonl = options.jsonl { outs.append(jsonl == "-" ? "JSONL on stdout" : jsonl) }
             if let mot = options.mot { outs.append(mot) }
+            if let coco = options.coco { outs.append(coco) }
             let wall = summary.report.wallSeconds
             info(String(format: "processed %d frames in %.1f s (%.1f fps)", summary.framesProcessed, wall,
                         wall > 0 ? Double(summary.framesProcessed) / wall : 0)
