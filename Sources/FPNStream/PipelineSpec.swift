@@ -1,4 +1,5 @@
 import Foundation
+import Outputs
 import StagePipeline
 import Tracking
 
@@ -141,9 +142,7 @@ public struct OutputsSpec: Sendable, Equatable {
 
 /// `outputs.annotate:` — what is drawn on the annotated video.
 public struct AnnotateSpec: Sendable, Equatable {
-    public enum Anonymize: String, Sendable, Equatable, CaseIterable {
-        case none, blur, pixelate
-    }
+    public typealias Anonymize = AnnotationStyle.Anonymize
     /// Draw boxes.
     public var boxes = true
     /// Draw labels ("class 0.87 #12").
@@ -163,6 +162,20 @@ public struct AnnotateSpec: Sendable, Equatable {
     /// Label text scale; 0 = automatic from the frame height.
     public var fontScale = 0
     public init() {}
+
+    /// The renderer's style for these settings (`Outputs.Annotator(style:)`).
+    public var style: AnnotationStyle {
+        var s = AnnotationStyle()
+        s.boxes = boxes
+        s.labels = labels
+        s.masks = masks
+        s.maskAlpha = maskAlpha
+        s.stuff = stuff
+        s.anonymize = anonymize
+        s.anonymizeClasses = Set(anonymizeClasses)
+        s.fontScale = fontScale
+        return s
+    }
 }
 
 /// A pipeline file problem: the file, the line, the key path and what is wrong, printed as one line:

@@ -2,7 +2,8 @@ import FPNCore
 
 /// What the annotator draws (from the pipeline file's `outputs.annotate`).
 public struct AnnotationStyle: Sendable, Equatable {
-    public enum Anonymize: String, Sendable, Equatable { case none, blur, pixelate }
+    /// How anonymized detections are hidden.
+    public enum Anonymize: String, Sendable, Equatable, CaseIterable { case none, blur, pixelate }
     public var boxes = true
     public var labels = true
     public var masks = true

@@ -42,10 +42,10 @@ public struct JSONBuffer {
 
     public mutating func bool(_ v: Bool) {
         beginValue()
-        bytes.append(contentsOf: v ? [0x74, 0x72, 0x75, 0x65] : [0x66, 0x61, 0x6c, 0x73, 0x65])
+        bytes.append(contentsOf: v ? "true".utf8 : "false".utf8)
     }
 
-    public mutating func null() { beginValue(); bytes.append(contentsOf: [0x6e, 0x75, 0x6c, 0x6c]) }
+    public mutating func null() { beginValue(); bytes.append(contentsOf: "null".utf8) }
 
     /// A number rounded to `decimals` places with trailing zeros trimmed (`decimals` 0...9); NaN/inf → `null`.
     public mutating func number(_ v: Double, decimals: Int) {
@@ -74,22 +74,30 @@ public struct JSONBuffer {
 
     private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
 
-    private mutating func appendEscaped(_ s: String) {
+    private mutating func appendEscaped(_ string: String) {
         bytes.append(UInt8(ascii: "\""))
-        for b in s.utf8 {
-            switch b {
-            case UInt8(ascii: "\""): bytes.append(UInt8(ascii: "\\")); bytes.append(b)
-            case UInt8(ascii: "\\"): bytes.append(UInt8(ascii: "\\")); bytes.append(b)
-            case 0x0a: bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "n"))
-            case 0x0d: bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "r"))
-            case 0x09: bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "t"))
-            case 0x08: bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "b"))
-            case 0x0c: bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "f"))
-            case 0..<0x20:
-                bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"),
-                                          Self.hex[Int(b >> 4)], Self.hex[Int(b & 15)]])
-            default: bytes.append(b)
+        var s = string
+        s.withUTF8 { utf8 in
+            // Copy runs of bytes that need no escaping in one go; escape the rest.
+            var runStart = 0
+            for i in 0..<utf8.count {
+                let b = utf8[i]
+                guard b < 0x20 || b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") else { continue }
+                if runStart < i { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<i])) }
+                runStart = i + 1
+                switch b {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"): bytes.append(UInt8(ascii: "\\")); bytes.append(b)
+                case 0x0a: bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "n"))
+                case 0x0d: bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "r"))
+                case 0x09: bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "t"))
+                case 0x08: bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "b"))
+                case 0x0c: bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "f"))
+                default:
+                    bytes.append(contentsOf: "\\u00".utf8)
+                    bytes.append(Self.hex[Int(b >> 4)]); bytes.append(Self.hex[Int(b & 15)])
+                }
             }
+            if runStart < utf8.count { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart...])) }
         }
         bytes.append(UInt8(ascii: "\""))
     }
@@ -114,7 +122,7 @@ public struct JSONBuffer {
     private static let powers: [Double] = [1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9]
 
     private mutating func appendFixed(_ v: Double, decimals: Int) {
-        guard v.isFinite else { bytes.append(contentsOf: [0x6e, 0x75, 0x6c, 0x6c]); return }
+        guard v.isFinite else { bytes.append(contentsOf: "null".utf8); return }
         let d = min(max(decimals, 0), 9)
         let scale = Self.powers[d]
         let scaled = (v * scale).rounded()
@@ -130,9 +138,10 @@ public struct JSONBuffer {
         var width = d
         while frac % 10 == 0 { frac /= 10; width -= 1 }
         bytes.append(UInt8(ascii: "."))
-        var digits = [UInt8](repeating: UInt8(ascii: "0"), count: width)
-        var i = width - 1
-        while frac > 0 { digits[i] = UInt8(frac % 10) + 48; frac /= 10; i -= 1 }
-        bytes.append(contentsOf: digits)
+        // Zero-padded fraction digits written in place, right to left (no temporary array per number).
+        let start = bytes.count
+        bytes.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: width))
+        var i = start + width - 1
+        while frac > 0 { bytes[i] = UInt8(frac % 10) + 48; frac /= 10; i -= 1 }
     }
 }

@@ -1,4 +1,5 @@
 import FPNStream
+import Outputs
 import StagePipeline
 import TestSupport
 import Tracking
@@ -106,6 +107,13 @@ final class PipelineSpecTests: XCTestCase {
         XCTAssertEqual(a.anonymize, .pixelate)
         XCTAssertEqual(a.anonymizeClasses, ["face"])
         XCTAssertEqual(a.fontScale, 2)
+        let style = a.style
+        XCTAssertEqual([style.boxes, style.labels, style.masks, style.stuff], [false, false, false, false])
+        XCTAssertEqual(style.maskAlpha, 0.3)
+        XCTAssertEqual(style.anonymize, .pixelate)
+        XCTAssertEqual(style.anonymizeClasses, ["face"])
+        XCTAssertEqual(style.fontScale, 2)
+        XCTAssertEqual(AnnotateSpec().style, AnnotationStyle(), "the defaults agree")
     }
 
     func testShorthands() throws {
