@@ -44,28 +44,9 @@ struct ProcessCommand: ParsableCommand {
     @Option(help: "Stop after this many frames.")
     var maxFrames: Int?
 
-    @Option(help: ArgumentHelp("Video encoder (default: libx264, falling back to what this FFmpeg has).",
-                               valueName: "name"))
-    var encoder: String?
+    @OptionGroup var encoding: EncoderFlags
 
-    @Option(help: "H.264 constant rate factor (lower = better quality, bigger file).")
-    var crf: Int = 23
-
-    @Option(help: "x264 preset (ultrafast ... veryslow).")
-    var preset: String = "veryfast"
-
-    @Option(help: ArgumentHelp("Output container, when the name does not tell (e.g. matroska, mpegts).",
-                               valueName: "name"))
-    var format: String?
-
-    @Option(name: .customLong("input-option"), parsing: .singleValue,
-            help: ArgumentHelp("FFmpeg input option KEY=VALUE (repeatable), e.g. rtsp_transport=tcp.",
-                               valueName: "key=value"))
-    var inputOptions: [String] = []
-
-    @Option(help: ArgumentHelp("FFmpeg's own log level: quiet, error, warning, info, verbose, debug.",
-                               valueName: "level"))
-    var ffmpegLog: String = "quiet"
+    @OptionGroup var ffmpeg: FFmpegInputFlags
 
     @Option(help: ArgumentHelp("Seconds between plain progress lines when stderr is not a terminal (0 = every frame).",
                                valueName: "seconds"))
@@ -80,25 +61,16 @@ struct ProcessCommand: ParsableCommand {
     func validate() throws {
         if let maxFrames, maxFrames <= 0 { throw ValidationError("--max-frames must be positive") }
         if progressInterval < 0 { throw ValidationError("--progress-interval must be >= 0") }
-        for o in inputOptions where !o.contains("=") {
-            throw ValidationError("--input-option \(o): expected KEY=VALUE")
-        }
-        guard FFmpegLogLevel.named(ffmpegLog) != nil else {
-            throw ValidationError("--ffmpeg-log \(ffmpegLog): expected one of \(FFmpegLogLevel.names.joined(separator: ", "))")
-        }
     }
 
     func run() throws {
         signal(SIGPIPE, SIG_IGN)  // a closed stdout (ffplay quit) becomes a write error, not a silent death
-        FFmpegLogLevel.set(FFmpegLogLevel.named(ffmpegLog) ?? .quiet)
+        ffmpeg.applyLogLevel()
 
         var options = RunOptions(input: input, output: output, jsonl: jsonl)
         options.maxFrames = maxFrames
-        options.encoder = EncoderOptions(encoder: encoder, crf: crf, preset: preset, format: format)
-        for o in inputOptions {
-            let kv = o.split(separator: "=", maxSplits: 1).map(String.init)
-            options.decoder.formatOptions[kv[0]] = kv.count > 1 ? kv[1] : ""
-        }
+        options.encoder = encoding.options
+        options.decoder.formatOptions.merge(ffmpeg.formatOptions) { _, new in new }
 
         if let pipeline {
             do {

@@ -46,7 +46,7 @@ struct TailCommand: ParsableCommand {
                                + "given on the command line win.", valueName: "file"))
     var pipeline: String?
 
-    @Option(help: ArgumentHelp("RTSP transport: tcp (default) or udp.", valueName: "tcp|udp"))
+    @Option(help: ArgumentHelp("RTSP transport: tcp or udp.", valueName: "tcp|udp"))
     var rtspTransport: String = "tcp"
 
     @Option(help: ArgumentHelp("Seconds to connect and probe a stream.", valueName: "s"))
@@ -98,26 +98,9 @@ struct TailCommand: ParsableCommand {
     @Option(help: "Stop each stream after this many processed frames.")
     var maxFrames: Int?
 
-    @Option(name: .customLong("input-option"), parsing: .singleValue,
-            help: ArgumentHelp("FFmpeg input option KEY=VALUE (repeatable), e.g. video_size=640x480.",
-                               valueName: "key=value"))
-    var inputOptions: [String] = []
+    @OptionGroup var ffmpeg: FFmpegInputFlags
 
-    @Option(help: ArgumentHelp("Video encoder (default: libx264, falling back to what this FFmpeg has).",
-                               valueName: "name"))
-    var encoder: String?
-
-    @Option(help: "H.264 constant rate factor.")
-    var crf: Int = 23
-
-    @Option(help: "x264 preset.")
-    var preset: String = "veryfast"
-
-    @Option(help: ArgumentHelp("Output container when the name does not tell (e.g. matroska, mpegts).", valueName: "name"))
-    var format: String?
-
-    @Option(help: ArgumentHelp("FFmpeg's own log level: quiet, error, warning, info, verbose, debug.", valueName: "level"))
-    var ffmpegLog: String = "quiet"
+    @OptionGroup var encoding: EncoderFlags
 
     @Flag(name: .shortAndLong, help: "No status line and no summary; errors only.")
     var quiet = false
@@ -146,10 +129,6 @@ struct TailCommand: ParsableCommand {
         if urls.count > 1, let o = output, !o.contains("{stream}") {
             throw ValidationError("-o \(o): with several URLs the output must contain {stream} (e.g. cam{stream}.mp4)")
         }
-        for o in inputOptions where !o.contains("=") { throw ValidationError("--input-option \(o): expected KEY=VALUE") }
-        guard FFmpegLogLevel.named(ffmpegLog) != nil else {
-            throw ValidationError("--ffmpeg-log \(ffmpegLog): expected one of \(FFmpegLogLevel.names.joined(separator: ", "))")
-        }
         var o = LiveSourceOptions()
         o.openTimeout = openTimeout
         o.stallTimeout = stallTimeout ?? 5
@@ -172,7 +151,7 @@ struct TailCommand: ParsableCommand {
 
     func run() throws {
         signal(SIGPIPE, SIG_IGN)
-        FFmpegLogLevel.set(FFmpegLogLevel.named(ffmpegLog) ?? .quiet)
+        ffmpeg.applyLogLevel()
 
         var spec = PipelineSpec()
         var fromYAML = RunOptions(input: "")  // what `process` takes from the same file (tracker, JSONL options)
@@ -209,10 +188,7 @@ struct TailCommand: ParsableCommand {
         options.source.retryInitialConnect = waitForSource
         options.source.minFrameInterval = (maxFps ?? (spec.input.maxFPS > 0 ? spec.input.maxFPS : nil)).map { 1 / $0 }
         options.source.frameStride = stride ?? spec.input.stride
-        for o in inputOptions {
-            let kv = o.split(separator: "=", maxSplits: 1).map(String.init)
-            options.source.formatOptions[kv[0]] = kv.count > 1 ? kv[1] : ""
-        }
+        options.source.formatOptions = ffmpeg.formatOptions
         // Without flags: the YAML's live section if given, else keep-latest (one slot).
         if let p = dropPolicy {
             options.dropPolicy = Self.policy(p) ?? .dropOldest
@@ -228,7 +204,7 @@ struct TailCommand: ParsableCommand {
         options.duration = duration
         options.maxFrames = maxFrames ?? (spec.input.maxFrames > 0 ? spec.input.maxFrames : nil)
         options.debugStageDelayMs = debugStageDelayMs
-        options.encoder = EncoderOptions(encoder: encoder, crf: crf, preset: preset, format: format)
+        options.encoder = encoding.options
 
         let runner: LiveRunner
         do { runner = try LiveRunner(options: options) } catch {
