@@ -35,6 +35,11 @@ public struct LiveRunOptions {
     public var tracker: ByteTrackConfig?
     /// What JSONL frame lines include.
     public var jsonlOptions = JSONLRecord.Options()
+    /// Draw detections on the video output, and how (as `process`).
+    public var annotate = true
+    public var annotation = AnnotationStyle()
+    /// Track trail length in frames on the video output (0 = none).
+    public var trails = 0
 
     public init(inputs: [String]) { self.inputs = inputs }
 
@@ -74,8 +79,8 @@ public struct LiveStreamStatus: Sendable {
 /// Runs live streams, each through its own stage pipeline, until stopped:
 ///
 /// ```
-///  LiveSource ─▶[keep latest]─▶ convert ─▶[keep latest]─▶ detect ─▶ [track] ─▶ [video] ─▶ frame line
-///  (reconnects,   cap N          (RGB24)    cap N           (model)   (ByteTrack)  (tap)    (JSONL, latency)
+///  LiveSource ─▶[keep latest]─▶ convert ─▶[keep latest]─▶ detect ─▶ [track] ─▶ [annotate ─▶ video] ─▶ frame line
+///  (reconnects,   cap N          (RGB24)    cap N           (model)   (ByteTrack)  (Annotator, tap)     (JSONL, latency)
 ///   events)
 /// ```
 /// The drop policy sits in front of conversion and inference, so when inference is slower than the camera the
@@ -229,7 +234,13 @@ final class LiveStreamRun: @unchecked Sendable {
         if let n = options.maxFrames {
             builder = builder.then(FrameLimitStage(limit: n, onLimit: { live.stop() }))
         }
-        if let writer { builder = builder.tap(VideoSink(writer: writer)) }
+        if let writer {
+            if options.annotate {
+                builder = builder.then(AnnotateStage(annotator: Annotator(style: options.annotation),
+                                                     trails: options.trails > 0 ? TrailHistory(length: options.trails) : nil))
+            }
+            builder = builder.tap(VideoSink(writer: writer))
+        }
         let p = builder.sink(FrameLineSink(stream: stream, jsonl: jsonl, figures: figures))
         figures.metrics = { [weak p] in p?.metrics() ?? [] }
         lock.lock(); pipeline = p; lock.unlock()

@@ -162,8 +162,8 @@ struct TailCommand: ParsableCommand {
             } catch {
                 throw CLIFailure(message: "\(error)", status: ExitStatus.usageError)
             }
-            if spec.outputs.mot != nil {
-                throw CLIFailure(message: "\(pipeline): outputs.mot: not available for live streams (use process)",
+            for (key, set) in [("mot", spec.outputs.mot != nil), ("coco", spec.outputs.coco != nil)] where set {
+                throw CLIFailure(message: "\(pipeline): outputs.\(key): not available for live streams (use process)",
                                  status: ExitStatus.usageError)
             }
         }
@@ -171,6 +171,8 @@ struct TailCommand: ParsableCommand {
         var options = LiveRunOptions(inputs: urls)
         options.tracker = fromYAML.tracker
         options.jsonlOptions = fromYAML.jsonlOptions
+        options.annotation = fromYAML.annotation
+        options.trails = fromYAML.trails
         if let model = spec.model, let pipeline {
             // Stream 0 gets the detector `apply` built (and validated); each further stream loads its own, since a
             // detector is per-stream state.
