@@ -71,7 +71,8 @@ public final class Pipeline: @unchecked Sendable {
         return report()
     }
 
-    /// Calls `body` with the report on `queue` once the pipeline has finished.
+    /// Calls `body` with the report on `queue` once the pipeline has finished. Call after `start()` (before it, the
+    /// pipeline has nothing running and `body` would be called at once).
     public func notify(queue: DispatchQueue = .global(), _ body: @escaping @Sendable (PipelineReport) -> Void) {
         control.group.notify(queue: queue) { [self] in body(self.report()) }
     }
