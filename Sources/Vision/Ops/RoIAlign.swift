@@ -134,30 +134,30 @@ public struct MultiScaleRoIAlign: Sendable, Equatable {
     /// `[boxes.count, channels, outputSize, outputSize]`.
     public func callAsFunction(features: [(data: UnsafeBufferPointer<Float>, height: Int, width: Int)],
                                channels: Int, boxes: [Box], imageHeight: Int, imageWidth: Int) -> [Float] {
-        let per = channels * outputSize * outputSize
-        var out = [Float](repeating: 0, count: boxes.count * per)
-        pool(features: features, channels: channels, boxes: boxes, imageHeight: imageHeight,
-             into: &out)
+        var out = [Float](repeating: 0, count: boxes.count * channels * outputSize * outputSize)
+        out.withUnsafeMutableBufferPointer { o in
+            pool(features: features, channels: channels, boxes: boxes, imageHeight: imageHeight, into: o)
+        }
         return out
     }
 
     /// As `callAsFunction`, writing into `out` (`boxes.count * channels * outputSize²` floats).
+    /// torchvision infers each level's scale from its height and the image height (`_infer_scale`).
     public func pool(features: [(data: UnsafeBufferPointer<Float>, height: Int, width: Int)], channels: Int,
-                     boxes: [Box], imageHeight: Int, into out: inout [Float]) {
+                     boxes: [Box], imageHeight: Int, into out: UnsafeMutableBufferPointer<Float>) {
         let per = channels * outputSize * outputSize
         precondition(out.count >= boxes.count * per)
+        guard !boxes.isEmpty else { return }
         let scales = features.map { Self.scale(featureHeight: $0.height, imageHeight: imageHeight) }
         let minLevel = Int((-log2f(scales[0])).rounded())
         let maxLevel = Int((-log2f(scales[scales.count - 1])).rounded())
-        out.withUnsafeMutableBufferPointer { o in
-            for (i, box) in boxes.enumerated() {
-                let l = features.count == 1 ? 0 : levelIndex(of: box, minLevel: minLevel, maxLevel: maxLevel)
-                let f = features[l]
-                RoIAlign.pool(feature: f.data, channels: channels, height: f.height, width: f.width, box: box,
-                              spatialScale: scales[l], pooledHeight: outputSize, pooledWidth: outputSize,
-                              samplingRatio: samplingRatio,
-                              output: UnsafeMutableBufferPointer(rebasing: o[(i * per)..<((i + 1) * per)]))
-            }
+        for (i, box) in boxes.enumerated() {
+            let l = features.count == 1 ? 0 : levelIndex(of: box, minLevel: minLevel, maxLevel: maxLevel)
+            let f = features[l]
+            RoIAlign.pool(feature: f.data, channels: channels, height: f.height, width: f.width, box: box,
+                          spatialScale: scales[l], pooledHeight: outputSize, pooledWidth: outputSize,
+                          samplingRatio: samplingRatio,
+                          output: UnsafeMutableBufferPointer(rebasing: out[(i * per)..<((i + 1) * per)]))
         }
     }
 }

@@ -1,0 +1,148 @@
+import FPNCore
+import Foundation
+import Tensor
+
+/// An object detector: RGB frame → detections in source-frame pixels.
+///
+/// ```
+///  RGBImage ─ DetectionTransform (normalise, resize 800/1333, pad /32) ─ ResNet-FPN backbone ─ heads
+///           ─ post-processing (decode, NMS, masks) ─ boxes mapped back by source/resized per axis ─ [Detection]
+/// ```
+/// Implementations are immutable after loading (one instance serves every stream); everything that lives across
+/// frames of one stream (buffers, cached anchors, a temporal conv cache) is in the `DetectorState` passed to
+/// `detect`.
+public protocol Detector: AnyObject, Sendable {
+    /// What was loaded (architecture, classes, default thresholds, transform).
+    var config: DetectorConfig { get }
+    /// The backbone (shared), e.g. for a temporal cache that needs its conv layers.
+    var backbone: ResNetFPNBackbone { get }
+    /// Detects objects in `image`; boxes (and masks) in `image`'s pixels, sorted by descending score.
+    /// `thresholds` default to `config.thresholds`.
+    func detect(_ image: RGBImage, state: DetectorState, thresholds: DetectionThresholds?) -> [Detection]
+}
+
+extension Detector {
+    /// `detect` with the model's default thresholds.
+    public func detect(_ image: RGBImage, state: DetectorState) -> [Detection] {
+        detect(image, state: state, thresholds: nil)
+    }
+}
+
+/// Per-stream state of a detector: the buffer arena, cached anchors, and an optional convolution runner (temporal
+/// cache or profiler) for the backbone. Use one per stream, from one thread at a time.
+public final class DetectorState: @unchecked Sendable {
+    /// Buffer arena: after the first frame of a size, the forward pass allocates no tensors.
+    public let workspace = Workspace()
+    /// Optional runner that takes over the backbone's convolutions (nil = dense).
+    public var runner: ConvolutionRunner?
+    /// Anchors per level for the last input geometry (the same for every frame of a stream).
+    var anchorKey: [Int] = []
+    var anchors: [[Box]] = []
+
+    public init(runner: ConvolutionRunner? = nil) { self.runner = runner }
+
+    /// Anchors for `levels` grids of a padded input, cached while the sizes do not change.
+    func anchors(_ generator: AnchorGenerator, grids: [(Int, Int)], paddedHeight: Int, paddedWidth: Int) -> [[Box]] {
+        let key = [paddedHeight, paddedWidth] + grids.flatMap { [$0.0, $0.1] }
+        if key != anchorKey {
+            anchors = grids.enumerated().map { l, g in
+                generator.anchors(level: l, gridHeight: g.0, gridWidth: g.1, paddedHeight: paddedHeight,
+                                  paddedWidth: paddedWidth)
+            }
+            anchorKey = key
+        }
+        return anchors
+    }
+}
+
+/// Loads any supported detector from a safetensors weights file, choosing the architecture from its metadata.
+public enum DetectorLoader {
+    /// Reads `url`, builds the detector named by `__metadata__["architecture"]` and verifies every key and shape.
+    /// - Throws: `SafeTensorsError` (missing, truncated or corrupt file, unsupported dtype), `ModelLoadError`
+    ///   (metadata: missing/unknown architecture, bad values), `WeightMismatchError` (missing, unexpected or
+    ///   mis-shaped keys), `DetectorLoadError` (class count mismatch) — each naming the file.
+    public static func load(contentsOf url: URL) throws -> any Detector {
+        let file = try SafeTensorsFile(url: url)
+        let config = try DetectorConfig(metadata: file.metadata, file: url)
+        return try load(file: file, config: config)
+    }
+
+    /// Builds the detector `config` describes from `file` (verified strictly).
+    public static func load(file: SafeTensorsFile, config: DetectorConfig) throws -> any Detector {
+        let loader = ModuleLoader(file: file)
+        let detector: any Detector
+        switch config.family {
+        case .maskRCNN, .fasterRCNN: detector = try GeneralizedRCNN(config: config, loader: loader)
+        case .retinaNet: detector = try RetinaNet(config: config, loader: loader)
+        case .fcos: detector = try FCOS(config: config, loader: loader)
+        }
+        try loader.verify()
+        return detector
+    }
+
+    /// The class count the weights predict, checked against the metadata's class list when it has one.
+    /// `key`'s first dimension divided by `per` is the class count (RetinaNet: A·K logits).
+    static func classCount(_ loader: ModuleLoader, config: inout DetectorConfig, key: String, per: Int = 1,
+                           metadataHasClasses: Bool) throws -> Int {
+        guard let shape = loader.file.shape(key), let rows = shape.first, rows > 0 else {
+            return config.numClasses  // missing key: verify() reports it with every other problem
+        }
+        let n = rows / per
+        guard n > 0, rows % per == 0 else {
+            throw DetectorLoadError(file: loader.file.url, reason: .classCount(
+                what: "'\(key)' \(shape) is not \(per) x classes"))
+        }
+        if metadataHasClasses && n != config.numClasses {
+            throw DetectorLoadError(file: loader.file.url, reason: .classCount(
+                what: "__metadata__ names \(config.numClasses) classes but '\(key)' \(shape) predicts \(n)"))
+        }
+        if !metadataHasClasses || config.classNames.count != n {
+            config.numClasses = n
+            if config.classNames.count != n { config.classNames = (0..<n).map { "class\($0)" } }
+        }
+        return n
+    }
+}
+
+/// Raw detections of one frame in network-input pixels (before mapping back to the source frame).
+struct RawDetections {
+    var boxes: [Box] = []
+    var scores: [Float] = []
+    var labels: [Int] = []
+}
+
+extension RawDetections {
+    /// Keeps the entries at `indices` in that order.
+    func select(_ indices: [Int]) -> RawDetections {
+        RawDetections(boxes: indices.map { boxes[$0] }, scores: indices.map { scores[$0] },
+                      labels: indices.map { labels[$0] })
+    }
+}
+
+/// Shared pieces of the detectors' forward passes.
+enum DetectorSupport {
+    /// torchvision's `resize_boxes`: input-pixel boxes → source pixels, per-axis Float32 ratio.
+    static func toSource(_ b: Box, _ g: TransformGeometry) -> Box {
+        let rx = g.toSourceX, ry = g.toSourceY
+        return Box(x1: b.x1 * rx, y1: b.y1 * ry, x2: b.x2 * rx, y2: b.y2 * ry)
+    }
+
+    /// `Detection`s in source pixels from raw detections (no masks).
+    static func detections(_ raw: RawDetections, geometry g: TransformGeometry, names: [String]) -> [Detection] {
+        (0..<raw.boxes.count).map { i in
+            let label = raw.labels[i]
+            return Detection(box: toSource(raw.boxes[i], g), score: raw.scores[i], classID: label,
+                             className: label < names.count ? names[label] : "class\(label)")
+        }
+    }
+
+    /// Grid sizes of pyramid levels.
+    static func grids(_ levels: [PyramidLevel]) -> [(Int, Int)] { levels.map { ($0.features.h, $0.features.w) } }
+
+    /// `1 / (1 + exp(-x))` as torch computes it for Float32 (to within an ulp).
+    @inline(__always) static func sigmoid(_ x: Float) -> Float {
+        if x >= 0 { return 1 / (1 + expf(-x)) }
+        let e = expf(x)
+        return e / (1 + e)
+    }
+}

@@ -1,0 +1,183 @@
+import FPNCore
+import Foundation
+import Tensor
+
+/// torchvision's `RoIHeads` at test time (`models/detection/roi_heads.py`): box branch and optional mask branch.
+///
+/// Box: MultiScaleRoIAlign 7x7 (sampling 2) on P2-P5 → v1 `TwoMLPHead` (fc6, fc7 + ReLU) or v2
+/// `FastRCNNConvFCHead` (4 x conv3x3+BN+ReLU, Linear `box_head.5` + ReLU) → `box_predictor.cls_score` (K) and
+/// `bbox_pred` (4K) → softmax, per-class decode with weights (10,10,5,5), clip, drop background, keep `score > t`,
+/// drop sides < 1e-2, NMS per class, top N.
+/// Mask: MultiScaleRoIAlign 14x14 on the detections → 4 x conv3x3+ReLU (`mask_head.{0-3}.0`, v2 with BN at `.1`) →
+/// `mask_predictor.conv5_mask` ConvTranspose2d 2x2/2 + ReLU → `mask_fcn_logits` 1x1 → K maps of 28x28 → sigmoid of
+/// the detection's label.
+final class RoIHeads: @unchecked Sendable {
+    enum BoxHead {
+        case mlp(fc6: Linear, fc7: Linear)
+        case convFC(convs: [ConvLayer], fc: Linear)
+    }
+
+    let boxHead: BoxHead
+    let clsScore: Linear
+    let bboxPred: Linear
+    let numClasses: Int
+    let boxPooler = MultiScaleRoIAlign(outputSize: 7)
+    let maskPooler = MultiScaleRoIAlign(outputSize: 14)
+    let coder = BoxCoder(weights: (10, 10, 5, 5))
+    /// Mask branch (Mask R-CNN only).
+    let maskConvs: [ConvLayer]?
+    let maskUpsample: ConvTranspose2d?
+    let maskLogits: ConvLayer?
+    let channels: Int
+
+    init(_ loader: ModuleLoader, channels c: Int, variant: Int, numClasses k: Int, masks: Bool, bnEps: Double = 1e-5)
+        throws {
+        let p = "roi_heads."
+        let rep = 1024
+        if variant == 1 {
+            boxHead = .mlp(fc6: try Self.linear(loader, p + "box_head.fc6", in: c * 49, out: rep, relu: true),
+                           fc7: try Self.linear(loader, p + "box_head.fc7", in: rep, out: rep, relu: true))
+        } else {
+            let convs = try (0..<4).map { i in
+                try loader.conv("\(p)box_head.\(i).0", in: c, out: c, kernel: 3, padding: 1,
+                                batchNorm: "\(p)box_head.\(i).1", bnEps: bnEps, activation: .relu)
+            }
+            boxHead = .convFC(convs: convs, fc: try Self.linear(loader, p + "box_head.5", in: c * 49, out: rep,
+                                                                relu: true))
+        }
+        clsScore = try Self.linear(loader, p + "box_predictor.cls_score", in: rep, out: k, relu: false)
+        bboxPred = try Self.linear(loader, p + "box_predictor.bbox_pred", in: rep, out: 4 * k, relu: false)
+        numClasses = k
+        channels = c
+        if masks {
+            maskConvs = try (0..<4).map { i in
+                variant == 1
+                    ? try loader.conv("\(p)mask_head.\(i).0", in: c, out: c, kernel: 3, padding: 1, bias: true,
+                                      activation: .relu)
+                    : try loader.conv("\(p)mask_head.\(i).0", in: c, out: c, kernel: 3, padding: 1,
+                                      batchNorm: "\(p)mask_head.\(i).1", bnEps: bnEps, activation: .relu)
+            }
+            let up = p + "mask_predictor.conv5_mask"
+            maskUpsample = ConvTranspose2d(weight: try loader.tensor(up + ".weight", shape: [c, c, 2, 2]),
+                                           bias: try loader.floats(up + ".bias", count: c), stride: 2,
+                                           activation: .relu)
+            maskLogits = try loader.conv(p + "mask_predictor.mask_fcn_logits", in: c, out: k, kernel: 1, bias: true)
+        } else {
+            maskConvs = nil; maskUpsample = nil; maskLogits = nil
+        }
+    }
+
+    static func linear(_ loader: ModuleLoader, _ key: String, in i: Int, out o: Int, relu: Bool) throws -> Linear {
+        Linear(weight: try loader.tensor(key + ".weight", shape: [o, i]), bias: try loader.floats(key + ".bias", count: o),
+               activation: relu ? .relu : .none)
+    }
+
+    /// Pools `boxes` from the first four levels (P2-P5) into a workspace tensor `[R, C, size, size]`.
+    func pool(_ pooler: MultiScaleRoIAlign, _ levels: [PyramidLevel], boxes: [Box], geometry g: TransformGeometry,
+              ws: Workspace) -> Tensor {
+        let out = ws.tensor([boxes.count, channels, pooler.outputSize, pooler.outputSize])
+        let used = Array(levels.prefix(4))
+        func go(_ i: Int, _ acc: [(data: UnsafeBufferPointer<Float>, height: Int, width: Int)]) {
+            if i == used.count {
+                out.withUnsafeMutableBufferPointer { o in
+                    pooler.pool(features: acc, channels: channels, boxes: boxes, imageHeight: g.resizedHeight, into: o)
+                }
+                return
+            }
+            used[i].features.withUnsafeBufferPointer { go(i + 1, acc + [($0, used[i].features.h, used[i].features.w)]) }
+        }
+        go(0, [])
+        return out
+    }
+
+    /// Box branch: final detections in input pixels (sorted by descending score, at most `t.maxDetections`).
+    func detect(_ levels: [PyramidLevel], proposals: [Box], geometry g: TransformGeometry, thresholds t: DetectionThresholds,
+                ws: Workspace) -> RawDetections {
+        guard !proposals.isEmpty else { return RawDetections() }
+        let r = proposals.count, k = numClasses
+        var x = pool(boxPooler, levels, boxes: proposals, geometry: g, ws: ws)
+        let features: Tensor
+        switch boxHead {
+        case .mlp(let fc6, let fc7):
+            let h6 = fc6(x, in: ws)
+            ws.release(x)
+            features = fc7(h6, in: ws)
+            ws.release(h6)
+        case .convFC(let convs, let fc):
+            for conv in convs {
+                let next = conv.conv(x, in: ws)
+                ws.release(x)
+                x = next
+            }
+            features = fc(x, in: ws)
+            ws.release(x)
+        }
+        let logits = clsScore(features, in: ws)
+        let deltas = bboxPred(features, in: ws)
+        ws.release(features)
+        var cand = RawDetections()
+        let imgW = Float(g.resizedWidth), imgH = Float(g.resizedHeight)
+        var probs = [Float](repeating: 0, count: k)
+        logits.withUnsafeBufferPointer { lp in
+            deltas.withUnsafeBufferPointer { dp in
+                for i in 0..<r {
+                    Self.softmax(UnsafeBufferPointer(rebasing: lp[(i * k)..<((i + 1) * k)]), into: &probs)
+                    for c in 1..<k where probs[c] > t.score {
+                        let o = (i * k + c) * 4
+                        let box = coder.decode(dp[o], dp[o + 1], dp[o + 2], dp[o + 3], reference: proposals[i])
+                            .clipped(width: imgW, height: imgH)
+                        guard box.hasSides(atLeast: 1e-2) else { continue }
+                        cand.boxes.append(box)
+                        cand.scores.append(probs[c])
+                        cand.labels.append(c)
+                    }
+                }
+            }
+        }
+        ws.release(logits)
+        ws.release(deltas)
+        let keep = NMS.batched(boxes: cand.boxes, scores: cand.scores, idxs: cand.labels, iouThreshold: t.nms)
+        return cand.select(Array(keep.prefix(t.maxDetections)))
+    }
+
+    /// Softmax of one row as torch's CPU kernel: max-subtracted exponentials, sum, multiply by 1/sum.
+    static func softmax(_ x: UnsafeBufferPointer<Float>, into out: inout [Float]) {
+        var m = -Float.infinity
+        for v in x { m = max(m, v) }
+        var sum: Float = 0
+        for j in 0..<x.count {
+            let e = expf(x[j] - m)
+            out[j] = e
+            sum += e
+        }
+        let inv = 1 / sum
+        for j in 0..<x.count { out[j] *= inv }
+    }
+
+    /// Mask branch: the 28x28 probability map of each detection's own label, `[D * 28 * 28]` row-major.
+    func masks(_ levels: [PyramidLevel], detections raw: RawDetections, geometry g: TransformGeometry,
+               ws: Workspace) -> [Float] {
+        guard let maskConvs, let maskUpsample, let maskLogits, !raw.boxes.isEmpty else { return [] }
+        var x = pool(maskPooler, levels, boxes: raw.boxes, geometry: g, ws: ws)
+        for conv in maskConvs {
+            let next = conv.conv(x, in: ws)
+            ws.release(x)
+            x = next
+        }
+        let up = maskUpsample(x, in: ws)
+        ws.release(x)
+        let logits = maskLogits.conv(up, in: ws)
+        ws.release(up)
+        let n = raw.boxes.count, k = numClasses, plane = 28 * 28
+        precondition(logits.h == 28 && logits.w == 28)
+        var out = [Float](repeating: 0, count: n * plane)
+        logits.withUnsafeBufferPointer { lp in
+            for i in 0..<n {
+                let src = (i * k + raw.labels[i]) * plane
+                for j in 0..<plane { out[i * plane + j] = DetectorSupport.sigmoid(lp[src + j]) }
+            }
+        }
+        ws.release(logits)
+        return out
+    }
+}
