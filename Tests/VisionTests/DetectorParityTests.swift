@@ -10,8 +10,11 @@ import XCTest
 /// The fixtures carry every tensor except the generated ones (conv/linear weights), which `SyntheticWeights`
 /// regenerates bit for bit (times the stored power-of-two scale).
 final class DetectorParityTests: XCTestCase {
-    /// The fixture's weights as a safetensors file in a temporary directory, plus the fixture itself.
-    static func materialize(_ name: String) throws -> (weights: URL, fixture: SafeTensorsFile) {
+    /// The fixture's full weights (stored tensors plus regenerated ones) and metadata, built once per process.
+    static func weights(_ name: String) throws -> (tensors: [String: Tensor], metadata: [String: String]) {
+        lock.lock()
+        defer { lock.unlock() }
+        if let w = cache[name] { return w }
         let url = TestPaths.fixtures.appendingPathComponent("heads/\(name).safetensors")
         let fixture = try SafeTensorsFile(url: url)
         let generated = try XCTUnwrap(fixture.metadata["fixture.generated"])
@@ -22,16 +25,44 @@ final class DetectorParityTests: XCTestCase {
             let shape = try XCTUnwrap(s["shape"] as? [Int])
             let k = try XCTUnwrap(s["log2_scale"] as? Int)
             let t = SyntheticWeights.tensor(key: key, shape: shape)
-            if k != 0 {
-                let f = Float(sign: .plus, exponent: k, significand: 1)
-                t.withUnsafeMutableBufferPointer { p in for i in p.indices { p[i] *= f } }
-            }
+            // A power of two: the product is exact, as in the generator script.
+            if k != 0 { Ops.affine(t, scale: Float(sign: .plus, exponent: k, significand: 1), into: t) }
             tensors[key] = t
         }
-        let metadata = fixture.metadata.filter { !$0.key.hasPrefix("fixture.") }
+        let w = (tensors, fixture.metadata.filter { !$0.key.hasPrefix("fixture.") })
+        cache[name] = w
+        return w
+    }
+
+    nonisolated(unsafe) static var cache: [String: (tensors: [String: Tensor], metadata: [String: String])] = [:]
+    static let lock = NSLock()
+
+    /// The fixture's weights as a safetensors file in a temporary directory, plus the fixture itself.
+    static func materialize(_ name: String) throws -> (weights: URL, fixture: SafeTensorsFile) {
+        let fixture = try SafeTensorsFile(url: TestPaths.fixtures.appendingPathComponent("heads/\(name).safetensors"))
+        let (tensors, metadata) = try weights(name)
         let out = TestPaths.temporaryDirectory("heads").appendingPathComponent("\(name).safetensors")
-        try SafeTensorsWriter.write(tensors, metadata: metadata, to: out)
+        try writeF32(tensors, metadata: metadata, to: out)
         return (out, fixture)
+    }
+
+    /// A safetensors file of F32 tensors, written with bulk copies (tests write tens of MB per fixture).
+    static func writeF32(_ tensors: [String: Tensor], metadata: [String: String], to url: URL) throws {
+        var header: [String: Any] = ["__metadata__": metadata]
+        var offset = 0
+        let keys = tensors.keys.sorted()
+        for k in keys {
+            let bytes = tensors[k]!.count * 4
+            header[k] = ["dtype": "F32", "shape": tensors[k]!.shape, "data_offsets": [offset, offset + bytes]] as [String: Any]
+            offset += bytes
+        }
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        while json.count % 8 != 0 { json.append(0x20) }
+        var out = Data(capacity: 8 + json.count + offset)
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
+        out.append(json)
+        for k in keys { tensors[k]!.withUnsafeBufferPointer { out.append(UnsafeBufferPointer(start: $0.baseAddress, count: $0.count)) } }
+        try out.write(to: url)
     }
 
     func runFixture(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {

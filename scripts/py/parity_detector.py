@@ -17,7 +17,9 @@ DIR/frames.safetensors (`frame.K` = HxWx3 RGB 0..255 as float32) and torch's det
 (same label, box IoU >= 0.99, |score difference| <= 1e-3; greedy by score), requires >= 99% of the detections of both
 sides matched, explains every unmatched one (score within 1e-3 of the score threshold or of the top-N cutoff, or an
 NMS decision on a knife edge: IoU with a same-class higher-scored box within 0.01 of the NMS threshold, or overlapping
-such an explained box) and requires mask IoU >= 0.98 (binary at > mask threshold) for every matched pair.
+such an explained box) and requires mask IoU >= 0.98 (binary at > mask threshold) for every matched pair, unless
+every differing pixel has a torch probability within 1e-3 of the mask threshold (then float32 noise explains it;
+the pair is reported).
 """
 import argparse
 import json
@@ -55,6 +57,7 @@ MATCH_IOU = 0.99
 SCORE_TOL = 1e-3
 MASK_IOU = 0.98
 MIN_MATCHED = 0.99
+MASK_EDGE = 1e-3
 
 
 # ---- weights ----
@@ -228,7 +231,10 @@ def run_torch(model, frames, mask_thresh):
             d = {"box": [float(v) for v in r["boxes"][i]], "score": float(r["scores"][i]),
                  "label": int(r["labels"][i])}
             if "masks" in r:
-                d["mask"] = rle_counts(r["masks"][i, 0].numpy() > mask_thresh)
+                soft = r["masks"][i, 0].numpy()
+                d["mask"] = rle_counts(soft > mask_thresh)
+                # Pixels whose probability is on the threshold's knife edge (float32 noise can flip them).
+                d["mask_edge"] = rle_counts(np.abs(soft - mask_thresh) <= MASK_EDGE)
             dets.append(d)
         out.append({"frame": k, "width": im.shape[1], "height": im.shape[0], "detections": dets})
     return out
@@ -362,9 +368,17 @@ def cmd_compare(a):
                 m = mask_iou(ref[i]["mask"], got[j]["mask"], fr["height"], fr["width"])
                 worst_mask = min(worst_mask, m)
                 if m < MASK_IOU:
-                    print(f"frame {k}: mask IoU {m:.4f} < {MASK_IOU} for label {ref[i]['label']} "
-                          f"score {ref[i]['score']:.4f}")
-                    bad += 1
+                    h, w = fr["height"], fr["width"]
+                    diff = rle_decode(ref[i]["mask"], h, w) != rle_decode(got[j]["mask"], h, w)
+                    edge = rle_decode(ref[i].get("mask_edge", [h * w]), h, w)
+                    desc = (f"frame {k}: mask IoU {m:.4f} < {MASK_IOU} for label {ref[i]['label']} "
+                            f"score {ref[i]['score']:.4f} ({int(diff.sum())} pixels differ)")
+                    if not (diff & ~edge).any():
+                        print(f"{desc}: explained, every differing pixel has a torch probability within "
+                              f"{MASK_EDGE} of the mask threshold")
+                    else:
+                        print(f"{desc}: {int((diff & ~edge).sum())} differing pixels are not near the threshold")
+                        bad += 1
         mi = {i for i, _ in pairs}
         mj = {j for _, j in pairs}
         explained = []
@@ -406,12 +420,25 @@ def cmd_fixture(a):
     image = image[y0:y0 + h, x0:x0 + w].copy()
     model, scales = make_model(a.config, [image], a.min_size, a.max_size)
     tensors, meta = convert(model, a.out, a.config, a.min_size, a.max_size)
-    meta["detections_per_img"] = str(a.detections)
+    write_fixture(model, meta, tensors, scales, image, a.frame, a.out, a.detections, a.rpn_pre, a.rpn_post)
+
+
+def set_limits(model, meta, detections, rpn_pre, rpn_post):
+    """Detections per image and (R-CNN) RPN pre/post-NMS proposal counts, on the model and in the metadata."""
+    meta["detections_per_img"] = str(detections)
     if hasattr(model, "roi_heads"):
-        model.roi_heads.detections_per_img = a.detections
+        model.roi_heads.detections_per_img = detections
+        model.rpn._pre_nms_top_n["testing"] = rpn_pre
+        model.rpn._post_nms_top_n["testing"] = rpn_post
+        meta["rpn_pre_nms_top_n"] = str(rpn_pre)
+        meta["rpn_post_nms_top_n"] = str(rpn_post)
     else:
-        model.detections_per_img = a.detections
-    ref = run_torch(model, [(a.frame, image)], float(meta.get("mask_thresh", 0.5)))[0]["detections"]
+        model.detections_per_img = detections
+
+
+def write_fixture(model, meta, tensors, scales, image, frame, path, detections, rpn_pre, rpn_post):
+    set_limits(model, meta, detections, rpn_pre, rpn_post)
+    ref = run_torch(model, [(frame, image)], float(meta.get("mask_thresh", 0.5)))[0]["detections"]
     out = {}
     generated = {}
     for k, v in tensors.items():
@@ -419,16 +446,49 @@ def cmd_fixture(a):
             generated[k] = {"shape": list(v.shape), "log2_scale": scales.get(k, 0)}
         else:
             out[k] = v
-    out["fixture.image"] = image.astype(np.float32)
+    out["fixture.image"] = image.astype(np.float16)  # 0..255 integers are exact in float16
     out["fixture.boxes"] = np.array([d["box"] for d in ref], dtype=np.float32).reshape(-1, 4)
     out["fixture.scores"] = np.array([d["score"] for d in ref], dtype=np.float32)
     out["fixture.labels"] = np.array([d["label"] for d in ref], dtype=np.float32)
+    meta = {k: v for k, v in meta.items() if not k.startswith("fixture.")}
     meta["fixture.generated"] = json.dumps(generated, separators=(",", ":"))
+    meta["fixture.frame"] = str(frame)
     if ref and "mask" in ref[0]:
         meta["fixture.masks"] = json.dumps([d["mask"] for d in ref], separators=(",", ":"))
-    save_np(out, a.out, metadata=meta)
-    print(f"parity: wrote {a.out}: {len(ref)} detections, {len(generated)} generated tensors, "
-          f"{Path(a.out).stat().st_size} bytes")
+    save_np(out, str(path), metadata=meta)
+    print(f"parity: wrote {path}: {len(ref)} detections, {len(generated)} generated tensors, "
+          f"{Path(path).stat().st_size} bytes")
+
+
+def cmd_refixture(a):
+    """Rebuilds the torch model from a committed fixture (no calibration) and rewrites its expected detections,
+    e.g. after changing the limits or the torch version."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
+    torch.set_num_threads(2)
+    with safe_open(a.file, "np") as f:
+        meta = dict(f.metadata())
+    stored = load_file(a.file)
+    arch_name = meta["architecture"]
+    variant = "v2" if arch_name.endswith("_v2") else "v1"
+    arch, depth = arch_name.split("_")[0], arch_name.split("_")[1]
+    classes = int(meta["num_classes"])
+    model = tv_models.build(arch, variant, depth, classes, min_size=int(meta["min_size"]),
+                            max_size=int(meta["max_size"]), eps=float(meta["bn_eps"]))
+    generated = json.loads(meta["fixture.generated"])
+    tensors, scales = {}, {}
+    for k, v in stored.items():
+        if not k.startswith("fixture."):
+            tensors[k] = v
+    for k, g in generated.items():
+        tensors[k] = pb.generated_weight(k, tuple(g["shape"])) * np.float32(2.0 ** g["log2_scale"])
+        scales[k] = g["log2_scale"]
+    res = model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()},
+                                strict=False)
+    assert not [k for k in res.missing_keys + res.unexpected_keys if "num_batches_tracked" not in k], res
+    image = stored["fixture.image"].astype(np.uint8)
+    write_fixture(model.eval(), meta, tensors, scales, image, int(meta.get("fixture.frame", 150)), a.file,
+                  a.detections, a.rpn_pre, a.rpn_post)
 
 
 def main():
@@ -451,13 +511,37 @@ def main():
     f.add_argument("--min-size", type=int, default=120)
     f.add_argument("--max-size", type=int, default=200)
     f.add_argument("--detections", type=int, default=12)
+    f.add_argument("--rpn-pre", type=int, default=200, help="R-CNN: proposals per level before NMS")
+    f.add_argument("--rpn-post", type=int, default=64, help="R-CNN: proposals after NMS")
     f.add_argument("--out", required=True)
+    r = sub.add_parser("refixture")
+    r.add_argument("file")
+    r.add_argument("--detections", type=int, default=12)
+    r.add_argument("--rpn-pre", type=int, default=200)
+    r.add_argument("--rpn-post", type=int, default=64)
+    b = sub.add_parser("bench")
+    b.add_argument("--config", required=True, choices=sorted(CONFIGS))
+    b.add_argument("--video", required=True)
+    b.add_argument("--frame", type=int, default=150)
+    b.add_argument("--size", default="native", help="WxH to resize the frame to first, or 'native'")
+    b.add_argument("--min-size", type=int, default=800)
+    b.add_argument("--max-size", type=int, default=1333)
+    b.add_argument("--runs", type=int, default=5)
+    b.add_argument("--warmup", type=int, default=1)
+    b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--out", required=True)
     a = p.parse_args()
+    if a.cmd == "bench":
+        cmd_bench(a)
+        return 0
     if a.cmd == "export":
         cmd_export(a)
         return 0
     if a.cmd == "fixture":
         cmd_fixture(a)
+        return 0
+    if a.cmd == "refixture":
+        cmd_refixture(a)
         return 0
     return cmd_compare(a)
 

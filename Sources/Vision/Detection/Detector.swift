@@ -35,6 +35,9 @@ public final class DetectorState: @unchecked Sendable {
     public let workspace = Workspace()
     /// Optional runner that takes over the backbone's convolutions (nil = dense).
     public var runner: ConvolutionRunner?
+    /// Wall time of each part of the last `detect` call in milliseconds ("transform", "backbone", "heads", and
+    /// for R-CNN "rpn", "roi_heads", "masks").
+    public internal(set) var timingsMs: [String: Double] = [:]
     /// Anchors per level for the last input geometry (the same for every frame of a stream).
     var anchorKey: [Int] = []
     var anchors: [[Box]] = []
@@ -121,6 +124,13 @@ extension RawDetections {
 
 /// Shared pieces of the detectors' forward passes.
 enum DetectorSupport {
+    /// Milliseconds since `t` (seconds from `Benchmark.now()`), and resets `t` to now.
+    static func lap(_ t: inout Double) -> Double {
+        let now = Benchmark.now()
+        defer { t = now }
+        return (now - t) * 1000
+    }
+
     /// torchvision's `resize_boxes`: input-pixel boxes → source pixels, per-axis Float32 ratio.
     static func toSource(_ b: Box, _ g: TransformGeometry) -> Box {
         let rx = g.toSourceX, ry = g.toSourceY

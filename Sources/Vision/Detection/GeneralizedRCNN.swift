@@ -34,12 +34,19 @@ public final class GeneralizedRCNN: Detector, @unchecked Sendable {
         let t = thresholds ?? config.thresholds
         let ws = state.workspace
         ws.beginFrame()
+        var clock = Benchmark.now()
+        var ms: [String: Double] = [:]
         let (input, g) = transform(image, workspace: ws)
+        ms["transform"] = DetectorSupport.lap(&clock)
         let pyramid = backbone(input, workspace: ws, runner: state.runner)
         let levels = pyramid.levels
+        ms["backbone"] = DetectorSupport.lap(&clock)
         let proposals = rpn(levels, geometry: g, state: state)
+        ms["rpn"] = DetectorSupport.lap(&clock)
         let raw = roiHeads.detect(levels, proposals: proposals, geometry: g, thresholds: t, ws: ws)
         var dets = DetectorSupport.detections(raw, geometry: g, names: config.classNames)
+        ms["roi_heads"] = DetectorSupport.lap(&clock)
+        defer { state.timingsMs = ms }
         if roiHeads.maskConvs != nil {
             let probs = roiHeads.masks(levels, detections: raw, geometry: g, ws: ws)
             probs.withUnsafeBufferPointer { p in
@@ -50,7 +57,9 @@ public final class GeneralizedRCNN: Detector, @unchecked Sendable {
                     dets[i].mask = pasted.rle(threshold: t.mask)
                 }
             }
+            ms["masks"] = DetectorSupport.lap(&clock)
         }
+        ms["heads"] = ms["rpn"]! + ms["roi_heads"]! + (ms["masks"] ?? 0)
         return dets
     }
 }

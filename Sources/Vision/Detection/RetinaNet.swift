@@ -87,8 +87,14 @@ public final class RetinaNet: Detector, @unchecked Sendable {
         let t = thresholds ?? config.thresholds
         let ws = state.workspace
         ws.beginFrame()
+        var clock = Benchmark.now()
         let (input, g) = transform(image, workspace: ws)
+        let transformMs = DetectorSupport.lap(&clock)
         let levels = backbone(input, workspace: ws, runner: state.runner).levels
+        let backboneMs = DetectorSupport.lap(&clock)
+        defer {
+            state.timingsMs = ["transform": transformMs, "backbone": backboneMs, "heads": DetectorSupport.lap(&clock)]
+        }
         let anchors = state.anchors(.retinaNet, grids: DetectorSupport.grids(levels), paddedHeight: g.paddedHeight,
                                     paddedWidth: g.paddedWidth)
         let a = anchorsPerLocation, k = numClasses

@@ -1,3 +1,4 @@
+import Dispatch
 import FPNCore
 import Foundation
 
@@ -107,6 +108,8 @@ public struct MultiScaleRoIAlign: Sendable, Equatable {
     public var canonicalScale: Float = 224
     public var canonicalLevel: Int = 4
 
+    static let cores = max(ProcessInfo.processInfo.activeProcessorCount, 1)
+
     public init(outputSize: Int, samplingRatio: Int = 2) {
         self.outputSize = outputSize
         self.samplingRatio = samplingRatio
@@ -151,13 +154,23 @@ public struct MultiScaleRoIAlign: Sendable, Equatable {
         let scales = features.map { Self.scale(featureHeight: $0.height, imageHeight: imageHeight) }
         let minLevel = Int((-log2f(scales[0])).rounded())
         let maxLevel = Int((-log2f(scales[scales.count - 1])).rounded())
-        for (i, box) in boxes.enumerated() {
-            let l = features.count == 1 ? 0 : levelIndex(of: box, minLevel: minLevel, maxLevel: maxLevel)
+        let work = { (i: Int) in
+            let box = boxes[i]
+            let l = features.count == 1 ? 0 : self.levelIndex(of: box, minLevel: minLevel, maxLevel: maxLevel)
             let f = features[l]
             RoIAlign.pool(feature: f.data, channels: channels, height: f.height, width: f.width, box: box,
-                          spatialScale: scales[l], pooledHeight: outputSize, pooledWidth: outputSize,
-                          samplingRatio: samplingRatio,
+                          spatialScale: scales[l], pooledHeight: self.outputSize, pooledWidth: self.outputSize,
+                          samplingRatio: self.samplingRatio,
                           output: UnsafeMutableBufferPointer(rebasing: out[(i * per)..<((i + 1) * per)]))
+        }
+        // Boxes are independent: split them over the cores (torch's kernel parallelises over RoIs too).
+        let chunks = boxes.count * per >= 1 << 16 ? min(boxes.count, Self.cores * 4) : 1
+        if chunks <= 1 {
+            for i in boxes.indices { work(i) }
+        } else {
+            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                for i in (boxes.count * c / chunks)..<(boxes.count * (c + 1) / chunks) { work(i) }
+            }
         }
     }
 }

@@ -1,0 +1,81 @@
+import FPNCore
+import Foundation
+import Tensor
+import Vision
+
+/// The runner's detector slot filled by a converted torchvision detector (`.safetensors` from
+/// `scripts/convert-torchvision`): the architecture (Mask/Faster R-CNN, RetinaNet, FCOS; v1/v2) comes from the file's
+/// metadata. One per stream: it owns the stream's buffers and cached anchors (`DetectorState`); the loaded model
+/// itself is immutable and may be shared by several streams (`init(detector:spec:)`).
+public struct ModelDetector: FrameDetector {
+    /// The loaded model (shared, immutable).
+    public let detector: any Detector
+    /// Per-stream state.
+    public let state: DetectorState
+    /// Thresholds in use (file defaults with the spec's overrides).
+    public let thresholds: DetectionThresholds
+    /// Only these class ids are reported (nil = all).
+    public let keepClasses: Set<Int>?
+
+    /// Loads the model named by `spec.path` and applies the spec's overrides.
+    /// - Throws: `ModelDetectorError` naming the file and the problem (unreadable/truncated file, wrong dtype,
+    ///   missing or unexpected keys, unknown architecture, class count mismatch, unknown class names).
+    public init(spec: ModelSpec) throws {
+        let url = URL(fileURLWithPath: spec.path)
+        do {
+            let file = try SafeTensorsFile(url: url)
+            var config = try DetectorConfig(metadata: file.metadata, file: url)
+            if spec.minSize != nil || spec.maxSize != nil, case .shorterSide(let lo, let hi) = config.transform.resize {
+                let newLo = spec.minSize ?? lo
+                config.transform.resize = .shorterSide(min: newLo, max: spec.maxSize ?? max(hi, newLo))
+            }
+            try self.init(detector: DetectorLoader.load(file: file, config: config), spec: spec)
+        } catch let e as ModelDetectorError {
+            throw e
+        } catch {
+            throw ModelDetectorError(message: "\(error)")
+        }
+    }
+
+    /// Wraps an already loaded model (e.g. shared between streams) with the spec's thresholds and class filter.
+    public init(detector: any Detector, spec: ModelSpec) throws {
+        self.detector = detector
+        self.state = DetectorState()
+        var t = detector.config.thresholds
+        if let v = spec.score { t.score = v }
+        if let v = spec.nms { t.nms = v }
+        if let v = spec.maxDetections { t.maxDetections = v }
+        if let v = spec.maskThreshold { t.mask = v }
+        thresholds = t
+        if let names = spec.classes {
+            let all = detector.config.classNames
+            var ids = Set<Int>()
+            for n in names {
+                let matching = all.indices.filter { all[$0] == n }
+                guard !matching.isEmpty else {
+                    throw ModelDetectorError(message: "model '\(spec.path)': unknown class '\(n)' in classes "
+                        + "(the model's classes: \(all.filter { $0 != "N/A" && $0 != "__background__" }.joined(separator: ", ")))")
+                }
+                ids.formUnion(matching)
+            }
+            keepClasses = ids
+        } else {
+            keepClasses = nil
+        }
+    }
+
+    public var name: String { detector.config.architecture }
+
+    public mutating func detect(_ frame: Frame, into result: inout FrameResult) throws {
+        var dets = detector.detect(frame.image, state: state, thresholds: thresholds)
+        if let keepClasses { dets.removeAll { !keepClasses.contains($0.classID) } }
+        result.detections = dets
+        for (k, v) in state.timingsMs { result.timingsMs["detect." + k] = v }
+    }
+}
+
+/// A model file that cannot be used; the message names the file and the problem.
+public struct ModelDetectorError: Error, CustomStringConvertible {
+    public let message: String
+    public var description: String { message }
+}
