@@ -102,28 +102,14 @@ public struct DetectorConfig: Sendable, Equatable {
         return (family, depth, variant)
     }
 
-    /// The backbone a detector family uses (torchvision's builders).
-    public static func backbone(family: DetectorFamily, depth: ResNetDepth, variant: Int) -> BackboneConfig {
-        switch family {
-        case .maskRCNN, .fasterRCNN:
-            return variant == 2 ? BackboneConfig(depth: depth, fpnNorm: .batchNorm, bnEps: 1e-5)
-                : BackboneConfig(depth: depth, bnEps: 0)
-        case .retinaNet:
-            return variant == 2
-                ? BackboneConfig(depth: depth, returnedLayers: [2, 3, 4], extraBlock: .p6p7(from: .c5), bnEps: 1e-5)
-                : BackboneConfig(depth: depth, returnedLayers: [2, 3, 4], extraBlock: .p6p7(from: .p5), bnEps: 0)
-        case .fcos:
-            return BackboneConfig(depth: depth, returnedLayers: [2, 3, 4], extraBlock: .p6p7(from: .p5), bnEps: 1e-5)
-        }
-    }
-
     /// A config for `architecture` with torchvision's defaults (COCO's 91 classes named `class0`...).
     public init?(architecture: String, numClasses: Int = 91) {
-        guard let (family, depth, variant) = Self.parse(architecture: architecture) else { return nil }
+        guard let (family, _, variant) = Self.parse(architecture: architecture),
+              let backbone = BackboneConfig(architecture: architecture) else { return nil }
         self.architecture = architecture
         self.family = family
         self.variant = variant
-        self.backbone = Self.backbone(family: family, depth: depth, variant: variant)
+        self.backbone = backbone
         self.numClasses = numClasses
         self.classNames = (0..<numClasses).map { "class\($0)" }
         self.thresholds = .defaults(for: family)
@@ -141,6 +127,8 @@ public struct DetectorConfig: Sendable, Equatable {
             throw ModelLoadError(file: file, reason: .unknownArchitecture(arch, known: Self.knownArchitectures))
         }
         self = c
+        // The backbone part (bn_eps, consistency of the descriptive fields) is the backbone's to read.
+        backbone = try BackboneConfig(metadata: m, file: file)
         func value<T>(_ key: String, _ parse: (String) -> T?) throws -> T? {
             guard let s = m[key] else { return nil }
             guard let v = parse(s) else { throw ModelLoadError(file: file, reason: .badMetadata(key: key, value: s)) }
@@ -148,9 +136,6 @@ public struct DetectorConfig: Sendable, Equatable {
         }
         let positiveInt: (String) -> Int? = { Int($0).flatMap { $0 > 0 ? $0 : nil } }
         let unitFloat: (String) -> Float? = { Float($0).flatMap { $0 >= 0 && $0 <= 1 ? $0 : nil } }
-        if let eps = try value("bn_eps", { Double($0).flatMap { $0 >= 0 && $0.isFinite ? $0 : nil } }) {
-            backbone.bnEps = eps
-        }
         if let n = try value("num_classes", positiveInt) { numClasses = n }
         if let s = m["class_names"] {
             guard let data = s.data(using: .utf8), let names = try? JSONDecoder().decode([String].self, from: data) else {
