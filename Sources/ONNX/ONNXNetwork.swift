@@ -70,7 +70,10 @@ public final class ONNXNetwork: @unchecked Sendable {
         let keep = Set(outputSlots + [0])
         for (v, i) in lastUse.enumerated() where i >= 0 && !keep.contains(v) { release[i].append(v) }
         self.releaseAfter = release
-        self.stepDescriptions = steps.map { "\($0.label): \($0.kernel)" }
+        self.stepDescriptions = steps.map { s in
+            if case .conv = s.kernel, s.inputs.count > 1 { return "\(s.label): \(s.kernel) +residual" }
+            return "\(s.label): \(s.kernel)"
+        }
     }
 
     /// The input shape the file declares with `height`/`width` (and batch 1 when symbolic) substituted.

@@ -4,6 +4,8 @@
 /// - Per-channel or scalar constant Mul/Add/Sub/Div become an `affine` (x * s[c] + t[c]); BatchNormalization is one.
 /// - An affine right after a Conv/ConvTranspose is folded into its weights and bias; a Relu into its epilogue.
 /// - Consecutive affines merge.
+/// - `Add(conv(x), r)` becomes the conv with `r` as residual (act(conv + bias + r) in the GEMM epilogue), when `r`
+///   is ready before the conv runs; a Relu after the Add then fuses too.
 /// A rewrite applies only when the intermediate value has exactly one user and is not a graph output.
 extension ONNXPlan {
     static func fuse(_ p: inout Program) {
@@ -12,7 +14,15 @@ extension ONNXPlan {
         constantsToAffine(&p)
         var changed = true
         while changed {
-            changed = false
+            changed = fuseChains(&p)
+            changed = fuseResiduals(&p) || changed
+        }
+    }
+
+    /// One pass of single-input chain fusion (conv+affine, conv+relu, affine+affine); true when something merged.
+    static func fuseChains(_ p: inout Program) -> Bool {
+        var changed = false
+        do {
             let users = userCounts(p)
             var producer: [String: Int] = [:]
             for (i, n) in p.nodes.enumerated() { producer[n.output] = i }
@@ -23,7 +33,7 @@ extension ONNXPlan {
                 var prev = p.nodes[j]
                 var merged = false
                 switch (prev.op, n.op) {
-                case (.conv(var spec), .affine(let s, let t)) where !spec.relu && [1, spec.outChannels].contains(s.count)
+                case (.conv(var spec), .affine(let s, let t)) where !spec.relu && !spec.residual && [1, spec.outChannels].contains(s.count)
                     && [1, spec.outChannels].contains(t.count):
                     foldAffine(into: &spec, scale: s, shift: t)
                     prev.op = .conv(spec); merged = true
@@ -53,6 +63,36 @@ extension ONNXPlan {
             }
             p.nodes = p.nodes.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
         }
+        return changed
+    }
+
+    /// Folds `Add(a, b)` into the Conv producing `a` (or `b`) as its residual input. The conv must not already end
+    /// in a Relu (the Add comes before any activation), its output must have no other user, and the other operand
+    /// must be computed before the conv (or be the model input) so the conv can read it. True when something merged.
+    static func fuseResiduals(_ p: inout Program) -> Bool {
+        let users = userCounts(p)
+        var producer: [String: Int] = [:]
+        for (i, n) in p.nodes.enumerated() { producer[n.output] = i }
+        var removed = Set<Int>()
+        for (i, add) in p.nodes.enumerated() {
+            guard case .binary(.add) = add.op, add.inputs.count == 2 else { continue }
+            for k in 0..<2 {
+                let convOut = add.inputs[k], other = add.inputs[1 - k]
+                guard convOut != other, users[convOut] == 1, let j = producer[convOut], !removed.contains(j),
+                      case .conv(var spec) = p.nodes[j].op, !spec.transposed, !spec.relu, !spec.residual else { continue }
+                if let o = producer[other], o >= j { continue }
+                if producer[other] == nil && other != p.input.name { continue }
+                spec.residual = true
+                p.nodes[j].op = .conv(spec)
+                p.nodes[j].inputs.append(other)
+                p.nodes[j].output = add.output
+                p.nodes[j].label += "+" + add.label
+                removed.insert(i)
+                break
+            }
+        }
+        p.nodes = p.nodes.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
+        return !removed.isEmpty
     }
 
     /// How many node inputs read each value; graph outputs count as users too (they must stay materialised).

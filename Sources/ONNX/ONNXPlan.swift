@@ -55,6 +55,8 @@ enum ONNXPlan {
         var outputPadding: (Int, Int) = (0, 0)
         var relu = false
         var transposed = false
+        /// The node's second input is added to the output before the activation (a fused residual Add).
+        var residual = false
         /// Output channels.
         var outChannels: Int { transposed ? weight.dims[1] * group : weight.dims[0] }
     }

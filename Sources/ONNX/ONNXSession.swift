@@ -45,7 +45,8 @@ public final class ONNXSession {
             let x = values[step.inputs[0]]!
             let out: Tensor
             switch step.kernel {
-            case .conv(let c): out = c(x, in: ws)
+            case .conv(let c):
+                out = c(x, residual: step.inputs.count > 1 ? values[step.inputs[1]]! : nil, in: ws)
             case .convTranspose(let c): out = c(x, in: ws)
             case .unary(let u):
                 out = ws.tensor(x.shape)
@@ -132,7 +133,11 @@ public final class ONNXSession {
             let eh = x[2] + 2 * c.padding.h - c.dilation.h * (c.kernel.h - 1)
             let ew = x[3] + 2 * c.padding.w - c.dilation.w * (c.kernel.w - 1)
             guard eh > 0, ew > 0 else { throw fail("input smaller than the \(c.kernel) kernel") }
-            return c.outputShape(x)
+            let out = c.outputShape(x)
+            if ins.count > 1, ins[1] != out {
+                throw fail("the Add fused into this conv needs equal shapes, got \(out) + \(ins[1]) (broadcasting is not supported there)")
+            }
+            return out
         case .convTranspose(let c):
             guard x[1] == c.inChannels else { throw fail("expects \(c.inChannels) channels") }
             let s = c.outputShape(x)

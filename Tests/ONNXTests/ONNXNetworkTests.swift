@@ -65,6 +65,25 @@ final class ONNXNetworkTests: XCTestCase {
         XCTAssertLessThan(worst, 1e-5)
     }
 
+    func testResidualAddAndReluFuseIntoTheConv() throws {
+        // MobileNetV2/ResNet tail: Relu(Add(x, Conv(x))) → one conv step with residual x and ReLU epilogue.
+        var rng = TestRNG(7)
+        var b = ONNXBuilder()
+        b.inputDims = [1, 4, 6, 5]
+        let w = rng.array(4 * 4, scale: 0.5), bias = rng.array(4)
+        b.constant("w", [4, 4, 1, 1], w); b.constant("b", [4], bias)
+        b.node("Conv", ["x", "w", "b"], "c", name: "project")
+        b.node("Add", ["x", "c"], "s", name: "residual")
+        b.node("Relu", ["s"], "y", name: "act")
+        b.outputs = ["y"]
+        let net = try network(b)
+        XCTAssertEqual(net.stepDescriptions, ["project+residual+act: Conv 4→4 k1x1 s1x1 p0x0 g1 +bias +relu +residual"])
+        let x = input([1, 4, 6, 5], seed: 8)
+        let y = try ONNXSession(net).run(x)[0].array
+        let (conv, _) = naiveConv(x.array, x.shape, w, [4, 4, 1, 1], bias: bias, stride: 1, pad: 0, groups: 1)
+        for i in conv.indices { XCTAssertEqual(y[i], max(0, conv[i] + x.array[i]), accuracy: 1e-5) }
+    }
+
     func testHardSwishPatternAndScalarAffinesFuse() throws {
         // PaddlePaddle's export of hardswish: Add(x, 3) → Clip(0, 6) → Mul(x, ·) → Div(·, 6), then Mul/Add scalars.
         var b = ONNXBuilder()
