@@ -240,6 +240,30 @@ final class TailCommandTests: XCTestCase {
         XCTAssertTrue(stderrText.contains("live.yaml"), stderrText)
     }
 
+    func testSeveralURLsAreIndependentStreamsWithTheirOwnVideo() throws {
+        let a = try startServer()
+        let b = RTSPTestServer(arguments: ["--size", "160x120"])
+        try b.start()
+        defer { b.stop() }
+        let out = dir.appendingPathComponent("two.jsonl")
+        let video = dir.appendingPathComponent("cam{stream}.mkv").path
+        let p = try startTail([a.url, b.url, "--jsonl", out.path, "-o", video, "--max-frames", "6", "--quiet"])
+        XCTAssertTrue(waitExit(p))
+        XCTAssertEqual(p.terminationStatus, 0, stderrText)
+        let all = lines(out)
+        for (stream, width) in [(0, 320), (1, 160)] {
+            let f = frames(all).filter { $0["stream"] as? Int == stream }
+            XCTAssertEqual(f.count, 6, "stream \(stream)")
+            XCTAssertTrue(f.allSatisfy { $0["width"] as? Int == width })
+            XCTAssertEqual(events(all, "connected").filter { $0["stream"] as? Int == stream }.count, 1)
+            let probe = try ExternalTools.run("ffprobe", ["-v", "error", "-count_frames", "-show_entries",
+                                                          "stream=width,nb_read_frames", "-of", "csv=p=0",
+                                                          dir.appendingPathComponent("cam\(stream).mkv").path])
+            XCTAssertEqual(probe.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines), "\(width),6")
+        }
+        XCTAssertEqual(all.filter { $0["type"] as? String == "summary" }.count, 2, "one summary per stream")
+    }
+
     func testUnreachableURLFailsOnceWithARedactedMessage() throws {
         let out = dir.appendingPathComponent("out.jsonl")
         let p = try startTail(["rtsp://user:pw@127.0.0.1:1/cam", "--jsonl", out.path, "--open-timeout", "2"])
