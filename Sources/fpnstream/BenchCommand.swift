@@ -8,7 +8,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure throughput against reference tools in the same run.",
-        subcommands: [BenchDecodeCommand.self, BenchTracker.self, BenchOps.self, BenchBackbone.self, BenchDetector.self]
+        subcommands: [BenchDecodeCommand.self, BenchTracker.self, BenchOps.self, BenchBackbone.self, BenchDetector.self, BenchTemporal.self]
     )
 }
 

@@ -1,0 +1,184 @@
+import Foundation
+import Tensor
+import TestSupport
+import Vision
+import XCTest
+
+/// The temporal cache (issue 7) on a seeded ResNet-18-FPN at 128x128: delta at threshold 0 equals dense, an
+/// identical frame costs no GEMM, a one-pixel change recomputes exactly the tiles its receptive field reaches,
+/// state resets on a new size, dense refresh and keyframes fire on schedule.
+final class TemporalCacheTests: XCTestCase {
+    private static var cached: ResNetFPNBackbone?
+
+    private func backbone() throws -> ResNetFPNBackbone {
+        if let b = Self.cached { return b }
+        let b = try SyntheticWeights.backbone(architecture: "resnet18-fpn",
+                                              directory: TestPaths.temporaryDirectory("temporal"))
+        Self.cached = b
+        return b
+    }
+
+    private func frame(_ key: String, h: Int = 128, w: Int = 128) -> Tensor {
+        SyntheticWeights.uniform(key: key, shape: [1, 3, h, w], amplitude: 2)
+    }
+
+    /// Dense pyramid levels as owned copies.
+    private func dense(_ b: ResNetFPNBackbone, _ x: Tensor) -> [Tensor] {
+        let ws = Workspace()
+        return b(x, workspace: ws).levels.map { l in let t = Tensor(shape: l.features.shape); t.copy(from: l.features); return t }
+    }
+
+    /// max |a − b| / max |b| over all levels.
+    private func maxRelativeError(_ got: FeaturePyramid, _ ref: [Tensor]) -> Double {
+        var worst = 0.0
+        XCTAssertEqual(got.levels.count, ref.count)
+        for (l, r) in zip(got.levels, ref) {
+            XCTAssertEqual(l.features.shape, r.shape)
+            let a = l.features.array, b = r.array
+            let scale = b.reduce(0) { max($0, abs(Double($1))) }
+            var m = 0.0
+            for i in a.indices { m = max(m, abs(Double(a[i]) - Double(b[i]))) }
+            worst = max(worst, m / max(scale, 1e-30))
+        }
+        return worst
+    }
+
+    func testThresholdZeroEqualsDense() throws {
+        let b = try backbone()
+        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0))
+        let ws = Workspace()
+        let a = frame("t.a")
+        // Frame 2: a patch replaced; frame 3: a small global change (every tile moves).
+        let patched = Tensor(shape: a.shape); patched.copy(from: a)
+        let other = frame("t.b")
+        for c in 0..<3 { for y in 40..<70 { for x in 10..<50 { patched[0, c, y, x] = other[0, c, y, x] } } }
+        let shifted = Tensor(shape: a.shape); shifted.copy(from: patched)
+        shifted.withUnsafeMutableBufferPointer { p in for i in p.indices where i % 7 == 0 { p[i] += 0.01 } }
+        for (i, x) in [a, patched, shifted].enumerated() {
+            ws.beginFrame()
+            let p = cache.forward(b, input: x, workspace: ws)
+            let err = maxRelativeError(p, dense(b, x))
+            XCTAssertLessThanOrEqual(err, 1e-6, "frame \(i): delta at threshold 0 differs from dense")
+        }
+        // The patch frame was a real partial update, not a dense one.
+        XCTAssertEqual(cache.frameIndex, 3)
+    }
+
+    func testPatchFrameIsPartialAndMatchesDense() throws {
+        let b = try backbone()
+        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0))
+        let ws = Workspace()
+        let a = frame("t.a")
+        _ = cache.forward(b, input: a, workspace: ws)
+        let patched = Tensor(shape: a.shape); patched.copy(from: a)
+        for c in 0..<3 { for y in 0..<16 { for x in 0..<16 { patched[0, c, y, x] += 1 } } }
+        ws.beginFrame()
+        let p = cache.forward(b, input: patched, workspace: ws)
+        XCTAssertLessThanOrEqual(maxRelativeError(p, dense(b, patched)), 1e-6)
+        let s = cache.lastStats
+        XCTAssertGreaterThan(s.tiledLayers, 0)
+        XCTAssertGreaterThan(s.recomputedTiles, 0)
+        XCTAssertLessThan(s.recomputedTiles, s.totalTiles, "a corner patch must not recompute every tile")
+        XCTAssertLessThan(s.recomputedFraction, 1)
+    }
+
+    func testIdenticalFrameDoesNoGEMM() throws {
+        let b = try backbone()
+        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0))
+        let ws = Workspace()
+        let a = frame("t.a")
+        _ = cache.forward(b, input: a, workspace: ws)
+        XCTAssertEqual(cache.lastStats.denseLayers, b.convLayers.count)
+        let ref = dense(b, a)
+        let copy = Tensor(shape: a.shape); copy.copy(from: a)
+        ws.beginFrame()
+        let p = cache.forward(b, input: copy, workspace: ws)
+        XCTAssertEqual(cache.lastStats.gemmCalls, 0)
+        XCTAssertEqual(cache.lastStats.skippedLayers, b.convLayers.count)
+        XCTAssertEqual(cache.lastStats.recomputedTiles, 0)
+        XCTAssertEqual(cache.lastStats.flops, 0)
+        XCTAssertLessThanOrEqual(maxRelativeError(p, ref), 1e-6)
+    }
+
+    func testOnePixelChangeRecomputesReceptiveFieldTiles() throws {
+        let b = try backbone()
+        // Threshold 1e-4 x input RMS: far below the change (a pixel set to 50) but above the last-bit differences
+        // between the tile GEMM and the dense GEMM of recomputed-but-unchanged pixels (≤ 1e-6 relative), which at
+        // threshold 0 would spread through every layer.
+        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 1e-4, refreshInterval: 0, tile: 8))
+        let ws = Workspace()
+        let a = frame("t.a")
+        _ = cache.forward(b, input: a, workspace: ws)
+        let changed = Tensor(shape: a.shape); changed.copy(from: a)
+        changed[0, 1, 40, 40] = 50
+        ws.beginFrame()
+        let p = cache.forward(b, input: changed, workspace: ws)
+        XCTAssertLessThanOrEqual(maxRelativeError(p, dense(b, changed)), 1e-5)
+        // Stem 7x7/2 pad 3, output 64x64 in 8x8 tiles; its input grid has 16x16 tiles. Pixel (40, 40) lies in
+        // input tile rows/cols 32..<48, whose receptive field reaches outputs o with 2o − 3 ≤ 47 and
+        // 2o − 3 + 6 ≥ 32: o in 15...25 → tiles 1...3 in each direction = 9 tiles.
+        let stem = b.body.conv1.index
+        XCTAssertEqual(cache.lastLayerTiles[stem], 9)
+        // The stem output really changes only at o with 2o − 3 ≤ 40 ≤ 2o + 3: 19...21; max-pool 3x3/2 pad 1 maps
+        // that to 9...11 (2q − 1 ≤ 21, 2q + 1 ≥ 19): input tile (1, 1) (8..<16) of layer1.0.conv1 (3x3 pad 1,
+        // 32x32, 8x8 tiles), whose receptive field reaches outputs 7...16 → tiles 0...2 each way = 9 of 16.
+        let l1 = b.body.layers[0][0].conv1.index
+        XCTAssertEqual(cache.lastLayerTiles[l1], 9)
+        // The change reaches everything by layer4 (a 4x4 map, one tile): those layers fall back to dense.
+        XCTAssertGreaterThan(cache.lastStats.tiledLayers, 0)
+        XCTAssertLessThan(cache.lastStats.recomputedFraction, 1)
+    }
+
+    func testResetOnNewResolution() throws {
+        let b = try backbone()
+        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0.5, refreshInterval: 0))
+        let ws = Workspace()
+        _ = cache.forward(b, input: frame("t.a"), workspace: ws)
+        _ = cache.forward(b, input: frame("t.a"), workspace: ws)
+        XCTAssertEqual(cache.resetCount, 0)
+        XCTAssertEqual(cache.frameIndex, 2)
+        let small = frame("t.small", h: 96, w: 160)
+        ws.beginFrame()
+        let p = cache.forward(b, input: small, workspace: ws)
+        XCTAssertEqual(cache.resetCount, 1)
+        XCTAssertEqual(cache.frameIndex, 1)
+        XCTAssertTrue(cache.lastStats.refreshed)
+        XCTAssertEqual(cache.lastStats.denseLayers, b.convLayers.count)
+        // A high threshold does not matter on a reset frame: it is dense.
+        XCTAssertLessThanOrEqual(maxRelativeError(p, dense(b, small)), 1e-6)
+    }
+
+    func testDenseRefreshOnSchedule() throws {
+        let b = try backbone()
+        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 3))
+        let ws = Workspace()
+        let a = frame("t.a")
+        var refreshed: [Bool] = [], gemms: [Int] = []
+        for _ in 0..<7 {
+            ws.beginFrame()
+            _ = cache.forward(b, input: a, workspace: ws)
+            refreshed.append(cache.lastStats.refreshed)
+            gemms.append(cache.lastStats.gemmCalls)
+        }
+        XCTAssertEqual(refreshed, [true, false, false, true, false, false, true])
+        let n = b.convLayers.count
+        XCTAssertEqual(gemms, [n, 0, 0, n, 0, 0, n])
+    }
+
+    func testKeyframeReusesPyramidBetweenKeyframes() throws {
+        let b = try backbone()
+        let cache = TemporalCache(settings: TemporalSettings(mode: .keyframe, keyframeInterval: 2))
+        let ws = Workspace()
+        let a = frame("t.a"), c = frame("t.c")
+        ws.beginFrame()
+        _ = cache.forward(b, input: a, workspace: ws)
+        ws.beginFrame()
+        let reused = cache.forward(b, input: c, workspace: ws)
+        XCTAssertFalse(cache.lastStats.refreshed)
+        XCTAssertLessThanOrEqual(maxRelativeError(reused, dense(b, a)), 0, "between keyframes: the keyframe's pyramid")
+        ws.beginFrame()
+        let key = cache.forward(b, input: c, workspace: ws)
+        XCTAssertTrue(cache.lastStats.refreshed)
+        XCTAssertLessThanOrEqual(maxRelativeError(key, dense(b, c)), 1e-6)
+    }
+}
