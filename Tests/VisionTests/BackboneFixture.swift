@@ -30,6 +30,15 @@ struct BackboneFixture {
     /// Generated state dicts and default weight files, per fixture (tests in a class run one at a time).
     private static var cachedStateDicts: [String: [String: Tensor]] = [:]
     private static var cachedWeights: [String: URL] = [:]
+    /// Weight files are ~47 MB each (ResNet-18): one directory, removed by `cleanUp()` in the classes' tearDown.
+    private static var scratch = TestPaths.temporaryDirectory("backbone")
+
+    /// Deletes every weights file written so far (call from `override class func tearDown()`).
+    static func cleanUp() {
+        try? FileManager.default.removeItem(at: scratch)
+        cachedWeights = [:]
+        scratch = TestPaths.temporaryDirectory("backbone")
+    }
 
     /// The full backbone state dict: fixture tensors (BN, biases) + generated conv weights.
     func stateDict() throws -> [String: Tensor] {
@@ -69,7 +78,7 @@ struct BackboneFixture {
         var meta = metadata.filter { ["architecture", "bn_eps", "backbone", "returned_layers", "fpn_norm",
                                       "extra_blocks", "fpn_channels", "frozen_bn", "format"].contains($0.key) }
         meta.merge(overrides) { $1 }
-        let url = TestPaths.temporaryDirectory("backbone").appendingPathComponent("weights.safetensors")
+        let url = Self.scratch.appendingPathComponent("weights-\(UUID().uuidString).safetensors")
         try SafeTensorsWriter.write(dict, metadata: meta, to: url)
         if plain { Self.cachedWeights[name] = url }
         return url

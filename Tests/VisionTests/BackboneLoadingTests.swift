@@ -7,6 +7,8 @@ import XCTest
 /// Strict weight loading and architecture selection: bad weights give one clear error naming the file and listing
 /// every problem.
 final class BackboneLoadingTests: XCTestCase {
+    override class func tearDown() { BackboneFixture.cleanUp() }
+
     func testMissingUnexpectedAndMisshapedKeysAreAllListed() throws {
         let fx = try BackboneFixture("resnet18-fpn")
         let url = try fx.writeWeights(

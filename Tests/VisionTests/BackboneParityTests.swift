@@ -9,6 +9,8 @@ import XCTest
 /// FPN with bias; v2: BatchNorm eps 1e-5 in body and FPN). Tolerance per level: relative L2 ≤ 1e-5 and
 /// max abs ≤ 1e-4 · max|reference| (scripts/parity runs the same check on full frames and ResNet-50).
 final class BackboneParityTests: XCTestCase {
+    override class func tearDown() { BackboneFixture.cleanUp() }
+
     func testResNet18FPNv1MatchesTorchvision() throws { try checkFixture("resnet18-fpn", expectEps: 0) }
 
     func testResNet18FPNv2MatchesTorchvision() throws { try checkFixture("resnet18-fpn-v2", expectEps: 1e-5) }
