@@ -34,7 +34,7 @@ class ConvNorm(nn.Conv2d):
 
 
 class SemSegFPNHead(nn.Module):
-    def __init__(self, in_channels, num_classes, conv_dims=128, strides=(4, 8, 16, 32), common_stride=4):
+    def __init__(self, in_channels, num_classes, conv_dims=128, strides=(4, 8, 16, 32), common_stride=4, groups=32):
         super().__init__()
         self.common_stride = common_stride
         self.levels = []
@@ -43,7 +43,7 @@ class SemSegFPNHead(nn.Module):
             n = max(1, int(math.log2(stride) - math.log2(common_stride)))
             layers = []
             for k in range(n):
-                conv = ConvNorm(in_channels if k == 0 else conv_dims, conv_dims)
+                conv = ConvNorm(in_channels if k == 0 else conv_dims, conv_dims, groups)
                 nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")   # c2_msra_fill
                 layers.append(conv)
                 if stride != common_stride:

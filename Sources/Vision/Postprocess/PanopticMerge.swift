@@ -1,0 +1,102 @@
+import FPNCore
+import Foundation
+
+/// Thresholds of detectron2's panoptic merge (`combine_semantic_and_instance_outputs`).
+public struct PanopticMergeConfig: Sendable, Equatable {
+    /// An instance is dropped when more than this fraction of its mask is already taken by higher-scored ones (0.5).
+    public var overlapThreshold: Float
+    /// Stuff regions smaller than this many pixels (at output resolution) are left void. detectron2's 4096 is for
+    /// COCO-size images (~800x1200, 0.4% of the image); models for small frames should scale it (the demo model
+    /// at 320x240 uses 512 via its metadata).
+    public var stuffAreaLimit: Int
+    /// Instances are taken by descending score until the first one below this (0.5).
+    public var instanceScoreThreshold: Float
+
+    public init(overlapThreshold: Float = 0.5, stuffAreaLimit: Int = 4096, instanceScoreThreshold: Float = 0.5) {
+        self.overlapThreshold = overlapThreshold; self.stuffAreaLimit = stuffAreaLimit
+        self.instanceScoreThreshold = instanceScoreThreshold
+    }
+}
+
+/// A panoptic map of one image.
+public struct PanopticResult: Sendable, Equatable {
+    /// Height in pixels.
+    public let height: Int
+    /// Width in pixels.
+    public let width: Int
+    /// Row-major segment id per pixel `[height * width]`; 0 = void.
+    public let ids: [Int32]
+    /// Segments in id order (ids 1, 2, ...): things first (by descending score), then stuff (ascending label).
+    public let segments: [Segment]
+
+    /// detectron2's `segments_info` entry.
+    public struct Segment: Sendable, Equatable {
+        /// Segment id in `ids`.
+        public var id: Int
+        /// True for instances.
+        public var isThing: Bool
+        /// Things: the detection's class id; stuff: the semantic label (1...N; 0 is "things" and never a segment).
+        public var categoryID: Int
+        /// Pixels of the segment.
+        public var area: Int
+        /// Things: detection score; stuff: nil.
+        public var score: Float?
+        /// Things: index of the detection in the input list; stuff: nil.
+        public var instanceIndex: Int?
+    }
+
+    /// The segment's binary mask as COCO RLE.
+    public func mask(of segmentID: Int) -> MaskRLE {
+        let id = Int32(segmentID)
+        return MaskRLE(rowMajor: ids.map { $0 == id ? 1 : 0 }, height: height, width: width)
+    }
+}
+
+/// detectron2's panoptic merge of instance masks and semantic labels.
+public enum PanopticMerge {
+    /// Merges `instances` (each: score, class id, binary row-major mask at `semantic`'s size) with `semantic`.
+    ///
+    /// Instances by descending score (stable), stopping at the first score below the threshold; empty masks skipped;
+    /// an instance whose mask overlaps already-assigned pixels by more than `overlapThreshold` of its area is
+    /// skipped, otherwise it takes only the unassigned pixels. Then each stuff label (ascending, not 0) takes its
+    /// unassigned pixels if there are at least `stuffAreaLimit` of them.
+    public static func merge(instances: [(score: Float, classID: Int, mask: [UInt8])], semantic: SemanticSegmentation,
+                             config: PanopticMergeConfig = PanopticMergeConfig()) -> PanopticResult {
+        let n = semantic.height * semantic.width
+        var ids = [Int32](repeating: 0, count: n)
+        var segments: [PanopticResult.Segment] = []
+        let order = instances.indices.sorted { a, b in
+            instances[a].score != instances[b].score ? instances[a].score > instances[b].score : a < b
+        }
+        for i in order {
+            let inst = instances[i]
+            if inst.score < config.instanceScoreThreshold { break }
+            precondition(inst.mask.count == n, "instance mask has \(inst.mask.count) pixels, image \(n)")
+            var area = 0, overlap = 0
+            inst.mask.withUnsafeBufferPointer { m in
+                for p in 0..<n where m[p] != 0 {
+                    area += 1
+                    if ids[p] != 0 { overlap += 1 }
+                }
+            }
+            if area == 0 { continue }
+            if Float(overlap) / Float(area) > config.overlapThreshold { continue }
+            let id = Int32(segments.count + 1)
+            var kept = 0
+            inst.mask.withUnsafeBufferPointer { m in
+                for p in 0..<n where m[p] != 0 && ids[p] == 0 { ids[p] = id; kept += 1 }
+            }
+            segments.append(.init(id: Int(id), isThing: true, categoryID: inst.classID, area: kept, score: inst.score,
+                                  instanceIndex: i))
+        }
+        var areas = [Int](repeating: 0, count: 256)
+        for p in 0..<n where ids[p] == 0 { areas[Int(semantic.labels[p])] += 1 }
+        for label in 1..<256 where areas[label] > 0 && areas[label] >= config.stuffAreaLimit {
+            let id = Int32(segments.count + 1)
+            for p in 0..<n where ids[p] == 0 && semantic.labels[p] == UInt8(label) { ids[p] = id }
+            segments.append(.init(id: Int(id), isThing: false, categoryID: label, area: areas[label], score: nil,
+                                  instanceIndex: nil))
+        }
+        return PanopticResult(height: semantic.height, width: semantic.width, ids: ids, segments: segments)
+    }
+}

@@ -1,0 +1,92 @@
+import FPNCore
+import Foundation
+import Tensor
+import TestSupport
+import Vision
+import XCTest
+
+/// Semantic FPN head and panoptic merge against torch (Tests/Fixtures/panoptic/semseg.safetensors, written by
+/// `scripts/fixtures-panoptic` from scripts/py/panoptic_fpn.py: detectron2's head and merge re-implemented in torch).
+final class PanopticParityTests: XCTestCase {
+    func fixture() throws -> SafeTensorsFile {
+        try SafeTensorsFile(url: TestPaths.fixtures.appendingPathComponent("panoptic/semseg.safetensors"))
+    }
+
+    func size(_ s: String?) throws -> (height: Int, width: Int) {
+        let p = try XCTUnwrap(s).split(separator: ",").compactMap { Int($0) }
+        return (p[0], p[1])
+    }
+
+    func head(_ f: SafeTensorsFile) throws -> SemanticFPNHead {
+        let m = f.metadata
+        return try SemanticFPNHead(ModuleLoader(file: f), inChannels: Int(m["in_channels"]!)!,
+                                   convDims: Int(m["conv_dims"]!)!, numClasses: Int(m["num_classes"]!)!,
+                                   groups: Int(m["groups"]!)!)
+    }
+
+    func testLogitsAndLabelsMatchTorch() throws {
+        let f = try fixture()
+        let h = try head(f)
+        let ws = Workspace()
+        for frame in 0..<2 {   // the second pass replays the workspace plan: buffer reuse must not change results
+            ws.beginFrame()
+            let feats = try (2...5).map { try f.tensor("fixture.p\($0)") }
+            let logits = h.logits(feats, workspace: ws)
+            assertParity(logits, try f.tensor("fixture.logits"), "semantic logits (pass \(frame))")
+            let seg = h.segmentation(logits: logits, inputSize: try size(f.metadata["input_size"]),
+                                     outputSize: try size(f.metadata["output_size"]), workspace: ws)
+            let want = try f.tensor("fixture.labels").array.map { UInt8($0) }
+            XCTAssertEqual(seg.labels.count, want.count)
+            let mismatches = zip(seg.labels, want).filter { $0 != $1 }.count
+            // Ties between classes are impossible with random logits; a crop/resize/argmax bug changes hundreds.
+            XCTAssertLessThanOrEqual(mismatches, 2, "labels differing from torch")
+            XCTAssertEqual(Set(want).count, 4, "fixture exercises 4 labels")
+        }
+    }
+
+    func testMergeMatchesDetectron2() throws {
+        let f = try fixture()
+        let (hgt, wid) = try size(f.metadata["output_size"])
+        let labels = try f.tensor("fixture.labels").array.map { UInt8($0) }
+        let masks = try f.tensor("fixture.masks")
+        let scores = try f.tensor("fixture.scores").array, classes = try f.tensor("fixture.classes").array
+        let plane = hgt * wid
+        let all = masks.array
+        let instances = scores.indices.map { i in
+            (score: scores[i], classID: Int(classes[i]), mask: all[(i * plane)..<((i + 1) * plane)].map { UInt8($0) })
+        }
+        let config = PanopticMergeConfig(stuffAreaLimit: Int(f.metadata["stuff_area"]!)!)
+        let got = PanopticMerge.merge(instances: instances,
+                                      semantic: SemanticSegmentation(height: hgt, width: wid, labels: labels),
+                                      config: config)
+        XCTAssertEqual(got.ids.map { Float($0) }, try f.tensor("fixture.panoptic").array, "panoptic id map")
+        struct Seg: Decodable { let id: Int; let isthing: Bool; let category_id: Int; let area: Int
+                                let score: Float?; let instance_id: Int? }
+        let want = try JSONDecoder().decode([Seg].self, from: Data(f.metadata["segments"]!.utf8))
+        XCTAssertEqual(got.segments.count, want.count)
+        for (g, w) in zip(got.segments, want) {
+            XCTAssertEqual(g.id, w.id); XCTAssertEqual(g.isThing, w.isthing); XCTAssertEqual(g.categoryID, w.category_id)
+            XCTAssertEqual(g.area, w.area, "segment \(w.id) area"); XCTAssertEqual(g.score, w.score)
+            XCTAssertEqual(g.instanceIndex, w.instance_id)
+            XCTAssertEqual(got.mask(of: g.id).area, g.area)
+        }
+        // The fixture covers: a skipped overlapped instance, a kept partially overlapped one, an empty mask, a
+        // score below 0.5 and a stuff label below the area limit.
+        XCTAssertTrue(want.contains { $0.instance_id == 4 })
+        XCTAssertFalse(want.contains { $0.instance_id == 1 || $0.instance_id == 5 || $0.instance_id == 6 })
+        XCTAssertFalse(want.contains { !$0.isthing && $0.category_id == 1 })
+    }
+
+    func testMergeThresholdsAreConfigurable() {
+        // 4x4 image: stuff label 1 everywhere; one instance (score 0.3) covering the left half.
+        let sem = SemanticSegmentation(height: 4, width: 4, labels: [UInt8](repeating: 1, count: 16))
+        let mask = (0..<16).map { UInt8($0 % 4 < 2 ? 1 : 0) }
+        let strict = PanopticMerge.merge(instances: [(0.3, 2, mask)], semantic: sem)
+        XCTAssertEqual(strict.segments.map(\.isThing), [], "score 0.3 < 0.5 and 16 px < 4096: nothing")
+        let loose = PanopticMerge.merge(instances: [(0.3, 2, mask)], semantic: sem,
+                                        config: PanopticMergeConfig(stuffAreaLimit: 8, instanceScoreThreshold: 0.2))
+        XCTAssertEqual(loose.segments.map(\.isThing), [true, false])
+        XCTAssertEqual(loose.segments.map(\.area), [8, 8])
+        XCTAssertEqual(loose.ids, (0..<16).map { Int32($0 % 4 < 2 ? 1 : 2) })
+    }
+}
