@@ -16,15 +16,7 @@ from safetensors import safe_open
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from panoptic_fpn import PanopticFPN, panoptic_merge  # noqa: E402
-
-
-def rle_counts(mask):
-    flat = np.asarray(mask, np.uint8).flatten(order="F")
-    edges = np.nonzero(np.diff(flat))[0] + 1
-    counts = np.diff(np.concatenate([[0], edges, [flat.size]])).tolist()
-    if flat.size and flat[0] == 1:
-        counts = [0] + counts
-    return [int(c) for c in counts]
+from synth import rle_encode as rle_counts  # noqa: E402
 
 
 def load(path):
