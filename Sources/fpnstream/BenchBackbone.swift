@@ -121,15 +121,16 @@ struct BenchBackbone: ParsableCommand {
 
     private func loadBackbone() throws -> ResNetFPNBackbone {
         if let weights { return try ResNetFPNBackbone(contentsOf: URL(fileURLWithPath: weights)) }
+        guard let export else { return try SyntheticWeights.backbone(architecture: arch) }
+        // --export keeps the weights file for scripts/bench-peers.
         let config = BackboneConfig(architecture: arch)!
-        let dir = export.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory
+        let dir = URL(fileURLWithPath: export)
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let url = dir.appendingPathComponent(export == nil ? "fpnstream-bench-\(getpid()).safetensors" : "weights.safetensors")
+        let url = dir.appendingPathComponent("weights.safetensors")
         let expected = try SyntheticWeights.expectedKeys(config, scratch: dir.appendingPathComponent("empty-\(getpid()).safetensors"))
         try SafeTensorsWriter.write(SyntheticWeights.stateDict(expected: expected),
                                     metadata: ["architecture": arch, "bn_eps": "\(config.bnEps)",
                                                "source": "fpnstream bench backbone (SyntheticWeights)"], to: url)
-        defer { if export == nil { try? FileManager.default.removeItem(at: url) } }
         return try ResNetFPNBackbone(contentsOf: url)
     }
 }

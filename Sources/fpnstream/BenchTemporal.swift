@@ -43,7 +43,7 @@ struct BenchTemporal: ParsableCommand {
     var denseFallback = 0.7
 
     @Option(help: "Output tile side in pixels.")
-    var tile = 8
+    var tile = 4
 
     @Option(help: "Write one JSON line per frame (ms, recomputed fraction, per-level error) to this file.")
     var jsonl: String?

@@ -32,7 +32,7 @@ public struct TemporalSettings: Equatable, Sendable {
     public var tile: Int
 
     public init(mode: TemporalMode = .off, threshold: Float = 0.05, layerThresholds: [String: Float] = [:],
-                refreshInterval: Int = 100, keyframeInterval: Int = 5, denseFallback: Double = 0.7, tile: Int = 8) {
+                refreshInterval: Int = 100, keyframeInterval: Int = 5, denseFallback: Double = 0.7, tile: Int = 4) {
         precondition(threshold >= 0 && refreshInterval >= 0 && keyframeInterval >= 1 && tile >= 1,
                      "temporal settings out of range")
         self.mode = mode; self.threshold = threshold; self.layerThresholds = layerThresholds
