@@ -18,8 +18,7 @@ release: setup
 	swift build -c release
 
 test: samples models
-	swift build --build-tests
-	swift test
+	scripts/test
 
 demo: release
 	scripts/demo
