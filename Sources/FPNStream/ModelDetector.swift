@@ -37,6 +37,20 @@ public struct ModelDetector: FrameDetector {
         }
     }
 
+    /// As `init(spec:)`, reporting problems as a `PipelineSpecError` naming the pipeline file and `model.*` key.
+    public init(spec: ModelSpec, pipelineFile file: String) throws {
+        if spec.inputScale != nil {
+            throw PipelineSpecError(file: file, line: nil, keyPath: "model.input_scale",
+                                    message: "applies to ONNX models only (use model.min_size / max_size)")
+        }
+        do {
+            try self.init(spec: spec)
+        } catch let e as ModelDetectorError {
+            throw PipelineSpecError(file: file, line: nil, keyPath: spec.classes != nil && e.message.contains("unknown class")
+                                        ? "model.classes" : "model.path", message: e.message)
+        }
+    }
+
     /// Wraps an already loaded model (e.g. shared between streams) with the spec's thresholds and class filter.
     public init(detector: any Detector, spec: ModelSpec) throws {
         self.detector = detector

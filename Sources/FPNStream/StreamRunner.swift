@@ -58,8 +58,7 @@ extension RunOptions {
             if let onnx = try ONNXDetectors.detector(for: model, pipelineFile: file) {
                 detector = onnx
             } else {
-                throw PipelineSpecError(file: file, line: nil, keyPath: "model",
-                                        message: "no detector is built into this version yet; remove the model section")
+                detector = try ModelDetector(spec: model, pipelineFile: file)
             }
         }
         if spec.outputs.panoptic != nil {

@@ -44,6 +44,16 @@ struct ProcessCommand: ParsableCommand {
     @Option(help: "Stop after this many frames.")
     var maxFrames: Int?
 
+    @Option(help: ArgumentHelp("Detector weights (.safetensors from scripts/convert-torchvision); the architecture "
+                               + "comes from the file. Wins over the pipeline's model section.", valueName: "file"))
+    var model: String?
+
+    @Option(help: ArgumentHelp("Minimum detection score (default: the model's).", valueName: "t"))
+    var score: Float?
+
+    @Option(help: ArgumentHelp("COCO results JSON (bbox + segmentation) for the whole run.", valueName: "file"))
+    var coco: String?
+
     @OptionGroup var encoding: EncoderFlags
 
     @OptionGroup var ffmpeg: FFmpegInputFlags
@@ -60,6 +70,7 @@ struct ProcessCommand: ParsableCommand {
 
     func validate() throws {
         if let maxFrames, maxFrames <= 0 { throw ValidationError("--max-frames must be positive") }
+        if let score, !(0...1).contains(score) { throw ValidationError("--score must be in [0, 1]") }
         if progressInterval < 0 { throw ValidationError("--progress-interval must be >= 0") }
     }
 
@@ -79,6 +90,18 @@ struct ProcessCommand: ParsableCommand {
             } catch {
                 throw CLIFailure(message: "\(error)", status: ExitStatus.usageError)
             }
+        }
+        if let coco { options.coco = coco }
+        if let model {
+            var spec = ModelSpec(path: model)
+            spec.score = score
+            do {
+                options.detector = try ModelDetector(spec: spec)
+            } catch {
+                throw CLIFailure(message: "\(error)", status: ExitStatus.usageError)
+            }
+        } else if score != nil {
+            throw CLIFailure(message: "--score needs --model", status: ExitStatus.usageError)
         }
         let onStdout = [("video", options.output), ("JSONL", options.jsonl), ("MOT", options.mot)].filter { $0.1 == "-" }
         if onStdout.count > 1 {

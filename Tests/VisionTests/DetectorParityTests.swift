@@ -15,21 +15,8 @@ final class DetectorParityTests: XCTestCase {
         lock.lock()
         defer { lock.unlock() }
         if let w = cache[name] { return w }
-        let url = TestPaths.fixtures.appendingPathComponent("heads/\(name).safetensors")
-        let fixture = try SafeTensorsFile(url: url)
-        let generated = try XCTUnwrap(fixture.metadata["fixture.generated"])
-        let spec = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(generated.utf8)) as? [String: [String: Any]])
-        var tensors: [String: Tensor] = [:]
-        for key in fixture.keys where !key.hasPrefix("fixture.") { tensors[key] = try fixture.tensor(key) }
-        for (key, s) in spec {
-            let shape = try XCTUnwrap(s["shape"] as? [Int])
-            let k = try XCTUnwrap(s["log2_scale"] as? Int)
-            let t = SyntheticWeights.tensor(key: key, shape: shape)
-            // A power of two: the product is exact, as in the generator script.
-            if k != 0 { Ops.affine(t, scale: Float(sign: .plus, exponent: k, significand: 1), into: t) }
-            tensors[key] = t
-        }
-        let w = (tensors, fixture.metadata.filter { !$0.key.hasPrefix("fixture.") })
+        let fixture = try SafeTensorsFile(url: TestPaths.fixtures.appendingPathComponent("heads/\(name).safetensors"))
+        let w = try SyntheticWeights.fixtureWeights(fixture)
         cache[name] = w
         return w
     }
