@@ -335,12 +335,12 @@ final class ProcessCommandTests: XCTestCase {
         XCTAssertEqual(errorLines(r), ["fpnstream: \(missing): no such file"])
     }
 
-    func testPipelineWithModelIsRefusedUntilDetectorsExist() throws {
+    func testPipelineWithMissingModelFileIsAConfigError() throws {
         let input = try makeClip(seconds: 1)
         let spec = try writeYAML("model.yaml", "model:\n  path: models/x.safetensors\n")
         let r = try fpnstream(["process", input, "--pipeline", spec])
         XCTAssertEqual(r.status, 2, r.stderr)
-        XCTAssertTrue(r.stderr.contains("\(spec): model: no detector"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("\(spec): model.path:") && r.stderr.contains("x.safetensors"), r.stderr)
     }
 
     /// The committed demo pipeline and its options: stride and max_frames from the file, outputs from the flags,
