@@ -4,6 +4,7 @@ import FPNStream
 import Foundation
 import MediaIO
 import StagePipeline
+import Tracking
 
 /// `fpnstream process INPUT [-o OUT] [--jsonl FILE] [--pipeline FILE]`
 struct ProcessCommand: ParsableCommand {
@@ -54,6 +55,14 @@ struct ProcessCommand: ParsableCommand {
     @Option(help: ArgumentHelp("COCO results JSON (bbox + segmentation) for the whole run.", valueName: "file"))
     var coco: String?
 
+    @Option(help: ArgumentHelp("MOTChallenge tracks (frame,id,x,y,w,h,conf,-1,-1,-1; 1-based frames). Turns on "
+                               + "ByteTrack with its defaults unless the pipeline configures a tracker.",
+                               valueName: "file"))
+    var mot: String?
+
+    @Flag(help: "Track detections with ByteTrack (defaults) even without --mot or a pipeline tracker.")
+    var track = false
+
     @OptionGroup var encoding: EncoderFlags
 
     @OptionGroup var ffmpeg: FFmpegInputFlags
@@ -92,6 +101,8 @@ struct ProcessCommand: ParsableCommand {
             }
         }
         if let coco { options.coco = coco }
+        if let mot { options.mot = mot }
+        if (mot != nil || track) && options.tracker == nil { options.tracker = ByteTrackConfig() }
         if let model {
             var spec = ModelSpec(path: model)
             spec.score = score

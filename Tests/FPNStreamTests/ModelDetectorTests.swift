@@ -73,6 +73,36 @@ final class ModelDetectorTests: XCTestCase {
         }
     }
 
+    /// `--mot` turns ByteTrack on: MOT lines (1-based frames) carry the same ids as the JSONL's track_id.
+    func testProcessWithMOTTracksDetections() throws {
+        guard let video = TestPaths.external("vtest.avi") else { throw XCTSkip("samples/external/vtest.avi missing") }
+        let model = try weightsFile()
+        let jsonl = dir.appendingPathComponent("t.jsonl").path
+        let mot = dir.appendingPathComponent("t.txt").path
+        let r = try ExternalTools.run(binary, ["process", video.path, "--model", model, "--max-frames", "3",
+                                               "--jsonl", jsonl, "--mot", mot, "-q"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        var jsonIDs = Set<String>()
+        for line in try Data(contentsOf: URL(fileURLWithPath: jsonl)).split(separator: 0x0a) {
+            let o = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line)) as? [String: Any])
+            guard o["type"] as? String == "frame", let frame = o["frame"] as? Int else { continue }
+            for d in try XCTUnwrap(o["detections"] as? [[String: Any]]) {
+                if let id = d["track_id"] as? Int { jsonIDs.insert("\(frame + 1),\(id)") }
+            }
+        }
+        let rows = try String(contentsOfFile: mot, encoding: .utf8).split(separator: "\n").map {
+            $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        }
+        XCTAssertFalse(rows.isEmpty, "the fixture model's detections should be tracked")
+        for row in rows {
+            XCTAssertEqual(row.count, 10, row.joined(separator: ","))
+            XCTAssertTrue((1...3).contains(Int(row[0]) ?? 0), "1-based frame: \(row[0])")
+            XCTAssertGreaterThan(Int(row[1]) ?? 0, 0)
+            XCTAssertEqual(Array(row[7...]), ["-1", "-1", "-1"])
+        }
+        XCTAssertEqual(Set(rows.map { "\($0[0]),\($0[1])" }), jsonIDs)
+    }
+
     func testBadModelFilesAreUsageErrorsNamingTheFile() throws {
         guard let video = TestPaths.external("vtest.avi") else { throw XCTSkip("samples/external/vtest.avi missing") }
         let missing = dir.appendingPathComponent("missing.safetensors").path
