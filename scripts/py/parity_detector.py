@@ -278,6 +278,37 @@ def cmd_export(a):
     print(f"parity: torch {a.config}: {n} detections on {len(ref)} frames ({dt:.2f} s/frame, 2 threads)")
 
 
+# ---- bench ----
+def cmd_bench(a):
+    """Times torchvision on one frame (median of --runs after --warmup) and writes the same weights and frame
+    for `fpnstream bench detector`."""
+    import time
+    torch.set_num_threads(a.threads)
+    im = pb.read_frame(a.video, a.frame)
+    if a.size != "native":
+        w, h = (int(v) for v in a.size.split("x"))
+        x = torch.from_numpy(im).permute(2, 0, 1).float()[None]
+        x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+        im = x[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+    model, _ = make_model(a.config, [im], a.min_size, a.max_size)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors, meta = convert(model, out / "weights.safetensors", a.config, a.min_size, a.max_size)
+    save_np(tensors, str(out / "weights.safetensors"), metadata=meta)
+    save_np({f"frame.{a.frame}": im.astype(np.float32)}, str(out / "frames.safetensors"))
+    x = torch.from_numpy(im).permute(2, 0, 1).float().div(255)
+    for _ in range(a.warmup):
+        forward(model, [x])
+    times = []
+    for _ in range(a.runs):
+        t0 = time.perf_counter()
+        forward(model, [x])
+        times.append((time.perf_counter() - t0) * 1000)
+    med = float(np.median(times))
+    (out / "torch.json").write_text(json.dumps({"median_ms": med, "runs_ms": times}))
+    print(f"torch {a.config} ms/frame: {med:.1f} (median of {a.runs}, {a.threads} threads, input {im.shape[1]}x{im.shape[0]})")
+
+
 # ---- compare ----
 def iou(a, b):
     iw = min(a[2], b[2]) - max(a[0], b[0])
