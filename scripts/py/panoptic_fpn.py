@@ -71,7 +71,12 @@ class PanopticFPN(nn.Module):
                  sem_dims=128, train_bn=True):
         super().__init__()
         norm = nn.BatchNorm2d if train_bn else misc_nn_ops.FrozenBatchNorm2d
-        body = getattr(torchvision.models, f"resnet{depth}")(weights=None, norm_layer=norm)
+        if depth == 10:
+            # ResNet-10 = ResNet-18 with one BasicBlock per stage (same key layout, 4.9M instead of 11.2M
+            # parameters): the demo model must stay under the repository's 20 MB file limit in F16.
+            body = torchvision.models.resnet.ResNet(torchvision.models.resnet.BasicBlock, [1, 1, 1, 1], norm_layer=norm)
+        else:
+            body = getattr(torchvision.models, f"resnet{depth}")(weights=None, norm_layer=norm)
         # torchvision's _resnet_fpn_extractor fixes 256 channels; BackboneWithFPN takes any (same keys).
         in_list = [body.inplanes // 8 * (2 ** i) for i in range(4)]
         backbone = BackboneWithFPN(body, {f"layer{k}": str(k - 1) for k in range(1, 5)}, in_list, fpn_channels,
@@ -86,6 +91,7 @@ class PanopticFPN(nn.Module):
             box_batch_size_per_image=128, box_detections_per_img=50)
         self.sem_seg_head = SemSegFPNHead(c, 1 + num_stuff, conv_dims=sem_dims)
         self.num_things, self.num_stuff = num_things, num_stuff
+        self.depth = depth
 
     def state_dict_flat(self):
         """Keys as fpnstream expects them: torchvision's Mask R-CNN keys + `sem_seg_head.*`, no BN counters."""
@@ -186,13 +192,13 @@ def panoptic_merge(masks, scores, labels, sem, overlap=0.5, stuff_area=4096, sco
 def metadata(model, things, stuff, extra=None):
     c = model.det.backbone.out_channels
     md = {
-        "format": "pt", "architecture": "maskrcnn_resnet18_fpn", "num_classes": str(model.num_things + 1),
+        "format": "pt", "architecture": f"maskrcnn_resnet{model.depth}_fpn", "num_classes": str(model.num_things + 1),
         "class_names": json.dumps(["__background__"] + list(things)),
         "stuff_classes": json.dumps(["things"] + list(stuff)),
         "panoptic": "semantic_fpn", "sem_seg_conv_dims": str(model.sem_seg_head.predictor.in_channels),
         "sem_seg_common_stride": "4", "gn_eps": "1e-05", "gn_groups": "32",
         "fpn_channels": str(c), "box_head_dim": str(model.det.roi_heads.box_head.fc7.out_features),
-        "bn_eps": "1e-05", "backbone": "resnet18", "returned_layers": "[1, 2, 3, 4]", "fpn_norm": "none",
+        "bn_eps": "1e-05", "backbone": f"resnet{model.depth}", "returned_layers": "[1, 2, 3, 4]", "fpn_norm": "none",
         "extra_blocks": "maxpool", "frozen_bn": "true",
         "min_size": str(model.det.transform.min_size[0]), "max_size": str(model.det.transform.max_size),
         "image_mean": json.dumps(model.det.transform.image_mean), "image_std": json.dumps(model.det.transform.image_std),

@@ -25,7 +25,7 @@ def load(path):
         sd = {k: f.get_tensor(k).float() for k in f.keys()}
     things = json.loads(md["class_names"])[1:]
     stuff = json.loads(md["stuff_classes"])[1:]
-    model = PanopticFPN(len(things), len(stuff), fpn_channels=int(md["fpn_channels"]),
+    model = PanopticFPN(len(things), len(stuff), depth=int(md.get("backbone", "resnet18")[6:]), fpn_channels=int(md["fpn_channels"]),
                         box_dim=int(md["box_head_dim"]), min_size=int(md["min_size"]), max_size=int(md["max_size"]),
                         sem_dims=int(md["sem_seg_conv_dims"]), train_bn=False)
     model.load_flat(sd)
