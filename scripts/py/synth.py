@@ -305,6 +305,8 @@ def main():
     ap.add_argument("--size", default="320x240")
     ap.add_argument("--fps", type=int, default=25)
     ap.add_argument("--crf", type=int, default=16)
+    ap.add_argument("--pan", choices=["random", "on", "off"], default="random",
+                    help="camera pan per clip: random (half the clips, as training), on, or off (static camera)")
     ap.add_argument("--no-video", action="store_true")
     ap.add_argument("--no-panoptic", action="store_true")
     args = ap.parse_args()
@@ -313,7 +315,8 @@ def main():
     images, anns, pan_anns = [], [], []
     for ci in range(args.first_clip, args.first_clip + args.clips):
         name = f"clip_{ci:03d}"
-        clip = Clip(args.seed, ci, frames=args.frames, width=w, height=h)
+        clip = Clip(args.seed, ci, frames=args.frames, width=w, height=h,
+                    pan=None if args.pan == "random" else args.pan == "on")
         mot_dir = os.path.join(args.out, "mot", name, "gt"); os.makedirs(mot_dir, exist_ok=True)
         pan_dir = os.path.join(args.out, "panoptic", name)
         if not args.no_panoptic:
