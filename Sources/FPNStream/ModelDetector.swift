@@ -81,9 +81,11 @@ public struct ModelDetector: FrameDetector {
     public var name: String { detector.config.architecture }
 
     public mutating func detect(_ frame: Frame, into result: inout FrameResult) throws {
-        var dets = detector.detect(frame.image, state: state, thresholds: thresholds)
+        // Panoptic models (metadata `panoptic: semantic_fpn`) also fill the panoptic segments.
+        var (dets, panoptic) = detector.detectPanoptic(frame.image, state: state, thresholds: thresholds)
         if let keepClasses { dets.removeAll { !keepClasses.contains($0.classID) } }
         result.detections = dets
+        if let panoptic { result.panoptic = panoptic }
         for (k, v) in state.timingsMs { result.timingsMs["detect." + k] = v }
     }
 }

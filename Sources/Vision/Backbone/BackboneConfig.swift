@@ -1,12 +1,14 @@
 import Foundation
 
-/// ResNet depth: block type and blocks per stage (torchvision `resnet18`...`resnet152`).
+/// ResNet depth: block type and blocks per stage (torchvision `resnet18`...`resnet152`; `resnet10` is
+/// `ResNet(BasicBlock, [1, 1, 1, 1])`, the demo model's body: resnet18's key layout with one block per stage).
 public enum ResNetDepth: Int, Sendable, CaseIterable {
-    case resnet18 = 18, resnet34 = 34, resnet50 = 50, resnet101 = 101, resnet152 = 152
+    case resnet10 = 10, resnet18 = 18, resnet34 = 34, resnet50 = 50, resnet101 = 101, resnet152 = 152
 
     /// Blocks in layer1...layer4.
     public var blocks: [Int] {
         switch self {
+        case .resnet10: return [1, 1, 1, 1]
         case .resnet18: return [2, 2, 2, 2]
         case .resnet34, .resnet50: return [3, 4, 6, 3]
         case .resnet101: return [3, 4, 23, 3]
@@ -14,7 +16,7 @@ public enum ResNetDepth: Int, Sendable, CaseIterable {
         }
     }
 
-    /// Bottleneck (1x1, 3x3, 1x1, expansion 4) for 50/101; BasicBlock (3x3, 3x3) for 18/34.
+    /// Bottleneck (1x1, 3x3, 1x1, expansion 4) for 50/101/152; BasicBlock (3x3, 3x3) for 10/18/34.
     public var usesBottleneck: Bool { rawValue >= 50 }
 
     /// Output channels of layer `k` (1...4): 64·2^(k-1), times 4 for bottleneck networks.
@@ -76,7 +78,7 @@ public struct BackboneConfig: Equatable, Sendable {
         self.extraBlock = extraBlock; self.fpnChannels = fpnChannels; self.bnEps = bnEps
     }
 
-    /// Backbone-only architecture names: `resnet{18,34,50,101,152}-` + `fpn` (Mask R-CNN v1 layout, FrozenBN eps 0),
+    /// Backbone-only architecture names: `resnet{10,18,34,50,101,152}-` + `fpn` (Mask R-CNN v1 layout, FrozenBN eps 0),
     /// `fpn-v2` (BN in the FPN, eps 1e-5), `p6p7` (C3-C5 + P6/P7 from P5, RetinaNet v1, eps 0),
     /// `p6p7-c5` (P6 from C5, RetinaNet v2, eps 1e-5).
     public static let backboneArchitectures: [String] = ResNetDepth.allCases.flatMap { d in
@@ -139,9 +141,10 @@ public struct BackboneConfig: Equatable, Sendable {
     }
 
     /// The backbone described by a weights file's `__metadata__`: `architecture` (required, see
-    /// `init(architecture:)`) and `bn_eps` (optional, overrides the architecture's default BN epsilon). The
-    /// descriptive fields `backbone`, `returned_layers`, `fpn_norm`, `extra_blocks`, `fpn_channels`, when present,
-    /// must agree with the architecture.
+    /// `init(architecture:)`), `bn_eps` (optional, overrides the architecture's default BN epsilon) and
+    /// `fpn_channels` (optional, default 256). The descriptive fields `backbone`, `returned_layers` (`1,2,3,4`),
+    /// `fpn_norm`, `extra_blocks` (`pool`, `none`, `p6p7_from_p5`, `p6p7_from_c5`), when present, must agree with
+    /// the architecture.
     /// - Throws: `ModelLoadError` naming `file` for a missing/unknown architecture, an unparsable `bn_eps` or a
     ///   descriptive field that contradicts the architecture.
     public init(metadata: [String: String], file: URL) throws {
@@ -153,6 +156,13 @@ public struct BackboneConfig: Equatable, Sendable {
                 arch, known: Self.backboneArchitectures + Self.detectorArchitectures))
         }
         self = config
+        if let channels = metadata["fpn_channels"] {
+            // torchvision fixes 256; smaller models (the demo's 128) say so here and the shapes are checked.
+            guard let v = Int(channels), v > 0 else {
+                throw ModelLoadError(file: file, reason: .badMetadata(key: "fpn_channels", value: channels))
+            }
+            fpnChannels = v
+        }
         if let eps = metadata["bn_eps"] {
             guard let v = Double(eps), v >= 0, v.isFinite else {
                 throw ModelLoadError(file: file, reason: .badMetadata(key: "bn_eps", value: eps))
@@ -215,7 +225,7 @@ public struct ModelLoadError: Error, CustomStringConvertible, Equatable {
         case .missingMetadata(let k): return "\(f): __metadata__ has no '\(k)'"
         case .unknownArchitecture(let a, let known):
             return "\(f): unknown architecture '\(a)' (known: \(known.joined(separator: ", ")); "
-                + "detector names also with resnet18/34/101/152)"
+                + "detector names also with resnet10/18/34/101/152)"
         case .badMetadata(let k, let v): return "\(f): __metadata__ '\(k)' has an invalid value '\(v)'"
         }
     }

@@ -26,6 +26,14 @@ extension Detector {
     public func detect(_ image: RGBImage, state: DetectorState) -> [Detection] {
         detect(image, state: state, thresholds: nil)
     }
+
+    /// Detections plus, for a panoptic model (`config.panoptic != nil`), the panoptic segments of the same forward
+    /// pass (nil for other detectors).
+    public func detectPanoptic(_ image: RGBImage, state: DetectorState,
+                               thresholds: DetectionThresholds? = nil) -> (detections: [Detection], panoptic: [PanopticSegment]?) {
+        if let rcnn = self as? GeneralizedRCNN { return rcnn.run(image, state: state, thresholds: thresholds, panoptic: true) }
+        return (detect(image, state: state, thresholds: thresholds), nil)
+    }
 }
 
 /// Per-stream state of a detector: the buffer arena, cached anchors, and an optional convolution runner (temporal
@@ -72,6 +80,19 @@ public enum DetectorLoader {
 
     /// Builds the detector `config` describes from `file` (verified strictly).
     public static func load(file: SafeTensorsFile, config: DetectorConfig) throws -> any Detector {
+        let (detector, loader) = try build(file: file, config: config)
+        try loader.verify()
+        return detector
+    }
+
+    /// Every key and shape the detector `config` describes expects of `file` (widths the weights would decide take
+    /// their metadata value or default when `file` lacks the tensors): with `SyntheticWeights.stateDict(expected:)`
+    /// a complete synthetic model for tests and benchmarks.
+    public static func expectedKeys(file: SafeTensorsFile, config: DetectorConfig) throws -> [String: [Int]] {
+        try build(file: file, config: config).loader.expected
+    }
+
+    static func build(file: SafeTensorsFile, config: DetectorConfig) throws -> (detector: any Detector, loader: ModuleLoader) {
         let loader = ModuleLoader(file: file)
         let detector: any Detector
         switch config.family {
@@ -79,8 +100,23 @@ public enum DetectorLoader {
         case .retinaNet: detector = try RetinaNet(config: config, loader: loader)
         case .fcos: detector = try FCOS(config: config, loader: loader)
         }
-        try loader.verify()
-        return detector
+        return (detector, loader)
+    }
+
+    /// A layer width the weights decide (torchvision's builders fix 1024 / 256, smaller models choose): the
+    /// metadata value `metadataKey` when present (a positive integer, else `ModelLoadError`), else dimension `axis`
+    /// of `key`'s shape, else `fallback`. A metadata value contradicting the shapes is reported by `verify()` as a
+    /// mis-shaped key.
+    static func width(_ loader: ModuleLoader, metadataKey: String? = nil, key: String, axis: Int = 0,
+                      fallback: Int) throws -> Int {
+        if let mk = metadataKey, let s = loader.file.metadata[mk] {
+            guard let v = Int(s), v > 0 else {
+                throw ModelLoadError(file: loader.file.url, reason: .badMetadata(key: mk, value: s))
+            }
+            return v
+        }
+        if let shape = loader.file.shape(key), shape.count > axis, shape[axis] > 0 { return shape[axis] }
+        return fallback
     }
 
     /// The class count the weights predict, checked against the metadata's class list when it has one.

@@ -79,6 +79,9 @@ public struct DetectorConfig: Sendable, Equatable {
     public var rpn: RPNSettings
     /// Input transform.
     public var transform: TransformConfig
+    /// The panoptic half (detectron2 Panoptic FPN: a semantic FPN head on P2-P5 and the panoptic merge), when the
+    /// weights have metadata `panoptic: semantic_fpn`; nil for plain detectors.
+    public var panoptic: PanopticConfig?
 
     /// Accepted architecture names, for error messages.
     public static let knownArchitectures: [String] = DetectorFamily.allCases.flatMap { f in
@@ -115,6 +118,7 @@ public struct DetectorConfig: Sendable, Equatable {
         self.thresholds = .defaults(for: family)
         self.rpn = RPNSettings()
         self.transform = TransformConfig()
+        self.panoptic = nil
     }
 
     /// Reads the config from a weights file's metadata. `num_classes` and `class_names` are optional (the class
@@ -169,7 +173,52 @@ public struct DetectorConfig: Sendable, Equatable {
             throw ModelLoadError(file: file, reason: .badMetadata(key: "image_std", value: m["image_std"] ?? ""))
         }
         transform = TransformConfig(resize: .shorterSide(min: minSize, max: maxSize), mean: mean, std: std)
+        if let kind = m["panoptic"] {
+            guard kind == "semantic_fpn" else {
+                throw ModelLoadError(file: file, reason: .badMetadata(key: "panoptic", value: kind))
+            }
+            guard family == .maskRCNN else {
+                throw ModelLoadError(file: file, reason: .badMetadata(key: "panoptic", value: kind + " (needs a maskrcnn architecture)"))
+            }
+            var p = PanopticConfig()
+            if let s = m["stuff_classes"] {
+                guard let names = try? JSONDecoder().decode([String].self, from: Data(s.utf8)), names.count >= 2 else {
+                    throw ModelLoadError(file: file, reason: .badMetadata(key: "stuff_classes", value: String(s.prefix(80))))
+                }
+                p.stuffNames = names
+            }
+            if let v = try value("sem_seg_conv_dims", positiveInt) { p.convDims = v }
+            if let v = try value("gn_groups", positiveInt) { p.groups = v }
+            if let v = try value("gn_eps", { Float($0).flatMap { $0 >= 0 && $0.isFinite ? $0 : nil } }) { p.eps = v }
+            // The head sums its levels at stride 4 (P2); other common strides are not implemented.
+            if let v = m["sem_seg_common_stride"], v != "4" {
+                throw ModelLoadError(file: file, reason: .badMetadata(key: "sem_seg_common_stride", value: v))
+            }
+            if let v = try value("panoptic_overlap_thresh", unitFloat) { p.merge.overlapThreshold = v }
+            if let v = try value("panoptic_score_thresh", unitFloat) { p.merge.instanceScoreThreshold = v }
+            if let v = try value("panoptic_stuff_area", { Int($0).flatMap { $0 >= 0 ? $0 : nil } }) {
+                p.merge.stuffAreaLimit = v
+            }
+            panoptic = p
+        }
     }
+}
+
+/// The panoptic part of a Panoptic FPN model (metadata `panoptic: semantic_fpn`): detectron2's `SemSegFPNHead`
+/// (keys `sem_seg_head.*`) and the merge thresholds.
+public struct PanopticConfig: Sendable, Equatable {
+    /// Semantic classes: index 0 is "things" (never a segment), 1...N the stuff classes (metadata
+    /// `stuff_classes`, a JSON list starting with the things entry). Empty = names `stuff1`... from the weights.
+    public var stuffNames: [String] = []
+    /// Width of the head's convs (`sem_seg_conv_dims`, detectron2: 128); nil = from the weight shapes.
+    public var convDims: Int?
+    /// GroupNorm groups (`gn_groups`, 32) and epsilon (`gn_eps`, 1e-5).
+    public var groups = 32
+    public var eps: Float = 1e-5
+    /// Merge thresholds (`panoptic_overlap_thresh`, `panoptic_score_thresh`, `panoptic_stuff_area`).
+    public var merge = PanopticMergeConfig()
+
+    public init() {}
 }
 
 /// A weights file that parses but cannot serve as the detector its metadata names.

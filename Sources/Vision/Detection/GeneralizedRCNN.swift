@@ -14,6 +14,8 @@ public final class GeneralizedRCNN: Detector, @unchecked Sendable {
     let transform: DetectionTransform
     let rpn: RegionProposalNetwork
     let roiHeads: RoIHeads
+    /// Panoptic FPN only: detectron2's semantic FPN head on P2-P5 (keys `sem_seg_head.*`).
+    let semanticHead: SemanticFPNHead?
 
     init(config c: DetectorConfig, loader: ModuleLoader) throws {
         var config = c
@@ -27,10 +29,39 @@ public final class GeneralizedRCNN: Detector, @unchecked Sendable {
                                         generator: .rcnn, settings: config.rpn)
         roiHeads = try RoIHeads(loader, channels: ch, variant: config.variant, numClasses: k, masks: hasMasks)
         transform = DetectionTransform(config.transform)
+        if var p = config.panoptic {
+            let head = "sem_seg_head."
+            let dims = try p.convDims ?? DetectorLoader.width(loader, key: head + "p2.0.weight", fallback: 128)
+            let classes = try DetectorLoader.width(loader, key: head + "predictor.weight",
+                                                   fallback: max(p.stuffNames.count, 2))
+            if !p.stuffNames.isEmpty && p.stuffNames.count != classes {
+                throw DetectorLoadError(file: loader.file.url, reason: .classCount(
+                    what: "__metadata__ 'stuff_classes' lists \(p.stuffNames.count) names but "
+                        + "'\(head)predictor.weight' predicts \(classes) semantic classes"))
+            }
+            if p.stuffNames.isEmpty { p.stuffNames = ["things"] + (1..<classes).map { "stuff\($0)" } }
+            guard dims % p.groups == 0 else {
+                throw ModelLoadError(file: loader.file.url, reason: .badMetadata(
+                    key: "gn_groups", value: "\(p.groups) (does not divide the head width \(dims))"))
+            }
+            p.convDims = dims
+            config.panoptic = p
+            semanticHead = try SemanticFPNHead(loader, prefix: head, inChannels: ch, convDims: dims, numClasses: classes,
+                                               groups: p.groups, eps: p.eps)
+        } else {
+            semanticHead = nil
+        }
         self.config = config
     }
 
     public func detect(_ image: RGBImage, state: DetectorState, thresholds: DetectionThresholds?) -> [Detection] {
+        run(image, state: state, thresholds: thresholds, panoptic: false).detections
+    }
+
+    /// The forward pass; with `panoptic` (and a semantic head) also the semantic head on the same P2-P5 and
+    /// detectron2's panoptic merge. Stuff segments get category id `numClasses - 1 + label` (after the things).
+    func run(_ image: RGBImage, state: DetectorState, thresholds: DetectionThresholds?,
+             panoptic: Bool) -> (detections: [Detection], panoptic: [PanopticSegment]?) {
         let t = thresholds ?? config.thresholds
         let ws = state.workspace
         ws.beginFrame()
@@ -47,6 +78,9 @@ public final class GeneralizedRCNN: Detector, @unchecked Sendable {
         var dets = DetectorSupport.detections(raw, geometry: g, names: config.classNames)
         ms["roi_heads"] = DetectorSupport.lap(&clock)
         defer { state.timingsMs = ms }
+        let merge = panoptic ? config.panoptic?.merge : nil
+        // Binary source-size masks of the instances the panoptic merge can take (score >= its threshold).
+        var instances: [(score: Float, classID: Int, mask: [UInt8])] = []
         if roiHeads.maskConvs != nil {
             let probs = roiHeads.masks(levels, detections: raw, geometry: g, ws: ws)
             probs.withUnsafeBufferPointer { p in
@@ -55,11 +89,32 @@ public final class GeneralizedRCNN: Detector, @unchecked Sendable {
                     let pasted = MaskPaste.paste(mask: m, size: 28, box: dets[i].box, imageHeight: image.height,
                                                  imageWidth: image.width)
                     dets[i].mask = pasted.rle(threshold: t.mask)
+                    if let merge, dets[i].score >= merge.instanceScoreThreshold {
+                        instances.append((dets[i].score, dets[i].classID, pasted.binary(threshold: t.mask)))
+                    }
                 }
             }
             ms["masks"] = DetectorSupport.lap(&clock)
         }
         ms["heads"] = ms["rpn"]! + ms["roi_heads"]! + (ms["masks"] ?? 0)
-        return dets
+        guard let merge, let semanticHead, let p = config.panoptic else { return (dets, nil) }
+        let logits = semanticHead.logits(levels.prefix(4).map(\.features), workspace: ws)
+        let semantic = semanticHead.segmentation(logits: logits, inputSize: (g.resizedHeight, g.resizedWidth),
+                                                 outputSize: (image.height, image.width), workspace: ws)
+        ws.release(logits)
+        ms["semantic"] = DetectorSupport.lap(&clock)
+        let result = PanopticMerge.merge(instances: instances, semantic: semantic, config: merge)
+        let things = config.numClasses - 1
+        let segments = result.segments.map { s -> PanopticSegment in
+            let name = s.isThing
+                ? (s.categoryID < config.classNames.count ? config.classNames[s.categoryID] : "class\(s.categoryID)")
+                : (s.categoryID < p.stuffNames.count ? p.stuffNames[s.categoryID] : "stuff\(s.categoryID)")
+            return PanopticSegment(id: s.id, categoryID: s.isThing ? s.categoryID : things + s.categoryID,
+                                   categoryName: name, isThing: s.isThing, area: s.area, score: s.score,
+                                   mask: result.mask(of: s.id))
+        }
+        ms["panoptic"] = DetectorSupport.lap(&clock)
+        ms["heads"]! += ms["semantic"]! + ms["panoptic"]!
+        return (dets, segments)
     }
 }

@@ -33,7 +33,10 @@ final class RoIHeads: @unchecked Sendable {
     init(_ loader: ModuleLoader, channels c: Int, variant: Int, numClasses k: Int, masks: Bool, bnEps: Double = 1e-5)
         throws {
         let p = "roi_heads."
-        let rep = 1024
+        // Representation size (1024 in torchvision's builders; the demo model's TwoMLPHead is 128 wide).
+        let rep = try DetectorLoader.width(loader, metadataKey: "box_head_dim",
+                                           key: p + (variant == 1 ? "box_head.fc6.weight" : "box_head.5.weight"),
+                                           fallback: 1024)
         if variant == 1 {
             boxHead = .mlp(fc6: try Self.linear(loader, p + "box_head.fc6", in: c * 49, out: rep, relu: true),
                            fc7: try Self.linear(loader, p + "box_head.fc7", in: rep, out: rep, relu: true))
@@ -50,18 +53,25 @@ final class RoIHeads: @unchecked Sendable {
         numClasses = k
         channels = c
         if masks {
+            // MaskRCNNHeads(layers) and MaskRCNNPredictor(dim_reduced) widths come from the weight shapes
+            // (torchvision: 256 each; the demo model: the FPN's 128).
+            var cin = c
             maskConvs = try (0..<4).map { i in
-                variant == 1
-                    ? try loader.conv("\(p)mask_head.\(i).0", in: c, out: c, kernel: 3, padding: 1, bias: true,
-                                      activation: .relu)
-                    : try loader.conv("\(p)mask_head.\(i).0", in: c, out: c, kernel: 3, padding: 1,
+                let key = "\(p)mask_head.\(i).0"
+                let cout = try DetectorLoader.width(loader, key: key + ".weight", fallback: c)
+                defer { cin = cout }
+                return variant == 1
+                    ? try loader.conv(key, in: cin, out: cout, kernel: 3, padding: 1, bias: true, activation: .relu)
+                    : try loader.conv(key, in: cin, out: cout, kernel: 3, padding: 1,
                                       batchNorm: "\(p)mask_head.\(i).1", bnEps: bnEps, activation: .relu)
             }
             let up = p + "mask_predictor.conv5_mask"
-            maskUpsample = ConvTranspose2d(weight: try loader.tensor(up + ".weight", shape: [c, c, 2, 2]),
-                                           bias: try loader.floats(up + ".bias", count: c), stride: 2,
+            let reduced = try DetectorLoader.width(loader, key: up + ".weight", axis: 1, fallback: cin)
+            maskUpsample = ConvTranspose2d(weight: try loader.tensor(up + ".weight", shape: [cin, reduced, 2, 2]),
+                                           bias: try loader.floats(up + ".bias", count: reduced), stride: 2,
                                            activation: .relu)
-            maskLogits = try loader.conv(p + "mask_predictor.mask_fcn_logits", in: c, out: k, kernel: 1, bias: true)
+            maskLogits = try loader.conv(p + "mask_predictor.mask_fcn_logits", in: reduced, out: k, kernel: 1,
+                                         bias: true)
         } else {
             maskConvs = nil; maskUpsample = nil; maskLogits = nil
         }

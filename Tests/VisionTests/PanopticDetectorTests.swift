@@ -1,0 +1,162 @@
+import FPNCore
+import Foundation
+@testable import Tensor
+@testable import Vision
+import TestSupport
+import XCTest
+
+/// A Panoptic FPN of the demo model's structure (ResNet-10, narrow FPN / box / mask / semantic heads, widths taken
+/// from metadata and weight shapes) built from synthetic weights: loading, strict errors, and the panoptic output's
+/// invariants. Numerical parity with torch is `PanopticParityTests.testPanopticDetectorMatchesTorch`.
+final class PanopticDetectorTests: XCTestCase {
+    var dir: URL!
+
+    override func setUp() { dir = TestPaths.temporaryDirectory("panoptic-detector") }
+    override func tearDown() { try? FileManager.default.removeItem(at: dir) }
+
+    static let metadata: [String: String] = [
+        "architecture": "maskrcnn_resnet10_fpn", "backbone": "resnet10", "returned_layers": "1,2,3,4",
+        "extra_blocks": "pool", "fpn_norm": "none", "fpn_channels": "32", "box_head_dim": "24", "bn_eps": "1e-05",
+        "class_names": #"["__background__","circle","square"]"#, "panoptic": "semantic_fpn",
+        "stuff_classes": #"["things","sky","grass","road"]"#, "sem_seg_conv_dims": "16", "gn_groups": "8",
+        "gn_eps": "1e-05", "sem_seg_common_stride": "4", "min_size": "96", "max_size": "128",
+        "panoptic_score_thresh": "0.0", "panoptic_stuff_area": "64", "score_thresh": "0.0",
+        "detections_per_img": "6", "rpn_pre_nms_top_n": "50", "rpn_post_nms_top_n": "20",
+    ]
+
+    /// Mask head widths 20 (four convs) and 12 (conv5_mask): only the weight shapes say so.
+    static func weights(metadata: [String: String] = metadata, scratch: URL) throws -> [String: Tensor] {
+        try SafeTensorsWriter.write([:], metadata: metadata, to: scratch)
+        let file = try SafeTensorsFile(url: scratch)
+        var expected = try DetectorLoader.expectedKeys(file: file, config: DetectorConfig(metadata: metadata, file: scratch))
+        try? FileManager.default.removeItem(at: scratch)
+        let p = "roi_heads.mask_head."
+        var cin = 32
+        for i in 0..<4 {
+            expected["\(p)\(i).0.weight"] = [20, cin, 3, 3]
+            expected["\(p)\(i).0.bias"] = [20]
+            cin = 20
+        }
+        expected["roi_heads.mask_predictor.conv5_mask.weight"] = [20, 12, 2, 2]
+        expected["roi_heads.mask_predictor.conv5_mask.bias"] = [12]
+        expected["roi_heads.mask_predictor.mask_fcn_logits.weight"] = [3, 12, 1, 1]
+        return SyntheticWeights.stateDict(expected: expected)
+    }
+
+    func write(_ tensors: [String: Tensor], _ metadata: [String: String] = metadata, _ name: String = "pan.safetensors")
+        throws -> URL {
+        let url = dir.appendingPathComponent(name)
+        try SafeTensorsWriter.write(tensors, metadata: metadata, to: url)
+        return url
+    }
+
+    /// A 128x96 frame: a sky/grass split with a bright square (varied enough for the random heads).
+    static func image() -> RGBImage {
+        var img = RGBImage(width: 128, height: 96)
+        for y in 0..<96 {
+            for x in 0..<128 {
+                img[x, y] = y < 40 ? (UInt8(90 + y), 140, 230) : (60, UInt8(120 + (x * 7 + y * 3) % 60), 50)
+                if (30..<70).contains(x) && (50..<80).contains(y) { img[x, y] = (250, 200, 20) }
+            }
+        }
+        return img
+    }
+
+    func testResNet10NarrowHeadsLoadFromMetadataAndShapes() throws {
+        let url = try write(try Self.weights(scratch: dir.appendingPathComponent("s.safetensors")))
+        let d = try DetectorLoader.load(contentsOf: url)
+        XCTAssertEqual(d.config.backbone.depth, .resnet10)
+        XCTAssertEqual(d.config.backbone.fpnChannels, 32)
+        XCTAssertEqual(d.backbone.body.layers.map(\.count), [1, 1, 1, 1])
+        let rcnn = try XCTUnwrap(d as? GeneralizedRCNN)
+        XCTAssertEqual(rcnn.roiHeads.clsScore.weight.shape, [3, 24])
+        XCTAssertEqual(rcnn.roiHeads.maskConvs?.map(\.conv.outChannels), [20, 20, 20, 20])
+        XCTAssertEqual(rcnn.roiHeads.maskLogits?.conv.inChannels, 12)
+        let p = try XCTUnwrap(d.config.panoptic)
+        XCTAssertEqual(p.stuffNames, ["things", "sky", "grass", "road"])
+        XCTAssertEqual(p.convDims, 16)
+        XCTAssertEqual(p.groups, 8)
+        XCTAssertEqual(p.merge, PanopticMergeConfig(overlapThreshold: 0.5, stuffAreaLimit: 64, instanceScoreThreshold: 0))
+    }
+
+    func testPanopticOutputIsConsistentAndReusesBuffers() throws {
+        let url = try write(try Self.weights(scratch: dir.appendingPathComponent("s.safetensors")))
+        let d = try DetectorLoader.load(contentsOf: url)
+        let image = Self.image()
+        let state = DetectorState()
+        let (dets, pan) = d.detectPanoptic(image, state: state)
+        let segments = try XCTUnwrap(pan, "a panoptic model returns segments")
+        XCTAssertFalse(segments.isEmpty)
+        XCTAssertEqual(segments.map(\.id), Array(1...segments.count), "ids 1, 2, ... in order")
+        var taken = [Int](repeating: 0, count: image.width * image.height)
+        for s in segments {
+            let m = s.mask.rowMajor()
+            XCTAssertEqual(m.count, taken.count)
+            XCTAssertEqual(m.reduce(0) { $0 + Int($1) }, s.area, "segment \(s.id) area = mask pixels")
+            for i in m.indices where m[i] != 0 { taken[i] += 1 }
+            if s.isThing {
+                XCTAssertTrue((1...2).contains(s.categoryID))
+                XCTAssertNotNil(s.score)
+                XCTAssertTrue(dets.contains { $0.classID == s.categoryID && $0.score == s.score })
+                XCTAssertEqual(s.categoryName, ["circle", "square"][s.categoryID - 1])
+            } else {
+                // stuff label k (1...3) -> category 2 + k, named from stuff_classes
+                XCTAssertTrue((3...5).contains(s.categoryID), "stuff category \(s.categoryID)")
+                XCTAssertNil(s.score)
+                XCTAssertEqual(s.categoryName, ["sky", "grass", "road"][s.categoryID - 3])
+                XCTAssertGreaterThanOrEqual(s.area, 64)
+            }
+        }
+        XCTAssertTrue(taken.allSatisfy { $0 <= 1 }, "segments are disjoint")
+        // Plain detect() gives the same detections without the semantic head; a second frame allocates nothing.
+        XCTAssertEqual(d.detect(image, state: state), dets)
+        let allocations = state.workspace.allocationCount
+        let again = d.detectPanoptic(image, state: state)
+        XCTAssertEqual(again.detections, dets)
+        XCTAssertEqual(again.panoptic, segments)
+        XCTAssertEqual(state.workspace.allocationCount, allocations, "second panoptic frame allocated tensors")
+        XCTAssertNotNil(state.timingsMs["semantic"])
+    }
+
+    func testWidthMetadataContradictingShapesNamesTheKey() throws {
+        var m = Self.metadata
+        let w = try Self.weights(scratch: dir.appendingPathComponent("s.safetensors"))
+        m["box_head_dim"] = "32"
+        let e = try XCTUnwrap(loadError(try write(w, m)) as? WeightMismatchError)
+        XCTAssertTrue(e.misshaped.contains { $0.key == "roi_heads.box_head.fc6.weight" }, "\(e)")
+        m = Self.metadata
+        m["fpn_channels"] = "wide"
+        let e2 = try XCTUnwrap(loadError(try write(w, m, "b.safetensors")) as? ModelLoadError)
+        XCTAssertEqual(e2.reason, .badMetadata(key: "fpn_channels", value: "wide"))
+        XCTAssertTrue(e2.description.contains("b.safetensors"))
+    }
+
+    func testPanopticMetadataErrors() throws {
+        let w = try Self.weights(scratch: dir.appendingPathComponent("s.safetensors"))
+        var m = Self.metadata
+        m["stuff_classes"] = #"["things","sky"]"#
+        let e = try XCTUnwrap(loadError(try write(w, m, "a.safetensors")) as? DetectorLoadError, "stuff count")
+        XCTAssertTrue(e.description.contains("stuff_classes") && e.description.contains("a.safetensors"), e.description)
+        m = Self.metadata
+        m["panoptic"] = "panoptic_deeplab"
+        XCTAssertEqual((loadError(try write(w, m, "b.safetensors")) as? ModelLoadError)?.reason,
+                       .badMetadata(key: "panoptic", value: "panoptic_deeplab"))
+        m = Self.metadata
+        m["panoptic_stuff_area"] = "-1"
+        XCTAssertEqual((loadError(try write(w, m, "c.safetensors")) as? ModelLoadError)?.reason,
+                       .badMetadata(key: "panoptic_stuff_area", value: "-1"))
+        // Without the semantic head's weights: every sem_seg_head key is reported missing.
+        m = Self.metadata
+        let noHead = w.filter { !$0.key.hasPrefix("sem_seg_head.") }
+        let missing = try XCTUnwrap(loadError(try write(noHead, m, "d.safetensors")) as? WeightMismatchError)
+        XCTAssertTrue(missing.missing.contains("sem_seg_head.predictor.weight"), "\(missing)")
+        // The same weights without `panoptic` metadata: the head's keys are unexpected (strict).
+        m["panoptic"] = nil
+        let extra = try XCTUnwrap(loadError(try write(w, m, "e.safetensors")) as? WeightMismatchError)
+        XCTAssertTrue(extra.unexpected.contains("sem_seg_head.predictor.weight"), "\(extra)")
+    }
+
+    func loadError(_ url: URL) -> Error? {
+        do { _ = try DetectorLoader.load(contentsOf: url); return nil } catch { return error }
+    }
+}
