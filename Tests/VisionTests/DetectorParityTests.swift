@@ -15,7 +15,7 @@ final class DetectorParityTests: XCTestCase {
         lock.lock()
         defer { lock.unlock() }
         if let w = cache[name] { return w }
-        let fixture = try SafeTensorsFile(url: TestPaths.fixtures.appendingPathComponent("heads/\(name).safetensors"))
+        let fixture = try SafeTensorsFile(url: fixtureURL(name))
         let w = try SyntheticWeights.fixtureWeights(fixture)
         cache[name] = w
         return w
@@ -24,11 +24,17 @@ final class DetectorParityTests: XCTestCase {
     nonisolated(unsafe) static var cache: [String: (tensors: [String: Tensor], metadata: [String: String])] = [:]
     static let lock = NSLock()
 
+    /// `Tests/Fixtures/heads/NAME.safetensors`, or `Tests/Fixtures/NAME.safetensors` when `name` has a folder.
+    static func fixtureURL(_ name: String) -> URL {
+        TestPaths.fixtures.appendingPathComponent((name.contains("/") ? name : "heads/\(name)") + ".safetensors")
+    }
+
     /// The fixture's weights as a safetensors file in a temporary directory, plus the fixture itself.
     static func materialize(_ name: String) throws -> (weights: URL, fixture: SafeTensorsFile) {
-        let fixture = try SafeTensorsFile(url: TestPaths.fixtures.appendingPathComponent("heads/\(name).safetensors"))
+        let fixture = try SafeTensorsFile(url: fixtureURL(name))
         let (tensors, metadata) = try weights(name)
-        let out = TestPaths.temporaryDirectory("heads").appendingPathComponent("\(name).safetensors")
+        let out = TestPaths.temporaryDirectory("heads").appendingPathComponent(
+            "\(fixture.url.deletingPathExtension().lastPathComponent).safetensors")
         try writeF32(tensors, metadata: metadata, to: out)
         return (out, fixture)
     }
@@ -56,11 +62,28 @@ final class DetectorParityTests: XCTestCase {
         let (weights, fixture) = try Self.materialize(name)
         defer { try? FileManager.default.removeItem(at: weights.deletingLastPathComponent()) }
         let detector = try DetectorLoader.load(contentsOf: weights)
-        let img = try fixture.tensor("fixture.image")
-        let image = RGBImage(width: img.shape[1], height: img.shape[0],
-                             pixels: img.array.map { UInt8(clamping: Int($0.rounded())) })
+        let image = try Self.image(fixture)
         let state = DetectorState()
         let got = detector.detect(image, state: state)
+        try Self.assertDetections(got, fixture: fixture, image: image, name, file: file, line: line)
+        // A second frame through the same state reuses every buffer and gives the same result.
+        let allocations = state.workspace.allocationCount
+        XCTAssertEqual(detector.detect(image, state: state), got, file: file, line: line)
+        XCTAssertEqual(state.workspace.allocationCount, allocations, "\(name): second frame allocated",
+                       file: file, line: line)
+    }
+
+    /// The fixture's RGB image (`fixture.image`, HxWx3 0...255).
+    static func image(_ fixture: SafeTensorsFile) throws -> RGBImage {
+        let img = try fixture.tensor("fixture.image")
+        return RGBImage(width: img.shape[1], height: img.shape[0],
+                        pixels: img.array.map { UInt8(clamping: Int($0.rounded())) })
+    }
+
+    /// `got` matches torch's detections stored in the fixture one to one: same label, score within 1e-3, box IoU
+    /// >= 0.99, mask IoU >= 0.98 (when the fixture has masks).
+    static func assertDetections(_ got: [Detection], fixture: SafeTensorsFile, image: RGBImage, _ name: String,
+                                 file: StaticString = #filePath, line: UInt = #line) throws {
         let boxes = try fixture.floats("fixture.boxes")
         let scores = try fixture.floats("fixture.scores")
         let labels = try fixture.floats("fixture.labels").map { Int($0) }
@@ -91,11 +114,6 @@ final class DetectorParityTests: XCTestCase {
                 XCTAssertNil(got[j].mask, file: file, line: line)
             }
         }
-        // A second frame through the same state reuses every buffer and gives the same result.
-        let allocations = state.workspace.allocationCount
-        XCTAssertEqual(detector.detect(image, state: state), got, file: file, line: line)
-        XCTAssertEqual(state.workspace.allocationCount, allocations, "\(name): second frame allocated",
-                       file: file, line: line)
     }
 
     static func iou(_ a: MaskRLE, _ b: MaskRLE) -> Double {

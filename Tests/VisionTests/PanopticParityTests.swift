@@ -77,6 +77,49 @@ final class PanopticParityTests: XCTestCase {
         XCTAssertFalse(want.contains { !$0.isthing && $0.category_id == 1 })
     }
 
+    /// The whole Panoptic FPN (tiny Mask R-CNN fixture + semantic head, `scripts/fixtures-panoptic`) against torch:
+    /// detections as `DetectorParityTests`, the panoptic segments exactly (ids, thing/stuff, categories, scores) and
+    /// the id map to within a few pixels (mask-threshold and argmax knife edges), twice on one state.
+    func testPanopticDetectorMatchesTorch() throws {
+        let (weights, fixture) = try DetectorParityTests.materialize("panoptic/tiny-panoptic")
+        defer { try? FileManager.default.removeItem(at: weights.deletingLastPathComponent()) }
+        let detector = try DetectorLoader.load(contentsOf: weights)
+        let image = try DetectorParityTests.image(fixture)
+        let state = DetectorState()
+        let (dets, pan) = detector.detectPanoptic(image, state: state)
+        try DetectorParityTests.assertDetections(dets, fixture: fixture, image: image, "tiny-panoptic")
+        let segments = try XCTUnwrap(pan)
+        struct Seg: Decodable { let id: Int; let isthing: Bool; let category_id: Int; let area: Int; let score: Float? }
+        let want = try JSONDecoder().decode([Seg].self, from: Data(fixture.metadata["fixture.segments"]!.utf8))
+        XCTAssertEqual(segments.count, want.count, "segment count")
+        XCTAssertTrue(want.contains { $0.isthing } && want.contains { !$0.isthing }, "fixture has things and stuff")
+        let things = detector.config.numClasses - 1
+        for (g, w) in zip(segments, want) {
+            XCTAssertEqual(g.id, w.id)
+            XCTAssertEqual(g.isThing, w.isthing, "segment \(w.id)")
+            XCTAssertEqual(g.categoryID, w.isthing ? w.category_id : things + w.category_id, "segment \(w.id)")
+            XCTAssertEqual(abs(g.area - w.area) <= max(2, w.area / 100), true, "segment \(w.id) area \(g.area) vs \(w.area)")
+            if let s = w.score { XCTAssertEqual(Double(g.score ?? -1), Double(s), accuracy: 1e-3) } else { XCTAssertNil(g.score) }
+            if !w.isthing {
+                XCTAssertEqual(g.categoryName, ["things", "sky", "grass", "road"][w.category_id])
+            }
+        }
+        // Rebuild the id map from the segments' masks and compare with torch's.
+        var ids = [Float](repeating: 0, count: image.width * image.height)
+        for s in segments {
+            for (i, v) in s.mask.rowMajor().enumerated() where v != 0 { ids[i] = Float(s.id) }
+        }
+        let ref = try fixture.tensor("fixture.panoptic").array
+        XCTAssertEqual(ref.count, ids.count)
+        let differing = zip(ids, ref).filter { $0 != $1 }.count
+        XCTAssertLessThanOrEqual(differing, ids.count / 500, "panoptic id map: \(differing) of \(ids.count) pixels differ")
+        XCTAssertEqual(Set(ref).count, want.count + (ref.contains(0) ? 1 : 0))
+        let allocations = state.workspace.allocationCount
+        let again = detector.detectPanoptic(image, state: state)
+        XCTAssertEqual(again.panoptic, segments)
+        XCTAssertEqual(state.workspace.allocationCount, allocations, "second frame allocated")
+    }
+
     func testMergeThresholdsAreConfigurable() {
         // 4x4 image: stuff label 1 everywhere; one instance (score 0.3) covering the left half.
         let sem = SemanticSegmentation(height: 4, width: 4, labels: [UInt8](repeating: 1, count: 16))

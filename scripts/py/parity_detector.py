@@ -491,15 +491,14 @@ def write_fixture(model, meta, tensors, scales, image, frame, path, detections, 
           f"{Path(path).stat().st_size} bytes")
 
 
-def cmd_refixture(a):
-    """Rebuilds the torch model from a committed fixture (no calibration) and rewrites its expected detections,
-    e.g. after changing the limits or the torch version."""
+def load_fixture(path):
+    """The torch model of a committed fixture (stored + regenerated tensors, no calibration) in eval mode, with its
+    metadata, tensors, power-of-two scales and image."""
     from safetensors import safe_open
     from safetensors.numpy import load_file
-    torch.set_num_threads(2)
-    with safe_open(a.file, "np") as f:
+    with safe_open(path, "np") as f:
         meta = dict(f.metadata())
-    stored = load_file(a.file)
+    stored = load_file(path)
     arch_name = meta["architecture"]
     variant = "v2" if arch_name.endswith("_v2") else "v1"
     arch, depth = arch_name.split("_")[0], arch_name.split("_")[1]
@@ -518,7 +517,15 @@ def cmd_refixture(a):
                                 strict=False)
     assert not [k for k in res.missing_keys + res.unexpected_keys if "num_batches_tracked" not in k], res
     image = stored["fixture.image"].astype(np.uint8)
-    write_fixture(model.eval(), meta, tensors, scales, image, int(meta.get("fixture.frame", 150)), a.file,
+    return model.eval(), meta, tensors, scales, image
+
+
+def cmd_refixture(a):
+    """Rebuilds the torch model from a committed fixture (no calibration) and rewrites its expected detections,
+    e.g. after changing the limits or the torch version."""
+    torch.set_num_threads(2)
+    model, meta, tensors, scales, image = load_fixture(a.file)
+    write_fixture(model, meta, tensors, scales, image, int(meta.get("fixture.frame", 150)), a.file,
                   a.detections, a.rpn_pre, a.rpn_post)
 
 
