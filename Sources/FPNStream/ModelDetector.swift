@@ -1,5 +1,6 @@
 import FPNCore
 import Foundation
+import Outputs
 import Tensor
 import Vision
 
@@ -79,6 +80,18 @@ public struct ModelDetector: FrameDetector {
     }
 
     public var name: String { detector.config.architecture }
+
+    /// The categories of the panoptic output (things 1...K-1 from the class names, then the stuff classes), or nil
+    /// when the model has no semantic head.
+    public var panopticCategories: [PanopticCategory]? {
+        let c = detector.config
+        guard let p = c.panoptic else { return nil }
+        let things = (1..<c.numClasses).map { PanopticCategory(id: $0, name: c.classNames[$0], isThing: true) }
+        let stuff = p.stuffNames.indices.dropFirst().map {
+            PanopticCategory(id: c.numClasses - 1 + $0, name: p.stuffNames[$0], isThing: false)
+        }
+        return things + stuff
+    }
 
     public mutating func detect(_ frame: Frame, into result: inout FrameResult) throws {
         // Panoptic models (metadata `panoptic: semantic_fpn`) also fill the panoptic segments.

@@ -148,6 +148,14 @@ struct COCOFrameSink: Sink {
     func close(_ reason: CloseReason) throws { try writer.close() }
 }
 
+/// COCO panoptic sink (a PNG per frame; `panoptic.json` written when the pipeline ends, also when stopped).
+struct PanopticFrameSink: Sink {
+    let writer: COCOPanopticWriter
+    var name: String { "panoptic" }
+    func consume(_ input: AnalyzedFrame) throws { try writer.write(input.result) }
+    func close(_ reason: CloseReason) throws { try writer.close() }
+}
+
 /// Annotation stage: draws boxes, labels, track ids, masks and trails on the frame (for the video output only).
 struct AnnotateStage: Stage {
     let annotator: Annotator

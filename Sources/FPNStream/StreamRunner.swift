@@ -35,6 +35,8 @@ public struct RunOptions {
     public var mot: String?
     /// COCO results JSON file.
     public var coco: String?
+    /// COCO panoptic output directory (PNG per frame + panoptic.json); needs a panoptic model.
+    public var panoptic: String?
     /// How the video output is annotated (boxes, labels, masks, anonymization).
     public var annotation = AnnotationStyle()
     /// Frames of track history drawn as trails on the video (0 = off).
@@ -61,10 +63,6 @@ extension RunOptions {
                 detector = try ModelDetector(spec: model, pipelineFile: file)
             }
         }
-        if spec.outputs.panoptic != nil {
-            throw PipelineSpecError(file: file, line: nil, keyPath: "outputs.panoptic",
-                                    message: "needs a model with a semantic head (none built in yet)")
-        }
         if spec.outputs.mot != nil && spec.tracker == nil {
             throw PipelineSpecError(file: file, line: nil, keyPath: "outputs.mot", message: "needs a tracker")
         }
@@ -75,6 +73,7 @@ extension RunOptions {
         jsonl = jsonl ?? spec.outputs.jsonl
         mot = mot ?? spec.outputs.mot
         coco = coco ?? spec.outputs.coco
+        panoptic = panoptic ?? spec.outputs.panoptic
         let a = spec.outputs.annotate
         annotation.boxes = a.boxes
         annotation.labels = a.labels
@@ -107,9 +106,14 @@ public struct RunSummary: Sendable {
 /// Runner configuration problems found before anything runs.
 public enum RunnerError: Error, CustomStringConvertible {
     case motNeedsTracker
+    /// `--panoptic` / `outputs.panoptic` without a model that has a semantic head.
+    case panopticNeedsModel(detector: String)
     public var description: String {
         switch self {
         case .motNeedsTracker: return "a MOT output needs a tracker (add a tracker section to the pipeline)"
+        case .panopticNeedsModel(let d):
+            return "a panoptic output needs a panoptic model (weights with metadata panoptic: semantic_fpn); "
+                + "the detector is '\(d)'"
         }
     }
 }
@@ -138,6 +142,8 @@ public final class StreamRunner: @unchecked Sendable {
     public private(set) var motWriter: MOTWriter?
     /// The COCO results writer, when requested.
     public private(set) var cocoWriter: COCOResultsWriter?
+    /// The COCO panoptic writer, when requested.
+    public private(set) var panopticWriter: COCOPanopticWriter?
 
     private let tracker: ByteTracker?
 
@@ -158,6 +164,10 @@ public final class StreamRunner: @unchecked Sendable {
         if options.mot != nil && options.tracker == nil {
             throw RunnerError.motNeedsTracker
         }
+        let panopticCategories = (options.detector as? ModelDetector)?.panopticCategories
+        if options.panoptic != nil && panopticCategories == nil {
+            throw RunnerError.panopticNeedsModel(detector: options.detector.name)
+        }
         // Built before any file is created, so a bad tracker configuration leaves nothing behind.
         let fps = metadata.frameRate?.value
         tracker = try options.tracker.map { try ByteTracker(config: $0.resolvingFrameRate(stream: fps)) }
@@ -165,6 +175,12 @@ public final class StreamRunner: @unchecked Sendable {
         do {
             motWriter = try options.mot.map { try MOTWriter(path: $0) }
             cocoWriter = try options.coco.map { try COCOResultsWriter(path: $0) }
+            panopticWriter = try options.panoptic.map { dir in
+                let png = PNGEncoder(output: dir)
+                return try COCOPanopticWriter(directory: dir, categories: panopticCategories ?? []) { rgb, w, h in
+                    try png.encode(RGBImage(width: w, height: h, pixels: rgb))
+                }
+            }
             if let output = options.output {
                 let writer = try VideoWriter(location: output, size: metadata.size,
                                              frameRate: metadata.frameRate ?? Rational(25, 1),
@@ -217,6 +233,9 @@ public final class StreamRunner: @unchecked Sendable {
         if let cocoWriter {
             builder = builder.tap(COCOFrameSink(writer: cocoWriter))
         }
+        if let panopticWriter {
+            builder = builder.tap(PanopticFrameSink(writer: panopticWriter))
+        }
         if let videoWriter {
             if options.annotate {
                 builder = builder.then(AnnotateStage(annotator: Annotator(style: options.annotation),
@@ -238,6 +257,7 @@ public final class StreamRunner: @unchecked Sendable {
         try? videoWriter?.finish()
         try? motWriter?.close()
         try? cocoWriter?.close()
+        try? panopticWriter?.close()
         let processed = report.stages.last?.count ?? 0
         lock.lock(); let stopped = stopRequested; lock.unlock()
         if let error = report.completion.error {

@@ -23,6 +23,7 @@ struct ProcessCommand: ParsableCommand {
               fpnstream process in.mkv -o - | ffplay -
               fpnstream process in.mp4 -o udp://127.0.0.1:5000 --max-frames 300
               fpnstream process 'rtsp://user:pass@cam/stream' -o cam.mkv --input-option rtsp_transport=tcp
+              fpnstream process samples/demo.mp4 --model samples/models/demo.safetensors --panoptic out/panoptic
 
             \(ExitStatus.helpText)
             """
@@ -54,6 +55,10 @@ struct ProcessCommand: ParsableCommand {
 
     @Option(help: ArgumentHelp("COCO results JSON (bbox + segmentation) for the whole run.", valueName: "file"))
     var coco: String?
+
+    @Option(help: ArgumentHelp("COCO panoptic output directory: NNNNNN.png per frame (segment id = R + 256 G + "
+                               + "65536 B) and panoptic.json (needs a panoptic model).", valueName: "dir"))
+    var panoptic: String?
 
     @Option(help: ArgumentHelp("MOTChallenge tracks (frame,id,x,y,w,h,conf,-1,-1,-1; 1-based frames). Turns on "
                                + "ByteTrack with its defaults unless the pipeline configures a tracker.",
@@ -102,6 +107,7 @@ struct ProcessCommand: ParsableCommand {
         }
         if let coco { options.coco = coco }
         if let mot { options.mot = mot }
+        if let panoptic { options.panoptic = panoptic }
         if (mot != nil || track) && options.tracker == nil { options.tracker = ByteTrackConfig() }
         if let model {
             var spec = ModelSpec(path: model)
@@ -165,6 +171,7 @@ struct ProcessCommand: ParsableCommand {
             if let jsonl = options.jsonl { outs.append(jsonl == "-" ? "JSONL on stdout" : jsonl) }
             if let mot = options.mot { outs.append(mot) }
             if let coco = options.coco { outs.append(coco) }
+            if let w = runner.panopticWriter { outs.append("\(w.directory)/ (\(w.count) panoptic PNGs + panoptic.json)") }
             let wall = summary.report.wallSeconds
             info(String(format: "processed %d frames in %.1f s (%.1f fps)", summary.framesProcessed, wall,
                         wall > 0 ? Double(summary.framesProcessed) / wall : 0)

@@ -133,7 +133,7 @@ final class ProcessCommandTests: XCTestCase {
 
     /// Runs `process` with per-frame progress lines and sends `sig` when the line for frame 30 arrives (no timing
     /// involved). Returns the exit status and stderr.
-    func interruptedRun(_ extra: [String], signal sig: Int32) throws -> (status: Int32, stderr: String) {
+    func interruptedRun(_ extra: [String], signal sig: Int32, afterFrame: Int = 30) throws -> (status: Int32, stderr: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["process"] + extra + ["--progress-interval", "0"]
@@ -147,13 +147,13 @@ final class ProcessCommandTests: XCTestCase {
             let chunk = err.fileHandleForReading.availableData
             if chunk.isEmpty { break }  // EOF: the process closed stderr (exited)
             seen += String(decoding: chunk, as: UTF8.self)
-            if !signalled, seen.contains("progress: 30/") {
+            if !signalled, seen.contains("progress: \(afterFrame)/") {
                 kill(process.processIdentifier, sig)
                 signalled = true
             }
         }
         process.waitUntilExit()
-        XCTAssertTrue(signalled, "never saw progress for frame 30: \(seen.suffix(500))")
+        XCTAssertTrue(signalled, "never saw progress for frame \(afterFrame): \(seen.suffix(500))")
         return (process.terminationStatus, seen)
     }
 
