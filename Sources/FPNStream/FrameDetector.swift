@@ -1,4 +1,5 @@
 import FPNCore
+import Vision
 
 /// The detector slot of the runner: turns one RGB frame into detections in source pixels.
 ///
@@ -11,6 +12,26 @@ public protocol FrameDetector {
     /// Detections for `frame`, boxes in the frame's source pixel space (`frame.info.width x height`).
     /// May also fill panoptic segments or the recomputed fraction through `result`.
     mutating func detect(_ frame: Frame, into result: inout FrameResult) throws
+    /// Switches temporal reuse (docs/temporal.md) for this stream before its first frame. Throws
+    /// `TemporalConfigError` when the detector cannot do `settings.mode` or a setting does not fit the model
+    /// (unknown layer names). The default: only `off` is accepted.
+    mutating func useTemporal(_ settings: TemporalSettings) throws
+}
+
+extension FrameDetector {
+    public mutating func useTemporal(_ settings: TemporalSettings) throws {
+        guard settings.mode != .off else { return }
+        throw TemporalConfigError(message: name == NoDetector().name
+            ? "temporal \(settings.mode.rawValue) needs a model (--model or a pipeline model section)"
+            : "the \(name) detector does not support temporal reuse (only ResNet-FPN models do)")
+    }
+}
+
+/// Temporal settings that the stream's detector cannot use; the message says which and why.
+public struct TemporalConfigError: Error, CustomStringConvertible, Equatable {
+    public let message: String
+    public init(message: String) { self.message = message }
+    public var description: String { message }
 }
 
 /// The placeholder detector: finds nothing. Lets the whole pipeline (decode → annotate → JSONL/video) run before any

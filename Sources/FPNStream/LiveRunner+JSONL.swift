@@ -43,7 +43,8 @@ final class LiveJSONL: @unchecked Sendable {
     /// The `summary` line of one stream, written last: the whole run.
     func summary(_ s: LiveStreamStatus, report: PipelineReport) {
         let line = JSONLRecord.summary(source: s.source, wallTime: Date().timeIntervalSince1970, frames: s.processed,
-                                       report: report, fields: Self.liveFields(s, latency: s.latency))
+                                       report: report, fields: Self.liveFields(s, latency: s.latency)
+                                           + (s.recomputedMean.map { [("recomputed_mean", .number($0, decimals: 4))] } ?? []))
         write { try writer.writeLine(line) }
     }
 

@@ -4,6 +4,7 @@ import MediaIO
 import Outputs
 import StagePipeline
 import Tracking
+import Vision
 
 /// What `LiveRunner` should do: one or more live inputs, shared JSONL, optional video per stream.
 public struct LiveRunOptions {
@@ -40,6 +41,9 @@ public struct LiveRunOptions {
     public var annotation = AnnotationStyle()
     /// Track trail length in frames on the video output (0 = none).
     public var trails = 0
+    /// Temporal reuse (docs/temporal.md), handed to each stream's detector; its state is per stream and resets
+    /// when a reconnect brings another resolution.
+    public var temporal = TemporalSettings()
 
     public init(inputs: [String]) { self.inputs = inputs }
 
@@ -74,6 +78,8 @@ public struct LiveStreamStatus: Sendable {
     public var dropped: Int
     /// End-to-end latency (frame decoded → frame line written), ms, since the start.
     public var latency: LatencyHistogram
+    /// Mean recomputed fraction of backbone/FPN work per frame (nil: temporal reuse off).
+    public var recomputedMean: Double?
 }
 
 /// Runs live streams, each through its own stage pipeline, until stopped:
@@ -221,6 +227,9 @@ final class LiveStreamRun: @unchecked Sendable {
 
         let q = QueueOptions(capacity: options.queueCapacity, policy: options.dropPolicy)
         var detector = options.makeDetector()
+        do { try detector.useTemporal(options.temporal) } catch let e as TemporalConfigError {
+            throw RunnerError.temporal(e.message)
+        }
         if options.debugStageDelayMs > 0 { detector = DelayedDetector(inner: detector, delayMs: options.debugStageDelayMs) }
         let live = self.live
         let tracker = try options.tracker.map {
@@ -290,6 +299,7 @@ final class LiveFigures: @unchecked Sendable {
     private var total = LatencyHistogram()
     private var window = LatencyHistogram()
     private var processed = 0
+    private var recomputedSum = 0.0, recomputedCount = 0
     private var windowStart = Date().timeIntervalSince1970
 
     init(stream: Int) { self.stream = stream }
@@ -300,8 +310,9 @@ final class LiveFigures: @unchecked Sendable {
         if e.event == .disconnected || e.event == .gaveUp { connected = false }
     }
 
-    func frameDone(latencyMs: Double) {
+    func frameDone(latencyMs: Double, recomputed: Double?) {
         lock.lock(); defer { lock.unlock() }
+        if let recomputed { recomputedSum += recomputed; recomputedCount += 1 }
         total.record(ms: latencyMs)
         window.record(ms: latencyMs)
         processed += 1
@@ -311,7 +322,8 @@ final class LiveFigures: @unchecked Sendable {
         let dropped = metrics().reduce(0) { $0 + $1.drops }
         lock.lock(); defer { lock.unlock() }
         return LiveStreamStatus(stream: stream, source: source, connected: connected, live: live,
-                                processed: processed, dropped: dropped, latency: total)
+                                processed: processed, dropped: dropped, latency: total,
+                                recomputedMean: recomputedCount > 0 ? recomputedSum / Double(recomputedCount) : nil)
     }
 
     /// Status plus the latency of the frames since the previous call and that window's length (s).
@@ -373,7 +385,7 @@ struct FrameLineSink: Sink {
     func consume(_ input: AnalyzedFrame) throws {
         let now = Date().timeIntervalSince1970
         let latencyMs = (now - input.result.info.wallTime) * 1000
-        figures.frameDone(latencyMs: latencyMs)
+        figures.frameDone(latencyMs: latencyMs, recomputed: input.result.recomputedFraction)
         jsonl?.frame(stream: stream, input.result, latencyMs: latencyMs)
     }
 }

@@ -7,7 +7,12 @@ import Vision
 /// The runner's detector slot filled by a converted torchvision detector (`.safetensors` from
 /// `scripts/convert-torchvision`): the architecture (Mask/Faster R-CNN, RetinaNet, FCOS; v1/v2) comes from the file's
 /// metadata. One per stream: it owns the stream's buffers and cached anchors (`DetectorState`); the loaded model
-/// itself is immutable and may be shared by several streams (`init(detector:spec:)`).
+/// itself is immutable and may be shared by several streams (`init(detector:spec:)`, `forNewStream()`).
+///
+/// Temporal reuse (`useTemporal`, docs/temporal.md): `delta` puts a per-stream `TemporalCache` in the detector's
+/// backbone slot (`DetectorState.runner`); `keyframe` runs the model every `keyframeInterval` frames and repeats the
+/// keyframe's detections in between (the heads are deterministic, so this equals running them on the kept pyramid,
+/// only cheaper). A new frame size (another stream, or a reconnect at another resolution) resets both.
 public struct ModelDetector: FrameDetector {
     /// The loaded model (shared, immutable).
     public let detector: any Detector
@@ -17,6 +22,12 @@ public struct ModelDetector: FrameDetector {
     public let thresholds: DetectionThresholds
     /// Only these class ids are reported (nil = all).
     public let keepClasses: Set<Int>?
+    /// Temporal reuse of this stream (mode `off` unless `useTemporal` was called).
+    public private(set) var temporal = TemporalSettings()
+    /// The stream's temporal state (nil while `off`).
+    public private(set) var temporalState: TemporalStreamState?
+    /// The spec the detector was built from (for `forNewStream`).
+    private let spec: ModelSpec
 
     /// Loads the model named by `spec.path` and applies the spec's overrides.
     /// - Throws: `ModelDetectorError` naming the file and the problem (unreadable/truncated file, wrong dtype,
@@ -55,6 +66,7 @@ public struct ModelDetector: FrameDetector {
     /// Wraps an already loaded model (e.g. shared between streams) with the spec's thresholds and class filter.
     public init(detector: any Detector, spec: ModelSpec) throws {
         self.detector = detector
+        self.spec = spec
         self.state = DetectorState()
         var t = detector.config.thresholds
         if let v = spec.score { t.score = v }
@@ -93,13 +105,100 @@ public struct ModelDetector: FrameDetector {
         return things + stuff
     }
 
+    /// A detector for another stream: the same loaded model, thresholds and temporal settings, fresh per-stream
+    /// state (buffers, anchors, temporal cache).
+    public func forNewStream() -> ModelDetector {
+        // Cannot throw: the class names were resolved against this model already.
+        var d = try! ModelDetector(detector: detector, spec: spec)
+        try! d.useTemporal(temporal)
+        return d
+    }
+
+    /// Conv layer keys of the model's backbone + FPN, in forward order (the keys of `layer_thresholds`).
+    public var temporalLayerKeys: [String] { detector.backbone.convLayers.map(\.key) }
+
+    public mutating func useTemporal(_ settings: TemporalSettings) throws {
+        let known = Set(temporalLayerKeys)
+        if let bad = settings.layerThresholds.keys.sorted().first(where: { !known.contains($0) }) {
+            let near = temporalLayerKeys.min { SpecReader.editDistance($0, bad) < SpecReader.editDistance($1, bad) } ?? ""
+            throw TemporalConfigError(message: "layer_thresholds: '\(bad)' is not a conv layer of \(spec.path) "
+                                      + "(did you mean '\(near)'? `fpnstream calibrate` writes valid names)")
+        }
+        temporal = settings
+        switch settings.mode {
+        case .off:
+            temporalState = nil
+            state.runner = nil
+        case .keyframe:
+            temporalState = TemporalStreamState(cache: nil)
+            state.runner = nil
+        case .delta:
+            let cache = TemporalCache(settings: settings)
+            temporalState = TemporalStreamState(cache: cache)
+            state.runner = cache
+        }
+    }
+
     public mutating func detect(_ frame: Frame, into result: inout FrameResult) throws {
-        // Panoptic models (metadata `panoptic: semantic_fpn`) also fill the panoptic segments.
+        guard let t = temporalState else {
+            run(frame, &result)
+            return
+        }
+        t.startFrame(width: frame.info.width, height: frame.info.height)
+        switch temporal.mode {
+        case .keyframe:
+            if t.frameIndex % temporal.keyframeInterval != 0, let kept = t.keyframe {
+                result.detections = kept.detections
+                result.panoptic = kept.panoptic
+                result.recomputedFraction = 0
+            } else {
+                run(frame, &result)
+                t.keyframe = (result.detections, result.panoptic)
+                result.recomputedFraction = 1
+            }
+        case .delta, .off:
+            run(frame, &result)
+            result.recomputedFraction = t.cache?.lastStats.recomputedFraction ?? 1
+        }
+    }
+
+    /// The model on `frame` into `result`: detections (class filter applied), panoptic segments (models with
+    /// metadata `panoptic: semantic_fpn`), part timings as `detect.*`.
+    private func run(_ frame: Frame, _ result: inout FrameResult) {
         var (dets, panoptic) = detector.detectPanoptic(frame.image, state: state, thresholds: thresholds)
         if let keepClasses { dets.removeAll { !keepClasses.contains($0.classID) } }
         result.detections = dets
         if let panoptic { result.panoptic = panoptic }
         for (k, v) in state.timingsMs { result.timingsMs["detect." + k] = v }
+    }
+}
+
+/// Temporal state of one stream of a `ModelDetector`: the delta cache (nil for `keyframe`), the frame count since
+/// the last reset and the last keyframe's detections. Resets when the frame size changes.
+public final class TemporalStreamState: @unchecked Sendable {
+    /// The delta cache (the detector's backbone runner), nil in keyframe mode.
+    public let cache: TemporalCache?
+    /// Index of the current frame since the last reset.
+    public private(set) var frameIndex = -1
+    /// Resets so far (frame size changes).
+    public private(set) var resets = 0
+    /// The last keyframe's results (repeated until the next keyframe).
+    var keyframe: (detections: [Detection], panoptic: [PanopticSegment]?)?
+    private var size: (Int, Int)?
+
+    init(cache: TemporalCache?) { self.cache = cache }
+
+    func startFrame(width: Int, height: Int) {
+        if let size, size != (width, height) {
+            // A new stream or a reconnect at another resolution: nothing kept applies any more. (The cache would
+            // also reset on a new network input shape; a fixed-size transform can hide the change from it.)
+            cache?.reset()
+            keyframe = nil
+            frameIndex = -1
+            resets += 1
+        }
+        size = (width, height)
+        frameIndex += 1
     }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import StagePipeline
 import Tracking
+import Vision
 import Yams
 
 extension PipelineSpec {
@@ -137,14 +138,32 @@ struct SpecReader {
         return s
     }
 
+    /// `temporal:` → `TemporalSettings`; `temporal: off|keyframe|delta` alone sets the mode.
     func temporal(_ node: Node) throws -> TemporalSpec {
-        let m = try map(node, "temporal")
-        try m.check(["mode", "refresh_interval", "threshold", "dense_fraction"])
         var s = TemporalSpec()
-        if let n = m["mode"] { s.mode = try choice(n, "temporal.mode", TemporalSpec.Mode.self) }
-        if let n = m["refresh_interval"] { s.refreshInterval = try int(n, "temporal.refresh_interval", min: 1) }
+        if node.scalar != nil {
+            s.mode = try choice(node, "temporal", TemporalMode.self)
+            return s
+        }
+        let m = try map(node, "temporal")
+        try m.check(["mode", "threshold", "layer_thresholds", "refresh_interval", "keyframe_interval", "dense_fallback",
+                     "tile"])
+        if let n = m["mode"] { s.mode = try choice(n, "temporal.mode", TemporalMode.self) }
         if let n = m["threshold"] { s.threshold = Float(try double(n, "temporal.threshold", min: 0)) }
-        if let n = m["dense_fraction"] { s.denseFraction = try unit(n, "temporal.dense_fraction") }
+        if let n = m["layer_thresholds"], !n.isNull {
+            let l = try map(n, "temporal.layer_thresholds")
+            try l.check(l.entries.map(\.key))  // duplicates only; the names are checked against the model's layers
+            for e in l.entries {
+                s.layerThresholds[e.key] = Float(try double(e.value, "temporal.layer_thresholds.\(e.key)", min: 0))
+            }
+        }
+        if let n = m["refresh_interval"] { s.refreshInterval = try int(n, "temporal.refresh_interval", min: 0) }
+        if let n = m["keyframe_interval"] { s.keyframeInterval = try int(n, "temporal.keyframe_interval", min: 1) }
+        if let n = m["dense_fallback"] {
+            s.denseFallback = try double(n, "temporal.dense_fallback", min: 0)
+            if s.denseFallback > 1 { throw fail(n, "temporal.dense_fallback", "must be in [0, 1], got \(n.scalar!.string)") }
+        }
+        if let n = m["tile"] { s.tile = try int(n, "temporal.tile", min: 1) }
         return s
     }
 

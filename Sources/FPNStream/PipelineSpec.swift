@@ -2,6 +2,7 @@ import Foundation
 import Outputs
 import StagePipeline
 import Tracking
+import Vision
 
 /// A pipeline file (`pipelines/NAME.yaml`) parsed and validated: what to read, which model, temporal reuse, tracker,
 /// outputs. Every key is optional and has a documented default (docs/pipelines.md); unknown keys, wrong types and
@@ -101,26 +102,9 @@ public enum ModelKind: String, Sendable, Equatable, CaseIterable {
     case onnxCenterFace = "onnx-centerface"
 }
 
-/// `temporal:` — reuse of backbone/FPN work between frames.
-public struct TemporalSpec: Sendable, Equatable {
-    public enum Mode: String, Sendable, Equatable, CaseIterable {
-        /// Every frame computed densely.
-        case off
-        /// The detector runs on every `refreshInterval`-th frame only; frames in between reuse its detections
-        /// (moved by the tracker when one is configured).
-        case keyframe
-        /// Only tiles whose input changed by more than `threshold` are recomputed; dense every `refreshInterval`.
-        case delta
-    }
-    public var mode = Mode.off
-    /// Frames between dense recomputations (≥ 1).
-    public var refreshInterval = 30
-    /// Per-tile mean absolute input change (in normalized input units) above which a tile is recomputed.
-    public var threshold: Float = 0.02
-    /// When more than this fraction of tiles changed, the frame is computed densely (moving camera), in [0, 1].
-    public var denseFraction: Float = 0.6
-    public init() {}
-}
+/// `temporal:` — reuse of backbone/FPN work between frames: exactly `Vision.TemporalSettings` (one semantics for the
+/// YAML section, the `--temporal*` flags and `TemporalCache`; docs/temporal.md, docs/pipelines.md).
+public typealias TemporalSpec = TemporalSettings
 
 /// `outputs:` — files written. Command-line options (`-o`, `--jsonl`, ...) override these.
 public struct OutputsSpec: Sendable, Equatable {

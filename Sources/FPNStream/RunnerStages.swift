@@ -86,6 +86,8 @@ struct ConvertStage: Stage {
 /// Inference stage: the detector slot (`NoDetector` until a model is configured).
 struct DetectStage: Stage {
     var detector: any FrameDetector
+    /// Collects each frame's recomputed fraction (temporal reuse) for the summary; nil = not needed.
+    var recomputed: RecomputedTally?
     var name: String { "detect" }
 
     mutating func process(_ frame: Frame) throws -> AnalyzedFrame? {
@@ -93,6 +95,7 @@ struct DetectStage: Stage {
         let start = DispatchTime.now().uptimeNanoseconds
         try detector.detect(frame, into: &result)
         result.timingsMs["detect"] = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+        if let f = result.recomputedFraction { recomputed?.add(f) }
         return AnalyzedFrame(image: frame.image, result: result)
     }
 }
@@ -174,4 +177,16 @@ struct ProgressTap: Sink {
     let body: (FrameInfo) -> Void
     var name: String { "progress" }
     func consume(_ input: AnalyzedFrame) throws { body(input.result.info) }
+}
+
+/// Running mean of the per-frame recomputed fraction (temporal reuse), written by the detect stage and read by the
+/// summary (thread-safe).
+final class RecomputedTally: @unchecked Sendable {
+    private let lock = NSLock()
+    private var sum = 0.0, count = 0
+
+    func add(_ fraction: Double) { lock.lock(); sum += fraction; count += 1; lock.unlock() }
+
+    /// The mean over the frames seen so far; nil before any frame carried a fraction.
+    var mean: Double? { lock.lock(); defer { lock.unlock() }; return count > 0 ? sum / Double(count) : nil }
 }

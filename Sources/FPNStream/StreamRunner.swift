@@ -4,6 +4,7 @@ import MediaIO
 import Outputs
 import StagePipeline
 import Tracking
+import Vision
 
 /// What `StreamRunner` should do: one input, optional outputs, the detector slot.
 public struct RunOptions {
@@ -43,6 +44,8 @@ public struct RunOptions {
     public var trails = 0
     /// What JSONL frame lines include.
     public var jsonlOptions = JSONLRecord.Options()
+    /// Temporal reuse of backbone/FPN work (docs/temporal.md), handed to the detector before the first frame.
+    public var temporal = TemporalSettings()
 
     public init(input: String, output: String? = nil, jsonl: String? = nil) {
         self.input = input
@@ -86,6 +89,15 @@ extension RunOptions {
         trails = a.trails
         tracker = spec.tracker
         jsonlOptions.masks = spec.outputs.jsonlMasks
+        temporal = spec.temporal
+        // The model's layer names are known now: check them here to name the pipeline file. (Without a model
+        // section the runner reports it, after a command-line model had its chance.)
+        if spec.model != nil { do {
+            var probe = detector
+            try probe.useTemporal(temporal)
+        } catch let e as TemporalConfigError {
+            throw PipelineSpecError(file: file, line: nil, keyPath: "temporal", message: e.message)
+        } }
     }
 }
 
@@ -101,6 +113,10 @@ public struct RunSummary: Sendable {
     public var report: PipelineReport
     /// True when `stop()` ended the run early (outputs are still finalized).
     public var stopped: Bool
+    /// Temporal mode of the run.
+    public var temporal: TemporalMode = .off
+    /// Mean fraction of backbone/FPN work recomputed per frame (FLOP-weighted; nil when temporal reuse is off).
+    public var meanRecomputedFraction: Double?
 }
 
 /// Runner configuration problems found before anything runs.
@@ -108,12 +124,15 @@ public enum RunnerError: Error, CustomStringConvertible {
     case motNeedsTracker
     /// `--panoptic` / `outputs.panoptic` without a model that has a semantic head.
     case panopticNeedsModel(detector: String)
+    /// The detector cannot use the temporal settings (message from `FrameDetector.useTemporal`).
+    case temporal(String)
     public var description: String {
         switch self {
         case .motNeedsTracker: return "a MOT output needs a tracker (add a tracker section to the pipeline)"
         case .panopticNeedsModel(let d):
             return "a panoptic output needs a panoptic model (weights with metadata panoptic: semantic_fpn); "
                 + "the detector is '\(d)'"
+        case .temporal(let m): return "temporal: \(m)"
         }
     }
 }
@@ -147,8 +166,9 @@ public final class StreamRunner: @unchecked Sendable {
 
     private let tracker: ByteTracker?
 
-    private let options: RunOptions
+    private var options: RunOptions
     private let decoder: VideoDecoder
+    private let recomputed = RecomputedTally()
     private let lock = NSLock()
     private var pipeline: Pipeline?
     private var stopRequested = false
@@ -167,6 +187,11 @@ public final class StreamRunner: @unchecked Sendable {
         let panopticCategories = (options.detector as? ModelDetector)?.panopticCategories
         if options.panoptic != nil && panopticCategories == nil {
             throw RunnerError.panopticNeedsModel(detector: options.detector.name)
+        }
+        do {
+            try self.options.detector.useTemporal(options.temporal)
+        } catch let e as TemporalConfigError {
+            throw RunnerError.temporal(e.message)
         }
         // Built before any file is created, so a bad tracker configuration leaves nothing behind.
         let fps = metadata.frameRate?.value
@@ -220,7 +245,7 @@ public final class StreamRunner: @unchecked Sendable {
         var builder = Pipeline.from(DecodeSource(decoder: decoder, selection: selection),
                                     options: PipelineOptions(queueCapacity: options.queueCapacity))
             .then(ConvertStage())
-            .then(DetectStage(detector: options.detector))
+            .then(DetectStage(detector: options.detector, recomputed: recomputed))
         if let tracker {
             builder = builder.then(TrackStage(tracker: tracker))
         }
@@ -266,7 +291,8 @@ public final class StreamRunner: @unchecked Sendable {
         }
         if let jsonlWriter { try writeSummary(jsonlWriter, report: report, frames: processed, stopped: stopped) }
         return RunSummary(metadata: metadata, framesProcessed: processed, decodeStats: decoder.stats,
-                          report: report, stopped: stopped)
+                          report: report, stopped: stopped, temporal: options.temporal.mode,
+                          meanRecomputedFraction: recomputed.mean)
     }
 
     /// Appends the `"type":"summary"` line (how the run ended, per-stage metrics, decoder damage) and closes.
@@ -278,6 +304,10 @@ public final class StreamRunner: @unchecked Sendable {
             ("corrupt_frames", .int(d.corruptFrames)),
         ]
         if let r = d.readError { fields.append(("read_error", .string(r))) }
+        if options.temporal.mode != .off {
+            fields.append(("temporal", .string(options.temporal.mode.rawValue)))
+            fields.append(("recomputed_mean", recomputed.mean.map { .number($0, decimals: 4) } ?? .null))
+        }
         defer { try? writer.close() }
         try writer.writeLine(JSONLRecord.summary(source: metadata.source, wallTime: Date().timeIntervalSince1970,
                                                  frames: frames, report: report, fields: fields))

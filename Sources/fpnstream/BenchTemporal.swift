@@ -1,163 +1,313 @@
 import ArgumentParser
+import FPNCore
+import FPNStream
 import Foundation
 import MediaIO
 import Tensor
 import Vision
 
-/// `fpnstream bench temporal INPUT`: backbone + FPN on the same decoded frames with `--temporal off` (dense) and
-/// `delta`, interleaved frame by frame in one process; prints ms/frame of both, the speedup, the per-level relative
-/// L2 error of delta against dense (mean, max, and at frames 100, 400 and the last), and the recomputed fraction.
+/// `fpnstream bench temporal INPUT... [--model M | --arch A | --weights W]`: `--temporal off` (dense) and `delta` on
+/// the same decoded frames, interleaved frame by frame in one process; prints per clip ms/frame of both and the
+/// speedup, the per-level relative L2 error of delta against dense (mean, max, and at frames 100, 400 and the
+/// last), the recomputed fraction, and with a detector (`--model`) the whole-detector ms/frame and the detection
+/// agreement (F1, mask IoU; `DetectionAgreement`).
 struct BenchTemporal: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "temporal",
-        abstract: "Temporal FPN (delta) vs dense backbone+FPN on a clip: speed, per-level error, recomputed fraction.",
+        abstract: "Temporal FPN (delta) vs dense on clips: speed, per-level error, detection agreement, recomputed fraction.",
         discussion: """
-            Each frame is run densely (off) and through a per-stream TemporalCache (delta), alternating, so load
-            changes on a shared machine hit both alike. Speedup = total off time / total delta time (dense refresh
-            frames included); per-frame medians are printed too. Error of a level = ||delta − off||₂ / ||off||₂.
-            Seeded synthetic weights (--arch) unless --weights.
+            Each frame is run densely (off) and through a per-clip TemporalCache (delta), alternating which goes first,
+            so load changes on a shared machine hit both alike. Speedup = total off time / total delta time (dense
+            refresh frames included); per-frame medians are printed too. Error of a level = ||delta − off||₂ /
+            ||off||₂.
+
+            --model M: a detector (.safetensors from scripts/convert-torchvision). Backbone+FPN time is the
+            detector's "backbone" part; "detector" is the whole detect call. Agreement: detections with score ≥
+            --agreement-score (default: the model's score threshold) on each side; same class and box IoU ≥ 0.9
+            match (greedy by IoU); F1 = 2·matched / (off + delta) pooled over frames; mask IoU averaged over matched
+            pairs. Drift: error and F1 at frames 100/400/last (F1 pooled over the 10 frames ending there).
+            Without --model: the backbone alone, seeded synthetic weights (--arch) or --weights.
+
+            Example:
+              fpnstream bench temporal samples/external/vtest.avi --model samples/models/demo.safetensors --frames 200
             """)
 
-    @Argument(help: "Video file (anything FFmpeg opens).")
-    var input: String
+    @Argument(help: "Video files (anything FFmpeg opens); each is one clip with its own temporal state.")
+    var inputs: [String]
 
-    @Option(help: "Architecture with seeded weights (\(BackboneConfig.backboneArchitectures.joined(separator: ", "))).")
+    @Option(help: ArgumentHelp("Detector weights (.safetensors); compares detections too.", valueName: "file"))
+    var model: String?
+
+    @Option(help: "Backbone architecture with seeded weights, without --model (\(BackboneConfig.backboneArchitectures.joined(separator: ", "))).")
     var arch = "resnet50-fpn"
 
-    @Option(help: "Real backbone weights file instead (its metadata sets the architecture).")
+    @Option(help: "Real backbone weights file instead of --arch (its metadata sets the architecture).")
     var weights: String?
 
-    @Option(help: "Network input WIDTHxHEIGHT (frames are resized to it); default: the source size padded to 32.")
+    @Option(help: "Backbone only: network input WIDTHxHEIGHT (frames are resized to it); default: the source size padded to 32.")
     var size: String?
 
-    @Option(help: "Frames to process (0 = whole clip).")
+    @Option(help: "Frames per clip (0 = whole clip).")
     var frames = 0
 
     @Option(help: "Delta threshold: max |change| per tile relative to the layer input's RMS (0 = exact).")
     var threshold: Float = 0.05
 
+    @Option(help: ArgumentHelp("Per-layer thresholds from a pipeline file's temporal section (e.g. written by "
+                               + "`fpnstream calibrate`); its threshold, refresh, fall-back and tile apply unless "
+                               + "given here.", valueName: "pipeline.yaml"))
+    var pipeline: String?
+
     @Option(help: "Dense refresh every N frames (0 = never after the first).")
-    var refresh = 100
+    var refresh: Int?
 
     @Option(help: "Per-layer dense fall-back above this fraction of changed output tiles.")
-    var denseFallback = 0.7
+    var denseFallback: Double?
 
     @Option(help: "Output tile side in pixels.")
-    var tile = 4
+    var tile: Int?
 
-    @Option(help: "Write one JSON line per frame (ms, recomputed fraction, per-level error) to this file.")
+    @Option(help: ArgumentHelp("Score threshold of the agreement metric (default: the model's).", valueName: "s"))
+    var agreementScore: Float?
+
+    @Option(help: "Write one JSON line per frame (ms, recomputed fraction, per-level error, F1) to this file.")
     var jsonl: String?
 
     func validate() throws {
-        guard weights != nil || BackboneConfig(architecture: arch) != nil else {
+        guard weights != nil || model != nil || BackboneConfig(architecture: arch) != nil else {
             throw ValidationError("unknown --arch '\(arch)' (known: \(BackboneConfig.backboneArchitectures.joined(separator: ", ")))")
         }
-        guard frames >= 0, refresh >= 0, tile >= 1, threshold >= 0, (0...1).contains(denseFallback) else {
-            throw ValidationError("--frames, --refresh >= 0, --tile >= 1, --threshold >= 0, --dense-fallback in 0...1")
+        guard frames >= 0, (refresh ?? 0) >= 0, (tile ?? 1) >= 1, threshold >= 0,
+              (0...1).contains(denseFallback ?? 0), (0...1).contains(agreementScore ?? 0) else {
+            throw ValidationError("--frames, --refresh >= 0, --tile >= 1, --threshold >= 0, --dense-fallback and --agreement-score in 0...1")
         }
+        if model != nil && (weights != nil || size != nil) {
+            throw ValidationError("--weights and --size apply without --model (the model's file sets both)")
+        }
+        if agreementScore != nil && model == nil { throw ValidationError("--agreement-score needs --model") }
+    }
+
+    /// The delta settings: the pipeline's temporal section (if any) with the flags given on top.
+    func settings() throws -> TemporalSettings {
+        var s = TemporalSettings(mode: .delta, threshold: threshold)
+        if let pipeline {
+            do { s = try PipelineSpec.load(path: pipeline).temporal } catch {
+                throw CLIFailure(message: "\(error)", status: ExitStatus.usageError)
+            }
+            s.mode = .delta
+        }
+        if let refresh { s.refreshInterval = refresh }
+        if let denseFallback { s.denseFallback = denseFallback }
+        if let tile { s.tile = tile }
+        return s
     }
 
     func run() throws {
-        var resize = InputResize.none
-        if let size {
-            let d = size.split(separator: "x").compactMap { Int($0) }
-            guard d.count == 2, d.allSatisfy({ $0 >= 32 }) else {
-                throw ValidationError("--size must be WIDTHxHEIGHT (each >= 32), got '\(size)'")
-            }
-            resize = .fixed(width: d[0], height: d[1])
-        }
-        let decoder = try VideoDecoder(location: input)
-        let backbone = try weights.map { try ResNetFPNBackbone(contentsOf: URL(fileURLWithPath: $0)) }
-            ?? SyntheticWeights.backbone(architecture: arch)
-        let transform = DetectionTransform(TransformConfig(resize: resize))
+        FFmpegLogLevel.set(.quiet)
+        let settings = try self.settings()
         let out = try jsonl.map { path -> FileHandle in
             guard FileManager.default.createFile(atPath: path, contents: nil) else {
-                throw ValidationError("cannot write --jsonl file '\(path)'")
+                throw CLIFailure(message: "cannot write --jsonl file '\(path)'", status: ExitStatus.usageError)
             }
             return try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         }
-        let settings = TemporalSettings(mode: .delta, threshold: threshold, refreshInterval: refresh,
-                                        denseFallback: denseFallback, tile: tile)
-        let cache = TemporalCache(settings: settings)
-        let inputWS = Workspace(), denseWS = Workspace(), deltaWS = Workspace()
-        print("fpnstream bench temporal: \(input), \(weights ?? arch + " (seeded weights)") [\(backbone.config)]")
-        print("delta: threshold \(threshold) x layer-input RMS, refresh every \(refresh), dense fall-back > \(denseFallback), tile \(tile)")
+        defer { try? out?.close() }
+        let subject: Subject
+        if let model {
+            let detector: any Detector
+            do { detector = try DetectorLoader.load(contentsOf: URL(fileURLWithPath: model)) } catch {
+                throw CLIFailure(message: "model '\(model)': \(error)", status: ExitStatus.usageError)
+            }
+            subject = .detector(detector, score: agreementScore ?? detector.config.thresholds.score)
+            print("fpnstream bench temporal: model \(model) (\(detector.config.architecture), \(detector.backbone.config))")
+        } else {
+            var resize = InputResize.none
+            if let size {
+                let d = size.split(separator: "x").compactMap { Int($0) }
+                guard d.count == 2, d.allSatisfy({ $0 >= 32 }) else {
+                    throw ValidationError("--size must be WIDTHxHEIGHT (each >= 32), got '\(size)'")
+                }
+                resize = .fixed(width: d[0], height: d[1])
+            }
+            let backbone: ResNetFPNBackbone
+            do {
+                backbone = try weights.map { try ResNetFPNBackbone(contentsOf: URL(fileURLWithPath: $0)) }
+                    ?? SyntheticWeights.backbone(architecture: arch)
+            } catch {
+                throw CLIFailure(message: "\(weights.map { "weights '\($0)': " } ?? "")\(error)", status: ExitStatus.usageError)
+            }
+            subject = .backbone(backbone, DetectionTransform(TransformConfig(resize: resize)))
+            print("fpnstream bench temporal: \(weights ?? arch + " (seeded weights)") [\(backbone.config)]")
+        }
+        print("delta: threshold \(settings.threshold) x layer-input RMS\(settings.layerThresholds.isEmpty ? "" : " (\(settings.layerThresholds.count) per-layer overrides)"), "
+              + "refresh every \(settings.refreshInterval), dense fall-back > \(settings.denseFallback), tile \(settings.tile)")
         print("BLAS: \(BLASInfo.coreName), \(BLASInfo.threads) threads; \(ProcessInfo.processInfo.activeProcessorCount) cores "
               + "(machine may be shared: compare the ratios)")
+        for input in inputs {
+            let decoder: VideoDecoder
+            do { decoder = try VideoDecoder(location: input) } catch {
+                throw CLIFailure(message: "\(error)", status: ExitStatus.runtimeError)
+            }
+            let clip = try TemporalClipRun(subject: subject, settings: settings, jsonl: out, clip: input)
+            var count = 0
+            while frames == 0 || count < frames, let frame = decoder.nextFrame() {
+                clip.step(frame.image)
+                count += 1
+                if count % 25 == 0 { clip.progress() }
+            }
+            guard count > 0 else { throw CLIFailure(message: "\(input): no frame decoded", status: ExitStatus.runtimeError) }
+            print("")
+            clip.report(input)
+        }
+    }
+}
 
-        var offTimes: [Double] = [], deltaTimes: [Double] = []
-        var errors: [[Double]] = []  // per frame, per level
-        var fractions: [Double] = [], tileFractions: [Double] = []
-        var names: [String] = []
-        var inputShape: [Int] = []
-        var count = 0
-        while frames == 0 || count < frames, let frame = decoder.nextFrame() {
+/// What a temporal bench runs: a whole detector, or a backbone with its input transform.
+enum Subject {
+    case detector(any Detector, score: Float)
+    case backbone(ResNetFPNBackbone, DetectionTransform)
+}
+
+/// One clip of `bench temporal`: dense and delta state, per-frame figures, the printed report.
+final class TemporalClipRun {
+    let subject: Subject
+    let cache: TemporalCache
+    let jsonl: FileHandle?
+    let clip: String
+    // detector mode
+    private var offState: DetectorState?, deltaState: DetectorState?
+    private let offCapture: PyramidCapture, deltaCapture: PyramidCapture
+    // backbone mode
+    private let inputWS = Workspace(), denseWS = Workspace(), deltaWS = Workspace()
+
+    private(set) var offMs: [Double] = [], deltaMs: [Double] = []            // backbone + FPN
+    private(set) var offTotalMs: [Double] = [], deltaTotalMs: [Double] = []  // whole detector
+    private(set) var errors: [[Double]] = []
+    private(set) var levelNames: [String] = []
+    private(set) var fractions: [Double] = [], tileFractions: [Double] = []
+    private(set) var agreements: [DetectionAgreement] = []
+    private var inputShape: [Int] = []
+
+    init(subject: Subject, settings: TemporalSettings, jsonl: FileHandle?, clip: String) throws {
+        self.subject = subject
+        self.jsonl = jsonl
+        self.clip = clip
+        cache = TemporalCache(settings: settings)
+        offCapture = PyramidCapture(inner: nil)
+        deltaCapture = PyramidCapture(inner: cache)
+        if case .detector(let d, _) = subject {
+            if let bad = settings.layerThresholds.keys.first(where: { k in !d.backbone.convLayers.contains { $0.key == k } }) {
+                throw CLIFailure(message: "layer_thresholds: '\(bad)' is not a conv layer of the model", status: ExitStatus.usageError)
+            }
+            offState = DetectorState(runner: offCapture)
+            deltaState = DetectorState(runner: deltaCapture)
+        }
+    }
+
+    /// Runs frame `n` both ways (order alternating) and records the figures.
+    func step(_ image: RGBImage) {
+        let n = offMs.count
+        var offDets: [Detection] = [], deltaDets: [Detection] = []
+        var offLevels: [(String, Tensor)] = [], deltaLevels: [(String, Tensor)] = []
+        switch subject {
+        case .detector(let d, let score):
+            for mode in (n % 2 == 0 ? [0, 1] : [1, 0]) {
+                let state = mode == 0 ? offState! : deltaState!
+                let t0 = Benchmark.now()
+                let dets = d.detect(image, state: state)
+                let total = (Benchmark.now() - t0) * 1e3
+                let backbone = state.timingsMs["backbone"] ?? total
+                if mode == 0 { offDets = dets; offMs.append(backbone); offTotalMs.append(total) }
+                else { deltaDets = dets; deltaMs.append(backbone); deltaTotalMs.append(total) }
+            }
+            offLevels = offCapture.keys.map { (offCapture.levelName($0), offCapture.outputs[$0]!) }
+            deltaLevels = offCapture.keys.map { (offCapture.levelName($0), deltaCapture.outputs[$0]!) }
+            agreements.append(DetectionAgreement(reference: offDets, candidate: deltaDets, minScore: score))
+        case .backbone(let backbone, let transform):
             inputWS.beginFrame()
-            let x = transform(frame.image, workspace: inputWS).input
+            let x = transform(image, workspace: inputWS).input
             inputShape = x.shape
-            // Alternate which mode runs first so cache effects and load drift do not favour one.
             var off: FeaturePyramid?, delta: FeaturePyramid?
-            for mode in (count % 2 == 0 ? [0, 1] : [1, 0]) {
+            for mode in (n % 2 == 0 ? [0, 1] : [1, 0]) {
                 let t0 = Benchmark.now()
                 if mode == 0 {
                     denseWS.beginFrame()
                     off = backbone(x, workspace: denseWS)
-                    offTimes.append(Benchmark.now() - t0)
+                    offMs.append((Benchmark.now() - t0) * 1e3)
                 } else {
                     deltaWS.beginFrame()
                     delta = cache.forward(backbone, input: x, workspace: deltaWS)
-                    deltaTimes.append(Benchmark.now() - t0)
+                    deltaMs.append((Benchmark.now() - t0) * 1e3)
                 }
             }
-            if names.isEmpty { names = off!.levels.map(\.name) }
-            let e = zip(off!.levels, delta!.levels).map { Self.relativeL2($1.features, $0.features) }
-            errors.append(e)
-            fractions.append(cache.lastStats.recomputedFraction)
-            tileFractions.append(cache.lastStats.tileFraction)
-            if let out {
-                var line = String(format: "{\"frame\":%d,\"off_ms\":%.2f,\"delta_ms\":%.2f,\"recomputed\":%.4f,\"recomputed_tiles\":%.4f,\"refreshed\":%@,\"rel_l2\":{",
-                                  count, offTimes.last! * 1e3, deltaTimes.last! * 1e3, fractions.last!, tileFractions.last!,
-                                  cache.lastStats.refreshed ? "true" : "false")
-                line += zip(names, e).map { String(format: "\"%@\":%.3e", $0.0, $0.1) }.joined(separator: ",") + "}}\n"
-                out.write(line.data(using: .utf8)!)
-            }
-            count += 1
-            if count % 25 == 0 {
-                FileHandle.standardError.write(String(format: "  frame %d: off %.0f ms, delta %.0f ms, recomputed %.3f\n",
-                                                      count, offTimes.last! * 1e3, deltaTimes.last! * 1e3, fractions.last!).data(using: .utf8)!)
-            }
+            offLevels = off!.levels.map { ($0.name, $0.features) }
+            deltaLevels = delta!.levels.map { ($0.name, $0.features) }
         }
-        try out?.close()
-        guard count > 0 else { throw ValidationError("no frame decoded from '\(input)'") }
-
-        let offTotal = offTimes.reduce(0, +), deltaTotal = deltaTimes.reduce(0, +)
-        print("frames: \(count), network input \(inputShape), levels \(names.joined(separator: ","))")
-        print(String(format: "off:   mean %.1f ms/frame (median %.1f)", 1e3 * offTotal / Double(count), 1e3 * Benchmark.median(offTimes)))
-        print(String(format: "delta: mean %.1f ms/frame (median %.1f)", 1e3 * deltaTotal / Double(count), 1e3 * Benchmark.median(deltaTimes)))
-        print(String(format: "speedup (total off / total delta): %.2fx; of medians: %.2fx", offTotal / deltaTotal,
-                     Benchmark.median(offTimes) / Benchmark.median(deltaTimes)))
-        print(String(format: "recomputed: mean %.3f of dense conv FLOPs, %.3f of output tiles (all conv layers)",
-                     fractions.reduce(0, +) / Double(count), tileFractions.reduce(0, +) / Double(count)))
-        let marks = [100, 400, count].filter { $0 <= count }
-        print("relative L2 error of delta vs off per level: mean, max, at frame " + marks.map(String.init).joined(separator: "/"))
-        for (l, name) in names.enumerated() {
-            let col = errors.map { $0[l] }
-            let at = marks.map { String(format: "%.2e", col[$0 - 1]) }.joined(separator: " / ")
-            print(String(format: "  %@: mean %.2e  max %.2e  at %@", name, col.reduce(0, +) / Double(count), col.max()!, at))
-        }
+        if levelNames.isEmpty { levelNames = offLevels.map(\.0) }
+        let e = zip(offLevels, deltaLevels).map { PyramidCapture.relativeL2($1.1, $0.1) }
+        errors.append(e)
+        fractions.append(cache.lastStats.recomputedFraction)
+        tileFractions.append(cache.lastStats.tileFraction)
+        if let jsonl { jsonl.write(Data(line(n, e).utf8)) }
     }
 
-    /// ||a − b||₂ / ||b||₂ (0 when both are zero).
-    static func relativeL2(_ a: Tensor, _ b: Tensor) -> Double {
-        a.withUnsafeBufferPointer { pa in
-            b.withUnsafeBufferPointer { pb in
-                var num = 0.0, den = 0.0
-                for i in pa.indices {
-                    let d = Double(pa[i]) - Double(pb[i])
-                    num += d * d; den += Double(pb[i]) * Double(pb[i])
-                }
-                return den > 0 ? (num / den).squareRoot() : (num > 0 ? .infinity : 0)
+    private func line(_ n: Int, _ e: [Double]) -> String {
+        var s = String(format: "{\"clip\":\"%@\",\"frame\":%d,\"off_ms\":%.2f,\"delta_ms\":%.2f,", clip.replacingOccurrences(of: "\"", with: "\\\""),
+                       n, offMs[n], deltaMs[n])
+        if n < offTotalMs.count {
+            s += String(format: "\"off_detector_ms\":%.2f,\"delta_detector_ms\":%.2f,", offTotalMs[n], deltaTotalMs[n])
+        }
+        s += String(format: "\"recomputed\":%.4f,\"recomputed_tiles\":%.4f,\"refreshed\":%@,", fractions[n], tileFractions[n],
+                    cache.lastStats.refreshed ? "true" : "false")
+        if n < agreements.count {
+            let a = agreements[n]
+            s += String(format: "\"f1\":%.4f,\"off_detections\":%d,\"delta_detections\":%d,", a.f1, a.reference, a.candidate)
+        }
+        s += "\"rel_l2\":{" + zip(levelNames, e).map { String(format: "\"%@\":%.3e", $0.0, $0.1) }.joined(separator: ",") + "}}\n"
+        return s
+    }
+
+    func progress() {
+        let n = offMs.count
+        FileHandle.standardError.write(Data(String(format: "  frame %d: off %.0f ms, delta %.0f ms, recomputed %.3f\n",
+                                                   n, offMs[n - 1], deltaMs[n - 1], fractions[n - 1]).utf8))
+    }
+
+    /// The per-clip report (stdout).
+    func report(_ input: String) {
+        let count = offMs.count
+        func mean(_ a: [Double]) -> Double { a.reduce(0, +) / Double(max(a.count, 1)) }
+        print("clip: \(input): \(count) frames\(inputShape.isEmpty ? "" : ", network input \(inputShape)"), levels \(levelNames.joined(separator: ","))")
+        let (offT, deltaT) = (offMs.reduce(0, +), deltaMs.reduce(0, +))
+        print(String(format: "backbone+FPN off:   mean %.1f ms/frame (median %.1f)", mean(offMs), Benchmark.median(offMs)))
+        print(String(format: "backbone+FPN delta: mean %.1f ms/frame (median %.1f)", mean(deltaMs), Benchmark.median(deltaMs)))
+        print(String(format: "backbone+FPN speedup (total off / total delta): %.2fx; of medians: %.2fx", offT / deltaT,
+                     Benchmark.median(offMs) / Benchmark.median(deltaMs)))
+        if !offTotalMs.isEmpty {
+            print(String(format: "detector off %.1f ms/frame, delta %.1f ms/frame (medians %.1f / %.1f): speedup %.2fx",
+                         mean(offTotalMs), mean(deltaTotalMs), Benchmark.median(offTotalMs), Benchmark.median(deltaTotalMs),
+                         offTotalMs.reduce(0, +) / deltaTotalMs.reduce(0, +)))
+        }
+        print(String(format: "recomputed: mean %.3f of dense conv FLOPs, %.3f of output tiles (all conv layers)",
+                     mean(fractions), mean(tileFractions)))
+        let marks = [100, 400, count].filter { $0 <= count }.reduce(into: [Int]()) { if !$0.contains($1) { $0.append($1) } }
+        print("relative L2 error of delta vs off per level: mean, max, at frame " + marks.map(String.init).joined(separator: "/"))
+        for (l, name) in levelNames.enumerated() {
+            let col = errors.map { $0[l] }
+            let at = marks.map { String(format: "%.2e", col[$0 - 1]) }.joined(separator: " / ")
+            print(String(format: "  %@: mean %.2e  max %.2e  at %@", name, mean(col), col.max()!, at))
+        }
+        if case .detector(_, let score) = subject {
+            let all = agreements.reduce(DetectionAgreement(), +)
+            print(String(format: "agreement (score >= %.2f, same class, IoU >= 0.9): F1 %.4f (%d matched of %d off / %d delta)",
+                         score, all.f1, all.matched, all.reference, all.candidate)
+                  + (all.meanMaskIoU.map { String(format: ", mask IoU of matched pairs %.4f (%d pairs)", $0, all.maskPairs) } ?? ""))
+            let at = marks.map { m -> String in
+                let w = agreements[max(0, m - 10)..<m].reduce(DetectionAgreement(), +)
+                return String(format: "%.4f", w.f1)
             }
+            print("agreement F1 over the 10 frames ending at frame " + marks.map(String.init).joined(separator: "/") + ": "
+                  + at.joined(separator: " / "))
         }
     }
 }

@@ -24,6 +24,7 @@ struct ProcessCommand: ParsableCommand {
               fpnstream process in.mp4 -o udp://127.0.0.1:5000 --max-frames 300
               fpnstream process 'rtsp://user:pass@cam/stream' -o cam.mkv --input-option rtsp_transport=tcp
               fpnstream process samples/demo.mp4 --model samples/models/demo.safetensors --panoptic out/panoptic
+              fpnstream process samples/external/vtest.avi --model m.safetensors --temporal delta --jsonl out.jsonl
 
             \(ExitStatus.helpText)
             """
@@ -68,6 +69,8 @@ struct ProcessCommand: ParsableCommand {
     @Flag(help: "Track detections with ByteTrack (defaults) even without --mot or a pipeline tracker.")
     var track = false
 
+    @OptionGroup var temporalFlags: TemporalFlags
+
     @OptionGroup var encoding: EncoderFlags
 
     @OptionGroup var ffmpeg: FFmpegInputFlags
@@ -104,6 +107,11 @@ struct ProcessCommand: ParsableCommand {
             } catch {
                 throw CLIFailure(message: "\(error)", status: ExitStatus.usageError)
             }
+        }
+        do {
+            options.temporal = try temporalFlags.applied(to: options.temporal)
+        } catch {
+            throw CLIFailure(message: "\(error)", status: ExitStatus.usageError)
         }
         if let coco { options.coco = coco }
         if let mot { options.mot = mot }
@@ -173,8 +181,13 @@ struct ProcessCommand: ParsableCommand {
             if let coco = options.coco { outs.append(coco) }
             if let w = runner.panopticWriter { outs.append("\(w.directory)/ (\(w.count) panoptic PNGs + panoptic.json)") }
             let wall = summary.report.wallSeconds
+            var temporal = ""
+            if summary.temporal != .off {
+                temporal = ", temporal \(summary.temporal.rawValue)"
+                if let r = summary.meanRecomputedFraction { temporal += String(format: " (recomputed %.3f)", r) }
+            }
             info(String(format: "processed %d frames in %.1f s (%.1f fps)", summary.framesProcessed, wall,
-                        wall > 0 ? Double(summary.framesProcessed) / wall : 0)
+                        wall > 0 ? Double(summary.framesProcessed) / wall : 0) + temporal
                  + (outs.isEmpty ? "" : " → " + outs.joined(separator: ", ")))
         }
         if stats { info(summary.report.formattedSummary()) }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import MediaIO
+import Vision
 
 /// Video output encoding flags shared by `process` and `tail`.
 struct EncoderFlags: ParsableArguments {
@@ -53,3 +54,62 @@ struct FFmpegInputFlags: ParsableArguments {
     /// Sets FFmpeg's global log level.
     func applyLogLevel() { FFmpegLogLevel.set(FFmpegLogLevel.named(ffmpegLog) ?? .quiet) }
 }
+
+/// Temporal reuse flags shared by `process` and `tail` (docs/temporal.md); they override a pipeline's `temporal:`.
+struct TemporalFlags: ParsableArguments {
+    @Option(help: ArgumentHelp("Reuse backbone/FPN work across frames: off (dense), keyframe (model every N frames, "
+                               + "detections repeated between), delta (recompute changed tiles only).",
+                               valueName: "off|keyframe|delta"))
+    var temporal: TemporalMode?
+
+    @Option(help: ArgumentHelp("delta: a tile is recomputed when its max |change| exceeds this × the layer input's "
+                               + "RMS (default 0.05; 0 = exact).", valueName: "t"))
+    var temporalThreshold: Float?
+
+    @Option(help: ArgumentHelp("delta: dense refresh every N frames (default 100; 0 = only the first).",
+                               valueName: "n"))
+    var temporalRefresh: Int?
+
+    @Option(help: ArgumentHelp("keyframe: run the model every N frames (default 5).", valueName: "n"))
+    var temporalKeyframeInterval: Int?
+
+    @Option(help: ArgumentHelp("delta: a layer with more than this fraction of changed tiles runs densely (default 0.7).",
+                               valueName: "f"))
+    var temporalDenseFallback: Double?
+
+    @Option(help: ArgumentHelp("delta: output tile side in pixels (default 4).", valueName: "n"))
+    var temporalTile: Int?
+
+    func validate() throws {
+        if let t = temporalThreshold, !(t >= 0) { throw ValidationError("--temporal-threshold must be >= 0") }
+        if let n = temporalRefresh, n < 0 { throw ValidationError("--temporal-refresh must be >= 0") }
+        if let n = temporalKeyframeInterval, n < 1 { throw ValidationError("--temporal-keyframe-interval must be >= 1") }
+        if let f = temporalDenseFallback, !(0...1).contains(f) {
+            throw ValidationError("--temporal-dense-fallback must be in [0, 1]")
+        }
+        if let n = temporalTile, n < 1 { throw ValidationError("--temporal-tile must be >= 1") }
+    }
+
+    /// `settings` (from a pipeline file, or the defaults) with the flags given applied. Tuning flags that the
+    /// resulting mode does not use are an error, so a forgotten `--temporal delta` does not go unnoticed.
+    func applied(to settings: TemporalSettings) throws -> TemporalSettings {
+        var s = settings
+        if let m = temporal { s.mode = m }
+        if let v = temporalThreshold { s.threshold = v }
+        if let v = temporalRefresh { s.refreshInterval = v }
+        if let v = temporalKeyframeInterval { s.keyframeInterval = v }
+        if let v = temporalDenseFallback { s.denseFallback = v }
+        if let v = temporalTile { s.tile = v }
+        let deltaOnly = [("--temporal-threshold", temporalThreshold != nil), ("--temporal-refresh", temporalRefresh != nil),
+                         ("--temporal-dense-fallback", temporalDenseFallback != nil), ("--temporal-tile", temporalTile != nil)]
+        if s.mode != .delta, let flag = deltaOnly.first(where: \.1) {
+            throw ValidationError("\(flag.0) applies to --temporal delta (the mode is \(s.mode.rawValue))")
+        }
+        if s.mode != .keyframe && temporalKeyframeInterval != nil {
+            throw ValidationError("--temporal-keyframe-interval applies to --temporal keyframe (the mode is \(s.mode.rawValue))")
+        }
+        return s
+    }
+}
+
+extension TemporalMode: ExpressibleByArgument {}

@@ -102,6 +102,8 @@ struct TailCommand: ParsableCommand {
 
     @OptionGroup var encoding: EncoderFlags
 
+    @OptionGroup var temporalFlags: TemporalFlags
+
     @Flag(name: .shortAndLong, help: "No status line and no summary; errors only.")
     var quiet = false
 
@@ -173,12 +175,24 @@ struct TailCommand: ParsableCommand {
         options.jsonlOptions = fromYAML.jsonlOptions
         options.annotation = fromYAML.annotation
         options.trails = fromYAML.trails
+        do {
+            options.temporal = try temporalFlags.applied(to: fromYAML.temporal)
+            var probe = fromYAML.detector  // the same check each stream's detector makes, before connecting
+            try probe.useTemporal(options.temporal)
+        } catch let e as TemporalConfigError {
+            throw CLIFailure(message: "temporal: \(e)", status: ExitStatus.usageError)
+        } catch {
+            throw CLIFailure(message: "\(error)", status: ExitStatus.usageError)
+        }
         if let model = spec.model, let pipeline {
             // Stream 0 gets the detector `apply` built (and validated); each further stream loads its own, since a
             // detector is per-stream state.
             let first = DetectorHandOff(fromYAML.detector)
+            let loaded = fromYAML.detector as? ModelDetector
             options.makeDetector = {
-                first.take() ?? ((try? ONNXDetectors.detector(for: model, pipelineFile: pipeline)) ?? nil) ?? NoDetector()
+                // A loaded safetensors model is shared; each stream gets its own state (buffers, temporal cache).
+                first.take() ?? loaded?.forNewStream()
+                    ?? ((try? ONNXDetectors.detector(for: model, pipelineFile: pipeline)) ?? nil) ?? NoDetector()
             }
         }
         options.output = output ?? spec.outputs.video

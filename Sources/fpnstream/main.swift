@@ -8,7 +8,7 @@ struct FPNStreamCommand: ParsableCommand {
         abstract: "Native video analytics: FFmpeg decode → FPN detector → tracker → JSONL + annotated video.",
         discussion: ExitStatus.helpText,
         subcommands: [ProcessCommand.self, TailCommand.self, BenchCommand.self, TrackDets.self, ONNXRunCommand.self,
-                      Features.self, DetectFrames.self]
+                      Features.self, DetectFrames.self, Calibrate.self]
     )
 }
 

@@ -3,6 +3,7 @@ import Outputs
 import StagePipeline
 import TestSupport
 import Tracking
+import Vision
 import XCTest
 
 final class PipelineSpecTests: XCTestCase {
@@ -46,7 +47,14 @@ final class PipelineSpecTests: XCTestCase {
               min_size: 512
               max_size: 900
               classes: [person, car]
-            temporal: { mode: delta, refresh_interval: 10, threshold: 0.05, dense_fraction: 0.5 }
+            temporal:
+              mode: delta
+              refresh_interval: 10
+              threshold: 0.25
+              dense_fallback: 0.5
+              keyframe_interval: 7
+              tile: 8
+              layer_thresholds: { backbone.body.conv1: 0.5, 'backbone.fpn.layer_blocks.0': 0 }
             tracker:
               track_high_thresh: 0.6
               track_low_thresh: 0.2
@@ -83,8 +91,11 @@ final class PipelineSpecTests: XCTestCase {
         XCTAssertEqual(s.model?.classes, ["person", "car"])
         XCTAssertEqual(s.temporal.mode, .delta)
         XCTAssertEqual(s.temporal.refreshInterval, 10)
-        XCTAssertEqual(s.temporal.threshold, 0.05)
-        XCTAssertEqual(s.temporal.denseFraction, 0.5)
+        XCTAssertEqual(s.temporal.threshold, 0.25)
+        XCTAssertEqual(s.temporal.denseFallback, 0.5)
+        XCTAssertEqual(s.temporal.keyframeInterval, 7)
+        XCTAssertEqual(s.temporal.tile, 8)
+        XCTAssertEqual(s.temporal.layerThresholds, ["backbone.body.conv1": 0.5, "backbone.fpn.layer_blocks.0": 0])
         let t = try XCTUnwrap(s.tracker)
         XCTAssertEqual(t.trackThresh, 0.6)
         XCTAssertEqual(t.newTrackThresh, 0.7, accuracy: 1e-6, "derived from track_thresh as ByteTrack does")
@@ -122,6 +133,8 @@ final class PipelineSpecTests: XCTestCase {
         XCTAssertNil(try parse("tracker: off").tracker)
         XCTAssertEqual(try parse("model: m.safetensors").model, ModelSpec(path: "m.safetensors"))
         XCTAssertEqual(try parse("temporal: {mode: off}").temporal.mode, .off, "YAML 1.1 'off' is a word here")
+        XCTAssertEqual(try parse("temporal: delta").temporal, TemporalSettings(mode: .delta), "mode alone, defaults otherwise")
+        XCTAssertEqual(try parse("temporal:").temporal, TemporalSettings())
         XCTAssertEqual(try parse("input: {live: {reconnect: false}}").input.live.reconnect.enabled, false)
     }
 
@@ -130,7 +143,12 @@ final class PipelineSpecTests: XCTestCase {
         assertError("input: {}\ntrackr:\n  match_thresh: 1\n", "x.yaml:2: unknown key 'trackr' (did you mean 'tracker'?)")
         assertError("model:\n  path: m\n  scor: 0.5\n", "x.yaml:3: model: unknown key 'scor' (did you mean 'score'?)")
         assertError("temporal:\n  zzz: 1\n",
-                    "x.yaml:2: temporal: unknown key 'zzz' (known keys: mode, refresh_interval, threshold, dense_fraction)")
+                    "x.yaml:2: temporal: unknown key 'zzz' (known keys: mode, threshold, layer_thresholds, refresh_interval, "
+                    + "keyframe_interval, dense_fallback, tile)")
+        assertError("temporal:\n  threshold: -1\n", "x.yaml:2: temporal.threshold: must be ≥ 0, got -1")
+        assertError("temporal:\n  keyframe_interval: 0\n", "x.yaml:2: temporal.keyframe_interval: must be ≥ 1, got 0")
+        assertError("temporal:\n  layer_thresholds: {a: x}\n",
+                    #"x.yaml:2: temporal.layer_thresholds.a: expected a number, got "x""#)
         assertError("model: {path: m, score: 1.5}", "x.yaml:1: model.score: must be in [0, 1], got 1.5")
         assertError("temporal:\n  mode: fast\n",
                     #"x.yaml:2: temporal.mode: expected one of off, keyframe, delta, got "fast""#)

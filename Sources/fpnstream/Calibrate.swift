@@ -1,0 +1,276 @@
+import ArgumentParser
+import FPNCore
+import FPNStream
+import Foundation
+import MediaIO
+import Tensor
+import Vision
+
+/// `fpnstream calibrate CLIP --model M --target-fidelity F [-o pipeline.yaml]`: per-layer delta thresholds, tuned
+/// greedily front to back (CBinfer / DeltaCNN style), written as a pipeline file that `process --pipeline` runs.
+struct Calibrate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "calibrate",
+        abstract: "Tune per-layer temporal delta thresholds on a clip for a target fidelity; write a pipeline YAML.",
+        discussion: """
+            Decodes the first --frames frames of CLIP and runs the model densely once (the reference). Then, for each
+            group of conv layers in forward order (--group stage: stem, layer1..layer4, fpn; --group layer: every
+            conv), it raises the group's threshold through --grid while the fidelity of a delta run over all frames
+            (fresh temporal state each time) stays ≥ --target-fidelity, keeps the last value that passed and moves
+            on. Every accepted configuration was measured, so the final one meets the target on these frames.
+
+            Fidelity (--metric): f1 = detection agreement F1 with the dense run (same class, box IoU ≥ 0.9, scores ≥
+            --agreement-score, default the model's threshold; see `bench temporal`); feature = 1 − the largest
+            per-level mean relative L2 error of the pyramid. Work is bounded: at most (groups × grid) delta runs of
+            --frames frames, or --max-runs.
+
+            Example:
+              fpnstream calibrate samples/external/vtest.avi --model m.safetensors --target-fidelity 0.98 \\
+                  --frames 40 -o pipelines/vtest-calibrated.yaml
+              fpnstream process samples/external/vtest.avi --pipeline pipelines/vtest-calibrated.yaml
+            """)
+
+    @Argument(help: "Calibration clip (anything FFmpeg opens).")
+    var clip: String
+
+    @Option(help: ArgumentHelp("Detector weights (.safetensors).", valueName: "file"))
+    var model: String
+
+    @Option(help: ArgumentHelp("Smallest acceptable fidelity in (0, 1], e.g. 0.98.", valueName: "f"))
+    var targetFidelity: Double
+
+    @Option(help: "Frames of the clip used (from the start).")
+    var frames = 30
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("Pipeline YAML to write (default: stdout).", valueName: "file"))
+    var output: String?
+
+    @Option(help: ArgumentHelp("f1 (detection agreement) or feature (pyramid error).", valueName: "f1|feature"))
+    var metric = "f1"
+
+    @Option(help: ArgumentHelp("Layer groups tuned together: stage or layer.", valueName: "stage|layer"))
+    var group = "stage"
+
+    @Option(help: ArgumentHelp("Candidate thresholds, ascending, comma-separated.", valueName: "list"))
+    var grid = "0.02,0.05,0.1,0.2,0.3,0.5,0.8"
+
+    @Option(help: ArgumentHelp("Threshold of every layer before tuning (0 would count last-bit GEMM differences as "
+                               + "changes).", valueName: "t"))
+    var baseThreshold: Float = 1e-4
+
+    @Option(help: "Dense refresh interval written to the pipeline.")
+    var refresh = 100
+
+    @Option(help: "Output tile side.")
+    var tile = 4
+
+    @Option(help: "Per-layer dense fall-back fraction.")
+    var denseFallback = 0.7
+
+    @Option(help: ArgumentHelp("Score threshold of the agreement metric (default: the model's).", valueName: "s"))
+    var agreementScore: Float?
+
+    @Option(help: "Stop after this many delta runs (0 = no limit).")
+    var maxRuns = 0
+
+    var candidates: [Float] { grid.split(separator: ",").compactMap { Float($0.trimmingCharacters(in: .whitespaces)) } }
+
+    func validate() throws {
+        guard targetFidelity > 0 && targetFidelity <= 1 else { throw ValidationError("--target-fidelity must be in (0, 1]") }
+        guard frames >= 2 else { throw ValidationError("--frames must be at least 2") }
+        guard ["f1", "feature"].contains(metric) else { throw ValidationError("--metric must be f1 or feature") }
+        guard ["stage", "layer"].contains(group) else { throw ValidationError("--group must be stage or layer") }
+        let c = candidates
+        guard !c.isEmpty, c.count == grid.split(separator: ",").count, c.allSatisfy({ $0 >= 0 }), c == c.sorted() else {
+            throw ValidationError("--grid must be ascending non-negative numbers separated by commas, got '\(grid)'")
+        }
+        guard baseThreshold >= 0, refresh >= 0, tile >= 1, (0...1).contains(denseFallback), maxRuns >= 0,
+              (0...1).contains(agreementScore ?? 0) else {
+            throw ValidationError("--base-threshold, --refresh, --max-runs >= 0, --tile >= 1, --dense-fallback and --agreement-score in [0, 1]")
+        }
+    }
+
+    func run() throws {
+        FFmpegLogLevel.set(.quiet)
+        let detector: any Detector
+        do { detector = try DetectorLoader.load(contentsOf: URL(fileURLWithPath: model)) } catch {
+            throw CLIFailure(message: "model '\(model)': \(error)", status: ExitStatus.usageError)
+        }
+        if let output, !FileManager.default.createFile(atPath: output, contents: nil) {
+            throw CLIFailure(message: "cannot write '\(output)'", status: ExitStatus.usageError)
+        }
+        var images: [RGBImage] = []
+        do {
+            let decoder = try VideoDecoder(location: clip)
+            while images.count < frames, let f = decoder.nextFrame() { images.append(f.image) }
+        } catch {
+            throw CLIFailure(message: "\(error)", status: ExitStatus.runtimeError)
+        }
+        guard images.count >= 2 else {
+            throw CLIFailure(message: "\(clip): needs at least 2 decodable frames, got \(images.count)", status: ExitStatus.runtimeError)
+        }
+        let score = agreementScore ?? detector.config.thresholds.score
+        let evaluator = FidelityEvaluator(detector: detector, images: images, score: score, features: metric == "feature")
+        info("calibrate: \(model) (\(detector.config.architecture)) on \(images.count) frames of \(clip); reference: "
+             + String(format: "%.0f ms/frame backbone+FPN, %d detections with score >= %.2f", evaluator.referenceMs,
+                      evaluator.referenceDetections, score))
+        if metric == "f1" && evaluator.referenceDetections == 0 {
+            info("warning: the dense run finds no detection with score >= \(score) on these frames, so F1 cannot tell "
+                 + "thresholds apart; use --metric feature or a lower --agreement-score")
+        }
+
+        let layers = detector.backbone.convLayers.map(\.key)
+        let groups = Self.groups(layers, by: group)
+        var thresholds = Dictionary(uniqueKeysWithValues: layers.map { ($0, baseThreshold) })
+        func settings() -> TemporalSettings {
+            TemporalSettings(mode: .delta, threshold: baseThreshold, layerThresholds: thresholds, refreshInterval: refresh,
+                             denseFallback: denseFallback, tile: tile)
+        }
+        var runs = 0
+        func measure() -> FidelityEvaluator.Result {
+            runs += 1
+            let r = evaluator.run(settings())
+            return r
+        }
+        var best = measure()
+        let fidelity = { (r: FidelityEvaluator.Result) in self.metric == "f1" ? r.f1 : r.featureFidelity }
+        info(String(format: "base threshold %g: fidelity %.4f, recomputed %.3f", baseThreshold, fidelity(best), best.recomputed))
+        guard fidelity(best) >= targetFidelity else {
+            throw CLIFailure(message: String(format: "even the base threshold %g reaches only fidelity %.4f < target %.4f "
+                                             + "(lower --base-threshold or the target)", baseThreshold, fidelity(best),
+                                             targetFidelity), status: ExitStatus.runtimeError)
+        }
+        var chosen: [(String, Float)] = []
+        groupLoop: for (name, keys) in groups {
+            var value = baseThreshold
+            for c in candidates where c > value {
+                if maxRuns > 0 && runs >= maxRuns { info("--max-runs \(maxRuns) reached"); chosen.append((name, value)); break groupLoop }
+                for k in keys { thresholds[k] = c }
+                let r = measure()
+                info(String(format: "  %@ = %g: fidelity %.4f, recomputed %.3f, %.0f ms/frame", name, c, fidelity(r),
+                            r.recomputed, r.deltaMs))
+                if fidelity(r) >= targetFidelity {
+                    value = c
+                    best = r
+                } else {
+                    break
+                }
+            }
+            for k in keys { thresholds[k] = value }
+            chosen.append((name, value))
+        }
+        let yaml = pipelineYAML(settings(), order: layers, groups: chosen, result: best, fidelity: fidelity(best),
+                                frames: images.count)
+        if let output {
+            do { try yaml.write(toFile: output, atomically: true, encoding: .utf8) } catch {
+                throw CLIFailure(message: "cannot write '\(output)': \(error.localizedDescription)", status: ExitStatus.runtimeError)
+            }
+        } else {
+            print(yaml, terminator: "")
+        }
+        info(String(format: "result: fidelity %.4f (target %.4f), recomputed %.3f of dense FLOPs, backbone+FPN %.0f vs %.0f "
+                    + "ms/frame dense (%.2fx), %d delta runs", fidelity(best), targetFidelity, best.recomputed, best.deltaMs,
+                    evaluator.referenceMs, evaluator.referenceMs / best.deltaMs, runs)
+             + (output.map { " → \($0)" } ?? ""))
+    }
+
+    /// Layer keys grouped in forward order: by stage (`stem`, `layer1`…`layer4`, `fpn`, then any other prefix) or
+    /// one group per layer.
+    static func groups(_ keys: [String], by mode: String) -> [(String, [String])] {
+        guard mode == "stage" else { return keys.map { ($0, [$0]) } }
+        var out: [(String, [String])] = []
+        for k in keys {
+            let parts = k.split(separator: ".").map(String.init)
+            let name: String
+            if let i = parts.firstIndex(of: "body"), i + 1 < parts.count {
+                name = parts[i + 1].hasPrefix("layer") ? parts[i + 1] : "stem"
+            } else if parts.contains("fpn") {
+                name = "fpn"
+            } else {
+                name = parts.dropLast().joined(separator: ".")
+            }
+            if let j = out.firstIndex(where: { $0.0 == name }) { out[j].1.append(k) } else { out.append((name, [k])) }
+        }
+        return out
+    }
+
+    func pipelineYAML(_ s: TemporalSettings, order: [String], groups: [(String, Float)], result: FidelityEvaluator.Result,
+                      fidelity: Double, frames: Int) -> String {
+        func q(_ v: String) -> String { "'" + v.replacingOccurrences(of: "'", with: "''") + "'" }
+        var y = "# Written by `fpnstream calibrate` on \(frames) frames of \(clip)\n"
+        y += String(format: "# metric %@: fidelity %.4f (target %.4f); recomputed %.3f of dense conv FLOPs\n", metric,
+                    fidelity, targetFidelity, result.recomputed)
+        y += "# groups (\(group)): " + groups.map { "\($0.0)=\(Self.format($0.1))" }.joined(separator: ", ") + "\n"
+        y += "model:\n  path: \(q(model))\n"
+        y += "temporal:\n  mode: delta\n  threshold: \(Self.format(s.threshold))\n"
+        y += "  refresh_interval: \(s.refreshInterval)\n  dense_fallback: \(s.denseFallback)\n  tile: \(s.tile)\n"
+        y += "  layer_thresholds:\n"
+        for l in order { y += "    \(l): \(Self.format(s.layerThresholds[l]!))\n" }
+        return y
+    }
+
+    static func format(_ v: Float) -> String { String(format: "%g", v) }
+
+    private func info(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+}
+
+/// Runs a detector densely once on a set of frames (the reference) and then, per candidate setting, with a fresh
+/// temporal cache over the same frames, measuring agreement and pyramid error.
+final class FidelityEvaluator {
+    struct Result {
+        var agreement: DetectionAgreement
+        /// 1 − the largest per-level mean relative L2 error (1 when features were not kept).
+        var featureFidelity: Double
+        var recomputed: Double
+        /// Mean backbone+FPN ms/frame of the delta run.
+        var deltaMs: Double
+        var f1: Double { agreement.f1 }
+    }
+
+    let detector: any Detector
+    let images: [RGBImage]
+    let score: Float
+    private var reference: [[Detection]] = []
+    private var referenceLevels: [[String: Tensor]] = []
+    private(set) var referenceMs = 0.0
+    var referenceDetections: Int { reference.reduce(0) { $0 + $1.filter { $0.score >= score }.count } }
+
+    init(detector: any Detector, images: [RGBImage], score: Float, features: Bool) {
+        self.detector = detector
+        self.images = images
+        self.score = score
+        let capture = PyramidCapture(inner: nil)
+        let state = DetectorState(runner: capture)
+        for image in images {
+            reference.append(detector.detect(image, state: state))
+            referenceMs += state.timingsMs["backbone"] ?? 0
+            if features {
+                var kept: [String: Tensor] = [:]
+                for (k, t) in capture.outputs { let c = Tensor(shape: t.shape); c.copy(from: t); kept[k] = c }
+                referenceLevels.append(kept)
+            }
+        }
+        referenceMs /= Double(images.count)
+    }
+
+    func run(_ settings: TemporalSettings) -> Result {
+        let cache = TemporalCache(settings: settings)
+        let capture = PyramidCapture(inner: cache)
+        let state = DetectorState(runner: capture)
+        var agreement = DetectionAgreement()
+        var errorSums: [String: Double] = [:]
+        var recomputed = 0.0, ms = 0.0
+        for (i, image) in images.enumerated() {
+            let dets = detector.detect(image, state: state)
+            ms += state.timingsMs["backbone"] ?? 0
+            recomputed += cache.lastStats.recomputedFraction
+            agreement = agreement + DetectionAgreement(reference: reference[i], candidate: dets, minScore: score)
+            if i < referenceLevels.count {
+                for (k, t) in referenceLevels[i] { errorSums[k, default: 0] += PyramidCapture.relativeL2(capture.outputs[k]!, t) }
+            }
+        }
+        let n = Double(images.count)
+        let worst = errorSums.values.map { $0 / n }.max() ?? 0
+        return Result(agreement: agreement, featureFidelity: 1 - worst, recomputed: recomputed / n, deltaMs: ms / n)
+    }
+}

@@ -1,0 +1,189 @@
+import FPNCore
+import FPNStream
+import Foundation
+import Tensor
+import TestSupport
+import Vision
+import XCTest
+
+/// Temporal reuse through the built binary: `process --temporal`, the pipeline `temporal:` section, `bench temporal
+/// --model`, and `calibrate` (tiny Mask R-CNN fixture weights, real footage and generated clips).
+final class TemporalCommandTests: XCTestCase {
+    var dir: URL!
+    var binary: String!
+
+    override func setUpWithError() throws {
+        guard let b = ExternalTools.builtProduct("fpnstream") else {
+            return XCTFail("fpnstream binary not built next to the tests: run `swift build --build-tests` first")
+        }
+        binary = b
+        dir = TestPaths.temporaryDirectory("temporal")
+    }
+
+    override func tearDownWithError() throws {
+        if let dir { try? FileManager.default.removeItem(at: dir) }
+    }
+
+    func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
+
+    /// The tiny Mask R-CNN fixture (ResNet-18 FPN, 5 classes, min_size 120) as a weights file.
+    func weightsFile() throws -> String {
+        let fixture = try SafeTensorsFile(url: TestPaths.fixtures.appendingPathComponent("heads/tiny-maskrcnn.safetensors"))
+        var (tensors, metadata) = try SyntheticWeights.fixtureWeights(fixture)
+        metadata["class_names"] = "[\"__background__\", \"person\", \"bicycle\", \"car\", \"dog\"]"
+        metadata["score_thresh"] = "0.3"
+        let url = dir.appendingPathComponent("tiny-maskrcnn.safetensors")
+        try SafeTensorsWriter.write(tensors, metadata: metadata, to: url)
+        return url.path
+    }
+
+    /// 8 identical frames (SMPTE bars, lossless FFV1), 160x120.
+    func stillClip() throws -> String {
+        let p = path("still.mkv")
+        try ExternalTools.ffmpeg(["-f", "lavfi", "-i", "smptebars=s=160x120:r=8:d=1", "-c:v", "ffv1", p])
+        return p
+    }
+
+    func lines(_ path: String) throws -> [[String: Any]] {
+        try Data(contentsOf: URL(fileURLWithPath: path)).split(separator: 0x0a).map {
+            try XCTUnwrap(try JSONSerialization.jsonObject(with: Data($0)) as? [String: Any])
+        }
+    }
+
+    func run(_ args: [String]) throws -> ToolResult { try ExternalTools.run(binary, args) }
+
+    /// off vs delta on vtest.avi: off frame lines carry no fraction, delta lines do (frame 0 dense = 1, later < 1 at
+    /// threshold 0.3 on this static camera), the summary line carries their mean, and the final stderr line prints
+    /// fps and the mean.
+    func testProcessOffVersusDeltaOnRealFootage() throws {
+        guard let video = TestPaths.external("vtest.avi") else { throw XCTSkip("samples/external/vtest.avi missing") }
+        let model = try weightsFile()
+        for mode in ["off", "delta"] {
+            let out = path("\(mode).jsonl")
+            let r = try run(["process", video.path, "--model", model, "--max-frames", "4", "--jsonl", out,
+                             "--temporal", mode] + (mode == "delta" ? ["--temporal-threshold", "0.3"] : []))
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let all = try lines(out)
+            let frames = all.filter { $0["type"] as? String == "frame" }
+            let summary = try XCTUnwrap(all.last)
+            XCTAssertEqual(summary["type"] as? String, "summary")
+            XCTAssertEqual(frames.count, 4)
+            XCTAssertTrue(frames.contains { !(($0["detections"] as? [Any])?.isEmpty ?? true) }, "\(mode): detections")
+            let last = try XCTUnwrap(r.stderr.split(separator: "\n").last.map(String.init))
+            XCTAssertTrue(last.contains(" fps)"), last)
+            if mode == "off" {
+                XCTAssertTrue(frames.allSatisfy { $0["recomputed"] == nil })
+                XCTAssertNil(summary["recomputed_mean"])
+                XCTAssertFalse(last.contains(" temporal "), last)
+            } else {
+                let f = try frames.map { try XCTUnwrap($0["recomputed"] as? Double) }
+                XCTAssertEqual(f[0], 1, "the first frame is dense")
+                for v in f.dropFirst() { XCTAssertTrue(v > 0 && v < 1, "\(f)") }
+                let mean = try XCTUnwrap(summary["recomputed_mean"] as? Double)
+                XCTAssertEqual(mean, f.reduce(0, +) / 4, accuracy: 1e-3)
+                XCTAssertEqual(summary["temporal"] as? String, "delta")
+                XCTAssertTrue(last.contains("temporal delta (recomputed "), last)
+            }
+        }
+    }
+
+    /// Identical frames: after the dense first frame nothing is recomputed; keyframe mode recomputes on schedule.
+    func testIdenticalFramesRecomputeNothingAndKeyframeSchedule() throws {
+        let clip = try stillClip()
+        let model = try weightsFile()
+        let out = path("still.jsonl")
+        var r = try run(["process", clip, "--model", model, "--jsonl", out, "--temporal", "delta", "-q"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        var f = try lines(out).filter { $0["type"] as? String == "frame" }.map { $0["recomputed"] as? Double ?? -1 }
+        XCTAssertEqual(f.count, 8)
+        XCTAssertEqual(f, [1] + [Double](repeating: 0, count: 7))
+
+        // The pipeline section, with the command line overriding its interval.
+        let yaml = path("kf.yaml")
+        try "model: {path: '\(model)'}\ntemporal: {mode: keyframe, keyframe_interval: 5}\n".write(toFile: yaml, atomically: true, encoding: .utf8)
+        r = try run(["process", clip, "--pipeline", yaml, "--jsonl", out, "--temporal-keyframe-interval", "3", "-q"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let all = try lines(out)
+        f = all.filter { $0["type"] as? String == "frame" }.map { $0["recomputed"] as? Double ?? -1 }
+        XCTAssertEqual(f, [1, 0, 0, 1, 0, 0, 1, 0])
+        let dets = all.filter { $0["type"] as? String == "frame" }.map { ($0["detections"] as? [[String: Any]])?.count ?? -1 }
+        XCTAssertEqual(dets[1], dets[0], "frames between keyframes repeat the keyframe's detections")
+        XCTAssertEqual(try XCTUnwrap(all.last?["recomputed_mean"] as? Double), 3.0 / 8.0, accuracy: 1e-4)
+    }
+
+    /// Bad temporal configurations are usage errors naming the problem.
+    func testTemporalConfigurationErrors() throws {
+        let clip = try stillClip()
+        let model = try weightsFile()
+        var r = try run(["process", clip, "--temporal", "delta"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("temporal delta needs a model"), r.stderr)
+        r = try run(["process", clip, "--model", model, "--temporal-threshold", "0.1"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("--temporal-threshold applies to --temporal delta"), r.stderr)
+        r = try run(["process", clip, "--model", model, "--temporal", "sometimes"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        let yaml = path("bad.yaml")
+        try "model: {path: '\(model)'}\ntemporal:\n  mode: delta\n  layer_thresholds: {backbone.body.layer9.conv1: 0.1}\n"
+            .write(toFile: yaml, atomically: true, encoding: .utf8)
+        r = try run(["process", clip, "--pipeline", yaml])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("\(yaml): temporal: layer_thresholds: 'backbone.body.layer9.conv1' is not a conv layer"),
+                      r.stderr)
+    }
+
+    /// `bench temporal --model`: threshold 0 agrees exactly (F1 1) with tiny errors; the report has every part.
+    func testBenchTemporalWithModel() throws {
+        guard let video = TestPaths.external("vtest.avi") else { throw XCTSkip("samples/external/vtest.avi missing") }
+        let model = try weightsFile()
+        let out = path("bench.jsonl")
+        let r = try run(["bench", "temporal", video.path, "--model", model, "--frames", "3", "--threshold", "0",
+                         "--agreement-score", "0.3", "--jsonl", out])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        for part in ["backbone+FPN speedup", "detector off", "recomputed: mean", "p2: mean", "p5: mean",
+                     "agreement F1 over the 10 frames ending at frame 3: 1.0000"] {
+            XCTAssertTrue(r.stdoutText.contains(part), "missing '\(part)' in\n\(r.stdoutText)")
+        }
+        let agreement = try XCTUnwrap(r.stdoutText.split(separator: "\n").first { $0.hasPrefix("agreement (score >= 0.30") })
+        XCTAssertTrue(agreement.contains("F1 1.0000"), String(agreement))
+        let frames = try lines(out)
+        XCTAssertEqual(frames.count, 3)
+        for f in frames {
+            let e = try XCTUnwrap(f["rel_l2"] as? [String: Double])
+            XCTAssertEqual(Set(e.keys), ["p2", "p3", "p4", "p5"])
+            for v in e.values { XCTAssertLessThan(v, 1e-5) }
+            XCTAssertEqual(f["f1"] as? Double, 1)
+        }
+    }
+
+    /// `calibrate` on a short clip: a pipeline file with a threshold for every conv layer, fidelity ≥ target,
+    /// that `process --pipeline` runs with delta; a clip that cannot be read is an error naming it.
+    func testCalibrateWritesARunnablePipeline() throws {
+        guard let video = TestPaths.external("vtest.avi") else { throw XCTSkip("samples/external/vtest.avi missing") }
+        let model = try weightsFile()
+        let yaml = path("cal.yaml")
+        var r = try run(["calibrate", video.path, "--model", model, "--target-fidelity", "0.9", "--frames", "3",
+                         "--grid", "1,10", "--agreement-score", "0.3", "-o", yaml])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let text = try String(contentsOfFile: yaml, encoding: .utf8)
+        let fidelity = try XCTUnwrap(text.split(separator: "\n").first { $0.hasPrefix("# metric f1: fidelity ") })
+        let value = try XCTUnwrap(Double(fidelity.dropFirst("# metric f1: fidelity ".count).prefix(6)))
+        XCTAssertGreaterThanOrEqual(value, 0.9)
+        let spec = try PipelineSpec.load(path: yaml).temporal
+        XCTAssertEqual(spec.mode, .delta)
+        let keys = try DetectorLoader.load(contentsOf: URL(fileURLWithPath: model)).backbone.convLayers.map(\.key)
+        XCTAssertEqual(Set(spec.layerThresholds.keys), Set(keys), "a threshold for every conv of the model")
+        XCTAssertTrue(spec.layerThresholds.values.contains { $0 >= 1 }, "something was raised: \(spec.layerThresholds)")
+        let out = path("cal.jsonl")
+        r = try run(["process", video.path, "--pipeline", yaml, "--max-frames", "3", "--jsonl", out, "-q"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try lines(out).filter { $0["recomputed"] != nil }.count, 3)
+
+        r = try run(["calibrate", path("missing.mp4"), "--model", model, "--target-fidelity", "0.9"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("missing.mp4"), r.stderr)
+        r = try run(["calibrate", video.path, "--model", path("nope.safetensors"), "--target-fidelity", "0.9"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("nope.safetensors"), r.stderr)
+    }
+}
