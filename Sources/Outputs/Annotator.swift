@@ -44,12 +44,24 @@ public enum Palette {
     /// The colour of class `id` (untracked detections).
     public static func color(class id: Int) -> RGB { colors[((id % colors.count) + colors.count) % colors.count] }
 
+    /// Muted, well-separated tints for panoptic stuff regions, indexed by category id (so a category keeps its tint):
+    /// steel blue, yellow-green, grey, brick, ochre, violet, teal, brown. Kept apart from the bright instance palette
+    /// so instances stand out from the background they sit on.
+    public static let stuffColors: [RGB] = [
+        0xB0473A, 0x6A8FD0, 0x8A9A3A, 0xC0A040, 0x9070B0, 0x4682B4, 0x9ACD32, 0x8C8C8C,
+    ].map { RGB(hex: $0) }
+
+    /// The tint of stuff category `id`.
+    public static func color(stuff id: Int) -> RGB {
+        stuffColors[((id % stuffColors.count) + stuffColors.count) % stuffColors.count]
+    }
+
     /// Track colour when tracked, class colour otherwise.
     public static func color(for d: Detection) -> RGB { d.trackID.map { color(track: $0) } ?? color(class: d.classID) }
 }
 
-/// Draws a frame's results on its RGB image: stuff tints, anonymization, instance masks, motion trails, boxes and
-/// labels (`person 0.87 #12`), in that order so labels stay readable on top. Stateless and cheap to copy; the
+/// Draws a frame's results on its RGB image: stuff tints, anonymization, instance masks, stuff names, motion trails,
+/// boxes and labels (`person 0.87 #12`), in that order so labels stay readable on top. Stateless and cheap to copy; the
 /// per-stream trail history is a separate `TrailHistory`.
 public struct Annotator: Sendable {
     public var style: AnnotationStyle
@@ -80,7 +92,7 @@ public struct Annotator: Sendable {
         let h = image.height
         if style.stuff, let segments = result.panoptic {
             for s in segments where !s.isThing {
-                image.blendMask(s.mask, color: Palette.color(class: s.categoryID), alpha: style.stuffAlpha)
+                image.blendMask(s.mask, color: Palette.color(stuff: s.categoryID), alpha: style.stuffAlpha)
             }
         }
         if style.anonymize != .none {
@@ -88,6 +100,19 @@ public struct Annotator: Sendable {
         }
         if style.masks {
             for d in result.detections { if let m = d.mask { image.blendMask(m, color: Palette.color(for: d), alpha: style.maskAlpha) } }
+        }
+        if style.stuff && style.labels, let segments = result.panoptic {
+            // Stuff names under the instances' boxes and labels, at a point inside each region.
+            let scale = fontScale(height: h)
+            for s in segments where !s.isThing {
+                guard let p = Self.stuffLabelPoint(s.mask) else { continue }
+                let (tw, th) = font.size(of: s.categoryName, scale: scale)
+                let x0 = min(max(0, p.x - tw / 2 - scale), max(0, image.width - tw - 2 * scale))
+                let y0 = min(max(0, p.y - th / 2 - scale), max(0, image.height - th - 2 * scale))
+                let bg = Palette.color(stuff: s.categoryID)
+                image.fillRect(x0: x0, y0: y0, x1: x0 + tw + 2 * scale, y1: y0 + th + 2 * scale, color: bg)
+                font.draw(s.categoryName, on: &image, x: x0 + scale, y: y0 + scale, scale: scale, color: bg.contrasting)
+            }
         }
         let thickness = boxThickness(height: h)
         for (id, points) in trails.sorted(by: { $0.key < $1.key }) where points.count > 1 {
@@ -101,6 +126,39 @@ public struct Annotator: Sendable {
             let scale = fontScale(height: h)
             for d in result.detections { drawLabel(d, on: &image, scale: scale, thickness: thickness) }
         }
+    }
+
+    /// Where a stuff region's name goes: the region pixel nearest to the region's centroid (so the label sits on the
+    /// region even when it is concave or ring-shaped, e.g. a wall around a window); nil for an empty mask. Works on
+    /// the RLE runs (each run is a vertical segment of one column), not on pixels.
+    public static func stuffLabelPoint(_ mask: MaskRLE) -> (x: Int, y: Int)? {
+        let h = mask.height
+        guard h > 0 else { return nil }
+        var sumX = 0.0, sumY = 0.0, n = 0.0
+        var runs: [(x: Int, y0: Int, y1: Int)] = []   // y1 inclusive
+        var p = 0, on = false
+        for c in mask.counts {
+            var start = p, left = Int(c)
+            p += left
+            if on {
+                while left > 0 {   // a run may wrap over several columns
+                    let x = start / h, y = start % h, len = min(left, h - y)
+                    runs.append((x, y, y + len - 1))
+                    sumX += Double(x * len); sumY += Double(len) * (Double(y) + Double(len - 1) / 2); n += Double(len)
+                    start += len; left -= len
+                }
+            }
+            on.toggle()
+        }
+        guard n > 0 else { return nil }
+        let cx = sumX / n, cy = sumY / n
+        var best = (x: 0, y: 0), bestD = Double.infinity
+        for r in runs {
+            let y = min(max(Int(cy.rounded()), r.y0), r.y1)
+            let d = (Double(r.x) - cx) * (Double(r.x) - cx) + (Double(y) - cy) * (Double(y) - cy)
+            if d < bestD { bestD = d; best = (r.x, y) }
+        }
+        return best
     }
 
     /// The label's background rectangle for `d` on an image of the given size (half-open pixel bounds): above the

@@ -150,10 +150,43 @@ final class AnnotatorTests: XCTestCase {
                             mask: MaskRLE(rowMajor: bottom, height: 10, width: 10)),
         ]
         Annotator(style: style()).draw(frame([], panoptic: segs, w: 10, h: 10), on: &img)
-        let c = Palette.color(class: 184)
+        let c = Palette.color(stuff: 184)
         let a = Int((0.3 * 256).rounded())
         XCTAssertEqual(px(img, 5, 2).r, UInt8((Int(bg.r) * (256 - a) + Int(c.r) * a + 128) >> 8))
         XCTAssertEqual(px(img, 5, 7), bg, "thing segments are drawn from detections, not tinted")
+        XCTAssertNotEqual(Palette.color(stuff: 5), Palette.color(stuff: 6))
+    }
+
+    func testStuffLabelPointIsInsideTheRegion() throws {
+        // A ring (a wall around a window): its centroid is in the hole, the label point must not be.
+        let w = 40, h = 30
+        var ring = [UInt8](repeating: 0, count: w * h)
+        for y in 0..<h { for x in 0..<w where !(8..<32).contains(x) || !(6..<24).contains(y) { ring[y * w + x] = 1 } }
+        let p = try XCTUnwrap(Annotator.stuffLabelPoint(MaskRLE(rowMajor: ring, height: h, width: w)))
+        XCTAssertEqual(ring[p.y * w + p.x], 1, "label point \(p) inside the ring")
+        XCTAssertTrue(abs(p.x - 20) <= 1 && (p.y == 5 || p.y == 24), "nearest ring pixel to the centre, got \(p)")
+        // A convex blob: the centroid itself.
+        var blob = [UInt8](repeating: 0, count: w * h)
+        for y in 10..<20 { for x in 4..<15 { blob[y * w + x] = 1 } }
+        let q = try XCTUnwrap(Annotator.stuffLabelPoint(MaskRLE(rowMajor: blob, height: h, width: w)))
+        XCTAssertEqual(q.x, 9); XCTAssertTrue((14...15).contains(q.y), "\(q)")
+        XCTAssertNil(Annotator.stuffLabelPoint(MaskRLE(rowMajor: [UInt8](repeating: 0, count: 12), height: 3, width: 4)))
+    }
+
+    func testStuffNamesAreDrawnWithLabels() {
+        let w = 80, h = 60
+        var top = [UInt8](repeating: 0, count: w * h)
+        for i in 0..<(w * 30) { top[i] = 1 }
+        let seg = PanopticSegment(id: 1, categoryID: 5, categoryName: "sky", isThing: false, area: w * 30, score: nil,
+                                  mask: MaskRLE(rowMajor: top, height: h, width: w))
+        var plain = canvas(w, h), labelled = canvas(w, h)
+        Annotator(style: style()).draw(frame([], panoptic: [seg], w: w, h: h), on: &plain)
+        Annotator(style: style(labels: true)).draw(frame([], panoptic: [seg], w: w, h: h), on: &labelled)
+        let c = Palette.color(stuff: 5)
+        // The label's background (the stuff colour, opaque) covers the region's centre (40, 15); nothing below.
+        XCTAssertEqual(px(labelled, 40 - 6, 15), c)
+        XCTAssertNotEqual(px(plain, 40 - 6, 15), c)
+        for y in 31..<h { for x in 0..<w { XCTAssertEqual(px(labelled, x, y), bg) } }
     }
 
     func testTrailHistoryAndTrailPixels() {

@@ -216,6 +216,43 @@ def self_test():
     print("eval-accuracy self-test: PQ hand-made cases OK")
 
 
+def table_rows(report):
+    """(label, {name: value}) rows of the report: COCO AP metrics, PQ/SQ/RQ, tracking."""
+    rows = [("frames", {n: r.get("frames") for n, r in report.items()})]
+    for kind in ("bbox", "segm"):
+        keys = next((list(r[kind]) for r in report.values() if kind in r), [])
+        rows += [(f"{kind} {k}", {n: r[kind][k] for n, r in report.items() if kind in r}) for k in keys]
+    for part in ("All", "Things", "Stuff"):
+        for m in ("PQ", "SQ", "RQ"):
+            rows.append((f"{part} {m}", {n: r["panoptic"][part][m] for n, r in report.items() if "panoptic" in r}))
+    for m in ("HOTA", "MOTA", "IDF1", "IDSW"):
+        rows.append((f"tracking {m}", {n: r["tracking"][m] for n, r in report.items() if "tracking" in r}))
+    return [(label, vals) for label, vals in rows if any(v is not None for v in vals.values())]
+
+
+def print_table(report):
+    """One table: a column per prediction source, plus `fpnstream - torch` when both are present."""
+    names = list(report)
+    diff = "torch" in report and "fpnstream" in report
+    head = f"{'metric':16s}" + "".join(f"{n:>12s}" for n in names) + (f"{'fpn-torch':>12s}" if diff else "")
+    print(head)
+    print("-" * len(head))
+    for label, vals in table_rows(report):
+        def fmt(v):
+            if v is None:
+                return f"{'-':>12s}"
+            return f"{v:>12d}" if isinstance(v, int) else f"{v:>12.4f}"
+        line = f"{label:16s}" + "".join(fmt(vals.get(n)) for n in names)
+        if diff and isinstance(vals.get("torch"), float) and isinstance(vals.get("fpnstream"), float):
+            line += f"{vals['fpnstream'] - vals['torch']:>+12.4f}"
+        print(line)
+    if diff and "segm" in report["torch"] and "segm" in report["fpnstream"]:
+        worst = max(abs(report["fpnstream"][k][m] - report["torch"][k][m])
+                    for k in ("bbox", "segm") for m in ("AP", "AP50", "AP75"))
+        print(f"max |fpnstream - torch| over bbox/segm AP, AP50, AP75: {worst:.4f} "
+              f"({'within' if worst <= 0.005 else 'NOT within'} 0.005)")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gt")
@@ -239,17 +276,7 @@ def main():
     for spec in args.mot:
         name, d = spec.split("=", 1)
         report.setdefault(name, {})["tracking"] = tracking_eval(args.gt, d, clips, frames)
-    for name, r in report.items():
-        print(f"== {name} ({r.get('frames', '-')} frames)")
-        for kind in ("bbox", "segm"):
-            if kind in r:
-                print(f"  {kind:4s} " + "  ".join(f"{k} {v:.3f}" for k, v in r[kind].items()))
-        if "panoptic" in r:
-            for part, v in r["panoptic"].items():
-                print(f"  {part:6s} PQ {v['PQ']:.3f}  SQ {v['SQ']:.3f}  RQ {v['RQ']:.3f}  ({v['n']} categories)")
-        if "tracking" in r:
-            t = r["tracking"]
-            print(f"  tracking HOTA {t['HOTA']:.3f}  MOTA {t['MOTA']:.3f}  IDF1 {t['IDF1']:.3f}  IDSW {t['IDSW']}")
+    print_table(report)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
