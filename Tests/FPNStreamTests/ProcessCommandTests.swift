@@ -19,6 +19,11 @@ final class ProcessCommandTests: XCTestCase {
         if let dir { try? FileManager.default.removeItem(at: dir) }
     }
 
+    override class func tearDown() {
+        PanopticModels.removeAll()  // weights files shared by the panoptic tests (ProcessCommandTests+Panoptic.swift)
+        super.tearDown()
+    }
+
     func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
 
     func fpnstream(_ args: [String]) throws -> ToolResult { try ExternalTools.run(binary, args) }

@@ -6,29 +6,11 @@ import TestSupport
 import Vision
 import XCTest
 
-/// `fpnstream process --model PANOPTIC --panoptic DIR` (and `outputs.panoptic` in a pipeline): COCO panoptic PNGs
-/// decoded back with FFmpeg agree with the JSONL panoptic segments and panoptic.json; bad uses are clear errors.
-final class PanopticOutputTests: XCTestCase {
-    var dir: URL!
-    var binary: String!
-
-    override func setUpWithError() throws {
-        guard let b = ExternalTools.builtProduct("fpnstream") else {
-            return XCTFail("fpnstream binary not built next to the tests: run `swift build --build-tests` first")
-        }
-        binary = b
-        dir = TestPaths.temporaryDirectory("panoptic-out")
-    }
-
-    override func tearDownWithError() throws {
-        if let dir { try? FileManager.default.removeItem(at: dir) }
-    }
-
-    func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
-
+/// Weights files of the panoptic CLI tests, written once per test process (tens of MB each) into one scratch
+/// directory that `ProcessCommandTests`' class tearDown removes.
+enum PanopticModels {
     /// The tiny Panoptic FPN fixture (Tests/Fixtures/panoptic/tiny-panoptic.safetensors) as a weights file, with
     /// named thing classes and a merge threshold low enough for things to enter the panoptic map on the demo clip.
-    /// Written once per test process (tens of MB) into `scratch`, removed in `class tearDown`.
     static func panopticModel() throws -> String {
         try cached("tiny-panoptic", fixture: "panoptic/tiny-panoptic") { m in
             m["class_names"] = #"["__background__","circle","square","triangle","star"]"#
@@ -56,17 +38,23 @@ final class PanopticOutputTests: XCTestCase {
         return url.path
     }
 
-    override class func tearDown() {
+    /// Removes the scratch directory (the next use writes the files again).
+    static func removeAll() {
         lock.lock()
         defer { lock.unlock() }
         if let scratch { try? FileManager.default.removeItem(at: scratch) }
         scratch = nil
     }
+}
 
+/// `fpnstream process --model PANOPTIC --panoptic DIR` (and `outputs.panoptic` in a pipeline): COCO panoptic PNGs
+/// decoded back with FFmpeg agree with the JSONL panoptic segments and panoptic.json; bad uses are clear errors.
+/// (Extends `ProcessCommandTests` for its binary, scratch directory and helpers.)
+extension ProcessCommandTests {
     var demoClip: String { TestPaths.samples.appendingPathComponent("demo.mp4").path }
 
     /// Segment ids of a panoptic PNG decoded by FFmpeg: `R + 256 G + 65536 B`, row-major.
-    func ids(png: String) throws -> (ids: [Int], width: Int, height: Int) {
+    func panopticIDs(png: String) throws -> (ids: [Int], width: Int, height: Int) {
         let decoder = try VideoDecoder(location: png)
         defer { decoder.close() }
         let frame = try XCTUnwrap(decoder.nextFrame(), "cannot decode \(png)")
@@ -76,9 +64,9 @@ final class PanopticOutputTests: XCTestCase {
     }
 
     func testPanopticPNGsMatchJSONLAndPanopticJSON() throws {
-        let model = try Self.panopticModel()
+        let model = try PanopticModels.panopticModel()
         let out = path("pan/out"), jsonl = path("run.jsonl")   // missing parents are created
-        let r = try ExternalTools.run(binary, ["process", demoClip, "--model", model, "--max-frames", "3",
+        let r = try fpnstream(["process", demoClip, "--model", model, "--max-frames", "3",
                                                "--panoptic", out, "--jsonl", jsonl, "--quiet"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let lines = try String(contentsOfFile: jsonl, encoding: .utf8).split(separator: "\n")
@@ -99,7 +87,7 @@ final class PanopticOutputTests: XCTestCase {
             let frame = try XCTUnwrap(line["frame"] as? Int)
             let file = try XCTUnwrap(ann["file_name"] as? String)
             XCTAssertEqual(file, String(format: "%06d.png", frame))
-            let (ids, w, h) = try ids(png: out + "/" + file)
+            let (ids, w, h) = try panopticIDs(png: out + "/" + file)
             XCTAssertEqual([w, h], [320, 240])
             let segments = try XCTUnwrap(line["panoptic"] as? [[String: Any]])
             let info = try XCTUnwrap(ann["segments_info"] as? [[String: Any]])
@@ -129,49 +117,46 @@ final class PanopticOutputTests: XCTestCase {
     }
 
     func testPipelineOutputsPanoptic() throws {
-        let model = try Self.panopticModel()
+        let model = try PanopticModels.panopticModel()
         let yaml = path("p.yaml")
         try "model:\n  path: \(model)\noutputs:\n  panoptic: \(path("from-yaml"))\n"
             .write(toFile: yaml, atomically: true, encoding: .utf8)
-        let r = try ExternalTools.run(binary, ["process", demoClip, "--pipeline", yaml, "--max-frames", "2", "--quiet"])
+        let r = try fpnstream(["process", demoClip, "--pipeline", yaml, "--max-frames", "2", "--quiet"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(FileManager.default.fileExists(atPath: path("from-yaml/000001.png")))
         XCTAssertTrue(FileManager.default.fileExists(atPath: path("from-yaml/panoptic.json")))
     }
 
     func testPanopticNeedsAPanopticModel() throws {
-        var r = try ExternalTools.run(binary, ["process", demoClip, "--panoptic", path("p"), "--max-frames", "1"])
+        var r = try fpnstream(["process", demoClip, "--panoptic", path("p"), "--max-frames", "1"])
         XCTAssertEqual(r.status, 2, r.stderr)
         XCTAssertTrue(r.stderr.contains("panoptic model"), r.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: path("p")), "nothing created")
         // A detector without a semantic head (the tiny Mask R-CNN fixture).
-        r = try ExternalTools.run(binary, ["process", demoClip, "--model", try Self.plainModel(), "--panoptic", path("p"),
+        r = try fpnstream(["process", demoClip, "--model", try PanopticModels.plainModel(), "--panoptic", path("p"),
                                            "--max-frames", "1"])
         XCTAssertEqual(r.status, 2, r.stderr)
         XCTAssertTrue(r.stderr.contains("panoptic model") && r.stderr.contains("maskrcnn_resnet18_fpn"), r.stderr)
     }
 
     func testPanopticDirectoryThatIsAFile() throws {
-        let model = try Self.panopticModel()
+        let model = try PanopticModels.panopticModel()
         let blocker = path("plainfile")
         try Data("x".utf8).write(to: URL(fileURLWithPath: blocker))
-        var r = try ExternalTools.run(binary, ["process", demoClip, "--model", model, "--panoptic", blocker,
+        var r = try fpnstream(["process", demoClip, "--model", model, "--panoptic", blocker,
                                                "--jsonl", path("o.jsonl"), "--max-frames", "1"])
         XCTAssertEqual(r.status, 1, r.stderr)
         XCTAssertTrue(r.stderr.contains(blocker) && r.stderr.contains("not a directory"), r.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: path("o.jsonl")), "empty JSONL left behind")
-        r = try ExternalTools.run(binary, ["process", demoClip, "--model", model, "--panoptic", blocker + "/sub",
+        r = try fpnstream(["process", demoClip, "--model", model, "--panoptic", blocker + "/sub",
                                            "--max-frames", "1"])
         XCTAssertEqual(r.status, 1, r.stderr)
         XCTAssertTrue(r.stderr.contains(blocker + "/sub"), r.stderr)
     }
-}
 
-extension ProcessCommandTests {
     /// SIGINT during a panoptic run: the PNGs written so far are all listed in a complete panoptic.json.
     func testSIGINTFinalizesPanopticJSON() throws {
-        let model = try PanopticOutputTests.panopticModel()
-        defer { PanopticOutputTests.tearDown() }  // the cached model file
+        let model = try PanopticModels.panopticModel()
         let input = try makeClip("long.avi", seconds: 30)
         let out = path("pan")
         let (status, stderr) = try interruptedRun([input, "--model", model, "--panoptic", out], signal: SIGINT,
