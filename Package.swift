@@ -36,7 +36,7 @@ let package = Package(
         // Models: backbones, FPN, heads, postprocess, temporal cache.
         .target(name: "Vision", dependencies: ["Tensor", "FPNCore"], swiftSettings: optimized),
         // ONNX import: protobuf decoding, graph lowering onto Tensor ops, per-stream sessions; CenterFace decoding.
-        .target(name: "ONNX", dependencies: ["Tensor", "FPNCore"], swiftSettings: optimized),
+        .target(name: "ONNX", dependencies: ["Tensor", "FPNCore", "Vision"], swiftSettings: optimized),
         // ByteTrack on detections only.
         .target(name: "Tracking", dependencies: ["FPNCore"], swiftSettings: optimized),
         // JSONL records, MOT/COCO exporters, annotation renderer.
@@ -60,7 +60,7 @@ let package = Package(
         .testTarget(name: "StagePipelineTests", dependencies: ["StagePipeline", "TestSupport"]),
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "TestSupport"]),
         .testTarget(name: "VisionTests", dependencies: ["Vision", "Tensor", "TestSupport"]),
-        .testTarget(name: "ONNXTests", dependencies: ["ONNX", "Tensor", "FPNCore", "TestSupport"]),
+        .testTarget(name: "ONNXTests", dependencies: ["ONNX", "Tensor", "FPNCore", "TestSupport", "Vision"]),
         .testTarget(name: "TrackingTests", dependencies: ["Tracking", "TestSupport"]),
         .testTarget(name: "OutputsTests", dependencies: ["Outputs", "StagePipeline", "TestSupport"]),
         .testTarget(name: "FPNStreamTests", dependencies: ["FPNStream", "TestSupport"]),

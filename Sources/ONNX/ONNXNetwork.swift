@@ -1,5 +1,6 @@
 import Foundation
 import Tensor
+import Vision
 
 /// An imported ONNX model, compiled into fused Tensor ops. Immutable and shareable by every stream; run it
 /// through a per-stream `ONNXSession`, which owns the buffers.
@@ -56,7 +57,10 @@ public final class ONNXNetwork: @unchecked Sendable {
             }
             let out = slot.count
             slot[n.output] = out
-            steps.append(Step(kernel: try Step.Kernel(n.op, label: n.label), inputs: inputs, output: out, label: n.label))
+            let kernel = try Step.Kernel(n.op, label: n.label)
+            var layer: ConvLayer?
+            if case .conv(let c) = kernel { layer = ConvLayer(key: n.label, index: steps.count, conv: c) }
+            steps.append(Step(kernel: kernel, inputs: inputs, output: out, label: n.label, layer: layer))
         }
         self.steps = steps
         self.valueCount = slot.count
@@ -159,6 +163,9 @@ struct Step: Sendable {
     var inputs: [Int]
     var output: Int
     var label: String
+    /// Conv steps: the conv as a `ConvLayer` (key = node label, index = step index), the unit a session's
+    /// `ConvolutionRunner` (temporal cache) takes over.
+    var layer: ConvLayer?
 }
 
 extension ONNXPlan.Binary {

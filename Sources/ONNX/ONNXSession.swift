@@ -1,5 +1,6 @@
 import Dispatch
 import Tensor
+import Vision
 
 /// Runs an `ONNXNetwork` for one stream. Owns a `Workspace`: shapes are inferred and buffers planned on the
 /// first input of a given size, and later frames of that size reuse every buffer (no allocation).
@@ -10,6 +11,11 @@ public final class ONNXSession {
     /// The buffer arena; `workspace.allocationCount` stays constant across frames of one size.
     public let workspace: Workspace
 
+    /// Optional per-stream runner for the graph's convolutions (a `TemporalCache` in `delta` mode: the conv
+    /// reading the 3-channel input starts each frame). Each conv step is a `ConvLayer` keyed by its node label;
+    /// nil = dense. Outputs a runner returns may be owned by it (valid until the next `run`, like the workspace's).
+    public var runner: ConvolutionRunner?
+
     /// When true, `run` records each step's wall time in `stepMilliseconds` (for `onnx-run --profile`).
     public var profile = false
     /// Milliseconds per step of the last profiled run, in `network.stepDescriptions` order.
@@ -19,8 +25,9 @@ public final class ONNXSession {
     private var shapes: [[Int]] = []
     private var values: [Tensor?]
 
-    public init(_ network: ONNXNetwork, workspace: Workspace = Workspace()) {
+    public init(_ network: ONNXNetwork, workspace: Workspace = Workspace(), runner: ConvolutionRunner? = nil) {
         self.network = network
+        self.runner = runner
         self.workspace = workspace
         self.values = [Tensor?](repeating: nil, count: network.valueCount)
     }
@@ -46,7 +53,12 @@ public final class ONNXSession {
             let out: Tensor
             switch step.kernel {
             case .conv(let c):
-                out = c(x, residual: step.inputs.count > 1 ? values[step.inputs[1]]! : nil, in: ws)
+                let residual = step.inputs.count > 1 ? values[step.inputs[1]]! : nil
+                if let runner, let layer = step.layer {
+                    out = runner.run(layer, input: x, residual: residual, workspace: ws)
+                } else {
+                    out = c(x, residual: residual, in: ws)
+                }
             case .convTranspose(let c): out = c(x, in: ws)
             case .unary(let u):
                 out = ws.tensor(x.shape)

@@ -36,10 +36,27 @@ extension TileGrid {
     }
 }
 
+extension TileGrid {
+    /// Horizontal runs of consecutive tiles in `tiles` (ascending indices): (tile row, first tile column, tile count).
+    /// Neighbouring tiles of one row share their rows of pixels, so ops walk a run as one span.
+    public func runs(_ tiles: [Int]) -> [(row: Int, column: Int, count: Int)] {
+        var out: [(row: Int, column: Int, count: Int)] = []
+        for t in tiles {
+            let ty = t / columns, tx = t % columns
+            if let last = out.last, last.row == ty, last.column + last.count == tx {
+                out[out.count - 1].count += 1
+            } else {
+                out.append((ty, tx, 1))
+            }
+        }
+        return out
+    }
+}
+
 extension Ops {
     /// Per tile of `grid` (over the last two dimensions of NCHW `a` and `b`, same shape): the largest |a − b| over
-    /// every batch item and channel in the tile (NaN counts as infinity). Result indexed by tile (row-major), written into `into`
-    /// (resized to `grid.count`), so a per-stream caller reuses its array.
+    /// every batch item and channel in the tile (NaN counts as infinity). Result indexed by tile (row-major), written
+    /// into `into` (resized to `grid.count`), so a per-stream caller reuses its array.
     public static func tileMaxAbsDifference(_ a: Tensor, _ b: Tensor, grid: TileGrid, into result: inout [Float]) {
         precondition(a.shape == b.shape && a.rank == 4 && a.h == grid.height && a.w == grid.width,
                      "tile difference of \(a.shape) and \(b.shape) over \(grid)")
@@ -49,24 +66,113 @@ extension Ops {
         let pa = a.ptr, pb = b.ptr
         result.withUnsafeMutableBufferPointer { res in
             let out = res.baseAddress!
-            // Tile rows are independent: parallel over them, each scanning all planes.
+            // Tile rows are independent: parallel over them. Per tile row, a per-pixel-column running max over every
+            // plane and row is a contiguous (vectorizable) stream; the tiles then reduce their columns.
             Parallel.forEach(grid.rows, cost: planes * plane) { tileRows in
+                let colMax = UnsafeMutablePointer<Float>.allocate(capacity: w)
+                defer { colMax.deallocate() }
                 for ty in tileRows {
-                    for tx in 0..<cols { out[ty * cols + tx] = 0 }
+                    colMax.update(repeating: 0, count: w)
                     let y0 = ty * grid.tile.h, y1 = min(grid.height, y0 + grid.tile.h)
                     for p in 0..<planes {
                         for y in y0..<y1 {
                             let ra = pa + p * plane + y * w, rb = pb + p * plane + y * w
-                            for tx in 0..<cols {
-                                let x0 = tx * grid.tile.w, x1 = min(w, x0 + grid.tile.w)
-                                var m = out[ty * cols + tx]
-                                for x in x0..<x1 {
-                                    // A NaN difference counts as an infinite change (never as "unchanged").
-                                    let d = abs(ra[x] - rb[x])
-                                    m = d > m ? d : (d != d ? .infinity : m)
-                                }
-                                out[ty * cols + tx] = m
+                            for x in 0..<w {
+                                // A NaN difference sticks (d != d), so it is never read as "unchanged".
+                                let d = abs(ra[x] - rb[x]), m = colMax[x]
+                                colMax[x] = d > m || d != d ? d : m
                             }
+                        }
+                    }
+                    for tx in 0..<cols {
+                        var m: Float = 0
+                        for x in (tx * grid.tile.w)..<min(w, (tx + 1) * grid.tile.w) {
+                            let v = colMax[x]
+                            m = v > m ? v : (v != v ? .infinity : m)
+                        }
+                        out[ty * cols + tx] = m
+                    }
+                }
+            }
+        }
+    }
+
+    /// `tileMaxAbsDifference` restricted to `tiles` (any order): their entries of `result` get the largest |a − b|
+    /// over the tile (NaN → infinity), every other entry 0. Costs in proportion to the listed tiles, for callers
+    /// that know where a change can be (the tiles a producing layer recomputed).
+    public static func tileMaxAbsDifference(_ a: Tensor, _ b: Tensor, grid: TileGrid, tiles: [Int], into result: inout [Float]) {
+        precondition(a.shape == b.shape && a.rank == 4 && a.h == grid.height && a.w == grid.width,
+                     "tile difference of \(a.shape) and \(b.shape) over \(grid)")
+        a.checkValid(); b.checkValid()
+        if result.count != grid.count { result = [Float](repeating: 0, count: grid.count) }
+        for i in result.indices { result[i] = 0 }
+        guard !tiles.isEmpty else { return }
+        let planes = a.n * a.c, plane = a.h * a.w, w = a.w
+        let pa = a.ptr, pb = b.ptr
+        result.withUnsafeMutableBufferPointer { res in
+            let out = res.baseAddress!
+            tiles.withUnsafeBufferPointer { tiles in
+                Parallel.forEach(tiles.count, cost: tiles.count * planes * grid.tile.h * grid.tile.w) { range in
+                    for t in tiles[range] {
+                        let r = grid.rect(t)
+                        var m: Float = 0
+                        for p in 0..<planes {
+                            for y in r.rows {
+                                let ra = pa + p * plane + y * w, rb = pb + p * plane + y * w
+                                for x in r.cols {
+                                    let d = abs(ra[x] - rb[x])
+                                    m = d > m || d != d ? d : m
+                                }
+                            }
+                        }
+                        out[t] = m != m ? .infinity : m
+                    }
+                }
+            }
+        }
+    }
+
+    /// Per tile of `grid`: the largest mean |a − b| over a box of `block` x `block` pixels (boxes aligned to the
+    /// tile's corner, clipped at its edges) and every batch item and channel. A noise-robust change measure for
+    /// compressed video: one noisy pixel moves a box's mean by 1/(block²·channels) of its change, while a real
+    /// object (a few pixels across) moves it fully. NaN counts as infinity. `block` 1 = the largest channel-mean.
+    public static func tileBlockMeanAbsDifference(_ a: Tensor, _ b: Tensor, grid: TileGrid, block: Int,
+                                                  into result: inout [Float]) {
+        precondition(a.shape == b.shape && a.rank == 4 && a.h == grid.height && a.w == grid.width && block >= 1,
+                     "tile block difference of \(a.shape) and \(b.shape) over \(grid), block \(block)")
+        a.checkValid(); b.checkValid()
+        if result.count != grid.count { result = [Float](repeating: 0, count: grid.count) }
+        let planes = a.n * a.c, plane = a.h * a.w, w = a.w, cols = grid.columns
+        let pa = a.ptr, pb = b.ptr
+        result.withUnsafeMutableBufferPointer { res in
+            let out = res.baseAddress!
+            Parallel.forEach(grid.rows, cost: planes * plane) { tileRows in
+                let colSum = UnsafeMutablePointer<Float>.allocate(capacity: w)
+                defer { colSum.deallocate() }
+                for ty in tileRows {
+                    for tx in 0..<cols { out[ty * cols + tx] = 0 }
+                    let y0 = ty * grid.tile.h, y1 = min(grid.height, y0 + grid.tile.h)
+                    // One band of box rows at a time: per-column sums over planes and the band's rows, then boxes.
+                    for by in stride(from: y0, to: y1, by: block) {
+                        let by1 = min(y1, by + block)
+                        colSum.update(repeating: 0, count: w)
+                        for p in 0..<planes {
+                            for y in by..<by1 {
+                                let ra = pa + p * plane + y * w, rb = pb + p * plane + y * w
+                                for x in 0..<w { colSum[x] += abs(ra[x] - rb[x]) }
+                            }
+                        }
+                        for tx in 0..<cols {
+                            let x0 = tx * grid.tile.w, x1 = min(w, x0 + grid.tile.w)
+                            var m = out[ty * cols + tx]
+                            for bx in stride(from: x0, to: x1, by: block) {
+                                let bx1 = min(x1, bx + block)
+                                var s: Float = 0
+                                for x in bx..<bx1 { s += colSum[x] }
+                                let mean = s / Float(planes * (by1 - by) * (bx1 - bx))
+                                m = mean > m ? mean : (mean != mean ? .infinity : m)
+                            }
+                            out[ty * cols + tx] = m
                         }
                     }
                 }
@@ -74,21 +180,26 @@ extension Ops {
         }
     }
 
-    /// Copies the pixels of `tiles` (all batch items and channels) from `source` into `destination` (same shape).
+    /// Copies the pixels of `tiles` (ascending indices; all batch items and channels) from `source` into
+    /// `destination` (same shape). Neighbouring tiles of a row are copied as one span.
     public static func copyTiles(_ tiles: [Int], grid: TileGrid, from source: Tensor, into destination: Tensor) {
         precondition(source.shape == destination.shape && source.rank == 4 && source.h == grid.height && source.w == grid.width,
                      "copy tiles of \(source.shape) into \(destination.shape) over \(grid)")
         source.checkValid(); destination.checkValid()
         let planes = source.n * source.c, plane = source.h * source.w, w = source.w
         let src = source.ptr, dst = destination.ptr
-        tiles.withUnsafeBufferPointer { tiles in
+        // Spans (first row, rows, first column, columns) of the runs.
+        let spans = grid.runs(tiles.sorted()).map { r -> (Int, Int, Int, Int) in
+            let y0 = r.row * grid.tile.h, x0 = r.column * grid.tile.w
+            return (y0, min(grid.height, y0 + grid.tile.h) - y0, x0, min(w, x0 + r.count * grid.tile.w) - x0)
+        }
+        spans.withUnsafeBufferPointer { spans in
             Parallel.forEach(planes, cost: planes * tiles.count * grid.tile.h * grid.tile.w) { range in
                 for p in range {
-                    for t in tiles {
-                        let r = grid.rect(t)
-                        for y in r.rows {
-                            let at = p * plane + y * w + r.cols.lowerBound
-                            (dst + at).update(from: src + at, count: r.cols.count)
+                    for (y0, rows, x0, n) in spans {
+                        for y in y0..<(y0 + rows) {
+                            let at = p * plane + y * w + x0
+                            (dst + at).update(from: src + at, count: n)
                         }
                     }
                 }

@@ -229,15 +229,17 @@ public final class Conv2d: @unchecked Sendable {
         precondition(grid.height == os[2] && grid.width == os[3], "tile grid \(grid) does not cover output \(os)")
         x.checkValid(); kept.checkValid()
         guard !tiles.isEmpty else { return }
+        // Neighbouring tiles of a tile row become one segment per pixel row (longer im2col copies, fewer scatters).
+        let runs = grid.runs(tiles.sorted())
         var segmentCount = 0
-        for t in tiles { segmentCount += grid.rect(t).rows.count }
+        for r in runs { segmentCount += min(grid.height, (r.row + 1) * grid.tile.h) - r.row * grid.tile.h }
         let seg = workspace.ints(4 * segmentCount)
         var s = 0, col = 0
-        for t in tiles {
-            let r = grid.rect(t)
-            for y in r.rows {
-                seg[4 * s] = y; seg[4 * s + 1] = r.cols.lowerBound; seg[4 * s + 2] = r.cols.count; seg[4 * s + 3] = col
-                col += r.cols.count; s += 1
+        for r in runs {
+            let x0 = r.column * grid.tile.w, n = min(grid.width, x0 + r.count * grid.tile.w) - x0
+            for y in (r.row * grid.tile.h)..<min(grid.height, (r.row + 1) * grid.tile.h) {
+                seg[4 * s] = y; seg[4 * s + 1] = x0; seg[4 * s + 2] = n; seg[4 * s + 3] = col
+                col += n; s += 1
             }
         }
         for b in 0..<x.n {

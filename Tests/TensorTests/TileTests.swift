@@ -60,6 +60,52 @@ final class TileTests: XCTestCase {
         XCTAssertEqual(dst.array.filter { $0 != -7 }.count, 2 * 3 * (8 * 10 + 3 * 3))
     }
 
+    func testBlockMeanDifferenceIgnoresOnePixelButNotABox() {
+        var rng = TestRandom(seed: 83)
+        let a = rng.tensor([1, 3, 16, 24]), b = Tensor(shape: a.shape)
+        b.copy(from: a)
+        let grid = TileGrid(height: 16, width: 24, tile: Size2(8, 8))   // 2 x 3 tiles, 2x2 boxes of 4 per tile
+        b[0, 1, 2, 3] += 4.8                         // tile 0: one pixel of one channel
+        for c in 0..<3 { for y in 8..<12 { for x in 20..<24 { b[0, c, y, x] -= 0.5 } } }   // tile 5: a whole box
+        b[0, 0, 1, 9] = .nan                         // tile 1
+        var diff: [Float] = []
+        Ops.tileBlockMeanAbsDifference(a, b, grid: grid, block: 4, into: &diff)
+        XCTAssertEqual(diff.count, 6)
+        XCTAssertEqual(diff[0], 4.8 / 48, accuracy: 1e-5, "one pixel's change spread over a 4x4x3 box")
+        XCTAssertEqual(diff[5], 0.5, accuracy: 1e-5, "a box changed throughout keeps its full change")
+        XCTAssertEqual(diff[1], .infinity)
+        XCTAssertEqual([diff[2], diff[3], diff[4]], [0, 0, 0])
+        // Block 1 = the largest channel mean per pixel.
+        Ops.tileBlockMeanAbsDifference(a, b, grid: grid, block: 1, into: &diff)
+        XCTAssertEqual(diff[0], 4.8 / 3, accuracy: 1e-5)
+        // Boxes are clipped at a tile's edge: a 3-wide tile (width 7, tile 4) averages over what it has.
+        let c = Tensor(shape: [1, 1, 4, 7], repeating: 0), d = Tensor(shape: [1, 1, 4, 7], repeating: 0)
+        for y in 0..<4 { for x in 4..<7 { d[0, 0, y, x] = 1 } }
+        Ops.tileBlockMeanAbsDifference(c, d, grid: TileGrid(height: 4, width: 7, tile: 4), block: 4, into: &diff)
+        XCTAssertEqual(diff, [0, 1])
+    }
+
+    func testRunsMergeNeighbouringTilesOfARow() {
+        let g = TileGrid(height: 12, width: 20, tile: 4)   // 3 x 5 tiles
+        let runs = g.runs([0, 1, 2, 4, 5, 8, 9, 14])
+        XCTAssertEqual(runs.map { [$0.row, $0.column, $0.count] }, [[0, 0, 3], [0, 4, 1], [1, 0, 1], [1, 3, 2], [2, 4, 1]])
+        // A tile-restricted conv over merged runs equals the dense conv on those tiles.
+        var rng = TestRandom(seed: 84)
+        let x = rng.tensor([1, 3, 12, 20])
+        let conv = Conv2d(weight: rng.tensor([5, 3, 3, 3]), bias: [0.1, 0.2, 0.3, -0.1, 0], padding: 1, activation: .relu)
+        let ws = Workspace()
+        let dense = conv(x, in: ws)
+        let kept = Tensor(shape: dense.shape, repeating: 9)
+        conv.forward(x, tiles: [0, 1, 2, 4, 5, 8, 9, 14], grid: g, into: kept, workspace: ws)
+        for t in [0, 1, 2, 4, 5, 8, 9, 14] {
+            let r = g.rect(t)
+            for o in 0..<5 { for y in r.rows { for xx in r.cols {
+                XCTAssertEqual(kept[0, o, y, xx], dense[0, o, y, xx], accuracy: 1e-5)
+            } } }
+        }
+        XCTAssertEqual(kept[0, 0, 0, 12], 9, "tile 3 was not asked for")
+    }
+
     func testRecomputingAffectedTilesGivesTheDenseResultOfTheNewInput() {
         var rng = TestRandom(seed: 83)
         for (k, s, p) in [(3, 1, 1), (3, 2, 1), (1, 1, 0), (7, 2, 3)] {

@@ -1,3 +1,4 @@
+import FPNCore
 import Foundation
 import Tensor
 import TestSupport
@@ -180,5 +181,125 @@ final class TemporalCacheTests: XCTestCase {
         let key = cache.forward(b, input: c, workspace: ws)
         XCTAssertTrue(cache.lastStats.refreshed)
         XCTAssertLessThanOrEqual(maxRelativeError(key, dense(b, c)), 1e-6)
+    }
+
+    func testFrameLevelFallBackRunsAChangedFrameDenselyAndKeepsTheStateConsistent() throws {
+        let b = try backbone()
+        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0,
+                                                             frameFallback: 0.5))
+        let ws = Workspace()
+        let a = frame("t.a"), c = frame("t.c")
+        _ = cache.forward(b, input: a, workspace: ws)
+        // A whole new frame (a scene cut / camera move): every stem tile changed → one dense pass, no compare.
+        ws.beginFrame()
+        var p = cache.forward(b, input: c, workspace: ws)
+        XCTAssertTrue(cache.lastStats.frameFallback)
+        XCTAssertFalse(cache.lastStats.refreshed, "a fall-back is not a scheduled refresh")
+        XCTAssertEqual(cache.lastStats.inputChangedFraction, 1)
+        XCTAssertEqual(cache.lastStats.denseLayers, b.convLayers.count)
+        XCTAssertEqual(cache.lastStats.tiledLayers + cache.lastStats.skippedLayers, 0)
+        XCTAssertLessThanOrEqual(maxRelativeError(p, dense(b, c)), 1e-6)
+        // The kept state is the new frame's: repeating it costs nothing, a patch is a partial update again.
+        ws.beginFrame()
+        _ = cache.forward(b, input: c, workspace: ws)
+        XCTAssertFalse(cache.lastStats.frameFallback)
+        XCTAssertEqual(cache.lastStats.gemmCalls, 0)
+        let patched = Tensor(shape: c.shape); patched.copy(from: c)
+        for ch in 0..<3 { for y in 100..<110 { for x in 100..<110 { patched[0, ch, y, x] = 1 } } }
+        ws.beginFrame()
+        p = cache.forward(b, input: patched, workspace: ws)
+        XCTAssertFalse(cache.lastStats.frameFallback)
+        XCTAssertGreaterThan(cache.lastStats.tiledLayers, 0)
+        XCTAssertLessThanOrEqual(maxRelativeError(p, dense(b, patched)), 1e-6)
+        // With the fall-back off (1), the same whole-frame change goes through the per-layer path.
+        let never = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0,
+                                                             frameFallback: 1))
+        _ = never.forward(b, input: a, workspace: Workspace())
+        _ = never.forward(b, input: c, workspace: Workspace())
+        XCTAssertFalse(never.lastStats.frameFallback)
+        XCTAssertEqual(never.lastStats.inputChangedFraction, 1)
+    }
+
+    func testStemBoxMetricIgnoresOneNoisyPixelButNotAChangedBox() throws {
+        let b = try backbone()
+        // Stem threshold 0.1 x image RMS (~1.15 for uniform ±2) on 4x4 boxes over 3 channels (48 values).
+        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 1e-4, refreshInterval: 0,
+                                                             inputThreshold: 0.1, inputBlock: 4))
+        let ws = Workspace()
+        let a = frame("t.a")
+        _ = cache.forward(b, input: a, workspace: ws)
+        let stem = b.body.conv1.index
+        // One pixel of one channel moved by 3: box mean 3/48 ≈ 0.06 < 0.115 → nothing recomputed.
+        let noisy = Tensor(shape: a.shape); noisy.copy(from: a)
+        noisy[0, 0, 50, 50] += 3
+        ws.beginFrame()
+        _ = cache.forward(b, input: noisy, workspace: ws)
+        XCTAssertEqual(cache.lastStats.gemmCalls, 0)
+        XCTAssertNil(cache.lastLayerTiles[stem])
+        XCTAssertEqual(cache.lastStats.inputChangedFraction, 0)
+        // A 4x4 box (all channels) moved by 0.5 > 0.115: the stem recomputes.
+        let moved = Tensor(shape: a.shape); moved.copy(from: noisy)
+        for c in 0..<3 { for y in 64..<68 { for x in 64..<68 { moved[0, c, y, x] += 0.5 } } }
+        ws.beginFrame()
+        let p = cache.forward(b, input: moved, workspace: ws)
+        XCTAssertGreaterThan(cache.lastLayerTiles[stem] ?? 0, 0)
+        XCTAssertGreaterThan(cache.lastStats.inputChangedFraction, 0)
+        // The ignored pixel stays ignored (below threshold) but everything else equals dense on `moved` with the
+        // pixel restored to its propagated value.
+        let propagated = Tensor(shape: a.shape); propagated.copy(from: moved)
+        propagated[0, 0, 50, 50] = a[0, 0, 50, 50]
+        XCTAssertLessThanOrEqual(maxRelativeError(p, dense(b, propagated)), 1e-5)
+    }
+
+    func testDeepTileAppliesToLayersAtStride16AndBeyond() throws {
+        let b = try backbone()
+        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0, tile: 4,
+                                                             deepTile: 2))
+        _ = cache.forward(b, input: frame("t.a"), workspace: Workspace())
+        // 128x128 input: layer2 outputs 16x16 (stride 8) in 4x4 tiles = 16; layer3 8x8 (stride 16) in 2x2 = 16;
+        // layer4 4x4 (stride 32) in 2x2 = 4.
+        XCTAssertEqual(cache.layerTileCounts[b.body.layers[1][1].conv2.index], 16)
+        XCTAssertEqual(cache.layerTileCounts[b.body.layers[2][1].conv2.index], 16)
+        XCTAssertEqual(cache.layerTileCounts[b.body.layers[3][1].conv2.index], 4)
+    }
+
+    /// Backbone, FPN and the dense heads (RPN conv + 1x1s; RetinaNet/FCOS towers and predictors, per level)
+    /// through one cache: at threshold 0 a patched frame gives the dense detections, an identical one no GEMM.
+    func testDenseHeadsRunThroughTheCachePerLevelAndEqualDense() throws {
+        for name in ["tiny-maskrcnn", "tiny-retinanet-v2", "tiny-fcos"] {
+            let (weights, fixture) = try DetectorParityTests.materialize(name)
+            defer { try? FileManager.default.removeItem(at: weights.deletingLastPathComponent()) }
+            let detector = try DetectorLoader.load(contentsOf: weights)
+            let img = try fixture.tensor("fixture.image")
+            var pixels = img.array.map { UInt8(clamping: Int($0.rounded())) }
+            let image = RGBImage(width: img.shape[1], height: img.shape[0], pixels: pixels)
+            // A patch of the image changes in frame 2.
+            for y in 0..<(image.height / 4) { for x in 0..<(image.width / 4) { for c in 0..<3 {
+                pixels[(y * image.width + x) * 3 + c] = UInt8((x * 7 + y * 3 + c * 50) % 256)
+            } } }
+            let patched = RGBImage(width: image.width, height: image.height, pixels: pixels)
+            let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0,
+                                                                 frameFallback: 1))
+            let state = DetectorState(runner: cache), denseState = DetectorState()
+            let backboneLayers = Set(detector.backbone.convLayers.map(\.index))
+            for (i, frame) in [image, patched, patched].enumerated() {
+                let got = detector.detect(frame, state: state)
+                let want = detector.detect(frame, state: denseState)
+                XCTAssertEqual(got.count, want.count, "\(name) frame \(i)")
+                for (g, w) in zip(got, want) {
+                    XCTAssertEqual(g.classID, w.classID, "\(name) frame \(i)")
+                    XCTAssertEqual(g.score, w.score, accuracy: 1e-4, "\(name) frame \(i)")
+                    XCTAssertLessThan(abs(g.box.x1 - w.box.x1) + abs(g.box.y1 - w.box.y1) + abs(g.box.x2 - w.box.x2)
+                                      + abs(g.box.y2 - w.box.y2), 1e-2, "\(name) frame \(i)")
+                }
+                let heads = cache.layerTileCounts.keys.filter { !backboneLayers.contains($0) }
+                XCTAssertFalse(heads.isEmpty, "\(name): head convs did not go through the cache")
+                if i == 1 {
+                    XCTAssertFalse(cache.lastStats.refreshed)
+                    XCTAssertLessThan(cache.lastStats.recomputedFraction, 1, "\(name): patch frame was not partial")
+                }
+                if i == 2 { XCTAssertEqual(cache.lastStats.gemmCalls, 0, "\(name): identical frame did GEMM work") }
+            }
+        }
     }
 }

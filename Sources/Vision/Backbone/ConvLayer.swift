@@ -10,6 +10,16 @@ public protocol ConvolutionRunner: AnyObject {
     /// `layer.conv(input, residual: residual)`, computed however the runner likes. `residual` (output shape) is the
     /// ResNet shortcut for a block's last conv and the upsampled top-down path for an FPN lateral conv, else nil.
     func run(_ layer: ConvLayer, input: Tensor, residual: Tensor?, workspace: Workspace) -> Tensor
+    /// The same for instance `instance` of a layer that runs several times per frame on different inputs (a dense
+    /// head conv shared by every pyramid level: instance = level index, 0..<256). A runner keeping per-layer state
+    /// keys it by (layer, instance). Default: `run(_:input:residual:workspace:)`.
+    func run(_ layer: ConvLayer, instance: Int, input: Tensor, residual: Tensor?, workspace: Workspace) -> Tensor
+}
+
+extension ConvolutionRunner {
+    public func run(_ layer: ConvLayer, instance: Int, input: Tensor, residual: Tensor?, workspace: Workspace) -> Tensor {
+        run(layer, input: input, residual: residual, workspace: workspace)
+    }
 }
 
 /// A convolution (BatchNorm folded in, activation fused) with its place in the model: the unit of work a
@@ -22,14 +32,19 @@ public final class ConvLayer: @unchecked Sendable {
     /// The folded convolution.
     public let conv: Conv2d
 
-    init(key: String, index: Int, conv: Conv2d) { self.key = key; self.index = index; self.conv = conv }
+    /// A layer outside a `ModuleLoader` (e.g. an imported ONNX graph's conv steps); `index` must be unique within
+    /// the model a runner serves.
+    public init(key: String, index: Int, conv: Conv2d) { self.key = key; self.index = index; self.conv = conv }
 
     /// act(conv(x) + bias + residual) through `context`'s runner, or densely (the residual sum is fused into the
-    /// GEMM). Output from the workspace (or the runner).
+    /// GEMM). Output from the workspace (or the runner). `instance`: which of several per-frame uses of a shared
+    /// layer this is (pyramid level of a head conv).
     @inline(__always)
-    func callAsFunction(_ x: Tensor, residual: Tensor? = nil, _ context: ForwardContext) -> Tensor {
+    func callAsFunction(_ x: Tensor, residual: Tensor? = nil, instance: Int = 0, _ context: ForwardContext) -> Tensor {
         if let runner = context.runner {
-            return runner.run(self, input: x, residual: residual, workspace: context.workspace)
+            return instance == 0
+                ? runner.run(self, input: x, residual: residual, workspace: context.workspace)
+                : runner.run(self, instance: instance, input: x, residual: residual, workspace: context.workspace)
         }
         return conv(x, residual: residual, in: context.workspace)
     }

@@ -30,14 +30,34 @@ public struct TemporalSettings: Equatable, Sendable {
     public var denseFallback: Double
     /// Output tile side (pixels of each conv's output); the input grid uses tile × stride.
     public var tile: Int
+    /// `delta`: threshold of the image-reading conv (the stem: 3 input channels, frame start), relative to the
+    /// image's RMS, on the noise-robust box metric (`inputBlock`) instead of the per-pixel max; nil = `threshold`.
+    /// It decides where the frame changed; deeper layers then mostly see exact changes (their own `threshold` only
+    /// prunes recomputed-but-barely-changed halo tiles). A `layerThresholds` entry for the stem key wins.
+    public var inputThreshold: Float?
+    /// `delta`: box side (image pixels) of the stem's change metric: a tile changed when some `inputBlock` x
+    /// `inputBlock` box's mean |Δ| (over its pixels and channels) exceeds the threshold, so single noisy pixels of
+    /// compressed video do not trigger it while a real object a few pixels across does. 1 = per pixel.
+    public var inputBlock: Int
+    /// `delta`: frame-level fall-back. When more than this fraction of the stem's input tiles changed (moving
+    /// camera, scene cut), the whole frame runs densely: no per-layer compare, gather or copy beyond keeping the
+    /// state (the kept inputs and outputs stay consistent). 1 = never.
+    public var frameFallback: Double
+    /// `delta`: output tile side for layers whose output stride is 16 or more (deep, low-resolution maps, where a
+    /// tile of `tile` pixels plus the conv halo covers much of the map); 0 = `tile`.
+    public var deepTile: Int
 
     public init(mode: TemporalMode = .off, threshold: Float = 0.05, layerThresholds: [String: Float] = [:],
-                refreshInterval: Int = 100, keyframeInterval: Int = 5, denseFallback: Double = 0.7, tile: Int = 4) {
-        precondition(threshold >= 0 && refreshInterval >= 0 && keyframeInterval >= 1 && tile >= 1,
+                refreshInterval: Int = 100, keyframeInterval: Int = 5, denseFallback: Double = 0.7, tile: Int = 4,
+                inputThreshold: Float? = nil, inputBlock: Int = 4, frameFallback: Double = 0.5, deepTile: Int = 0) {
+        precondition(threshold >= 0 && refreshInterval >= 0 && keyframeInterval >= 1 && tile >= 1
+                     && (inputThreshold ?? 0) >= 0 && inputBlock >= 1 && deepTile >= 0,
                      "temporal settings out of range")
         self.mode = mode; self.threshold = threshold; self.layerThresholds = layerThresholds
         self.refreshInterval = refreshInterval; self.keyframeInterval = keyframeInterval
         self.denseFallback = denseFallback; self.tile = tile
+        self.inputThreshold = inputThreshold; self.inputBlock = inputBlock
+        self.frameFallback = frameFallback; self.deepTile = deepTile
     }
 }
 
@@ -55,6 +75,13 @@ public struct TemporalFrameStats: Equatable, Sendable {
     public var flops = 0.0, denseFlops = 0.0
     /// Whether the frame was a scheduled dense pass (first frame, refresh or keyframe).
     public var refreshed = false
+    /// Whether the frame-level fall-back ran this frame densely (stem changed fraction > `frameFallback`).
+    public var frameFallback = false
+    /// Fraction of the stem's input tiles that changed (1 on a dense frame).
+    public var inputChangedFraction = 0.0
+    /// Wall seconds inside conv GEMMs (dense and tiled) and in the cache's own work (compare, copy, bookkeeping);
+    /// for benchmarks only.
+    public var convSeconds = 0.0, overheadSeconds = 0.0
 
     /// GEMM calls issued (one per dense or tiled layer).
     public var gemmCalls: Int { denseLayers + tiledLayers }
@@ -85,8 +112,11 @@ public final class TemporalCache: ConvolutionRunner {
     public private(set) var lastStats = TemporalFrameStats()
     /// Number of resets (new input size or `reset()`), for tests and logs.
     public private(set) var resetCount = 0
-    /// Output tiles recomputed in the last frame per conv layer (`ConvLayer.index`; absent = skipped).
+    /// Output tiles recomputed in the last frame per conv layer (`ConvLayer.index`, summed over the instances of
+    /// a layer shared by several pyramid levels; absent = skipped).
     public private(set) var lastLayerTiles: [Int: Int] = [:]
+    /// Output tiles per conv layer (`ConvLayer.index`, summed over instances): the denominators of `lastLayerTiles`.
+    public private(set) var layerTileCounts: [Int: Int] = [:]
 
     private final class LayerState {
         let keptInput: Tensor
@@ -107,7 +137,11 @@ public final class TemporalCache: ConvolutionRunner {
         }
     }
 
+    /// State per (conv layer, instance): `index << 8 | instance`.
     private var layers: [Int: LayerState] = [:]
+    /// This frame's kept outputs (by storage) and the output tiles their layer recomputed (nil = all of them): a
+    /// conv reading such an output can only see a change inside those tiles, so it compares only there.
+    private var produced: [ObjectIdentifier: (grid: TileGrid, tiles: [Int]?)] = [:]
     private var inputShape: [Int]?
     private var denseThisFrame = false
     private var keptPyramid: [PyramidLevel] = []
@@ -116,7 +150,8 @@ public final class TemporalCache: ConvolutionRunner {
 
     /// Drops all kept state: the next frame is computed densely.
     public func reset() {
-        layers.removeAll(); keptPyramid.removeAll(); inputShape = nil; frameIndex = 0; resetCount += 1
+        layers.removeAll(); layerTileCounts.removeAll(); keptPyramid.removeAll(); inputShape = nil; frameIndex = 0
+        resetCount += 1
     }
 
     /// Runs `backbone` on `input` in this cache's mode. The returned levels are owned by the cache (delta,
@@ -160,33 +195,68 @@ public final class TemporalCache: ConvolutionRunner {
         denseThisFrame = index == 0 || (settings.refreshInterval > 0 && index % settings.refreshInterval == 0)
         lastStats = TemporalFrameStats()
         lastStats.refreshed = denseThisFrame || settings.mode == .off
+        if lastStats.refreshed { lastStats.inputChangedFraction = 1 }
         lastLayerTiles.removeAll(keepingCapacity: true)
+        produced.removeAll(keepingCapacity: true)
         return index
     }
 
     /// `ConvolutionRunner`: the delta update of one conv layer (see the type's documentation).
     public func run(_ layer: ConvLayer, input: Tensor, residual: Tensor?, workspace: Workspace) -> Tensor {
+        run(layer, instance: 0, input: input, residual: residual, workspace: workspace)
+    }
+
+    /// `ConvolutionRunner`: the delta update of instance `instance` (pyramid level of a shared head conv) of a layer.
+    public func run(_ layer: ConvLayer, instance: Int, input: Tensor, residual: Tensor?, workspace: Workspace) -> Tensor {
+        precondition(instance >= 0 && instance < 256, "conv instance \(instance) out of range 0..<256")
         let conv = layer.conv
-        if input.c == 3 && residual == nil { startFrame(input.shape) }
+        // The image-reading conv (3 channels, no residual) starts every frame.
+        let isStem = input.c == 3 && residual == nil && instance == 0
+        if isStem { startFrame(input.shape) }
+        let start = Benchmark.now()
+        let convBefore = lastStats.convSeconds
+        defer { lastStats.overheadSeconds += Benchmark.now() - start - (lastStats.convSeconds - convBefore) }
         let outShape = conv.outputShape(input.shape)
         let layerFlops = conv.flops(input.shape)
         lastStats.denseFlops += layerFlops
-        var state = layers[layer.index]
+        let key = layer.index << 8 | instance
+        var state = layers[key]
         if state == nil || state!.keptInput.shape != input.shape || (state!.keptResidual != nil) != (residual != nil) {
-            state = LayerState(input: input.shape, output: outShape, residual: residual != nil, conv: conv, tile: settings.tile)
-            layers[layer.index] = state
-            return dense(layer, state!, input: input, residual: residual, flops: layerFlops, workspace: workspace)
+            var tile = settings.tile
+            if settings.deepTile > 0, let frame = inputShape, frame[2] >= 16 * outShape[2] { tile = settings.deepTile }
+            state = LayerState(input: input.shape, output: outShape, residual: residual != nil, conv: conv, tile: tile)
+            if layers[key] == nil { layerTileCounts[layer.index, default: 0] += state!.outputGrid.count }
+            layers[key] = state
+            return dense(layer, instance, state!, input: input, residual: residual, flops: layerFlops, rms: true,
+                         workspace: workspace)
         }
         let s = state!
         if denseThisFrame {
-            return dense(layer, s, input: input, residual: residual, flops: layerFlops, workspace: workspace)
+            return dense(layer, instance, s, input: input, residual: residual, flops: layerFlops,
+                         rms: lastStats.refreshed, workspace: workspace)
         }
-        let threshold = (settings.layerThresholds[layer.key] ?? settings.threshold) * s.inputRMS
+        let threshold = (settings.layerThresholds[layer.key]
+                         ?? (isStem ? settings.inputThreshold ?? settings.threshold : settings.threshold)) * s.inputRMS
 
         // Changed input tiles → kept input, and the output tiles their receptive field reaches.
-        Ops.tileMaxAbsDifference(input, s.keptInput, grid: s.inputGrid, into: &s.inputDiff)
+        if isStem {
+            Ops.tileBlockMeanAbsDifference(input, s.keptInput, grid: s.inputGrid, block: settings.inputBlock,
+                                           into: &s.inputDiff)
+        } else {
+            compare(input, s.keptInput, grid: s.inputGrid, into: &s.inputDiff)
+        }
         var changedInput: [Int] = []
         for (t, d) in s.inputDiff.enumerated() where d > threshold { changedInput.append(t) }
+        if isStem {
+            lastStats.inputChangedFraction = Double(changedInput.count) / Double(s.inputGrid.count)
+            if lastStats.inputChangedFraction > settings.frameFallback {
+                // Most of the image changed: the per-layer compare/gather would cost more than it saves.
+                denseThisFrame = true
+                lastStats.frameFallback = true
+                return dense(layer, instance, s, input: input, residual: residual, flops: layerFlops, rms: false,
+                             workspace: workspace)
+            }
+        }
         for i in s.mark.indices { s.mark[i] = false }
         let og = s.outputGrid
         for t in changedInput {
@@ -200,7 +270,7 @@ public final class TemporalCache: ConvolutionRunner {
         if !changedInput.isEmpty { Ops.copyTiles(changedInput, grid: s.inputGrid, from: input, into: s.keptInput) }
         // The residual is an input of the output tile at the same place.
         if let residual, let keptResidual = s.keptResidual {
-            Ops.tileMaxAbsDifference(residual, keptResidual, grid: og, into: &s.residualDiff)
+            compare(residual, keptResidual, grid: og, into: &s.residualDiff)
             var changedResidual: [Int] = []
             for (t, d) in s.residualDiff.enumerated() where d > threshold { changedResidual.append(t); s.mark[t] = true }
             if !changedResidual.isEmpty { Ops.copyTiles(changedResidual, grid: og, from: residual, into: keptResidual) }
@@ -210,18 +280,23 @@ public final class TemporalCache: ConvolutionRunner {
         lastStats.totalTiles += og.count
         if tiles.isEmpty {
             lastStats.skippedLayers += 1
+            produced[ObjectIdentifier(s.output.storage)] = (og, [])
             return s.output
         }
         lastStats.recomputedTiles += tiles.count
-        lastLayerTiles[layer.index] = tiles.count
+        lastLayerTiles[layer.index, default: 0] += tiles.count
+        let t0 = Benchmark.now()
+        defer { lastStats.convSeconds += Benchmark.now() - t0 }
         if Double(tiles.count) > settings.denseFallback * Double(og.count) {
             // Past break-even: dense from the kept input (which now equals the new input wherever it mattered).
             lastStats.denseLayers += 1
             lastStats.flops += layerFlops
             conv.forward(s.keptInput, residual: s.keptResidual, into: s.output, workspace: workspace)
+            produced[ObjectIdentifier(s.output.storage)] = (og, nil)
             return s.output
         }
         lastStats.tiledLayers += 1
+        produced[ObjectIdentifier(s.output.storage)] = (og, tiles)
         var pixels = 0
         for t in tiles { let r = og.rect(t); pixels += r.rows.count * r.cols.count }
         lastStats.flops += layerFlops * Double(pixels) / Double(outShape[2] * outShape[3])
@@ -229,18 +304,46 @@ public final class TemporalCache: ConvolutionRunner {
         return s.output
     }
 
-    private func dense(_ layer: ConvLayer, _ s: LayerState, input: Tensor, residual: Tensor?, flops: Double,
-                       workspace: Workspace) -> Tensor {
+    /// Dense pass of one layer that also refreshes its kept input (and residual); `rms`: re-measure the input RMS
+    /// the thresholds scale with (scheduled refreshes only, so a frame-level fall-back does not move thresholds).
+    private func dense(_ layer: ConvLayer, _ instance: Int, _ s: LayerState, input: Tensor, residual: Tensor?,
+                       flops: Double, rms: Bool, workspace: Workspace) -> Tensor {
         s.keptInput.copy(from: input)
         if let residual { s.keptResidual!.copy(from: residual) }
-        s.inputRMS = Self.rms(input)
+        if rms { s.inputRMS = Self.rms(input) }
+        let t0 = Benchmark.now()
         layer.conv.forward(s.keptInput, residual: s.keptResidual, into: s.output, workspace: workspace)
+        lastStats.convSeconds += Benchmark.now() - t0
         lastStats.denseLayers += 1
         lastStats.totalTiles += s.outputGrid.count
         lastStats.recomputedTiles += s.outputGrid.count
-        lastLayerTiles[layer.index] = s.outputGrid.count
+        lastLayerTiles[layer.index, default: 0] += s.outputGrid.count
         lastStats.flops += flops
+        produced[ObjectIdentifier(s.output.storage)] = (s.outputGrid, nil)
         return s.output
+    }
+
+    /// Per-tile max |new − kept| over `grid`; when `new` is a kept output of a layer run earlier this frame, only
+    /// the tiles overlapping what that layer recomputed are compared (elsewhere `new` is bit-identical to its last
+    /// value, which `kept` already holds).
+    private func compare(_ new: Tensor, _ kept: Tensor, grid: TileGrid, into diff: inout [Float]) {
+        guard new.offset == 0, let p = produced[ObjectIdentifier(new.storage)], let recomputed = p.tiles,
+              p.grid.height == grid.height, p.grid.width == grid.width else {
+            Ops.tileMaxAbsDifference(new, kept, grid: grid, into: &diff)
+            return
+        }
+        var candidates: [Int]
+        if p.grid == grid {
+            candidates = recomputed
+        } else {
+            var seen = Set<Int>()
+            for t in recomputed {
+                let r = p.grid.rect(t)
+                for c in grid.tiles(covering: r.rows, cols: r.cols) { seen.insert(c) }
+            }
+            candidates = Array(seen)
+        }
+        Ops.tileMaxAbsDifference(new, kept, grid: grid, tiles: candidates, into: &diff)
     }
 
     private static func rms(_ t: Tensor) -> Float {

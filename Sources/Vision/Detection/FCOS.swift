@@ -58,13 +58,14 @@ public final class FCOS: Detector, @unchecked Sendable {
         let k = numClasses
         let imgW = Float(g.resizedWidth), imgH = Float(g.resizedHeight)
         var all = RawDetections()
+        let ctx = ForwardContext(workspace: ws, runner: state.runner)
         for (l, level) in levels.enumerated() {
-            let ct = clsTower(level.features, ws: ws)
-            let logits = clsLogits.conv(ct, in: ws)
+            let ct = clsTower(level.features, ctx, level: l)
+            let logits = clsLogits(ct, instance: l, ctx)
             ws.release(ct)
-            let rt = regTower(level.features, ws: ws)
-            let reg = bboxReg.conv(rt, in: ws)
-            let ctr = bboxCtrness.conv(rt, in: ws)
+            let rt = regTower(level.features, ctx, level: l)
+            let reg = bboxReg(rt, instance: l, ctx)
+            let ctr = bboxCtrness(rt, instance: l, ctx)
             ws.release(rt)
             let hw = logits.h * logits.w
             var idx: [Int] = [], sc: [Float] = []

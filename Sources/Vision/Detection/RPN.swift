@@ -40,15 +40,17 @@ final class RegionProposalNetwork: @unchecked Sendable {
         let a = anchorsPerLocation
         let imgW = Float(g.resizedWidth), imgH = Float(g.resizedHeight)
         var boxes: [Box] = [], scores: [Float] = [], lvl: [Int] = []
+        // The head convs go through the stream's runner: a temporal cache keeps them per level (instance).
+        let ctx = ForwardContext(workspace: ws, runner: state.runner)
         for (l, level) in levels.enumerated() {
             var t = level.features
             for conv in convs {
-                let next = conv.conv(t, in: ws)
+                let next = conv(t, instance: l, ctx)
                 if t.storage !== level.features.storage { ws.release(t) }
                 t = next
             }
-            let logits = clsLogits.conv(t, in: ws)
-            let deltas = bboxPred.conv(t, in: ws)
+            let logits = clsLogits(t, instance: l, ctx)
+            let deltas = bboxPred(t, instance: l, ctx)
             ws.release(t)
             let h = logits.h, w = logits.w, hw = h * w
             // Objectness in torchvision's (y, x, a) order.

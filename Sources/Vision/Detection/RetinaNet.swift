@@ -30,17 +30,25 @@ struct ConvTower {
         self.norms = norms
     }
 
-    /// The tower on `x` (not modified); result from `ws`.
-    func callAsFunction(_ x: Tensor, ws: Workspace) -> Tensor {
+    /// The tower on `x` (not modified) for pyramid level `level`; the convs go through `ctx`'s runner (a temporal
+    /// cache keys them per level). Result from the workspace, or owned by the runner.
+    func callAsFunction(_ x: Tensor, _ ctx: ForwardContext, level: Int) -> Tensor {
         var t = x
         for (i, conv) in convs.enumerated() {
-            let y = conv.conv(t, in: ws)
-            if t.storage !== x.storage { ws.release(t) }
+            let y = conv(t, instance: level, ctx)
+            if t.storage !== x.storage { ctx.release(t) }
             if norms.isEmpty {
                 t = y
-            } else {
+            } else if ctx.runner == nil {
                 norms[i].forward(y, into: y)
                 t = y
+            } else {
+                // A runner's output is its kept state across frames: normalise into a new tensor, not in place.
+                // (GroupNorm mixes the whole level, so after it a local change shows as a small global one.)
+                let z = ctx.workspace.tensor(y.shape)
+                norms[i].forward(y, into: z)
+                ctx.release(y)
+                t = z
             }
         }
         return t
@@ -102,12 +110,13 @@ public final class RetinaNet: Detector, @unchecked Sendable {
         // sigmoid(x) > s  ⇔  x > log(s / (1 - s)); a margin keeps the exact test on the sigmoid itself.
         let logitFloor = t.score > 0 && t.score < 1 ? logf(t.score / (1 - t.score)) - 1e-3 : -Float.infinity
         var all = RawDetections()
+        let ctx = ForwardContext(workspace: ws, runner: state.runner)
         for (l, level) in levels.enumerated() {
-            let ct = clsTower(level.features, ws: ws)
-            let logits = clsLogits.conv(ct, in: ws)
+            let ct = clsTower(level.features, ctx, level: l)
+            let logits = clsLogits(ct, instance: l, ctx)
             ws.release(ct)
-            let rt = regTower(level.features, ws: ws)
-            let deltas = bboxReg.conv(rt, in: ws)
+            let rt = regTower(level.features, ctx, level: l)
+            let deltas = bboxReg(rt, instance: l, ctx)
             ws.release(rt)
             let hw = logits.h * logits.w
             // Candidates in torchvision's flattened (y, x, a, k) order.
