@@ -1,6 +1,7 @@
 import Foundation
 import FPNCore
 import Tensor
+import Vision
 
 /// Runs CenterFace on frames of one stream: RGB frame → float tensor 0...255 → bilinear resize to the
 /// network size → ONNX session → decode → faces in source pixels. Owns per-stream buffers; one per stream.
@@ -9,6 +10,13 @@ public final class CenterFaceDetector {
     public let network: ONNXNetwork
     public var options: CenterFace.Options
     private let session: ONNXSession
+    /// Optional per-stream convolution runner for the network (a `TemporalCache` for delta updates); nil = dense.
+    public var runner: ConvolutionRunner? {
+        get { session.runner }
+        set { session.runner = newValue }
+    }
+    /// Wall milliseconds of the network (session run) in the last `detect`.
+    public private(set) var lastNetworkMs = 0.0
     /// Frame-sized and network-sized input buffers, reused while the frame size stays the same.
     private var frameTensor: Tensor?
     private var inputTensor: Tensor?
@@ -34,7 +42,9 @@ public final class CenterFaceDetector {
         let frame = frameTensor!, input = inputTensor!
         Self.fillPlanar(frame, from: image)
         if size.width == w && size.height == h { input.copy(from: frame) } else { Ops.resizeBilinear(frame, into: input) }
+        let t0 = Benchmark.now()
         let outs = try session.run(input)
+        lastNetworkMs = (Benchmark.now() - t0) * 1e3
         let faces = CenterFace.decode(outs, inputWidth: size.width, inputHeight: size.height, options: options)
         let sx = Float(Double(size.width) / Double(w)), sy = Float(Double(size.height) / Double(h))
         return faces.map { d in

@@ -3,6 +3,7 @@ import FPNCore
 import FPNStream
 import Foundation
 import MediaIO
+import ONNX
 import Tensor
 import Vision
 
@@ -26,6 +27,8 @@ struct BenchTemporal: ParsableCommand {
             --agreement-score (default: the model's score threshold) on each side; same class and box IoU ≥ 0.9
             match (greedy by IoU); F1 = 2·matched / (off + delta) pooled over frames; mask IoU averaged over matched
             pairs. Drift: error and F1 at frames 100/400/last (F1 pooled over the 10 frames ending there).
+            --model M.onnx: CenterFace (ONNX, --onnx-scale input scale); its whole network goes through the cache;
+            "backbone+FPN" is then the network's time, levels are not compared (agreement only).
             Without --model: the backbone alone, seeded synthetic weights (--arch) or --weights.
 
             Example:
@@ -67,6 +70,24 @@ struct BenchTemporal: ParsableCommand {
     @Option(help: "Output tile side in pixels.")
     var tile: Int?
 
+    @Option(help: "CenterFace (--model *.onnx): network input scale of the frame size.")
+    var onnxScale = 1.0
+
+    @Option(help: "Stem threshold (x image RMS, on 4x4-box means of |change|); default: the settings' (--threshold).")
+    var inputThreshold: Float?
+
+    @Option(help: "Box side in image pixels of the stem's change metric.")
+    var inputBlock: Int?
+
+    @Option(help: "Whole frame dense when more than this fraction of the stem's input tiles changed (1 = never).")
+    var frameFallback: Double?
+
+    @Option(help: "Output tile side for layers at stride >= 16 (0 = --tile).")
+    var deepTile: Int?
+
+    @Flag(help: "Print each backbone conv layer's mean recomputed tile fraction over the delta frames.")
+    var layers = false
+
     @Option(help: ArgumentHelp("Score threshold of the agreement metric (default: the model's).", valueName: "s"))
     var agreementScore: Float?
 
@@ -76,6 +97,9 @@ struct BenchTemporal: ParsableCommand {
     func validate() throws {
         guard weights != nil || model != nil || BackboneConfig(architecture: arch) != nil else {
             throw ValidationError("unknown --arch '\(arch)' (known: \(BackboneConfig.backboneArchitectures.joined(separator: ", ")))")
+        }
+        guard (inputThreshold ?? 0) >= 0, (inputBlock ?? 1) >= 1, (0...1).contains(frameFallback ?? 0), (deepTile ?? 0) >= 0 else {
+            throw ValidationError("--input-threshold, --deep-tile >= 0, --input-block >= 1, --frame-fallback in 0...1")
         }
         guard frames >= 0, (refresh ?? 0) >= 0, (tile ?? 1) >= 1, threshold >= 0,
               (0...1).contains(denseFallback ?? 0), (0...1).contains(agreementScore ?? 0) else {
@@ -99,6 +123,10 @@ struct BenchTemporal: ParsableCommand {
         if let refresh { s.refreshInterval = refresh }
         if let denseFallback { s.denseFallback = denseFallback }
         if let tile { s.tile = tile }
+        if let inputThreshold { s.inputThreshold = inputThreshold }
+        if let inputBlock { s.inputBlock = inputBlock }
+        if let frameFallback { s.frameFallback = frameFallback }
+        if let deepTile { s.deepTile = deepTile }
         return s
     }
 
@@ -113,7 +141,18 @@ struct BenchTemporal: ParsableCommand {
         }
         defer { try? out?.close() }
         let subject: Subject
-        if let model {
+        if let model, model.hasSuffix(".onnx") {
+            let make = { () throws -> CenterFaceDetector in
+                try CenterFaceDetector(network: try ONNXNetwork(contentsOf: URL(fileURLWithPath: model)),
+                                       options: .init(inputScale: onnxScale))
+            }
+            let off: CenterFaceDetector, delta: CenterFaceDetector
+            do { off = try make(); delta = try make() } catch {
+                throw CLIFailure(message: "model '\(model)': \(error)", status: ExitStatus.usageError)
+            }
+            subject = .centerFace(off: off, delta: delta, score: agreementScore ?? off.options.threshold)
+            print("fpnstream bench temporal: model \(model) (CenterFace ONNX, input scale \(onnxScale))")
+        } else if let model {
             let detector: any Detector
             do { detector = try DetectorLoader.load(contentsOf: URL(fileURLWithPath: model)) } catch {
                 throw CLIFailure(message: "model '\(model)': \(error)", status: ExitStatus.usageError)
@@ -140,7 +179,10 @@ struct BenchTemporal: ParsableCommand {
             print("fpnstream bench temporal: \(weights ?? arch + " (seeded weights)") [\(backbone.config)]")
         }
         print("delta: threshold \(settings.threshold) x layer-input RMS\(settings.layerThresholds.isEmpty ? "" : " (\(settings.layerThresholds.count) per-layer overrides)"), "
-              + "refresh every \(settings.refreshInterval), dense fall-back > \(settings.denseFallback), tile \(settings.tile)")
+              + "stem \(settings.inputThreshold ?? settings.threshold) on \(settings.inputBlock)px boxes, "
+              + "refresh every \(settings.refreshInterval), dense fall-back > \(settings.denseFallback) per layer, "
+              + "> \(settings.frameFallback) per frame, tile \(settings.tile)"
+              + (settings.deepTile > 0 ? " (\(settings.deepTile) at stride >= 16)" : ""))
         print("BLAS: \(BLASInfo.coreName), \(BLASInfo.threads) threads; \(ProcessInfo.processInfo.activeProcessorCount) cores "
               + "(machine may be shared: compare the ratios)")
         for input in inputs {
@@ -158,6 +200,7 @@ struct BenchTemporal: ParsableCommand {
             guard count > 0 else { throw CLIFailure(message: "\(input): no frame decoded", status: ExitStatus.runtimeError) }
             print("")
             clip.report(input)
+            if layers { clip.layerReport() }
         }
     }
 }
@@ -166,6 +209,8 @@ struct BenchTemporal: ParsableCommand {
 enum Subject {
     case detector(any Detector, score: Float)
     case backbone(ResNetFPNBackbone, DetectionTransform)
+    /// CenterFace (ONNX): a dense detector and one whose session runs through the clip's cache.
+    case centerFace(off: CenterFaceDetector, delta: CenterFaceDetector, score: Float)
 }
 
 /// One clip of `bench temporal`: dense and delta state, per-frame figures, the printed report.
@@ -187,6 +232,10 @@ final class TemporalClipRun {
     private(set) var fractions: [Double] = [], tileFractions: [Double] = []
     private(set) var agreements: [DetectionAgreement] = []
     private var inputShape: [Int] = []
+    // cache internals of the delta frames (not refreshes): GEMM vs own time, stem changed fraction, per-layer tiles
+    private(set) var convMs: [Double] = [], overheadMs: [Double] = [], inputFractions: [Double] = []
+    private(set) var fallbacks = 0, layerFrames = 0
+    private var layerTiles: [Int: Int] = [:]
 
     init(subject: Subject, settings: TemporalSettings, jsonl: FileHandle?, clip: String) throws {
         self.subject = subject
@@ -202,6 +251,7 @@ final class TemporalClipRun {
             offState = DetectorState(runner: offCapture)
             deltaState = DetectorState(runner: deltaCapture)
         }
+        if case .centerFace(_, let delta, _) = subject { delta.runner = cache }
     }
 
     /// Runs frame `n` both ways (order alternating) and records the figures.
@@ -222,6 +272,16 @@ final class TemporalClipRun {
             }
             offLevels = offCapture.keys.map { (offCapture.levelName($0), offCapture.outputs[$0]!) }
             deltaLevels = offCapture.keys.map { (offCapture.levelName($0), deltaCapture.outputs[$0]!) }
+            agreements.append(DetectionAgreement(reference: offDets, candidate: deltaDets, minScore: score))
+        case .centerFace(let offDetector, let deltaDetector, let score):
+            for mode in (n % 2 == 0 ? [0, 1] : [1, 0]) {
+                let d = mode == 0 ? offDetector : deltaDetector
+                let t0 = Benchmark.now()
+                let dets = (try? d.detect(image)) ?? []
+                let total = (Benchmark.now() - t0) * 1e3
+                if mode == 0 { offDets = dets; offMs.append(d.lastNetworkMs); offTotalMs.append(total) }
+                else { deltaDets = dets; deltaMs.append(d.lastNetworkMs); deltaTotalMs.append(total) }
+            }
             agreements.append(DetectionAgreement(reference: offDets, candidate: deltaDets, minScore: score))
         case .backbone(let backbone, let transform):
             inputWS.beginFrame()
@@ -248,6 +308,16 @@ final class TemporalClipRun {
         errors.append(e)
         fractions.append(cache.lastStats.recomputedFraction)
         tileFractions.append(cache.lastStats.tileFraction)
+        let st = cache.lastStats
+        if st.frameFallback { fallbacks += 1 }
+        if !st.refreshed {
+            convMs.append(st.convSeconds * 1e3); overheadMs.append(st.overheadSeconds * 1e3)
+            inputFractions.append(st.inputChangedFraction)
+        }
+        if !st.refreshed && !st.frameFallback {
+            for (i, t) in cache.lastLayerTiles { layerTiles[i, default: 0] += t }
+            layerFrames += 1
+        }
         if let jsonl { jsonl.write(Data(line(n, e).utf8)) }
     }
 
@@ -273,6 +343,22 @@ final class TemporalClipRun {
                                                    n, offMs[n - 1], deltaMs[n - 1], fractions[n - 1]).utf8))
     }
 
+    /// `--layers`: mean recomputed tile fraction of each backbone conv over the frames run by tiles.
+    func layerReport() {
+        guard layerFrames > 0 else { print("no delta frame ran by tiles"); return }
+        let convs: [ConvLayer]
+        switch subject {
+        case .detector(let d, _): convs = d.backbone.convLayers
+        case .backbone(let b, _): convs = b.convLayers
+        case .centerFace: convs = []
+        }
+        print("recomputed tile fraction per conv layer (mean of \(layerFrames) delta frames):")
+        for l in convs {
+            guard let total = cache.layerTileCounts[l.index], total > 0 else { continue }
+            print(String(format: "  %-42@ %.3f of %d tiles", l.key, Double(layerTiles[l.index] ?? 0) / Double(layerFrames * total), total))
+        }
+    }
+
     /// The per-clip report (stdout).
     func report(_ input: String) {
         let count = offMs.count
@@ -290,6 +376,12 @@ final class TemporalClipRun {
         }
         print(String(format: "recomputed: mean %.3f of dense conv FLOPs, %.3f of output tiles (all conv layers)",
                      mean(fractions), mean(tileFractions)))
+        if !convMs.isEmpty {
+            print(String(format: "delta frames (no refresh): median %.1f ms in conv GEMMs, %.1f ms cache overhead (compare, "
+                         + "copy); stem input tiles changed: median %.3f; frame-level fall-back on %d of %d frames",
+                         Benchmark.median(convMs), Benchmark.median(overheadMs), Benchmark.median(inputFractions),
+                         fallbacks, count))
+        }
         let marks = [100, 400, count].filter { $0 <= count }.reduce(into: [Int]()) { if !$0.contains($1) { $0.append($1) } }
         print("relative L2 error of delta vs off per level: mean, max, at frame " + marks.map(String.init).joined(separator: "/"))
         for (l, name) in levelNames.enumerated() {
@@ -297,7 +389,12 @@ final class TemporalClipRun {
             let at = marks.map { String(format: "%.2e", col[$0 - 1]) }.joined(separator: " / ")
             print(String(format: "  %@: mean %.2e  max %.2e  at %@", name, mean(col), col.max()!, at))
         }
-        if case .detector(_, let score) = subject {
+        var agreementScore: Float?
+        switch subject {
+        case .detector(_, let score), .centerFace(_, _, let score): agreementScore = score
+        case .backbone: break
+        }
+        if let score = agreementScore {
             let all = agreements.reduce(DetectionAgreement(), +)
             print(String(format: "agreement (score >= %.2f, same class, IoU >= 0.9): F1 %.4f (%d matched of %d off / %d delta)",
                          score, all.f1, all.matched, all.reference, all.candidate)

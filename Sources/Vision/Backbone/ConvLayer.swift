@@ -11,8 +11,9 @@ public protocol ConvolutionRunner: AnyObject {
     /// ResNet shortcut for a block's last conv and the upsampled top-down path for an FPN lateral conv, else nil.
     func run(_ layer: ConvLayer, input: Tensor, residual: Tensor?, workspace: Workspace) -> Tensor
     /// The same for instance `instance` of a layer that runs several times per frame on different inputs (a dense
-    /// head conv shared by every pyramid level: instance = level index, 0..<256). A runner keeping per-layer state
-    /// keys it by (layer, instance). Default: `run(_:input:residual:workspace:)`.
+    /// head conv shared by every pyramid level: instance = level index). A runner keeping per-layer state keys it by
+    /// (layer, instance). Default: `run(_:input:residual:workspace:)`; a runner wrapping another should forward
+    /// this one too.
     func run(_ layer: ConvLayer, instance: Int, input: Tensor, residual: Tensor?, workspace: Workspace) -> Tensor
 }
 

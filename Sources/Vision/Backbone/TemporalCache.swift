@@ -137,8 +137,11 @@ public final class TemporalCache: ConvolutionRunner {
         }
     }
 
-    /// State per (conv layer, instance): `index << 8 | instance`.
-    private var layers: [Int: LayerState] = [:]
+    /// State per conv layer, instance and input size. The size is part of the key so a head conv shared by the
+    /// pyramid levels keeps one state per level even when a wrapping runner forwards only
+    /// `run(_:input:residual:workspace:)` (instance 0).
+    private struct LayerKey: Hashable { let index, instance, height, width: Int }
+    private var layers: [LayerKey: LayerState] = [:]
     /// This frame's kept outputs (by storage) and the output tiles their layer recomputed (nil = all of them): a
     /// conv reading such an output can only see a change inside those tiles, so it compares only there.
     private var produced: [ObjectIdentifier: (grid: TileGrid, tiles: [Int]?)] = [:]
@@ -208,7 +211,6 @@ public final class TemporalCache: ConvolutionRunner {
 
     /// `ConvolutionRunner`: the delta update of instance `instance` (pyramid level of a shared head conv) of a layer.
     public func run(_ layer: ConvLayer, instance: Int, input: Tensor, residual: Tensor?, workspace: Workspace) -> Tensor {
-        precondition(instance >= 0 && instance < 256, "conv instance \(instance) out of range 0..<256")
         let conv = layer.conv
         // The image-reading conv (3 channels, no residual) starts every frame.
         let isStem = input.c == 3 && residual == nil && instance == 0
@@ -219,7 +221,7 @@ public final class TemporalCache: ConvolutionRunner {
         let outShape = conv.outputShape(input.shape)
         let layerFlops = conv.flops(input.shape)
         lastStats.denseFlops += layerFlops
-        let key = layer.index << 8 | instance
+        let key = LayerKey(index: layer.index, instance: instance, height: input.h, width: input.w)
         var state = layers[key]
         if state == nil || state!.keptInput.shape != input.shape || (state!.keptResidual != nil) != (residual != nil) {
             var tile = settings.tile
