@@ -33,6 +33,7 @@ from safetensors.numpy import save_file as save_np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import parity_backbone as pb  # noqa: E402
+from box_iou import iou  # noqa: E402
 import tv_models  # noqa: E402
 import convert_torchvision  # noqa: E402
 
@@ -310,16 +311,6 @@ def cmd_bench(a):
 
 
 # ---- compare ----
-def iou(a, b):
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    u = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / u if u > 0 else 0.0
-
-
 def match(ref, got):
     """Greedy one-to-one matching by reference score: same label, IoU >= 0.99, |score diff| <= 1e-3."""
     pairs, used = [], set()
