@@ -1,5 +1,7 @@
 import Foundation
+import Tensor
 import TestSupport
+import Vision
 import XCTest
 
 /// `fpnstream tail` end to end: the built binary against scripts/rtsp-server on loopback.
@@ -242,6 +244,37 @@ final class TailCommandTests: XCTestCase {
         XCTAssertTrue(waitExit(p3))
         XCTAssertEqual(p3.terminationStatus, 2)
         XCTAssertTrue(stderrText.contains("live.yaml"), stderrText)
+    }
+
+    /// `--temporal delta` with a pipeline model on two live streams: every frame line carries `recomputed`, each
+    /// stream's first frame is dense (1: its own temporal state, not the other stream's), and each summary has the
+    /// mean.
+    func testTemporalDeltaIsPerStream() throws {
+        let a = try startServer()
+        let b = RTSPTestServer(arguments: [])
+        try b.start()
+        defer { b.stop() }
+        let fixture = try SafeTensorsFile(url: TestPaths.fixtures.appendingPathComponent("heads/tiny-maskrcnn.safetensors"))
+        let (tensors, metadata) = try SyntheticWeights.fixtureWeights(fixture)
+        let model = dir.appendingPathComponent("tiny.safetensors")
+        try SafeTensorsWriter.write(tensors, metadata: metadata, to: model)
+        let yaml = dir.appendingPathComponent("t.yaml")
+        try "model: {path: '\(model.path)'}\n".write(to: yaml, atomically: true, encoding: .utf8)
+        let out = dir.appendingPathComponent("t.jsonl")
+        let p = try startTail([a.url, b.url, "--pipeline", yaml.path, "--temporal", "delta", "--jsonl", out.path,
+                               "--max-frames", "4", "--drop-policy", "block", "--quiet"])
+        XCTAssertTrue(waitExit(p, timeout: 60))
+        XCTAssertEqual(p.terminationStatus, 0, stderrText)
+        let all = lines(out)
+        for stream in [0, 1] {
+            let f = frames(all).filter { $0["stream"] as? Int == stream }
+            XCTAssertEqual(f.count, 4, "stream \(stream)")
+            let r = f.map { $0["recomputed"] as? Double ?? -1 }
+            XCTAssertEqual(r.first, 1, "stream \(stream) starts dense: \(r)")
+            XCTAssertTrue(r.allSatisfy { (0...1).contains($0) }, "\(r)")
+            let summary = try XCTUnwrap(all.last { $0["type"] as? String == "summary" && $0["stream"] as? Int == stream })
+            XCTAssertEqual(try XCTUnwrap(summary["recomputed_mean"] as? Double), r.reduce(0, +) / 4, accuracy: 1e-3)
+        }
     }
 
     func testSeveralURLsAreIndependentStreamsWithTheirOwnVideo() throws {
