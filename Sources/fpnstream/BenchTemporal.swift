@@ -270,8 +270,10 @@ final class TemporalClipRun {
                 if mode == 0 { offDets = dets; offMs.append(backbone); offTotalMs.append(total) }
                 else { deltaDets = dets; deltaMs.append(backbone); deltaTotalMs.append(total) }
             }
-            offLevels = offCapture.keys.map { (offCapture.levelName($0), offCapture.outputs[$0]!) }
-            deltaLevels = offCapture.keys.map { (offCapture.levelName($0), deltaCapture.outputs[$0]!) }
+            // Captured in forward order (the FPN runs top-down); listed by stride, as the pyramid is.
+            let keys = offCapture.keys.sorted { offCapture.outputs[$0]!.h > offCapture.outputs[$1]!.h }
+            offLevels = keys.map { (offCapture.levelName($0), offCapture.outputs[$0]!) }
+            deltaLevels = keys.map { (offCapture.levelName($0), deltaCapture.outputs[$0]!) }
             agreements.append(DetectionAgreement(reference: offDets, candidate: deltaDets, minScore: score))
         case .centerFace(let offDetector, let deltaDetector, let score):
             for mode in (n % 2 == 0 ? [0, 1] : [1, 0]) {

@@ -1,7 +1,5 @@
 import Foundation
-import Tensor
 import TestSupport
-import Vision
 import XCTest
 
 /// `fpnstream tail` end to end: the built binary against scripts/rtsp-server on loopback.
@@ -254,12 +252,9 @@ final class TailCommandTests: XCTestCase {
         let b = RTSPTestServer(arguments: [])
         try b.start()
         defer { b.stop() }
-        let fixture = try SafeTensorsFile(url: TestPaths.fixtures.appendingPathComponent("heads/tiny-maskrcnn.safetensors"))
-        let (tensors, metadata) = try SyntheticWeights.fixtureWeights(fixture)
-        let model = dir.appendingPathComponent("tiny.safetensors")
-        try SafeTensorsWriter.write(tensors, metadata: metadata, to: model)
+        let model = try TinyModel.write(to: dir)
         let yaml = dir.appendingPathComponent("t.yaml")
-        try "model: {path: '\(model.path)'}\n".write(to: yaml, atomically: true, encoding: .utf8)
+        try "model: {path: '\(model)'}\n".write(to: yaml, atomically: true, encoding: .utf8)
         let out = dir.appendingPathComponent("t.jsonl")
         let p = try startTail([a.url, b.url, "--pipeline", yaml.path, "--temporal", "delta", "--jsonl", out.path,
                                "--max-frames", "4", "--drop-policy", "block", "--quiet"])

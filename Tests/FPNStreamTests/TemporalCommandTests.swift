@@ -26,16 +26,7 @@ final class TemporalCommandTests: XCTestCase {
 
     func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
 
-    /// The tiny Mask R-CNN fixture (ResNet-18 FPN, 5 classes, min_size 120) as a weights file.
-    func weightsFile() throws -> String {
-        let fixture = try SafeTensorsFile(url: TestPaths.fixtures.appendingPathComponent("heads/tiny-maskrcnn.safetensors"))
-        var (tensors, metadata) = try SyntheticWeights.fixtureWeights(fixture)
-        metadata["class_names"] = "[\"__background__\", \"person\", \"bicycle\", \"car\", \"dog\"]"
-        metadata["score_thresh"] = "0.3"
-        let url = dir.appendingPathComponent("tiny-maskrcnn.safetensors")
-        try SafeTensorsWriter.write(tensors, metadata: metadata, to: url)
-        return url.path
-    }
+    func weightsFile() throws -> String { try TinyModel.write(to: dir) }
 
     /// 8 identical frames (SMPTE bars, lossless FFV1), 160x120.
     func stillClip() throws -> String {
