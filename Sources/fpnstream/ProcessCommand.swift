@@ -186,8 +186,10 @@ struct ProcessCommand: ParsableCommand {
                 temporal = ", temporal \(summary.temporal.rawValue)"
                 if let r = summary.meanRecomputedFraction { temporal += String(format: " (recomputed %.3f)", r) }
             }
-            info(String(format: "processed %d frames in %.1f s (%.1f fps)", summary.framesProcessed, wall,
-                        wall > 0 ? Double(summary.framesProcessed) / wall : 0) + temporal
+            let fps = wall > 0 ? Double(summary.framesProcessed) / wall : 0
+            // Two decimals below 10 fps: a heavy model on a CPU runs at 0.1-1 fps and "0.1" would hide a 2x change.
+            info(String(format: fps < 10 ? "processed %d frames in %.1f s (%.2f fps)" : "processed %d frames in %.1f s (%.1f fps)",
+                        summary.framesProcessed, wall, fps) + temporal
                  + (outs.isEmpty ? "" : " → " + outs.joined(separator: ", ")))
         }
         if stats { info(summary.report.formattedSummary()) }
