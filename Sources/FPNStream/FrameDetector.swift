@@ -23,7 +23,7 @@ extension FrameDetector {
         guard settings.mode != .off else { return }
         throw TemporalConfigError(message: name == NoDetector().name
             ? "temporal \(settings.mode.rawValue) needs a model (--model or a pipeline model section)"
-            : "the \(name) detector does not support temporal reuse (only ResNet-FPN models do)")
+            : "the \(name) detector does not support temporal reuse (ResNet-FPN .safetensors models and CenterFace do)")
     }
 }
 

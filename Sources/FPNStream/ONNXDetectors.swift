@@ -1,6 +1,7 @@
 import FPNCore
 import Foundation
 import ONNX
+import Vision
 
 /// Builds the runner's detector for ONNX model files (`model.path: *.onnx` or `model.kind: onnx-centerface`).
 public enum ONNXDetectors {
@@ -40,19 +41,59 @@ public enum ONNXDetectors {
 }
 
 /// The runner's detector slot filled by CenterFace: faces (class `face`, 5 landmarks) in source pixels.
-/// Per-stream: holds the ONNX session's buffers.
+/// Per-stream: holds the ONNX session's buffers and, with temporal reuse, the stream's cache (`delta`: a
+/// `TemporalCache` as the session's conv runner, so every conv of the network recomputes only changed tiles) or the
+/// last keyframe's faces (`keyframe`); both reset when the frame size changes.
 public struct CenterFaceFrameDetector: FrameDetector {
     let detector: CenterFaceDetector
     /// Keep at most this many faces (highest scores); nil = all.
     let maxDetections: Int?
+    private var temporal = TemporalSettings()
+    private var temporalState: TemporalStreamState?
+
+    init(detector: CenterFaceDetector, maxDetections: Int?) {
+        self.detector = detector
+        self.maxDetections = maxDetections
+    }
 
     public var name: String { "centerface" }
 
+    public mutating func useTemporal(_ settings: TemporalSettings) throws {
+        if !settings.layerThresholds.isEmpty {
+            throw TemporalConfigError(message: "layer_thresholds are not supported for ONNX models (use threshold)")
+        }
+        temporal = settings
+        let cache = settings.mode == .delta ? TemporalCache(settings: settings) : nil
+        temporalState = settings.mode == .off ? nil : TemporalStreamState(cache: cache)
+        detector.runner = cache
+    }
+
     public func detect(_ frame: Frame, into result: inout FrameResult) throws {
+        guard let t = temporalState else {
+            result.detections = try faces(frame)
+            return
+        }
+        t.startFrame(width: frame.info.width, height: frame.info.height)
+        if temporal.mode == .keyframe {
+            if t.frameIndex % temporal.keyframeInterval != 0, let kept = t.keyframe {
+                result.detections = kept.detections
+                result.recomputedFraction = 0
+            } else {
+                result.detections = try faces(frame)
+                t.keyframe = (result.detections, nil)
+                result.recomputedFraction = 1
+            }
+        } else {
+            result.detections = try faces(frame)
+            result.recomputedFraction = t.cache?.lastStats.recomputedFraction ?? 1
+        }
+    }
+
+    private func faces(_ frame: Frame) throws -> [Detection] {
         var faces = try detector.detect(frame.image)
         if let cap = maxDetections, faces.count > cap {
             faces = Array(faces.sorted { $0.score > $1.score }.prefix(cap))
         }
-        result.detections = faces
+        return faces
     }
 }

@@ -147,7 +147,7 @@ struct SpecReader {
         }
         let m = try map(node, "temporal")
         try m.check(["mode", "threshold", "layer_thresholds", "refresh_interval", "keyframe_interval", "dense_fallback",
-                     "tile"])
+                     "tile", "input_threshold", "input_block", "frame_fallback", "deep_tile"])
         if let n = m["mode"] { s.mode = try choice(n, "temporal.mode", TemporalMode.self) }
         if let n = m["threshold"] { s.threshold = Float(try double(n, "temporal.threshold", min: 0)) }
         if let n = m["layer_thresholds"], !n.isNull {
@@ -159,11 +159,12 @@ struct SpecReader {
         }
         if let n = m["refresh_interval"] { s.refreshInterval = try int(n, "temporal.refresh_interval", min: 0) }
         if let n = m["keyframe_interval"] { s.keyframeInterval = try int(n, "temporal.keyframe_interval", min: 1) }
-        if let n = m["dense_fallback"] {
-            s.denseFallback = try double(n, "temporal.dense_fallback", min: 0)
-            if s.denseFallback > 1 { throw fail(n, "temporal.dense_fallback", "must be in [0, 1], got \(n.scalar!.string)") }
-        }
+        if let n = m["dense_fallback"] { s.denseFallback = try fraction(n, "temporal.dense_fallback") }
         if let n = m["tile"] { s.tile = try int(n, "temporal.tile", min: 1) }
+        if let n = m["input_threshold"], !n.isNull { s.inputThreshold = Float(try double(n, "temporal.input_threshold", min: 0)) }
+        if let n = m["input_block"] { s.inputBlock = try int(n, "temporal.input_block", min: 1) }
+        if let n = m["frame_fallback"] { s.frameFallback = try fraction(n, "temporal.frame_fallback") }
+        if let n = m["deep_tile"] { s.deepTile = try int(n, "temporal.deep_tile", min: 0) }
         return s
     }
 
@@ -295,10 +296,13 @@ struct SpecReader {
         return v
     }
 
-    func unit(_ node: Node, _ path: String) throws -> Float {
+    func unit(_ node: Node, _ path: String) throws -> Float { Float(try fraction(node, path)) }
+
+    /// A number in [0, 1], kept in double precision.
+    func fraction(_ node: Node, _ path: String) throws -> Double {
         let v = try double(node, path)
         guard v >= 0, v <= 1 else { throw fail(node, path, "must be in [0, 1], got \(node.scalar!.string)") }
-        return Float(v)
+        return v
     }
 
     func int(_ node: Node, _ path: String, min lo: Int? = nil) throws -> Int {

@@ -113,6 +113,12 @@ public final class PyramidCapture: ConvolutionRunner {
         return "p\(Int(log2(Double(inputHeight) / Double(h)).rounded()))"
     }
 
+    /// Head convs shared by the pyramid levels: forwarded with their instance so the cache keeps per-level state.
+    public func run(_ layer: ConvLayer, instance: Int, input: Tensor, residual: Tensor?, workspace: Workspace) -> Tensor {
+        inner?.run(layer, instance: instance, input: input, residual: residual, workspace: workspace)
+            ?? layer.conv(input, residual: residual, in: workspace)
+    }
+
     public func run(_ layer: ConvLayer, input: Tensor, residual: Tensor?, workspace: Workspace) -> Tensor {
         if input.c == 3 && residual == nil { inputHeight = input.h }
         let out = inner?.run(layer, input: input, residual: residual, workspace: workspace)

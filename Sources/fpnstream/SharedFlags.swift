@@ -80,6 +80,21 @@ struct TemporalFlags: ParsableArguments {
     @Option(help: ArgumentHelp("delta: output tile side in pixels (default 4).", valueName: "n"))
     var temporalTile: Int?
 
+    @Option(help: ArgumentHelp("delta: threshold of the image-reading (stem) conv, × the image RMS on box means of "
+                               + "|change| (default: --temporal-threshold).", valueName: "t"))
+    var temporalInputThreshold: Float?
+
+    @Option(help: ArgumentHelp("delta: box side in image pixels of the stem's change metric (default 4).", valueName: "n"))
+    var temporalInputBlock: Int?
+
+    @Option(help: ArgumentHelp("delta: the whole frame runs densely when more than this fraction of the image changed "
+                               + "(default 0.5; 1 = never).", valueName: "f"))
+    var temporalFrameFallback: Double?
+
+    @Option(help: ArgumentHelp("delta: output tile side for layers at stride >= 16 (default 0 = --temporal-tile).",
+                               valueName: "n"))
+    var temporalDeepTile: Int?
+
     func validate() throws {
         if let t = temporalThreshold, !(t >= 0) { throw ValidationError("--temporal-threshold must be >= 0") }
         if let n = temporalRefresh, n < 0 { throw ValidationError("--temporal-refresh must be >= 0") }
@@ -88,6 +103,12 @@ struct TemporalFlags: ParsableArguments {
             throw ValidationError("--temporal-dense-fallback must be in [0, 1]")
         }
         if let n = temporalTile, n < 1 { throw ValidationError("--temporal-tile must be >= 1") }
+        if let t = temporalInputThreshold, !(t >= 0) { throw ValidationError("--temporal-input-threshold must be >= 0") }
+        if let n = temporalInputBlock, n < 1 { throw ValidationError("--temporal-input-block must be >= 1") }
+        if let f = temporalFrameFallback, !(0...1).contains(f) {
+            throw ValidationError("--temporal-frame-fallback must be in [0, 1]")
+        }
+        if let n = temporalDeepTile, n < 0 { throw ValidationError("--temporal-deep-tile must be >= 0") }
     }
 
     /// `settings` (from a pipeline file, or the defaults) with the flags given applied. Tuning flags that the
@@ -100,8 +121,16 @@ struct TemporalFlags: ParsableArguments {
         if let v = temporalKeyframeInterval { s.keyframeInterval = v }
         if let v = temporalDenseFallback { s.denseFallback = v }
         if let v = temporalTile { s.tile = v }
+        if let v = temporalInputThreshold { s.inputThreshold = v }
+        if let v = temporalInputBlock { s.inputBlock = v }
+        if let v = temporalFrameFallback { s.frameFallback = v }
+        if let v = temporalDeepTile { s.deepTile = v }
         let deltaOnly = [("--temporal-threshold", temporalThreshold != nil), ("--temporal-refresh", temporalRefresh != nil),
-                         ("--temporal-dense-fallback", temporalDenseFallback != nil), ("--temporal-tile", temporalTile != nil)]
+                         ("--temporal-dense-fallback", temporalDenseFallback != nil), ("--temporal-tile", temporalTile != nil),
+                         ("--temporal-input-threshold", temporalInputThreshold != nil),
+                         ("--temporal-input-block", temporalInputBlock != nil),
+                         ("--temporal-frame-fallback", temporalFrameFallback != nil),
+                         ("--temporal-deep-tile", temporalDeepTile != nil)]
         if s.mode != .delta, let flag = deltaOnly.first(where: \.1) {
             throw ValidationError("\(flag.0) applies to --temporal delta (the mode is \(s.mode.rawValue))")
         }

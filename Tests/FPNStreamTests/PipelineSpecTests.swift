@@ -55,6 +55,10 @@ final class PipelineSpecTests: XCTestCase {
               keyframe_interval: 7
               tile: 8
               layer_thresholds: { backbone.body.conv1: 0.5, 'backbone.fpn.layer_blocks.0': 0 }
+              input_threshold: 0.1
+              input_block: 2
+              frame_fallback: 0.75
+              deep_tile: 8
             tracker:
               track_high_thresh: 0.6
               track_low_thresh: 0.2
@@ -95,6 +99,10 @@ final class PipelineSpecTests: XCTestCase {
         XCTAssertEqual(s.temporal.denseFallback, 0.5)
         XCTAssertEqual(s.temporal.keyframeInterval, 7)
         XCTAssertEqual(s.temporal.tile, 8)
+        XCTAssertEqual(s.temporal.inputThreshold, 0.1)
+        XCTAssertEqual(s.temporal.inputBlock, 2)
+        XCTAssertEqual(s.temporal.frameFallback, 0.75)
+        XCTAssertEqual(s.temporal.deepTile, 8)
         XCTAssertEqual(s.temporal.layerThresholds, ["backbone.body.conv1": 0.5, "backbone.fpn.layer_blocks.0": 0])
         let t = try XCTUnwrap(s.tracker)
         XCTAssertEqual(t.trackThresh, 0.6)
@@ -144,7 +152,7 @@ final class PipelineSpecTests: XCTestCase {
         assertError("model:\n  path: m\n  scor: 0.5\n", "x.yaml:3: model: unknown key 'scor' (did you mean 'score'?)")
         assertError("temporal:\n  zzz: 1\n",
                     "x.yaml:2: temporal: unknown key 'zzz' (known keys: mode, threshold, layer_thresholds, refresh_interval, "
-                    + "keyframe_interval, dense_fallback, tile)")
+                    + "keyframe_interval, dense_fallback, tile, input_threshold, input_block, frame_fallback, deep_tile)")
         assertError("temporal:\n  threshold: -1\n", "x.yaml:2: temporal.threshold: must be ≥ 0, got -1")
         assertError("temporal:\n  keyframe_interval: 0\n", "x.yaml:2: temporal.keyframe_interval: must be ≥ 1, got 0")
         assertError("temporal:\n  layer_thresholds: {a: x}\n",

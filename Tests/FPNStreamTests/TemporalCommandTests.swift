@@ -102,6 +102,26 @@ final class TemporalCommandTests: XCTestCase {
         XCTAssertEqual(try XCTUnwrap(all.last?["recomputed_mean"] as? Double), 3.0 / 8.0, accuracy: 1e-4)
     }
 
+    /// CenterFace (ONNX) through `pipelines/faces.yaml` with `--temporal delta`: the session's convs go through the
+    /// stream's cache, so identical frames after the first recompute nothing; per-layer thresholds are rejected.
+    func testCenterFaceDelta() throws {
+        let onnx = TestPaths.samples.appendingPathComponent("onnx/centerface.onnx").path
+        guard FileManager.default.fileExists(atPath: onnx) else { throw XCTSkip("centerface.onnx missing: run scripts/fetch-models") }
+        let clip = try stillClip()
+        let yaml = path("faces.yaml")
+        try "model: {path: '\(onnx)', kind: onnx-centerface}\n".write(toFile: yaml, atomically: true, encoding: .utf8)
+        let out = path("faces.jsonl")
+        var r = try run(["process", clip, "--pipeline", yaml, "--jsonl", out, "--max-frames", "4", "--temporal", "delta", "-q"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let f = try lines(out).filter { $0["type"] as? String == "frame" }.map { $0["recomputed"] as? Double ?? -1 }
+        XCTAssertEqual(f, [1, 0, 0, 0])
+        try "model: {path: '\(onnx)', kind: onnx-centerface}\ntemporal: {mode: delta, layer_thresholds: {x: 1}}\n"
+            .write(toFile: yaml, atomically: true, encoding: .utf8)
+        r = try run(["process", clip, "--pipeline", yaml])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("layer_thresholds are not supported for ONNX models"), r.stderr)
+    }
+
     /// Bad temporal configurations are usage errors naming the problem.
     func testTemporalConfigurationErrors() throws {
         let clip = try stillClip()
