@@ -105,7 +105,8 @@ def train(args):
     frames = Frames(args.seed, args.width, args.height)
     acc = {}
     t0 = time.time()
-    for it in range(start, args.iters):
+    end = min(args.iters, args.stop_at) if args.stop_at else args.iters
+    for it in range(start, end):
         for g in opt.param_groups:
             g["lr"] = lr_at(it, args)
         images, targets, sems = sample(frames, args.seed, it, args.batch)
@@ -119,7 +120,7 @@ def train(args):
             acc[k] = acc.get(k, 0.0) + float(v.detach())
         acc["n"] = acc.get("n", 0) + 1
         done = it + 1
-        if done % args.log_every == 0 or done == args.iters:
+        if done % args.log_every == 0 or done == end:
             n = acc.pop("n")
             avg = {k: round(v / n, 4) for k, v in acc.items()}
             avg["total"] = round(sum(avg.values()), 4)
@@ -127,7 +128,7 @@ def train(args):
             history.append({"iter": done, "wall_s": round(el, 1), "lr": lr_at(it, args), **avg})
             print(json.dumps(history[-1]), flush=True)
             acc = {}
-        if done % args.ckpt_every == 0 or done == args.iters:
+        if done % args.ckpt_every == 0 or done == end:
             tmp = ckpt + ".tmp"
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "iter": done,
                         "wall": wall + time.time() - t0, "history": history, "args": vars(args)}, tmp)
@@ -159,6 +160,8 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--iters", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--stop-at", type=int, default=0,
+                    help="end (with a checkpoint) at this iteration; the schedule still follows --iters")
     ap.add_argument("--depth", type=int, default=10, choices=[10, 18, 34])
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--lr", type=float, default=1e-3)
