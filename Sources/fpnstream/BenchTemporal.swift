@@ -329,8 +329,9 @@ final class TemporalClipRun {
         if n < offTotalMs.count {
             s += String(format: "\"off_detector_ms\":%.2f,\"delta_detector_ms\":%.2f,", offTotalMs[n], deltaTotalMs[n])
         }
-        s += String(format: "\"recomputed\":%.4f,\"recomputed_tiles\":%.4f,\"refreshed\":%@,", fractions[n], tileFractions[n],
-                    cache.lastStats.refreshed ? "true" : "false")
+        s += String(format: "\"recomputed\":%.4f,\"recomputed_tiles\":%.4f,\"refreshed\":%@,\"input_changed\":%.4f,\"frame_fallback\":%@,",
+                    fractions[n], tileFractions[n], cache.lastStats.refreshed ? "true" : "false",
+                    cache.lastStats.inputChangedFraction, cache.lastStats.frameFallback ? "true" : "false")
         if n < agreements.count {
             let a = agreements[n]
             s += String(format: "\"f1\":%.4f,\"off_detections\":%d,\"delta_detections\":%d,", a.f1, a.reference, a.candidate)

@@ -188,18 +188,31 @@ final class TemporalCacheTests: XCTestCase {
         let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0,
                                                              frameFallback: 0.5))
         let ws = Workspace()
-        let a = frame("t.a"), c = frame("t.c")
+        let a = frame("t.a"), first = frame("t.c")
         _ = cache.forward(b, input: a, workspace: ws)
         // A whole new frame (a scene cut / camera move): every stem tile changed → one dense pass, no compare.
         ws.beginFrame()
-        var p = cache.forward(b, input: c, workspace: ws)
+        var p = cache.forward(b, input: first, workspace: ws)
         XCTAssertTrue(cache.lastStats.frameFallback)
         XCTAssertFalse(cache.lastStats.refreshed, "a fall-back is not a scheduled refresh")
         XCTAssertEqual(cache.lastStats.inputChangedFraction, 1)
         XCTAssertEqual(cache.lastStats.denseLayers, b.convLayers.count)
         XCTAssertEqual(cache.lastStats.tiledLayers + cache.lastStats.skippedLayers, 0)
+        XCTAssertLessThanOrEqual(maxRelativeError(p, dense(b, first)), 1e-6)
+        // Sustained motion: a second changed frame falls back too (kept-input copies skipped, state stale).
+        let c = frame("t.d")
+        ws.beginFrame()
+        p = cache.forward(b, input: c, workspace: ws)
+        XCTAssertTrue(cache.lastStats.frameFallback)
         XCTAssertLessThanOrEqual(maxRelativeError(p, dense(b, c)), 1e-6)
-        // The kept state is the new frame's: repeating it costs nothing, a patch is a partial update again.
+        // The first calm frame resyncs (dense with copies; without it the layers would compare against frame 0's
+        // kept inputs and recompute), then repeating it costs nothing and a patch is a partial update again.
+        ws.beginFrame()
+        p = cache.forward(b, input: c, workspace: ws)
+        XCTAssertTrue(cache.lastStats.frameFallback, "resync after a fall-back run")
+        XCTAssertEqual(cache.lastStats.inputChangedFraction, 0)
+        XCTAssertEqual(cache.lastStats.denseLayers, b.convLayers.count)
+        XCTAssertLessThanOrEqual(maxRelativeError(p, dense(b, c)), 1e-6)
         ws.beginFrame()
         _ = cache.forward(b, input: c, workspace: ws)
         XCTAssertFalse(cache.lastStats.frameFallback)
@@ -215,7 +228,7 @@ final class TemporalCacheTests: XCTestCase {
         let never = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0,
                                                              frameFallback: 1))
         _ = never.forward(b, input: a, workspace: Workspace())
-        _ = never.forward(b, input: c, workspace: Workspace())
+        _ = never.forward(b, input: first, workspace: Workspace())
         XCTAssertFalse(never.lastStats.frameFallback)
         XCTAssertEqual(never.lastStats.inputChangedFraction, 1)
     }

@@ -28,7 +28,10 @@ public struct TemporalSettings: Equatable, Sendable {
     /// gathers im2col columns per tile; measured with `fpnstream bench ops --tiles`: all tiles cost ~0.9-1.0x
     /// dense, a quarter ~0.22-0.27x, so past ~0.7 dense is cheaper).
     public var denseFallback: Double
-    /// Output tile side (pixels of each conv's output); the input grid uses tile × stride.
+    /// Output tile side (pixels of each conv's output); the input grid uses tile × stride. Default 2: on vtest.avi
+    /// (R50-FPN, threshold 0.15) tile 2 ran 3.56x faster than dense, tile 4 with 2 at stride ≥ 16 2.83x (same run
+    /// conditions; `fpnstream bench temporal samples/external/vtest.avi --arch resnet50-fpn --frames 8 --tile T
+    /// --threshold 0.15 --input-threshold 0.15`, docs/temporal.md): the 1-pixel halo of a 3x3 conv wastes less.
     public var tile: Int
     /// `delta`: threshold of the image-reading conv (the stem: 3 input channels, frame start), relative to the
     /// image's RMS, on the noise-robust box metric (`inputBlock`) instead of the per-pixel max; nil = `threshold`.
@@ -41,15 +44,20 @@ public struct TemporalSettings: Equatable, Sendable {
     public var inputBlock: Int
     /// `delta`: frame-level fall-back. When more than this fraction of the stem's input tiles changed (moving
     /// camera, scene cut), the whole frame runs densely: no per-layer compare, gather or copy beyond keeping the
-    /// state (the kept inputs and outputs stay consistent). 1 = never.
+    /// state consistent: a run of such frames skips the per-layer kept-input copies, and the first frame below the
+    /// fraction afterwards is a dense resync with copies). 1 = never. Default 0.15, the break-even measured on
+    /// bikes.mp4 (R50-FPN, per-frame delta/off time by stem changed fraction f: f < 0.10 → ≤ 0.76x, 0.10-0.15 →
+    /// 0.82x, 0.15-0.20 → 1.14x; the receptive field spreads f ≈ 0.15 to ~all deep tiles), with
+    /// `fpnstream bench temporal samples/external/bikes.mp4 --arch resnet50-fpn --frames 120 --tile 2 --threshold 0.15
+    /// --input-threshold 0.15 --frame-fallback 0.5 --jsonl F` (docs/temporal.md, "Measured").
     public var frameFallback: Double
     /// `delta`: output tile side for layers whose output stride is 16 or more (deep, low-resolution maps, where a
     /// tile of `tile` pixels plus the conv halo covers much of the map); 0 = `tile`.
     public var deepTile: Int
 
     public init(mode: TemporalMode = .off, threshold: Float = 0.05, layerThresholds: [String: Float] = [:],
-                refreshInterval: Int = 100, keyframeInterval: Int = 5, denseFallback: Double = 0.7, tile: Int = 4,
-                inputThreshold: Float? = nil, inputBlock: Int = 4, frameFallback: Double = 0.5, deepTile: Int = 0) {
+                refreshInterval: Int = 100, keyframeInterval: Int = 5, denseFallback: Double = 0.7, tile: Int = 2,
+                inputThreshold: Float? = nil, inputBlock: Int = 4, frameFallback: Double = 0.15, deepTile: Int = 0) {
         precondition(threshold >= 0 && refreshInterval >= 0 && keyframeInterval >= 1 && tile >= 1
                      && (inputThreshold ?? 0) >= 0 && inputBlock >= 1 && deepTile >= 0,
                      "temporal settings out of range")
@@ -147,6 +155,10 @@ public final class TemporalCache: ConvolutionRunner {
     private var produced: [ObjectIdentifier: (grid: TileGrid, tiles: [Int]?)] = [:]
     private var inputShape: [Int]?
     private var denseThisFrame = false
+    /// Frame-level fall-back frames skip refreshing the kept inputs of every layer but the stem (a copy per layer
+    /// costs ~8% of a dense pass). The state is then stale: the next frame below the fall-back fraction is a dense
+    /// pass with copies (a resync) before delta updates resume.
+    private var skipKeptCopies = false, stale = false
     private var keptPyramid: [PyramidLevel] = []
 
     public init(settings: TemporalSettings = TemporalSettings(mode: .delta)) { self.settings = settings }
@@ -196,6 +208,8 @@ public final class TemporalCache: ConvolutionRunner {
         let index = frameIndex
         frameIndex += 1
         denseThisFrame = index == 0 || (settings.refreshInterval > 0 && index % settings.refreshInterval == 0)
+        skipKeptCopies = false
+        if denseThisFrame { stale = false }
         lastStats = TemporalFrameStats()
         lastStats.refreshed = denseThisFrame || settings.mode == .off
         if lastStats.refreshed { lastStats.inputChangedFraction = 1 }
@@ -251,10 +265,14 @@ public final class TemporalCache: ConvolutionRunner {
         for (t, d) in s.inputDiff.enumerated() where d > threshold { changedInput.append(t) }
         if isStem {
             lastStats.inputChangedFraction = Double(changedInput.count) / Double(s.inputGrid.count)
-            if lastStats.inputChangedFraction > settings.frameFallback {
-                // Most of the image changed: the per-layer compare/gather would cost more than it saves.
+            if lastStats.inputChangedFraction > settings.frameFallback || stale {
+                // Most of the image changed: the per-layer compare/gather would cost more than it saves. While the
+                // motion lasts the other layers skip refreshing their kept inputs; the first calm frame after it
+                // resyncs them (a dense pass with copies).
                 denseThisFrame = true
                 lastStats.frameFallback = true
+                skipKeptCopies = lastStats.inputChangedFraction > settings.frameFallback
+                stale = skipKeptCopies
                 return dense(layer, instance, s, input: input, residual: residual, flops: layerFlops, rms: false,
                              workspace: workspace)
             }
@@ -310,11 +328,17 @@ public final class TemporalCache: ConvolutionRunner {
     /// the thresholds scale with (scheduled refreshes only, so a frame-level fall-back does not move thresholds).
     private func dense(_ layer: ConvLayer, _ instance: Int, _ s: LayerState, input: Tensor, residual: Tensor?,
                        flops: Double, rms: Bool, workspace: Workspace) -> Tensor {
-        s.keptInput.copy(from: input)
-        if let residual { s.keptResidual!.copy(from: residual) }
-        if rms { s.inputRMS = Self.rms(input) }
-        let t0 = Benchmark.now()
-        layer.conv.forward(s.keptInput, residual: s.keptResidual, into: s.output, workspace: workspace)
+        let t0: Double
+        if skipKeptCopies && input.c != 3 {
+            t0 = Benchmark.now()
+            layer.conv.forward(input, residual: residual, into: s.output, workspace: workspace)
+        } else {
+            s.keptInput.copy(from: input)
+            if let residual { s.keptResidual!.copy(from: residual) }
+            if rms { s.inputRMS = Self.rms(input) }
+            t0 = Benchmark.now()
+            layer.conv.forward(s.keptInput, residual: s.keptResidual, into: s.output, workspace: workspace)
+        }
         lastStats.convSeconds += Benchmark.now() - t0
         lastStats.denseLayers += 1
         lastStats.totalTiles += s.outputGrid.count
