@@ -58,41 +58,52 @@ extension Ops {
     /// every batch item and channel in the tile (NaN counts as infinity). Result indexed by tile (row-major), written
     /// into `into` (resized to `grid.count`), so a per-stream caller reuses its array.
     public static func tileMaxAbsDifference(_ a: Tensor, _ b: Tensor, grid: TileGrid, into result: inout [Float]) {
+        // Per tile row, a per-pixel-column running max over every plane and row is a contiguous (vectorizable)
+        // stream; the tiles then reduce their columns.
+        forEachTileRow(a, b, grid: grid, into: &result) { ty, out, colMax, pa, pb in
+            let planes = a.n * a.c, plane = a.h * a.w, w = a.w
+            colMax.update(repeating: 0, count: w)
+            let y0 = ty * grid.tile.h, y1 = min(grid.height, y0 + grid.tile.h)
+            for p in 0..<planes {
+                for y in y0..<y1 {
+                    let ra = pa + p * plane + y * w, rb = pb + p * plane + y * w
+                    for x in 0..<w {
+                        // A NaN difference sticks (d != d), so it is never read as "unchanged".
+                        let d = abs(ra[x] - rb[x]), m = colMax[x]
+                        colMax[x] = d > m || d != d ? d : m
+                    }
+                }
+            }
+            for tx in 0..<grid.columns {
+                var m: Float = 0
+                for x in (tx * grid.tile.w)..<min(w, (tx + 1) * grid.tile.w) {
+                    let v = colMax[x]
+                    m = v > m ? v : (v != v ? .infinity : m)
+                }
+                out[ty * grid.columns + tx] = m
+            }
+        }
+    }
+
+    /// The frame shared by the per-tile difference ops: checks `a` and `b` against `grid`, sizes `result`, and calls
+    /// `body(tileRow, result, columnScratch, a, b)` for every tile row, tile rows in parallel (each chunk with its
+    /// own `a.w`-float column scratch).
+    private static func forEachTileRow(
+        _ a: Tensor, _ b: Tensor, grid: TileGrid, into result: inout [Float],
+        _ body: (Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>,
+                 UnsafeMutablePointer<Float>) -> Void
+    ) {
         precondition(a.shape == b.shape && a.rank == 4 && a.h == grid.height && a.w == grid.width,
                      "tile difference of \(a.shape) and \(b.shape) over \(grid)")
         a.checkValid(); b.checkValid()
         if result.count != grid.count { result = [Float](repeating: 0, count: grid.count) }
-        let planes = a.n * a.c, plane = a.h * a.w, w = a.w, cols = grid.columns
-        let pa = a.ptr, pb = b.ptr
+        let pa = a.ptr, pb = b.ptr, w = a.w
         result.withUnsafeMutableBufferPointer { res in
             let out = res.baseAddress!
-            // Tile rows are independent: parallel over them. Per tile row, a per-pixel-column running max over every
-            // plane and row is a contiguous (vectorizable) stream; the tiles then reduce their columns.
-            Parallel.forEach(grid.rows, cost: planes * plane) { tileRows in
-                let colMax = UnsafeMutablePointer<Float>.allocate(capacity: w)
-                defer { colMax.deallocate() }
-                for ty in tileRows {
-                    colMax.update(repeating: 0, count: w)
-                    let y0 = ty * grid.tile.h, y1 = min(grid.height, y0 + grid.tile.h)
-                    for p in 0..<planes {
-                        for y in y0..<y1 {
-                            let ra = pa + p * plane + y * w, rb = pb + p * plane + y * w
-                            for x in 0..<w {
-                                // A NaN difference sticks (d != d), so it is never read as "unchanged".
-                                let d = abs(ra[x] - rb[x]), m = colMax[x]
-                                colMax[x] = d > m || d != d ? d : m
-                            }
-                        }
-                    }
-                    for tx in 0..<cols {
-                        var m: Float = 0
-                        for x in (tx * grid.tile.w)..<min(w, (tx + 1) * grid.tile.w) {
-                            let v = colMax[x]
-                            m = v > m ? v : (v != v ? .infinity : m)
-                        }
-                        out[ty * cols + tx] = m
-                    }
-                }
+            Parallel.forEach(grid.rows, cost: a.count) { tileRows in
+                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: w)
+                defer { scratch.deallocate() }
+                for ty in tileRows { body(ty, out, scratch, pa, pb) }
             }
         }
     }
@@ -138,43 +149,32 @@ extension Ops {
     /// object (a few pixels across) moves it fully. NaN counts as infinity. `block` 1 = the largest channel-mean.
     public static func tileBlockMeanAbsDifference(_ a: Tensor, _ b: Tensor, grid: TileGrid, block: Int,
                                                   into result: inout [Float]) {
-        precondition(a.shape == b.shape && a.rank == 4 && a.h == grid.height && a.w == grid.width && block >= 1,
-                     "tile block difference of \(a.shape) and \(b.shape) over \(grid), block \(block)")
-        a.checkValid(); b.checkValid()
-        if result.count != grid.count { result = [Float](repeating: 0, count: grid.count) }
-        let planes = a.n * a.c, plane = a.h * a.w, w = a.w, cols = grid.columns
-        let pa = a.ptr, pb = b.ptr
-        result.withUnsafeMutableBufferPointer { res in
-            let out = res.baseAddress!
-            Parallel.forEach(grid.rows, cost: planes * plane) { tileRows in
-                let colSum = UnsafeMutablePointer<Float>.allocate(capacity: w)
-                defer { colSum.deallocate() }
-                for ty in tileRows {
-                    for tx in 0..<cols { out[ty * cols + tx] = 0 }
-                    let y0 = ty * grid.tile.h, y1 = min(grid.height, y0 + grid.tile.h)
-                    // One band of box rows at a time: per-column sums over planes and the band's rows, then boxes.
-                    for by in stride(from: y0, to: y1, by: block) {
-                        let by1 = min(y1, by + block)
-                        colSum.update(repeating: 0, count: w)
-                        for p in 0..<planes {
-                            for y in by..<by1 {
-                                let ra = pa + p * plane + y * w, rb = pb + p * plane + y * w
-                                for x in 0..<w { colSum[x] += abs(ra[x] - rb[x]) }
-                            }
-                        }
-                        for tx in 0..<cols {
-                            let x0 = tx * grid.tile.w, x1 = min(w, x0 + grid.tile.w)
-                            var m = out[ty * cols + tx]
-                            for bx in stride(from: x0, to: x1, by: block) {
-                                let bx1 = min(x1, bx + block)
-                                var s: Float = 0
-                                for x in bx..<bx1 { s += colSum[x] }
-                                let mean = s / Float(planes * (by1 - by) * (bx1 - bx))
-                                m = mean > m ? mean : (mean != mean ? .infinity : m)
-                            }
-                            out[ty * cols + tx] = m
-                        }
+        precondition(block >= 1, "tile block difference with block \(block)")
+        forEachTileRow(a, b, grid: grid, into: &result) { ty, out, colSum, pa, pb in
+            let planes = a.n * a.c, plane = a.h * a.w, w = a.w, cols = grid.columns
+            for tx in 0..<cols { out[ty * cols + tx] = 0 }
+            let y0 = ty * grid.tile.h, y1 = min(grid.height, y0 + grid.tile.h)
+            // One band of box rows at a time: per-column sums over planes and the band's rows, then boxes.
+            for by in stride(from: y0, to: y1, by: block) {
+                let by1 = min(y1, by + block)
+                colSum.update(repeating: 0, count: w)
+                for p in 0..<planes {
+                    for y in by..<by1 {
+                        let ra = pa + p * plane + y * w, rb = pb + p * plane + y * w
+                        for x in 0..<w { colSum[x] += abs(ra[x] - rb[x]) }
                     }
+                }
+                for tx in 0..<cols {
+                    let x0 = tx * grid.tile.w, x1 = min(w, x0 + grid.tile.w)
+                    var m = out[ty * cols + tx]
+                    for bx in stride(from: x0, to: x1, by: block) {
+                        let bx1 = min(x1, bx + block)
+                        var s: Float = 0
+                        for x in bx..<bx1 { s += colSum[x] }
+                        let mean = s / Float(planes * (by1 - by) * (bx1 - bx))
+                        m = mean > m ? mean : (mean != mean ? .infinity : m)
+                    }
+                    out[ty * cols + tx] = m
                 }
             }
         }
