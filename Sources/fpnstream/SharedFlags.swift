@@ -63,35 +63,35 @@ struct TemporalFlags: ParsableArguments {
     var temporal: TemporalMode?
 
     @Option(help: ArgumentHelp("delta: a tile is recomputed when its max |change| exceeds this × the layer input's "
-                               + "RMS (default 0.05; 0 = exact).", valueName: "t"))
+                               + "RMS (default \(TemporalSettings().threshold); 0 = exact).", valueName: "t"))
     var temporalThreshold: Float?
 
-    @Option(help: ArgumentHelp("delta: dense refresh every N frames (default 100; 0 = only the first).",
+    @Option(help: ArgumentHelp("delta: dense refresh every N frames (default \(TemporalSettings().refreshInterval); 0 = only the first).",
                                valueName: "n"))
     var temporalRefresh: Int?
 
-    @Option(help: ArgumentHelp("keyframe: run the model every N frames (default 5).", valueName: "n"))
+    @Option(help: ArgumentHelp("keyframe: run the model every N frames (default \(TemporalSettings().keyframeInterval)).", valueName: "n"))
     var temporalKeyframeInterval: Int?
 
-    @Option(help: ArgumentHelp("delta: a layer with more than this fraction of changed tiles runs densely (default 0.7).",
+    @Option(help: ArgumentHelp("delta: a layer with more than this fraction of changed tiles runs densely (default \(TemporalSettings().denseFallback)).",
                                valueName: "f"))
     var temporalDenseFallback: Double?
 
-    @Option(help: ArgumentHelp("delta: output tile side in pixels (default 4).", valueName: "n"))
+    @Option(help: ArgumentHelp("delta: output tile side in pixels (default \(TemporalSettings().tile)).", valueName: "n"))
     var temporalTile: Int?
 
     @Option(help: ArgumentHelp("delta: threshold of the image-reading (stem) conv, × the image RMS on box means of "
                                + "|change| (default: --temporal-threshold).", valueName: "t"))
     var temporalInputThreshold: Float?
 
-    @Option(help: ArgumentHelp("delta: box side in image pixels of the stem's change metric (default 4).", valueName: "n"))
+    @Option(help: ArgumentHelp("delta: box side in image pixels of the stem's change metric (default \(TemporalSettings().inputBlock)).", valueName: "n"))
     var temporalInputBlock: Int?
 
     @Option(help: ArgumentHelp("delta: the whole frame runs densely when more than this fraction of the image changed "
-                               + "(default 0.5; 1 = never).", valueName: "f"))
+                               + "(default \(TemporalSettings().frameFallback); 1 = never).", valueName: "f"))
     var temporalFrameFallback: Double?
 
-    @Option(help: ArgumentHelp("delta: output tile side for layers at stride >= 16 (default 0 = --temporal-tile).",
+    @Option(help: ArgumentHelp("delta: output tile side for layers at stride >= 16 (default \(TemporalSettings().deepTile) = --temporal-tile).",
                                valueName: "n"))
     var temporalDeepTile: Int?
 
