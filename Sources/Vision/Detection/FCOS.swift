@@ -43,23 +43,11 @@ public final class FCOS: Detector, @unchecked Sendable {
 
     public func detect(_ image: RGBImage, state: DetectorState, thresholds: DetectionThresholds?) -> [Detection] {
         let t = thresholds ?? config.thresholds
-        let ws = state.workspace
-        ws.beginFrame()
-        var clock = Benchmark.now()
-        let (input, g) = transform(image, workspace: ws)
-        let transformMs = DetectorSupport.lap(&clock)
-        let levels = backbone(input, workspace: ws, runner: state.runner).levels
-        let backboneMs = DetectorSupport.lap(&clock)
-        defer {
-            state.timingsMs = ["transform": transformMs, "backbone": backboneMs, "heads": DetectorSupport.lap(&clock)]
-        }
-        let anchors = state.anchors(.fcos, grids: DetectorSupport.grids(levels), paddedHeight: g.paddedHeight,
-                                    paddedWidth: g.paddedWidth)
         let k = numClasses
-        let imgW = Float(g.resizedWidth), imgH = Float(g.resizedHeight)
-        var all = RawDetections()
-        let ctx = ForwardContext(workspace: ws, runner: state.runner)
-        for (l, level) in levels.enumerated() {
+        return DetectorSupport.oneStage(image, state: state, transform: transform, backbone: backbone, anchors: .fcos,
+                                        thresholds: t, names: config.classNames) { l, level, anchors, g, ctx, all in
+            let ws = ctx.workspace
+            let imgW = Float(g.resizedWidth), imgH = Float(g.resizedHeight)
             let ct = clsTower(level.features, ctx, level: l)
             let logits = clsLogits(ct, instance: l, ctx)
             ws.release(ct)
@@ -85,7 +73,7 @@ public final class FCOS: Detector, @unchecked Sendable {
                 for j in top {
                     let loc = idx[j] / k, label = idx[j] % k
                     let box = coder.decode(d[loc], d[hw + loc], d[2 * hw + loc], d[3 * hw + loc],
-                                           reference: anchors[l][loc]).clipped(width: imgW, height: imgH)
+                                           reference: anchors[loc]).clipped(width: imgW, height: imgH)
                     all.boxes.append(box)
                     all.scores.append(sc[j])
                     all.labels.append(label)
@@ -95,8 +83,5 @@ public final class FCOS: Detector, @unchecked Sendable {
             ws.release(reg)
             ws.release(ctr)
         }
-        let keep = NMS.batched(boxes: all.boxes, scores: all.scores, idxs: all.labels, iouThreshold: t.nms)
-        return DetectorSupport.detections(all.select(Array(keep.prefix(t.maxDetections))), geometry: g,
-                                          names: config.classNames)
     }
 }

@@ -93,25 +93,14 @@ public final class RetinaNet: Detector, @unchecked Sendable {
 
     public func detect(_ image: RGBImage, state: DetectorState, thresholds: DetectionThresholds?) -> [Detection] {
         let t = thresholds ?? config.thresholds
-        let ws = state.workspace
-        ws.beginFrame()
-        var clock = Benchmark.now()
-        let (input, g) = transform(image, workspace: ws)
-        let transformMs = DetectorSupport.lap(&clock)
-        let levels = backbone(input, workspace: ws, runner: state.runner).levels
-        let backboneMs = DetectorSupport.lap(&clock)
-        defer {
-            state.timingsMs = ["transform": transformMs, "backbone": backboneMs, "heads": DetectorSupport.lap(&clock)]
-        }
-        let anchors = state.anchors(.retinaNet, grids: DetectorSupport.grids(levels), paddedHeight: g.paddedHeight,
-                                    paddedWidth: g.paddedWidth)
         let a = anchorsPerLocation, k = numClasses
-        let imgW = Float(g.resizedWidth), imgH = Float(g.resizedHeight)
         // sigmoid(x) > s  ⇔  x > log(s / (1 - s)); a margin keeps the exact test on the sigmoid itself.
         let logitFloor = t.score > 0 && t.score < 1 ? logf(t.score / (1 - t.score)) - 1e-3 : -Float.infinity
-        var all = RawDetections()
-        let ctx = ForwardContext(workspace: ws, runner: state.runner)
-        for (l, level) in levels.enumerated() {
+        return DetectorSupport.oneStage(image, state: state, transform: transform, backbone: backbone,
+                                        anchors: .retinaNet, thresholds: t,
+                                        names: config.classNames) { l, level, anchors, g, ctx, all in
+            let ws = ctx.workspace
+            let imgW = Float(g.resizedWidth), imgH = Float(g.resizedHeight)
             let ct = clsTower(level.features, ctx, level: l)
             let logits = clsLogits(ct, instance: l, ctx)
             ws.release(ct)
@@ -141,7 +130,7 @@ public final class RetinaNet: Detector, @unchecked Sendable {
                     let loc = anchor / a, ai = anchor % a
                     let base = ai * 4 * hw + loc
                     let box = coder.decode(d[base], d[base + hw], d[base + 2 * hw], d[base + 3 * hw],
-                                           reference: anchors[l][anchor]).clipped(width: imgW, height: imgH)
+                                           reference: anchors[anchor]).clipped(width: imgW, height: imgH)
                     all.boxes.append(box)
                     all.scores.append(sc[j])
                     all.labels.append(label)
@@ -150,8 +139,5 @@ public final class RetinaNet: Detector, @unchecked Sendable {
             ws.release(logits)
             ws.release(deltas)
         }
-        let keep = NMS.batched(boxes: all.boxes, scores: all.scores, idxs: all.labels, iouThreshold: t.nms)
-        return DetectorSupport.detections(all.select(Array(keep.prefix(t.maxDetections))), geometry: g,
-                                          names: config.classNames)
     }
 }
