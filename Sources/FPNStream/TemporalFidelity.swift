@@ -147,3 +147,26 @@ public final class PyramidCapture: ConvolutionRunner {
         }
     }
 }
+
+/// The noise floor of a fidelity measurement: `image` with every byte moved by −1, 0 or +1 grey level (each with
+/// probability 1/3, clamped to 0…255), a deterministic function of (`seed`, byte index). Comparing a detector's
+/// dense output on this with its dense output on `image` (`fpnstream bench temporal --noise-floor`) shows how far
+/// the detector itself moves when its input changes by one quantisation step, which is less than the compression
+/// noise a delta update ignores: an approximate method cannot be expected to agree better than that.
+public func ditheredByOneLevel(_ image: RGBImage, seed: UInt64) -> RGBImage {
+    var out = image
+    out.pixels.withUnsafeMutableBufferPointer { p in
+        var state = seed &* 0x9E37_79B9_7F4A_7C15 &+ 0x1234_5678
+        for i in p.indices {
+            // splitmix64: cheap, well mixed, reproducible across platforms.
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            z ^= z >> 31
+            let v = Int(p[i]) + Int(z % 3) - 1
+            p[i] = UInt8(min(255, max(0, v)))
+        }
+    }
+    return out
+}

@@ -94,6 +94,10 @@ struct BenchTemporal: ParsableCommand {
     @Option(help: "Write one JSON line per frame (ms, recomputed fraction, per-level error, F1) to this file.")
     var jsonl: String?
 
+    @Flag(help: ArgumentHelp("With --model: also run the dense detector on each frame moved by ±1 grey level per byte "
+                             + "and print its agreement with dense, the detector's own noise floor for the F1 above."))
+    var noiseFloor = false
+
     func validate() throws {
         guard weights != nil || model != nil || BackboneConfig(architecture: arch) != nil else {
             throw ValidationError("unknown --arch '\(arch)' (known: \(BackboneConfig.backboneArchitectures.joined(separator: ", ")))")
@@ -109,6 +113,7 @@ struct BenchTemporal: ParsableCommand {
             throw ValidationError("--weights and --size apply without --model (the model's file sets both)")
         }
         if agreementScore != nil && model == nil { throw ValidationError("--agreement-score needs --model") }
+        if noiseFloor && model == nil { throw ValidationError("--noise-floor needs --model") }
     }
 
     /// The delta settings: the pipeline's temporal section (if any) with the flags given on top.
@@ -191,6 +196,7 @@ struct BenchTemporal: ParsableCommand {
                 throw CLIFailure(message: "\(error)", status: ExitStatus.runtimeError)
             }
             let clip = try TemporalClipRun(subject: subject, settings: settings, jsonl: out, clip: input)
+            clip.noiseFloor = noiseFloor
             var count = 0
             while frames == 0 || count < frames, let frame = decoder.nextFrame() {
                 clip.step(frame.image)
@@ -231,6 +237,9 @@ final class TemporalClipRun {
     private(set) var levelNames: [String] = []
     private(set) var fractions: [Double] = [], tileFractions: [Double] = []
     private(set) var agreements: [DetectionAgreement] = []
+    /// `--noise-floor`: dense on the dithered frame vs dense, per frame.
+    var noiseFloor = false
+    private(set) var floorAgreements: [DetectionAgreement] = []
     private var inputShape: [Int] = []
     // cache internals of the delta frames (not refreshes): GEMM vs own time, stem changed fraction, per-layer tiles
     private(set) var convMs: [Double] = [], overheadMs: [Double] = [], inputFractions: [Double] = []
@@ -320,7 +329,22 @@ final class TemporalClipRun {
             for (i, t) in cache.lastLayerTiles { layerTiles[i, default: 0] += t }
             layerFrames += 1
         }
+        if noiseFloor { floorAgreements.append(floor(image, n, reference: offDets)) }
         if let jsonl { jsonl.write(Data(line(n, e).utf8)) }
+    }
+
+    /// The dense detector on frame `n` moved by ±1 grey level per byte, against its dense result `reference`
+    /// (after the frame's levels were read: the dense state is reused).
+    private func floor(_ image: RGBImage, _ n: Int, reference: [Detection]) -> DetectionAgreement {
+        let dithered = ditheredByOneLevel(image, seed: UInt64(n))
+        switch subject {
+        case .detector(let d, let score):
+            return DetectionAgreement(reference: reference, candidate: d.detect(dithered, state: offState!), minScore: score)
+        case .centerFace(let off, _, let score):
+            return DetectionAgreement(reference: reference, candidate: (try? off.detect(dithered)) ?? [], minScore: score)
+        case .backbone:
+            return DetectionAgreement()
+        }
     }
 
     private func line(_ n: Int, _ e: [Double]) -> String {
@@ -408,6 +432,12 @@ final class TemporalClipRun {
             }
             print("agreement F1 over the 10 frames ending at frame " + marks.map(String.init).joined(separator: "/") + ": "
                   + at.joined(separator: " / "))
+            if !floorAgreements.isEmpty {
+                let f = floorAgreements.reduce(DetectionAgreement(), +)
+                print(String(format: "noise floor (dense on the frame +-1 grey level per byte vs dense): F1 %.4f (%d matched of %d / %d)",
+                             f.f1, f.matched, f.reference, f.candidate)
+                      + (f.meanMaskIoU.map { String(format: ", mask IoU %.4f", $0) } ?? ""))
+            }
         }
     }
 }

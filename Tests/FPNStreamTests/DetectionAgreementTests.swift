@@ -66,4 +66,19 @@ final class DetectionAgreementTests: XCTestCase {
         XCTAssertEqual(try XCTUnwrap(r.meanMaskIoU), 0.75, accuracy: 1e-12)
         XCTAssertNil(DetectionAgreement(reference: [det(0, 0, 4, 4)], candidate: [det(0, 0, 4, 4)], minScore: 0).meanMaskIoU)
     }
+
+    func testDitherMovesEveryByteByAtMostOneLevelDeterministically() {
+        var pixels = [UInt8](repeating: 128, count: 64 * 48 * 3)
+        pixels[0] = 0; pixels[1] = 255
+        let image = RGBImage(width: 64, height: 48, pixels: pixels)
+        let a = ditheredByOneLevel(image, seed: 7)
+        XCTAssertEqual(a, ditheredByOneLevel(image, seed: 7))
+        XCTAssertNotEqual(a, ditheredByOneLevel(image, seed: 8))
+        var counts = [0, 0, 0]
+        for (x, y) in zip(image.pixels.dropFirst(2), a.pixels.dropFirst(2)) { counts[Int(y) - Int(x) + 1] += 1 }
+        // 9214 bytes, each moved by -1/0/+1 with probability 1/3: every bucket within 5 sigma (~225) of 3071.
+        for c in counts { XCTAssertEqual(Double(c), 9214.0 / 3, accuracy: 250) }
+        XCTAssertLessThanOrEqual(a.pixels[0], 1)        // clamped at 0, never wrapped to 255
+        XCTAssertGreaterThanOrEqual(a.pixels[1], 254)   // clamped at 255, never wrapped to 0
+    }
 }

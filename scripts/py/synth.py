@@ -141,7 +141,7 @@ def _shape_texture(kind, tint, angle, xs, ys, size):
 class Clip:
     """One deterministic clip. `render(t)` returns the frame and its ground truth (t = 0-based frame index)."""
 
-    def __init__(self, seed, index, frames=60, width=320, height=240, pan=None):
+    def __init__(self, seed, index, frames=60, width=320, height=240, pan=None, light=True):
         self.rng = np.random.default_rng([seed, index])
         rng = self.rng
         self.w, self.h, self.frames = width, height, frames
@@ -151,6 +151,8 @@ class Clip:
         self.pan_speed = rng.uniform(0.4, 1.2) * (1 if rng.random() < 0.5 else -1)
         self.light_amp = rng.uniform(0.08, 0.25); self.light_period = rng.uniform(40, 120)
         self.light_phase = rng.uniform(0, 2 * math.pi); self.noise = rng.uniform(2, 6)
+        if not light:                                       # after the draws, so the rest of the clip is unchanged
+            self.light_amp = 0.0
         self.noise_seed = int(rng.integers(0, 2**31))
         self.objects = []
         n0 = int(rng.integers(3, 7))
@@ -307,6 +309,8 @@ def main():
     ap.add_argument("--crf", type=int, default=16)
     ap.add_argument("--pan", choices=["random", "on", "off"], default="random",
                     help="camera pan per clip: random (half the clips, as training), on, or off (static camera)")
+    ap.add_argument("--light", choices=["on", "off"], default="on",
+                    help="slow global illumination change (on, as training) or constant lighting (off)")
     ap.add_argument("--no-video", action="store_true")
     ap.add_argument("--no-panoptic", action="store_true")
     args = ap.parse_args()
@@ -316,7 +320,7 @@ def main():
     for ci in range(args.first_clip, args.first_clip + args.clips):
         name = f"clip_{ci:03d}"
         clip = Clip(args.seed, ci, frames=args.frames, width=w, height=h,
-                    pan=None if args.pan == "random" else args.pan == "on")
+                    pan=None if args.pan == "random" else args.pan == "on", light=args.light == "on")
         mot_dir = os.path.join(args.out, "mot", name, "gt"); os.makedirs(mot_dir, exist_ok=True)
         pan_dir = os.path.join(args.out, "panoptic", name)
         if not args.no_panoptic:
