@@ -141,7 +141,7 @@ def _shape_texture(kind, tint, angle, xs, ys, size):
 class Clip:
     """One deterministic clip. `render(t)` returns the frame and its ground truth (t = 0-based frame index)."""
 
-    def __init__(self, seed, index, frames=60, width=320, height=240, pan=None, light=True):
+    def __init__(self, seed, index, frames=60, width=320, height=240, pan=None, light=True, noise=None, sparse=False):
         self.rng = np.random.default_rng([seed, index])
         rng = self.rng
         self.w, self.h, self.frames = width, height, frames
@@ -153,14 +153,16 @@ class Clip:
         self.light_phase = rng.uniform(0, 2 * math.pi); self.noise = rng.uniform(2, 6)
         if not light:                                       # after the draws, so the rest of the clip is unchanged
             self.light_amp = 0.0
+        if noise is not None:
+            self.noise = noise
         self.noise_seed = int(rng.integers(0, 2**31))
         self.objects = []
-        n0 = int(rng.integers(3, 7))
+        n0 = int(rng.integers(1, 3)) if sparse else int(rng.integers(3, 7))
         for _ in range(n0):
             self._spawn(start=0, inside=True)
         t = 0
         while True:                                         # later entries from the edges
-            t += int(rng.integers(6, 25))
+            t += int(rng.integers(40, 100)) if sparse else int(rng.integers(6, 25))
             if t >= frames:
                 break
             self._spawn(start=t, inside=False)
@@ -311,6 +313,11 @@ def main():
                     help="camera pan per clip: random (half the clips, as training), on, or off (static camera)")
     ap.add_argument("--light", choices=["on", "off"], default="on",
                     help="slow global illumination change (on, as training) or constant lighting (off)")
+    ap.add_argument("--traffic", choices=["busy", "sparse"], default="busy",
+                    help="busy: 3-6 things at the start, one entering every 6-24 frames (training); sparse: 1-2, one "
+                         "every 40-99 frames (a quiet surveillance scene)")
+    ap.add_argument("--noise", type=float, default=None,
+                    help="sensor noise sigma in grey levels for every clip (default: drawn per clip, 2-6)")
     ap.add_argument("--no-video", action="store_true")
     ap.add_argument("--no-panoptic", action="store_true")
     args = ap.parse_args()
@@ -320,7 +327,7 @@ def main():
     for ci in range(args.first_clip, args.first_clip + args.clips):
         name = f"clip_{ci:03d}"
         clip = Clip(args.seed, ci, frames=args.frames, width=w, height=h,
-                    pan=None if args.pan == "random" else args.pan == "on", light=args.light == "on")
+                    pan=None if args.pan == "random" else args.pan == "on", light=args.light == "on", noise=args.noise, sparse=args.traffic == "sparse")
         mot_dir = os.path.join(args.out, "mot", name, "gt"); os.makedirs(mot_dir, exist_ok=True)
         pan_dir = os.path.join(args.out, "panoptic", name)
         if not args.no_panoptic:
