@@ -118,6 +118,36 @@ final class PanopticDetectorTests: XCTestCase {
         XCTAssertNotNil(state.timingsMs["semantic"])
     }
 
+    /// The semantic head's convs go through a temporal cache like the backbone's: at threshold 0 the panoptic output
+    /// equals dense on a first, a patched and a repeated frame; the patched frame recomputes semantic-head tiles (on
+    /// this 128x96 frame the top-down path and GroupNorm spread any change over whole levels at threshold 0), and the
+    /// repeated one does no GEMM at all.
+    func testSemanticHeadRunsThroughTheTemporalCacheAndEqualsDense() throws {
+        let url = try write(try Self.weights(scratch: dir.appendingPathComponent("s.safetensors")))
+        let d = try DetectorLoader.load(contentsOf: url)
+        let image = Self.image()
+        var patched = image
+        for y in 4..<20 { for x in 90..<110 { patched[x, y] = (UInt8(x * 2), 30, UInt8(y * 9)) } }
+        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0,
+                                                             frameFallback: 1))
+        let state = DetectorState(runner: cache), dense = DetectorState()
+        let semantic = Set(try XCTUnwrap((d as? GeneralizedRCNN)?.semanticHead).levels.flatMap { $0.map(\.conv.index) })
+        XCTAssertEqual(semantic.count, 7, "p2: 1, p3: 1, p4: 2, p5: 3 convs")
+        for (i, frame) in [image, patched, patched].enumerated() {
+            let got = d.detectPanoptic(frame, state: state), want = d.detectPanoptic(frame, state: dense)
+            XCTAssertEqual(got.detections.map(\.classID), want.detections.map(\.classID), "frame \(i)")
+            let g = try XCTUnwrap(got.panoptic), w = try XCTUnwrap(want.panoptic)
+            XCTAssertEqual(g.map(\.categoryID), w.map(\.categoryID), "frame \(i)")
+            XCTAssertEqual(g.map(\.area), w.map(\.area), "frame \(i)")
+            XCTAssertTrue(semantic.allSatisfy { cache.layerTileCounts[$0] != nil }, "semantic convs not cached")
+            if i == 1 {
+                XCTAssertGreaterThan(semantic.map { cache.lastLayerTiles[$0] ?? 0 }.reduce(0, +), 0,
+                                     "the patch did not reach the semantic head")
+            }
+            if i == 2 { XCTAssertEqual(cache.lastStats.gemmCalls, 0, "identical frame did GEMM work") }
+        }
+    }
+
     func testWidthMetadataContradictingShapesNamesTheKey() throws {
         var m = Self.metadata
         let w = try Self.weights(scratch: dir.appendingPathComponent("s.safetensors"))

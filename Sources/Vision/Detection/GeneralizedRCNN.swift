@@ -98,7 +98,7 @@ public final class GeneralizedRCNN: Detector, @unchecked Sendable {
         }
         ms["heads"] = ms["rpn"]! + ms["roi_heads"]! + (ms["masks"] ?? 0)
         guard let merge, let semanticHead, let p = config.panoptic else { return (dets, nil) }
-        let logits = semanticHead.logits(levels.prefix(4).map(\.features), workspace: ws)
+        let logits = semanticHead.logits(levels.prefix(4).map(\.features), workspace: ws, runner: state.runner)
         let semantic = semanticHead.segmentation(logits: logits, inputSize: (g.resizedHeight, g.resizedWidth),
                                                  outputSize: (image.height, image.width), workspace: ws)
         ws.release(logits)

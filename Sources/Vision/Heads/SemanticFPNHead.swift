@@ -25,7 +25,7 @@ public struct SemanticSegmentation: Sendable, Equatable {
 /// the source size → argmax (first maximum wins, as torch). Immutable, shared by streams.
 public final class SemanticFPNHead: @unchecked Sendable {
     /// Blocks per level p2...p5: conv (no bias) and its GroupNorm with fused ReLU.
-    let levels: [[(conv: Conv2d, norm: GroupNorm)]]
+    let levels: [[(conv: ConvLayer, norm: GroupNorm)]]
     let predictor: Conv2d
     /// Output classes (1 + stuff classes).
     public let numClasses: Int
@@ -36,13 +36,13 @@ public final class SemanticFPNHead: @unchecked Sendable {
     /// - Parameters: `inChannels` FPN channels; `convDims` head width (128 in detectron2); `numClasses` = 1 + stuff.
     public init(_ loader: ModuleLoader, prefix: String = "sem_seg_head.", inChannels: Int, convDims: Int = 128,
                 numClasses: Int, groups: Int = 32, eps: Float = 1e-5) throws {
-        var levels: [[(conv: Conv2d, norm: GroupNorm)]] = []
+        var levels: [[(conv: ConvLayer, norm: GroupNorm)]] = []
         for k in 2...5 {
             let blocks = max(1, k - 2)
             levels.append(try (0..<blocks).map { b in
                 let key = "\(prefix)p\(k).\(2 * b)"
                 let conv = try loader.conv(key, in: b == 0 ? inChannels : convDims, out: convDims, kernel: 3,
-                                           padding: 1).conv
+                                           padding: 1)
                 let norm = GroupNorm(groups: groups, channels: convDims, eps: eps,
                                      weight: try loader.floats(key + ".norm.weight", count: convDims),
                                      bias: try loader.floats(key + ".norm.bias", count: convDims), activation: .relu)
@@ -55,16 +55,26 @@ public final class SemanticFPNHead: @unchecked Sendable {
     }
 
     /// Logits at the padded input resolution: P2...P5 `[n, C, H/4...]` (the first four pyramid levels) →
-    /// `[n, numClasses, 4 * H_p2, 4 * W_p2]`, from `ws`.
-    public func logits(_ features: [Tensor], workspace ws: Workspace) -> Tensor {
+    /// `[n, numClasses, 4 * H_p2, 4 * W_p2]`, from `ws`. The 3x3 convs go through `runner` when given (a temporal
+    /// cache keeps them per stream like the backbone's; GroupNorm then spreads a local change over the level as a
+    /// small global one, which the cache's threshold decides on, as in the GroupNorm towers of RetinaNet v2).
+    public func logits(_ features: [Tensor], workspace ws: Workspace, runner: ConvolutionRunner? = nil) -> Tensor {
         precondition(features.count == 4, "semantic head needs P2...P5, got \(features.count) levels")
+        let ctx = ForwardContext(workspace: ws, runner: runner)
         var sum: Tensor?
         for (k, blocks) in levels.enumerated() {
             var x = features[k]
             for (b, block) in blocks.enumerated() {
-                let y = block.conv(x, in: ws)
+                var y = block.conv(x, ctx)
                 if b > 0 { ws.release(x) }   // never the pyramid level itself (the detector still needs it)
-                block.norm.forward(y, into: y)
+                if runner != nil {
+                    // A runner's output is its kept state across frames: normalise into a new tensor, not in place.
+                    let z = ws.tensor(y.shape)
+                    block.norm.forward(y, into: z)
+                    y = z
+                } else {
+                    block.norm.forward(y, into: y)
+                }
                 x = y
                 if k > 0 {   // stride != 4: 2x bilinear upsampling after every block
                     let up = x.resizeBilinear(height: 2 * x.h, width: 2 * x.w, in: ws)
