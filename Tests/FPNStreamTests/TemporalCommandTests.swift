@@ -149,7 +149,7 @@ final class TemporalCommandTests: XCTestCase {
         let model = try weightsFile()
         let out = path("bench.jsonl")
         let r = try run(["bench", "temporal", video.path, "--model", model, "--frames", "3", "--threshold", "0",
-                         "--agreement-score", "0.3", "--jsonl", out])
+                         "--agreement-score", "0.3", "--jsonl", out, "--noise-floor"])
         XCTAssertEqual(r.status, 0, r.stderr)
         for part in ["backbone+FPN speedup", "detector off", "recomputed: mean", "p2: mean", "p5: mean",
                      "agreement F1 over the 10 frames ending at frame 3: 1.0000"] {
@@ -157,6 +157,13 @@ final class TemporalCommandTests: XCTestCase {
         }
         let agreement = try XCTUnwrap(r.stdoutText.split(separator: "\n").first { $0.hasPrefix("agreement (score >= 0.30") })
         XCTAssertTrue(agreement.contains("F1 1.0000"), String(agreement))
+        // The noise floor compares dense on the dithered frames with the same dense detections as the agreement.
+        let offCount = try XCTUnwrap(agreement.split(separator: " ").firstIndex(of: "off").map { agreement.split(separator: " ")[$0 - 1] })
+        let floor = try XCTUnwrap(r.stdoutText.split(separator: "\n").first { $0.hasPrefix("noise floor (") })
+        XCTAssertTrue(floor.contains("matched of \(offCount) / "), "\(floor) vs \(agreement)")
+        let noModel = try run(["bench", "temporal", video.path, "--noise-floor"])
+        XCTAssertEqual(noModel.status, 2, noModel.stderr)
+        XCTAssertTrue(noModel.stderr.contains("--noise-floor needs --model"), noModel.stderr)
         let frames = try lines(out)
         XCTAssertEqual(frames.count, 3)
         for f in frames {
