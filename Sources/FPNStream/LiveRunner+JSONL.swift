@@ -36,7 +36,8 @@ final class LiveJSONL: @unchecked Sendable {
         let fps = seconds > 0 ? Double(window.count) / seconds : 0
         let line = JSONLRecord.stats(source: s.source, wallTime: Date().timeIntervalSince1970, frames: s.live.frames,
                                      fps: fps, stages: stages,
-                                     fields: Self.liveFields(s, latency: window) + [("interval_s", .number(seconds, decimals: 3))])
+                                     fields: Self.liveFields(s, latency: window) + [("interval_s", .number(seconds, decimals: 3))]
+                                         + (s.recomputedMean.map { [("recomputed_mean", .number($0, decimals: 4))] } ?? []))
         write { try writer.writeLine(line) }
     }
 

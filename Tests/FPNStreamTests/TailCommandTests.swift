@@ -246,7 +246,7 @@ final class TailCommandTests: XCTestCase {
 
     /// `--temporal delta` with a pipeline model on two live streams: every frame line carries `recomputed`, each
     /// stream's first frame is dense (1: its own temporal state, not the other stream's), and each summary has the
-    /// mean.
+    /// mean; `stats` lines carry the mean of the frames processed so far.
     func testTemporalDeltaIsPerStream() throws {
         let a = try startServer()
         let b = RTSPTestServer(arguments: [])
@@ -257,7 +257,7 @@ final class TailCommandTests: XCTestCase {
         try "model: {path: '\(model)'}\n".write(to: yaml, atomically: true, encoding: .utf8)
         let out = dir.appendingPathComponent("t.jsonl")
         let p = try startTail([a.url, b.url, "--pipeline", yaml.path, "--temporal", "delta", "--jsonl", out.path,
-                               "--max-frames", "4", "--drop-policy", "block", "--quiet"])
+                               "--max-frames", "4", "--drop-policy", "block", "--quiet", "--stats-interval", "0.05"])
         XCTAssertTrue(waitExit(p, timeout: 60))
         XCTAssertEqual(p.terminationStatus, 0, stderrText)
         let all = lines(out)
@@ -269,6 +269,14 @@ final class TailCommandTests: XCTestCase {
             XCTAssertTrue(r.allSatisfy { (0...1).contains($0) }, "\(r)")
             let summary = try XCTUnwrap(all.last { $0["type"] as? String == "summary" && $0["stream"] as? Int == stream })
             XCTAssertEqual(try XCTUnwrap(summary["recomputed_mean"] as? Double), r.reduce(0, +) / 4, accuracy: 1e-3)
+            let stats = all.filter { $0["type"] as? String == "stats" && $0["stream"] as? Int == stream
+                                     && ($0["processed"] as? Int ?? 0) > 0 }
+            XCTAssertFalse(stats.isEmpty, "stream \(stream): no stats line after a processed frame")
+            for s in stats {
+                let n = try XCTUnwrap(s["processed"] as? Int)
+                XCTAssertEqual(try XCTUnwrap(s["recomputed_mean"] as? Double), r.prefix(n).reduce(0, +) / Double(n),
+                               accuracy: 1e-3, "stream \(stream) stats after \(n) frames")
+            }
         }
     }
 
