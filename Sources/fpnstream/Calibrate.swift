@@ -61,8 +61,8 @@ struct Calibrate: ParsableCommand {
     @Option(help: "Dense refresh interval written to the pipeline.")
     var refresh = 100
 
-    @Option(help: "Output tile side.")
-    var tile = 4
+    @Option(help: "Output tile side (default: the delta default, \(TemporalSettings().tile)).")
+    var tile: Int?
 
     @Option(help: "Per-layer dense fall-back fraction.")
     var denseFallback = 0.7
@@ -84,7 +84,7 @@ struct Calibrate: ParsableCommand {
         guard !c.isEmpty, c.count == grid.split(separator: ",").count, c.allSatisfy({ $0 >= 0 }), c == c.sorted() else {
             throw ValidationError("--grid must be ascending non-negative numbers separated by commas, got '\(grid)'")
         }
-        guard baseThreshold >= 0, refresh >= 0, tile >= 1, (0...1).contains(denseFallback), maxRuns >= 0,
+        guard baseThreshold >= 0, refresh >= 0, (tile ?? 1) >= 1, (0...1).contains(denseFallback), maxRuns >= 0,
               (0...1).contains(agreementScore ?? 0) else {
             throw ValidationError("--base-threshold, --refresh, --max-runs >= 0, --tile >= 1, --dense-fallback and --agreement-score in [0, 1]")
         }
@@ -124,7 +124,7 @@ struct Calibrate: ParsableCommand {
         var thresholds = Dictionary(uniqueKeysWithValues: layers.map { ($0, baseThreshold) })
         func settings() -> TemporalSettings {
             TemporalSettings(mode: .delta, threshold: baseThreshold, layerThresholds: thresholds, refreshInterval: refresh,
-                             denseFallback: denseFallback, tile: tile)
+                             denseFallback: denseFallback, tile: tile ?? TemporalSettings().tile)
         }
         var runs = 0
         func measure() -> FidelityEvaluator.Result {
