@@ -24,6 +24,8 @@ public final class ONNXNetwork: @unchecked Sendable {
     public let stepDescriptions: [String]
 
     let steps: [Step]
+    /// The conv steps as the `ConvLayer`s a session's runner sees, in step order.
+    public var convLayers: [ConvLayer] { steps.compactMap(\.layer) }
     let valueCount: Int
     let outputSlots: [Int]
     /// For each step, the value slots whose last reader it is (released right after it runs).

@@ -245,6 +245,7 @@ final class TemporalClipRun {
     private(set) var convMs: [Double] = [], overheadMs: [Double] = [], inputFractions: [Double] = []
     private(set) var fallbacks = 0, layerFrames = 0
     private var layerTiles: [Int: Int] = [:]
+    private var layerSeconds: [Int: Double] = [:], layerConvSeconds: [Int: Double] = [:]
 
     init(subject: Subject, settings: TemporalSettings, jsonl: FileHandle?, clip: String) throws {
         self.subject = subject
@@ -327,6 +328,8 @@ final class TemporalClipRun {
         }
         if !st.refreshed && !st.frameFallback {
             for (i, t) in cache.lastLayerTiles { layerTiles[i, default: 0] += t }
+            for (i, t) in cache.lastLayerSeconds { layerSeconds[i, default: 0] += t }
+            for (i, t) in cache.lastLayerConvSeconds { layerConvSeconds[i, default: 0] += t }
             layerFrames += 1
         }
         if noiseFloor { floorAgreements.append(floor(image, n, reference: offDets)) }
@@ -377,12 +380,14 @@ final class TemporalClipRun {
         switch subject {
         case .detector(let d, _): convs = d.backbone.convLayers
         case .backbone(let b, _): convs = b.convLayers
-        case .centerFace: convs = []
+        case .centerFace(_, let d, _): convs = d.network.convLayers
         }
         print("recomputed tile fraction per conv layer (mean of \(layerFrames) delta frames):")
         for l in convs {
             guard let total = cache.layerTileCounts[l.index], total > 0 else { continue }
-            print(String(format: "  %-42@ %.3f of %d tiles", l.key, Double(layerTiles[l.index] ?? 0) / Double(layerFrames * total), total))
+            print(String(format: "  %-42@ %.3f of %d tiles, %.1f ms (GEMM %.1f)", l.key,
+                         Double(layerTiles[l.index] ?? 0) / Double(layerFrames * total), total,
+                         (layerSeconds[l.index] ?? 0) * 1e3 / Double(layerFrames), (layerConvSeconds[l.index] ?? 0) * 1e3 / Double(layerFrames)))
         }
     }
 

@@ -55,4 +55,84 @@ final class ONNXTemporalTests: XCTestCase {
         // Without a runner the session is dense as before.
         XCTAssertNil(dense.runner)
     }
+
+    /// An inverted-residual block (MobileNetV2): stem 3→8 3x3/2 + ReLU → expand 8→16 1x1 + ReLU → depthwise 3x3 +
+    /// ReLU → project 16→8 1x1 → head 8→4 3x3.
+    private func invertedResidual() throws -> ONNXNetwork {
+        var rng = TestRNG(21)
+        var b = ONNXBuilder()
+        b.inputDims = [1, 3, 64, 64]
+        b.constant("w1", [8, 3, 3, 3], rng.array(8 * 27, scale: 0.4)); b.constant("b1", [8], rng.array(8))
+        b.constant("w2", [16, 8, 1, 1], rng.array(128, scale: 0.4)); b.constant("b2", [16], rng.array(16))
+        b.constant("w3", [16, 1, 3, 3], rng.array(144, scale: 0.4)); b.constant("b3", [16], rng.array(16))
+        b.constant("w4", [8, 16, 1, 1], rng.array(128, scale: 0.4)); b.constant("b4", [8], rng.array(8))
+        b.constant("w5", [4, 8, 3, 3], rng.array(288, scale: 0.3)); b.constant("b5", [4], rng.array(4))
+        let pad1 = ("pads", ONNXBuilder.Attr.ints([1, 1, 1, 1]))
+        b.node("Conv", ["x", "w1", "b1"], "c1", name: "stem", [("kernel_shape", .ints([3, 3])), pad1, ("strides", .ints([2, 2]))])
+        b.node("Relu", ["c1"], "r1", name: "stem_relu")
+        b.node("Conv", ["r1", "w2", "b2"], "c2", name: "expand")
+        b.node("Relu", ["c2"], "r2", name: "expand_relu")
+        b.node("Conv", ["r2", "w3", "b3"], "c3", name: "dw", [("kernel_shape", .ints([3, 3])), pad1, ("group", .int(16))])
+        b.node("Relu", ["c3"], "r3", name: "dw_relu")
+        b.node("Conv", ["r3", "w4", "b4"], "c4", name: "project")
+        b.node("Conv", ["c4", "w5", "b5"], "y", name: "head", [("kernel_shape", .ints([3, 3])), pad1])
+        b.outputs = ["y"]
+        return try ONNXNetwork(model: try ONNXModel(bytes: b.serialized()))
+    }
+
+    /// The depthwise conv and the 1x1 reading it are exact layers: they skip the compare and recompute every tile the
+    /// producer's recomputed tiles reach; the next conv compares (and prunes) again. One input pixel changed
+    /// (counts by hand, tile 4): the stem output changes only at (10, 10) (tile (2, 2)), so `expand` (1x1, compare)
+    /// recomputes 1 tile; `dw` (3x3) the 3x3 = 9 tiles around it; `project` (1x1, exact) all 9 although only the dw
+    /// output's rows/columns 9-11 (tile (2, 2)) changed in value; `head` (3x3, compare) 9. Equals dense.
+    func testDepthwiseBlockLayersAreExactAndRecomputeTheTilesTheirProducerReaches() throws {
+        let net = try invertedResidual()
+        XCTAssertEqual(net.convLayers.count, 5, "\(net.stepDescriptions)")
+        var rng = TestRNG(22)
+        let a = Tensor(shape: [1, 3, 64, 64], data: rng.array(3 * 64 * 64, scale: 50))
+        let patched = Tensor(shape: a.shape); patched.copy(from: a)
+        for c in 0..<3 { patched[0, c, 20, 20] += 300 }
+        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 1e-4, refreshInterval: 0, tile: 4,
+                                                             inputThreshold: 1e-4, frameFallback: 1))
+        let delta = ONNXSession(net, runner: cache), dense = ONNXSession(net)
+        for (i, x) in [a, patched, patched].enumerated() {
+            let got = try delta.run(x)[0].array, want = try dense.run(x)[0].array
+            let scale = want.reduce(Float(0)) { max($0, abs($1)) }
+            var worst: Float = 0
+            for j in got.indices { worst = max(worst, abs(got[j] - want[j])) }
+            XCTAssertLessThanOrEqual(worst / scale, 1e-5, "frame \(i)")
+            if i == 1 {
+                func tiles(_ name: String) -> Int? {
+                    net.convLayers.first { $0.key.hasPrefix(name) }.flatMap { cache.lastLayerTiles[$0.index] }
+                }
+                XCTAssertEqual(tiles("stem"), 4, "stem: output rows/cols 8-12 = tiles 2-3")
+                XCTAssertEqual(tiles("expand"), 1)
+                XCTAssertEqual(tiles("dw"), 9)
+                XCTAssertEqual(tiles("project"), 9, "exact: every tile the dw recomputed, unchanged ones included")
+                XCTAssertEqual(tiles("head"), 9)
+            }
+            if i == 2 { XCTAssertEqual(cache.lastStats.gemmCalls, 0, "an identical frame does no GEMM") }
+        }
+    }
+
+    /// Exact layers at threshold 0 over several changing frames (a moving patch, a global offset) equal dense.
+    func testDepthwiseBlockAtThresholdZeroEqualsDense() throws {
+        let net = try invertedResidual()
+        var rng = TestRNG(23)
+        let base = rng.array(3 * 48 * 56, scale: 50)
+        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0, tile: 2,
+                                                             frameFallback: 1))
+        let delta = ONNXSession(net, runner: cache), dense = ONNXSession(net)
+        for f in 0..<5 {
+            let x = Tensor(shape: [1, 3, 48, 56], data: base)
+            for c in 0..<3 { for y in (4 * f)..<(4 * f + 7) { for xx in (6 * f)..<(6 * f + 5) { x[0, c, y, xx] += 40 } } }
+            if f == 4 { for c in 0..<3 { for y in 0..<48 { for xx in 0..<56 { x[0, c, y, xx] += 0.5 } } } }
+            let got = try delta.run(x)[0].array, want = try dense.run(x)[0].array
+            let scale = want.reduce(Float(0)) { max($0, abs($1)) }
+            var worst: Float = 0
+            for j in got.indices { worst = max(worst, abs(got[j] - want[j])) }
+            XCTAssertLessThanOrEqual(worst / scale, 1e-6, "frame \(f)")
+            if f > 0 && f < 4 { XCTAssertLessThan(cache.lastStats.recomputedFraction, 1, "frame \(f) is partial") }
+        }
+    }
 }

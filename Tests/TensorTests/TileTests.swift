@@ -129,4 +129,36 @@ final class TileTests: XCTestCase {
             assertClose(kept, dense.array.map(Double.init), shape: dense.shape, tol: 1e-6, "k\(k) s\(s): tiles \(tiles)")
         }
     }
+
+    /// Depthwise tiles take a per-pixel path for short segments clear of the padding and the row path otherwise;
+    /// both sum the taps in the same order, so a tile-restricted pass equals the dense one bit for bit (edge tiles,
+    /// interior tiles, merged runs, stride 2, a residual).
+    func testDepthwiseTilesEqualDenseBitForBit() {
+        var rng = TestRandom(seed: 91)
+        for (s, residual) in [(1, false), (2, false), (1, true)] {
+            let conv = Conv2d(weight: rng.tensor([6, 1, 3, 3]), bias: rng.floats(6), stride: Size2(s, s), padding: 1,
+                              groups: 6, activation: .relu)
+            let ws = Workspace()
+            let x = rng.tensor([1, 6, 41, 70])
+            let os = conv.outputShape(x.shape)
+            let r = residual ? rng.tensor(os) : nil
+            let dense = conv(x, residual: r, in: ws).array
+            let kept = Tensor(shape: os)
+            let grid = TileGrid(height: os[2], width: os[3], tile: 2)
+            // Corners and edges (padding), isolated interior tiles, and a run of 12 tiles (a 24-pixel segment).
+            var tiles = [0, grid.columns - 1, grid.count - 1, grid.columns * 3 + 5, grid.columns * 5 + 9]
+            for tx in 2..<14 where tx < grid.columns { tiles.append(grid.columns * 7 + tx) }
+            tiles = Array(Set(tiles)).sorted()
+            conv.forward(x, tiles: tiles, grid: grid, residual: r, into: kept, workspace: ws)
+            var compared = 0
+            for t in tiles {
+                let rect = grid.rect(t)
+                for c in 0..<6 { for y in rect.rows { for xx in rect.cols {
+                    XCTAssertEqual(kept[0, c, y, xx], dense[(c * os[2] + y) * os[3] + xx], "s\(s) tile \(t) (\(c), \(y), \(xx))")
+                    compared += 1
+                } } }
+            }
+            XCTAssertGreaterThan(compared, 6 * 4 * 15)
+        }
+    }
 }

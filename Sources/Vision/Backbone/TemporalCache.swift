@@ -125,18 +125,35 @@ public final class TemporalCache: ConvolutionRunner {
     public private(set) var lastLayerTiles: [Int: Int] = [:]
     /// Output tiles per conv layer (`ConvLayer.index`, summed over instances): the denominators of `lastLayerTiles`.
     public private(set) var layerTileCounts: [Int: Int] = [:]
+    /// Wall seconds spent in the last frame per conv layer (`ConvLayer.index`, summed over instances): GEMM and the
+    /// cache's own work (compare, copy); for benchmarks only.
+    public private(set) var lastLayerSeconds: [Int: Double] = [:]
+    /// The GEMM part of `lastLayerSeconds`.
+    public private(set) var lastLayerConvSeconds: [Int: Double] = [:]
 
     private final class LayerState {
-        let keptInput: Tensor
+        let inputShape: [Int]
+        /// The input last propagated; nil for an exact layer (see `exact`), which reads its input directly.
+        let keptInput: Tensor?
         let keptResidual: Tensor?
         let output: Tensor
         let inputGrid: TileGrid, outputGrid: TileGrid
+        /// Exact layer: its input is the kept output of a conv run earlier in the frame through this cache (so it
+        /// persists and changes only where that conv recomputed), and the layer is a depthwise conv or reads one's
+        /// output. It skips the compare and the kept-input copy and recomputes every output tile the producer's
+        /// recomputed tiles reach (no threshold at this layer): on the wide maps of inverted-residual blocks
+        /// (MobileNetV2) the compare and copy cost as much as the conv; the next non-exact conv prunes again.
+        let exact: Bool
+        let depthwise: Bool
         var inputRMS: Float = 0
         var inputDiff: [Float] = [], residualDiff: [Float] = []
         var mark: [Bool]
 
-        init(input: [Int], output: [Int], residual: Bool, conv: Conv2d, tile: Int) {
-            keptInput = Tensor(shape: input)
+        init(input: [Int], output: [Int], residual: Bool, conv: Conv2d, tile: Int, exact: Bool) {
+            inputShape = input
+            self.exact = exact
+            depthwise = conv.groups > 1 && conv.groups == conv.inChannels
+            keptInput = exact ? nil : Tensor(shape: input)
             keptResidual = residual ? Tensor(shape: output) : nil
             self.output = Tensor(shape: output)
             outputGrid = TileGrid(height: output[2], width: output[3], tile: Size2(tile, tile))
@@ -152,7 +169,14 @@ public final class TemporalCache: ConvolutionRunner {
     private var layers: [LayerKey: LayerState] = [:]
     /// This frame's kept outputs (by storage) and the output tiles their layer recomputed (nil = all of them): a
     /// conv reading such an output can only see a change inside those tiles, so it compares only there.
-    private var produced: [ObjectIdentifier: (grid: TileGrid, tiles: [Int]?)] = [:]
+    private var produced: [ObjectIdentifier: Produced] = [:]
+    private struct Produced {
+        let grid: TileGrid
+        /// Recomputed output tiles; nil = all of them.
+        let tiles: [Int]?
+        /// The producing conv is depthwise.
+        let depthwise: Bool
+    }
     private var inputShape: [Int]?
     private var denseThisFrame = false
     /// Frame-level fall-back frames skip refreshing the kept inputs of every layer but the stem (a copy per layer
@@ -214,6 +238,8 @@ public final class TemporalCache: ConvolutionRunner {
         lastStats.refreshed = denseThisFrame || settings.mode == .off
         if lastStats.refreshed { lastStats.inputChangedFraction = 1 }
         lastLayerTiles.removeAll(keepingCapacity: true)
+        lastLayerSeconds.removeAll(keepingCapacity: true)
+        lastLayerConvSeconds.removeAll(keepingCapacity: true)
         produced.removeAll(keepingCapacity: true)
         return index
     }
@@ -231,16 +257,25 @@ public final class TemporalCache: ConvolutionRunner {
         if isStem { startFrame(input.shape) }
         let start = Benchmark.now()
         let convBefore = lastStats.convSeconds
-        defer { lastStats.overheadSeconds += Benchmark.now() - start - (lastStats.convSeconds - convBefore) }
+        defer {
+            let wall = Benchmark.now() - start
+            lastStats.overheadSeconds += wall - (lastStats.convSeconds - convBefore)
+            lastLayerSeconds[layer.index, default: 0] += wall
+            lastLayerConvSeconds[layer.index, default: 0] += lastStats.convSeconds - convBefore
+        }
         let outShape = conv.outputShape(input.shape)
         let layerFlops = conv.flops(input.shape)
         lastStats.denseFlops += layerFlops
         let key = LayerKey(index: layer.index, instance: instance, height: input.h, width: input.w)
         var state = layers[key]
-        if state == nil || state!.keptInput.shape != input.shape || (state!.keptResidual != nil) != (residual != nil) {
+        if state == nil || state!.inputShape != input.shape || (state!.keptResidual != nil) != (residual != nil) {
             var tile = settings.tile
             if settings.deepTile > 0, let frame = inputShape, frame[2] >= 16 * outShape[2] { tile = settings.deepTile }
-            state = LayerState(input: input.shape, output: outShape, residual: residual != nil, conv: conv, tile: tile)
+            let source = input.offset == 0 ? produced[ObjectIdentifier(input.storage)] : nil
+            let exact = !isStem && source != nil
+                && ((conv.groups > 1 && conv.groups == conv.inChannels) || source!.depthwise)
+            state = LayerState(input: input.shape, output: outShape, residual: residual != nil, conv: conv, tile: tile,
+                               exact: exact)
             if layers[key] == nil { layerTileCounts[layer.index, default: 0] += state!.outputGrid.count }
             layers[key] = state
             return dense(layer, instance, state!, input: input, residual: residual, flops: layerFlops, rms: true,
@@ -253,41 +288,44 @@ public final class TemporalCache: ConvolutionRunner {
         }
         let threshold = (settings.layerThresholds[layer.key]
                          ?? (isStem ? settings.inputThreshold ?? settings.threshold : settings.threshold)) * s.inputRMS
-
-        // Changed input tiles → kept input, and the output tiles their receptive field reaches.
-        if isStem {
-            Ops.tileBlockMeanAbsDifference(input, s.keptInput, grid: s.inputGrid, block: settings.inputBlock,
-                                           into: &s.inputDiff)
-        } else {
-            compare(input, s.keptInput, grid: s.inputGrid, into: &s.inputDiff)
-        }
-        var changedInput: [Int] = []
-        for (t, d) in s.inputDiff.enumerated() where d > threshold { changedInput.append(t) }
-        if isStem {
-            lastStats.inputChangedFraction = Double(changedInput.count) / Double(s.inputGrid.count)
-            if lastStats.inputChangedFraction > settings.frameFallback || stale {
-                // Most of the image changed: the per-layer compare/gather would cost more than it saves. While the
-                // motion lasts the other layers skip refreshing their kept inputs; the first calm frame after it
-                // resyncs them (a dense pass with copies).
-                denseThisFrame = true
-                lastStats.frameFallback = true
-                skipKeptCopies = lastStats.inputChangedFraction > settings.frameFallback
-                stale = skipKeptCopies
+        for i in s.mark.indices { s.mark[i] = false }
+        if s.exact {
+            // The input changed exactly inside the tiles its producer recomputed this frame.
+            guard input.offset == 0, let p = produced[ObjectIdentifier(input.storage)],
+                  p.grid.height == input.h, p.grid.width == input.w, let recomputed = p.tiles else {
                 return dense(layer, instance, s, input: input, residual: residual, flops: layerFlops, rms: false,
                              workspace: workspace)
             }
-        }
-        for i in s.mark.indices { s.mark[i] = false }
-        let og = s.outputGrid
-        for t in changedInput {
-            let r = s.inputGrid.rect(t)
-            let a = conv.affectedOutputs(rows: r.rows, cols: r.cols, inputHeight: input.h, inputWidth: input.w)
-            guard !a.rows.isEmpty, !a.cols.isEmpty else { continue }
-            for ty in (a.rows.lowerBound / og.tile.h)...((a.rows.upperBound - 1) / og.tile.h) {
-                for tx in (a.cols.lowerBound / og.tile.w)...((a.cols.upperBound - 1) / og.tile.w) { s.mark[ty * og.columns + tx] = true }
+            for t in recomputed { markAffected(s, conv, p.grid.rect(t), input: input) }
+        } else {
+            let keptInput = s.keptInput!
+            // Changed input tiles → kept input, and the output tiles their receptive field reaches.
+            if isStem {
+                Ops.tileBlockMeanAbsDifference(input, keptInput, grid: s.inputGrid, block: settings.inputBlock,
+                                               into: &s.inputDiff)
+            } else {
+                compare(input, keptInput, grid: s.inputGrid, into: &s.inputDiff)
             }
+            var changedInput: [Int] = []
+            for (t, d) in s.inputDiff.enumerated() where d > threshold { changedInput.append(t) }
+            if isStem {
+                lastStats.inputChangedFraction = Double(changedInput.count) / Double(s.inputGrid.count)
+                if lastStats.inputChangedFraction > settings.frameFallback || stale {
+                    // Most of the image changed: the per-layer compare/gather would cost more than it saves. While the
+                    // motion lasts the other layers skip refreshing their kept inputs; the first calm frame after it
+                    // resyncs them (a dense pass with copies).
+                    denseThisFrame = true
+                    lastStats.frameFallback = true
+                    skipKeptCopies = lastStats.inputChangedFraction > settings.frameFallback
+                    stale = skipKeptCopies
+                    return dense(layer, instance, s, input: input, residual: residual, flops: layerFlops, rms: false,
+                                 workspace: workspace)
+                }
+            }
+            for t in changedInput { markAffected(s, conv, s.inputGrid.rect(t), input: input) }
+            if !changedInput.isEmpty { Ops.copyTiles(changedInput, grid: s.inputGrid, from: input, into: keptInput) }
         }
-        if !changedInput.isEmpty { Ops.copyTiles(changedInput, grid: s.inputGrid, from: input, into: s.keptInput) }
+        let og = s.outputGrid
         // The residual is an input of the output tile at the same place.
         if let residual, let keptResidual = s.keptResidual {
             compare(residual, keptResidual, grid: og, into: &s.residualDiff)
@@ -300,7 +338,7 @@ public final class TemporalCache: ConvolutionRunner {
         lastStats.totalTiles += og.count
         if tiles.isEmpty {
             lastStats.skippedLayers += 1
-            produced[ObjectIdentifier(s.output.storage)] = (og, [])
+            register(s, tiles: [])
             return s.output
         }
         lastStats.recomputedTiles += tiles.count
@@ -311,17 +349,33 @@ public final class TemporalCache: ConvolutionRunner {
             // Past break-even: dense from the kept input (which now equals the new input wherever it mattered).
             lastStats.denseLayers += 1
             lastStats.flops += layerFlops
-            conv.forward(s.keptInput, residual: s.keptResidual, into: s.output, workspace: workspace)
-            produced[ObjectIdentifier(s.output.storage)] = (og, nil)
+            conv.forward(s.keptInput ?? input, residual: s.keptResidual, into: s.output, workspace: workspace)
+            register(s, tiles: nil)
             return s.output
         }
         lastStats.tiledLayers += 1
-        produced[ObjectIdentifier(s.output.storage)] = (og, tiles)
+        register(s, tiles: tiles)
         var pixels = 0
         for t in tiles { let r = og.rect(t); pixels += r.rows.count * r.cols.count }
         lastStats.flops += layerFlops * Double(pixels) / Double(outShape[2] * outShape[3])
-        conv.forward(s.keptInput, tiles: tiles, grid: og, residual: s.keptResidual, into: s.output, workspace: workspace)
+        conv.forward(s.keptInput ?? input, tiles: tiles, grid: og, residual: s.keptResidual, into: s.output,
+                     workspace: workspace)
         return s.output
+    }
+
+    /// Marks the output tiles of `s` whose receptive field meets the input region `rect` (input pixels).
+    private func markAffected(_ s: LayerState, _ conv: Conv2d, _ rect: (rows: Range<Int>, cols: Range<Int>), input: Tensor) {
+        let og = s.outputGrid
+        let a = conv.affectedOutputs(rows: rect.rows, cols: rect.cols, inputHeight: input.h, inputWidth: input.w)
+        guard !a.rows.isEmpty, !a.cols.isEmpty else { return }
+        for ty in (a.rows.lowerBound / og.tile.h)...((a.rows.upperBound - 1) / og.tile.h) {
+            for tx in (a.cols.lowerBound / og.tile.w)...((a.cols.upperBound - 1) / og.tile.w) { s.mark[ty * og.columns + tx] = true }
+        }
+    }
+
+    /// Records `s`'s kept output as produced this frame with `tiles` recomputed (nil = all).
+    private func register(_ s: LayerState, tiles: [Int]?) {
+        produced[ObjectIdentifier(s.output.storage)] = Produced(grid: s.outputGrid, tiles: tiles, depthwise: s.depthwise)
     }
 
     /// Dense pass of one layer that also refreshes its kept input (and residual); `rms`: re-measure the input RMS
@@ -333,11 +387,11 @@ public final class TemporalCache: ConvolutionRunner {
             t0 = Benchmark.now()
             layer.conv.forward(input, residual: residual, into: s.output, workspace: workspace)
         } else {
-            s.keptInput.copy(from: input)
+            s.keptInput?.copy(from: input)
             if let residual { s.keptResidual!.copy(from: residual) }
             if rms { s.inputRMS = Self.rms(input) }
             t0 = Benchmark.now()
-            layer.conv.forward(s.keptInput, residual: s.keptResidual, into: s.output, workspace: workspace)
+            layer.conv.forward(s.keptInput ?? input, residual: s.keptResidual, into: s.output, workspace: workspace)
         }
         lastStats.convSeconds += Benchmark.now() - t0
         lastStats.denseLayers += 1
@@ -345,7 +399,7 @@ public final class TemporalCache: ConvolutionRunner {
         lastStats.recomputedTiles += s.outputGrid.count
         lastLayerTiles[layer.index, default: 0] += s.outputGrid.count
         lastStats.flops += flops
-        produced[ObjectIdentifier(s.output.storage)] = (s.outputGrid, nil)
+        register(s, tiles: nil)
         return s.output
     }
 
