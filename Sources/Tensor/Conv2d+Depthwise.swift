@@ -5,9 +5,6 @@
 /// arithmetic order as the straightforward loop, so results are bit-identical to it. `residual` (same layout as
 /// `out`), when given, is added after the bias and before the activation.
 enum DepthwiseKernel {
-    /// Segments shorter than this (and clear of the padding) take the per-pixel path.
-    static let shortSegment = 16
-
     /// - Parameters: `x` the batch item's input planes `[groups * 1, h, w]`; `segments` quadruples
     ///   (oy, ox0, length, column); `out` the output planes `[outChannels, ho, wo]`; `weight` `[outChannels, 1, kh, kw]`.
     static func run(_ x: UnsafeMutablePointer<Float>, h: Int, w: Int, segments seg: UnsafeMutablePointer<Int>,
@@ -26,25 +23,11 @@ enum DepthwiseKernel {
                 for s in 0..<segmentCount {
                     let oy = seg[4 * s], ox0 = seg[4 * s + 1], len = seg[4 * s + 2]
                     let d = plane + oy * wo + ox0
+                    // A segment clear of the padding (most tiles) needs no per-tap range set-up (two divisions
+                    // per tap, which dominate the 2-8 pixel segments of the tile path).
                     let iy0 = oy * sh - ph, ix0 = ox0 * sw - pw
-                    if len < shortSegment && iy0 >= 0 && iy0 + (kh - 1) * dh < h && ix0 >= 0
-                        && ix0 + (len - 1) * sw + (kw - 1) * dw < w {
-                        // A short segment clear of the padding (the tile path's typical 2-8 pixels): taps per pixel,
-                        // no per-tap range set-up; the same summation order as below, so bit-identical to it.
-                        let res = residual.map { $0 + oc * ho * wo + oy * wo + ox0 }
-                        for i in 0..<len {
-                            let at = src + iy0 * w + ix0 + i * sw
-                            var a: Float = 0
-                            for ky in 0..<kh {
-                                let row = at + ky * dh * w, kr = k + ky * kw
-                                for kx in 0..<kw { a += kr[kx] * row[kx * dw] }
-                            }
-                            var v = a + b
-                            if let res { v += res[i] }
-                            d[i] = relu && v < 0 ? 0 : v
-                        }
-                        continue
-                    }
+                    let interior = iy0 >= 0 && iy0 + (kh - 1) * dh < h && ix0 >= 0
+                        && ix0 + (len - 1) * sw + (kw - 1) * dw < w
                     // Taps accumulate in a row on the stack: `out` may alias `residual` (in-place residual add).
                     withUnsafeTemporaryAllocation(of: Float.self, capacity: len) { acc in
                         let a = acc.baseAddress!
@@ -57,8 +40,8 @@ enum DepthwiseKernel {
                                 let wk = k[ky * kw + kx]
                                 // ix = ox*sw + off must lie in [0, w): ox in [lo, hi).
                                 let off = kx * dw - pw
-                                let lo = max(ox0, off >= 0 ? 0 : (-off + sw - 1) / sw)
-                                let hi = min(ox0 + len, w - 1 - off >= 0 ? (w - 1 - off) / sw + 1 : 0)
+                                let lo = interior ? ox0 : max(ox0, off >= 0 ? 0 : (-off + sw - 1) / sw)
+                                let hi = interior ? ox0 + len : min(ox0 + len, w - 1 - off >= 0 ? (w - 1 - off) / sw + 1 : 0)
                                 if lo >= hi { continue }
                                 let aa = a - ox0
                                 if sw == 1 {

@@ -230,7 +230,22 @@ public final class Conv2d: @unchecked Sendable {
         x.checkValid(); kept.checkValid()
         guard !tiles.isEmpty else { return }
         // Neighbouring tiles of a tile row become one segment per pixel row (longer im2col copies, fewer scatters).
-        let runs = grid.runs(tiles.sorted())
+        var runs = grid.runs(tiles.sorted())
+        if groups > 1 && groups == inChannels {
+            // Depthwise: memory access, not arithmetic, is the cost, so runs of a tile row less than
+            // `depthwiseGap` pixels apart are computed as one (the tiles between get the value they already hold:
+            // their input did not change, and the kernel is deterministic).
+            var merged: [(row: Int, column: Int, count: Int)] = []
+            let gap = max(1, Conv2d.depthwiseGap / grid.tile.w)
+            for r in runs {
+                if let last = merged.last, last.row == r.row, r.column - (last.column + last.count) <= gap {
+                    merged[merged.count - 1].count = r.column + r.count - last.column
+                } else {
+                    merged.append(r)
+                }
+            }
+            runs = merged
+        }
         var segmentCount = 0
         for r in runs { segmentCount += min(grid.height, (r.row + 1) * grid.tile.h) - r.row * grid.tile.h }
         let seg = workspace.ints(4 * segmentCount)
@@ -314,6 +329,9 @@ public final class Conv2d: @unchecked Sendable {
             s0 = s1
         }
     }
+
+    /// Depthwise tile path: runs of one tile row at most this many pixels apart are computed as one segment.
+    static let depthwiseGap = 8
 
     /// Tests force narrow chunks (many GEMMs per image) to exercise the chunking on small images.
     var chunkColumnsForTesting: Int?
