@@ -113,6 +113,23 @@ final class ONNXTemporalTests: XCTestCase {
             }
             if i == 2 { XCTAssertEqual(cache.lastStats.gemmCalls, 0, "an identical frame does no GEMM") }
         }
+        // A 12x12 patch at 18-29: the stem output changes at rows/cols 9-15 (tiles 2-3), so `expand` recomputes
+        // 2x2 = 4 tiles, the depthwise conv the 4x4 = 16 of 64 tiles they reach (> 15%: it runs densely, but passes
+        // on only those 16), `project` 16, not 64.
+        let big = Tensor(shape: a.shape); big.copy(from: patched)
+        for c in 0..<3 { for y in 18..<30 { for x in 18..<30 { big[0, c, y, x] += 200 } } }
+        let got = try delta.run(big)[0].array, want = try dense.run(big)[0].array
+        let scale = want.reduce(Float(0)) { max($0, abs($1)) }
+        var worst: Float = 0
+        for j in got.indices { worst = max(worst, abs(got[j] - want[j])) }
+        XCTAssertLessThanOrEqual(worst / scale, 1e-5, "big patch")
+        func tiles(_ name: String) -> Int? {
+            net.convLayers.first { $0.key.hasPrefix(name) }.flatMap { cache.lastLayerTiles[$0.index] }
+        }
+        XCTAssertEqual(tiles("expand"), 4)
+        XCTAssertEqual(tiles("dw"), 16)
+        XCTAssertEqual(tiles("project"), 16, "the dense depthwise pass still hands on only the tiles it had to recompute")
+        XCTAssertEqual(cache.lastStats.denseLayers, 1, "the depthwise conv ran densely")
     }
 
     /// Exact layers at threshold 0 over several changing frames (a moving patch, a global offset) equal dense.

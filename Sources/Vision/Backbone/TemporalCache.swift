@@ -187,6 +187,11 @@ public final class TemporalCache: ConvolutionRunner {
 
     public init(settings: TemporalSettings = TemporalSettings(mode: .delta)) { self.settings = settings }
 
+    /// An exact depthwise layer with more than this fraction of its output tiles to recompute runs densely (its
+    /// scattered tile rows are memory-bound: CenterFace 2x on vtest.avi, `bench temporal --layers`, the tile pass
+    /// cost as much as the dense one at 12-24% of the tiles, stride-1 and stride-2 depthwise alike).
+    static let depthwiseDenseFraction = 0.15
+
     /// Drops all kept state: the next frame is computed densely.
     public func reset() {
         layers.removeAll(); layerTileCounts.removeAll(); keptPyramid.removeAll(); inputShape = nil; frameIndex = 0
@@ -345,12 +350,17 @@ public final class TemporalCache: ConvolutionRunner {
         lastLayerTiles[layer.index, default: 0] += tiles.count
         let t0 = Benchmark.now()
         defer { lastStats.convSeconds += Benchmark.now() - t0 }
-        if Double(tiles.count) > settings.denseFallback * Double(og.count) {
+        let depthwiseDense = s.exact && s.depthwise
+            && Double(tiles.count) > Self.depthwiseDenseFraction * Double(og.count)
+        if depthwiseDense || Double(tiles.count) > settings.denseFallback * Double(og.count) {
             // Past break-even: dense from the kept input (which now equals the new input wherever it mattered).
             lastStats.denseLayers += 1
             lastStats.flops += layerFlops
             conv.forward(s.keptInput ?? input, residual: s.keptResidual, into: s.output, workspace: workspace)
-            register(s, tiles: nil)
+            // A depthwise conv's dense and tile passes sum in the same order, and an exact layer's input is
+            // unchanged outside what `tiles` reads: the output is bit-identical outside `tiles`, so the consumer
+            // still recomputes only those.
+            register(s, tiles: depthwiseDense ? tiles : nil)
             return s.output
         }
         lastStats.tiledLayers += 1
