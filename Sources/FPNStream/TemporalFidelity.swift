@@ -12,6 +12,11 @@ import Vision
 /// 0.5 inside each list, a box has at most one same-class partner at IoU ≥ 0.9 that it could prefer, so greedy
 /// equals an optimal assignment here.) F1 = 2·matched / (reference + candidate), pooled over frames by adding
 /// counts; both lists empty → 1. Mask IoU is averaged over matched pairs that both have masks.
+///
+/// Diagnostic (not part of F1): `scoreFlips` counts the unmatched detections (at or above `minScore`) whose box is
+/// still there on the other side, but scored below `minScore` (same class, IoU ≥ `iou`, in the other side's full
+/// list): disagreements caused by a score crossing the threshold rather than by a box that moved or vanished.
+/// Only partners the detector reported are seen (its own score threshold cuts the full lists).
 public struct DetectionAgreement: Sendable, Equatable {
     /// Matched pairs.
     public var matched = 0
@@ -19,6 +24,8 @@ public struct DetectionAgreement: Sendable, Equatable {
     public var reference = 0, candidate = 0
     /// Sum of mask IoUs over `maskPairs` matched pairs with masks on both sides.
     public var maskIoUSum = 0.0, maskPairs = 0
+    /// Unmatched detections whose same-class box (IoU ≥ `iou`) is on the other side below `minScore`.
+    public var scoreFlips = 0
 
     public init() {}
 
@@ -44,7 +51,17 @@ public struct DetectionAgreement: Sendable, Equatable {
                 maskPairs += 1
             }
         }
+        // The box is there on the other side, only below the score threshold.
+        let belowA = ref.filter { $0.score < minScore }, belowB = cand.filter { $0.score < minScore }
+        func hasPartner(_ x: Detection, in list: [Detection]) -> Bool {
+            list.contains { $0.classID == x.classID && x.box.iou($0.box) >= iou }
+        }
+        for (i, x) in a.enumerated() where !usedA.contains(i) && hasPartner(x, in: belowB) { scoreFlips += 1 }
+        for (j, y) in b.enumerated() where !usedB.contains(j) && hasPartner(y, in: belowA) { scoreFlips += 1 }
     }
+
+    /// Unmatched detections on both sides (reference + candidate − 2·matched).
+    public var unmatched: Int { reference + candidate - 2 * matched }
 
     /// Pooled F1 (1 when neither side has a detection).
     public var f1: Double { reference + candidate == 0 ? 1 : 2 * Double(matched) / Double(reference + candidate) }
@@ -56,6 +73,7 @@ public struct DetectionAgreement: Sendable, Equatable {
         var s = l
         s.matched += r.matched; s.reference += r.reference; s.candidate += r.candidate
         s.maskIoUSum += r.maskIoUSum; s.maskPairs += r.maskPairs
+        s.scoreFlips += r.scoreFlips
         return s
     }
 

@@ -431,6 +431,8 @@ final class TemporalClipRun {
             print(String(format: "agreement (score >= %.2f, same class, IoU >= 0.9): F1 %.4f (%d matched of %d off / %d delta)",
                          score, all.f1, all.matched, all.reference, all.candidate)
                   + (all.meanMaskIoU.map { String(format: ", mask IoU of matched pairs %.4f (%d pairs)", $0, all.maskPairs) } ?? ""))
+            print("unmatched: \(all.unmatched), of which \(all.scoreFlips) crossed the score threshold with the box in place "
+                  + String(format: "(same class, IoU >= 0.9, other side below %.2f)", score))
             let at = marks.map { m -> String in
                 let w = agreements[max(0, m - 10)..<m].reduce(DetectionAgreement(), +)
                 return String(format: "%.4f", w.f1)
@@ -441,7 +443,8 @@ final class TemporalClipRun {
                 let f = floorAgreements.reduce(DetectionAgreement(), +)
                 print(String(format: "noise floor (dense on the frame +-1 grey level per byte vs dense): F1 %.4f (%d matched of %d / %d)",
                              f.f1, f.matched, f.reference, f.candidate)
-                      + (f.meanMaskIoU.map { String(format: ", mask IoU %.4f", $0) } ?? ""))
+                      + (f.meanMaskIoU.map { String(format: ", mask IoU %.4f", $0) } ?? "")
+                      + "; \(f.scoreFlips) of its \(f.unmatched) unmatched crossed the score threshold")
             }
         }
     }

@@ -28,7 +28,21 @@ final class DetectionAgreementTests: XCTestCase {
         let a = DetectionAgreement(reference: ref, candidate: cand, minScore: 0.5)
         XCTAssertEqual([a.matched, a.reference, a.candidate], [0, 1, 0])
         XCTAssertEqual(a.f1, 0)
+        XCTAssertEqual(a.scoreFlips, 1, "the box is still there in delta, below the threshold")
         XCTAssertEqual(DetectionAgreement(reference: ref, candidate: cand, minScore: 0.3).f1, 1)
+    }
+
+    func testScoreFlipsCountOnlyBoxesStillInPlace() {
+        let ref = [det(0, 0, 100, 100, score: 0.6), det(200, 0, 50, 50, score: 0.3), det(400, 0, 40, 40, score: 0.7)]
+        let cand = [det(0, 0, 100, 100, score: 0.45),            // flipped below: counted
+                    det(200, 0, 50, 50, score: 0.8),             // flipped above: counted (ref partner at 0.3)
+                    det(404, 0, 40, 40, score: 0.3),             // below, but IoU 0.818 < 0.9: the box moved
+                    det(600, 0, 40, 40, cls: 2, score: 0.9)]     // no partner at all
+        let a = DetectionAgreement(reference: ref, candidate: cand, minScore: 0.5)
+        XCTAssertEqual([a.matched, a.reference, a.candidate], [0, 2, 2])
+        XCTAssertEqual(a.unmatched, 4)
+        XCTAssertEqual(a.scoreFlips, 2)
+        XCTAssertEqual((a + a).scoreFlips, 4)
     }
 
     func testOneToOneGreedyByIoU() {
