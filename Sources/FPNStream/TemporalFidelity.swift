@@ -131,6 +131,11 @@ public final class PyramidCapture: ConvolutionRunner {
         return "p\(Int(log2(Double(inputHeight) / Double(h)).rounded()))"
     }
 
+    /// Spatial ops (max-pool, upsampling) go to `inner` too, so the cache sees where they changed.
+    public func run(_ op: SpatialOp, key: String, input: Tensor, workspace: Workspace) -> Tensor {
+        inner?.run(op, key: key, input: input, workspace: workspace) ?? op(input, in: workspace)
+    }
+
     /// Head convs shared by the pyramid levels: forwarded with their instance so the cache keeps per-level state.
     public func run(_ layer: ConvLayer, instance: Int, input: Tensor, residual: Tensor?, workspace: Workspace) -> Tensor {
         inner?.run(layer, instance: instance, input: input, residual: residual, workspace: workspace)

@@ -6,13 +6,21 @@ extension Conv2d {
     public func affectedOutputs(rows: Range<Int>, cols: Range<Int>, inputHeight: Int, inputWidth: Int)
         -> (rows: Range<Int>, cols: Range<Int>) {
         let o = outputShape([1, inChannels, inputHeight, inputWidth])
-        return (Self.affected(rows, kernel: kernel.h, stride: stride.h, padding: padding.h, dilation: dilation.h, outputs: o[2]),
-                Self.affected(cols, kernel: kernel.w, stride: stride.w, padding: padding.w, dilation: dilation.w, outputs: o[3]))
+        return affectedOutputs(rows: rows, cols: cols, outputHeight: o[2], outputWidth: o[3])
     }
 
-    /// Output o reads inputs o·s − p + j·d for j in 0..<k: it is affected by [a, b) when
-    /// o·s − p ≤ b − 1 and o·s − p + d(k−1) ≥ a.
-    static func affected(_ r: Range<Int>, kernel k: Int, stride s: Int, padding p: Int, dilation d: Int, outputs: Int) -> Range<Int> {
+    /// `affectedOutputs(rows:cols:inputHeight:inputWidth:)` for a known output size (`outputShape`'s last two
+    /// dimensions), without allocating: for per-tile loops.
+    public func affectedOutputs(rows: Range<Int>, cols: Range<Int>, outputHeight: Int, outputWidth: Int)
+        -> (rows: Range<Int>, cols: Range<Int>) {
+        (Self.affected(rows, kernel: kernel.h, stride: stride.h, padding: padding.h, dilation: dilation.h, outputs: outputHeight),
+         Self.affected(cols, kernel: kernel.w, stride: stride.w, padding: padding.w, dilation: dilation.w, outputs: outputWidth))
+    }
+
+    /// The outputs (of `outputs`) of a sliding window (conv or pool: kernel `k`, stride `s`, padding `p`,
+    /// dilation `d`) that read any input in `r`. Output o reads inputs o·s − p + j·d for j in 0..<k: it is affected
+    /// by [a, b) when o·s − p ≤ b − 1 and o·s − p + d(k−1) ≥ a.
+    public static func affected(_ r: Range<Int>, kernel k: Int, stride s: Int, padding p: Int, dilation d: Int, outputs: Int) -> Range<Int> {
         guard !r.isEmpty else { return 0..<0 }
         let lo = max(0, ceilDiv(r.lowerBound + p - d * (k - 1), s))
         let hi = min(outputs, floorDiv(r.upperBound - 1 + p, s) + 1)
@@ -108,36 +116,61 @@ extension Ops {
         }
     }
 
-    /// `tileMaxAbsDifference` restricted to `tiles` (any order): their entries of `result` get the largest |a − b|
-    /// over the tile (NaN → infinity), every other entry 0. Costs in proportion to the listed tiles, for callers
-    /// that know where a change can be (the tiles a producing layer recomputed).
+    /// `tileMaxAbsDifference` restricted to `tiles` (any order, no duplicates): their entries of `result` get the
+    /// largest |a − b| over the tile (NaN → infinity), every other entry 0. Costs in proportion to the listed tiles,
+    /// for callers that know where a change can be (the tiles a producing layer recomputed).
     public static func tileMaxAbsDifference(_ a: Tensor, _ b: Tensor, grid: TileGrid, tiles: [Int], into result: inout [Float]) {
         precondition(a.shape == b.shape && a.rank == 4 && a.h == grid.height && a.w == grid.width,
                      "tile difference of \(a.shape) and \(b.shape) over \(grid)")
         a.checkValid(); b.checkValid()
         if result.count != grid.count { result = [Float](repeating: 0, count: grid.count) }
-        for i in result.indices { result[i] = 0 }
+        result.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
         guard !tiles.isEmpty else { return }
         let planes = a.n * a.c, plane = a.h * a.w, w = a.w
         let pa = a.ptr, pb = b.ptr
-        result.withUnsafeMutableBufferPointer { res in
-            let out = res.baseAddress!
-            tiles.withUnsafeBufferPointer { tiles in
-                Parallel.forEach(tiles.count, cost: tiles.count * planes * grid.tile.h * grid.tile.w) { range in
-                    for t in tiles[range] {
-                        let r = grid.rect(t)
-                        var m: Float = 0
-                        for p in 0..<planes {
-                            for y in r.rows {
-                                let ra = pa + p * plane + y * w, rb = pb + p * plane + y * w
-                                for x in r.cols {
-                                    let d = abs(ra[x] - rb[x])
-                                    m = d > m || d != d ? d : m
-                                }
+        // Neighbouring tiles of a row as one pixel span, planes in the outer loop: every plane is read in a few
+        // contiguous runs (a tile-outer loop strides a whole plane per element, one cache miss per read). Each
+        // span keeps a per-pixel-column running max (offset `at` into the scratch), reduced to tiles at the end.
+        let runs = grid.runs(tiles.sorted())
+        var spans: [(y0: Int, y1: Int, x0: Int, n: Int, at: Int)] = []
+        spans.reserveCapacity(runs.count)
+        var width = 0
+        for r in runs {
+            let y0 = r.row * grid.tile.h, x0 = r.column * grid.tile.w
+            let n = min(w, x0 + r.count * grid.tile.w) - x0
+            spans.append((y0, min(grid.height, y0 + grid.tile.h), x0, n, width))
+            width += n
+        }
+        let colMax = UnsafeMutablePointer<Float>.allocate(capacity: width)
+        defer { colMax.deallocate() }
+        colMax.update(repeating: 0, count: width)
+        spans.withUnsafeBufferPointer { spans in
+            Parallel.forEach(spans.count, cost: planes * width * grid.tile.h) { range in
+                for p in 0..<planes {
+                    for s in spans[range] {
+                        let m = colMax + s.at
+                        for y in s.y0..<s.y1 {
+                            let ra = pa + p * plane + y * w + s.x0, rb = pb + p * plane + y * w + s.x0
+                            for x in 0..<s.n {
+                                // A NaN difference sticks (d != d), so it is never read as "unchanged".
+                                let d = abs(ra[x] - rb[x]), v = m[x]
+                                m[x] = d > v || d != d ? d : v
                             }
                         }
-                        out[t] = m != m ? .infinity : m
                     }
+                }
+            }
+        }
+        result.withUnsafeMutableBufferPointer { res in
+            for (r, s) in zip(runs, spans) {
+                for k in 0..<r.count {
+                    let lo = k * grid.tile.w, hi = min(s.n, lo + grid.tile.w)
+                    var m: Float = 0
+                    for x in lo..<hi {
+                        let v = colMax[s.at + x]
+                        m = v > m ? v : (v != v ? .infinity : m)
+                    }
+                    res[r.row * grid.columns + r.column + k] = m
                 }
             }
         }
@@ -200,6 +233,99 @@ extension Ops {
                         for y in y0..<(y0 + rows) {
                             let at = p * plane + y * w + x0
                             (dst + at).update(from: src + at, count: n)
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+extension Ops {
+    /// Spans (first row, end row, first column, columns) of the pixel rows of `tiles` (any order) on `grid`,
+    /// neighbouring tiles of a tile row merged.
+    static func tileSpans(_ tiles: [Int], grid: TileGrid) -> [(y0: Int, y1: Int, x0: Int, n: Int)] {
+        grid.runs(tiles.sorted()).map { r in
+            let y0 = r.row * grid.tile.h, x0 = r.column * grid.tile.w
+            return (y0, min(grid.height, y0 + grid.tile.h), x0, min(grid.width, x0 + r.count * grid.tile.w) - x0)
+        }
+    }
+
+    /// `maxPool2d` computed only on the output tiles `tiles` of `grid` (a grid over `out`'s height x width): the
+    /// same arithmetic in the same order as the dense op, so those pixels are bit-identical to it; the rest of
+    /// `out` is left untouched (the temporal cache's kept output, recomputed where its input changed).
+    public static func maxPool2d(_ x: Tensor, kernel: Size2, stride: Size2, padding: Size2 = 0, tiles: [Int],
+                                 grid: TileGrid, into out: Tensor) {
+        let os = maxPool2dShape(x.shape, kernel: kernel, stride: stride, padding: padding)
+        precondition(out.shape == os && grid.height == os[2] && grid.width == os[3],
+                     "max-pool tiles: output \(out.shape) (expected \(os)) over \(grid)")
+        x.checkValid(); out.checkValid()
+        guard !tiles.isEmpty else { return }
+        let h = x.h, w = x.w, ho = os[2], wo = os[3]
+        let (kh, kw, sh, sw, ph, pw) = (kernel.h, kernel.w, stride.h, stride.w, padding.h, padding.w)
+        let src = x.ptr, dst = out.ptr
+        let spans = tileSpans(tiles, grid: grid)
+        var pixels = 0
+        for s in spans { pixels += (s.y1 - s.y0) * s.n }
+        spans.withUnsafeBufferPointer { spans in
+            Parallel.forEach(x.n * x.c, cost: x.n * x.c * pixels * kh * kw) { planes in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: w) { vbuf in
+                    let vrow = vbuf.baseAddress!
+                    for pl in planes {
+                        let sp = src + pl * h * w, d = dst + pl * ho * wo
+                        for s in spans {
+                            // Input columns the span's windows read.
+                            let xa = max(s.x0 * sw - pw, 0), xb = min((s.x0 + s.n - 1) * sw - pw + kw, w)
+                            for oy in s.y0..<s.y1 {
+                                let y0 = oy * sh - ph
+                                let ylo = max(y0, 0), yhi = min(y0 + kh, h)
+                                (vrow + xa).update(from: sp + ylo * w + xa, count: xb - xa)
+                                var y = ylo + 1
+                                while y < yhi {
+                                    let row = sp + y * w
+                                    for i in xa..<xb { let v = row[i], m = vrow[i]; vrow[i] = (v > m || v != v) ? v : m }
+                                    y += 1
+                                }
+                                let drow = d + oy * wo
+                                for ox in s.x0..<(s.x0 + s.n) {
+                                    let x0 = ox * sw - pw
+                                    let xlo = max(x0, 0), xhi = min(x0 + kw, w)
+                                    var m = vrow[xlo]
+                                    var xx = xlo + 1
+                                    while xx < xhi { let v = vrow[xx]; m = (v > m || v != v) ? v : m; xx += 1 }
+                                    drow[ox] = m
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `upsampleNearest` computed only on the output tiles `tiles` of `grid` (over `out`'s height x width); the
+    /// rest of `out` is left untouched.
+    public static func upsampleNearest(_ x: Tensor, tiles: [Int], grid: TileGrid, into out: Tensor) {
+        precondition(x.rank == 4 && out.rank == 4 && out.n == x.n && out.c == x.c && grid.height == out.h
+                     && grid.width == out.w, "nearest tiles: \(x.shape) into \(out.shape) over \(grid)")
+        x.checkValid(); out.checkValid()
+        guard !tiles.isEmpty else { return }
+        let h = x.h, w = x.w, ho = out.h, wo = out.w
+        let src = x.ptr, dst = out.ptr
+        let spans = tileSpans(tiles, grid: grid)
+        var pixels = 0
+        for s in spans { pixels += (s.y1 - s.y0) * s.n }
+        let xs = nearestTaps(input: w, output: wo)
+        xs.withUnsafeBufferPointer { xs in
+            spans.withUnsafeBufferPointer { spans in
+                Parallel.forEach(x.n * x.c, cost: x.n * x.c * pixels) { planes in
+                    for pl in planes {
+                        let sp = src + pl * h * w, d = dst + pl * ho * wo
+                        for s in spans {
+                            for oy in s.y0..<s.y1 {
+                                let row = sp + nearestTap(oy, input: h, output: ho) * w, drow = d + oy * wo
+                                for ox in s.x0..<(s.x0 + s.n) { drow[ox] = row[xs[ox]] }
+                            }
                         }
                     }
                 }

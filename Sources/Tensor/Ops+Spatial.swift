@@ -76,21 +76,31 @@ extension Ops {
         x.checkValid(); out.checkValid()
         let h = x.h, w = x.w, ho = out.h, wo = out.w
         // torch: scale = (float)in / out; src = min((int)floorf(dst * scale), in - 1).
-        let sy = Float(h) / Float(ho), sx = Float(w) / Float(wo)
         let src = x.ptr, dst = out.ptr
         // Column taps on the stack: no heap allocation per frame.
         withUnsafeTemporaryAllocation(of: Int.self, capacity: wo) { xs in
-            for ox in 0..<wo { xs[ox] = min(Int(floorf(Float(ox) * sx)), w - 1) }
+            for ox in 0..<wo { xs[ox] = nearestTap(ox, input: w, output: wo) }
             Parallel.forEach(x.n * x.c, cost: out.count) { planes in
                 for pl in planes {
                     let s = src + pl * h * w, d = dst + pl * ho * wo
                     for oy in 0..<ho {
-                        let row = s + min(Int(floorf(Float(oy) * sy)), h - 1) * w, drow = d + oy * wo
+                        let row = s + nearestTap(oy, input: h, output: ho) * w, drow = d + oy * wo
                         for ox in 0..<wo { drow[ox] = row[xs[ox]] }
                     }
                 }
             }
         }
+    }
+
+    /// torch's nearest source index of output `o`: min(floor(o · input / output), input − 1).
+    @inline(__always)
+    public static func nearestTap(_ o: Int, input: Int, output: Int) -> Int {
+        min(Int(floorf(Float(o) * (Float(input) / Float(output)))), input - 1)
+    }
+
+    /// `nearestTap` of every output index.
+    public static func nearestTaps(input: Int, output: Int) -> [Int] {
+        (0..<output).map { nearestTap($0, input: input, output: output) }
     }
 
     /// Bilinear resize to `out`'s height and width, torch `interpolate(mode="bilinear", align_corners=False)`

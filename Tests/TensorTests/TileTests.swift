@@ -161,4 +161,81 @@ final class TileTests: XCTestCase {
             XCTAssertGreaterThan(compared, 6 * 4 * 15)
         }
     }
+
+    func testRestrictedTileDifferenceEqualsTheFullOneOnTheListedTiles() {
+        var rng = TestRandom(seed: 83)
+        let a = rng.tensor([1, 5, 21, 26]), b = Tensor(shape: a.shape)
+        b.copy(from: a)
+        for (c, y, x, d) in [(0, 0, 0, Float(0.5)), (4, 20, 25, -2), (2, 9, 13, 0.125), (1, 10, 14, 3)] { b[0, c, y, x] += d }
+        b[0, 3, 5, 20] = .nan
+        let grid = TileGrid(height: 21, width: 26, tile: Size2(3, 4))   // 7 x 7 tiles, clipped at the edges
+        var full: [Float] = []
+        Ops.tileMaxAbsDifference(a, b, grid: grid, into: &full)
+        // Any order; neighbours of a row merge into one span, lone tiles and the clipped corner stay apart.
+        let listed = [48, 0, 22, 23, 24, 8, 1, 12, 47]
+        var part: [Float] = [7, 7]
+        Ops.tileMaxAbsDifference(a, b, grid: grid, tiles: listed, into: &part)
+        XCTAssertEqual(part.count, grid.count)
+        for t in 0..<grid.count {
+            if listed.contains(t) {
+                XCTAssertEqual(part[t], full[t], "tile \(t)")
+            } else {
+                XCTAssertEqual(part[t], 0, "tile \(t) not listed")
+            }
+        }
+        XCTAssertEqual(part[0], 0.5, accuracy: 1e-6)
+        XCTAssertEqual(part[48], 2, accuracy: 1e-6)
+        XCTAssertEqual(part[24], 3, accuracy: 1e-6)     // (9, 13) and (10, 14): tile row 3, column 3
+        XCTAssertEqual(part[23], 0)
+        XCTAssertEqual(part[12], .infinity)             // the NaN at (5, 20): tile row 1, column 5
+    }
+
+    func testMaxPoolAndUpsampleOnTilesEqualDenseBitForBitAndLeaveTheRestAlone() {
+        var rng = TestRandom(seed: 84)
+        let x = rng.tensor([2, 3, 23, 30])
+        x[1, 2, 4, 7] = .nan
+        for (kernel, stride, padding) in [(Size2(3, 3), Size2(2, 2), Size2(1, 1)), (Size2(1, 1), Size2(2, 2), Size2(0, 0)),
+                                          (Size2(2, 3), Size2(1, 2), Size2(1, 1))] {
+            let os = Ops.maxPool2dShape(x.shape, kernel: kernel, stride: stride, padding: padding)
+            let dense = Tensor(shape: os)
+            Ops.maxPool2d(x, kernel: kernel, stride: stride, padding: padding, into: dense)
+            let grid = TileGrid(height: os[2], width: os[3], tile: Size2(2, 3))
+            let tiles = [grid.count - 1, 0, 1, 2, grid.columns + 4, grid.columns * 2]
+            let kept = Tensor(shape: os, repeating: -9)
+            Ops.maxPool2d(x, kernel: kernel, stride: stride, padding: padding, tiles: tiles, grid: grid, into: kept)
+            assertTiles(kept, dense, grid: grid, tiles: tiles, untouched: -9, "max-pool \(kernel)/\(stride) pad \(padding)")
+        }
+        for (h, w) in [(46, 60), (31, 47), (12, 13)] {
+            let dense = Tensor(shape: [2, 3, h, w])
+            Ops.upsampleNearest(x, into: dense)
+            let grid = TileGrid(height: h, width: w, tile: Size2(4, 5))
+            let tiles = [3, 2, grid.count - 1, grid.columns + 1]
+            let kept = Tensor(shape: dense.shape, repeating: -9)
+            Ops.upsampleNearest(x, tiles: tiles, grid: grid, into: kept)
+            assertTiles(kept, dense, grid: grid, tiles: tiles, untouched: -9, "nearest to \(h)x\(w)")
+        }
+    }
+
+    /// `got` equals `ref` bit for bit (NaN where NaN) inside `tiles`, and holds `untouched` elsewhere.
+    private func assertTiles(_ got: Tensor, _ ref: Tensor, grid: TileGrid, tiles: [Int], untouched: Float, _ what: String) {
+        var inside = Set<Int>()
+        for t in tiles { let r = grid.rect(t); for y in r.rows { for x in r.cols { inside.insert(y * grid.width + x) } } }
+        var checked = 0
+        for n in 0..<got.n {
+            for c in 0..<got.c {
+                for y in 0..<got.h {
+                    for x in 0..<got.w {
+                        let g = got[n, c, y, x], r = ref[n, c, y, x]
+                        if inside.contains(y * grid.width + x) {
+                            XCTAssertEqual(g.bitPattern, r.bitPattern, "\(what): (\(n), \(c), \(y), \(x)) \(g) vs \(r)")
+                            checked += 1
+                        } else {
+                            XCTAssertEqual(g, untouched, "\(what): (\(n), \(c), \(y), \(x)) written outside the tiles")
+                        }
+                    }
+                }
+            }
+        }
+        XCTAssertGreaterThan(checked, 0)
+    }
 }

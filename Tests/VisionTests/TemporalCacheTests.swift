@@ -98,6 +98,9 @@ final class TemporalCacheTests: XCTestCase {
         XCTAssertEqual(cache.lastStats.skippedLayers, b.convLayers.count)
         XCTAssertEqual(cache.lastStats.recomputedTiles, 0)
         XCTAssertEqual(cache.lastStats.flops, 0)
+        // The max-pool and the FPN's upsampling are reused too.
+        XCTAssertEqual(Set(cache.lastOpTiles.keys), ["body.maxpool", "fpn.upsample.0", "fpn.upsample.1", "fpn.upsample.2"])
+        XCTAssertEqual(cache.lastOpTiles.values.reduce(0, +), 0)
         XCTAssertLessThanOrEqual(maxRelativeError(p, ref), 1e-6)
     }
 
@@ -125,6 +128,10 @@ final class TemporalCacheTests: XCTestCase {
         // 32x32, 8x8 tiles), whose receptive field reaches outputs 7...16 → tiles 0...2 each way = 9 of 16.
         let l1 = b.body.layers[0][0].conv1.index
         XCTAssertEqual(cache.lastLayerTiles[l1], 9)
+        // The max-pool itself runs only where the stem recomputed: stem output tiles 1...3 (pixels 8..<32) reach
+        // pooled q with 2q − 1 ≤ 31 and 2q + 1 ≥ 8: q in 4...16 → tiles 0...2 each way of its 32x32 (4x4 tiles).
+        XCTAssertEqual(cache.lastOpTiles["body.maxpool"], 9)
+        XCTAssertEqual(cache.opTileCounts["body.maxpool"], 16)
         // The change reaches everything by layer4 (a 4x4 map, one tile): those layers fall back to dense.
         XCTAssertGreaterThan(cache.lastStats.tiledLayers, 0)
         XCTAssertLessThan(cache.lastStats.recomputedFraction, 1)

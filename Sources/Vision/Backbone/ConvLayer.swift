@@ -15,6 +15,60 @@ public protocol ConvolutionRunner: AnyObject {
     /// (layer, instance). Default: `run(_:input:residual:workspace:)`; a runner wrapping another should forward
     /// this one too.
     func run(_ layer: ConvLayer, instance: Int, input: Tensor, residual: Tensor?, workspace: Workspace) -> Tensor
+    /// `op` applied to `input` (the max-pool after the stem, the FPN's nearest upsampling), computed however the
+    /// runner likes but exactly; `key` names the op's place in the model (unique per model). The result may be
+    /// owned by the runner. Default: the dense op into a workspace tensor. A runner wrapping another should forward
+    /// this too.
+    func run(_ op: SpatialOp, key: String, input: Tensor, workspace: Workspace) -> Tensor
+}
+
+/// A parameter-free spatial op between convs. A `ConvolutionRunner` may take it over: the temporal cache computes
+/// it only where its input changed, so the change mask reaches the next conv through it without a full compare.
+public enum SpatialOp: Hashable, Sendable {
+    /// `Ops.maxPool2d` (padding never wins).
+    case maxPool(kernel: Size2, stride: Size2, padding: Size2)
+    /// `Ops.upsampleNearest` to `height` x `width` (torch's nearest).
+    case upsampleNearest(height: Int, width: Int)
+
+    /// Output shape for an NCHW `input` shape.
+    public func outputShape(_ input: [Int]) -> [Int] {
+        switch self {
+        case let .maxPool(kernel, stride, padding):
+            return Ops.maxPool2dShape(input, kernel: kernel, stride: stride, padding: padding)
+        case let .upsampleNearest(height, width):
+            return [input[0], input[1], height, width]
+        }
+    }
+
+    /// The dense op into `out` (shape `outputShape(x.shape)`).
+    public func dense(_ x: Tensor, into out: Tensor) {
+        switch self {
+        case let .maxPool(kernel, stride, padding): Ops.maxPool2d(x, kernel: kernel, stride: stride, padding: padding, into: out)
+        case .upsampleNearest: Ops.upsampleNearest(x, into: out)
+        }
+    }
+
+    /// The dense op into a tensor from `ws`.
+    public func callAsFunction(_ x: Tensor, in ws: Workspace) -> Tensor {
+        let out = ws.tensor(outputShape(x.shape))
+        dense(x, into: out)
+        return out
+    }
+
+    /// The op on the output tiles `tiles` of `grid` only (bit-identical to `dense` there; the rest of `out` untouched).
+    public func forward(_ x: Tensor, tiles: [Int], grid: TileGrid, into out: Tensor) {
+        switch self {
+        case let .maxPool(kernel, stride, padding):
+            Ops.maxPool2d(x, kernel: kernel, stride: stride, padding: padding, tiles: tiles, grid: grid, into: out)
+        case .upsampleNearest: Ops.upsampleNearest(x, tiles: tiles, grid: grid, into: out)
+        }
+    }
+}
+
+extension ConvolutionRunner {
+    public func run(_ op: SpatialOp, key: String, input: Tensor, workspace: Workspace) -> Tensor {
+        op(input, in: workspace)
+    }
 }
 
 extension ConvolutionRunner {
@@ -61,6 +115,12 @@ public struct ForwardContext {
     public init(workspace: Workspace, runner: ConvolutionRunner? = nil) {
         self.workspace = workspace
         self.runner = runner
+    }
+
+    /// `op` on `x` through the runner, or densely into the workspace.
+    @inline(__always)
+    func callAsFunction(_ op: SpatialOp, key: String, _ x: Tensor) -> Tensor {
+        runner?.run(op, key: key, input: x, workspace: workspace) ?? op(x, in: workspace)
     }
 
     /// Returns `t`'s buffer to the arena (no-op for tensors a runner owns).

@@ -51,7 +51,7 @@ public final class FeaturePyramidNetwork: @unchecked Sendable {
         results[n - 1] = layerBlocks[n - 1](last, ctx)
         for i in stride(from: n - 2, through: 0, by: -1) {
             // lateral 1x1 conv + nearest-upsampled top-down path, the sum fused into the conv's GEMM.
-            let topDown = last.upsampleNearest(height: features[i].h, width: features[i].w, in: ctx.workspace)
+            let topDown = ctx(.upsampleNearest(height: features[i].h, width: features[i].w), key: "fpn.upsample.\(i)", last)
             ctx.release(last)
             last = innerBlocks[i](features[i], residual: topDown, ctx)
             ctx.release(features[i]); ctx.release(topDown)

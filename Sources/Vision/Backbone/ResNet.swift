@@ -93,7 +93,7 @@ public final class ResNetBody: @unchecked Sendable {
     /// stage outputs in stage order (C_k for every kept k).
     func callAsFunction(_ x: Tensor, _ ctx: ForwardContext, keep: (Int) -> Bool) -> [Tensor] {
         let stem = conv1(x, ctx)
-        var h = stem.maxPool2d(kernel: 3, stride: 2, padding: 1, in: ctx.workspace)
+        var h = ctx(.maxPool(kernel: 3, stride: 2, padding: 1), key: "body.maxpool", stem)
         ctx.release(stem)
         var outputs: [Tensor] = []
         outputs.reserveCapacity(layers.count)

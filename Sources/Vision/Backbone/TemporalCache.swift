@@ -128,6 +128,11 @@ public final class TemporalCache: ConvolutionRunner {
     /// Wall seconds spent in the last frame per conv layer (`ConvLayer.index`, summed over instances): GEMM and the
     /// cache's own work (compare, copy); for benchmarks only.
     public private(set) var lastLayerSeconds: [Int: Double] = [:]
+    /// Output tiles recomputed in the last frame per spatial op (max-pool, upsampling; by op key, all of them on
+    /// a dense pass), of `opTileCounts[key]`.
+    public private(set) var lastOpTiles: [String: Int] = [:]
+    /// Output tiles per spatial op key.
+    public private(set) var opTileCounts: [String: Int] = [:]
     /// The GEMM part of `lastLayerSeconds`.
     public private(set) var lastLayerConvSeconds: [Int: Double] = [:]
 
@@ -159,6 +164,24 @@ public final class TemporalCache: ConvolutionRunner {
             outputGrid = TileGrid(height: output[2], width: output[3], tile: Size2(tile, tile))
             inputGrid = TileGrid(height: input[2], width: input[3], tile: Size2(tile * conv.stride.h, tile * conv.stride.w))
             mark = [Bool](repeating: false, count: outputGrid.count)
+            // Output tile rows / columns reached by each input tile row / column (hi exclusive; empty = none).
+            let og = outputGrid, ig = inputGrid
+            func reach(_ r: Range<Int>, _ c: Range<Int>) -> (rows: Range<Int>, cols: Range<Int>) {
+                let a = conv.affectedOutputs(rows: r, cols: c, outputHeight: og.height, outputWidth: og.width)
+                return (a.rows.isEmpty ? 0..<0 : (a.rows.lowerBound / og.tile.h)..<((a.rows.upperBound - 1) / og.tile.h + 1),
+                        a.cols.isEmpty ? 0..<0 : (a.cols.lowerBound / og.tile.w)..<((a.cols.upperBound - 1) / og.tile.w + 1))
+            }
+            rowReach = (0..<ig.rows).map { ty in reach(ty * ig.tile.h..<min(ig.height, (ty + 1) * ig.tile.h), 0..<1).rows }
+            columnReach = (0..<ig.columns).map { tx in reach(0..<1, tx * ig.tile.w..<min(ig.width, (tx + 1) * ig.tile.w)).cols }
+        }
+        /// Per input tile row (column) of `inputGrid`: the output tile rows (columns) its receptive field reaches.
+        let rowReach: [Range<Int>], columnReach: [Range<Int>]
+
+        /// Marks the output tiles reached by input tile `t` of `inputGrid`.
+        func markReached(_ t: Int) {
+            let rows = rowReach[t / inputGrid.columns], cols = columnReach[t % inputGrid.columns]
+            let c = outputGrid.columns
+            for ty in rows { for tx in cols { mark[ty * c + tx] = true } }
         }
     }
 
@@ -177,6 +200,51 @@ public final class TemporalCache: ConvolutionRunner {
         /// The producing conv is depthwise.
         let depthwise: Bool
     }
+    /// Kept outputs of the spatial ops (max-pool, upsampling) by op key and input size.
+    private struct OpKey: Hashable { let key: String; let height, width: Int }
+    private final class OpState {
+        let inputShape: [Int]
+        let output: Tensor
+        let grid: TileGrid
+        var mark: [Bool]
+        /// Upsampling: per input row (column) index i, the first output row (column) whose tap is ≥ i (count + 1
+        /// entries), so an input range [a, b) reaches outputs [first[a], first[b]).
+        let firstRow: [Int], firstColumn: [Int]
+
+        init(_ op: SpatialOp, input: [Int], tile: Int) {
+            inputShape = input
+            let os = op.outputShape(input)
+            output = Tensor(shape: os)
+            grid = TileGrid(height: os[2], width: os[3], tile: Size2(tile, tile))
+            mark = [Bool](repeating: false, count: grid.count)
+            func first(_ n: Int, _ m: Int) -> [Int] {
+                var f = [Int](repeating: m, count: n + 1)
+                for o in stride(from: m - 1, through: 0, by: -1) { f[Ops.nearestTap(o, input: n, output: m)] = o }
+                for i in stride(from: n - 1, through: 0, by: -1) { f[i] = min(f[i], f[i + 1]) }
+                return f
+            }
+            if case .upsampleNearest = op {
+                firstRow = first(input[2], os[2]); firstColumn = first(input[3], os[3])
+            } else {
+                firstRow = []; firstColumn = []
+            }
+        }
+
+        /// The output pixel rows and columns of `op` that read input pixels `rows` x `cols`.
+        func reached(_ op: SpatialOp, rows: Range<Int>, cols: Range<Int>) -> (rows: Range<Int>, cols: Range<Int>) {
+            switch op {
+            case let .maxPool(kernel, stride, padding):
+                return (Conv2d.affected(rows, kernel: kernel.h, stride: stride.h, padding: padding.h, dilation: 1,
+                                        outputs: grid.height),
+                        Conv2d.affected(cols, kernel: kernel.w, stride: stride.w, padding: padding.w, dilation: 1,
+                                        outputs: grid.width))
+            case .upsampleNearest:
+                return (firstRow[rows.lowerBound]..<firstRow[rows.upperBound],
+                        firstColumn[cols.lowerBound]..<firstColumn[cols.upperBound])
+            }
+        }
+    }
+    private var ops: [OpKey: OpState] = [:]
     private var inputShape: [Int]?
     private var denseThisFrame = false
     /// Frame-level fall-back frames skip refreshing the kept inputs of every layer but the stem (a copy per layer
@@ -194,7 +262,8 @@ public final class TemporalCache: ConvolutionRunner {
 
     /// Drops all kept state: the next frame is computed densely.
     public func reset() {
-        layers.removeAll(); layerTileCounts.removeAll(); keptPyramid.removeAll(); inputShape = nil; frameIndex = 0
+        layers.removeAll(); ops.removeAll(); opTileCounts.removeAll(); layerTileCounts.removeAll(); keptPyramid.removeAll(); inputShape = nil
+        frameIndex = 0
         resetCount += 1
     }
 
@@ -243,6 +312,7 @@ public final class TemporalCache: ConvolutionRunner {
         lastStats.refreshed = denseThisFrame || settings.mode == .off
         if lastStats.refreshed { lastStats.inputChangedFraction = 1 }
         lastLayerTiles.removeAll(keepingCapacity: true)
+        lastOpTiles.removeAll(keepingCapacity: true)
         lastLayerSeconds.removeAll(keepingCapacity: true)
         lastLayerConvSeconds.removeAll(keepingCapacity: true)
         produced.removeAll(keepingCapacity: true)
@@ -293,7 +363,7 @@ public final class TemporalCache: ConvolutionRunner {
         }
         let threshold = (settings.layerThresholds[layer.key]
                          ?? (isStem ? settings.inputThreshold ?? settings.threshold : settings.threshold)) * s.inputRMS
-        for i in s.mark.indices { s.mark[i] = false }
+        s.mark.withUnsafeMutableBufferPointer { $0.update(repeating: false) }
         if s.exact {
             // The input changed exactly inside the tiles its producer recomputed this frame.
             guard input.offset == 0, let p = produced[ObjectIdentifier(input.storage)],
@@ -301,7 +371,7 @@ public final class TemporalCache: ConvolutionRunner {
                 return dense(layer, instance, s, input: input, residual: residual, flops: layerFlops, rms: false,
                              workspace: workspace)
             }
-            for t in recomputed { markAffected(s, conv, p.grid.rect(t), input: input) }
+            for t in recomputed { markAffected(s, conv, p.grid.rect(t)) }
         } else {
             let keptInput = s.keptInput!
             // Changed input tiles → kept input, and the output tiles their receptive field reaches.
@@ -327,7 +397,7 @@ public final class TemporalCache: ConvolutionRunner {
                                  workspace: workspace)
                 }
             }
-            for t in changedInput { markAffected(s, conv, s.inputGrid.rect(t), input: input) }
+            for t in changedInput { s.markReached(t) }
             if !changedInput.isEmpty { Ops.copyTiles(changedInput, grid: s.inputGrid, from: input, into: keptInput) }
         }
         let og = s.outputGrid
@@ -373,10 +443,56 @@ public final class TemporalCache: ConvolutionRunner {
         return s.output
     }
 
+    /// `ConvolutionRunner`: a spatial op (max-pool, nearest upsampling) into a kept output, recomputed only on the
+    /// output tiles that read the tiles its producer (a conv run earlier this frame) recomputed; registered as
+    /// produced, so the next conv compares only there. Exact: the kept output equals the dense op on this input.
+    public func run(_ op: SpatialOp, key: String, input: Tensor, workspace: Workspace) -> Tensor {
+        guard settings.mode == .delta else { return op(input, in: workspace) }
+        let k = OpKey(key: key, height: input.h, width: input.w)
+        var state = ops[k]
+        let fresh = state == nil || state!.inputShape != input.shape
+        if fresh {
+            state = OpState(op, input: input.shape, tile: settings.tile)
+            ops[k] = state
+            opTileCounts[key] = state!.grid.count
+        }
+        let s = state!
+        let source = input.offset == 0 ? produced[ObjectIdentifier(input.storage)] : nil
+        guard !fresh, !denseThisFrame, let p = source, p.grid.height == input.h, p.grid.width == input.w,
+              let recomputed = p.tiles else {
+            op.dense(input, into: s.output)
+            produced[ObjectIdentifier(s.output.storage)] = Produced(grid: s.grid, tiles: nil, depthwise: false)
+            lastOpTiles[key] = s.grid.count
+            return s.output
+        }
+        s.mark.withUnsafeMutableBufferPointer { $0.update(repeating: false) }
+        for t in recomputed {
+            let r = p.grid.rect(t)
+            let a = s.reached(op, rows: r.rows, cols: r.cols)
+            guard !a.rows.isEmpty, !a.cols.isEmpty else { continue }
+            for ty in (a.rows.lowerBound / s.grid.tile.h)...((a.rows.upperBound - 1) / s.grid.tile.h) {
+                for tx in (a.cols.lowerBound / s.grid.tile.w)...((a.cols.upperBound - 1) / s.grid.tile.w) {
+                    s.mark[ty * s.grid.columns + tx] = true
+                }
+            }
+        }
+        var tiles: [Int] = []
+        for (t, m) in s.mark.enumerated() where m { tiles.append(t) }
+        if Double(tiles.count) > settings.denseFallback * Double(s.grid.count) {
+            // Bit-identical to the tile pass, so the consumer still compares only `tiles`.
+            op.dense(input, into: s.output)
+        } else {
+            op.forward(input, tiles: tiles, grid: s.grid, into: s.output)
+        }
+        produced[ObjectIdentifier(s.output.storage)] = Produced(grid: s.grid, tiles: tiles, depthwise: false)
+        lastOpTiles[key] = tiles.count
+        return s.output
+    }
+
     /// Marks the output tiles of `s` whose receptive field meets the input region `rect` (input pixels).
-    private func markAffected(_ s: LayerState, _ conv: Conv2d, _ rect: (rows: Range<Int>, cols: Range<Int>), input: Tensor) {
+    private func markAffected(_ s: LayerState, _ conv: Conv2d, _ rect: (rows: Range<Int>, cols: Range<Int>)) {
         let og = s.outputGrid
-        let a = conv.affectedOutputs(rows: rect.rows, cols: rect.cols, inputHeight: input.h, inputWidth: input.w)
+        let a = conv.affectedOutputs(rows: rect.rows, cols: rect.cols, outputHeight: og.height, outputWidth: og.width)
         guard !a.rows.isEmpty, !a.cols.isEmpty else { return }
         for ty in (a.rows.lowerBound / og.tile.h)...((a.rows.upperBound - 1) / og.tile.h) {
             for tx in (a.cols.lowerBound / og.tile.w)...((a.cols.upperBound - 1) / og.tile.w) { s.mark[ty * og.columns + tx] = true }
