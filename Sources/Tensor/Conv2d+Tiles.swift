@@ -68,30 +68,33 @@ extension Ops {
     public static func tileMaxAbsDifference(_ a: Tensor, _ b: Tensor, grid: TileGrid, into result: inout [Float]) {
         // Per tile row, a per-pixel-column running max over every plane and row is a contiguous (vectorizable)
         // stream; the tiles then reduce their columns.
-        forEachTileRow(a, b, grid: grid, into: &result) { ty, out, colMax, pa, pb in
+        forEachTileRow(a, b, grid: grid, into: &result) { ty, out, scratch, pa, pb in
             let planes = a.n * a.c, plane = a.h * a.w, w = a.w
+            let colMax = UnsafeMutableRawPointer(scratch).assumingMemoryBound(to: UInt32.self)
             colMax.update(repeating: 0, count: w)
             let y0 = ty * grid.tile.h, y1 = min(grid.height, y0 + grid.tile.h)
             for p in 0..<planes {
                 for y in y0..<y1 {
                     let ra = pa + p * plane + y * w, rb = pb + p * plane + y * w
-                    for x in 0..<w {
-                        // A NaN difference sticks (d != d), so it is never read as "unchanged".
-                        let d = abs(ra[x] - rb[x]), m = colMax[x]
-                        colMax[x] = d > m || d != d ? d : m
-                    }
+                    for x in 0..<w { colMax[x] = max(colMax[x], absBits(ra[x] - rb[x])) }
                 }
             }
             for tx in 0..<grid.columns {
-                var m: Float = 0
-                for x in (tx * grid.tile.w)..<min(w, (tx + 1) * grid.tile.w) {
-                    let v = colMax[x]
-                    m = v > m ? v : (v != v ? .infinity : m)
-                }
-                out[ty * grid.columns + tx] = m
+                var m: UInt32 = 0
+                for x in (tx * grid.tile.w)..<min(w, (tx + 1) * grid.tile.w) { m = max(m, colMax[x]) }
+                out[ty * grid.columns + tx] = absFloat(m)
             }
         }
     }
+
+    /// |d| as its bit pattern: for non-negative floats the unsigned order is the float order, and every NaN lies
+    /// above +infinity, so a plain (vectorisable) integer max is a NaN-sticky max of |a − b|.
+    @inline(__always)
+    static func absBits(_ d: Float) -> UInt32 { d.bitPattern & 0x7FFF_FFFF }
+
+    /// The float of a max of `absBits`, NaN read as infinity (so a NaN is never taken for "unchanged").
+    @inline(__always)
+    static func absFloat(_ bits: UInt32) -> Float { bits > 0x7F80_0000 ? .infinity : Float(bitPattern: bits) }
 
     /// The frame shared by the per-tile difference ops: checks `a` and `b` against `grid`, sizes `result`, and calls
     /// `body(tileRow, result, columnScratch, a, b)` for every tile row, tile rows in parallel (each chunk with its
@@ -141,7 +144,7 @@ extension Ops {
             spans.append((y0, min(grid.height, y0 + grid.tile.h), x0, n, width))
             width += n
         }
-        let colMax = UnsafeMutablePointer<Float>.allocate(capacity: width)
+        let colMax = UnsafeMutablePointer<UInt32>.allocate(capacity: width)
         defer { colMax.deallocate() }
         colMax.update(repeating: 0, count: width)
         spans.withUnsafeBufferPointer { spans in
@@ -151,11 +154,7 @@ extension Ops {
                         let m = colMax + s.at
                         for y in s.y0..<s.y1 {
                             let ra = pa + p * plane + y * w + s.x0, rb = pb + p * plane + y * w + s.x0
-                            for x in 0..<s.n {
-                                // A NaN difference sticks (d != d), so it is never read as "unchanged".
-                                let d = abs(ra[x] - rb[x]), v = m[x]
-                                m[x] = d > v || d != d ? d : v
-                            }
+                            for x in 0..<s.n { m[x] = max(m[x], absBits(ra[x] - rb[x])) }
                         }
                     }
                 }
@@ -165,12 +164,9 @@ extension Ops {
             for (r, s) in zip(runs, spans) {
                 for k in 0..<r.count {
                     let lo = k * grid.tile.w, hi = min(s.n, lo + grid.tile.w)
-                    var m: Float = 0
-                    for x in lo..<hi {
-                        let v = colMax[s.at + x]
-                        m = v > m ? v : (v != v ? .infinity : m)
-                    }
-                    res[r.row * grid.columns + r.column + k] = m
+                    var m: UInt32 = 0
+                    for x in lo..<hi { m = max(m, colMax[s.at + x]) }
+                    res[r.row * grid.columns + r.column + k] = absFloat(m)
                 }
             }
         }
