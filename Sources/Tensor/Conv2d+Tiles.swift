@@ -248,84 +248,23 @@ extension Ops {
     }
 
     /// `maxPool2d` computed only on the output tiles `tiles` of `grid` (a grid over `out`'s height x width): the
-    /// same arithmetic in the same order as the dense op, so those pixels are bit-identical to it; the rest of
-    /// `out` is left untouched (the temporal cache's kept output, recomputed where its input changed).
+    /// dense op's arithmetic in its order, so those pixels are bit-identical to it; the rest of `out` is left
+    /// untouched (the temporal cache's kept output, recomputed where its input changed).
     public static func maxPool2d(_ x: Tensor, kernel: Size2, stride: Size2, padding: Size2 = 0, tiles: [Int],
                                  grid: TileGrid, into out: Tensor) {
         let os = maxPool2dShape(x.shape, kernel: kernel, stride: stride, padding: padding)
         precondition(out.shape == os && grid.height == os[2] && grid.width == os[3],
                      "max-pool tiles: output \(out.shape) (expected \(os)) over \(grid)")
-        x.checkValid(); out.checkValid()
         guard !tiles.isEmpty else { return }
-        let h = x.h, w = x.w, ho = os[2], wo = os[3]
-        let (kh, kw, sh, sw, ph, pw) = (kernel.h, kernel.w, stride.h, stride.w, padding.h, padding.w)
-        let src = x.ptr, dst = out.ptr
-        let spans = tileSpans(tiles, grid: grid)
-        var pixels = 0
-        for s in spans { pixels += (s.y1 - s.y0) * s.n }
-        spans.withUnsafeBufferPointer { spans in
-            Parallel.forEach(x.n * x.c, cost: x.n * x.c * pixels * kh * kw) { planes in
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: w) { vbuf in
-                    let vrow = vbuf.baseAddress!
-                    for pl in planes {
-                        let sp = src + pl * h * w, d = dst + pl * ho * wo
-                        for s in spans {
-                            // Input columns the span's windows read.
-                            let xa = max(s.x0 * sw - pw, 0), xb = min((s.x0 + s.n - 1) * sw - pw + kw, w)
-                            for oy in s.y0..<s.y1 {
-                                let y0 = oy * sh - ph
-                                let ylo = max(y0, 0), yhi = min(y0 + kh, h)
-                                (vrow + xa).update(from: sp + ylo * w + xa, count: xb - xa)
-                                var y = ylo + 1
-                                while y < yhi {
-                                    let row = sp + y * w
-                                    for i in xa..<xb { let v = row[i], m = vrow[i]; vrow[i] = (v > m || v != v) ? v : m }
-                                    y += 1
-                                }
-                                let drow = d + oy * wo
-                                for ox in s.x0..<(s.x0 + s.n) {
-                                    let x0 = ox * sw - pw
-                                    let xlo = max(x0, 0), xhi = min(x0 + kw, w)
-                                    var m = vrow[xlo]
-                                    var xx = xlo + 1
-                                    while xx < xhi { let v = vrow[xx]; m = (v > m || v != v) ? v : m; xx += 1 }
-                                    drow[ox] = m
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        maxPool2d(x, kernel: kernel, stride: stride, padding: padding, spans: tileSpans(tiles, grid: grid), into: out)
     }
 
-    /// `upsampleNearest` computed only on the output tiles `tiles` of `grid` (over `out`'s height x width); the
-    /// rest of `out` is left untouched.
+    /// `upsampleNearest` computed only on the output tiles `tiles` of `grid` (over `out`'s height x width),
+    /// bit-identical there; the rest of `out` is left untouched.
     public static func upsampleNearest(_ x: Tensor, tiles: [Int], grid: TileGrid, into out: Tensor) {
         precondition(x.rank == 4 && out.rank == 4 && out.n == x.n && out.c == x.c && grid.height == out.h
                      && grid.width == out.w, "nearest tiles: \(x.shape) into \(out.shape) over \(grid)")
-        x.checkValid(); out.checkValid()
         guard !tiles.isEmpty else { return }
-        let h = x.h, w = x.w, ho = out.h, wo = out.w
-        let src = x.ptr, dst = out.ptr
-        let spans = tileSpans(tiles, grid: grid)
-        var pixels = 0
-        for s in spans { pixels += (s.y1 - s.y0) * s.n }
-        let xs = nearestTaps(input: w, output: wo)
-        xs.withUnsafeBufferPointer { xs in
-            spans.withUnsafeBufferPointer { spans in
-                Parallel.forEach(x.n * x.c, cost: x.n * x.c * pixels) { planes in
-                    for pl in planes {
-                        let sp = src + pl * h * w, d = dst + pl * ho * wo
-                        for s in spans {
-                            for oy in s.y0..<s.y1 {
-                                let row = sp + nearestTap(oy, input: h, output: ho) * w, drow = d + oy * wo
-                                for ox in s.x0..<(s.x0 + s.n) { drow[ox] = row[xs[ox]] }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        upsampleNearest(x, spans: tileSpans(tiles, grid: grid), into: out)
     }
 }

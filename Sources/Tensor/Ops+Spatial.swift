@@ -18,35 +18,50 @@ extension Ops {
     public static func maxPool2d(_ x: Tensor, kernel: Size2, stride: Size2, padding: Size2 = 0, into out: Tensor) {
         let os = maxPool2dShape(x.shape, kernel: kernel, stride: stride, padding: padding)
         precondition(out.shape == os, "max-pool output must be \(os), got \(out.shape)")
+        maxPool2d(x, kernel: kernel, stride: stride, padding: padding, spans: [(0, os[2], 0, os[3])], into: out)
+    }
+
+    /// The max-pool kernel over output spans (first row, end row, first column, columns): the dense op is one
+    /// span, the temporal cache's tile pass one per run of tiles; same arithmetic in the same order either way.
+    static func maxPool2d(_ x: Tensor, kernel: Size2, stride: Size2, padding: Size2,
+                          spans: [(y0: Int, y1: Int, x0: Int, n: Int)], into out: Tensor) {
         x.checkValid(); out.checkValid()
-        let h = x.h, w = x.w, ho = os[2], wo = os[3]
+        let h = x.h, w = x.w, ho = out.h, wo = out.w
         let (kh, kw, sh, sw, ph, pw) = (kernel.h, kernel.w, stride.h, stride.w, padding.h, padding.w)
         let src = x.ptr, dst = out.ptr
-        Parallel.forEach(x.n * x.c, cost: out.count * kh * kw) { planes in
-            // Separable: max over the window's rows (contiguous, vectorised), then over its columns.
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: w) { vbuf in
-                let vrow = vbuf.baseAddress!
-                for pl in planes {
-                    let s = src + pl * h * w, d = dst + pl * ho * wo
-                    for oy in 0..<ho {
-                        let y0 = oy * sh - ph
-                        let ylo = max(y0, 0), yhi = min(y0 + kh, h)
-                        vrow.update(from: s + ylo * w, count: w)
-                        var y = ylo + 1
-                        while y < yhi {
-                            let row = s + y * w
-                            // NaN propagates as in torch (a NaN in the window wins).
-                            for i in 0..<w { let v = row[i], m = vrow[i]; vrow[i] = (v > m || v != v) ? v : m }
-                            y += 1
-                        }
-                        let drow = d + oy * wo
-                        for ox in 0..<wo {
-                            let x0 = ox * sw - pw
-                            let xlo = max(x0, 0), xhi = min(x0 + kw, w)
-                            var m = vrow[xlo]
-                            var xx = xlo + 1
-                            while xx < xhi { let v = vrow[xx]; m = (v > m || v != v) ? v : m; xx += 1 }
-                            drow[ox] = m
+        var pixels = 0
+        for s in spans { pixels += (s.y1 - s.y0) * s.n }
+        spans.withUnsafeBufferPointer { spans in
+            Parallel.forEach(x.n * x.c, cost: x.n * x.c * pixels * kh * kw) { planes in
+                // Separable: max over the window's rows (contiguous, vectorised), then over its columns.
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: w) { vbuf in
+                    let vrow = vbuf.baseAddress!
+                    for pl in planes {
+                        let sp = src + pl * h * w, d = dst + pl * ho * wo
+                        for s in spans where s.n > 0 {
+                            // Input columns the span's windows read.
+                            let xa = max(s.x0 * sw - pw, 0), xb = min((s.x0 + s.n - 1) * sw - pw + kw, w)
+                            for oy in s.y0..<s.y1 {
+                                let y0 = oy * sh - ph
+                                let ylo = max(y0, 0), yhi = min(y0 + kh, h)
+                                (vrow + xa).update(from: sp + ylo * w + xa, count: xb - xa)
+                                var y = ylo + 1
+                                while y < yhi {
+                                    let row = sp + y * w
+                                    // NaN propagates as in torch (a NaN in the window wins).
+                                    for i in xa..<xb { let v = row[i], m = vrow[i]; vrow[i] = (v > m || v != v) ? v : m }
+                                    y += 1
+                                }
+                                let drow = d + oy * wo
+                                for ox in s.x0..<(s.x0 + s.n) {
+                                    let x0 = ox * sw - pw
+                                    let xlo = max(x0, 0), xhi = min(x0 + kw, w)
+                                    var m = vrow[xlo]
+                                    var xx = xlo + 1
+                                    while xx < xhi { let v = vrow[xx]; m = (v > m || v != v) ? v : m; xx += 1 }
+                                    drow[ox] = m
+                                }
+                            }
                         }
                     }
                 }
@@ -73,19 +88,29 @@ extension Ops {
     /// src = min(floor(dst * in / out), in - 1) per axis (computed as torch does, in Float scale).
     public static func upsampleNearest(_ x: Tensor, into out: Tensor) {
         precondition(x.rank == 4 && out.rank == 4 && out.n == x.n && out.c == x.c, "nearest \(x.shape) into \(out.shape)")
+        upsampleNearest(x, spans: [(0, out.h, 0, out.w)], into: out)
+    }
+
+    /// The nearest-upsampling kernel over output spans (first row, end row, first column, columns).
+    static func upsampleNearest(_ x: Tensor, spans: [(y0: Int, y1: Int, x0: Int, n: Int)], into out: Tensor) {
         x.checkValid(); out.checkValid()
         let h = x.h, w = x.w, ho = out.h, wo = out.w
-        // torch: scale = (float)in / out; src = min((int)floorf(dst * scale), in - 1).
         let src = x.ptr, dst = out.ptr
+        var pixels = 0
+        for s in spans { pixels += (s.y1 - s.y0) * s.n }
         // Column taps on the stack: no heap allocation per frame.
         withUnsafeTemporaryAllocation(of: Int.self, capacity: wo) { xs in
             for ox in 0..<wo { xs[ox] = nearestTap(ox, input: w, output: wo) }
-            Parallel.forEach(x.n * x.c, cost: out.count) { planes in
-                for pl in planes {
-                    let s = src + pl * h * w, d = dst + pl * ho * wo
-                    for oy in 0..<ho {
-                        let row = s + nearestTap(oy, input: h, output: ho) * w, drow = d + oy * wo
-                        for ox in 0..<wo { drow[ox] = row[xs[ox]] }
+            spans.withUnsafeBufferPointer { spans in
+                Parallel.forEach(x.n * x.c, cost: x.n * x.c * pixels) { planes in
+                    for pl in planes {
+                        let sp = src + pl * h * w, d = dst + pl * ho * wo
+                        for s in spans {
+                            for oy in s.y0..<s.y1 {
+                                let row = sp + nearestTap(oy, input: h, output: ho) * w, drow = d + oy * wo
+                                for ox in s.x0..<(s.x0 + s.n) { drow[ox] = row[xs[ox]] }
+                            }
+                        }
                     }
                 }
             }
@@ -96,11 +121,6 @@ extension Ops {
     @inline(__always)
     public static func nearestTap(_ o: Int, input: Int, output: Int) -> Int {
         min(Int(floorf(Float(o) * (Float(input) / Float(output)))), input - 1)
-    }
-
-    /// `nearestTap` of every output index.
-    public static func nearestTaps(input: Int, output: Int) -> [Int] {
-        (0..<output).map { nearestTap($0, input: input, output: output) }
     }
 
     /// Bilinear resize to `out`'s height and width, torch `interpolate(mode="bilinear", align_corners=False)`
