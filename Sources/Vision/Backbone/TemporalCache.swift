@@ -245,6 +245,11 @@ public final class TemporalCache: ConvolutionRunner {
         }
     }
     private var ops: [OpKey: OpState] = [:]
+    /// This frame's compared conv inputs (by storage): the tiles found changed on the layer's input grid and the
+    /// kept copy they were propagated into. A later conv whose shortcut is the same tensor on the same grid (a
+    /// ResNet block's last conv: its first conv read the block input) reuses both instead of comparing again.
+    private var compared: [ObjectIdentifier: Compared] = [:]
+    private struct Compared { let grid: TileGrid; let changed: [Int]; let kept: Tensor }
     private var inputShape: [Int]?
     private var denseThisFrame = false
     /// Frame-level fall-back frames skip refreshing the kept inputs of every layer but the stem (a copy per layer
@@ -316,6 +321,7 @@ public final class TemporalCache: ConvolutionRunner {
         lastLayerSeconds.removeAll(keepingCapacity: true)
         lastLayerConvSeconds.removeAll(keepingCapacity: true)
         produced.removeAll(keepingCapacity: true)
+        compared.removeAll(keepingCapacity: true)
         return index
     }
 
@@ -399,14 +405,28 @@ public final class TemporalCache: ConvolutionRunner {
             }
             for t in changedInput { s.markReached(t) }
             if !changedInput.isEmpty { Ops.copyTiles(changedInput, grid: s.inputGrid, from: input, into: keptInput) }
+            if !isStem && input.offset == 0 {
+                compared[ObjectIdentifier(input.storage)] = Compared(grid: s.inputGrid, changed: changedInput, kept: keptInput)
+            }
         }
         let og = s.outputGrid
         // The residual is an input of the output tile at the same place.
+        var residualKept = s.keptResidual
         if let residual, let keptResidual = s.keptResidual {
-            compare(residual, keptResidual, grid: og, into: &s.residualDiff)
-            var changedResidual: [Int] = []
-            for (t, d) in s.residualDiff.enumerated() where d > threshold { changedResidual.append(t); s.mark[t] = true }
-            if !changedResidual.isEmpty { Ops.copyTiles(changedResidual, grid: og, from: residual, into: keptResidual) }
+            if residual.offset == 0, let c = compared[ObjectIdentifier(residual.storage)], c.grid == og,
+               c.kept.shape == residual.shape {
+                // An earlier conv this frame compared this tensor on this grid and propagated its changed tiles
+                // (with its own threshold, relative to this tensor's RMS): its verdict and its kept copy serve as
+                // this conv's shortcut. The own kept copy goes stale meanwhile; a frame without a shared verdict
+                // compares against it, which finds and recomputes whatever changed since, so it heals itself.
+                for t in c.changed { s.mark[t] = true }
+                residualKept = c.kept
+            } else {
+                compare(residual, keptResidual, grid: og, into: &s.residualDiff)
+                var changedResidual: [Int] = []
+                for (t, d) in s.residualDiff.enumerated() where d > threshold { changedResidual.append(t); s.mark[t] = true }
+                if !changedResidual.isEmpty { Ops.copyTiles(changedResidual, grid: og, from: residual, into: keptResidual) }
+            }
         }
         var tiles: [Int] = []
         for (t, m) in s.mark.enumerated() where m { tiles.append(t) }
@@ -426,7 +446,7 @@ public final class TemporalCache: ConvolutionRunner {
             // Past break-even: dense from the kept input (which now equals the new input wherever it mattered).
             lastStats.denseLayers += 1
             lastStats.flops += layerFlops
-            conv.forward(s.keptInput ?? input, residual: s.keptResidual, into: s.output, workspace: workspace)
+            conv.forward(s.keptInput ?? input, residual: residualKept, into: s.output, workspace: workspace)
             // A depthwise conv's dense and tile passes sum in the same order, and an exact layer's input is
             // unchanged outside what `tiles` reads: the output is bit-identical outside `tiles`, so the consumer
             // still recomputes only those.
@@ -438,7 +458,7 @@ public final class TemporalCache: ConvolutionRunner {
         var pixels = 0
         for t in tiles { let r = og.rect(t); pixels += r.rows.count * r.cols.count }
         lastStats.flops += layerFlops * Double(pixels) / Double(outShape[2] * outShape[3])
-        conv.forward(s.keptInput ?? input, tiles: tiles, grid: og, residual: s.keptResidual, into: s.output,
+        conv.forward(s.keptInput ?? input, tiles: tiles, grid: og, residual: residualKept, into: s.output,
                      workspace: workspace)
         return s.output
     }
