@@ -32,14 +32,20 @@ extension Conv2d {
 }
 
 extension TileGrid {
+    /// The tile rows and tile columns that intersect the pixel region `rows` x `cols` (clipped to the grid;
+    /// empty ranges when it misses), without allocating: for per-tile marking loops.
+    public func tileRanges(covering rows: Range<Int>, cols: Range<Int>) -> (rows: Range<Int>, cols: Range<Int>) {
+        let r = rows.clamped(to: 0..<height), c = cols.clamped(to: 0..<width)
+        guard !r.isEmpty, !c.isEmpty else { return (0..<0, 0..<0) }
+        return ((r.lowerBound / tile.h)..<((r.upperBound - 1) / tile.h + 1),
+                (c.lowerBound / tile.w)..<((c.upperBound - 1) / tile.w + 1))
+    }
+
     /// Indices (ascending) of the tiles that intersect the pixel region `rows` x `cols`.
     public func tiles(covering rows: Range<Int>, cols: Range<Int>) -> [Int] {
-        let r = rows.clamped(to: 0..<height), c = cols.clamped(to: 0..<width)
-        guard !r.isEmpty, !c.isEmpty else { return [] }
+        let t = tileRanges(covering: rows, cols: cols)
         var out: [Int] = []
-        for ty in (r.lowerBound / tile.h)...((r.upperBound - 1) / tile.h) {
-            for tx in (c.lowerBound / tile.w)...((c.upperBound - 1) / tile.w) { out.append(ty * columns + tx) }
-        }
+        for ty in t.rows { for tx in t.cols { out.append(ty * columns + tx) } }
         return out
     }
 }
@@ -134,24 +140,19 @@ extension Ops {
         // Neighbouring tiles of a row as one pixel span, planes in the outer loop: every plane is read in a few
         // contiguous runs (a tile-outer loop strides a whole plane per element, one cache miss per read). Each
         // span keeps a per-pixel-column running max (offset `at` into the scratch), reduced to tiles at the end.
-        let runs = grid.runs(tiles.sorted())
-        var spans: [(y0: Int, y1: Int, x0: Int, n: Int, at: Int)] = []
-        spans.reserveCapacity(runs.count)
-        var width = 0
-        for r in runs {
-            let y0 = r.row * grid.tile.h, x0 = r.column * grid.tile.w
-            let n = min(w, x0 + r.count * grid.tile.w) - x0
-            spans.append((y0, min(grid.height, y0 + grid.tile.h), x0, n, width))
-            width += n
-        }
+        let spans = tileSpans(tiles, grid: grid)
+        // Scratch offset of each span's columns.
+        var offsets: [Int] = [], width = 0
+        offsets.reserveCapacity(spans.count)
+        for s in spans { offsets.append(width); width += s.n }
         let colMax = UnsafeMutablePointer<UInt32>.allocate(capacity: width)
         defer { colMax.deallocate() }
         colMax.update(repeating: 0, count: width)
         spans.withUnsafeBufferPointer { spans in
             Parallel.forEach(spans.count, cost: planes * width * grid.tile.h) { range in
                 for p in 0..<planes {
-                    for s in spans[range] {
-                        let m = colMax + s.at
+                    for i in range {
+                        let s = spans[i], m = colMax + offsets[i]
                         for y in s.y0..<s.y1 {
                             let ra = pa + p * plane + y * w + s.x0, rb = pb + p * plane + y * w + s.x0
                             for x in 0..<s.n { m[x] = max(m[x], absBits(ra[x] - rb[x])) }
@@ -161,12 +162,12 @@ extension Ops {
             }
         }
         result.withUnsafeMutableBufferPointer { res in
-            for (r, s) in zip(runs, spans) {
-                for k in 0..<r.count {
-                    let lo = k * grid.tile.w, hi = min(s.n, lo + grid.tile.w)
+            for (s, at) in zip(spans, offsets) {
+                let first = (s.y0 / grid.tile.h) * grid.columns + s.x0 / grid.tile.w
+                for (k, lo) in stride(from: 0, to: s.n, by: grid.tile.w).enumerated() {
                     var m: UInt32 = 0
-                    for x in lo..<hi { m = max(m, colMax[s.at + x]) }
-                    res[r.row * grid.columns + r.column + k] = absFloat(m)
+                    for x in lo..<min(s.n, lo + grid.tile.w) { m = max(m, colMax[at + x]) }
+                    res[first + k] = absFloat(m)
                 }
             }
         }
@@ -218,15 +219,12 @@ extension Ops {
         let planes = source.n * source.c, plane = source.h * source.w, w = source.w
         let src = source.ptr, dst = destination.ptr
         // Spans (first row, rows, first column, columns) of the runs.
-        let spans = grid.runs(tiles.sorted()).map { r -> (Int, Int, Int, Int) in
-            let y0 = r.row * grid.tile.h, x0 = r.column * grid.tile.w
-            return (y0, min(grid.height, y0 + grid.tile.h) - y0, x0, min(w, x0 + r.count * grid.tile.w) - x0)
-        }
+        let spans = tileSpans(tiles, grid: grid)
         spans.withUnsafeBufferPointer { spans in
             Parallel.forEach(planes, cost: planes * tiles.count * grid.tile.h * grid.tile.w) { range in
                 for p in range {
-                    for (y0, rows, x0, n) in spans {
-                        for y in y0..<(y0 + rows) {
+                    for (y0, y1, x0, n) in spans {
+                        for y in y0..<y1 {
                             let at = p * plane + y * w + x0
                             (dst + at).update(from: src + at, count: n)
                         }

@@ -168,8 +168,7 @@ public final class TemporalCache: ConvolutionRunner {
             let og = outputGrid, ig = inputGrid
             func reach(_ r: Range<Int>, _ c: Range<Int>) -> (rows: Range<Int>, cols: Range<Int>) {
                 let a = conv.affectedOutputs(rows: r, cols: c, outputHeight: og.height, outputWidth: og.width)
-                return (a.rows.isEmpty ? 0..<0 : (a.rows.lowerBound / og.tile.h)..<((a.rows.upperBound - 1) / og.tile.h + 1),
-                        a.cols.isEmpty ? 0..<0 : (a.cols.lowerBound / og.tile.w)..<((a.cols.upperBound - 1) / og.tile.w + 1))
+                return (og.tileRanges(covering: a.rows, cols: 0..<1).rows, og.tileRanges(covering: 0..<1, cols: a.cols).cols)
             }
             rowReach = (0..<ig.rows).map { ty in reach(ty * ig.tile.h..<min(ig.height, (ty + 1) * ig.tile.h), 0..<1).rows }
             columnReach = (0..<ig.columns).map { tx in reach(0..<1, tx * ig.tile.w..<min(ig.width, (tx + 1) * ig.tile.w)).cols }
@@ -489,12 +488,8 @@ public final class TemporalCache: ConvolutionRunner {
         for t in recomputed {
             let r = p.grid.rect(t)
             let a = s.reached(op, rows: r.rows, cols: r.cols)
-            guard !a.rows.isEmpty, !a.cols.isEmpty else { continue }
-            for ty in (a.rows.lowerBound / s.grid.tile.h)...((a.rows.upperBound - 1) / s.grid.tile.h) {
-                for tx in (a.cols.lowerBound / s.grid.tile.w)...((a.cols.upperBound - 1) / s.grid.tile.w) {
-                    s.mark[ty * s.grid.columns + tx] = true
-                }
-            }
+            let t = s.grid.tileRanges(covering: a.rows, cols: a.cols)
+            for ty in t.rows { for tx in t.cols { s.mark[ty * s.grid.columns + tx] = true } }
         }
         var tiles: [Int] = []
         for (t, m) in s.mark.enumerated() where m { tiles.append(t) }
@@ -513,10 +508,8 @@ public final class TemporalCache: ConvolutionRunner {
     private func markAffected(_ s: LayerState, _ conv: Conv2d, _ rect: (rows: Range<Int>, cols: Range<Int>)) {
         let og = s.outputGrid
         let a = conv.affectedOutputs(rows: rect.rows, cols: rect.cols, outputHeight: og.height, outputWidth: og.width)
-        guard !a.rows.isEmpty, !a.cols.isEmpty else { return }
-        for ty in (a.rows.lowerBound / og.tile.h)...((a.rows.upperBound - 1) / og.tile.h) {
-            for tx in (a.cols.lowerBound / og.tile.w)...((a.cols.upperBound - 1) / og.tile.w) { s.mark[ty * og.columns + tx] = true }
-        }
+        let t = og.tileRanges(covering: a.rows, cols: a.cols)
+        for ty in t.rows { for tx in t.cols { s.mark[ty * og.columns + tx] = true } }
     }
 
     /// Records `s`'s kept output as produced this frame with `tiles` recomputed (nil = all).
