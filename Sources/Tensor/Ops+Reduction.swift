@@ -66,6 +66,36 @@ public final class GroupNorm: @unchecked Sendable {
 }
 
 extension Ops {
+    /// Root mean square of every element of `x` (0 for an empty tensor). Blocks of 4096 elements are summed in
+    /// eight Float lanes (vectorised), the block sums in Double, blocks in parallel: relative error ~1e-6 on
+    /// feature maps, at memory speed (the temporal cache measures it on every layer input at each dense refresh).
+    public static func rootMeanSquare(_ x: Tensor) -> Float {
+        x.checkValid()
+        let n = x.count
+        guard n > 0 else { return 0 }
+        let p = x.ptr, block = 4096, blocks = (n + block - 1) / block
+        var sums = [Double](repeating: 0, count: blocks)
+        sums.withUnsafeMutableBufferPointer { out in
+            let o = out.baseAddress!
+            Parallel.forEach(blocks, cost: n) { range in
+                for b in range {
+                    let lo = b * block, hi = min(n, lo + block)
+                    var lanes = SIMD8<Float>(repeating: 0)
+                    var i = lo
+                    while i + 8 <= hi {
+                        let v = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self)
+                        lanes += v * v
+                        i += 8
+                    }
+                    var tail: Float = 0
+                    while i < hi { tail += p[i] * p[i]; i += 1 }
+                    o[b] = Double(lanes.sum()) + Double(tail)
+                }
+            }
+        }
+        return Float((sums.reduce(0, +) / Double(n)).squareRoot())
+    }
+
     /// Softmax along `dim` (numerically stable: max subtracted; sums in Double). `out` has `x`'s shape.
     public static func softmax(_ x: Tensor, dim: Int, into out: Tensor) {
         precondition(dim >= 0 && dim < x.rank && out.shape == x.shape, "softmax dim \(dim) of \(x.shape) into \(out.shape)")

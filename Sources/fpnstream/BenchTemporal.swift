@@ -414,6 +414,11 @@ final class TemporalClipRun {
                          Benchmark.median(convMs), Benchmark.median(overheadMs), Benchmark.median(inputFractions),
                          fallbacks, count))
         }
+        let state = cache.stateBytes, mb = { (b: Int) -> Double in Double(b) / 1_048_576 }
+        print(String(format: "temporal state: %.0f MB (kept inputs %.0f, outputs %.0f, residuals %.0f); first frame: off "
+                     + "%.0f ms, delta %.0f ms (dense pass + allocating the state)",
+                     mb(state.inputs + state.outputs + state.residuals), mb(state.inputs), mb(state.outputs),
+                     mb(state.residuals), offMs.first ?? 0, deltaMs.first ?? 0))
         let marks = [100, 400, count].filter { $0 <= count }.reduce(into: [Int]()) { if !$0.contains($1) { $0.append($1) } }
         print("relative L2 error of delta vs off per level: mean, max, at frame " + marks.map(String.init).joined(separator: "/"))
         for (l, name) in levelNames.enumerated() {

@@ -65,6 +65,25 @@ final class OpsTests: XCTestCase {
         }
     }
 
+    func testRootMeanSquareMatchesDoubleReference() {
+        var rng = TestRandom(seed: 107)
+        // Sizes around the 8-lane and 4096-element block edges, so tails and partial blocks are covered; an offset
+        // view reads only its own elements.
+        for shape in [[1, 1, 1, 1], [1, 1, 1, 7], [1, 3, 5, 9], [1, 1, 64, 64], [2, 3, 41, 37]] {
+            let x = rng.tensor(shape, -3, 5)
+            let v = x.array.map(Double.init)
+            let ref = (v.map { $0 * $0 }.reduce(0, +) / Double(v.count)).squareRoot()
+            XCTAssertEqual(Double(Ops.rootMeanSquare(x)), ref, accuracy: ref * 1e-6, "rms \(shape)")
+        }
+        let big = rng.tensor([1, 2, 3, 700])
+        let view = Tensor(shape: [1, 1, 3, 700], storage: big.storage, offset: 3 * 700)
+        let tail = big.array[(3 * 700)...].map(Double.init)
+        XCTAssertEqual(Double(Ops.rootMeanSquare(view)), (tail.map { $0 * $0 }.reduce(0, +) / 2100).squareRoot(),
+                       accuracy: 1e-6)
+        XCTAssertEqual(Ops.rootMeanSquare(Tensor(shape: [1, 0, 4, 4])), 0)
+        XCTAssertEqual(Ops.rootMeanSquare(Tensor(shape: [1, 2, 3, 3], repeating: -2)), 2, accuracy: 1e-6)
+    }
+
     func testVectorizableExpIsAccurateOverTheFloatRange() {
         var worst = 0.0, at: Float = 0
         var x: Float = -87

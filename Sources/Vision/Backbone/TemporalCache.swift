@@ -158,9 +158,13 @@ public final class TemporalCache: ConvolutionRunner {
             inputShape = input
             self.exact = exact
             depthwise = conv.groups > 1 && conv.groups == conv.inChannels
-            keptInput = exact ? nil : Tensor(shape: input)
-            keptResidual = residual ? Tensor(shape: output) : nil
-            self.output = Tensor(shape: output)
+            // Uninitialised: the first pass of a new state is dense and writes all three (`dense(...fresh:)`).
+            func uninitialised(_ shape: [Int]) -> Tensor {
+                Tensor(shape: shape, storage: TensorStorage(capacity: shape.reduce(1, *)))
+            }
+            keptInput = exact ? nil : uninitialised(input)
+            keptResidual = residual ? uninitialised(output) : nil
+            self.output = uninitialised(output)
             outputGrid = TileGrid(height: output[2], width: output[3], tile: Size2(tile, tile))
             inputGrid = TileGrid(height: input[2], width: input[3], tile: Size2(tile * conv.stride.h, tile * conv.stride.w))
             mark = [Bool](repeating: false, count: outputGrid.count)
@@ -264,6 +268,20 @@ public final class TemporalCache: ConvolutionRunner {
     /// cost as much as the dense one at 12-24% of the tiles, stride-1 and stride-2 depthwise alike).
     static let depthwiseDenseFraction = 0.15
 
+    /// Bytes of kept state, by kind: per conv layer the last propagated input (`inputs`; none for exact layers) and
+    /// residual (`residuals`), and the kept outputs of conv layers and spatial ops (`outputs`). Allocated on the
+    /// first frame of a size (the bulk of that frame's extra cost: the kernel zeroes every new page), reused after.
+    public var stateBytes: (inputs: Int, outputs: Int, residuals: Int) {
+        var r = (inputs: 0, outputs: 0, residuals: 0)
+        for s in layers.values {
+            r.inputs += (s.keptInput?.count ?? 0) * 4
+            r.outputs += s.output.count * 4
+            r.residuals += (s.keptResidual?.count ?? 0) * 4
+        }
+        for s in ops.values { r.outputs += s.output.count * 4 }
+        return r
+    }
+
     /// Drops all kept state: the next frame is computed densely.
     public func reset() {
         layers.removeAll(); ops.removeAll(); opTileCounts.removeAll(); layerTileCounts.removeAll(); keptPyramid.removeAll(); inputShape = nil
@@ -359,7 +377,7 @@ public final class TemporalCache: ConvolutionRunner {
             if layers[key] == nil { layerTileCounts[layer.index, default: 0] += state!.outputGrid.count }
             layers[key] = state
             return dense(layer, instance, state!, input: input, residual: residual, flops: layerFlops, rms: true,
-                         workspace: workspace)
+                         fresh: true, workspace: workspace)
         }
         let s = state!
         if denseThisFrame {
@@ -519,16 +537,17 @@ public final class TemporalCache: ConvolutionRunner {
 
     /// Dense pass of one layer that also refreshes its kept input (and residual); `rms`: re-measure the input RMS
     /// the thresholds scale with (scheduled refreshes only, so a frame-level fall-back does not move thresholds).
+    /// `fresh`: a new state, whose uninitialised kept tensors this pass must fill even on a fall-back frame.
     private func dense(_ layer: ConvLayer, _ instance: Int, _ s: LayerState, input: Tensor, residual: Tensor?,
-                       flops: Double, rms: Bool, workspace: Workspace) -> Tensor {
+                       flops: Double, rms: Bool, fresh: Bool = false, workspace: Workspace) -> Tensor {
         let t0: Double
-        if skipKeptCopies && input.c != 3 {
+        if skipKeptCopies && input.c != 3 && !fresh {
             t0 = Benchmark.now()
             layer.conv.forward(input, residual: residual, into: s.output, workspace: workspace)
         } else {
             s.keptInput?.copy(from: input)
             if let residual { s.keptResidual!.copy(from: residual) }
-            if rms { s.inputRMS = Self.rms(input) }
+            if rms { s.inputRMS = Ops.rootMeanSquare(input) }
             t0 = Benchmark.now()
             layer.conv.forward(s.keptInput ?? input, residual: s.keptResidual, into: s.output, workspace: workspace)
         }
@@ -563,13 +582,5 @@ public final class TemporalCache: ConvolutionRunner {
             candidates = Array(seen)
         }
         Ops.tileMaxAbsDifference(new, kept, grid: grid, tiles: candidates, into: &diff)
-    }
-
-    private static func rms(_ t: Tensor) -> Float {
-        t.withUnsafeBufferPointer { p in
-            var sum = 0.0
-            for v in p { sum += Double(v) * Double(v) }
-            return p.isEmpty ? 0 : Float((sum / Double(p.count)).squareRoot())
-        }
     }
 }
