@@ -65,6 +65,29 @@ final class TemporalCacheTests: XCTestCase {
         XCTAssertEqual(cache.frameIndex, 3)
     }
 
+    func testBlocksWithoutDownsampleShareTheirShortcutCopy() throws {
+        // ResNet-18: layer1's two blocks and the second block of layers 2-4 have an identity shortcut (the block
+        // input, which the block's first conv keeps): 5 shared. Own residual copies remain for the three
+        // downsample blocks' conv2 (shortcut = the downsample conv's output) and the FPN lateral convs with a
+        // top-down sum (P2-P4; P5 has none).
+        let b = try backbone()
+        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0))
+        let ws = Workspace()
+        let p = cache.forward(b, input: frame("s.a"), workspace: ws)
+        XCTAssertEqual(cache.sharedResidualCount, 5)
+        let fpn = p.levels[0].features.c
+        let own = 128 * 16 * 16 + 256 * 8 * 8 + 512 * 4 * 4 + fpn * (32 * 32 + 16 * 16 + 8 * 8)
+        XCTAssertEqual(cache.stateBytes.residuals, own * 4)
+        // The shared copies stay correct across a partial update and a frame identical to it.
+        let patched = Tensor(shape: [1, 3, 128, 128]); patched.copy(from: frame("s.a"))
+        for c in 0..<3 { for y in 60..<75 { for x in 20..<33 { patched[0, c, y, x] = 1.5 } } }
+        for x in [patched, patched] {
+            ws.beginFrame()
+            XCTAssertLessThanOrEqual(maxRelativeError(cache.forward(b, input: x, workspace: ws), dense(b, x)), 1e-6)
+        }
+        XCTAssertEqual(cache.lastStats.flops, 0, "an identical frame costs no conv work")
+    }
+
     func testPatchFrameIsPartialAndMatchesDense() throws {
         let b = try backbone()
         let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0))

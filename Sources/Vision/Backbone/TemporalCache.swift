@@ -143,7 +143,13 @@ public final class TemporalCache: ConvolutionRunner {
         let inputShape: [Int]
         /// The input last propagated; nil for an exact layer (see `exact`), which reads its input directly.
         let keptInput: Tensor?
+        /// The residual last propagated (own copy), or nil when there is none or it is shared (`sharedResidual`).
         let keptResidual: Tensor?
+        /// A ResNet block's last conv: its shortcut is the block input, of which the block's first conv keeps the
+        /// propagated copy on the same grid. That copy serves as this conv's kept residual (no second copy of the
+        /// block's widest tensor); the first conv's verdict says which of its tiles changed.
+        let sharedResidual: Tensor?
+        let hasResidual: Bool
         let output: Tensor
         let inputGrid: TileGrid, outputGrid: TileGrid
         /// Exact layer: its input is the kept output of a conv run earlier in the frame through this cache (so it
@@ -157,8 +163,11 @@ public final class TemporalCache: ConvolutionRunner {
         var inputDiff: [Float] = [], residualDiff: [Float] = []
         var mark: [Bool]
 
-        init(input: [Int], output: [Int], residual: Bool, conv: Conv2d, tile: Int, exact: Bool) {
+        init(input: [Int], output: [Int], residual: Bool, sharedResidual: Tensor?, conv: Conv2d, tile: Int,
+             exact: Bool) {
             inputShape = input
+            hasResidual = residual
+            self.sharedResidual = residual ? sharedResidual : nil
             self.exact = exact
             depthwise = conv.groups > 1 && conv.groups == conv.inChannels
             // Uninitialised: the first pass of a new state is dense and writes all three (`dense(...fresh:)`).
@@ -166,7 +175,7 @@ public final class TemporalCache: ConvolutionRunner {
                 Tensor(shape: shape, storage: TensorStorage(capacity: shape.reduce(1, *)))
             }
             keptInput = exact ? nil : uninitialised(input)
-            keptResidual = residual ? uninitialised(output) : nil
+            keptResidual = residual && sharedResidual == nil ? uninitialised(output) : nil
             self.output = uninitialised(output)
             outputGrid = TileGrid(height: output[2], width: output[3], tile: Size2(tile, tile))
             inputGrid = TileGrid(height: input[2], width: input[3], tile: Size2(tile * conv.stride.h, tile * conv.stride.w))
@@ -285,6 +294,10 @@ public final class TemporalCache: ConvolutionRunner {
         return r
     }
 
+    /// Conv layer states whose kept residual is the block input copy of the block's first conv (`LayerState.
+    /// sharedResidual`): ResNet blocks without a downsample shortcut.
+    public var sharedResidualCount: Int { layers.values.filter { $0.sharedResidual != nil }.count }
+
     /// Drops all kept state: the next frame is computed densely.
     public func reset() {
         layers.removeAll(); ops.removeAll(); opTileCounts.removeAll(); layerTileCounts.removeAll(); keptPyramid.removeAll(); inputShape = nil
@@ -369,14 +382,18 @@ public final class TemporalCache: ConvolutionRunner {
         lastStats.denseFlops += layerFlops
         let key = LayerKey(index: layer.index, instance: instance, height: input.h, width: input.w)
         var state = layers[key]
-        if state == nil || state!.inputShape != input.shape || (state!.keptResidual != nil) != (residual != nil) {
+        if state == nil || state!.inputShape != input.shape || state!.hasResidual != (residual != nil) {
             var tile = settings.tile
             if settings.deepTile > 0, let frame = inputShape, frame[2] >= 16 * outShape[2] { tile = settings.deepTile }
             let source = input.offset == 0 ? produced[ObjectIdentifier(input.storage)] : nil
             let exact = !isStem && source != nil
                 && ((conv.groups > 1 && conv.groups == conv.inChannels) || source!.depthwise)
-            state = LayerState(input: input.shape, output: outShape, residual: residual != nil, conv: conv, tile: tile,
-                               exact: exact)
+            // The block input an earlier conv of this (dense) frame copied on this conv's output grid.
+            let og = TileGrid(height: outShape[2], width: outShape[3], tile: Size2(tile, tile))
+            let shared = residual.flatMap { r in r.offset == 0 ? compared[ObjectIdentifier(r.storage)] : nil }
+                .flatMap { c in c.grid == og && c.kept.shape == outShape ? c.kept : nil }
+            state = LayerState(input: input.shape, output: outShape, residual: residual != nil, sharedResidual: shared,
+                               conv: conv, tile: tile, exact: exact)
             if layers[key] == nil { layerTileCounts[layer.index, default: 0] += state!.outputGrid.count }
             layers[key] = state
             return dense(layer, instance, state!, input: input, residual: residual, flops: layerFlops, rms: true,
@@ -431,14 +448,21 @@ public final class TemporalCache: ConvolutionRunner {
         }
         let og = s.outputGrid
         // The residual is an input of the output tile at the same place.
-        var residualKept = s.keptResidual
-        if let residual, let keptResidual = s.keptResidual {
+        var residualKept = s.sharedResidual ?? s.keptResidual
+        if let residual, let shared = s.sharedResidual {
+            // The first conv propagated the block input into `shared` this frame, and said where (no verdict: it
+            // did not run a compare, so `shared` did not change).
+            if residual.offset == 0, let c = compared[ObjectIdentifier(residual.storage)], c.kept.storage === shared.storage {
+                for t in c.changed { s.mark[t] = true }
+            }
+        } else if let residual, let keptResidual = s.keptResidual {
             if residual.offset == 0, let c = compared[ObjectIdentifier(residual.storage)], c.grid == og,
                c.kept.shape == residual.shape {
                 // An earlier conv this frame compared this tensor on this grid and propagated its changed tiles
                 // (with its own threshold, relative to this tensor's RMS): its verdict and its kept copy serve as
                 // this conv's shortcut. The own kept copy goes stale meanwhile; a frame without a shared verdict
                 // compares against it, which finds and recomputes whatever changed since, so it heals itself.
+                // (Reached when the sharing was not set up at this state's creation.)
                 for t in c.changed { s.mark[t] = true }
                 residualKept = c.kept
             } else {
@@ -549,10 +573,16 @@ public final class TemporalCache: ConvolutionRunner {
             layer.conv.forward(input, residual: residual, into: s.output, workspace: workspace)
         } else {
             s.keptInput?.copy(from: input)
-            if let residual { s.keptResidual!.copy(from: residual) }
+            if let residual, let kept = s.keptResidual { kept.copy(from: residual) }
             if rms { s.inputRMS = Ops.rootMeanSquare(input) }
             t0 = Benchmark.now()
-            layer.conv.forward(s.keptInput ?? input, residual: s.keptResidual, into: s.output, workspace: workspace)
+            // A shared residual was copied by the block's first conv earlier in this pass.
+            layer.conv.forward(s.keptInput ?? input, residual: s.sharedResidual ?? s.keptResidual, into: s.output,
+                               workspace: workspace)
+            if denseThisFrame, input.offset == 0, let kept = s.keptInput {
+                // On a dense frame no conv takes a verdict; a conv created later in it may share this copy.
+                compared[ObjectIdentifier(input.storage)] = Compared(grid: s.inputGrid, changed: [], kept: kept)
+            }
         }
         lastStats.convSeconds += Benchmark.now() - t0
         lastStats.denseLayers += 1
