@@ -39,11 +39,13 @@ public final class TensorStorage: @unchecked Sendable {
         #endif
         let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
         base = raw.bindMemory(to: Float.self, capacity: max(capacity, 1))
+        hugePages = false
     }
 
     /// Buffers of at least this many bytes are allocated on huge-page boundaries (Linux).
     static let hugePageBytes = 2 << 20
-    private var hugePages = false
+    /// Allocated by `posix_memalign` (freed with `free`).
+    private let hugePages: Bool
 
     deinit {
         #if os(Linux)

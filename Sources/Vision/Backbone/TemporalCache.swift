@@ -144,11 +144,12 @@ public final class TemporalCache: ConvolutionRunner {
         /// The input last propagated; nil for an exact layer (see `exact`), which reads its input directly.
         let keptInput: Tensor?
         /// The residual last propagated (own copy), or nil when there is none or it is shared (`sharedResidual`).
-        let keptResidual: Tensor?
+        var keptResidual: Tensor?
         /// A ResNet block's last conv: its shortcut is the block input, of which the block's first conv keeps the
         /// propagated copy on the same grid. That copy serves as this conv's kept residual (no second copy of the
-        /// block's widest tensor); the first conv's verdict says which of its tiles changed.
-        let sharedResidual: Tensor?
+        /// block's widest tensor); the first conv's verdict says which of its tiles changed. Set at creation (a
+        /// dense frame), or adopted at the first verdict when the state was created without one.
+        var sharedResidual: Tensor?
         let hasResidual: Bool
         let output: Tensor
         let inputGrid: TileGrid, outputGrid: TileGrid
@@ -390,9 +391,8 @@ public final class TemporalCache: ConvolutionRunner {
                 && ((conv.groups > 1 && conv.groups == conv.inChannels) || source!.depthwise)
             // The block input an earlier conv of this (dense) frame copied on this conv's output grid.
             let og = TileGrid(height: outShape[2], width: outShape[3], tile: Size2(tile, tile))
-            let shared = residual.flatMap { r in r.offset == 0 ? compared[ObjectIdentifier(r.storage)] : nil }
-                .flatMap { c in c.grid == og && c.kept.shape == outShape ? c.kept : nil }
-            state = LayerState(input: input.shape, output: outShape, residual: residual != nil, sharedResidual: shared,
+            state = LayerState(input: input.shape, output: outShape, residual: residual != nil,
+                               sharedResidual: residual.flatMap { sharedCopy(of: $0, grid: og)?.kept },
                                conv: conv, tile: tile, exact: exact)
             if layers[key] == nil { layerTileCounts[layer.index, default: 0] += state!.outputGrid.count }
             layers[key] = state
@@ -448,29 +448,24 @@ public final class TemporalCache: ConvolutionRunner {
         }
         let og = s.outputGrid
         // The residual is an input of the output tile at the same place.
-        var residualKept = s.sharedResidual ?? s.keptResidual
+        if let residual, s.sharedResidual == nil, s.keptResidual != nil, let c = sharedCopy(of: residual, grid: og) {
+            // Created without a verdict to share (not on a dense frame): adopt this one, drop the own copy.
+            s.sharedResidual = c.kept
+            s.keptResidual = nil
+        }
+        let residualKept = s.sharedResidual ?? s.keptResidual
         if let residual, let shared = s.sharedResidual {
-            // The first conv propagated the block input into `shared` this frame, and said where (no verdict: it
-            // did not run a compare, so `shared` did not change).
-            if residual.offset == 0, let c = compared[ObjectIdentifier(residual.storage)], c.kept.storage === shared.storage {
+            // The first conv compared the block input this frame (with its own threshold, relative to the block
+            // input's RMS) and propagated its changed tiles into `shared`; its verdict says where. No verdict: it
+            // ran no compare this frame, so `shared` did not change.
+            if let c = sharedCopy(of: residual, grid: og), c.kept.storage === shared.storage {
                 for t in c.changed { s.mark[t] = true }
             }
         } else if let residual, let keptResidual = s.keptResidual {
-            if residual.offset == 0, let c = compared[ObjectIdentifier(residual.storage)], c.grid == og,
-               c.kept.shape == residual.shape {
-                // An earlier conv this frame compared this tensor on this grid and propagated its changed tiles
-                // (with its own threshold, relative to this tensor's RMS): its verdict and its kept copy serve as
-                // this conv's shortcut. The own kept copy goes stale meanwhile; a frame without a shared verdict
-                // compares against it, which finds and recomputes whatever changed since, so it heals itself.
-                // (Reached when the sharing was not set up at this state's creation.)
-                for t in c.changed { s.mark[t] = true }
-                residualKept = c.kept
-            } else {
-                compare(residual, keptResidual, grid: og, into: &s.residualDiff)
-                var changedResidual: [Int] = []
-                for (t, d) in s.residualDiff.enumerated() where d > threshold { changedResidual.append(t); s.mark[t] = true }
-                if !changedResidual.isEmpty { Ops.copyTiles(changedResidual, grid: og, from: residual, into: keptResidual) }
-            }
+            compare(residual, keptResidual, grid: og, into: &s.residualDiff)
+            var changedResidual: [Int] = []
+            for (t, d) in s.residualDiff.enumerated() where d > threshold { changedResidual.append(t); s.mark[t] = true }
+            if !changedResidual.isEmpty { Ops.copyTiles(changedResidual, grid: og, from: residual, into: keptResidual) }
         }
         var tiles: [Int] = []
         for (t, m) in s.mark.enumerated() where m { tiles.append(t) }
@@ -547,6 +542,14 @@ public final class TemporalCache: ConvolutionRunner {
         produced[ObjectIdentifier(s.output.storage)] = Produced(grid: s.grid, tiles: tiles, depthwise: false)
         lastOpTiles[key] = tiles.count
         return s.output
+    }
+
+    /// The verdict and kept copy of `residual` left this frame by an earlier conv that compared it (or copied it,
+    /// on a dense frame) on `grid`, if any.
+    private func sharedCopy(of residual: Tensor, grid: TileGrid) -> Compared? {
+        guard residual.offset == 0, let c = compared[ObjectIdentifier(residual.storage)], c.grid == grid,
+              c.kept.shape == residual.shape else { return nil }
+        return c
     }
 
     /// Marks the output tiles of `s` whose receptive field meets the input region `rect` (input pixels).
