@@ -155,6 +155,7 @@ final class PipelineSpecTests: XCTestCase {
                     + "keyframe_interval, dense_fallback, tile, input_threshold, input_block, frame_fallback, deep_tile)")
         assertError("temporal:\n  threshold: -1\n", "x.yaml:2: temporal.threshold: must be ≥ 0, got -1")
         assertError("temporal:\n  keyframe_interval: 0\n", "x.yaml:2: temporal.keyframe_interval: must be ≥ 1, got 0")
+        assertError("temporal:\n  refresh_interval: -25\n", "x.yaml:2: temporal.refresh_interval: must be ≥ 0, got -25")
         assertError("temporal:\n  layer_thresholds: {a: x}\n",
                     #"x.yaml:2: temporal.layer_thresholds.a: expected a number, got "x""#)
         assertError("model: {path: m, score: 1.5}", "x.yaml:1: model.score: must be in [0, 1], got 1.5")
