@@ -147,7 +147,7 @@ struct SpecReader {
         }
         let m = try map(node, "temporal")
         try m.check(["mode", "threshold", "layer_thresholds", "refresh_interval", "keyframe_interval", "dense_fallback",
-                     "tile", "input_threshold", "input_block", "frame_fallback", "deep_tile"])
+                     "tile", "input_threshold", "input_block", "frame_fallback", "deep_tile", "gate_outputs"])
         if let n = m["mode"] { s.mode = try choice(n, "temporal.mode", TemporalMode.self) }
         if let n = m["threshold"] { s.threshold = Float(try double(n, "temporal.threshold", min: 0)) }
         if let n = m["layer_thresholds"], !n.isNull {
@@ -165,6 +165,7 @@ struct SpecReader {
         if let n = m["input_block"] { s.inputBlock = try int(n, "temporal.input_block", min: 1) }
         if let n = m["frame_fallback"] { s.frameFallback = try fraction(n, "temporal.frame_fallback") }
         if let n = m["deep_tile"] { s.deepTile = try int(n, "temporal.deep_tile", min: 0) }
+        if let n = m["gate_outputs"] { s.gateOutputs = try bool(n, "temporal.gate_outputs") }
         return s
     }
 

@@ -131,6 +131,9 @@ public final class PyramidCapture: ConvolutionRunner {
         return "p\(Int(log2(Double(inputHeight) / Double(h)).rounded()))"
     }
 
+    public func beginClosedGraph() { inner?.beginClosedGraph() }
+    public func endClosedGraph(returning: [Tensor]) { inner?.endClosedGraph(returning: returning) }
+
     /// Spatial ops (max-pool, upsampling) go to `inner` too, so the cache sees where they changed.
     public func run(_ op: SpatialOp, key: String, input: Tensor, workspace: Workspace) -> Tensor {
         inner?.run(op, key: key, input: input, workspace: workspace) ?? op(input, in: workspace)

@@ -88,6 +88,9 @@ struct BenchTemporal: ParsableCommand {
     @Flag(help: "Print each backbone conv layer's mean recomputed tile fraction over the delta frames.")
     var layers = false
 
+    @Flag(help: "No output gating: every conv compares its own input (the scheme before gating, for comparison).")
+    var noGate = false
+
     @Option(help: ArgumentHelp("Score threshold of the agreement metric (default: the model's).", valueName: "s"))
     var agreementScore: Float?
 
@@ -132,6 +135,7 @@ struct BenchTemporal: ParsableCommand {
         if let inputBlock { s.inputBlock = inputBlock }
         if let frameFallback { s.frameFallback = frameFallback }
         if let deepTile { s.deepTile = deepTile }
+        if noGate { s.gateOutputs = false }
         return s
     }
 
@@ -187,7 +191,8 @@ struct BenchTemporal: ParsableCommand {
               + "stem \(settings.inputThreshold ?? settings.threshold) on \(settings.inputBlock)px boxes, "
               + "refresh every \(settings.refreshInterval), dense fall-back > \(settings.denseFallback) per layer, "
               + "> \(settings.frameFallback) per frame, tile \(settings.tile)"
-              + (settings.deepTile > 0 ? " (\(settings.deepTile) at stride >= 16)" : ""))
+              + (settings.deepTile > 0 ? " (\(settings.deepTile) at stride >= 16)" : "")
+              + (settings.gateOutputs ? ", outputs gated" : ", no output gating"))
         print("BLAS: \(BLASInfo.coreName), \(BLASInfo.threads) threads; \(ProcessInfo.processInfo.activeProcessorCount) cores "
               + "(machine may be shared: compare the ratios)")
         for input in inputs {

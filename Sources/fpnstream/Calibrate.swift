@@ -58,8 +58,8 @@ struct Calibrate: ParsableCommand {
                                + "changes).", valueName: "t"))
     var baseThreshold: Float = 1e-4
 
-    @Option(help: "Dense refresh interval written to the pipeline.")
-    var refresh = 100
+    @Option(help: "Dense refresh interval of the runs and the pipeline written (default: TemporalSettings' \(TemporalSettings().refreshInterval)).")
+    var refresh = TemporalSettings().refreshInterval
 
     @Option(help: "Output tile side (default: the delta default, \(TemporalSettings().tile)).")
     var tile: Int?

@@ -95,6 +95,11 @@ struct TemporalFlags: ParsableArguments {
                                valueName: "n"))
     var temporalDeepTile: Int?
 
+    @Option(help: ArgumentHelp("delta: gate conv outputs inside the backbone+FPN, so their readers keep no input copy "
+                               + "(default \(TemporalSettings().gateOutputs); false = every conv compares its own input).",
+                               valueName: "true|false"))
+    var temporalGateOutputs: Bool?
+
     func validate() throws {
         if let t = temporalThreshold, !(t >= 0) { throw ValidationError("--temporal-threshold must be >= 0") }
         if let n = temporalRefresh, n < 0 { throw ValidationError("--temporal-refresh must be >= 0") }
@@ -125,12 +130,14 @@ struct TemporalFlags: ParsableArguments {
         if let v = temporalInputBlock { s.inputBlock = v }
         if let v = temporalFrameFallback { s.frameFallback = v }
         if let v = temporalDeepTile { s.deepTile = v }
+        if let v = temporalGateOutputs { s.gateOutputs = v }
         let deltaOnly = [("--temporal-threshold", temporalThreshold != nil), ("--temporal-refresh", temporalRefresh != nil),
                          ("--temporal-dense-fallback", temporalDenseFallback != nil), ("--temporal-tile", temporalTile != nil),
                          ("--temporal-input-threshold", temporalInputThreshold != nil),
                          ("--temporal-input-block", temporalInputBlock != nil),
                          ("--temporal-frame-fallback", temporalFrameFallback != nil),
-                         ("--temporal-deep-tile", temporalDeepTile != nil)]
+                         ("--temporal-deep-tile", temporalDeepTile != nil),
+                         ("--temporal-gate-outputs", temporalGateOutputs != nil)]
         if s.mode != .delta, let flag = deltaOnly.first(where: \.1) {
             throw ValidationError("\(flag.0) applies to --temporal delta (the mode is \(s.mode.rawValue))")
         }

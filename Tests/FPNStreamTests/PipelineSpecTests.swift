@@ -59,6 +59,7 @@ final class PipelineSpecTests: XCTestCase {
               input_block: 2
               frame_fallback: 0.75
               deep_tile: 8
+              gate_outputs: false
             tracker:
               track_high_thresh: 0.6
               track_low_thresh: 0.2
@@ -98,6 +99,7 @@ final class PipelineSpecTests: XCTestCase {
         XCTAssertEqual(s.temporal.threshold, 0.25)
         XCTAssertEqual(s.temporal.denseFallback, 0.5)
         XCTAssertEqual(s.temporal.keyframeInterval, 7)
+        XCTAssertEqual(s.temporal.gateOutputs, false)
         XCTAssertEqual(s.temporal.tile, 8)
         XCTAssertEqual(s.temporal.inputThreshold, 0.1)
         XCTAssertEqual(s.temporal.inputBlock, 2)
@@ -152,7 +154,8 @@ final class PipelineSpecTests: XCTestCase {
         assertError("model:\n  path: m\n  scor: 0.5\n", "x.yaml:3: model: unknown key 'scor' (did you mean 'score'?)")
         assertError("temporal:\n  zzz: 1\n",
                     "x.yaml:2: temporal: unknown key 'zzz' (known keys: mode, threshold, layer_thresholds, refresh_interval, "
-                    + "keyframe_interval, dense_fallback, tile, input_threshold, input_block, frame_fallback, deep_tile)")
+                    + "keyframe_interval, dense_fallback, tile, input_threshold, input_block, frame_fallback, deep_tile, "
+                    + "gate_outputs)")
         assertError("temporal:\n  threshold: -1\n", "x.yaml:2: temporal.threshold: must be ≥ 0, got -1")
         assertError("temporal:\n  keyframe_interval: 0\n", "x.yaml:2: temporal.keyframe_interval: must be ≥ 1, got 0")
         assertError("temporal:\n  refresh_interval: -25\n", "x.yaml:2: temporal.refresh_interval: must be ≥ 0, got -25")

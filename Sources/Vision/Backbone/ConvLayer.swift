@@ -20,6 +20,12 @@ public protocol ConvolutionRunner: AnyObject {
     /// owned by the runner. Default: the dense op into a workspace tensor. A runner wrapping another should forward
     /// this too.
     func run(_ op: SpatialOp, key: String, input: Tensor, workspace: Workspace) -> Tensor
+    /// A model whose convs and ops read each other's outputs only through the runner (every inner read, until
+    /// `endClosedGraph`) says so, so a runner may approximate an output none but its own calls read (the temporal
+    /// cache's output gating). Default: nothing. A runner wrapping another should forward both.
+    func beginClosedGraph()
+    /// Ends the closed graph; `returning` (tensors returned by the runner inside it) are read outside from now on.
+    func endClosedGraph(returning: [Tensor])
 }
 
 /// A parameter-free spatial op between convs. A `ConvolutionRunner` may take it over: the temporal cache computes
@@ -69,6 +75,8 @@ extension ConvolutionRunner {
     public func run(_ op: SpatialOp, key: String, input: Tensor, workspace: Workspace) -> Tensor {
         op(input, in: workspace)
     }
+    public func beginClosedGraph() {}
+    public func endClosedGraph(returning: [Tensor]) {}
 }
 
 extension ConvolutionRunner {

@@ -75,8 +75,11 @@ public final class ResNetFPNBackbone: @unchecked Sendable {
         precondition(input.rank == 4 && input.c == 3, "backbone input must be [n, 3, h, w], got \(input.shape)")
         let ctx = ForwardContext(workspace: workspace, runner: runner)
         let returned = config.returnedLayers
+        // Every read between body and FPN goes through the runner; only the levels leave.
+        runner?.beginClosedGraph()
         let c = body(input, ctx, keep: { returned.contains($0) })
         let p = fpn(c, ctx)
+        runner?.endClosedGraph(returning: p)
         let shapes = config.outputShapes
         return FeaturePyramid(levels: zip(shapes, p).map {
             PyramidLevel(name: $0.0.name, stride: $0.0.shape.stride, features: $0.1)

@@ -57,10 +57,17 @@ public struct TemporalSettings: Equatable, Sendable {
     /// `delta`: output tile side for layers whose output stride is 16 or more (deep, low-resolution maps, where a
     /// tile of `tile` pixels plus the conv halo covers much of the map); 0 = `tile`.
     public var deepTile: Int
+    /// `delta`: output gating inside a closed graph (the ResNet + FPN backbone): a conv whose output only convs of
+    /// the graph read (directly or through max-pool / upsampling) applies their smallest threshold to its own
+    /// recomputed tiles (a tile whose output moved less keeps its old values) and its readers skip their input
+    /// compare and kept copy. Same threshold semantics, one compare per tensor instead of one per reader, and no
+    /// kept inputs inside the backbone. false = every reader compares its input (the earlier scheme).
+    public var gateOutputs: Bool
 
     public init(mode: TemporalMode = .off, threshold: Float = 0.05, layerThresholds: [String: Float] = [:],
                 refreshInterval: Int = 25, keyframeInterval: Int = 5, denseFallback: Double = 0.7, tile: Int = 2,
-                inputThreshold: Float? = nil, inputBlock: Int = 4, frameFallback: Double = 0.15, deepTile: Int = 0) {
+                inputThreshold: Float? = nil, inputBlock: Int = 4, frameFallback: Double = 0.15, deepTile: Int = 0,
+                gateOutputs: Bool = true) {
         precondition(threshold >= 0 && refreshInterval >= 0 && keyframeInterval >= 1 && tile >= 1
                      && (inputThreshold ?? 0) >= 0 && inputBlock >= 1 && deepTile >= 0,
                      "temporal settings out of range")
@@ -68,7 +75,7 @@ public struct TemporalSettings: Equatable, Sendable {
         self.refreshInterval = refreshInterval; self.keyframeInterval = keyframeInterval
         self.denseFallback = denseFallback; self.tile = tile
         self.inputThreshold = inputThreshold; self.inputBlock = inputBlock
-        self.frameFallback = frameFallback; self.deepTile = deepTile
+        self.frameFallback = frameFallback; self.deepTile = deepTile; self.gateOutputs = gateOutputs
     }
 }
 
@@ -102,18 +109,21 @@ public struct TemporalFrameStats: Equatable, Sendable {
     public var tileFraction: Double { totalTiles > 0 ? Double(recomputedTiles) / Double(totalTiles) : 0 }
 }
 
-/// Per-stream temporal state of a backbone + FPN (never shared between streams): for each conv layer the input last
-/// propagated, the residual last propagated, and the kept output. Pass it to `forward` each frame; it resets itself
-/// when the input size changes (new stream or resolution) and on `reset()`.
+/// Per-stream temporal state of a backbone + FPN (never shared between streams): for each conv layer its kept
+/// output and, where it compares its own input, the input and residual last propagated. Pass it to `forward` (or
+/// install it as the model's `ConvolutionRunner`) each frame; it resets itself when the input size changes (new
+/// stream or resolution) and on `reset()`.
 ///
 /// Delta update of one conv layer: per input tile, compare the new input with the last propagated one
-/// (`Ops.tileMaxAbsDifference`); copy the changed tiles into the kept input (sub-threshold change is compared again
-/// next frame, so it accumulates rather than drifts); map them through the receptive field
-/// (`Conv2d.affectedOutputs`) to output tiles, add the output tiles whose residual (ResNet shortcut, FPN top-down
-/// sum) changed, and recompute only those tiles from the kept input with one tile-restricted GEMM into the kept
-/// output. Non-conv ops (max-pool, nearest upsampling, the P6/P7 ReLU) are cheap and recomputed densely by the
-/// model; their change reaches the next conv through its input comparison, which is how the changed-tile mask
-/// propagates through strides, pooling, residual adds and upsampling.
+/// (`Ops.tileMaxAbsDifference`; only the tiles its producer recomputed this frame); copy the changed tiles into the
+/// kept input (sub-threshold change is compared again next frame, so it accumulates rather than drifts); map them
+/// through the receptive field (`Conv2d.affectedOutputs`) to output tiles, add the output tiles whose residual
+/// (ResNet shortcut, FPN top-down sum) changed, and recompute only those tiles with one tile-restricted GEMM into
+/// the kept output. Max-pool and nearest upsampling go through the cache too (`run(_:key:input:workspace:)`) and
+/// pass their producer's changed tiles on. Inside a closed graph (`ConvolutionRunner.beginClosedGraph`: the
+/// backbone + FPN) the compare moves to the producer (`TemporalSettings.gateOutputs`): a conv computes its tiles
+/// into a scratch, commits only those that moved by more than its readers' smallest threshold and hands on just
+/// those; its readers keep no input copy. docs/temporal.md has the details and the measurements.
 public final class TemporalCache: ConvolutionRunner {
     /// The settings (mutable between frames; a change of mode takes effect on the next frame).
     public var settings: TemporalSettings
@@ -142,7 +152,7 @@ public final class TemporalCache: ConvolutionRunner {
     private final class LayerState {
         let inputShape: [Int]
         /// The input last propagated; nil for an exact layer (see `exact`), which reads its input directly.
-        let keptInput: Tensor?
+        var keptInput: Tensor?
         /// The residual last propagated (own copy), or nil when there is none or it is shared (`sharedResidual`).
         var keptResidual: Tensor?
         /// A ResNet block's last conv: its shortcut is the block input, of which the block's first conv keeps the
@@ -158,15 +168,32 @@ public final class TemporalCache: ConvolutionRunner {
         /// output. It skips the compare and the kept-input copy and recomputes every output tile the producer's
         /// recomputed tiles reach (no threshold at this layer): on the wide maps of inverted-residual blocks
         /// (MobileNetV2) the compare and copy cost as much as the conv; the next non-exact conv prunes again.
-        let exact: Bool
+        /// With output gating a conv inside a closed graph reading a kept output of this cache is exact from its
+        /// creation (its producer gates that output, `gate`), and one created otherwise becomes exact, dropping its
+        /// kept input, when its producer's output turns out gated (settings changed between frames).
+        var exact: Bool
+        /// The residual is read directly: its producer gates it, so it changes exactly in the tiles it registers.
+        var residualExact: Bool
+        /// Output gating (closed graphs only, see `beginClosedGraph`): recomputed output tiles whose largest change
+        /// stays within the smallest threshold of this output's readers keep their old values, and only the others
+        /// are registered as changed, so the readers run exact instead of comparing their input each. Created
+        /// inside a closed graph; `blocked` once read outside one (or returned from it).
+        let closed: Bool
+        var blocked = false
+        /// Absolute thresholds (× the reader's input RMS) of the convs reading this output, by reader.
+        var readerThresholds: [LayerKey: Float] = [:]
+        /// Spatial ops reading this output (their readers' thresholds count too).
+        var opReaders: Set<OpKey> = []
         let depthwise: Bool
         var inputRMS: Float = 0
-        var inputDiff: [Float] = [], residualDiff: [Float] = []
+        var inputDiff: [Float] = [], residualDiff: [Float] = [], gateDiff: [Float] = []
         var mark: [Bool]
 
         init(input: [Int], output: [Int], residual: Bool, sharedResidual: Tensor?, conv: Conv2d, tile: Int,
-             exact: Bool) {
+             exact: Bool, residualExact: Bool, closed: Bool) {
             inputShape = input
+            self.closed = closed
+            self.residualExact = residual && residualExact
             hasResidual = residual
             self.sharedResidual = residual ? sharedResidual : nil
             self.exact = exact
@@ -176,7 +203,7 @@ public final class TemporalCache: ConvolutionRunner {
                 Tensor(shape: shape, storage: TensorStorage(capacity: shape.reduce(1, *)))
             }
             keptInput = exact ? nil : uninitialised(input)
-            keptResidual = residual && sharedResidual == nil ? uninitialised(output) : nil
+            keptResidual = residual && sharedResidual == nil && !residualExact ? uninitialised(output) : nil
             self.output = uninitialised(output)
             outputGrid = TileGrid(height: output[2], width: output[3], tile: Size2(tile, tile))
             inputGrid = TileGrid(height: input[2], width: input[3], tile: Size2(tile * conv.stride.h, tile * conv.stride.w))
@@ -215,7 +242,18 @@ public final class TemporalCache: ConvolutionRunner {
         let tiles: [Int]?
         /// The producing conv is depthwise.
         let depthwise: Bool
+        /// The producer gated its output this frame (`LayerState.gate`; for a spatial op: its input was gated), so
+        /// its readers run exact: the tensor differs from last frame's only inside `tiles`, by more than their
+        /// smallest threshold wherever it does.
+        var gated = false
     }
+    /// The kept output tensors of conv and spatial-op states, by storage: who produced what a layer reads.
+    private enum Owner { case conv(LayerState), op(OpState) }
+    private var owners: [ObjectIdentifier: Owner] = [:]
+    /// Scratch for output gating: the old values of the tiles a gated conv recomputes (one storage, every shape).
+    private var gateScratch = TensorStorage(capacity: 0)
+    /// Between `beginClosedGraph` and `endClosedGraph`.
+    private var inClosedGraph = false
     /// Kept outputs of the spatial ops (max-pool, upsampling) by op key and input size.
     private struct OpKey: Hashable { let key: String; let height, width: Int }
     private final class OpState {
@@ -223,12 +261,18 @@ public final class TemporalCache: ConvolutionRunner {
         let output: Tensor
         let grid: TileGrid
         var mark: [Bool]
+        /// Gating bookkeeping as for conv states (`LayerState.closed`): an op passes its input's gating on, so its
+        /// readers' thresholds bound its producer's gate.
+        let closed: Bool
+        var blocked = false
+        var readerThresholds: [LayerKey: Float] = [:]
         /// Upsampling: per input row (column) index i, the first output row (column) whose tap is ≥ i (count + 1
         /// entries), so an input range [a, b) reaches outputs [first[a], first[b]).
         let firstRow: [Int], firstColumn: [Int]
 
-        init(_ op: SpatialOp, input: [Int], tile: Int) {
+        init(_ op: SpatialOp, input: [Int], tile: Int, closed: Bool) {
             inputShape = input
+            self.closed = closed
             let os = op.outputShape(input)
             output = Tensor(shape: os)
             grid = TileGrid(height: os[2], width: os[3], tile: Size2(tile, tile))
@@ -281,9 +325,11 @@ public final class TemporalCache: ConvolutionRunner {
     /// cost as much as the dense one at 12-24% of the tiles, stride-1 and stride-2 depthwise alike).
     static let depthwiseDenseFraction = 0.15
 
-    /// Bytes of kept state, by kind: per conv layer the last propagated input (`inputs`; none for exact layers) and
-    /// residual (`residuals`), and the kept outputs of conv layers and spatial ops (`outputs`). Allocated on the
-    /// first frame of a size (the bulk of that frame's extra cost: the kernel zeroes every new page), reused after.
+    /// Bytes of kept state, by kind: per conv layer the last propagated input (`inputs`; none for exact layers and
+    /// readers of gated outputs) and residual (`residuals`; none when shared or gated), and the kept outputs of
+    /// conv layers and spatial ops plus the gate scratch (`outputs`; the scratch is one tensor of the largest gated
+    /// output). Allocated on the first frame of a size (the bulk of that frame's extra cost: the kernel zeroes every
+    /// new page), reused after.
     public var stateBytes: (inputs: Int, outputs: Int, residuals: Int) {
         var r = (inputs: 0, outputs: 0, residuals: 0)
         for s in layers.values {
@@ -292,6 +338,7 @@ public final class TemporalCache: ConvolutionRunner {
             r.residuals += (s.keptResidual?.count ?? 0) * 4
         }
         for s in ops.values { r.outputs += s.output.count * 4 }
+        r.outputs += gateScratch.capacity * 4
         return r
     }
 
@@ -299,9 +346,26 @@ public final class TemporalCache: ConvolutionRunner {
     /// sharedResidual`): ResNet blocks without a downsample shortcut.
     public var sharedResidualCount: Int { layers.values.filter { $0.sharedResidual != nil }.count }
 
+    /// `ConvolutionRunner`: the convs and ops from here to `endClosedGraph` read each other's outputs only through
+    /// this runner, so their outputs may be gated (`TemporalSettings.gateOutputs`).
+    public func beginClosedGraph() { inClosedGraph = true }
+
+    /// `ConvolutionRunner`: the closed graph ends; `returning` (its results) are read outside it from now on, so
+    /// their producers never gate.
+    public func endClosedGraph(returning: [Tensor]) {
+        inClosedGraph = false
+        for t in returning {
+            switch owner(of: t) {
+            case let .conv(p)?: p.blocked = true
+            case let .op(o)?: o.blocked = true
+            case nil: break
+            }
+        }
+    }
+
     /// Drops all kept state: the next frame is computed densely.
     public func reset() {
-        layers.removeAll(); ops.removeAll(); opTileCounts.removeAll(); layerTileCounts.removeAll(); keptPyramid.removeAll(); inputShape = nil
+        layers.removeAll(); ops.removeAll(); owners.removeAll(); opTileCounts.removeAll(); layerTileCounts.removeAll(); keptPyramid.removeAll(); inputShape = nil
         frameIndex = 0
         resetCount += 1
     }
@@ -386,31 +450,53 @@ public final class TemporalCache: ConvolutionRunner {
         if state == nil || state!.inputShape != input.shape || state!.hasResidual != (residual != nil) {
             var tile = settings.tile
             if settings.deepTile > 0, let frame = inputShape, frame[2] >= 16 * outShape[2] { tile = settings.deepTile }
-            let source = input.offset == 0 ? produced[ObjectIdentifier(input.storage)] : nil
+            let source = producedInfo(input)
+            // Inside a closed graph a conv reading a kept output of this cache is exact from the start: its
+            // producer will gate that output (readers are recorded on this dense frame), so no input copy is
+            // ever needed (R50-FPN at 768x576: 445 MB of kept inputs and 86 MB of shortcuts not allocated).
+            let gatedReader = settings.gateOutputs && inClosedGraph && !isStem
             let exact = !isStem && source != nil
-                && ((conv.groups > 1 && conv.groups == conv.inChannels) || source!.depthwise)
+                && ((conv.groups > 1 && conv.groups == conv.inChannels) || source!.depthwise
+                    || (gatedReader && owner(of: input) != nil))
+            let residualExact = gatedReader && residual.flatMap { owner(of: $0) } != nil
             // The block input an earlier conv of this (dense) frame copied on this conv's output grid.
             let og = TileGrid(height: outShape[2], width: outShape[3], tile: Size2(tile, tile))
             state = LayerState(input: input.shape, output: outShape, residual: residual != nil,
-                               sharedResidual: residual.flatMap { sharedCopy(of: $0, grid: og)?.kept },
-                               conv: conv, tile: tile, exact: exact)
+                               sharedResidual: residualExact ? nil : residual.flatMap { sharedCopy(of: $0, grid: og)?.kept },
+                               conv: conv, tile: tile, exact: exact, residualExact: residualExact, closed: inClosedGraph)
             if layers[key] == nil { layerTileCounts[layer.index, default: 0] += state!.outputGrid.count }
+            if let old = layers[key] { owners[ObjectIdentifier(old.output.storage)] = nil }
             layers[key] = state
-            return dense(layer, instance, state!, input: input, residual: residual, flops: layerFlops, rms: true,
-                         fresh: true, workspace: workspace)
+            owners[ObjectIdentifier(state!.output.storage)] = .conv(state!)
+            let out = dense(layer, instance, state!, input: input, residual: residual, flops: layerFlops, rms: true,
+                            fresh: true, workspace: workspace)
+            noteReads(state!, key: key, layer: layer, isStem: isStem, input: input, residual: residual)
+            return out
         }
         let s = state!
+        if !s.closed || !inClosedGraph { s.blocked = true }
+        noteReads(s, key: key, layer: layer, isStem: isStem, input: input, residual: residual)
+        // A gating producer makes its readers exact for good (their kept copies are dropped): its output changes
+        // only in the tiles it registers, by more than this reader's threshold wherever it does.
+        if !isStem, !s.exact, producedInfo(input)?.gated == true {
+            s.exact = true
+            s.keptInput = nil
+        }
+        if let residual, !s.residualExact, producedInfo(residual)?.gated == true {
+            s.residualExact = true
+            s.keptResidual = nil
+            s.sharedResidual = nil
+        }
         if denseThisFrame {
             return dense(layer, instance, s, input: input, residual: residual, flops: layerFlops,
                          rms: lastStats.refreshed, workspace: workspace)
         }
-        let threshold = (settings.layerThresholds[layer.key]
-                         ?? (isStem ? settings.inputThreshold ?? settings.threshold : settings.threshold)) * s.inputRMS
+        let threshold = absoluteThreshold(s, layer: layer, isStem: isStem)
         s.mark.withUnsafeMutableBufferPointer { $0.update(repeating: false) }
         if s.exact {
             // The input changed exactly inside the tiles its producer recomputed this frame.
-            guard input.offset == 0, let p = produced[ObjectIdentifier(input.storage)],
-                  p.grid.height == input.h, p.grid.width == input.w, let recomputed = p.tiles else {
+            guard let p = producedInfo(input), p.grid.height == input.h, p.grid.width == input.w,
+                  let recomputed = p.tiles else {
                 return dense(layer, instance, s, input: input, residual: residual, flops: layerFlops, rms: false,
                              workspace: workspace)
             }
@@ -448,13 +534,25 @@ public final class TemporalCache: ConvolutionRunner {
         }
         let og = s.outputGrid
         // The residual is an input of the output tile at the same place.
-        if let residual, s.sharedResidual == nil, s.keptResidual != nil, let c = sharedCopy(of: residual, grid: og) {
+        if let residual, s.residualExact {
+            if let p = producedInfo(residual), p.grid.height == og.height, p.grid.width == og.width,
+               let changed = p.tiles {
+                for t in changed {
+                    let r = p.grid.rect(t), c = og.tileRanges(covering: r.rows, cols: r.cols)
+                    for ty in c.rows { for tx in c.cols { s.mark[ty * og.columns + tx] = true } }
+                }
+            } else {
+                s.mark.withUnsafeMutableBufferPointer { $0.update(repeating: true) }
+            }
+        } else if let residual, s.sharedResidual == nil, s.keptResidual != nil, let c = sharedCopy(of: residual, grid: og) {
             // Created without a verdict to share (not on a dense frame): adopt this one, drop the own copy.
             s.sharedResidual = c.kept
             s.keptResidual = nil
         }
-        let residualKept = s.sharedResidual ?? s.keptResidual
-        if let residual, let shared = s.sharedResidual {
+        let residualKept = s.residualExact ? residual : s.sharedResidual ?? s.keptResidual
+        if s.residualExact {
+            // Marked above.
+        } else if let residual, let shared = s.sharedResidual {
             // The first conv compared the block input this frame (with its own threshold, relative to the block
             // input's RMS) and propagated its changed tiles into `shared`; its verdict says where. No verdict: it
             // ran no compare this frame, so `shared` did not change.
@@ -472,34 +570,121 @@ public final class TemporalCache: ConvolutionRunner {
         lastStats.totalTiles += og.count
         if tiles.isEmpty {
             lastStats.skippedLayers += 1
-            register(s, tiles: [])
+            register(s, tiles: [], gated: gate(of: s) != nil)
             return s.output
         }
         lastStats.recomputedTiles += tiles.count
         lastLayerTiles[layer.index, default: 0] += tiles.count
         let t0 = Benchmark.now()
-        defer { lastStats.convSeconds += Benchmark.now() - t0 }
+        // Gating's snapshot and compare are bookkeeping: counted as overhead, not GEMM.
+        var gating = 0.0
+        defer { lastStats.convSeconds += Benchmark.now() - t0 - gating }
         let depthwiseDense = s.exact && s.depthwise
             && Double(tiles.count) > Self.depthwiseDenseFraction * Double(og.count)
+        // A gated output is computed into the gate scratch first; only the tiles that moved by more than the gate
+        // are copied into the kept output (the others keep their old values: their change accumulates there).
+        let gate = gate(of: s)
+        let target = gate == nil ? s.output : gateTarget(s)
         if depthwiseDense || Double(tiles.count) > settings.denseFallback * Double(og.count) {
             // Past break-even: dense from the kept input (which now equals the new input wherever it mattered).
             lastStats.denseLayers += 1
             lastStats.flops += layerFlops
-            conv.forward(s.keptInput ?? input, residual: residualKept, into: s.output, workspace: workspace)
+            conv.forward(s.keptInput ?? input, residual: residualKept, into: target, workspace: workspace)
             // A depthwise conv's dense and tile passes sum in the same order, and an exact layer's input is
             // unchanged outside what `tiles` reads: the output is bit-identical outside `tiles`, so the consumer
             // still recomputes only those.
-            register(s, tiles: depthwiseDense ? tiles : nil)
+            if let gate {
+                register(s, tiles: timed(&gating) { gateCommit(s, tiles: tiles, computed: target, gate: gate) },
+                         gated: true)
+            } else {
+                register(s, tiles: depthwiseDense ? tiles : nil)
+            }
             return s.output
         }
         lastStats.tiledLayers += 1
-        register(s, tiles: tiles)
         var pixels = 0
         for t in tiles { let r = og.rect(t); pixels += r.rows.count * r.cols.count }
         lastStats.flops += layerFlops * Double(pixels) / Double(outShape[2] * outShape[3])
-        conv.forward(s.keptInput ?? input, tiles: tiles, grid: og, residual: residualKept, into: s.output,
+        conv.forward(s.keptInput ?? input, tiles: tiles, grid: og, residual: residualKept, into: target,
                      workspace: workspace)
+        if let gate {
+            register(s, tiles: timed(&gating) { gateCommit(s, tiles: tiles, computed: target, gate: gate) }, gated: true)
+        } else {
+            register(s, tiles: tiles)
+        }
         return s.output
+    }
+
+    /// Threshold of `s`'s input compare in input units (its setting × the input RMS of the last refresh).
+    private func absoluteThreshold(_ s: LayerState, layer: ConvLayer, isStem: Bool) -> Float {
+        (settings.layerThresholds[layer.key]
+         ?? (isStem ? settings.inputThreshold ?? settings.threshold : settings.threshold)) * s.inputRMS
+    }
+
+    /// The state that produced `t` (a kept output of this cache), if any.
+    private func owner(of t: Tensor) -> Owner? {
+        t.offset == 0 ? owners[ObjectIdentifier(t.storage)] : nil
+    }
+
+    /// This frame's record of `t` as a kept output, if a layer or op produced it this frame.
+    private func producedInfo(_ t: Tensor) -> Produced? {
+        t.offset == 0 ? produced[ObjectIdentifier(t.storage)] : nil
+    }
+
+    /// Records `s` (conv `key`) as a reader of its input's and residual's producers, with its threshold: the bound
+    /// of their output gates. A read outside a closed graph blocks the producer's gating.
+    private func noteReads(_ s: LayerState, key: LayerKey, layer: ConvLayer, isStem: Bool, input: Tensor,
+                           residual: Tensor?) {
+        let threshold = absoluteThreshold(s, layer: layer, isStem: isStem)
+        for t in [input, residual].compactMap({ $0 }) {
+            switch owner(of: t) {
+            case let .conv(p)?:
+                p.readerThresholds[key] = threshold
+                if !inClosedGraph { p.blocked = true }
+            case let .op(o)?:
+                o.readerThresholds[key] = threshold
+                if !inClosedGraph { o.blocked = true }
+            case nil: break
+            }
+        }
+    }
+
+    /// The gate of `s`'s output (absolute, the smallest threshold of its readers, through spatial ops too), or nil
+    /// when its output is not gated: off in the settings, outside a closed graph, read outside one or returned
+    /// from it, or with a reader not seen yet.
+    private func gate(of s: LayerState) -> Float? {
+        guard settings.gateOutputs, s.closed, inClosedGraph, !s.blocked, !s.readerThresholds.isEmpty || !s.opReaders.isEmpty
+        else { return nil }
+        var g = s.readerThresholds.values.min() ?? .infinity
+        for k in s.opReaders {
+            guard let o = ops[k], o.closed, !o.blocked, let m = o.readerThresholds.values.min() else { return nil }
+            g = min(g, m)
+        }
+        return g.isFinite ? g : nil
+    }
+
+    /// `body`'s result, its seconds added to `seconds`.
+    private func timed<T>(_ seconds: inout Double, _ body: () -> T) -> T {
+        let t0 = Benchmark.now()
+        defer { seconds += Benchmark.now() - t0 }
+        return body()
+    }
+
+    /// The gate scratch as a tensor of `s`'s output shape: where a gated layer computes its recomputed tiles.
+    private func gateTarget(_ s: LayerState) -> Tensor {
+        if gateScratch.capacity < s.output.count { gateScratch = TensorStorage(capacity: s.output.count) }
+        return Tensor(shape: s.output.shape, storage: gateScratch)
+    }
+
+    /// Output gating after `tiles` were computed into `computed`: the tiles whose largest |new − old| exceeds
+    /// `gate` are copied into the kept output and returned (the tiles that changed); the others keep their old
+    /// values, so their change accumulates until it crosses the gate.
+    private func gateCommit(_ s: LayerState, tiles: [Int], computed: Tensor, gate: Float) -> [Int] {
+        Ops.tileMaxAbsDifference(computed, s.output, grid: s.outputGrid, tiles: tiles, into: &s.gateDiff)
+        var changed: [Int] = []
+        for t in tiles where s.gateDiff[t] > gate { changed.append(t) }
+        if !changed.isEmpty { Ops.copyTiles(changed, grid: s.outputGrid, from: computed, into: s.output) }
+        return changed
     }
 
     /// `ConvolutionRunner`: a spatial op (max-pool, nearest upsampling) into a kept output, recomputed only on the
@@ -511,16 +696,22 @@ public final class TemporalCache: ConvolutionRunner {
         var state = ops[k]
         let fresh = state == nil || state!.inputShape != input.shape
         if fresh {
-            state = OpState(op, input: input.shape, tile: settings.tile)
+            state = OpState(op, input: input.shape, tile: settings.tile, closed: inClosedGraph)
             ops[k] = state
+            owners[ObjectIdentifier(state!.output.storage)] = .op(state!)
             opTileCounts[key] = state!.grid.count
         }
         let s = state!
         let source = input.offset == 0 ? produced[ObjectIdentifier(input.storage)] : nil
+        if case let .conv(producer)? = owner(of: input) {
+            producer.opReaders.insert(k)
+            if !inClosedGraph { producer.blocked = true }
+        }
         guard !fresh, !denseThisFrame, let p = source, p.grid.height == input.h, p.grid.width == input.w,
               let recomputed = p.tiles else {
             op.dense(input, into: s.output)
-            produced[ObjectIdentifier(s.output.storage)] = Produced(grid: s.grid, tiles: nil, depthwise: false)
+            produced[ObjectIdentifier(s.output.storage)] = Produced(grid: s.grid, tiles: nil, depthwise: false,
+                                                                    gated: source?.gated ?? false)
             lastOpTiles[key] = s.grid.count
             return s.output
         }
@@ -539,7 +730,8 @@ public final class TemporalCache: ConvolutionRunner {
         } else {
             op.forward(input, tiles: tiles, grid: s.grid, into: s.output)
         }
-        produced[ObjectIdentifier(s.output.storage)] = Produced(grid: s.grid, tiles: tiles, depthwise: false)
+        produced[ObjectIdentifier(s.output.storage)] = Produced(grid: s.grid, tiles: tiles, depthwise: false,
+                                                                gated: p.gated)
         lastOpTiles[key] = tiles.count
         return s.output
     }
@@ -561,8 +753,9 @@ public final class TemporalCache: ConvolutionRunner {
     }
 
     /// Records `s`'s kept output as produced this frame with `tiles` recomputed (nil = all).
-    private func register(_ s: LayerState, tiles: [Int]?) {
-        produced[ObjectIdentifier(s.output.storage)] = Produced(grid: s.outputGrid, tiles: tiles, depthwise: s.depthwise)
+    private func register(_ s: LayerState, tiles: [Int]?, gated: Bool = false) {
+        produced[ObjectIdentifier(s.output.storage)] = Produced(grid: s.outputGrid, tiles: tiles, depthwise: s.depthwise,
+                                                                gated: gated)
     }
 
     /// Dense pass of one layer that also refreshes its kept input (and residual); `rms`: re-measure the input RMS
@@ -580,7 +773,7 @@ public final class TemporalCache: ConvolutionRunner {
             if rms { s.inputRMS = Ops.rootMeanSquare(input) }
             t0 = Benchmark.now()
             // A shared residual was copied by the block's first conv earlier in this pass.
-            layer.conv.forward(s.keptInput ?? input, residual: s.sharedResidual ?? s.keptResidual, into: s.output,
+            layer.conv.forward(s.keptInput ?? input, residual: s.sharedResidual ?? s.keptResidual ?? residual, into: s.output,
                                workspace: workspace)
             if denseThisFrame, input.offset == 0, let kept = s.keptInput {
                 // On a dense frame no conv takes a verdict; a conv created later in it may share this copy.
