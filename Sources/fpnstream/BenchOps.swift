@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import Tensor
+import FPNCore
+import Vision
 
 /// `fpnstream bench ops`: per-op speed of the Tensor engine against the sgemm peak measured in the same run.
 struct BenchOps: ParsableCommand {
@@ -32,6 +34,16 @@ struct BenchOps: ParsableCommand {
     private func parseSize(_ s: String) -> (w: Int, h: Int)? {
         let p = s.lowercased().split(separator: "x").compactMap { Int($0) }
         return p.count == 2 && p[0] > 0 && p[1] > 0 ? (p[0], p[1]) : nil
+    }
+
+    /// Runs `body` with the buffers of `levels` (`(tensor, height, width)`) open at once.
+    private func withBuffers(_ levels: [(Tensor, Int, Int)],
+                             _ body: ([(data: UnsafeBufferPointer<Float>, height: Int, width: Int)]) -> Void) {
+        func go(_ i: Int, _ acc: [(data: UnsafeBufferPointer<Float>, height: Int, width: Int)]) {
+            if i == levels.count { return body(acc) }
+            levels[i].0.withUnsafeBufferPointer { go(i + 1, acc + [($0, levels[i].1, levels[i].2)]) }
+        }
+        go(0, [])
     }
 
     private func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
@@ -141,6 +153,40 @@ struct BenchOps: ParsableCommand {
                 { ws.beginFrame(); _ = conv3Relu(x, residual: identity, in: ws) }])
             print(String(format: "bottleneck tail 1x1 64→256 + identity + ReLU at %dx%d: separate add %.2f ms, fused residual %.2f ms (%.2fx)\n",
                          s4.1, s4.0, m[0] * 1e3, m[1] * 1e3, m[0] / m[1]))
+        }
+
+        // RoIAlign as the box head runs it: 1000 proposals over P2-P5 (the LevelMapper spreads them), after the
+        // once-per-frame transpose to channels-last.
+        do {
+            let levels = [s4, s8, s16, s32].map { Tensor(shape: [256, $0.0, $0.1], repeating: 0) }
+            for (i, l) in levels.enumerated() {
+                l.withUnsafeMutableBufferPointer { b in for j in b.indices { b[j] = Float((j * 7 + i) % 23) / 23 } }
+            }
+            var rng = SystemRandomNumberGenerator()
+            let boxes = (0..<1000).map { _ -> Box in
+                let bw = Float.random(in: 8...Float(w) / 2, using: &rng), bh = Float.random(in: 8...Float(h) / 2, using: &rng)
+                let x = Float.random(in: 0...(Float(w) - bw), using: &rng), y = Float.random(in: 0...(Float(h) - bh), using: &rng)
+                return Box(x1: x, y1: y, x2: x + bw, y2: y + bh)
+            }
+            let last = levels.map { Tensor(shape: [$0.shape[1], $0.shape[2], 256]) }
+            let pooled = Tensor(shape: [1000, 256, 7, 7]), pooler = MultiScaleRoIAlign(outputSize: 7)
+            let transpose = {
+                for (l, t) in zip(levels, last) {
+                    l.withUnsafeBufferPointer { src in
+                        t.withUnsafeMutableBufferPointer { RoIAlign.channelsLast(src, channels: 256, height: l.shape[1], width: l.shape[2], into: $0) }
+                    }
+                }
+            }
+            let pool = {
+                withBuffers(last.map { ($0, $0.shape[0], $0.shape[1]) }) { feats in
+                    pooled.withUnsafeMutableBufferPointer {
+                        pooler.pool(channelsLast: feats, channels: 256, boxes: boxes, imageHeight: h, into: $0)
+                    }
+                }
+            }
+            let m = Benchmark.interleavedMedianSeconds(rounds: runs, [transpose, pool])
+            print(String(format: "RoIAlign 7x7 (sampling 2), 1000 boxes, 256 channels on P2-P5 of %dx%d: transpose to channels-last %.2f ms, pool %.2f ms\n",
+                         w, h, m[0] * 1e3, m[1] * 1e3))
         }
 
         // Memory-bound ops on the stride-4 map (256 channels): GB/s of bytes read + written.

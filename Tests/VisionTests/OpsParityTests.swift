@@ -107,11 +107,19 @@ final class OpsParityTests: XCTestCase {
             let scale = Float(c["scale"] as! Double)
             let (ch, h, w) = (feat.shape[0], feat.shape[1], feat.shape[2])
             var got = [Float](repeating: 0, count: bx.count * ch * size * size)
+            var last = [Float](repeating: .nan, count: feat.values.count)
             feat.values.withUnsafeBufferPointer { f in
+                last.withUnsafeMutableBufferPointer { RoIAlign.channelsLast(f, channels: ch, height: h, width: w, into: $0) }
+            }
+            // The transpose: element (c, y, x) of the channels-first map at (y * w + x) * ch + c.
+            for (c, y, x) in [(0, 0, 0), (ch - 1, h - 1, w - 1), (ch / 2, h / 3, w - 2)] {
+                XCTAssertEqual(last[(y * w + x) * ch + c], feat.values[(c * h + y) * w + x])
+            }
+            last.withUnsafeBufferPointer { f in
                 got.withUnsafeMutableBufferPointer { o in
                     for (i, b) in bx.enumerated() {
                         let per = ch * size * size
-                        RoIAlign.pool(feature: f, channels: ch, height: h, width: w, box: b, spatialScale: scale,
+                        RoIAlign.pool(channelsLast: f, channels: ch, height: h, width: w, box: b, spatialScale: scale,
                                       pooledHeight: size, pooledWidth: size, samplingRatio: 2,
                                       output: UnsafeMutableBufferPointer(rebasing: o[(i * per)..<((i + 1) * per)]))
                     }

@@ -74,7 +74,8 @@ public final class GeneralizedRCNN: Detector, @unchecked Sendable {
         ms["backbone"] = DetectorSupport.lap(&clock)
         let proposals = rpn(levels, geometry: g, state: state)
         ms["rpn"] = DetectorSupport.lap(&clock)
-        let raw = roiHeads.detect(levels, proposals: proposals, geometry: g, thresholds: t, ws: ws)
+        let pooling = roiHeads.poolingLevels(levels, ws: ws)
+        let raw = roiHeads.detect(pooling, proposals: proposals, geometry: g, thresholds: t, ws: ws)
         var dets = DetectorSupport.detections(raw, geometry: g, names: config.classNames)
         ms["roi_heads"] = DetectorSupport.lap(&clock)
         defer { state.timingsMs = ms }
@@ -82,7 +83,7 @@ public final class GeneralizedRCNN: Detector, @unchecked Sendable {
         // Binary source-size masks of the instances the panoptic merge can take (score >= its threshold).
         var instances: [(score: Float, classID: Int, mask: [UInt8])] = []
         if roiHeads.maskConvs != nil {
-            let probs = roiHeads.masks(levels, detections: raw, geometry: g, ws: ws)
+            let probs = roiHeads.masks(pooling, detections: raw, geometry: g, ws: ws)
             probs.withUnsafeBufferPointer { p in
                 for i in dets.indices {
                     let m = UnsafeBufferPointer(rebasing: p[(i * 784)..<((i + 1) * 784)])

@@ -82,26 +82,39 @@ final class RoIHeads: @unchecked Sendable {
                activation: relu ? .relu : .none)
     }
 
-    /// Pools `boxes` from the first four levels (P2-P5) into a workspace tensor `[R, C, size, size]`.
-    func pool(_ pooler: MultiScaleRoIAlign, _ levels: [PyramidLevel], boxes: [Box], geometry g: TransformGeometry,
+    /// P2-P5 of one image transposed to channels-last workspace tensors `[h, w, C]` (RoIAlign's layout), made once
+    /// per frame and read by both the box and the mask branch.
+    func poolingLevels(_ levels: [PyramidLevel], ws: Workspace) -> [Tensor] {
+        levels.prefix(4).map { l in
+            let f = l.features, t = ws.tensor([f.h, f.w, channels])
+            f.withUnsafeBufferPointer { src in
+                t.withUnsafeMutableBufferPointer { RoIAlign.channelsLast(src, channels: channels, height: f.h, width: f.w, into: $0) }
+            }
+            return t
+        }
+    }
+
+    /// Pools `boxes` from channels-last P2-P5 (`poolingLevels`) into a workspace tensor `[R, C, size, size]`.
+    func pool(_ pooler: MultiScaleRoIAlign, _ levels: [Tensor], boxes: [Box], geometry g: TransformGeometry,
               ws: Workspace) -> Tensor {
         let out = ws.tensor([boxes.count, channels, pooler.outputSize, pooler.outputSize])
-        let used = Array(levels.prefix(4))
         func go(_ i: Int, _ acc: [(data: UnsafeBufferPointer<Float>, height: Int, width: Int)]) {
-            if i == used.count {
+            if i == levels.count {
                 out.withUnsafeMutableBufferPointer { o in
-                    pooler.pool(features: acc, channels: channels, boxes: boxes, imageHeight: g.resizedHeight, into: o)
+                    pooler.pool(channelsLast: acc, channels: channels, boxes: boxes, imageHeight: g.resizedHeight,
+                                into: o)
                 }
                 return
             }
-            used[i].features.withUnsafeBufferPointer { go(i + 1, acc + [($0, used[i].features.h, used[i].features.w)]) }
+            levels[i].withUnsafeBufferPointer { go(i + 1, acc + [($0, levels[i].shape[0], levels[i].shape[1])]) }
         }
         go(0, [])
         return out
     }
 
     /// Box branch: final detections in input pixels (sorted by descending score, at most `t.maxDetections`).
-    func detect(_ levels: [PyramidLevel], proposals: [Box], geometry g: TransformGeometry, thresholds t: DetectionThresholds,
+    /// `levels`: `poolingLevels` of this frame.
+    func detect(_ levels: [Tensor], proposals: [Box], geometry g: TransformGeometry, thresholds t: DetectionThresholds,
                 ws: Workspace) -> RawDetections {
         guard !proposals.isEmpty else { return RawDetections() }
         let r = proposals.count, k = numClasses
@@ -165,7 +178,8 @@ final class RoIHeads: @unchecked Sendable {
     }
 
     /// Mask branch: the 28x28 probability map of each detection's own label, `[D * 28 * 28]` row-major.
-    func masks(_ levels: [PyramidLevel], detections raw: RawDetections, geometry g: TransformGeometry,
+    /// `levels`: `poolingLevels` of this frame.
+    func masks(_ levels: [Tensor], detections raw: RawDetections, geometry g: TransformGeometry,
                ws: Workspace) -> [Float] {
         guard let maskConvs, let maskUpsample, let maskLogits, !raw.boxes.isEmpty else { return [] }
         var x = pool(maskPooler, levels, boxes: raw.boxes, geometry: g, ws: ws)
