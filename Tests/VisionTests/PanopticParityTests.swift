@@ -70,6 +70,7 @@ final class PanopticParityTests: XCTestCase {
             XCTAssertEqual(g.instanceIndex, w.instance_id)
             XCTAssertEqual(got.mask(of: g.id).area, g.area)
         }
+        XCTAssertEqual(got.masks(), got.segments.map { got.mask(of: $0.id) }, "one-pass masks")
         // The fixture covers: a skipped overlapped instance, a kept partially overlapped one, an empty mask, a
         // score below 0.5 and a stuff label below the area limit.
         XCTAssertTrue(want.contains { $0.instance_id == 4 })
@@ -131,5 +132,21 @@ final class PanopticParityTests: XCTestCase {
         XCTAssertEqual(loose.segments.map(\.isThing), [true, false])
         XCTAssertEqual(loose.segments.map(\.area), [8, 8])
         XCTAssertEqual(loose.ids, (0..<16).map { Int32($0 % 4 < 2 ? 1 : 2) })
+        // Column-major: segment 1 is the first 8 pixels, segment 2 the last 8.
+        XCTAssertEqual(loose.masks().map(\.counts), [[0, 8, 8], [8, 8]])
+    }
+
+    func testOnePassMasksEqualPerSegmentMasks() {
+        // 3x5 map (row-major) whose segments start at the first pixel, end at the last, run across column
+        // boundaries, come back after a gap and include an id with no pixels.
+        let ids: [Int32] = [1, 1, 0, 2, 3,
+                            1, 2, 0, 2, 3,
+                            2, 2, 1, 1, 3]
+        let segs = (1...4).map { PanopticResult.Segment(id: $0, isThing: true, categoryID: $0, area: 0) }
+        let r = PanopticResult(height: 3, width: 5, ids: ids, segments: segs)
+        XCTAssertEqual(r.masks(), segs.map { r.mask(of: $0.id) })
+        XCTAssertEqual(r.masks()[0].counts, [0, 2, 1, 1, 4, 1, 2, 1, 3])
+        XCTAssertEqual(r.masks()[2].counts, [12, 3])
+        XCTAssertEqual(r.masks()[3].counts, [15])
     }
 }

@@ -106,13 +106,14 @@ public final class GeneralizedRCNN: Detector, @unchecked Sendable {
         ms["semantic"] = DetectorSupport.lap(&clock)
         let result = PanopticMerge.merge(instances: instances, semantic: semantic, config: merge)
         let things = config.numClasses - 1
-        let segments = result.segments.map { s -> PanopticSegment in
+        let masks = result.masks()
+        let segments = zip(result.segments, masks).map { s, mask -> PanopticSegment in
             let name = s.isThing
                 ? (s.categoryID < config.classNames.count ? config.classNames[s.categoryID] : "class\(s.categoryID)")
                 : (s.categoryID < p.stuffNames.count ? p.stuffNames[s.categoryID] : "stuff\(s.categoryID)")
             return PanopticSegment(id: s.id, categoryID: s.isThing ? s.categoryID : things + s.categoryID,
                                    categoryName: name, isThing: s.isThing, area: s.area, score: s.score,
-                                   mask: result.mask(of: s.id))
+                                   mask: mask)
         }
         ms["panoptic"] = DetectorSupport.lap(&clock)
         ms["heads"]! += ms["semantic"]! + ms["panoptic"]!

@@ -43,12 +43,65 @@ public struct PanopticResult: Sendable, Equatable {
         public var score: Float?
         /// Things: index of the detection in the input list; stuff: nil.
         public var instanceIndex: Int?
+
+        public init(id: Int, isThing: Bool, categoryID: Int, area: Int, score: Float? = nil, instanceIndex: Int? = nil) {
+            self.id = id; self.isThing = isThing; self.categoryID = categoryID; self.area = area
+            self.score = score; self.instanceIndex = instanceIndex
+        }
+    }
+
+    /// A result from its id map (`ids.count == height * width`) and segments (ids 1...segments.count, in order).
+    public init(height: Int, width: Int, ids: [Int32], segments: [Segment]) {
+        precondition(ids.count == height * width, "id map has \(ids.count) values for \(height)x\(width)")
+        precondition(segments.indices.allSatisfy { segments[$0].id == $0 + 1 }, "segment ids must be 1...count in order")
+        precondition(ids.allSatisfy { $0 >= 0 && Int($0) <= segments.count }, "id map holds an id without a segment")
+        self.height = height; self.width = width; self.ids = ids; self.segments = segments
     }
 
     /// The segment's binary mask as COCO RLE.
     public func mask(of segmentID: Int) -> MaskRLE {
         let id = Int32(segmentID)
         return MaskRLE(rowMajor: ids.map { $0 == id ? 1 : 0 }, height: height, width: width)
+    }
+
+    /// Every segment's mask as COCO RLE, in `segments` order: one column-major pass over `ids` for all of them
+    /// (equal to `mask(of:)` of each, which scans the whole map once per segment).
+    public func masks() -> [MaskRLE] {
+        let n = height * width, count = segments.count
+        var counts = [[UInt32]](repeating: [], count: count + 1)  // index = segment id; 0 (void) unused
+        var runStart = [Int](repeating: 0, count: count + 1), lastEnd = [Int](repeating: 0, count: count + 1)
+        var prev: Int32 = 0, k = 0
+        ids.withUnsafeBufferPointer { m in
+            for x in 0..<width {
+                var i = x
+                for _ in 0..<height {
+                    let v = m[i]
+                    if v != prev {
+                        if prev > 0 {  // prev's run of ones ends at k
+                            let p = Int(prev)
+                            counts[p].append(UInt32(runStart[p] - lastEnd[p]))
+                            counts[p].append(UInt32(k - runStart[p]))
+                            lastEnd[p] = k
+                        }
+                        if v > 0 { runStart[Int(v)] = k }
+                        prev = v
+                    }
+                    i += width
+                    k += 1
+                }
+            }
+        }
+        if prev > 0 {
+            let p = Int(prev)
+            counts[p].append(UInt32(runStart[p] - lastEnd[p]))
+            counts[p].append(UInt32(n - runStart[p]))
+            lastEnd[p] = n
+        }
+        return segments.map { seg in
+            var c = counts[seg.id]
+            if lastEnd[seg.id] < n || c.isEmpty { c.append(UInt32(n - lastEnd[seg.id])) }
+            return MaskRLE(height: height, width: width, counts: c)
+        }
     }
 }
 
@@ -91,11 +144,18 @@ public enum PanopticMerge {
         }
         var areas = [Int](repeating: 0, count: 256)
         for p in 0..<n where ids[p] == 0 { areas[Int(semantic.labels[p])] += 1 }
+        // Stuff ids per label decided from the areas first, then assigned in one pass (not one pass per label).
+        var stuffID = [Int32](repeating: 0, count: 256)
         for label in 1..<256 where areas[label] > 0 && areas[label] >= config.stuffAreaLimit {
             let id = Int32(segments.count + 1)
-            for p in 0..<n where ids[p] == 0 && semantic.labels[p] == UInt8(label) { ids[p] = id }
+            stuffID[label] = id
             segments.append(.init(id: Int(id), isThing: false, categoryID: label, area: areas[label], score: nil,
                                   instanceIndex: nil))
+        }
+        if segments.contains(where: { !$0.isThing }) {
+            semantic.labels.withUnsafeBufferPointer { l in
+                for p in 0..<n where ids[p] == 0 { ids[p] = stuffID[Int(l[p])] }
+            }
         }
         return PanopticResult(height: semantic.height, width: semantic.width, ids: ids, segments: segments)
     }
