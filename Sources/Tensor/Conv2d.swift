@@ -246,6 +246,46 @@ public final class Conv2d: @unchecked Sendable {
             }
             runs = merged
         }
+        let (seg, segmentCount, col) = segments(of: runs, grid: grid, workspace: workspace)
+        for b in 0..<x.n {
+            run(x, batch: b, segments: seg, segmentCount: segmentCount, columns: col, dense: nil, kept: kept,
+                residual: residual, workspace: workspace)
+        }
+    }
+
+    /// Tile-restricted forward with output gating, for a kept output whose readers only need to see changes
+    /// larger than `gate`: computes the tiles `tiles` like `forward(_:tiles:grid:residual:into:workspace:)`, but
+    /// writes into `kept` only the tiles whose largest |new − kept| (over channels and pixels; NaN counts as
+    /// infinity) exceeds `gate`; the others keep their old values. Returns those tiles (ascending) and the wall
+    /// seconds spent comparing and committing (the rest is the conv). One image (`x.n == 1`), not depthwise.
+    /// The compare reads the GEMM's staged results against `kept` directly, so no recomputed tile is written twice.
+    public func forwardGated(_ x: Tensor, tiles: [Int], grid: TileGrid, residual: Tensor? = nil, into kept: Tensor,
+                             gate: Float, workspace: Workspace) -> (committed: [Int], gateSeconds: Double) {
+        let os = outputShape(x.shape)
+        precondition(x.n == 1 && !(groups > 1 && groups == inChannels), "gated conv forward takes one image, not depthwise")
+        precondition(kept.shape == os, "conv kept output must be \(os), got \(kept.shape)")
+        if let residual { precondition(residual.shape == os, "conv residual must be \(os), got \(residual.shape)"); residual.checkValid() }
+        precondition(grid.height == os[2] && grid.width == os[3], "tile grid \(grid) does not cover output \(os)")
+        x.checkValid(); kept.checkValid()
+        guard !tiles.isEmpty else { return ([], 0) }
+        let sorted = tiles.sorted()
+        let (seg, segmentCount, col) = segments(of: grid.runs(sorted), grid: grid, workspace: workspace)
+        var result: GateResult? = GateResult(grid: grid, tiles: sorted, threshold: gate)
+        run(x, batch: 0, segments: seg, segmentCount: segmentCount, columns: col, dense: nil, kept: kept,
+            residual: residual, gate: &result, workspace: workspace)
+        return (result!.committed, result!.seconds)
+    }
+
+    /// Output gating of one tile-restricted pass: its grid, tiles and threshold in, the committed tiles and the
+    /// compare/commit time out.
+    struct GateResult {
+        let grid: TileGrid, tiles: [Int], threshold: Float
+        var committed: [Int] = [], seconds = 0.0
+    }
+
+    /// One segment per pixel row of each run of tiles (quadruples oy, ox0, length, column), columns in run order.
+    private func segments(of runs: [(row: Int, column: Int, count: Int)], grid: TileGrid, workspace: Workspace)
+        -> (UnsafeMutablePointer<Int>, Int, Int) {
         var segmentCount = 0
         for r in runs { segmentCount += min(grid.height, (r.row + 1) * grid.tile.h) - r.row * grid.tile.h }
         let seg = workspace.ints(4 * segmentCount)
@@ -257,10 +297,7 @@ public final class Conv2d: @unchecked Sendable {
                 col += n; s += 1
             }
         }
-        for b in 0..<x.n {
-            run(x, batch: b, segments: seg, segmentCount: segmentCount, columns: col, dense: nil, kept: kept,
-                residual: residual, workspace: workspace)
-        }
+        return (seg, segmentCount, col)
     }
 
     // MARK: - Kernel
@@ -271,6 +308,16 @@ public final class Conv2d: @unchecked Sendable {
     /// it must already be in the output (the GEMM accumulates onto it).
     private func run(_ x: Tensor, batch b: Int, segments seg: UnsafeMutablePointer<Int>, segmentCount: Int,
                      columns p: Int, dense: Tensor?, kept: Tensor?, residual: Tensor?, workspace: Workspace) {
+        var none: GateResult? = nil
+        run(x, batch: b, segments: seg, segmentCount: segmentCount, columns: p, dense: dense, kept: kept,
+            residual: residual, gate: &none, workspace: workspace)
+    }
+
+    /// `run` with optional output gating (`gate`, kept path only): every chunk's results are staged side by side
+    /// and, after the last one, compared with `kept` and committed tile by tile (`gateAndCommit`).
+    private func run(_ x: Tensor, batch b: Int, segments seg: UnsafeMutablePointer<Int>, segmentCount: Int,
+                     columns p: Int, dense: Tensor?, kept: Tensor?, residual: Tensor?, gate: inout GateResult?,
+                     workspace: Workspace) {
         let cin = x.c, h = x.h, wi = x.w
         let target = dense ?? kept!
         let ho = target.h, wo = target.w
@@ -302,7 +349,10 @@ public final class Conv2d: @unchecked Sendable {
         var widest = 0
         for s in 0..<segmentCount { widest = max(widest, seg[4 * s + 2]) }
         let cap = min(p, max(maxColumns, widest))
-        let scratch = workspace.scratch(kg * cap + (dense == nil ? outChannels * cap : 0))
+        let gated = gate != nil && dense == nil
+        // Gated: all columns staged (row stride p), compared and committed once the last chunk is in.
+        let stageColumns = gated ? p : cap
+        let scratch = workspace.scratch(kg * cap + (dense == nil ? outChannels * stageColumns : 0))
         let stage = scratch + kg * cap
         var s0 = 0
         while s0 < segmentCount {
@@ -315,6 +365,9 @@ public final class Conv2d: @unchecked Sendable {
                 if dense != nil {
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(mg), Int32(nc), Int32(kg),
                                 1, wgt + g * mg * kg, Int32(kg), scratch, Int32(nc), beta, outBase + g * mg * p + col0, Int32(p))
+                } else if gated {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(mg), Int32(nc), Int32(kg),
+                                1, wgt + g * mg * kg, Int32(kg), scratch, Int32(nc), 0, stage + g * mg * p + col0, Int32(p))
                 } else {
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(mg), Int32(nc), Int32(kg),
                                 1, wgt + g * mg * kg, Int32(kg), scratch, Int32(nc), 0, stage + g * mg * nc, Int32(nc))
@@ -322,12 +375,84 @@ public final class Conv2d: @unchecked Sendable {
             }
             if dense != nil {
                 epilogue(outBase, columns: col0..<(col0 + nc), rowStride: p)
-            } else {
+            } else if !gated {
                 scatter(stage, columns: nc, columnBase: col0, segments: seg + 4 * s0, segmentCount: s1 - s0, out: outBase,
                         residual: res, ho: ho, wo: wo)
             }
             s0 = s1
         }
+        if gated {
+            let t0 = Benchmark.now()
+            gate!.committed = gateAndCommit(stage, columns: p, segments: seg, segmentCount: segmentCount, out: outBase,
+                                            residual: res, ho: ho, wo: wo, gate: gate!)
+            gate!.seconds += Benchmark.now() - t0
+        }
+    }
+
+    /// Output gating of staged results (`[outChannels, columns]`, the segments' pixels in column order): per tile of
+    /// `gate.grid`, the largest |act(stage + bias + residual) − out| over channels and the tile's pixels (NaN →
+    /// infinity); the tiles above `gate.threshold` are scattered into `out` (the same epilogue as `scatter`, so
+    /// bit-identical to the ungated pass there) and returned. Channels outermost, as `Ops.tileMaxAbsDifference`:
+    /// each plane of `out` is read in a few contiguous runs.
+    private func gateAndCommit(_ stage: UnsafeMutablePointer<Float>, columns p: Int, segments seg: UnsafeMutablePointer<Int>,
+                               segmentCount: Int, out: UnsafeMutablePointer<Float>, residual: UnsafeMutablePointer<Float>?,
+                               ho: Int, wo: Int, gate: GateResult) -> [Int] {
+        let relu = activation == .relu
+        // Per staged column: the largest |Δ| bits over the channels (segments own disjoint columns).
+        let colMax = UnsafeMutablePointer<UInt32>.allocate(capacity: p)
+        defer { colMax.deallocate() }
+        colMax.update(repeating: 0, count: p)
+        withBias { bias in
+            Parallel.forEach(segmentCount, cost: outChannels * p) { range in
+                for oc in 0..<outChannels {
+                    let b = bias?[oc] ?? 0
+                    let src = stage + oc * p
+                    for s in range {
+                        let at = oc * ho * wo + seg[4 * s] * wo + seg[4 * s + 1]
+                        let d = out + at, len = seg[4 * s + 2], c = seg[4 * s + 3]
+                        let v = src + c, m = colMax + c
+                        if let r = residual.map({ $0 + at }) {
+                            for j in 0..<len {
+                                let t = v[j] + b + r[j]
+                                m[j] = max(m[j], Ops.absBits((relu && t < 0 ? 0 : t) - d[j]))
+                            }
+                        } else if relu {
+                            for j in 0..<len { let t = v[j] + b; m[j] = max(m[j], Ops.absBits((t > 0 ? t : 0) - d[j])) }
+                        } else {
+                            for j in 0..<len { m[j] = max(m[j], Ops.absBits((v[j] + b) - d[j])) }
+                        }
+                    }
+                }
+            }
+        }
+        // Columns → tiles, and the tiles that cross the gate.
+        let grid = gate.grid, tw = grid.tile.w, th = grid.tile.h
+        var tileMax = [UInt32](repeating: 0, count: grid.count)
+        for s in 0..<segmentCount {
+            let row = (seg[4 * s] / th) * grid.columns, x0 = seg[4 * s + 1], c = seg[4 * s + 3]
+            for j in 0..<seg[4 * s + 2] { let t = row + (x0 + j) / tw; tileMax[t] = max(tileMax[t], colMax[c + j]) }
+        }
+        var committed: [Int] = []
+        var commit = [Bool](repeating: false, count: grid.count)
+        for t in gate.tiles where Ops.absFloat(tileMax[t]) > gate.threshold { committed.append(t); commit[t] = true }
+        guard !committed.isEmpty else { return [] }
+        // The committed tiles' pixels as segments into the same staged columns, scattered as the ungated pass does.
+        var pieces: [Int] = []
+        for s in 0..<segmentCount {
+            let y = seg[4 * s], row = (y / th) * grid.columns, x0 = seg[4 * s + 1], len = seg[4 * s + 2], c = seg[4 * s + 3]
+            var j = 0
+            while j < len {
+                while j < len && !commit[row + (x0 + j) / tw] { j += 1 }
+                let start = j
+                while j < len && commit[row + (x0 + j) / tw] { j += 1 }
+                if j > start { pieces += [y, x0 + start, j - start, c + start] }
+            }
+        }
+        pieces.withUnsafeMutableBufferPointer { pc in
+            scatter(stage, columns: p, columnBase: 0, segments: pc.baseAddress!, segmentCount: pc.count / 4, out: out,
+                    residual: residual, ho: ho, wo: wo)
+        }
+        return committed
     }
 
     /// Depthwise tile path: runs of one tile row at most this many pixels apart are computed as one segment.

@@ -22,7 +22,7 @@ struct BenchOps: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Time the convolutions (--no-convs: only the memory-bound ops).")
     var convs = true
 
-    @Flag(help: "Also time the tile-restricted conv path (all tiles and 25% of tiles).")
+    @Flag(help: "Also time the tile-restricted conv path (all 16x16 tiles, 25% of them, and 1-pixel tiles in blobs).")
     var tiles = false
 
     func validate() throws {
@@ -116,12 +116,19 @@ struct BenchOps: ParsableCommand {
             if tiles {
                 let grid = TileGrid(height: os[2], width: os[3], tile: 16)
                 let all = Array(0..<grid.count), quarter = all.filter { $0 % 4 == 0 }
+                // 1-pixel tiles in 6x6 blobs 13 px apart (21% of the pixels): the short runs the demo model's
+                // delta frames gather (`--temporal-tile 1`, a few moving objects).
+                let pixels = TileGrid(height: os[2], width: os[3], tile: 1)
+                let blobs = (0..<pixels.count).filter { (($0 / os[3]) % 13) < 6 && (($0 % os[3]) % 13) < 6 }
                 let tm = Benchmark.interleavedMedianSeconds(rounds: runs, [
                     { conv.forward(x, into: out, workspace: ws) },
                     { conv.forward(x, tiles: all, grid: grid, into: out, workspace: ws) },
-                    { conv.forward(x, tiles: quarter, grid: grid, into: out, workspace: ws) }])
-                print(String(format: "      tiles 16x16: all %d tiles %.2f ms (%.2fx dense), %d tiles %.2f ms (%.2fx dense)",
-                             all.count, tm[1] * 1e3, tm[1] / tm[0], quarter.count, tm[2] * 1e3, tm[2] / tm[0]))
+                    { conv.forward(x, tiles: quarter, grid: grid, into: out, workspace: ws) },
+                    { conv.forward(x, tiles: blobs, grid: pixels, into: out, workspace: ws) }])
+                print(String(format: "      tiles 16x16: all %d tiles %.2f ms (%.2fx dense), %d tiles %.2f ms (%.2fx dense); "
+                             + "1x1 tiles in 6x6 blobs, %.0f%% of pixels: %.2f ms (%.2fx dense)",
+                             all.count, tm[1] * 1e3, tm[1] / tm[0], quarter.count, tm[2] * 1e3, tm[2] / tm[0],
+                             100 * Double(blobs.count) / Double(pixels.count), tm[3] * 1e3, tm[3] / tm[0]))
             }
         }
         if convs { print(String(format: "sgemm peak %d³ during the run: median %.1f GFLOP/s (min %.1f, max %.1f)", peakSize,

@@ -247,7 +247,7 @@ final class TemporalClipRun {
     private(set) var floorAgreements: [DetectionAgreement] = []
     private var inputShape: [Int] = []
     // cache internals of the delta frames (not refreshes): GEMM vs own time, stem changed fraction, per-layer tiles
-    private(set) var convMs: [Double] = [], overheadMs: [Double] = [], inputFractions: [Double] = []
+    private(set) var convMs: [Double] = [], overheadMs: [Double] = [], gateMs: [Double] = [], inputFractions: [Double] = []
     private(set) var fallbacks = 0, layerFrames = 0
     private var layerTiles: [Int: Int] = [:]
     private var layerSeconds: [Int: Double] = [:], layerConvSeconds: [Int: Double] = [:]
@@ -328,7 +328,7 @@ final class TemporalClipRun {
         let st = cache.lastStats
         if st.frameFallback { fallbacks += 1 }
         if !st.refreshed {
-            convMs.append(st.convSeconds * 1e3); overheadMs.append(st.overheadSeconds * 1e3)
+            convMs.append(st.convSeconds * 1e3); overheadMs.append(st.overheadSeconds * 1e3); gateMs.append(st.gateSeconds * 1e3)
             inputFractions.append(st.inputChangedFraction)
         }
         if !st.refreshed && !st.frameFallback {
@@ -415,8 +415,9 @@ final class TemporalClipRun {
                      mean(fractions), mean(tileFractions)))
         if !convMs.isEmpty {
             print(String(format: "delta frames (no refresh): median %.1f ms in conv GEMMs, %.1f ms cache overhead (compare, "
-                         + "copy); stem input tiles changed: median %.3f; frame-level fall-back on %d of %d frames",
-                         Benchmark.median(convMs), Benchmark.median(overheadMs), Benchmark.median(inputFractions),
+                         + "copy; output gating %.1f); stem input tiles changed: median %.3f; frame-level fall-back on %d of %d frames",
+                         Benchmark.median(convMs), Benchmark.median(overheadMs), Benchmark.median(gateMs),
+                         Benchmark.median(inputFractions),
                          fallbacks, count))
         }
         let state = cache.stateBytes, mb = { (b: Int) -> Double in Double(b) / 1_048_576 }

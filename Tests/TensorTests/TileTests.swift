@@ -162,6 +162,57 @@ final class TileTests: XCTestCase {
         }
     }
 
+    /// `forwardGated` compares the GEMM's staged results with the kept output directly; it must commit exactly the
+    /// tiles (and values) that computing into a scratch, comparing with `tileMaxAbsDifference` and copying the
+    /// tiles above the gate gives: a changed patch commits, identical tiles and a sub-gate change do not, a NaN in
+    /// the kept output counts as a change; with residual + ReLU, ReLU, none; stride 2; ragged tiles; narrow chunks.
+    func testGatedTileForwardCommitsWhatTheScratchPathWould() {
+        var rng = TestRandom(seed: 97)
+        let cases: [(k: Int, s: Int, act: Activation, residual: Bool, tile: Size2, chunk: Int?)] = [
+            (3, 1, .relu, true, Size2(2, 2), nil), (3, 1, .relu, false, Size2(1, 1), 7), (3, 2, .relu, false, Size2(3, 2), nil),
+            (1, 1, .none, false, Size2(2, 3), 5), (3, 1, .none, true, Size2(4, 4), 11),
+        ]
+        for (i, c) in cases.enumerated() {
+            let conv = Conv2d(weight: rng.tensor([6, 5, c.k, c.k]), bias: rng.floats(6), stride: Size2(c.s, c.s),
+                              padding: Size2(c.k / 2, c.k / 2), activation: c.act)
+            conv.chunkColumnsForTesting = c.chunk
+            let ws = Workspace()
+            let old = rng.tensor([1, 5, 30, 27])
+            let os = conv.outputShape(old.shape)
+            let r = c.residual ? rng.tensor(os) : nil
+            let kept = conv(old, residual: r, in: ws)
+            // New frame: a patch changed, and a far corner moved by far less than the gate.
+            let x = Tensor(shape: old.shape); x.copy(from: old)
+            for ch in 0..<5 { for y in 3..<7 { for xx in 4..<9 { x[0, ch, y, xx] = rng.float() } } }
+            for ch in 0..<5 { for y in 24..<30 { for xx in 20..<27 { x[0, ch, y, xx] += 1e-6 } } }
+            let grid = TileGrid(height: os[2], width: os[3], tile: c.tile)
+            kept[0, 2, os[2] / 2, os[3] / 2] = .nan     // an old NaN: |new − NaN| is a change
+            let nanTile = grid.tiles(covering: (os[2] / 2)..<(os[2] / 2 + 1), cols: (os[3] / 2)..<(os[3] / 2 + 1))[0]
+            let tiles = Array(stride(from: grid.count - 1, through: 0, by: -1).filter { $0 % 3 != 1 || $0 == nanTile })   // any order
+            let gate: Float = 1e-3
+            // The scratch path.
+            let scratch = Tensor(shape: os); scratch.copy(from: kept)
+            conv.forward(x, tiles: tiles, grid: grid, residual: r, into: scratch, workspace: ws)
+            var diff: [Float] = []
+            Ops.tileMaxAbsDifference(scratch, kept, grid: grid, tiles: tiles, into: &diff)
+            let expected = tiles.sorted().filter { diff[$0] > gate }
+            let reference = Tensor(shape: os); reference.copy(from: kept)
+            Ops.copyTiles(expected, grid: grid, from: scratch, into: reference)
+            // The fused path.
+            let out = Tensor(shape: os); out.copy(from: kept)
+            let result = conv.forwardGated(x, tiles: tiles, grid: grid, residual: r, into: out, gate: gate, workspace: ws)
+            XCTAssertEqual(result.committed, expected, "case \(i)")
+            XCTAssertGreaterThan(expected.count, 1, "case \(i): the patch and the NaN commit")
+            XCTAssertLessThan(expected.count, tiles.count / 2, "case \(i): most listed tiles did not move past the gate")
+            XCTAssertTrue(expected.contains(nanTile), "case \(i): the NaN tile commits")
+            let a = out.array, b = reference.array
+            XCTAssertEqual(a.count, b.count)
+            for j in a.indices where !(a[j] == b[j] || (a[j].isNaN && b[j].isNaN)) {
+                XCTFail("case \(i): element \(j) \(a[j]) vs \(b[j])"); break
+            }
+        }
+    }
+
     func testRestrictedTileDifferenceEqualsTheFullOneOnTheListedTiles() {
         var rng = TestRandom(seed: 83)
         let a = rng.tensor([1, 5, 21, 26]), b = Tensor(shape: a.shape)

@@ -100,6 +100,9 @@ public struct TemporalFrameStats: Equatable, Sendable {
     /// Wall seconds inside conv GEMMs (dense and tiled) and in the cache's own work (compare, copy, bookkeeping);
     /// for benchmarks only.
     public var convSeconds = 0.0, overheadSeconds = 0.0
+    /// The part of `overheadSeconds` spent in output gating (comparing recomputed tiles with the kept output and
+    /// committing the changed ones).
+    public var gateSeconds = 0.0
 
     /// GEMM calls issued (one per dense or tiled layer).
     public var gemmCalls: Int { denseLayers + tiledLayers }
@@ -578,7 +581,7 @@ public final class TemporalCache: ConvolutionRunner {
         let t0 = Benchmark.now()
         // Gating's snapshot and compare are bookkeeping: counted as overhead, not GEMM.
         var gating = 0.0
-        defer { lastStats.convSeconds += Benchmark.now() - t0 - gating }
+        defer { lastStats.convSeconds += Benchmark.now() - t0 - gating; lastStats.gateSeconds += gating }
         let depthwiseDense = s.exact && s.depthwise
             && Double(tiles.count) > Self.depthwiseDenseFraction * Double(og.count)
         // A gated output is computed into the gate scratch first; only the tiles that moved by more than the gate
@@ -605,6 +608,15 @@ public final class TemporalCache: ConvolutionRunner {
         var pixels = 0
         for t in tiles { let r = og.rect(t); pixels += r.rows.count * r.cols.count }
         lastStats.flops += layerFlops * Double(pixels) / Double(outShape[2] * outShape[3])
+        if let gate, !s.depthwise, input.n == 1 {
+            // The conv compares its staged results with the kept output and writes only the tiles that cross the
+            // gate (no scratch pass).
+            let r = conv.forwardGated(s.keptInput ?? input, tiles: tiles, grid: og, residual: residualKept,
+                                      into: s.output, gate: gate, workspace: workspace)
+            gating += r.gateSeconds
+            register(s, tiles: r.committed, gated: true)
+            return s.output
+        }
         conv.forward(s.keptInput ?? input, tiles: tiles, grid: og, residual: residualKept, into: target,
                      workspace: workspace)
         if let gate {
