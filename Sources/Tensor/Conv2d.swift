@@ -427,26 +427,39 @@ public final class Conv2d: @unchecked Sendable {
         }
         // Columns → tiles, and the tiles that cross the gate.
         let grid = gate.grid, tw = grid.tile.w, th = grid.tile.h
-        var tileMax = [UInt32](repeating: 0, count: grid.count)
+        let tileMax = UnsafeMutablePointer<UInt32>.allocate(capacity: grid.count)
+        let commit = UnsafeMutablePointer<Bool>.allocate(capacity: grid.count)
+        defer { tileMax.deallocate(); commit.deallocate() }
+        for t in gate.tiles { tileMax[t] = 0; commit[t] = false }
         for s in 0..<segmentCount {
-            let row = (seg[4 * s] / th) * grid.columns, x0 = seg[4 * s + 1], c = seg[4 * s + 3]
-            for j in 0..<seg[4 * s + 2] { let t = row + (x0 + j) / tw; tileMax[t] = max(tileMax[t], colMax[c + j]) }
+            let row = (seg[4 * s] / th) * grid.columns, x0 = seg[4 * s + 1], x1 = x0 + seg[4 * s + 2]
+            let m = colMax + seg[4 * s + 3] - x0     // m[x]: column of pixel x
+            for tx in (x0 / tw)...((x1 - 1) / tw) {
+                var v = tileMax[row + tx]
+                for x in max(x0, tx * tw)..<min(x1, (tx + 1) * tw) { v = max(v, m[x]) }
+                tileMax[row + tx] = v
+            }
         }
         var committed: [Int] = []
-        var commit = [Bool](repeating: false, count: grid.count)
         for t in gate.tiles where Ops.absFloat(tileMax[t]) > gate.threshold { committed.append(t); commit[t] = true }
         guard !committed.isEmpty else { return [] }
         // The committed tiles' pixels as segments into the same staged columns, scattered as the ungated pass does.
         var pieces: [Int] = []
+        pieces.reserveCapacity(4 * segmentCount)
         for s in 0..<segmentCount {
-            let y = seg[4 * s], row = (y / th) * grid.columns, x0 = seg[4 * s + 1], len = seg[4 * s + 2], c = seg[4 * s + 3]
-            var j = 0
-            while j < len {
-                while j < len && !commit[row + (x0 + j) / tw] { j += 1 }
-                let start = j
-                while j < len && commit[row + (x0 + j) / tw] { j += 1 }
-                if j > start { pieces += [y, x0 + start, j - start, c + start] }
+            let y = seg[4 * s], row = (y / th) * grid.columns, x0 = seg[4 * s + 1], x1 = x0 + seg[4 * s + 2]
+            let c = seg[4 * s + 3]
+            var start = -1     // first pixel of the open piece
+            for tx in (x0 / tw)...((x1 - 1) / tw) {
+                let lo = max(x0, tx * tw)
+                if commit[row + tx] {
+                    if start < 0 { start = lo }
+                } else if start >= 0 {
+                    pieces.append(y); pieces.append(start); pieces.append(lo - start); pieces.append(c + start - x0)
+                    start = -1
+                }
             }
+            if start >= 0 { pieces.append(y); pieces.append(start); pieces.append(x1 - start); pieces.append(c + start - x0) }
         }
         pieces.withUnsafeMutableBufferPointer { pc in
             scatter(stage, columns: p, columnBase: 0, segments: pc.baseAddress!, segmentCount: pc.count / 4, out: out,

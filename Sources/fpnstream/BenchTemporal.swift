@@ -247,9 +247,9 @@ final class TemporalClipRun {
     private(set) var floorAgreements: [DetectionAgreement] = []
     private var inputShape: [Int] = []
     // cache internals of the delta frames (not refreshes): GEMM vs own time, stem changed fraction, per-layer tiles
-    private(set) var convMs: [Double] = [], overheadMs: [Double] = [], gateMs: [Double] = [], inputFractions: [Double] = []
+    private(set) var convMs: [Double] = [], overheadMs: [Double] = [], gateMs: [Double] = [], commitFractions: [Double] = [], inputFractions: [Double] = []
     private(set) var fallbacks = 0, layerFrames = 0
-    private var layerTiles: [Int: Int] = [:]
+    private var layerTiles: [Int: Int] = [:], layerCommitted: [Int: Int] = [:]
     private var layerSeconds: [Int: Double] = [:], layerConvSeconds: [Int: Double] = [:]
 
     init(subject: Subject, settings: TemporalSettings, jsonl: FileHandle?, clip: String) throws {
@@ -329,10 +329,12 @@ final class TemporalClipRun {
         if st.frameFallback { fallbacks += 1 }
         if !st.refreshed {
             convMs.append(st.convSeconds * 1e3); overheadMs.append(st.overheadSeconds * 1e3); gateMs.append(st.gateSeconds * 1e3)
+            if st.gatedTiles > 0 { commitFractions.append(Double(st.committedTiles) / Double(st.gatedTiles)) }
             inputFractions.append(st.inputChangedFraction)
         }
         if !st.refreshed && !st.frameFallback {
             for (i, t) in cache.lastLayerTiles { layerTiles[i, default: 0] += t }
+            for (i, t) in cache.lastLayerCommitted { layerCommitted[i, default: 0] += t }
             for (i, t) in cache.lastLayerSeconds { layerSeconds[i, default: 0] += t }
             for (i, t) in cache.lastLayerConvSeconds { layerConvSeconds[i, default: 0] += t }
             layerFrames += 1
@@ -390,9 +392,13 @@ final class TemporalClipRun {
         print("recomputed tile fraction per conv layer (mean of \(layerFrames) delta frames):")
         for l in convs {
             guard let total = cache.layerTileCounts[l.index], total > 0 else { continue }
-            print(String(format: "  %-42@ %.3f of %d tiles, %.1f ms (GEMM %.1f)", l.key,
+            let committed = layerCommitted[l.index].map {
+                String(format: ", committed %.2f of them", Double($0) / Double(max(layerTiles[l.index] ?? 0, 1)))
+            } ?? ""
+            print(String(format: "  %-42@ %.3f of %d tiles, %.1f ms (GEMM %.1f)%@", l.key,
                          Double(layerTiles[l.index] ?? 0) / Double(layerFrames * total), total,
-                         (layerSeconds[l.index] ?? 0) * 1e3 / Double(layerFrames), (layerConvSeconds[l.index] ?? 0) * 1e3 / Double(layerFrames)))
+                         (layerSeconds[l.index] ?? 0) * 1e3 / Double(layerFrames), (layerConvSeconds[l.index] ?? 0) * 1e3 / Double(layerFrames),
+                         committed as NSString))
         }
     }
 
@@ -415,8 +421,10 @@ final class TemporalClipRun {
                      mean(fractions), mean(tileFractions)))
         if !convMs.isEmpty {
             print(String(format: "delta frames (no refresh): median %.1f ms in conv GEMMs, %.1f ms cache overhead (compare, "
-                         + "copy; output gating %.1f); stem input tiles changed: median %.3f; frame-level fall-back on %d of %d frames",
+                         + "copy; output gating %.1f, committing %.2f of its tiles); stem input tiles changed: median %.3f; "
+                         + "frame-level fall-back on %d of %d frames",
                          Benchmark.median(convMs), Benchmark.median(overheadMs), Benchmark.median(gateMs),
+                         commitFractions.isEmpty ? 0 : Benchmark.median(commitFractions),
                          Benchmark.median(inputFractions),
                          fallbacks, count))
         }

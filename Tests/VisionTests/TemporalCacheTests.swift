@@ -129,6 +129,27 @@ final class TemporalCacheTests: XCTestCase {
         XCTAssertGreaterThan(ungated.stateBytes.inputs, 10 * stemInput)
     }
 
+    func testGateThatCommitsEverythingIsSkippedUntilTheNextRefresh() throws {
+        // At threshold 0 a gated conv commits (nearly) every tile it recomputes: after `gateProbeTiles` it stops
+        // comparing and writes them all (the same result), until the next scheduled dense pass measures it anew.
+        let b = try backbone()
+        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 5))
+        let ws = Workspace()
+        var x = frame("b.a")
+        var bypassing: [Int] = []
+        for i in 0..<8 {
+            if i > 0 { x = filled(x, rows: (8 * i)..<(8 * i + 14), cols: (100 - 9 * i)..<(112 - 9 * i), value: Float(i) * 0.3 - 1) }
+            ws.beginFrame()
+            XCTAssertLessThanOrEqual(maxRelativeError(cache.forward(b, input: x, workspace: ws), dense(b, x)), 1e-6, "frame \(i)")
+            bypassing.append(cache.gateBypassCount)
+        }
+        XCTAssertEqual(bypassing[0], 0, "the dense first frame measures nothing yet")
+        XCTAssertGreaterThan(bypassing[4], 0, "moving patches at threshold 0: some gates commit everything")
+        XCTAssertEqual(bypassing[5], 0, "the refresh at frame 5 measures every gate anew")
+        XCTAssertGreaterThan(bypassing[7], 0)
+        XCTAssertLessThan(bypassing[4], 40, "not every conv is gated (the stem and the returned levels are not)")
+    }
+
     func testPatchFrameIsPartialAndMatchesDense() throws {
         let b = try backbone()
         let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0))

@@ -103,6 +103,8 @@ public struct TemporalFrameStats: Equatable, Sendable {
     /// The part of `overheadSeconds` spent in output gating (comparing recomputed tiles with the kept output and
     /// committing the changed ones).
     public var gateSeconds = 0.0
+    /// Output gating: tiles recomputed by gated convs, and how many of them crossed the gate (were committed).
+    public var gatedTiles = 0, committedTiles = 0
 
     /// GEMM calls issued (one per dense or tiled layer).
     public var gemmCalls: Int { denseLayers + tiledLayers }
@@ -149,6 +151,8 @@ public final class TemporalCache: ConvolutionRunner {
     public private(set) var lastOpTiles: [String: Int] = [:]
     /// Output tiles per spatial op key.
     public private(set) var opTileCounts: [String: Int] = [:]
+    /// Output tiles a gated conv committed in the last frame (`ConvLayer.index`, of its `lastLayerTiles`).
+    public private(set) var lastLayerCommitted: [Int: Int] = [:]
     /// The GEMM part of `lastLayerSeconds`.
     public private(set) var lastLayerConvSeconds: [Int: Double] = [:]
 
@@ -189,6 +193,10 @@ public final class TemporalCache: ConvolutionRunner {
         var opReaders: Set<OpKey> = []
         let depthwise: Bool
         var inputRMS: Float = 0
+        /// Output gating since this state's last dense pass: tiles recomputed and committed while gating, and
+        /// whether the gate is skipped (it committed nearly everything: `gateBypassFraction`).
+        var gateProbe = (recomputed: 0, committed: 0)
+        var gateBypass = false
         var inputDiff: [Float] = [], residualDiff: [Float] = [], gateDiff: [Float] = []
         var mark: [Bool]
 
@@ -328,6 +336,14 @@ public final class TemporalCache: ConvolutionRunner {
     /// cost as much as the dense one at 12-24% of the tiles, stride-1 and stride-2 depthwise alike).
     static let depthwiseDenseFraction = 0.15
 
+    /// Adaptive output gating: a gated conv that, over at least `gateProbeTiles` recomputed tiles since its last
+    /// dense pass, committed this fraction of them or more stops comparing until its next dense pass (refresh) and
+    /// writes every recomputed tile (exactly what committing them all does, at the cost of the compare). On
+    /// R50-FPN the wide block outputs (conv3, downsample: 256-2048 channels) commit 0.8-1.0 of their tiles and
+    /// carried ~2/3 of the gating time (`bench temporal --layers`, vtest.avi).
+    static let gateBypassFraction = 0.9
+    static let gateProbeTiles = 16
+
     /// Bytes of kept state, by kind: per conv layer the last propagated input (`inputs`; none for exact layers and
     /// readers of gated outputs) and residual (`residuals`; none when shared or gated), and the kept outputs of
     /// conv layers and spatial ops plus the gate scratch (`outputs`; the scratch is one tensor of the largest gated
@@ -344,6 +360,10 @@ public final class TemporalCache: ConvolutionRunner {
         r.outputs += gateScratch.capacity * 4
         return r
     }
+
+    /// Gated conv layers that currently skip their gate (they committed ≥ `gateBypassFraction` of their recomputed
+    /// tiles since their last dense pass, and write every recomputed tile until the next one).
+    public var gateBypassCount: Int { layers.values.filter(\.gateBypass).count }
 
     /// Conv layer states whose kept residual is the block input copy of the block's first conv (`LayerState.
     /// sharedResidual`): ResNet blocks without a downsample shortcut.
@@ -421,6 +441,7 @@ public final class TemporalCache: ConvolutionRunner {
         lastOpTiles.removeAll(keepingCapacity: true)
         lastLayerSeconds.removeAll(keepingCapacity: true)
         lastLayerConvSeconds.removeAll(keepingCapacity: true)
+        lastLayerCommitted.removeAll(keepingCapacity: true)
         produced.removeAll(keepingCapacity: true)
         compared.removeAll(keepingCapacity: true)
         return index
@@ -609,12 +630,27 @@ public final class TemporalCache: ConvolutionRunner {
         for t in tiles { let r = og.rect(t); pixels += r.rows.count * r.cols.count }
         lastStats.flops += layerFlops * Double(pixels) / Double(outShape[2] * outShape[3])
         if let gate, !s.depthwise, input.n == 1 {
-            // The conv compares its staged results with the kept output and writes only the tiles that cross the
-            // gate (no scratch pass).
-            let r = conv.forwardGated(s.keptInput ?? input, tiles: tiles, grid: og, residual: residualKept,
-                                      into: s.output, gate: gate, workspace: workspace)
-            gating += r.gateSeconds
-            register(s, tiles: r.committed, gated: true)
+            var committed = tiles
+            if s.gateBypass {
+                // Committing every recomputed tile is what the gate did here anyway: write them directly.
+                conv.forward(s.keptInput ?? input, tiles: tiles, grid: og, residual: residualKept, into: s.output,
+                             workspace: workspace)
+            } else {
+                // The conv compares its staged results with the kept output and writes only the tiles that cross
+                // the gate (no scratch pass).
+                let r = conv.forwardGated(s.keptInput ?? input, tiles: tiles, grid: og, residual: residualKept,
+                                          into: s.output, gate: gate, workspace: workspace)
+                gating += r.gateSeconds
+                committed = r.committed
+                s.gateProbe.recomputed += tiles.count; s.gateProbe.committed += committed.count
+                if s.gateProbe.recomputed >= Self.gateProbeTiles,
+                   Double(s.gateProbe.committed) >= Self.gateBypassFraction * Double(s.gateProbe.recomputed) {
+                    s.gateBypass = true
+                }
+            }
+            lastStats.gatedTiles += tiles.count; lastStats.committedTiles += committed.count
+            lastLayerCommitted[layer.index, default: 0] += committed.count
+            register(s, tiles: committed, gated: true)
             return s.output
         }
         conv.forward(s.keptInput ?? input, tiles: tiles, grid: og, residual: residualKept, into: target,
@@ -783,6 +819,7 @@ public final class TemporalCache: ConvolutionRunner {
             s.keptInput?.copy(from: input)
             if let residual, let kept = s.keptResidual { kept.copy(from: residual) }
             if rms { s.inputRMS = Ops.rootMeanSquare(input) }
+            if rms || fresh { s.gateProbe = (0, 0); s.gateBypass = false }     // the gate is measured anew
             t0 = Benchmark.now()
             // A shared residual was copied by the block's first conv earlier in this pass.
             layer.conv.forward(s.keptInput ?? input, residual: s.sharedResidual ?? s.keptResidual ?? residual, into: s.output,
