@@ -127,8 +127,9 @@ public struct TemporalFrameStats: Equatable, Sendable {
 /// the kept output. Max-pool and nearest upsampling go through the cache too (`run(_:key:input:workspace:)`) and
 /// pass their producer's changed tiles on. Inside a closed graph (`ConvolutionRunner.beginClosedGraph`: the
 /// backbone + FPN) the compare moves to the producer (`TemporalSettings.gateOutputs`): a conv computes its tiles
-/// into a scratch, commits only those that moved by more than its readers' smallest threshold and hands on just
-/// those; its readers keep no input copy. docs/temporal.md has the details and the measurements.
+/// (`Conv2d.forwardGated`), commits only those that moved by more than its readers' smallest threshold and hands on
+/// just those; its readers keep no input copy. A gate that commits nearly everything is skipped until the next
+/// refresh (`gateBypassFraction`). docs/temporal.md has the details and the measurements.
 public final class TemporalCache: ConvolutionRunner {
     /// The settings (mutable between frames; a change of mode takes effect on the next frame).
     public var settings: TemporalSettings
