@@ -223,11 +223,7 @@ public final class Conv2d: @unchecked Sendable {
     /// act(conv(x) + bias + residual) like the dense path.
     public func forward(_ x: Tensor, tiles: [Int], grid: TileGrid, residual: Tensor? = nil, into kept: Tensor,
                         workspace: Workspace) {
-        let os = outputShape(x.shape)
-        precondition(kept.shape == os, "conv kept output must be \(os), got \(kept.shape)")
-        if let residual { precondition(residual.shape == os, "conv residual must be \(os), got \(residual.shape)"); residual.checkValid() }
-        precondition(grid.height == os[2] && grid.width == os[3], "tile grid \(grid) does not cover output \(os)")
-        x.checkValid(); kept.checkValid()
+        checkTiled(x, grid: grid, residual: residual, kept: kept)
         guard !tiles.isEmpty else { return }
         // Neighbouring tiles of a tile row become one segment per pixel row (longer im2col copies, fewer scatters).
         var runs = grid.runs(tiles.sorted())
@@ -261,12 +257,8 @@ public final class Conv2d: @unchecked Sendable {
     /// The compare reads the GEMM's staged results against `kept` directly, so no recomputed tile is written twice.
     public func forwardGated(_ x: Tensor, tiles: [Int], grid: TileGrid, residual: Tensor? = nil, into kept: Tensor,
                              gate: Float, workspace: Workspace) -> (committed: [Int], gateSeconds: Double) {
-        let os = outputShape(x.shape)
         precondition(x.n == 1 && !(groups > 1 && groups == inChannels), "gated conv forward takes one image, not depthwise")
-        precondition(kept.shape == os, "conv kept output must be \(os), got \(kept.shape)")
-        if let residual { precondition(residual.shape == os, "conv residual must be \(os), got \(residual.shape)"); residual.checkValid() }
-        precondition(grid.height == os[2] && grid.width == os[3], "tile grid \(grid) does not cover output \(os)")
-        x.checkValid(); kept.checkValid()
+        checkTiled(x, grid: grid, residual: residual, kept: kept)
         guard !tiles.isEmpty else { return ([], 0) }
         let sorted = tiles.sorted()
         let (seg, segmentCount, col) = segments(of: grid.runs(sorted), grid: grid, workspace: workspace)
@@ -274,6 +266,15 @@ public final class Conv2d: @unchecked Sendable {
         run(x, batch: 0, segments: seg, segmentCount: segmentCount, columns: col, dense: nil, kept: kept,
             residual: residual, gate: &result, workspace: workspace)
         return (result!.committed, result!.seconds)
+    }
+
+    /// The shapes a tile-restricted pass needs: `kept` (and `residual`) of the output shape, `grid` over it.
+    private func checkTiled(_ x: Tensor, grid: TileGrid, residual: Tensor?, kept: Tensor) {
+        let os = outputShape(x.shape)
+        precondition(kept.shape == os, "conv kept output must be \(os), got \(kept.shape)")
+        if let residual { precondition(residual.shape == os, "conv residual must be \(os), got \(residual.shape)"); residual.checkValid() }
+        precondition(grid.height == os[2] && grid.width == os[3], "tile grid \(grid) does not cover output \(os)")
+        x.checkValid(); kept.checkValid()
     }
 
     /// Output gating of one tile-restricted pass: its grid, tiles and threshold in, the committed tiles and the

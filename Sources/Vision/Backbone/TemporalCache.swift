@@ -606,20 +606,22 @@ public final class TemporalCache: ConvolutionRunner {
         defer { lastStats.convSeconds += Benchmark.now() - t0 - gating; lastStats.gateSeconds += gating }
         let depthwiseDense = s.exact && s.depthwise
             && Double(tiles.count) > Self.depthwiseDenseFraction * Double(og.count)
-        // A gated output is computed into the gate scratch first; only the tiles that moved by more than the gate
-        // are copied into the kept output (the others keep their old values: their change accumulates there).
+        // A gated output keeps its old values in the tiles that moved by less than the gate (their change
+        // accumulates there). The tile GEMM compares before it writes (`forwardGated`); the dense fall-back and
+        // depthwise convs compute into the gate scratch and commit from it, so only they need the scratch.
         let gate = gate(of: s)
-        let target = gate == nil ? s.output : gateTarget(s)
+        var target: Tensor { gate == nil ? s.output : gateTarget(s) }
         if depthwiseDense || Double(tiles.count) > settings.denseFallback * Double(og.count) {
             // Past break-even: dense from the kept input (which now equals the new input wherever it mattered).
             lastStats.denseLayers += 1
             lastStats.flops += layerFlops
-            conv.forward(s.keptInput ?? input, residual: residualKept, into: target, workspace: workspace)
+            let out = target
+            conv.forward(s.keptInput ?? input, residual: residualKept, into: out, workspace: workspace)
             // A depthwise conv's dense and tile passes sum in the same order, and an exact layer's input is
             // unchanged outside what `tiles` reads: the output is bit-identical outside `tiles`, so the consumer
             // still recomputes only those.
             if let gate {
-                register(s, tiles: timed(&gating) { gateCommit(s, tiles: tiles, computed: target, gate: gate) },
+                register(s, tiles: timed(&gating) { gateCommit(s, tiles: tiles, computed: out, gate: gate) },
                          gated: true)
             } else {
                 register(s, tiles: depthwiseDense ? tiles : nil)
@@ -654,10 +656,11 @@ public final class TemporalCache: ConvolutionRunner {
             register(s, tiles: committed, gated: true)
             return s.output
         }
-        conv.forward(s.keptInput ?? input, tiles: tiles, grid: og, residual: residualKept, into: target,
+        let out = target
+        conv.forward(s.keptInput ?? input, tiles: tiles, grid: og, residual: residualKept, into: out,
                      workspace: workspace)
         if let gate {
-            register(s, tiles: timed(&gating) { gateCommit(s, tiles: tiles, computed: target, gate: gate) }, gated: true)
+            register(s, tiles: timed(&gating) { gateCommit(s, tiles: tiles, computed: out, gate: gate) }, gated: true)
         } else {
             register(s, tiles: tiles)
         }
