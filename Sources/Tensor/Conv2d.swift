@@ -351,41 +351,50 @@ public final class Conv2d: @unchecked Sendable {
         for s in 0..<segmentCount { widest = max(widest, seg[4 * s + 2]) }
         let cap = min(p, max(maxColumns, widest))
         let gated = gate != nil && dense == nil
-        // Gated: all columns staged (row stride p), compared and committed once the last chunk is in.
-        let stageColumns = gated ? p : cap
-        let scratch = workspace.scratch(kg * cap + (dense == nil ? outChannels * stageColumns : 0))
-        let stage = scratch + kg * cap
+        // Staged (kept) passes multiply `Conv2d.gemmColumns(nc)` columns, the extra ones zero and discarded.
+        // Gated: all columns staged (row stride p + quantum: a padded last chunk stays inside its row), compared
+        // and committed once the last chunk is in; a padded earlier chunk's extra columns are overwritten by the next.
+        let padded = dense == nil && padsNarrowGEMMs
+        let pad = padded ? Conv2d.gemmColumnQuantum : 0
+        let stageStride = gated ? p + pad : cap + pad
+        let scratch = workspace.scratch(kg * (cap + pad) + (dense == nil ? outChannels * stageStride : 0))
+        let stage = scratch + kg * (cap + pad)
         var s0 = 0
         while s0 < segmentCount {
             var s1 = s0, nc = 0
             while s1 < segmentCount && (s1 == s0 || nc + seg[4 * s1 + 2] <= maxColumns) { nc += seg[4 * s1 + 2]; s1 += 1 }
             let col0 = seg[4 * s0 + 3]
+            let ng = padded ? Conv2d.gemmColumns(nc) : nc
             for g in 0..<groups {
                 im2col(xin + g * cg * h * wi, channels: cg, h: h, w: wi, segments: seg + 4 * s0, segmentCount: s1 - s0,
-                       columns: nc, columnBase: col0, into: scratch)
+                       columns: ng, columnBase: col0, into: scratch)
+                if ng > nc {
+                    for r in 0..<kg { (scratch + r * ng + nc).update(repeating: 0, count: ng - nc) }
+                }
                 if dense != nil {
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(mg), Int32(nc), Int32(kg),
                                 1, wgt + g * mg * kg, Int32(kg), scratch, Int32(nc), beta, outBase + g * mg * p + col0, Int32(p))
                 } else if gated {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(mg), Int32(nc), Int32(kg),
-                                1, wgt + g * mg * kg, Int32(kg), scratch, Int32(nc), 0, stage + g * mg * p + col0, Int32(p))
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(mg), Int32(ng), Int32(kg),
+                                1, wgt + g * mg * kg, Int32(kg), scratch, Int32(ng), 0, stage + g * mg * stageStride + col0,
+                                Int32(stageStride))
                 } else {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(mg), Int32(nc), Int32(kg),
-                                1, wgt + g * mg * kg, Int32(kg), scratch, Int32(nc), 0, stage + g * mg * nc, Int32(nc))
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(mg), Int32(ng), Int32(kg),
+                                1, wgt + g * mg * kg, Int32(kg), scratch, Int32(ng), 0, stage + g * mg * ng, Int32(ng))
                 }
             }
             if dense != nil {
                 epilogue(outBase, columns: col0..<(col0 + nc), rowStride: p)
             } else if !gated {
-                scatter(stage, columns: nc, columnBase: col0, segments: seg + 4 * s0, segmentCount: s1 - s0, out: outBase,
+                scatter(stage, columns: ng, columnBase: col0, segments: seg + 4 * s0, segmentCount: s1 - s0, out: outBase,
                         residual: res, ho: ho, wo: wo)
             }
             s0 = s1
         }
         if gated {
             let t0 = Benchmark.now()
-            gate!.committed = gateAndCommit(stage, columns: p, segments: seg, segmentCount: segmentCount, out: outBase,
-                                            residual: res, ho: ho, wo: wo, gate: gate!)
+            gate!.committed = gateAndCommit(stage, columns: p, stride: stageStride, segments: seg, segmentCount: segmentCount,
+                                            out: outBase, residual: res, ho: ho, wo: wo, gate: gate!)
             gate!.seconds += Benchmark.now() - t0
         }
     }
@@ -395,7 +404,7 @@ public final class Conv2d: @unchecked Sendable {
     /// infinity); the tiles above `gate.threshold` are scattered into `out` (the same epilogue as `scatter`, so
     /// bit-identical to the ungated pass there) and returned. Channels outermost, as `Ops.tileMaxAbsDifference`:
     /// each plane of `out` is read in a few contiguous runs.
-    private func gateAndCommit(_ stage: UnsafeMutablePointer<Float>, columns p: Int, segments seg: UnsafeMutablePointer<Int>,
+    private func gateAndCommit(_ stage: UnsafeMutablePointer<Float>, columns p: Int, stride: Int, segments seg: UnsafeMutablePointer<Int>,
                                segmentCount: Int, out: UnsafeMutablePointer<Float>, residual: UnsafeMutablePointer<Float>?,
                                ho: Int, wo: Int, gate: GateResult) -> [Int] {
         let relu = activation == .relu
@@ -407,7 +416,7 @@ public final class Conv2d: @unchecked Sendable {
             Parallel.forEach(segmentCount, cost: outChannels * p) { range in
                 for oc in 0..<outChannels {
                     let b = bias?[oc] ?? 0
-                    let src = stage + oc * p
+                    let src = stage + oc * stride
                     for s in range {
                         let at = oc * ho * wo + seg[4 * s] * wo + seg[4 * s + 1]
                         let d = out + at, len = seg[4 * s + 2], c = seg[4 * s + 3]
@@ -463,14 +472,33 @@ public final class Conv2d: @unchecked Sendable {
             if start >= 0 { pieces.append(y); pieces.append(start); pieces.append(x1 - start); pieces.append(c + start - x0) }
         }
         pieces.withUnsafeMutableBufferPointer { pc in
-            scatter(stage, columns: p, columnBase: 0, segments: pc.baseAddress!, segmentCount: pc.count / 4, out: out,
+            scatter(stage, columns: stride, columnBase: 0, segments: pc.baseAddress!, segmentCount: pc.count / 4, out: out,
                     residual: residual, ho: ho, wo: wo)
         }
         return committed
     }
 
+    /// Columns per panel of OpenBLAS's sgemm kernels (the row-major N here is the kernel's M; 16 for the
+    /// Haswell/SkylakeX/Zen kernels). A remainder is computed by narrower edge kernels that cost more than a
+    /// whole panel once it passes `gemmPadFrom` columns.
+    static let gemmColumnQuantum = 16
+    static let gemmPadFrom = 5
+
+    /// GEMM width for `n` staged columns: rounded up to a whole panel when the remainder is `gemmPadFrom` or more.
+    /// Measured (bare sgemm M=512, K=4608 on this VM: 31 columns 1.8 ms, 32 columns 1.35 ms; 21 columns 1.5 ms;
+    /// 17 columns 1.2 ms) and in a tile pass with `fpnstream bench ops --tiles`. Only the tile passes pad: their
+    /// GEMMs are narrow (tens of columns on stride-32 maps), a dense pass's remainder is a small fraction of it.
+    static func gemmColumns(_ n: Int) -> Int {
+        let r = n % gemmColumnQuantum
+        return r >= gemmPadFrom ? n + gemmColumnQuantum - r : n
+    }
+
     /// Depthwise tile path: runs of one tile row at most this many pixels apart are computed as one segment.
     static let depthwiseGap = 8
+
+    /// Whether tile passes round their GEMM width up with `gemmColumns` (same results: the extra columns are zero and
+    /// dropped). Off only to measure what it saves (`fpnstream bench ops --tiles`).
+    public var padsNarrowGEMMs = true
 
     /// Tests force narrow chunks (many GEMMs per image) to exercise the chunking on small images.
     var chunkColumnsForTesting: Int?

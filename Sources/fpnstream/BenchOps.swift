@@ -162,6 +162,32 @@ struct BenchOps: ParsableCommand {
                          s4.1, s4.0, m[0] * 1e3, m[1] * 1e3, m[0] / m[1]))
         }
 
+        if tiles {
+            // Narrow tile passes (a few moving objects on a stride-32 map): 1-pixel tiles, 9-48 columns per GEMM,
+            // with the GEMM width rounded up to whole sgemm panels (`Conv2d.gemmColumns`) and without.
+            print("narrow tile passes, 1-pixel tiles, every width 9-48 (sum)     padded ms  unpadded ms  ratio")
+            for (name, cin, cout, stride, hh, ww) in [("3x3 512→512 on 10x8 (demo layer4)", 512, 512, 1, 8, 10),
+                                                     ("3x3/2 256→512 from 20x16 (demo layer4)", 256, 512, 2, 16, 20),
+                                                     ("3x3 256→256 on 20x16 (demo layer3)", 256, 256, 1, 16, 20),
+                                                     ("3x3 512→512 on 24x18 (R50 layer4, vtest)", 512, 512, 1, 18, 24)] {
+                let x = Tensor(shape: [1, cin, hh, ww], repeating: 0.3)
+                let conv = Conv2d(weight: Tensor(shape: [cout, cin, 3, 3], repeating: 0.01), bias: [Float](repeating: 0.1, count: cout),
+                                  stride: Size2(stride, stride), padding: 1, activation: .relu)
+                let os = conv.outputShape(x.shape), out = Tensor(shape: os)
+                let grid = TileGrid(height: os[2], width: os[3], tile: 1)
+                // Every 5th pixel first (runs of one), then the rest: scattered changes, as deep layers see them.
+                let order = (0..<grid.count).filter { $0 % 5 == 0 } + (0..<grid.count).filter { $0 % 5 != 0 }
+                let sets = (9...min(48, grid.count)).map { Array(order.prefix($0)) }
+                let passes = { (pad: Bool) -> () -> Void in
+                    { conv.padsNarrowGEMMs = pad; for t in sets { conv.forward(x, tiles: t, grid: grid, into: out, workspace: ws) } }
+                }
+                let m = Benchmark.interleavedMedianSeconds(rounds: runs, [passes(true), passes(false)])
+                conv.padsNarrowGEMMs = true
+                print(String(format: "  %@ %9.2f %12.2f %6.2fx", pad(name, 56) as NSString, m[0] * 1e3, m[1] * 1e3, m[1] / m[0]))
+            }
+            print("")
+        }
+
         // RoIAlign as the box head runs it: 1000 proposals over P2-P5 (the LevelMapper spreads them), after the
         // once-per-frame transpose to channels-last.
         do {

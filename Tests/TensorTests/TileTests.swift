@@ -213,6 +213,47 @@ final class TileTests: XCTestCase {
         }
     }
 
+    /// Tile passes round their GEMM width up to whole sgemm panels (`Conv2d.gemmColumns`); the extra columns must
+    /// change nothing: every width 1-40 of 1-pixel tiles, plain and gated, one chunk and 7-column chunks (a padded
+    /// chunk spills into the next one's columns, a padded last chunk must stay inside its staged row), two groups,
+    /// gives the unpadded pass's values (to float rounding) and leaves the other pixels alone.
+    func testPaddedNarrowGEMMsGiveTheUnpaddedResult() {
+        XCTAssertEqual([1, 4, 5, 15, 16, 17, 20, 21, 31, 33, 37].map(Conv2d.gemmColumns), [1, 4, 16, 16, 16, 17, 20, 32, 32, 33, 48])
+        var rng = TestRandom(seed: 101)
+        for (groups, chunk) in [(1, nil), (1, 7), (2, nil), (2, 7)] as [(Int, Int?)] {
+            let conv = Conv2d(weight: rng.tensor([8, 6 / groups, 3, 3]), bias: rng.floats(8), padding: 1, groups: groups,
+                              activation: .relu)
+            conv.chunkColumnsForTesting = chunk
+            let ws = Workspace()
+            let x = rng.tensor([1, 6, 7, 9]), old = rng.tensor([1, 6, 7, 9])
+            let os = conv.outputShape(x.shape)
+            let kept = conv(old, in: ws)
+            let grid = TileGrid(height: os[2], width: os[3], tile: 1)
+            let order = (0..<grid.count).filter { $0 % 3 == 0 } + (0..<grid.count).filter { $0 % 3 != 0 }
+            for n in 1...40 {
+                let tiles = Array(order.prefix(n))
+                var outs: [[Float]] = []
+                for padded in [true, false] {
+                    conv.padsNarrowGEMMs = padded
+                    let plain = Tensor(shape: os); plain.copy(from: kept)
+                    conv.forward(x, tiles: tiles, grid: grid, into: plain, workspace: ws)
+                    let gated = Tensor(shape: os); gated.copy(from: kept)
+                    let committed = conv.forwardGated(x, tiles: tiles, grid: grid, into: gated, gate: 0, workspace: ws).committed
+                    XCTAssertEqual(committed.count, n, "groups \(groups) chunk \(String(describing: chunk)) n \(n): every tile changed")
+                    outs.append(plain.array + gated.array)
+                }
+                // OpenBLAS's edge kernels sum in another order than its full panels: equal to float rounding.
+                let scale = outs[1].map(abs).max()!
+                let worst = zip(outs[0], outs[1]).map { abs($0 - $1) }.max()!
+                XCTAssertLessThanOrEqual(worst, 1e-6 * scale, "groups \(groups) chunk \(String(describing: chunk)) n \(n)")
+                let k = kept.array, a = outs[0]
+                let untouched = (0..<k.count).filter { !tiles.contains($0 % (os[2] * os[3])) }
+                XCTAssertTrue(untouched.allSatisfy { a[$0] == k[$0] && a[k.count + $0] == k[$0] }, "n \(n): pixels outside the tiles kept")
+                XCTAssertTrue(tiles.contains { a[$0] != k[$0] }, "n \(n): the tiles were recomputed")
+            }
+        }
+    }
+
     func testRestrictedTileDifferenceEqualsTheFullOneOnTheListedTiles() {
         var rng = TestRandom(seed: 83)
         let a = rng.tensor([1, 5, 21, 26]), b = Tensor(shape: a.shape)
