@@ -478,9 +478,9 @@ public final class Conv2d: @unchecked Sendable {
         return committed
     }
 
-    /// Columns per panel of OpenBLAS's sgemm kernels (the row-major N here is the kernel's M; 16 for the
-    /// Haswell/SkylakeX/Zen kernels). A remainder is computed by narrower edge kernels that cost more than a
-    /// whole panel once it passes `gemmPadFrom` columns.
+    /// Columns per panel of OpenBLAS's sgemm kernel (the row-major N here is the kernel's M; 16 for the Haswell
+    /// kernel this VM runs). A remainder is computed by narrower edge kernels that cost more than a whole panel
+    /// once it reaches `gemmPadFrom` columns.
     static let gemmColumnQuantum = 16
     static let gemmPadFrom = 5
 
@@ -496,8 +496,9 @@ public final class Conv2d: @unchecked Sendable {
     /// Depthwise tile path: runs of one tile row at most this many pixels apart are computed as one segment.
     static let depthwiseGap = 8
 
-    /// Whether tile passes round their GEMM width up with `gemmColumns` (same results: the extra columns are zero and
-    /// dropped). Off only to measure what it saves (`fpnstream bench ops --tiles`).
+    /// Whether tile passes round their GEMM width up with `gemmColumns` (the extra columns are zero and dropped; the
+    /// results agree to float rounding). Off only to measure what it saves (`fpnstream bench ops --tiles`); not to
+    /// be changed while the conv runs.
     public var padsNarrowGEMMs = true
 
     /// Tests force narrow chunks (many GEMMs per image) to exercise the chunking on small images.
