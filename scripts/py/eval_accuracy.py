@@ -2,7 +2,7 @@
 ground truth written by synth.py: COCO bbox/segm AP with pycocotools, PQ/SQ/RQ (COCO panoptic definition, own code:
 pycocotools has none; checked by --self-test) and, for MOT txt files, HOTA/MOTA/IDF1 with TrackEval.
 
-  eval_accuracy.py --gt DIR --pred NAME=DIR [--pred NAME=DIR ...] [--mot NAME=DIR] [--json OUT]
+  eval_accuracy.py --gt DIR --pred NAME=DIR [--pred NAME=DIR ...] [--mot NAME=DIR] [--baseline NAME] [--json OUT]
   eval_accuracy.py --self-test
 """
 import argparse
@@ -230,11 +230,17 @@ def table_rows(report):
     return [(label, vals) for label, vals in rows if any(v is not None for v in vals.values())]
 
 
-def print_table(report):
-    """One table: a column per prediction source, plus `fpnstream - torch` when both are present."""
+def print_table(report, baseline=None):
+    """One table: a column per prediction source, plus one per other source with its difference to `baseline`
+    (default: torch, when both torch and fpnstream are present)."""
     names = list(report)
-    diff = "torch" in report and "fpnstream" in report
-    head = f"{'metric':16s}" + "".join(f"{n:>12s}" for n in names) + (f"{'fpn-torch':>12s}" if diff else "")
+    if baseline is None and "torch" in report and "fpnstream" in report:
+        baseline = "torch"
+    others = [n for n in names if n != baseline] if baseline in report else []
+    diffs = [(n, f"{n}-{baseline}") for n in others]
+    width = {n: max(15, len(label) + 2) for n, label in diffs}
+    head = f"{'metric':16s}" + "".join(f"{n:>12s}" for n in names) + "".join(
+        f"{label:>{width[n]}s}" for n, label in diffs)
     print(head)
     print("-" * len(head))
     for label, vals in table_rows(report):
@@ -243,10 +249,12 @@ def print_table(report):
                 return f"{'-':>12s}"
             return f"{v:>12d}" if isinstance(v, int) else f"{v:>12.4f}"
         line = f"{label:16s}" + "".join(fmt(vals.get(n)) for n in names)
-        if diff and isinstance(vals.get("torch"), float) and isinstance(vals.get("fpnstream"), float):
-            line += f"{vals['fpnstream'] - vals['torch']:>+12.4f}"
+        for n in others:
+            a, b = vals.get(n), vals.get(baseline)
+            w = width[n]
+            line += f"{a - b:>+{w}.4f}" if isinstance(a, float) and isinstance(b, float) else f"{'-':>{w}s}"
         print(line)
-    if diff and "segm" in report["torch"] and "segm" in report["fpnstream"]:
+    if baseline == "torch" and "fpnstream" in report and "segm" in report["torch"] and "segm" in report["fpnstream"]:
         worst = max(abs(report["fpnstream"][k][m] - report["torch"][k][m])
                     for k in ("bbox", "segm") for m in ("AP", "AP50", "AP75"))
         print(f"max |fpnstream - torch| over bbox/segm AP, AP50, AP75: {worst:.4f} "
@@ -259,6 +267,7 @@ def main():
     ap.add_argument("--pred", action="append", default=[], help="NAME=DIR of per-clip JSONL")
     ap.add_argument("--mot", action="append", default=[], help="NAME=DIR of per-clip MOT txt")
     ap.add_argument("--json")
+    ap.add_argument("--baseline", help="NAME of the source the others are compared with (default: torch)")
     ap.add_argument("--self-test", action="store_true")
     args = ap.parse_args()
     if args.self_test:
@@ -276,7 +285,9 @@ def main():
     for spec in args.mot:
         name, d = spec.split("=", 1)
         report.setdefault(name, {})["tracking"] = tracking_eval(args.gt, d, clips, frames)
-    print_table(report)
+    if args.baseline is not None and args.baseline not in report:
+        sys.exit(f"eval-accuracy: --baseline {args.baseline} is not one of the --pred/--mot names")
+    print_table(report, args.baseline)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
