@@ -14,8 +14,8 @@ struct Calibrate: ParsableCommand {
         abstract: "Tune per-layer temporal delta thresholds on a clip for a target fidelity; write a pipeline YAML.",
         discussion: """
             Decodes the first --frames frames of CLIP and runs the model densely once (the reference). Then, for each
-            group of conv layers in forward order (--group stage: stem, layer1..layer4, fpn; --group layer: every
-            conv), it raises the group's threshold through --grid while the fidelity of a delta run over all frames
+            group of conv layers in forward order (--group stage: stem, layer1..layer4, fpn; --group depth: the stem,
+            then every other conv together; --group layer: every conv), it raises the group's threshold through --grid while the fidelity of a delta run over all frames
             (fresh temporal state each time) stays ≥ --target-fidelity, keeps the last value that passed and moves
             on. Every accepted configuration was measured, so the final one meets the target on these frames.
 
@@ -48,7 +48,8 @@ struct Calibrate: ParsableCommand {
     @Option(help: ArgumentHelp("f1 (detection agreement) or feature (pyramid error).", valueName: "f1|feature"))
     var metric = "f1"
 
-    @Option(help: ArgumentHelp("Layer groups tuned together: stage or layer.", valueName: "stage|layer"))
+    @Option(help: ArgumentHelp("Layer groups tuned together: stage, depth (the stem, then all deeper convs as one) "
+                               + "or layer.", valueName: "stage|depth|layer"))
     var group = "stage"
 
     @Option(help: ArgumentHelp("Candidate thresholds, ascending, comma-separated.", valueName: "list"))
@@ -79,7 +80,9 @@ struct Calibrate: ParsableCommand {
         guard targetFidelity > 0 && targetFidelity <= 1 else { throw ValidationError("--target-fidelity must be in (0, 1]") }
         guard frames >= 2 else { throw ValidationError("--frames must be at least 2") }
         guard ["f1", "feature"].contains(metric) else { throw ValidationError("--metric must be f1 or feature") }
-        guard ["stage", "layer"].contains(group) else { throw ValidationError("--group must be stage or layer") }
+        guard ["stage", "depth", "layer"].contains(group) else {
+            throw ValidationError("--group must be stage, depth or layer")
+        }
         let c = candidates
         guard !c.isEmpty, c.count == grid.split(separator: ",").count, c.allSatisfy({ $0 >= 0 }), c == c.sorted() else {
             throw ValidationError("--grid must be ascending non-negative numbers separated by commas, got '\(grid)'")
@@ -174,10 +177,19 @@ struct Calibrate: ParsableCommand {
              + (output.map { " → \($0)" } ?? ""))
     }
 
-    /// Layer keys grouped in forward order: by stage (`stem`, `layer1`…`layer4`, `fpn`, then any other prefix) or
-    /// one group per layer.
+    /// Layer keys grouped in forward order: by stage (`stem`, `layer1`…`layer4`, `fpn`, then any other prefix), by
+    /// depth (`stem`, then `deep`: every other conv) or one group per layer.
     static func groups(_ keys: [String], by mode: String) -> [(String, [String])] {
-        guard mode == "stage" else { return keys.map { ($0, [$0]) } }
+        if mode == "layer" { return keys.map { ($0, [$0]) } }
+        if mode == "depth" {
+            // One deep threshold for everything after the stem: the stem filters the input's noise (its own box
+            // metric), the deeper convs see feature changes, and one value for them all avoids a greedy search that
+            // spends the fidelity budget on the first stages (docs/temporal.md, "Calibration").
+            let stage = groups(keys, by: "stage")
+            let stem = stage.first { $0.0 == "stem" }?.1 ?? []
+            let deep = keys.filter { !stem.contains($0) }
+            return (stem.isEmpty ? [] : [("stem", stem)]) + (deep.isEmpty ? [] : [("deep", deep)])
+        }
         var out: [(String, [String])] = []
         for k in keys {
             let parts = k.split(separator: ".").map(String.init)

@@ -204,4 +204,34 @@ final class TemporalCommandTests: XCTestCase {
         XCTAssertEqual(r.status, 2, r.stderr)
         XCTAssertTrue(r.stderr.contains("nope.safetensors"), r.stderr)
     }
+
+    /// `calibrate --group depth`: two groups, the stem and every deeper conv, each with one threshold; the runs
+    /// it prints are one per grid value tried; an unknown grouping is a usage error.
+    func testCalibrateDepthGroupsTheStemAndTheRest() throws {
+        guard let video = TestPaths.external("vtest.avi") else { throw XCTSkip("samples/external/vtest.avi missing") }
+        let model = try weightsFile()
+        let yaml = path("cal-depth.yaml")
+        var r = try run(["calibrate", video.path, "--model", model, "--target-fidelity", "0.5", "--frames", "3",
+                         "--group", "depth", "--grid", "0.5,50", "--agreement-score", "0.3", "-o", yaml])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let text = try String(contentsOfFile: yaml, encoding: .utf8)
+        let header = try XCTUnwrap(text.split(separator: "\n").first { $0.hasPrefix("# groups (depth): ") })
+        let groups = header.dropFirst("# groups (depth): ".count).split(separator: ",").map {
+            $0.trimmingCharacters(in: .whitespaces).split(separator: "=").map(String.init)
+        }
+        XCTAssertEqual(groups.map { $0[0] }, ["stem", "deep"], String(header))
+        let stem = try XCTUnwrap(Float(groups[0][1])), deep = try XCTUnwrap(Float(groups[1][1]))
+        let keys = try DetectorLoader.load(contentsOf: URL(fileURLWithPath: model)).backbone.convLayers.map(\.key)
+        let spec = try PipelineSpec.load(path: yaml).temporal
+        XCTAssertEqual(spec.layerThresholds[keys[0]], stem, "the stem is the first conv")
+        for k in keys.dropFirst() { XCTAssertEqual(spec.layerThresholds[k], deep, k) }
+        // One line per tried value of each group: at most 2 + 2 runs after the base run.
+        let tried = r.stderr.split(separator: "\n").filter { $0.hasPrefix("  stem = ") || $0.hasPrefix("  deep = ") }
+        XCTAssertGreaterThanOrEqual(tried.count, 2, r.stderr)
+        XCTAssertLessThanOrEqual(tried.count, 4, r.stderr)
+
+        r = try run(["calibrate", video.path, "--model", model, "--target-fidelity", "0.9", "--group", "stages"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("--group must be stage, depth or layer"), r.stderr)
+    }
 }
