@@ -14,10 +14,10 @@ struct Calibrate: ParsableCommand {
         abstract: "Tune per-layer temporal delta thresholds on a clip for a target fidelity; write a pipeline YAML.",
         discussion: """
             Decodes the first --frames frames of CLIP and runs the model densely once (the reference). Then, for each
-            group of conv layers in forward order (--group stage: stem, layer1..layer4, fpn; --group depth: the stem,
-            then every other conv together; --group layer: every conv), it raises the group's threshold through --grid while the fidelity of a delta run over all frames
-            (fresh temporal state each time) stays ≥ --target-fidelity, keeps the last value that passed and moves
-            on. Every accepted configuration was measured, so the final one meets the target on these frames.
+            group of conv layers in forward order (--group depth, the default: the stem, then every other backbone
+            and FPN conv together; --group stage: stem, layer1..layer4, fpn; --group layer: every conv), it raises
+            the group's threshold through --grid while the fidelity of a delta run over all frames (fresh temporal
+            state each time) stays ≥ --target-fidelity, keeps the last value that passed and moves on. Every accepted configuration was measured, so the final one meets the target on these frames.
 
             Fidelity (--metric): f1 = detection agreement F1 with the dense run (same class, box IoU ≥ 0.9, scores ≥
             --agreement-score, default the model's threshold; see `bench temporal`); feature = 1 − the largest
@@ -48,9 +48,9 @@ struct Calibrate: ParsableCommand {
     @Option(help: ArgumentHelp("f1 (detection agreement) or feature (pyramid error).", valueName: "f1|feature"))
     var metric = "f1"
 
-    @Option(help: ArgumentHelp("Layer groups tuned together: stage, depth (the stem, then all deeper convs as one) "
-                               + "or layer.", valueName: "stage|depth|layer"))
-    var group = "stage"
+    @Option(help: ArgumentHelp("Layer groups tuned together: depth (the stem, then all deeper convs as one), stage "
+                               + "or layer.", valueName: "depth|stage|layer"))
+    var group = "depth"
 
     @Option(help: ArgumentHelp("Candidate thresholds, ascending, comma-separated.", valueName: "list"))
     var grid = "0.02,0.05,0.1,0.2,0.3,0.5,0.8"
