@@ -17,7 +17,8 @@ struct Calibrate: ParsableCommand {
             group of conv layers in forward order (--group depth, the default: the stem, then every other backbone
             and FPN conv together; --group stage: stem, layer1..layer4, fpn; --group layer: every conv), it raises
             the group's threshold through --grid while the fidelity of a delta run over all frames (fresh temporal
-            state each time) stays ≥ --target-fidelity, keeps the last value that passed and moves on. Every accepted configuration was measured, so the final one meets the target on these frames.
+            state each time) stays ≥ --target-fidelity, keeps the last value that passed and moves on. Every
+            accepted configuration was measured, so the final one meets the target on these frames.
 
             Fidelity (--metric): f1 = detection agreement F1 with the dense run (same class, box IoU ≥ 0.9, scores ≥
             --agreement-score, default the model's threshold; see `bench temporal`); feature = 1 − the largest
