@@ -31,36 +31,39 @@ let package = Package(
         .target(name: "MediaIO", dependencies: ["CFFmpeg", "FPNCore"], swiftSettings: optimized),
         // Typed stages, bounded queues, ordering, drop policies, metrics. No FFmpeg, no ML.
         .target(name: "StagePipeline"),
-        // Float32 NCHW tensors and the closed op set on OpenBLAS; safetensors reader.
+        // Float32 NCHW tensors and the closed op set; the runner seam (ConvolutionRunner); safetensors reader.
         .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: optimized),
-        // Models: backbones, FPN, heads, postprocess, temporal cache.
+        // Temporal reuse (delta mode): the per-stream cache, tile ops, gated convolution.
+        .target(name: "TemporalReuse", dependencies: ["Tensor"], swiftSettings: optimized),
+        // Models: backbones, FPN, heads, postprocess.
         .target(name: "Vision", dependencies: ["Tensor", "FPNCore"], swiftSettings: optimized),
         // ONNX import: protobuf decoding, graph lowering onto Tensor ops, per-stream sessions; CenterFace decoding.
-        .target(name: "ONNX", dependencies: ["Tensor", "FPNCore", "Vision"], swiftSettings: optimized),
+        .target(name: "ONNX", dependencies: ["Tensor", "FPNCore"], swiftSettings: optimized),
         // ByteTrack on detections only.
         .target(name: "Tracking", dependencies: ["FPNCore"], swiftSettings: optimized),
         // JSONL records, MOT/COCO exporters, annotation renderer.
         .target(name: "Outputs", dependencies: ["FPNCore", "StagePipeline"], swiftSettings: optimized),
         // Library facade: pipeline spec (YAML) → running pipeline.
         .target(name: "FPNStream", dependencies: [
-            "FPNCore", "MediaIO", "StagePipeline", "Tensor", "Vision", "Tracking", "Outputs", "ONNX",
+            "FPNCore", "MediaIO", "StagePipeline", "Tensor", "TemporalReuse", "Vision", "Tracking", "Outputs", "ONNX",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "fpnstream", dependencies: [
-            "FPNStream", "MediaIO", "Tracking", "Outputs", "Tensor", "FPNCore", "StagePipeline", "ONNX",
+            "FPNStream", "MediaIO", "Tracking", "Outputs", "Tensor", "TemporalReuse", "FPNCore", "StagePipeline", "ONNX",
             "Vision",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        // Fixtures, sample paths and a synchronous pipeline harness for tests.
-        .target(name: "TestSupport", dependencies: ["FPNCore", "StagePipeline"], path: "Sources/TestSupport"),
+        // Fixtures, sample paths, random tensors and a synchronous pipeline harness for tests.
+        .target(name: "TestSupport", dependencies: ["FPNCore", "StagePipeline", "Tensor"], path: "Sources/TestSupport"),
 
         .testTarget(name: "FPNCoreTests", dependencies: ["FPNCore", "TestSupport"]),
         .testTarget(name: "MediaIOTests", dependencies: ["MediaIO", "TestSupport"]),
         .testTarget(name: "StagePipelineTests", dependencies: ["StagePipeline", "TestSupport"]),
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "TestSupport"]),
-        .testTarget(name: "VisionTests", dependencies: ["Vision", "Tensor", "TestSupport"]),
-        .testTarget(name: "ONNXTests", dependencies: ["ONNX", "Tensor", "FPNCore", "TestSupport", "Vision"]),
+        .testTarget(name: "TemporalReuseTests", dependencies: ["TemporalReuse", "Vision", "Tensor", "TestSupport"]),
+        .testTarget(name: "VisionTests", dependencies: ["Vision", "Tensor", "TemporalReuse", "TestSupport"]),
+        .testTarget(name: "ONNXTests", dependencies: ["ONNX", "Tensor", "TemporalReuse", "FPNCore", "TestSupport", "Vision"]),
         .testTarget(name: "TrackingTests", dependencies: ["Tracking", "TestSupport"]),
         .testTarget(name: "OutputsTests", dependencies: ["Outputs", "StagePipeline", "TestSupport"]),
         .testTarget(name: "FPNStreamTests", dependencies: ["FPNStream", "TestSupport"]),

@@ -1,3 +1,4 @@
+import TemporalReuse
 import FPNCore
 import Vision
 
@@ -14,7 +15,8 @@ public protocol FrameDetector {
     mutating func detect(_ frame: Frame, into result: inout FrameResult) throws
     /// Switches temporal reuse (docs/temporal.md) for this stream before its first frame. Throws
     /// `TemporalConfigError` when the detector cannot do `settings.mode` or a setting does not fit the model
-    /// (unknown layer names). The default: only `off` is accepted.
+    /// (unknown layer names). The default: only `off` is accepted. Keyframe mode is not the detector's: use
+    /// `withTemporal`, which wraps any detector in a `KeyframeDetector`.
     mutating func useTemporal(_ settings: TemporalSettings) throws
 }
 
@@ -40,4 +42,72 @@ public struct NoDetector: FrameDetector {
     public init() {}
     public var name: String { "none" }
     public func detect(_ frame: Frame, into result: inout FrameResult) throws {}
+}
+
+/// `detector` set up for `settings`, ready for its first frame: keyframe mode wraps it in a `KeyframeDetector`
+/// (every model kind; the detector itself runs dense), off and delta go to the detector's own `useTemporal`.
+/// Throws `TemporalConfigError` as `useTemporal` does, and for keyframe mode without a model.
+public func withTemporal(_ detector: any FrameDetector, _ settings: TemporalSettings) throws -> any FrameDetector {
+    var d = detector
+    guard settings.mode == .keyframe else {
+        try d.useTemporal(settings)
+        return d
+    }
+    if d.name == NoDetector().name {
+        throw TemporalConfigError(message: "temporal keyframe needs a model (--model or a pipeline model section)")
+    }
+    var dense = settings
+    dense.mode = .off
+    try d.useTemporal(dense)     // still checks the settings against the model (layer names)
+    return KeyframeDetector(wrapping: d, interval: settings.keyframeInterval)
+}
+
+/// Keyframe mode for any detector: runs the wrapped detector on every `interval`-th frame and repeats its last
+/// detections and panoptic segments in between (`recomputedFraction` 1 on keyframes, 0 between). A new frame size
+/// (another stream, a reconnect at another resolution) restarts the schedule with a keyframe.
+public struct KeyframeDetector: FrameDetector {
+    /// The detector run on keyframes.
+    public private(set) var inner: any FrameDetector
+    /// Frames from one keyframe to the next (≥ 1).
+    public let interval: Int
+    /// Index of the current frame since the last restart.
+    public private(set) var frameIndex = -1
+    /// Restarts so far (frame size changes).
+    public private(set) var resets = 0
+    private var kept: (detections: [Detection], panoptic: [PanopticSegment]?)?
+    private var size: (Int, Int)?
+
+    public init(wrapping inner: any FrameDetector, interval: Int) {
+        precondition(interval >= 1, "keyframe interval must be >= 1")
+        self.inner = inner
+        self.interval = interval
+    }
+
+    public var name: String { inner.name }
+
+    public mutating func detect(_ frame: Frame, into result: inout FrameResult) throws {
+        let s = (frame.info.width, frame.info.height)
+        if let size, size != s {
+            kept = nil
+            frameIndex = -1
+            resets += 1
+        }
+        size = s
+        frameIndex += 1
+        if frameIndex % interval != 0, let kept {
+            result.detections = kept.detections
+            result.panoptic = kept.panoptic
+            result.recomputedFraction = 0
+            return
+        }
+        try inner.detect(frame, into: &result)
+        kept = (result.detections, result.panoptic)
+        result.recomputedFraction = 1
+    }
+
+    public mutating func useTemporal(_ settings: TemporalSettings) throws {
+        guard settings.mode == .keyframe, settings.keyframeInterval == interval else {
+            throw TemporalConfigError(message: "a keyframe detector runs keyframe mode every \(interval) frames only")
+        }
+    }
 }

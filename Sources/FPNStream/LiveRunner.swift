@@ -1,3 +1,4 @@
+import TemporalReuse
 import FPNCore
 import Foundation
 import MediaIO
@@ -227,7 +228,7 @@ final class LiveStreamRun: @unchecked Sendable {
 
         let q = QueueOptions(capacity: options.queueCapacity, policy: options.dropPolicy)
         var detector = options.makeDetector()
-        do { try detector.useTemporal(options.temporal) } catch let e as TemporalConfigError {
+        do { detector = try withTemporal(detector, options.temporal) } catch let e as TemporalConfigError {
             throw RunnerError.temporal(e.message)
         }
         if options.debugStageDelayMs > 0 { detector = DelayedDetector(inner: detector, delayMs: options.debugStageDelayMs) }

@@ -2,6 +2,7 @@ import FPNCore
 import Foundation
 import Outputs
 import Tensor
+import TemporalReuse
 import Vision
 
 /// The runner's detector slot filled by a converted torchvision detector (`.safetensors` from
@@ -10,9 +11,8 @@ import Vision
 /// itself is immutable and may be shared by several streams (`init(detector:spec:)`, `forNewStream()`).
 ///
 /// Temporal reuse (`useTemporal`, docs/temporal.md): `delta` puts a per-stream `TemporalCache` in the detector's
-/// backbone slot (`DetectorState.runner`); `keyframe` runs the model every `keyframeInterval` frames and repeats the
-/// keyframe's detections in between (the heads are deterministic, so this equals running them on the kept pyramid,
-/// only cheaper). A new frame size (another stream, or a reconnect at another resolution) resets both.
+/// backbone slot (`DetectorState.runner`); a new frame size (another stream, or a reconnect at another resolution)
+/// resets it. Keyframe mode is `KeyframeDetector` around this one (`withTemporal`).
 public struct ModelDetector: FrameDetector {
     /// The loaded model (shared, immutable).
     public let detector: any Detector
@@ -126,11 +126,8 @@ public struct ModelDetector: FrameDetector {
         }
         temporal = settings
         switch settings.mode {
-        case .off:
+        case .off, .keyframe:
             temporalState = nil
-            state.runner = nil
-        case .keyframe:
-            temporalState = TemporalStreamState(cache: nil)
             state.runner = nil
         case .delta:
             let cache = TemporalCache(settings: settings)
@@ -145,21 +142,8 @@ public struct ModelDetector: FrameDetector {
             return
         }
         t.startFrame(width: frame.info.width, height: frame.info.height)
-        switch temporal.mode {
-        case .keyframe:
-            if t.frameIndex % temporal.keyframeInterval != 0, let kept = t.keyframe {
-                result.detections = kept.detections
-                result.panoptic = kept.panoptic
-                result.recomputedFraction = 0
-            } else {
-                run(frame, &result)
-                t.keyframe = (result.detections, result.panoptic)
-                result.recomputedFraction = 1
-            }
-        case .delta, .off:
-            run(frame, &result)
-            result.recomputedFraction = t.cache?.lastStats.recomputedFraction ?? 1
-        }
+        run(frame, &result)
+        result.recomputedFraction = t.cache.lastStats.recomputedFraction
     }
 
     /// The model on `frame` into `result`: detections (class filter applied), panoptic segments (models with
@@ -173,32 +157,23 @@ public struct ModelDetector: FrameDetector {
     }
 }
 
-/// Temporal state of one stream of a `ModelDetector`: the delta cache (nil for `keyframe`), the frame count since
-/// the last reset and the last keyframe's detections. Resets when the frame size changes.
+/// Delta-mode state of one stream of a detector: its `TemporalCache`, reset when the frame size changes (a new
+/// stream, or a reconnect at another resolution; a fixed-size transform can hide that from the cache).
 public final class TemporalStreamState: @unchecked Sendable {
-    /// The delta cache (the detector's backbone runner), nil in keyframe mode.
-    public let cache: TemporalCache?
-    /// Index of the current frame since the last reset.
-    public private(set) var frameIndex = -1
+    /// The delta cache (the detector's conv runner).
+    public let cache: TemporalCache
     /// Resets so far (frame size changes).
     public private(set) var resets = 0
-    /// The last keyframe's results (repeated until the next keyframe).
-    var keyframe: (detections: [Detection], panoptic: [PanopticSegment]?)?
     private var size: (Int, Int)?
 
-    init(cache: TemporalCache?) { self.cache = cache }
+    init(cache: TemporalCache) { self.cache = cache }
 
     func startFrame(width: Int, height: Int) {
         if let size, size != (width, height) {
-            // A new stream or a reconnect at another resolution: nothing kept applies any more. (The cache would
-            // also reset on a new network input shape; a fixed-size transform can hide the change from it.)
-            cache?.reset()
-            keyframe = nil
-            frameIndex = -1
+            cache.reset()
             resets += 1
         }
         size = (width, height)
-        frameIndex += 1
     }
 }
 

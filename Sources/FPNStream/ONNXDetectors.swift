@@ -1,3 +1,4 @@
+import TemporalReuse
 import FPNCore
 import Foundation
 import ONNX
@@ -41,14 +42,12 @@ public enum ONNXDetectors {
 }
 
 /// The runner's detector slot filled by CenterFace: faces (class `face`, 5 landmarks) in source pixels.
-/// Per-stream: holds the ONNX session's buffers and, with temporal reuse, the stream's cache (`delta`: a
-/// `TemporalCache` as the session's conv runner, so every conv of the network recomputes only changed tiles) or the
-/// last keyframe's faces (`keyframe`); both reset when the frame size changes.
+/// Per-stream: holds the ONNX session's buffers and, in delta mode, the stream's `TemporalCache` as the session's
+/// conv runner (every conv of the network recomputes only changed tiles), reset when the frame size changes.
 public struct CenterFaceFrameDetector: FrameDetector {
     let detector: CenterFaceDetector
     /// Keep at most this many faces (highest scores); nil = all.
     let maxDetections: Int?
-    private var temporal = TemporalSettings()
     private var temporalState: TemporalStreamState?
 
     init(detector: CenterFaceDetector, maxDetections: Int?) {
@@ -62,9 +61,8 @@ public struct CenterFaceFrameDetector: FrameDetector {
         if !settings.layerThresholds.isEmpty {
             throw TemporalConfigError(message: "layer_thresholds are not supported for ONNX models (use threshold)")
         }
-        temporal = settings
         let cache = settings.mode == .delta ? TemporalCache(settings: settings) : nil
-        temporalState = settings.mode == .off ? nil : TemporalStreamState(cache: cache)
+        temporalState = cache.map { TemporalStreamState(cache: $0) }
         detector.runner = cache
     }
 
@@ -74,19 +72,8 @@ public struct CenterFaceFrameDetector: FrameDetector {
             return
         }
         t.startFrame(width: frame.info.width, height: frame.info.height)
-        if temporal.mode == .keyframe {
-            if t.frameIndex % temporal.keyframeInterval != 0, let kept = t.keyframe {
-                result.detections = kept.detections
-                result.recomputedFraction = 0
-            } else {
-                result.detections = try faces(frame)
-                t.keyframe = (result.detections, nil)
-                result.recomputedFraction = 1
-            }
-        } else {
-            result.detections = try faces(frame)
-            result.recomputedFraction = t.cache?.lastStats.recomputedFraction ?? 1
-        }
+        result.detections = try faces(frame)
+        result.recomputedFraction = t.cache.lastStats.recomputedFraction
     }
 
     private func faces(_ frame: Frame) throws -> [Detection] {

@@ -1,3 +1,4 @@
+import TemporalReuse
 import Foundation
 import StagePipeline
 import Tracking

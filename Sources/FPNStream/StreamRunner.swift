@@ -1,3 +1,4 @@
+import TemporalReuse
 import FPNCore
 import Foundation
 import MediaIO
@@ -93,8 +94,7 @@ extension RunOptions {
         // The model's layer names are known now: check them here to name the pipeline file. (Without a model
         // section the runner reports it, after a command-line model had its chance.)
         if spec.model != nil { do {
-            var probe = detector
-            try probe.useTemporal(temporal)
+            _ = try withTemporal(detector, temporal)
         } catch let e as TemporalConfigError {
             throw PipelineSpecError(file: file, line: nil, keyPath: "temporal", message: e.message)
         } }
@@ -189,7 +189,7 @@ public final class StreamRunner: @unchecked Sendable {
             throw RunnerError.panopticNeedsModel(detector: options.detector.name)
         }
         do {
-            try self.options.detector.useTemporal(options.temporal)
+            self.options.detector = try withTemporal(options.detector, options.temporal)
         } catch let e as TemporalConfigError {
             throw RunnerError.temporal(e.message)
         }

@@ -1,6 +1,7 @@
 import FPNCore
 import Foundation
 import Tensor
+import TemporalReuse
 import Vision
 
 /// How well a candidate detection list (`delta`) agrees with a reference (`off`) on the same frames: the fidelity
@@ -122,7 +123,7 @@ public final class PyramidCapture: ConvolutionRunner {
         key.contains("fpn.layer_blocks.") || key.contains("fpn.extra_blocks.")
     }
 
-    /// Height of the network input (the stem conv's input) of the last frame.
+    /// Height of the network input of the last frame.
     public private(set) var inputHeight = 0
 
     /// `p<log2 stride>` of a captured level (`p2` for stride 4), from its height and the network input's.
@@ -131,6 +132,10 @@ public final class PyramidCapture: ConvolutionRunner {
         return "p\(Int(log2(Double(inputHeight) / Double(h)).rounded()))"
     }
 
+    public func beginFrame(inputShape: [Int]) {
+        inputHeight = inputShape[2]
+        inner?.beginFrame(inputShape: inputShape)
+    }
     public func beginClosedGraph() { inner?.beginClosedGraph() }
     public func endClosedGraph(returning: [Tensor]) { inner?.endClosedGraph(returning: returning) }
 
@@ -146,7 +151,6 @@ public final class PyramidCapture: ConvolutionRunner {
     }
 
     public func run(_ layer: ConvLayer, input: Tensor, residual: Tensor?, workspace: Workspace) -> Tensor {
-        if input.c == 3 && residual == nil { inputHeight = input.h }
         let out = inner?.run(layer, input: input, residual: residual, workspace: workspace)
             ?? layer.conv(input, residual: residual, in: workspace)
         if Self.isLevel(layer.key) {

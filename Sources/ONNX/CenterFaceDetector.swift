@@ -1,7 +1,6 @@
 import Foundation
 import FPNCore
 import Tensor
-import Vision
 
 /// Runs CenterFace on frames of one stream: RGB frame → float tensor 0...255 → bilinear resize to the
 /// network size → ONNX session → decode → faces in source pixels. Owns per-stream buffers; one per stream.

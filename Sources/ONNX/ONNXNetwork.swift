@@ -1,6 +1,5 @@
 import Foundation
 import Tensor
-import Vision
 
 /// An imported ONNX model, compiled into fused Tensor ops. Immutable and shareable by every stream; run it
 /// through a per-stream `ONNXSession`, which owns the buffers.

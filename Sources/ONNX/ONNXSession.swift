@@ -1,6 +1,5 @@
 import Dispatch
 import Tensor
-import Vision
 
 /// Runs an `ONNXNetwork` for one stream. Owns a `Workspace`: shapes are inferred and buffers planned on the
 /// first input of a given size, and later frames of that size reuse every buffer (no allocation).
@@ -11,8 +10,8 @@ public final class ONNXSession {
     /// The buffer arena; `workspace.allocationCount` stays constant across frames of one size.
     public let workspace: Workspace
 
-    /// Optional per-stream runner for the graph's convolutions (a `TemporalCache` in `delta` mode: the conv
-    /// reading the 3-channel input starts each frame). Each conv step is a `ConvLayer` keyed by its node label;
+    /// Optional per-stream runner for the graph's convolutions (a temporal cache in `delta` mode; `run` starts
+    /// each frame with `beginFrame(inputShape:)`). Each conv step is a `ConvLayer` keyed by its node label;
     /// nil = dense. Outputs a runner returns may be owned by it (valid until the next `run`, like the workspace's).
     public var runner: ConvolutionRunner?
 
@@ -46,6 +45,7 @@ public final class ONNXSession {
         workspace.beginFrame()
         values[0] = input
         let ws = workspace
+        runner?.beginFrame(inputShape: input.shape)
         if profile { stepMilliseconds = [Double](repeating: 0, count: network.steps.count) }
         for (i, step) in network.steps.enumerated() {
             let t0 = profile ? DispatchTime.now().uptimeNanoseconds : 0

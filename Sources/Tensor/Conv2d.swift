@@ -249,39 +249,28 @@ public final class Conv2d: @unchecked Sendable {
         }
     }
 
-    /// Tile-restricted forward with output gating, for a kept output whose readers only need to see changes
-    /// larger than `gate`: computes the tiles `tiles` like `forward(_:tiles:grid:residual:into:workspace:)`, but
-    /// writes into `kept` only the tiles whose largest |new − kept| (over channels and pixels; NaN counts as
-    /// infinity) exceeds `gate`; the others keep their old values. Returns those tiles (ascending) and the wall
-    /// seconds spent comparing and committing (the rest is the conv). One image (`x.n == 1`), not depthwise.
-    /// The compare reads the GEMM's staged results against `kept` directly, so no recomputed tile is written twice.
-    public func forwardGated(_ x: Tensor, tiles: [Int], grid: TileGrid, residual: Tensor? = nil, into kept: Tensor,
-                             gate: Float, workspace: Workspace) -> (committed: [Int], gateSeconds: Double) {
-        precondition(x.n == 1 && !(groups > 1 && groups == inChannels), "gated conv forward takes one image, not depthwise")
+    /// Tile-restricted forward whose results `commit` writes: the tiles `tiles` are computed like
+    /// `forward(_:tiles:grid:residual:into:workspace:)` and staged side by side (`[outChannels, columns]`, the
+    /// segments' pixels in column order), then handed to `commit` instead of being scattered into `kept`. One
+    /// image, not depthwise. The hook of output gating (the temporal cache).
+    package func forward(_ x: Tensor, tiles sorted: [Int], grid: TileGrid, residual: Tensor?, into kept: Tensor,
+                         commit: StagedCommit, workspace: Workspace) {
+        precondition(x.n == 1 && !(groups > 1 && groups == inChannels), "staged conv forward takes one image, not depthwise")
         checkTiled(x, grid: grid, residual: residual, kept: kept)
-        guard !tiles.isEmpty else { return ([], 0) }
-        let sorted = tiles.sorted()
+        guard !sorted.isEmpty else { return }
         let (seg, segmentCount, col) = segments(of: grid.runs(sorted), grid: grid, workspace: workspace)
-        var result: GateResult? = GateResult(grid: grid, tiles: sorted, threshold: gate)
+        var hook: StagedCommit? = commit
         run(x, batch: 0, segments: seg, segmentCount: segmentCount, columns: col, dense: nil, kept: kept,
-            residual: residual, gate: &result, workspace: workspace)
-        return (result!.committed, result!.seconds)
+            residual: residual, commit: &hook, workspace: workspace)
     }
 
     /// The shapes a tile-restricted pass needs: `kept` (and `residual`) of the output shape, `grid` over it.
-    private func checkTiled(_ x: Tensor, grid: TileGrid, residual: Tensor?, kept: Tensor) {
+    package func checkTiled(_ x: Tensor, grid: TileGrid, residual: Tensor?, kept: Tensor) {
         let os = outputShape(x.shape)
         precondition(kept.shape == os, "conv kept output must be \(os), got \(kept.shape)")
         if let residual { precondition(residual.shape == os, "conv residual must be \(os), got \(residual.shape)"); residual.checkValid() }
         precondition(grid.height == os[2] && grid.width == os[3], "tile grid \(grid) does not cover output \(os)")
         x.checkValid(); kept.checkValid()
-    }
-
-    /// Output gating of one tile-restricted pass: its grid, tiles and threshold in, the committed tiles and the
-    /// compare/commit time out.
-    struct GateResult {
-        let grid: TileGrid, tiles: [Int], threshold: Float
-        var committed: [Int] = [], seconds = 0.0
     }
 
     /// One segment per pixel row of each run of tiles (quadruples oy, ox0, length, column), columns in run order.
@@ -309,15 +298,15 @@ public final class Conv2d: @unchecked Sendable {
     /// it must already be in the output (the GEMM accumulates onto it).
     private func run(_ x: Tensor, batch b: Int, segments seg: UnsafeMutablePointer<Int>, segmentCount: Int,
                      columns p: Int, dense: Tensor?, kept: Tensor?, residual: Tensor?, workspace: Workspace) {
-        var none: GateResult? = nil
+        var none: StagedCommit? = nil
         run(x, batch: b, segments: seg, segmentCount: segmentCount, columns: p, dense: dense, kept: kept,
-            residual: residual, gate: &none, workspace: workspace)
+            residual: residual, commit: &none, workspace: workspace)
     }
 
-    /// `run` with optional output gating (`gate`, kept path only): every chunk's results are staged side by side
-    /// and, after the last one, compared with `kept` and committed tile by tile (`gateAndCommit`).
+    /// `run` with an optional commit hook (kept path only): every chunk's results are staged side by side and,
+    /// after the last one, handed to `commit` (which writes what it chooses into `kept`).
     private func run(_ x: Tensor, batch b: Int, segments seg: UnsafeMutablePointer<Int>, segmentCount: Int,
-                     columns p: Int, dense: Tensor?, kept: Tensor?, residual: Tensor?, gate: inout GateResult?,
+                     columns p: Int, dense: Tensor?, kept: Tensor?, residual: Tensor?, commit: inout StagedCommit?,
                      workspace: Workspace) {
         let cin = x.c, h = x.h, wi = x.w
         let target = dense ?? kept!
@@ -350,7 +339,7 @@ public final class Conv2d: @unchecked Sendable {
         var widest = 0
         for s in 0..<segmentCount { widest = max(widest, seg[4 * s + 2]) }
         let cap = min(p, max(maxColumns, widest))
-        let gated = gate != nil && dense == nil
+        let gated = commit != nil && dense == nil
         // Staged (kept) passes multiply `Conv2d.gemmColumns(nc)` columns, the extra ones zero and discarded.
         // Gated: all columns staged (row stride p + quantum: a padded last chunk stays inside its row), compared
         // and committed once the last chunk is in; a padded earlier chunk's extra columns are overwritten by the next.
@@ -392,90 +381,9 @@ public final class Conv2d: @unchecked Sendable {
             s0 = s1
         }
         if gated {
-            let t0 = Benchmark.now()
-            gate!.committed = gateAndCommit(stage, columns: p, stride: stageStride, segments: seg, segmentCount: segmentCount,
-                                            out: outBase, residual: res, ho: ho, wo: wo, gate: gate!)
-            gate!.seconds += Benchmark.now() - t0
+            commit!.commit(StagedResults(conv: self, stage: stage, columns: p, stride: stageStride, segments: seg,
+                                         segmentCount: segmentCount, out: outBase, residual: res, ho: ho, wo: wo))
         }
-    }
-
-    /// Output gating of staged results (`[outChannels, columns]`, the segments' pixels in column order): per tile of
-    /// `gate.grid`, the largest |act(stage + bias + residual) − out| over channels and the tile's pixels (NaN →
-    /// infinity); the tiles above `gate.threshold` are scattered into `out` (the same epilogue as `scatter`, so
-    /// bit-identical to the ungated pass there) and returned. Channels outermost, as `Ops.tileMaxAbsDifference`:
-    /// each plane of `out` is read in a few contiguous runs.
-    private func gateAndCommit(_ stage: UnsafeMutablePointer<Float>, columns p: Int, stride: Int, segments seg: UnsafeMutablePointer<Int>,
-                               segmentCount: Int, out: UnsafeMutablePointer<Float>, residual: UnsafeMutablePointer<Float>?,
-                               ho: Int, wo: Int, gate: GateResult) -> [Int] {
-        let relu = activation == .relu
-        // Per staged column: the largest |Δ| bits over the channels (segments own disjoint columns).
-        let colMax = UnsafeMutablePointer<UInt32>.allocate(capacity: p)
-        defer { colMax.deallocate() }
-        colMax.update(repeating: 0, count: p)
-        withBias { bias in
-            Parallel.forEach(segmentCount, cost: outChannels * p) { range in
-                for oc in 0..<outChannels {
-                    let b = bias?[oc] ?? 0
-                    let src = stage + oc * stride
-                    for s in range {
-                        let at = oc * ho * wo + seg[4 * s] * wo + seg[4 * s + 1]
-                        let d = out + at, len = seg[4 * s + 2], c = seg[4 * s + 3]
-                        let v = src + c, m = colMax + c
-                        if let r = residual.map({ $0 + at }) {
-                            for j in 0..<len {
-                                let t = v[j] + b + r[j]
-                                m[j] = max(m[j], Ops.absBits((relu && t < 0 ? 0 : t) - d[j]))
-                            }
-                        } else if relu {
-                            for j in 0..<len { let t = v[j] + b; m[j] = max(m[j], Ops.absBits((t > 0 ? t : 0) - d[j])) }
-                        } else {
-                            for j in 0..<len { m[j] = max(m[j], Ops.absBits((v[j] + b) - d[j])) }
-                        }
-                    }
-                }
-            }
-        }
-        // Columns → tiles, and the tiles that cross the gate.
-        let grid = gate.grid, tw = grid.tile.w, th = grid.tile.h
-        let tileMax = UnsafeMutablePointer<UInt32>.allocate(capacity: grid.count)
-        let commit = UnsafeMutablePointer<Bool>.allocate(capacity: grid.count)
-        defer { tileMax.deallocate(); commit.deallocate() }
-        for t in gate.tiles { tileMax[t] = 0; commit[t] = false }
-        for s in 0..<segmentCount {
-            let row = (seg[4 * s] / th) * grid.columns, x0 = seg[4 * s + 1], x1 = x0 + seg[4 * s + 2]
-            let m = colMax + seg[4 * s + 3] - x0     // m[x]: column of pixel x
-            for tx in (x0 / tw)...((x1 - 1) / tw) {
-                var v = tileMax[row + tx]
-                for x in max(x0, tx * tw)..<min(x1, (tx + 1) * tw) { v = max(v, m[x]) }
-                tileMax[row + tx] = v
-            }
-        }
-        var committed: [Int] = []
-        for t in gate.tiles where Ops.absFloat(tileMax[t]) > gate.threshold { committed.append(t); commit[t] = true }
-        guard !committed.isEmpty else { return [] }
-        // The committed tiles' pixels as segments into the same staged columns, scattered as the ungated pass does.
-        var pieces: [Int] = []
-        pieces.reserveCapacity(4 * segmentCount)
-        for s in 0..<segmentCount {
-            let y = seg[4 * s], row = (y / th) * grid.columns, x0 = seg[4 * s + 1], x1 = x0 + seg[4 * s + 2]
-            let c = seg[4 * s + 3]
-            var start = -1     // first pixel of the open piece
-            for tx in (x0 / tw)...((x1 - 1) / tw) {
-                let lo = max(x0, tx * tw)
-                if commit[row + tx] {
-                    if start < 0 { start = lo }
-                } else if start >= 0 {
-                    pieces.append(y); pieces.append(start); pieces.append(lo - start); pieces.append(c + start - x0)
-                    start = -1
-                }
-            }
-            if start >= 0 { pieces.append(y); pieces.append(start); pieces.append(x1 - start); pieces.append(c + start - x0) }
-        }
-        pieces.withUnsafeMutableBufferPointer { pc in
-            scatter(stage, columns: stride, columnBase: 0, segments: pc.baseAddress!, segmentCount: pc.count / 4, out: out,
-                    residual: residual, ho: ho, wo: wo)
-        }
-        return committed
     }
 
     /// Columns per panel of OpenBLAS's sgemm kernel (the row-major N here is the kernel's M; 16 for the Haswell
@@ -565,7 +473,7 @@ public final class Conv2d: @unchecked Sendable {
     }
 
     /// Scatters staged `[outChannels, columns]` results to their output pixels, applying bias and activation.
-    private func scatter(_ stage: UnsafeMutablePointer<Float>, columns p: Int, columnBase: Int, segments seg: UnsafeMutablePointer<Int>,
+    package func scatter(_ stage: UnsafeMutablePointer<Float>, columns p: Int, columnBase: Int, segments seg: UnsafeMutablePointer<Int>,
                          segmentCount: Int, out: UnsafeMutablePointer<Float>, residual: UnsafeMutablePointer<Float>?,
                          ho: Int, wo: Int) {
         let relu = activation == .relu
@@ -603,7 +511,7 @@ public final class Conv2d: @unchecked Sendable {
         }
     }
 
-    private func withBias<R>(_ body: (UnsafeBufferPointer<Float>?) -> R) -> R {
+    package func withBias<R>(_ body: (UnsafeBufferPointer<Float>?) -> R) -> R {
         if let bias { return bias.withUnsafeBufferPointer { body($0) } }
         return body(nil)
     }
@@ -640,4 +548,24 @@ public struct TileGrid: Hashable, Sendable, CustomStringConvertible {
 
     /// `64x80 / 16x16 (4x5 tiles)`.
     public var description: String { "\(height)x\(width) / \(tile) (\(rows)x\(columns) tiles)" }
+}
+
+/// One tile-restricted pass's staged results, handed to a `StagedCommit` before anything is written: `stage` holds
+/// `[outChannels, columns]` rows `stride` apart (bias, residual and activation not applied yet), in the column
+/// order of `segments` (quadruples output row, first output column, length, first staged column).
+package struct StagedResults {
+    package let conv: Conv2d
+    package let stage: UnsafeMutablePointer<Float>
+    package let columns: Int, stride: Int
+    package let segments: UnsafeMutablePointer<Int>
+    package let segmentCount: Int
+    /// The image's output planes `[outChannels, ho, wo]` and its residual (same layout), if any.
+    package let out: UnsafeMutablePointer<Float>
+    package let residual: UnsafeMutablePointer<Float>?
+    package let ho: Int, wo: Int
+}
+
+/// Decides which staged results of a tile-restricted pass reach the output (output gating).
+package protocol StagedCommit: AnyObject {
+    func commit(_ staged: StagedResults)
 }

@@ -121,7 +121,7 @@ public struct Tensor: @unchecked Sendable {
     }
 
     /// Pointer to the first element. Internal: C pointers stay inside the Tensor module.
-    @usableFromInline var ptr: UnsafeMutablePointer<Float> { storage.base + offset }
+    @usableFromInline package var ptr: UnsafeMutablePointer<Float> { storage.base + offset }
 
     /// Read-only access to the elements (row-major).
     @inlinable public func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {

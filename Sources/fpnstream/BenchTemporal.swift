@@ -5,6 +5,7 @@ import Foundation
 import MediaIO
 import ONNX
 import Tensor
+import TemporalReuse
 import Vision
 
 /// `fpnstream bench temporal INPUT... [--model M | --arch A | --weights W]`: `--temporal off` (dense) and `delta` on
@@ -257,6 +258,7 @@ final class TemporalClipRun {
         self.jsonl = jsonl
         self.clip = clip
         cache = TemporalCache(settings: settings)
+        cache.profile = TemporalProfile()
         offCapture = PyramidCapture(inner: nil)
         deltaCapture = PyramidCapture(inner: cache)
         if case .detector(let d, _) = subject {
@@ -313,7 +315,7 @@ final class TemporalClipRun {
                     offMs.append((Benchmark.now() - t0) * 1e3)
                 } else {
                     deltaWS.beginFrame()
-                    delta = cache.forward(backbone, input: x, workspace: deltaWS)
+                    delta = backbone(x, workspace: deltaWS, runner: cache)
                     deltaMs.append((Benchmark.now() - t0) * 1e3)
                 }
             }
@@ -333,10 +335,10 @@ final class TemporalClipRun {
             inputFractions.append(st.inputChangedFraction)
         }
         if !st.refreshed && !st.frameFallback {
-            for (i, t) in cache.lastLayerTiles { layerTiles[i, default: 0] += t }
-            for (i, t) in cache.lastLayerCommitted { layerCommitted[i, default: 0] += t }
-            for (i, t) in cache.lastLayerSeconds { layerSeconds[i, default: 0] += t }
-            for (i, t) in cache.lastLayerConvSeconds { layerConvSeconds[i, default: 0] += t }
+            for (i, t) in cache.profile!.lastLayerTiles { layerTiles[i, default: 0] += t }
+            for (i, t) in cache.profile!.lastLayerCommitted { layerCommitted[i, default: 0] += t }
+            for (i, t) in cache.profile!.lastLayerSeconds { layerSeconds[i, default: 0] += t }
+            for (i, t) in cache.profile!.lastLayerConvSeconds { layerConvSeconds[i, default: 0] += t }
             layerFrames += 1
         }
         if noiseFloor { floorAgreements.append(floor(image, n, reference: offDets)) }
@@ -391,7 +393,7 @@ final class TemporalClipRun {
         }
         print("recomputed tile fraction per conv layer (mean of \(layerFrames) delta frames):")
         for l in convs {
-            guard let total = cache.layerTileCounts[l.index], total > 0 else { continue }
+            guard let total = cache.profile!.layerTileCounts[l.index], total > 0 else { continue }
             let committed = layerCommitted[l.index].map {
                 String(format: ", committed %.2f of them", Double($0) / Double(max(layerTiles[l.index] ?? 0, 1)))
             } ?? ""

@@ -4,6 +4,7 @@ import FPNStream
 import Foundation
 import MediaIO
 import Tensor
+import TemporalReuse
 import Vision
 
 /// `fpnstream calibrate CLIP --model M --target-fidelity F [-o pipeline.yaml]`: per-layer delta thresholds, tuned

@@ -1,3 +1,4 @@
+import TemporalReuse
 import ArgumentParser
 import MediaIO
 import Vision

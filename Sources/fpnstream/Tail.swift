@@ -177,8 +177,8 @@ struct TailCommand: ParsableCommand {
         options.trails = fromYAML.trails
         do {
             options.temporal = try temporalFlags.applied(to: fromYAML.temporal)
-            var probe = fromYAML.detector  // the same check each stream's detector makes, before connecting
-            try probe.useTemporal(options.temporal)
+            // The same check each stream's detector makes, before connecting.
+            _ = try withTemporal(fromYAML.detector, options.temporal)
         } catch let e as TemporalConfigError {
             throw CLIFailure(message: "temporal: \(e)", status: ExitStatus.usageError)
         } catch {

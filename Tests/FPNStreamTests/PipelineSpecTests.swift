@@ -1,3 +1,4 @@
+import TemporalReuse
 import FPNStream
 import Outputs
 import StagePipeline

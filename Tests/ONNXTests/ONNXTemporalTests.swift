@@ -1,5 +1,6 @@
 import XCTest
 import Tensor
+import TemporalReuse
 import TestSupport
 import Vision
 @testable import ONNX
@@ -35,7 +36,7 @@ final class ONNXTemporalTests: XCTestCase {
         let patched = Tensor(shape: a.shape); patched.copy(from: a)
         for c in 0..<3 { for y in 30..<36 { for x in 2..<9 { patched[0, c, y, x] += 1.5 } } }
         let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0, tile: 4,
-                                                             frameFallback: 1))
+                                                             frameFallback: 1), profile: TemporalProfile())
         let delta = ONNXSession(net, runner: cache), dense = ONNXSession(net)
         for (i, x) in [a, patched, patched].enumerated() {
             let got = try delta.run(x)[0].array, want = try dense.run(x)[0].array
@@ -93,7 +94,7 @@ final class ONNXTemporalTests: XCTestCase {
         let patched = Tensor(shape: a.shape); patched.copy(from: a)
         for c in 0..<3 { patched[0, c, 20, 20] += 300 }
         let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 1e-4, refreshInterval: 0, tile: 4,
-                                                             inputThreshold: 1e-4, frameFallback: 1))
+                                                             inputThreshold: 1e-4, frameFallback: 1), profile: TemporalProfile())
         let delta = ONNXSession(net, runner: cache), dense = ONNXSession(net)
         for (i, x) in [a, patched, patched].enumerated() {
             let got = try delta.run(x)[0].array, want = try dense.run(x)[0].array
@@ -103,7 +104,7 @@ final class ONNXTemporalTests: XCTestCase {
             XCTAssertLessThanOrEqual(worst / scale, 1e-5, "frame \(i)")
             if i == 1 {
                 func tiles(_ name: String) -> Int? {
-                    net.convLayers.first { $0.key.hasPrefix(name) }.flatMap { cache.lastLayerTiles[$0.index] }
+                    net.convLayers.first { $0.key.hasPrefix(name) }.flatMap { cache.profile!.lastLayerTiles[$0.index] }
                 }
                 XCTAssertEqual(tiles("stem"), 4, "stem: output rows/cols 8-12 = tiles 2-3")
                 XCTAssertEqual(tiles("expand"), 1)
@@ -124,7 +125,7 @@ final class ONNXTemporalTests: XCTestCase {
         for j in got.indices { worst = max(worst, abs(got[j] - want[j])) }
         XCTAssertLessThanOrEqual(worst / scale, 1e-5, "big patch")
         func tiles(_ name: String) -> Int? {
-            net.convLayers.first { $0.key.hasPrefix(name) }.flatMap { cache.lastLayerTiles[$0.index] }
+            net.convLayers.first { $0.key.hasPrefix(name) }.flatMap { cache.profile!.lastLayerTiles[$0.index] }
         }
         XCTAssertEqual(tiles("expand"), 4)
         XCTAssertEqual(tiles("dw"), 16)
@@ -138,7 +139,7 @@ final class ONNXTemporalTests: XCTestCase {
         var rng = TestRNG(23)
         let base = rng.array(3 * 48 * 56, scale: 50)
         let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0, tile: 2,
-                                                             frameFallback: 1))
+                                                             frameFallback: 1), profile: TemporalProfile())
         let delta = ONNXSession(net, runner: cache), dense = ONNXSession(net)
         for f in 0..<5 {
             let x = Tensor(shape: [1, 3, 48, 56], data: base)

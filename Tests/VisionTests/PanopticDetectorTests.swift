@@ -1,3 +1,4 @@
+import TemporalReuse
 import FPNCore
 import Foundation
 @testable import Tensor
@@ -129,7 +130,7 @@ final class PanopticDetectorTests: XCTestCase {
         var patched = image
         for y in 4..<20 { for x in 90..<110 { patched[x, y] = (UInt8(x * 2), 30, UInt8(y * 9)) } }
         let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0,
-                                                             frameFallback: 1))
+                                                             frameFallback: 1), profile: TemporalProfile())
         let state = DetectorState(runner: cache), dense = DetectorState()
         let semantic = Set(try XCTUnwrap((d as? GeneralizedRCNN)?.semanticHead).levels.flatMap { $0.map(\.conv.index) })
         XCTAssertEqual(semantic.count, 7, "p2: 1, p3: 1, p4: 2, p5: 3 convs")
@@ -139,9 +140,9 @@ final class PanopticDetectorTests: XCTestCase {
             let g = try XCTUnwrap(got.panoptic), w = try XCTUnwrap(want.panoptic)
             XCTAssertEqual(g.map(\.categoryID), w.map(\.categoryID), "frame \(i)")
             XCTAssertEqual(g.map(\.area), w.map(\.area), "frame \(i)")
-            XCTAssertTrue(semantic.allSatisfy { cache.layerTileCounts[$0] != nil }, "semantic convs not cached")
+            XCTAssertTrue(semantic.allSatisfy { cache.profile!.layerTileCounts[$0] != nil }, "semantic convs not cached")
             if i == 1 {
-                XCTAssertGreaterThan(semantic.map { cache.lastLayerTiles[$0] ?? 0 }.reduce(0, +), 0,
+                XCTAssertGreaterThan(semantic.map { cache.profile!.lastLayerTiles[$0] ?? 0 }.reduce(0, +), 0,
                                      "the patch did not reach the semantic head")
             }
             if i == 2 { XCTAssertEqual(cache.lastStats.gemmCalls, 0, "identical frame did GEMM work") }

@@ -1,13 +1,14 @@
 import FPNCore
 import Foundation
 import Tensor
+import TemporalReuse
 import TestSupport
 import Vision
 import XCTest
 
-/// The temporal cache (issue 7) on a seeded ResNet-18-FPN at 128x128: delta at threshold 0 equals dense, an
+/// The temporal cache on a seeded ResNet-18-FPN at 128x128: delta at threshold 0 equals dense, an
 /// identical frame costs no GEMM, a one-pixel change recomputes exactly the tiles its receptive field reaches,
-/// state resets on a new size, dense refresh and keyframes fire on schedule.
+/// state resets on a new size, dense refresh fires on schedule.
 final class TemporalCacheTests: XCTestCase {
     private static var cached: ResNetFPNBackbone?
 
@@ -53,7 +54,7 @@ final class TemporalCacheTests: XCTestCase {
 
     func testThresholdZeroEqualsDense() throws {
         let b = try backbone()
-        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0))
+        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0), profile: TemporalProfile())
         let ws = Workspace()
         let a = frame("t.a")
         // Frame 2: a patch replaced; frame 3: a small global change (every tile moves).
@@ -64,7 +65,7 @@ final class TemporalCacheTests: XCTestCase {
         shifted.withUnsafeMutableBufferPointer { p in for i in p.indices where i % 7 == 0 { p[i] += 0.01 } }
         for (i, x) in [a, patched, shifted].enumerated() {
             ws.beginFrame()
-            let p = cache.forward(b, input: x, workspace: ws)
+            let p = b(x, workspace: ws, runner: cache)
             let err = maxRelativeError(p, dense(b, x))
             XCTAssertLessThanOrEqual(err, 1e-6, "frame \(i): delta at threshold 0 differs from dense")
         }
@@ -80,9 +81,9 @@ final class TemporalCacheTests: XCTestCase {
         // shortcut copy at all (testGatedOutputsMakeTheBackboneReadersExact).
         let b = try backbone()
         let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0,
-                                                             gateOutputs: false))
+                                                             gateOutputs: false), profile: TemporalProfile())
         let ws = Workspace()
-        let p = cache.forward(b, input: frame("s.a"), workspace: ws)
+        let p = b(frame("s.a"), workspace: ws, runner: cache)
         XCTAssertEqual(cache.sharedResidualCount, 5)
         let fpn = p.levels[0].features.c
         let own = 128 * 16 * 16 + 256 * 8 * 8 + 512 * 4 * 4 + fpn * (32 * 32 + 16 * 16 + 8 * 8)
@@ -91,7 +92,7 @@ final class TemporalCacheTests: XCTestCase {
         let patched = filled(frame("s.a"), rows: 60..<75, cols: 20..<33, value: 1.5)
         for x in [patched, patched] {
             ws.beginFrame()
-            XCTAssertLessThanOrEqual(maxRelativeError(cache.forward(b, input: x, workspace: ws), dense(b, x)), 1e-6)
+            XCTAssertLessThanOrEqual(maxRelativeError(b(x, workspace: ws, runner: cache), dense(b, x)), 1e-6)
         }
         XCTAssertEqual(cache.lastStats.flops, 0, "an identical frame costs no conv work")
     }
@@ -101,17 +102,17 @@ final class TemporalCacheTests: XCTestCase {
         // upsampling): each producer gates its output, and its readers keep no input or residual copy but read it
         // directly, from the first frame on. Only the stem keeps a copy (of the image).
         let b = try backbone()
-        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0))
+        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0), profile: TemporalProfile())
         let ws = Workspace()
         let a = frame("g.a")
-        _ = cache.forward(b, input: a, workspace: ws)
+        _ = b(a, workspace: ws, runner: cache)
         let stemInput = 3 * 128 * 128 * 4
         XCTAssertEqual(cache.stateBytes.inputs, stemInput, "readers of kept outputs keep no input, from the first frame")
         XCTAssertEqual(cache.stateBytes.residuals, 0)
         let patched = filled(a, rows: 60..<75, cols: 20..<33, value: 1.5)
         for x in [patched, patched] {
             ws.beginFrame()
-            XCTAssertLessThanOrEqual(maxRelativeError(cache.forward(b, input: x, workspace: ws), dense(b, x)), 1e-6)
+            XCTAssertLessThanOrEqual(maxRelativeError(b(x, workspace: ws, runner: cache), dense(b, x)), 1e-6)
         }
         XCTAssertEqual(cache.lastStats.flops, 0, "an identical frame costs no conv work")
         XCTAssertEqual(cache.stateBytes.inputs, stemInput)
@@ -120,12 +121,12 @@ final class TemporalCacheTests: XCTestCase {
         // A partial change after the switch is still exact at threshold 0.
         let moved = filled(patched, rows: 90..<100, cols: 90..<110, value: -1)
         ws.beginFrame()
-        XCTAssertLessThanOrEqual(maxRelativeError(cache.forward(b, input: moved, workspace: ws), dense(b, moved)), 1e-6)
+        XCTAssertLessThanOrEqual(maxRelativeError(b(moved, workspace: ws, runner: cache), dense(b, moved)), 1e-6)
         XCTAssertLessThan(cache.lastStats.recomputedFraction, 1)
         // Without gating every conv keeps its input.
         let ungated = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0,
-                                                               gateOutputs: false))
-        for x in [a, patched] { _ = ungated.forward(b, input: x, workspace: Workspace()) }
+                                                               gateOutputs: false), profile: TemporalProfile())
+        for x in [a, patched] { _ = b(x, workspace: Workspace(), runner: ungated) }
         XCTAssertGreaterThan(ungated.stateBytes.inputs, 10 * stemInput)
     }
 
@@ -133,14 +134,14 @@ final class TemporalCacheTests: XCTestCase {
         // At threshold 0 a gated conv commits (nearly) every tile it recomputes: after `gateProbeTiles` it stops
         // comparing and writes them all (the same result), until the next scheduled dense pass measures it anew.
         let b = try backbone()
-        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 5))
+        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 5), profile: TemporalProfile())
         let ws = Workspace()
         var x = frame("b.a")
         var bypassing: [Int] = []
         for i in 0..<8 {
             if i > 0 { x = filled(x, rows: (8 * i)..<(8 * i + 14), cols: (100 - 9 * i)..<(112 - 9 * i), value: Float(i) * 0.3 - 1) }
             ws.beginFrame()
-            XCTAssertLessThanOrEqual(maxRelativeError(cache.forward(b, input: x, workspace: ws), dense(b, x)), 1e-6, "frame \(i)")
+            XCTAssertLessThanOrEqual(maxRelativeError(b(x, workspace: ws, runner: cache), dense(b, x)), 1e-6, "frame \(i)")
             bypassing.append(cache.gateBypassCount)
         }
         XCTAssertEqual(bypassing[0], 0, "the dense first frame measures nothing yet")
@@ -152,14 +153,14 @@ final class TemporalCacheTests: XCTestCase {
 
     func testPatchFrameIsPartialAndMatchesDense() throws {
         let b = try backbone()
-        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0))
+        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0), profile: TemporalProfile())
         let ws = Workspace()
         let a = frame("t.a")
-        _ = cache.forward(b, input: a, workspace: ws)
+        _ = b(a, workspace: ws, runner: cache)
         let patched = Tensor(shape: a.shape); patched.copy(from: a)
         for c in 0..<3 { for y in 0..<16 { for x in 0..<16 { patched[0, c, y, x] += 1 } } }
         ws.beginFrame()
-        let p = cache.forward(b, input: patched, workspace: ws)
+        let p = b(patched, workspace: ws, runner: cache)
         XCTAssertLessThanOrEqual(maxRelativeError(p, dense(b, patched)), 1e-6)
         let s = cache.lastStats
         XCTAssertGreaterThan(s.tiledLayers, 0)
@@ -170,22 +171,22 @@ final class TemporalCacheTests: XCTestCase {
 
     func testIdenticalFrameDoesNoGEMM() throws {
         let b = try backbone()
-        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0))
+        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0), profile: TemporalProfile())
         let ws = Workspace()
         let a = frame("t.a")
-        _ = cache.forward(b, input: a, workspace: ws)
+        _ = b(a, workspace: ws, runner: cache)
         XCTAssertEqual(cache.lastStats.denseLayers, b.convLayers.count)
         let ref = dense(b, a)
         let copy = Tensor(shape: a.shape); copy.copy(from: a)
         ws.beginFrame()
-        let p = cache.forward(b, input: copy, workspace: ws)
+        let p = b(copy, workspace: ws, runner: cache)
         XCTAssertEqual(cache.lastStats.gemmCalls, 0)
         XCTAssertEqual(cache.lastStats.skippedLayers, b.convLayers.count)
         XCTAssertEqual(cache.lastStats.recomputedTiles, 0)
         XCTAssertEqual(cache.lastStats.flops, 0)
         // The max-pool and the FPN's upsampling are reused too.
-        XCTAssertEqual(Set(cache.lastOpTiles.keys), ["body.maxpool", "fpn.upsample.0", "fpn.upsample.1", "fpn.upsample.2"])
-        XCTAssertEqual(cache.lastOpTiles.values.reduce(0, +), 0)
+        XCTAssertEqual(Set(cache.profile!.lastOpTiles.keys), ["body.maxpool", "fpn.upsample.0", "fpn.upsample.1", "fpn.upsample.2"])
+        XCTAssertEqual(cache.profile!.lastOpTiles.values.reduce(0, +), 0)
         XCTAssertLessThanOrEqual(maxRelativeError(p, ref), 1e-6)
     }
 
@@ -194,41 +195,41 @@ final class TemporalCacheTests: XCTestCase {
         // Threshold 1e-4 x input RMS: far below the change (a pixel set to 50) but above the last-bit differences
         // between the tile GEMM and the dense GEMM of recomputed-but-unchanged pixels (≤ 1e-6 relative), which at
         // threshold 0 would spread through every layer.
-        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 1e-4, refreshInterval: 0, tile: 8))
+        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 1e-4, refreshInterval: 0, tile: 8), profile: TemporalProfile())
         let ws = Workspace()
         let a = frame("t.a")
-        _ = cache.forward(b, input: a, workspace: ws)
+        _ = b(a, workspace: ws, runner: cache)
         let changed = Tensor(shape: a.shape); changed.copy(from: a)
         changed[0, 1, 40, 40] = 50
         ws.beginFrame()
-        let p = cache.forward(b, input: changed, workspace: ws)
+        let p = b(changed, workspace: ws, runner: cache)
         XCTAssertLessThanOrEqual(maxRelativeError(p, dense(b, changed)), 1e-5)
         // Stem 7x7/2 pad 3, output 64x64 in 8x8 tiles; its input grid has 16x16 tiles. Pixel (40, 40) lies in
         // input tile rows/cols 32..<48, whose receptive field reaches outputs o with 2o − 3 ≤ 47 and
         // 2o − 3 + 6 ≥ 32: o in 15...25 → tiles 1...3 in each direction = 9 tiles.
         let stem = b.body.conv1.index
-        XCTAssertEqual(cache.lastLayerTiles[stem], 9)
+        XCTAssertEqual(cache.profile!.lastLayerTiles[stem], 9)
         // The stem output really changes only at o with 2o − 3 ≤ 40 ≤ 2o + 3: 19...21; max-pool 3x3/2 pad 1 maps
         // that to 9...11 (2q − 1 ≤ 21, 2q + 1 ≥ 19): input tile (1, 1) (8..<16) of layer1.0.conv1 (3x3 pad 1,
         // 32x32, 8x8 tiles), whose receptive field reaches outputs 7...16 → tiles 0...2 each way = 9 of 16.
         let l1 = b.body.layers[0][0].conv1.index
-        XCTAssertEqual(cache.lastLayerTiles[l1], 9)
+        XCTAssertEqual(cache.profile!.lastLayerTiles[l1], 9)
         // The stem gates its output (its only reader is the max-pool, read only by convs): of its 9 recomputed
         // tiles only tile (2, 2) (outputs 16..<24, holding 19...21) changed, and the max-pool runs where that tile
         // reaches: pooled q with 2q − 1 ≤ 23 and 2q + 1 ≥ 16, q in 8...12 → tile (1, 1) of its 32x32 (4x4 tiles).
-        XCTAssertEqual(cache.lastOpTiles["body.maxpool"], 1)
-        XCTAssertEqual(cache.opTileCounts["body.maxpool"], 16)
+        XCTAssertEqual(cache.profile!.lastOpTiles["body.maxpool"], 1)
+        XCTAssertEqual(cache.profile!.opTileCounts["body.maxpool"], 16)
         // Without gating the max-pool runs wherever the stem recomputed: stem output tiles 1...3 (pixels 8..<32)
         // reach q with 2q − 1 ≤ 31 and 2q + 1 ≥ 8: q in 4...16 → tiles 0...2 each way; layer1.0.conv1 compares
         // its input and finds the same 9 tiles as above.
         let ungated = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 1e-4, refreshInterval: 0, tile: 8,
-                                                               gateOutputs: false))
-        _ = ungated.forward(b, input: a, workspace: Workspace())
-        let q = ungated.forward(b, input: changed, workspace: Workspace())
+                                                               gateOutputs: false), profile: TemporalProfile())
+        _ = b(a, workspace: Workspace(), runner: ungated)
+        let q = b(changed, workspace: Workspace(), runner: ungated)
         XCTAssertLessThanOrEqual(maxRelativeError(q, dense(b, changed)), 1e-5)
-        XCTAssertEqual(ungated.lastLayerTiles[stem], 9)
-        XCTAssertEqual(ungated.lastOpTiles["body.maxpool"], 9)
-        XCTAssertEqual(ungated.lastLayerTiles[l1], 9)
+        XCTAssertEqual(ungated.profile!.lastLayerTiles[stem], 9)
+        XCTAssertEqual(ungated.profile!.lastOpTiles["body.maxpool"], 9)
+        XCTAssertEqual(ungated.profile!.lastLayerTiles[l1], 9)
         // The change reaches everything by layer4 (a 4x4 map, one tile): those layers fall back to dense.
         XCTAssertGreaterThan(cache.lastStats.tiledLayers, 0)
         XCTAssertLessThan(cache.lastStats.recomputedFraction, 1)
@@ -236,15 +237,15 @@ final class TemporalCacheTests: XCTestCase {
 
     func testResetOnNewResolution() throws {
         let b = try backbone()
-        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0.5, refreshInterval: 0))
+        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0.5, refreshInterval: 0), profile: TemporalProfile())
         let ws = Workspace()
-        _ = cache.forward(b, input: frame("t.a"), workspace: ws)
-        _ = cache.forward(b, input: frame("t.a"), workspace: ws)
+        _ = b(frame("t.a"), workspace: ws, runner: cache)
+        _ = b(frame("t.a"), workspace: ws, runner: cache)
         XCTAssertEqual(cache.resetCount, 0)
         XCTAssertEqual(cache.frameIndex, 2)
         let small = frame("t.small", h: 96, w: 160)
         ws.beginFrame()
-        let p = cache.forward(b, input: small, workspace: ws)
+        let p = b(small, workspace: ws, runner: cache)
         XCTAssertEqual(cache.resetCount, 1)
         XCTAssertEqual(cache.frameIndex, 1)
         XCTAssertTrue(cache.lastStats.refreshed)
@@ -255,13 +256,13 @@ final class TemporalCacheTests: XCTestCase {
 
     func testDenseRefreshOnSchedule() throws {
         let b = try backbone()
-        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 3))
+        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 3), profile: TemporalProfile())
         let ws = Workspace()
         let a = frame("t.a")
         var refreshed: [Bool] = [], gemms: [Int] = []
         for _ in 0..<7 {
             ws.beginFrame()
-            _ = cache.forward(b, input: a, workspace: ws)
+            _ = b(a, workspace: ws, runner: cache)
             refreshed.append(cache.lastStats.refreshed)
             gemms.append(cache.lastStats.gemmCalls)
         }
@@ -270,33 +271,16 @@ final class TemporalCacheTests: XCTestCase {
         XCTAssertEqual(gemms, [n, 0, 0, n, 0, 0, n])
     }
 
-    func testKeyframeReusesPyramidBetweenKeyframes() throws {
-        let b = try backbone()
-        let cache = TemporalCache(settings: TemporalSettings(mode: .keyframe, keyframeInterval: 2))
-        let ws = Workspace()
-        let a = frame("t.a"), c = frame("t.c")
-        ws.beginFrame()
-        _ = cache.forward(b, input: a, workspace: ws)
-        ws.beginFrame()
-        let reused = cache.forward(b, input: c, workspace: ws)
-        XCTAssertFalse(cache.lastStats.refreshed)
-        XCTAssertLessThanOrEqual(maxRelativeError(reused, dense(b, a)), 0, "between keyframes: the keyframe's pyramid")
-        ws.beginFrame()
-        let key = cache.forward(b, input: c, workspace: ws)
-        XCTAssertTrue(cache.lastStats.refreshed)
-        XCTAssertLessThanOrEqual(maxRelativeError(key, dense(b, c)), 1e-6)
-    }
-
     func testFrameLevelFallBackRunsAChangedFrameDenselyAndKeepsTheStateConsistent() throws {
         let b = try backbone()
         let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0,
-                                                             frameFallback: 0.5))
+                                                             frameFallback: 0.5), profile: TemporalProfile())
         let ws = Workspace()
         let a = frame("t.a"), first = frame("t.c")
-        _ = cache.forward(b, input: a, workspace: ws)
+        _ = b(a, workspace: ws, runner: cache)
         // A whole new frame (a scene cut / camera move): every stem tile changed → one dense pass, no compare.
         ws.beginFrame()
-        var p = cache.forward(b, input: first, workspace: ws)
+        var p = b(first, workspace: ws, runner: cache)
         XCTAssertTrue(cache.lastStats.frameFallback)
         XCTAssertFalse(cache.lastStats.refreshed, "a fall-back is not a scheduled refresh")
         XCTAssertEqual(cache.lastStats.inputChangedFraction, 1)
@@ -306,33 +290,33 @@ final class TemporalCacheTests: XCTestCase {
         // Sustained motion: a second changed frame falls back too (kept-input copies skipped, state stale).
         let c = frame("t.d")
         ws.beginFrame()
-        p = cache.forward(b, input: c, workspace: ws)
+        p = b(c, workspace: ws, runner: cache)
         XCTAssertTrue(cache.lastStats.frameFallback)
         XCTAssertLessThanOrEqual(maxRelativeError(p, dense(b, c)), 1e-6)
         // The first calm frame resyncs (dense with copies; without it the layers would compare against frame 0's
         // kept inputs and recompute), then repeating it costs nothing and a patch is a partial update again.
         ws.beginFrame()
-        p = cache.forward(b, input: c, workspace: ws)
+        p = b(c, workspace: ws, runner: cache)
         XCTAssertTrue(cache.lastStats.frameFallback, "resync after a fall-back run")
         XCTAssertEqual(cache.lastStats.inputChangedFraction, 0)
         XCTAssertEqual(cache.lastStats.denseLayers, b.convLayers.count)
         XCTAssertLessThanOrEqual(maxRelativeError(p, dense(b, c)), 1e-6)
         ws.beginFrame()
-        _ = cache.forward(b, input: c, workspace: ws)
+        _ = b(c, workspace: ws, runner: cache)
         XCTAssertFalse(cache.lastStats.frameFallback)
         XCTAssertEqual(cache.lastStats.gemmCalls, 0)
         let patched = Tensor(shape: c.shape); patched.copy(from: c)
         for ch in 0..<3 { for y in 100..<110 { for x in 100..<110 { patched[0, ch, y, x] = 1 } } }
         ws.beginFrame()
-        p = cache.forward(b, input: patched, workspace: ws)
+        p = b(patched, workspace: ws, runner: cache)
         XCTAssertFalse(cache.lastStats.frameFallback)
         XCTAssertGreaterThan(cache.lastStats.tiledLayers, 0)
         XCTAssertLessThanOrEqual(maxRelativeError(p, dense(b, patched)), 1e-6)
         // With the fall-back off (1), the same whole-frame change goes through the per-layer path.
         let never = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0,
-                                                             frameFallback: 1))
-        _ = never.forward(b, input: a, workspace: Workspace())
-        _ = never.forward(b, input: first, workspace: Workspace())
+                                                             frameFallback: 1), profile: TemporalProfile())
+        _ = b(a, workspace: Workspace(), runner: never)
+        _ = b(first, workspace: Workspace(), runner: never)
         XCTAssertFalse(never.lastStats.frameFallback)
         XCTAssertEqual(never.lastStats.inputChangedFraction, 1)
     }
@@ -341,25 +325,25 @@ final class TemporalCacheTests: XCTestCase {
         let b = try backbone()
         // Stem threshold 0.1 x image RMS (~1.15 for uniform ±2) on 4x4 boxes over 3 channels (48 values).
         let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 1e-4, refreshInterval: 0,
-                                                             inputThreshold: 0.1, inputBlock: 4))
+                                                             inputThreshold: 0.1, inputBlock: 4), profile: TemporalProfile())
         let ws = Workspace()
         let a = frame("t.a")
-        _ = cache.forward(b, input: a, workspace: ws)
+        _ = b(a, workspace: ws, runner: cache)
         let stem = b.body.conv1.index
         // One pixel of one channel moved by 3: box mean 3/48 ≈ 0.06 < 0.115 → nothing recomputed.
         let noisy = Tensor(shape: a.shape); noisy.copy(from: a)
         noisy[0, 0, 50, 50] += 3
         ws.beginFrame()
-        _ = cache.forward(b, input: noisy, workspace: ws)
+        _ = b(noisy, workspace: ws, runner: cache)
         XCTAssertEqual(cache.lastStats.gemmCalls, 0)
-        XCTAssertNil(cache.lastLayerTiles[stem])
+        XCTAssertNil(cache.profile!.lastLayerTiles[stem])
         XCTAssertEqual(cache.lastStats.inputChangedFraction, 0)
         // A 4x4 box (all channels) moved by 0.5 > 0.115: the stem recomputes.
         let moved = Tensor(shape: a.shape); moved.copy(from: noisy)
         for c in 0..<3 { for y in 64..<68 { for x in 64..<68 { moved[0, c, y, x] += 0.5 } } }
         ws.beginFrame()
-        let p = cache.forward(b, input: moved, workspace: ws)
-        XCTAssertGreaterThan(cache.lastLayerTiles[stem] ?? 0, 0)
+        let p = b(moved, workspace: ws, runner: cache)
+        XCTAssertGreaterThan(cache.profile!.lastLayerTiles[stem] ?? 0, 0)
         XCTAssertGreaterThan(cache.lastStats.inputChangedFraction, 0)
         // The ignored pixel stays ignored (below threshold) but everything else equals dense on `moved` with the
         // pixel restored to its propagated value.
@@ -372,13 +356,13 @@ final class TemporalCacheTests: XCTestCase {
     func testDeepTileAppliesToLayersAtStride16AndBeyond() throws {
         let b = try backbone()
         let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0, tile: 4,
-                                                             deepTile: 2))
-        _ = cache.forward(b, input: frame("t.a"), workspace: Workspace())
+                                                             deepTile: 2), profile: TemporalProfile())
+        _ = b(frame("t.a"), workspace: Workspace(), runner: cache)
         // 128x128 input: layer2 outputs 16x16 (stride 8) in 4x4 tiles = 16; layer3 8x8 (stride 16) in 2x2 = 16;
         // layer4 4x4 (stride 32) in 2x2 = 4.
-        XCTAssertEqual(cache.layerTileCounts[b.body.layers[1][1].conv2.index], 16)
-        XCTAssertEqual(cache.layerTileCounts[b.body.layers[2][1].conv2.index], 16)
-        XCTAssertEqual(cache.layerTileCounts[b.body.layers[3][1].conv2.index], 4)
+        XCTAssertEqual(cache.profile!.layerTileCounts[b.body.layers[1][1].conv2.index], 16)
+        XCTAssertEqual(cache.profile!.layerTileCounts[b.body.layers[2][1].conv2.index], 16)
+        XCTAssertEqual(cache.profile!.layerTileCounts[b.body.layers[3][1].conv2.index], 4)
     }
 
     /// Backbone, FPN and the dense heads (RPN conv + 1x1s; RetinaNet/FCOS towers and predictors, per level)
@@ -397,7 +381,7 @@ final class TemporalCacheTests: XCTestCase {
             } } }
             let patched = RGBImage(width: image.width, height: image.height, pixels: pixels)
             let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0,
-                                                                 frameFallback: 1))
+                                                                 frameFallback: 1), profile: TemporalProfile())
             let state = DetectorState(runner: cache), denseState = DetectorState()
             let backboneLayers = Set(detector.backbone.convLayers.map(\.index))
             for (i, frame) in [image, patched, patched].enumerated() {
@@ -410,7 +394,7 @@ final class TemporalCacheTests: XCTestCase {
                     XCTAssertLessThan(abs(g.box.x1 - w.box.x1) + abs(g.box.y1 - w.box.y1) + abs(g.box.x2 - w.box.x2)
                                       + abs(g.box.y2 - w.box.y2), 1e-2, "\(name) frame \(i)")
                 }
-                let heads = cache.layerTileCounts.keys.filter { !backboneLayers.contains($0) }
+                let heads = cache.profile!.layerTileCounts.keys.filter { !backboneLayers.contains($0) }
                 XCTAssertFalse(heads.isEmpty, "\(name): head convs did not go through the cache")
                 if i == 1 {
                     XCTAssertFalse(cache.lastStats.refreshed)

@@ -75,6 +75,7 @@ public final class ResNetFPNBackbone: @unchecked Sendable {
         precondition(input.rank == 4 && input.c == 3, "backbone input must be [n, 3, h, w], got \(input.shape)")
         let ctx = ForwardContext(workspace: workspace, runner: runner)
         let returned = config.returnedLayers
+        runner?.beginFrame(inputShape: input.shape)
         // Every read between body and FPN goes through the runner; only the levels leave.
         runner?.beginClosedGraph()
         let c = body(input, ctx, keep: { returned.contains($0) })

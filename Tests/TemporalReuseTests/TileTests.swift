@@ -1,6 +1,7 @@
 import TestSupport
 import XCTest
 @testable import Tensor
+@testable import TemporalReuse
 
 /// The helpers the temporal FPN cache builds on, and the property it relies on: recomputing only the output tiles
 /// an input change can reach, on top of the previous output, gives the dense result of the new input.

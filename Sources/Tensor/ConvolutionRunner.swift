@@ -1,7 +1,5 @@
-import Tensor
-
 /// Runs the convolutions of a forward pass. The default (no runner) computes every conv densely; a per-stream
-/// temporal cache (issue 7) or a profiler conforms to this to take over individual layers, identified by
+/// temporal cache or a profiler conforms to this to take over individual layers, identified by
 /// `ConvLayer.index`/`key`. The runner must return `layer.conv(input, residual: residual)` =
 /// act(conv(input) + bias + residual) (exactly, or within the cache's own tolerance) with shape
 /// `layer.conv.outputShape(input.shape)`, and must not modify `input` or `residual`.
@@ -26,6 +24,10 @@ public protocol ConvolutionRunner: AnyObject {
     func beginClosedGraph()
     /// Ends the closed graph; `returning` (tensors returned by the runner inside it) are read outside from now on.
     func endClosedGraph(returning: [Tensor])
+    /// A new frame starts: the model calls this once per frame, before its first conv, with the shape of the
+    /// network input `[n, c, h, w]`. The first conv run after it reads that input. Default: nothing. A runner
+    /// wrapping another should forward it.
+    func beginFrame(inputShape: [Int])
 }
 
 /// A parameter-free spatial op between convs. A `ConvolutionRunner` may take it over: the temporal cache computes
@@ -77,6 +79,7 @@ extension ConvolutionRunner {
     }
     public func beginClosedGraph() {}
     public func endClosedGraph(returning: [Tensor]) {}
+    public func beginFrame(inputShape: [Int]) {}
 }
 
 extension ConvolutionRunner {
@@ -103,7 +106,7 @@ public final class ConvLayer: @unchecked Sendable {
     /// GEMM). Output from the workspace (or the runner). `instance`: which of several per-frame uses of a shared
     /// layer this is (pyramid level of a head conv).
     @inline(__always)
-    func callAsFunction(_ x: Tensor, residual: Tensor? = nil, instance: Int = 0, _ context: ForwardContext) -> Tensor {
+    public func callAsFunction(_ x: Tensor, residual: Tensor? = nil, instance: Int = 0, _ context: ForwardContext) -> Tensor {
         if let runner = context.runner {
             return instance == 0
                 ? runner.run(self, input: x, residual: residual, workspace: context.workspace)
@@ -127,69 +130,11 @@ public struct ForwardContext {
 
     /// `op` on `x` through the runner, or densely into the workspace.
     @inline(__always)
-    func callAsFunction(_ op: SpatialOp, key: String, _ x: Tensor) -> Tensor {
+    public func callAsFunction(_ op: SpatialOp, key: String, _ x: Tensor) -> Tensor {
         runner?.run(op, key: key, input: x, workspace: workspace) ?? op(x, in: workspace)
     }
 
     /// Returns `t`'s buffer to the arena (no-op for tensors a runner owns).
-    @inline(__always) func release(_ t: Tensor) { workspace.release(t) }
+    @inline(__always) public func release(_ t: Tensor) { workspace.release(t) }
 }
 
-/// Builds modules from a weights file: reads tensors by torchvision key, records every key and shape the model
-/// asks for (so `verify()` can list every missing, unexpected and mis-shaped key at once) and numbers the convs.
-public final class ModuleLoader {
-    /// The weights.
-    public let file: SafeTensorsFile
-    /// Every key the modules built so far expect, with its shape.
-    public private(set) var expected: [String: [Int]] = [:]
-    /// Keys that may be present or absent (BatchNorm2d's `num_batches_tracked`).
-    public private(set) var optional: Set<String> = []
-    /// Convolutions in the order they were built.
-    public private(set) var convLayers: [ConvLayer] = []
-
-    public init(file: SafeTensorsFile) { self.file = file }
-
-    /// `key` as a tensor of `shape`; zeros when the file lacks it or has another shape (`verify()` reports it).
-    public func tensor(_ key: String, shape: [Int]) throws -> Tensor {
-        expected[key] = shape
-        guard file.shape(key) == shape else { return Tensor(shape: shape) }
-        return try file.tensor(key)
-    }
-
-    /// `key` as `count` floats (biases, norm parameters).
-    public func floats(_ key: String, count: Int) throws -> [Float] {
-        try tensor(key, shape: [count]).array
-    }
-
-    /// BatchNorm2d / FrozenBatchNorm2d parameters under `prefix` (`weight`, `bias`, `running_mean`, `running_var`;
-    /// `num_batches_tracked` allowed but unused).
-    public func batchNorm(_ prefix: String, channels: Int, eps: Double) throws -> BatchNormParameters {
-        optional.insert(prefix + ".num_batches_tracked")
-        return BatchNormParameters(
-            weight: try floats(prefix + ".weight", count: channels), bias: try floats(prefix + ".bias", count: channels),
-            runningMean: try floats(prefix + ".running_mean", count: channels),
-            runningVar: try floats(prefix + ".running_var", count: channels), eps: eps)
-    }
-
-    /// A conv `key` (`key.weight` [out, in, k, k], `key.bias` when `bias`), with the BatchNorm `batchNorm` (a key
-    /// prefix) folded in when given. Registered as the next `ConvLayer`.
-    public func conv(_ key: String, in cin: Int, out cout: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
-                     bias: Bool = false, batchNorm: String? = nil, bnEps: Double = 0,
-                     activation: Activation = .none) throws -> ConvLayer {
-        let w = try tensor(key + ".weight", shape: [cout, cin, kernel, kernel])
-        let b = bias ? try floats(key + ".bias", count: cout) : nil
-        let bn = try batchNorm.map { try self.batchNorm($0, channels: cout, eps: bnEps) }
-        let conv = Conv2d(weight: w, bias: b, stride: Size2(stride, stride), padding: Size2(padding, padding),
-                          activation: activation, batchNorm: bn)
-        let layer = ConvLayer(key: key, index: convLayers.count, conv: conv)
-        convLayers.append(layer)
-        return layer
-    }
-
-    /// Strict check of the whole file against everything built: throws `WeightMismatchError` listing every
-    /// missing, unexpected and mis-shaped key. Call once all modules stored in the file are built.
-    public func verify() throws {
-        let optional = self.optional
-        try file.verify(expected: expected, ignoring: { optional.contains($0) })
-    }
-}

@@ -1,6 +1,6 @@
 import Tensor
 
-/// How a stream reuses backbone + FPN work across frames (issue 7).
+/// How a stream reuses backbone + FPN work across frames.
 public enum TemporalMode: String, CaseIterable, Sendable {
     /// Every frame computed densely.
     case off
@@ -20,23 +20,19 @@ public struct TemporalSettings: Equatable, Sendable {
     public var threshold: Float
     /// Per-layer overrides of `threshold`, by conv key (`backbone.body.layer1.0.conv1`).
     public var layerThresholds: [String: Float]
-    /// `delta`: a dense pass every this many frames (frame 0, N, 2N, ...); 0 = never after the first. Default 25:
-    /// between refreshes the sub-threshold residue that moving objects leave in the kept inputs accumulates, and
-    /// with it the recomputed fraction and the error (R50-FPN on vtest.avi, 100 frames: refresh 100 → 25 cut the
-    /// p2 error from 5.0e-2 to 3.3e-2 and raised the speedup from 2.1-2.3x to 2.5-2.7x, docs/temporal.md).
+    /// `delta`: a dense pass every this many frames (frame 0, N, 2N, ...); 0 = never after the first. Between
+    /// refreshes the sub-threshold residue that moving objects leave in the kept inputs accumulates, and with it
+    /// the recomputed fraction and the error.
     public var refreshInterval: Int
-    /// `keyframe`: a dense pass every this many frames.
+    /// `keyframe`: the model runs every this many frames (the stream's `KeyframeDetector`; the cache ignores it).
     public var keyframeInterval: Int
     /// `delta`: a layer whose changed output tiles exceed this fraction is computed densely instead (the tile path
-    /// gathers im2col columns per tile; measured with `fpnstream bench ops --tiles`: all tiles cost ~0.9-1.0x
-    /// dense, a quarter ~0.22-0.27x, so past ~0.7 dense is cheaper).
+    /// gathers im2col columns per tile, so past this fraction dense is cheaper).
     public var denseFallback: Double
-    /// Output tile side (pixels of each conv's output); the input grid uses tile × stride. Default 2: on vtest.avi
-    /// (R50-FPN, threshold 0.15) tile 2 ran 3.56x faster than dense, tile 4 with 2 at stride ≥ 16 2.83x (same run
-    /// conditions; `fpnstream bench temporal samples/external/vtest.avi --arch resnet50-fpn --frames 8 --tile T
-    /// --threshold 0.15 --input-threshold 0.15`, docs/temporal.md): the 1-pixel halo of a 3x3 conv wastes less.
+    /// Output tile side (pixels of each conv's output); the input grid uses tile × stride. Small tiles waste less
+    /// on the 1-pixel halo of a 3x3 conv.
     public var tile: Int
-    /// `delta`: threshold of the image-reading conv (the stem: 3 input channels, frame start), relative to the
+    /// `delta`: threshold of the input conv (the first conv of a frame, reading the network input), relative to the
     /// image's RMS, on the noise-robust box metric (`inputBlock`) instead of the per-pixel max; nil = `threshold`.
     /// It decides where the frame changed; deeper layers then mostly see exact changes (their own `threshold` only
     /// prunes recomputed-but-barely-changed halo tiles). A `layerThresholds` entry for the stem key wins.
@@ -48,11 +44,9 @@ public struct TemporalSettings: Equatable, Sendable {
     /// `delta`: frame-level fall-back. When more than this fraction of the stem's input tiles changed (moving
     /// camera, scene cut), the whole frame runs densely: no per-layer compare, gather or copy beyond keeping the
     /// state consistent: a run of such frames skips the per-layer kept-input copies, and the first frame below the
-    /// fraction afterwards is a dense resync with copies). 1 = never. Default 0.15, the break-even measured on
-    /// bikes.mp4 (R50-FPN, per-frame delta/off time by stem changed fraction f: f < 0.10 → ≤ 0.76x, 0.10-0.15 →
-    /// 0.82x, 0.15-0.20 → 1.14x; the receptive field spreads f ≈ 0.15 to ~all deep tiles), with
-    /// `fpnstream bench temporal samples/external/bikes.mp4 --arch resnet50-fpn --frames 120 --tile 2 --threshold 0.15
-    /// --input-threshold 0.15 --frame-fallback 0.5 --jsonl F` (docs/temporal.md, "Measured").
+    /// fraction afterwards is a dense resync with copies). 1 = never. The default is the measured break-even of a
+    /// moving camera (docs/design/temporal.md): past it the receptive field spreads the change to nearly every
+    /// deep tile.
     public var frameFallback: Double
     /// `delta`: output tile side for layers whose output stride is 16 or more (deep, low-resolution maps, where a
     /// tile of `tile` pixels plus the conv halo covers much of the map); 0 = `tile`.
@@ -114,10 +108,52 @@ public struct TemporalFrameStats: Equatable, Sendable {
     public var tileFraction: Double { totalTiles > 0 ? Double(recomputedTiles) / Double(totalTiles) : 0 }
 }
 
+/// Per-layer work of the last frame through a `TemporalCache`: opt-in (`TemporalCache.profile`), for benchmarks,
+/// calibration and tests; the cache skips this bookkeeping when no profile is attached.
+public final class TemporalProfile {
+    /// Output tiles recomputed in the last frame per conv layer (`ConvLayer.index`, summed over the instances of
+    /// a layer shared by several pyramid levels; absent = skipped).
+    public internal(set) var lastLayerTiles: [Int: Int] = [:]
+    /// Output tiles per conv layer (`ConvLayer.index`, summed over instances): the denominators of `lastLayerTiles`.
+    public internal(set) var layerTileCounts: [Int: Int] = [:]
+    /// Wall seconds spent in the last frame per conv layer (`ConvLayer.index`, summed over instances): GEMM and the
+    /// cache's own work (compare, copy).
+    public internal(set) var lastLayerSeconds: [Int: Double] = [:]
+    /// The GEMM part of `lastLayerSeconds`.
+    public internal(set) var lastLayerConvSeconds: [Int: Double] = [:]
+    /// Output tiles a gated conv committed in the last frame (`ConvLayer.index`, of its `lastLayerTiles`).
+    public internal(set) var lastLayerCommitted: [Int: Int] = [:]
+    /// Output tiles recomputed in the last frame per spatial op (max-pool, upsampling; by op key, all of them on
+    /// a dense pass), of `opTileCounts[key]`.
+    public internal(set) var lastOpTiles: [String: Int] = [:]
+    /// Output tiles per spatial op key.
+    public internal(set) var opTileCounts: [String: Int] = [:]
+
+    public init() {}
+
+    /// Clears the per-frame figures (the counts per layer stay).
+    func startFrame() {
+        lastLayerTiles.removeAll(keepingCapacity: true)
+        lastOpTiles.removeAll(keepingCapacity: true)
+        lastLayerSeconds.removeAll(keepingCapacity: true)
+        lastLayerConvSeconds.removeAll(keepingCapacity: true)
+        lastLayerCommitted.removeAll(keepingCapacity: true)
+    }
+
+    /// Forgets everything (the cache reset).
+    func reset() {
+        startFrame()
+        layerTileCounts.removeAll()
+        opTileCounts.removeAll()
+    }
+}
+
 /// Per-stream temporal state of a backbone + FPN (never shared between streams): for each conv layer its kept
-/// output and, where it compares its own input, the input and residual last propagated. Pass it to `forward` (or
-/// install it as the model's `ConvolutionRunner`) each frame; it resets itself when the input size changes (new
-/// stream or resolution) and on `reset()`.
+/// output and, where it compares its own input, the input and residual last propagated. Install it as the model's
+/// `ConvolutionRunner`; the model calls `beginFrame(inputShape:)` at the start of every frame, and the first conv
+/// after it is the input conv (the one reading the network input). It resets itself when the input size changes
+/// (new stream or resolution) and on `reset()`. Delta mode only: keyframe mode is the stream's
+/// `KeyframeDetector`.
 ///
 /// Delta update of one conv layer: per input tile, compare the new input with the last propagated one
 /// (`Ops.tileMaxAbsDifference`; only the tiles its producer recomputed this frame); copy the changed tiles into the
@@ -129,7 +165,7 @@ public struct TemporalFrameStats: Equatable, Sendable {
 /// backbone + FPN) the compare moves to the producer (`TemporalSettings.gateOutputs`): a conv computes its tiles
 /// (`Conv2d.forwardGated`), commits only those that moved by more than its readers' smallest threshold and hands on
 /// just those; its readers keep no input copy. A gate that commits nearly everything is skipped until the next
-/// refresh (`gateBypassFraction`). docs/temporal.md has the details and the measurements.
+/// refresh (`gateBypassFraction`). docs/design/temporal.md has the details.
 public final class TemporalCache: ConvolutionRunner {
     /// The settings (mutable between frames; a change of mode takes effect on the next frame).
     public var settings: TemporalSettings
@@ -139,23 +175,8 @@ public final class TemporalCache: ConvolutionRunner {
     public private(set) var lastStats = TemporalFrameStats()
     /// Number of resets (new input size or `reset()`), for tests and logs.
     public private(set) var resetCount = 0
-    /// Output tiles recomputed in the last frame per conv layer (`ConvLayer.index`, summed over the instances of
-    /// a layer shared by several pyramid levels; absent = skipped).
-    public private(set) var lastLayerTiles: [Int: Int] = [:]
-    /// Output tiles per conv layer (`ConvLayer.index`, summed over instances): the denominators of `lastLayerTiles`.
-    public private(set) var layerTileCounts: [Int: Int] = [:]
-    /// Wall seconds spent in the last frame per conv layer (`ConvLayer.index`, summed over instances): GEMM and the
-    /// cache's own work (compare, copy); for benchmarks only.
-    public private(set) var lastLayerSeconds: [Int: Double] = [:]
-    /// Output tiles recomputed in the last frame per spatial op (max-pool, upsampling; by op key, all of them on
-    /// a dense pass), of `opTileCounts[key]`.
-    public private(set) var lastOpTiles: [String: Int] = [:]
-    /// Output tiles per spatial op key.
-    public private(set) var opTileCounts: [String: Int] = [:]
-    /// Output tiles a gated conv committed in the last frame (`ConvLayer.index`, of its `lastLayerTiles`).
-    public private(set) var lastLayerCommitted: [Int: Int] = [:]
-    /// The GEMM part of `lastLayerSeconds`.
-    public private(set) var lastLayerConvSeconds: [Int: Double] = [:]
+    /// Per-layer figures of the last frame, when attached (nil: not collected).
+    public var profile: TemporalProfile?
 
     private final class LayerState {
         let inputShape: [Int]
@@ -193,6 +214,8 @@ public final class TemporalCache: ConvolutionRunner {
         /// Spatial ops reading this output (their readers' thresholds count too).
         var opReaders: Set<OpKey> = []
         let depthwise: Bool
+        /// The input conv: the first conv of a frame, reading the network input.
+        let readsFrame: Bool
         var inputRMS: Float = 0
         /// Output gating since this state's last dense pass: tiles recomputed and committed while gating, and
         /// whether the gate is skipped (it committed nearly everything: `gateBypassFraction`).
@@ -202,8 +225,9 @@ public final class TemporalCache: ConvolutionRunner {
         var mark: [Bool]
 
         init(input: [Int], output: [Int], residual: Bool, sharedResidual: Tensor?, conv: Conv2d, tile: Int,
-             exact: Bool, residualExact: Bool, closed: Bool) {
+             exact: Bool, residualExact: Bool, closed: Bool, readsFrame: Bool) {
             inputShape = input
+            self.readsFrame = readsFrame
             self.closed = closed
             self.residualExact = residual && residualExact
             hasResidual = residual
@@ -323,14 +347,19 @@ public final class TemporalCache: ConvolutionRunner {
     private var compared: [ObjectIdentifier: Compared] = [:]
     private struct Compared { let grid: TileGrid; let changed: [Int]; let kept: Tensor }
     private var inputShape: [Int]?
+    /// Set by `beginFrame`: the next conv is the input conv.
+    private var inputConvPending = false
     private var denseThisFrame = false
     /// Frame-level fall-back frames skip refreshing the kept inputs of every layer but the stem (a copy per layer
     /// costs ~8% of a dense pass). The state is then stale: the next frame below the fall-back fraction is a dense
     /// pass with copies (a resync) before delta updates resume.
     private var skipKeptCopies = false, stale = false
-    private var keptPyramid: [PyramidLevel] = []
 
-    public init(settings: TemporalSettings = TemporalSettings(mode: .delta)) { self.settings = settings }
+    /// A cache in `settings.mode` (delta), collecting per-layer figures into `profile` when given.
+    public init(settings: TemporalSettings = TemporalSettings(mode: .delta), profile: TemporalProfile? = nil) {
+        self.settings = settings
+        self.profile = profile
+    }
 
     /// An exact depthwise layer with more than this fraction of its output tiles to recompute runs densely (its
     /// scattered tile rows are memory-bound: CenterFace 2x on vtest.avi, `bench temporal --layers`, the tile pass
@@ -389,39 +418,16 @@ public final class TemporalCache: ConvolutionRunner {
 
     /// Drops all kept state: the next frame is computed densely.
     public func reset() {
-        layers.removeAll(); ops.removeAll(); owners.removeAll(); opTileCounts.removeAll(); layerTileCounts.removeAll(); keptPyramid.removeAll(); inputShape = nil
+        layers.removeAll(); ops.removeAll(); owners.removeAll(); profile?.reset(); inputShape = nil
         frameIndex = 0
         resetCount += 1
     }
 
-    /// Runs `backbone` on `input` in this cache's mode. The returned levels are owned by the cache (delta,
-    /// keyframe) or the workspace (off) and are valid until the next call / `beginFrame()`.
-    public func forward(_ backbone: ResNetFPNBackbone, input: Tensor, workspace: Workspace) -> FeaturePyramid {
-        switch settings.mode {
-        case .off:
-            startFrame(input.shape)
-            lastStats.flops = 1; lastStats.denseFlops = 1
-            return backbone(input, workspace: workspace)
-        case .keyframe:
-            let index = startFrame(input.shape)
-            if index % settings.keyframeInterval != 0 && !keptPyramid.isEmpty {
-                lastStats.refreshed = false
-                lastStats.denseFlops = 1
-                return FeaturePyramid(levels: keptPyramid)
-            }
-            lastStats.refreshed = true
-            lastStats.flops = 1; lastStats.denseFlops = 1
-            let p = backbone(input, workspace: workspace)
-            if keptPyramid.count != p.levels.count {
-                keptPyramid = p.levels.map { PyramidLevel(name: $0.name, stride: $0.stride, features: Tensor(shape: $0.features.shape)) }
-            }
-            for (k, l) in zip(keptPyramid, p.levels) { k.features.copy(from: l.features) }
-            return FeaturePyramid(levels: keptPyramid)
-        case .delta:
-            // The stem conv (the one conv reading the image) starts the frame in `run`, so the cache also works
-            // when a detector calls the backbone with it as its runner.
-            return backbone(input, workspace: workspace, runner: self)
-        }
+    /// `ConvolutionRunner`: a frame starts. Resets on a new input shape, schedules the dense refresh, clears the
+    /// frame's figures; the next conv is the input conv.
+    public func beginFrame(inputShape shape: [Int]) {
+        startFrame(shape)
+        inputConvPending = true
     }
 
     /// Starts a frame: resets on a new input shape, schedules the dense refresh, clears the stats. Returns the
@@ -438,11 +444,7 @@ public final class TemporalCache: ConvolutionRunner {
         lastStats = TemporalFrameStats()
         lastStats.refreshed = denseThisFrame || settings.mode == .off
         if lastStats.refreshed { lastStats.inputChangedFraction = 1 }
-        lastLayerTiles.removeAll(keepingCapacity: true)
-        lastOpTiles.removeAll(keepingCapacity: true)
-        lastLayerSeconds.removeAll(keepingCapacity: true)
-        lastLayerConvSeconds.removeAll(keepingCapacity: true)
-        lastLayerCommitted.removeAll(keepingCapacity: true)
+        profile?.startFrame()
         produced.removeAll(keepingCapacity: true)
         compared.removeAll(keepingCapacity: true)
         return index
@@ -453,56 +455,75 @@ public final class TemporalCache: ConvolutionRunner {
         run(layer, instance: 0, input: input, residual: residual, workspace: workspace)
     }
 
-    /// `ConvolutionRunner`: the delta update of instance `instance` (pyramid level of a shared head conv) of a layer.
+    /// `ConvolutionRunner`: the delta update of instance `instance` (pyramid level of a shared head conv) of a layer:
+    /// find the state, note who reads what, mark the output tiles the changes reach, recompute them.
     public func run(_ layer: ConvLayer, instance: Int, input: Tensor, residual: Tensor?, workspace: Workspace) -> Tensor {
-        let conv = layer.conv
-        // The image-reading conv (3 channels, no residual) starts every frame.
-        let isStem = input.c == 3 && residual == nil && instance == 0
-        if isStem { startFrame(input.shape) }
+        precondition(inputShape != nil, "TemporalCache.run before beginFrame(inputShape:)")
+        let isStem = inputConvPending && instance == 0
+        inputConvPending = false
         let start = Benchmark.now()
         let convBefore = lastStats.convSeconds
         defer {
-            let wall = Benchmark.now() - start
-            lastStats.overheadSeconds += wall - (lastStats.convSeconds - convBefore)
-            lastLayerSeconds[layer.index, default: 0] += wall
-            lastLayerConvSeconds[layer.index, default: 0] += lastStats.convSeconds - convBefore
+            let wall = Benchmark.now() - start, gemm = lastStats.convSeconds - convBefore
+            lastStats.overheadSeconds += wall - gemm
+            if let profile {
+                profile.lastLayerSeconds[layer.index, default: 0] += wall
+                profile.lastLayerConvSeconds[layer.index, default: 0] += gemm
+            }
         }
-        let outShape = conv.outputShape(input.shape)
-        let layerFlops = conv.flops(input.shape)
+        let layerFlops = layer.conv.flops(input.shape)
         lastStats.denseFlops += layerFlops
         let key = LayerKey(index: layer.index, instance: instance, height: input.h, width: input.w)
-        var state = layers[key]
-        if state == nil || state!.inputShape != input.shape || state!.hasResidual != (residual != nil) {
-            var tile = settings.tile
-            if settings.deepTile > 0, let frame = inputShape, frame[2] >= 16 * outShape[2] { tile = settings.deepTile }
-            let source = producedInfo(input)
-            // Inside a closed graph a conv reading a kept output of this cache is exact from the start: its
-            // producer will gate that output (readers are recorded on this dense frame), so no input copy is
-            // ever needed (R50-FPN at 768x576: 445 MB of kept inputs and 86 MB of shortcuts not allocated).
-            let gatedReader = settings.gateOutputs && inClosedGraph && !isStem
-            let exact = !isStem && source != nil
-                && ((conv.groups > 1 && conv.groups == conv.inChannels) || source!.depthwise
-                    || (gatedReader && owner(of: input) != nil))
-            let residualExact = gatedReader && residual.flatMap { owner(of: $0) } != nil
-            // The block input an earlier conv of this (dense) frame copied on this conv's output grid.
-            let og = TileGrid(height: outShape[2], width: outShape[3], tile: Size2(tile, tile))
-            state = LayerState(input: input.shape, output: outShape, residual: residual != nil,
-                               sharedResidual: residualExact ? nil : residual.flatMap { sharedCopy(of: $0, grid: og)?.kept },
-                               conv: conv, tile: tile, exact: exact, residualExact: residualExact, closed: inClosedGraph)
-            if layers[key] == nil { layerTileCounts[layer.index, default: 0] += state!.outputGrid.count }
-            if let old = layers[key] { owners[ObjectIdentifier(old.output.storage)] = nil }
-            layers[key] = state
-            owners[ObjectIdentifier(state!.output.storage)] = .conv(state!)
-            let out = dense(layer, instance, state!, input: input, residual: residual, flops: layerFlops, rms: true,
-                            fresh: true, workspace: workspace)
-            noteReads(state!, key: key, layer: layer, isStem: isStem, input: input, residual: residual)
-            return out
+        guard let s = layers[key], s.inputShape == input.shape, s.hasResidual == (residual != nil) else {
+            return create(layer, instance, key: key, isStem: isStem, input: input, residual: residual,
+                          flops: layerFlops, workspace: workspace)
         }
-        let s = state!
+        noteFrameReads(s, key: key, layer: layer, isStem: isStem, input: input, residual: residual)
+        guard !denseThisFrame, markChanges(s, layer: layer, isStem: isStem, input: input, residual: residual) else {
+            return dense(layer, instance, s, input: input, residual: residual, flops: layerFlops,
+                         rms: denseThisFrame && lastStats.refreshed, workspace: workspace)
+        }
+        return recompute(s, layer: layer, input: input, residual: residual, flops: layerFlops, workspace: workspace)
+    }
+
+    /// A new state for `key` (first frame of this size, or a residual appeared), filled by a dense pass.
+    private func create(_ layer: ConvLayer, _ instance: Int, key: LayerKey, isStem: Bool, input: Tensor,
+                        residual: Tensor?, flops: Double, workspace: Workspace) -> Tensor {
+        let conv = layer.conv
+        let outShape = conv.outputShape(input.shape)
+        var tile = settings.tile
+        if settings.deepTile > 0, let frame = inputShape, frame[2] >= 16 * outShape[2] { tile = settings.deepTile }
+        let source = producedInfo(input)
+        // Inside a closed graph a conv reading a kept output of this cache is exact from the start: its producer
+        // will gate that output (readers are recorded on this dense frame), so no input copy is ever needed.
+        let gatedReader = settings.gateOutputs && inClosedGraph && !isStem
+        let exact = !isStem && source != nil
+            && ((conv.groups > 1 && conv.groups == conv.inChannels) || source!.depthwise
+                || (gatedReader && owner(of: input) != nil))
+        let residualExact = gatedReader && residual.flatMap { owner(of: $0) } != nil
+        // The block input an earlier conv of this (dense) frame copied on this conv's output grid.
+        let og = TileGrid(height: outShape[2], width: outShape[3], tile: Size2(tile, tile))
+        let state = LayerState(input: input.shape, output: outShape, residual: residual != nil,
+                               sharedResidual: residualExact ? nil : residual.flatMap { sharedCopy(of: $0, grid: og)?.kept },
+                               conv: conv, tile: tile, exact: exact, residualExact: residualExact,
+                               closed: inClosedGraph, readsFrame: isStem)
+        if layers[key] == nil { profile?.layerTileCounts[layer.index, default: 0] += state.outputGrid.count }
+        if let old = layers[key] { owners[ObjectIdentifier(old.output.storage)] = nil }
+        layers[key] = state
+        owners[ObjectIdentifier(state.output.storage)] = .conv(state)
+        let out = dense(layer, instance, state, input: input, residual: residual, flops: flops, rms: true,
+                        fresh: true, workspace: workspace)
+        noteReads(state, key: key, layer: layer, isStem: isStem, input: input, residual: residual)
+        return out
+    }
+
+    /// Records this frame's reads of an existing state and adopts its producers' gating: a gating producer makes
+    /// its readers exact for good (their kept copies are dropped), as its output changes only in the tiles it
+    /// registers, by more than this reader's threshold wherever it does.
+    private func noteFrameReads(_ s: LayerState, key: LayerKey, layer: ConvLayer, isStem: Bool, input: Tensor,
+                                residual: Tensor?) {
         if !s.closed || !inClosedGraph { s.blocked = true }
         noteReads(s, key: key, layer: layer, isStem: isStem, input: input, residual: residual)
-        // A gating producer makes its readers exact for good (their kept copies are dropped): its output changes
-        // only in the tiles it registers, by more than this reader's threshold wherever it does.
         if !isStem, !s.exact, producedInfo(input)?.gated == true {
             s.exact = true
             s.keptInput = nil
@@ -512,54 +533,64 @@ public final class TemporalCache: ConvolutionRunner {
             s.keptResidual = nil
             s.sharedResidual = nil
         }
-        if denseThisFrame {
-            return dense(layer, instance, s, input: input, residual: residual, flops: layerFlops,
-                         rms: lastStats.refreshed, workspace: workspace)
-        }
+    }
+
+    /// Marks in `s.mark` the output tiles that the changes of the input and the residual reach, propagating the
+    /// changed input tiles into the kept input. Returns false when the layer must run densely instead (its exact
+    /// input has no record of its producer's tiles, or the input conv found the frame past `frameFallback`).
+    private func markChanges(_ s: LayerState, layer: ConvLayer, isStem: Bool, input: Tensor, residual: Tensor?) -> Bool {
         let threshold = absoluteThreshold(s, layer: layer, isStem: isStem)
         s.mark.withUnsafeMutableBufferPointer { $0.update(repeating: false) }
         if s.exact {
             // The input changed exactly inside the tiles its producer recomputed this frame.
             guard let p = producedInfo(input), p.grid.height == input.h, p.grid.width == input.w,
-                  let recomputed = p.tiles else {
-                return dense(layer, instance, s, input: input, residual: residual, flops: layerFlops, rms: false,
-                             workspace: workspace)
-            }
-            for t in recomputed { markAffected(s, conv, p.grid.rect(t)) }
+                  let recomputed = p.tiles else { return false }
+            for t in recomputed { markAffected(s, layer.conv, p.grid.rect(t)) }
+        } else if !markInput(s, isStem: isStem, input: input, threshold: threshold) {
+            return false
+        }
+        markResidual(s, residual: residual, threshold: threshold)
+        return true
+    }
+
+    /// Compares the input with the kept one, propagates the changed tiles and marks what they reach. False when
+    /// the input conv found more than `frameFallback` of the frame changed (the frame then runs densely).
+    private func markInput(_ s: LayerState, isStem: Bool, input: Tensor, threshold: Float) -> Bool {
+        let keptInput = s.keptInput!
+        if isStem {
+            Ops.tileBlockMeanAbsDifference(input, keptInput, grid: s.inputGrid, block: settings.inputBlock,
+                                           into: &s.inputDiff)
         } else {
-            let keptInput = s.keptInput!
-            // Changed input tiles → kept input, and the output tiles their receptive field reaches.
-            if isStem {
-                Ops.tileBlockMeanAbsDifference(input, keptInput, grid: s.inputGrid, block: settings.inputBlock,
-                                               into: &s.inputDiff)
-            } else {
-                compare(input, keptInput, grid: s.inputGrid, into: &s.inputDiff)
-            }
-            var changedInput: [Int] = []
-            for (t, d) in s.inputDiff.enumerated() where d > threshold { changedInput.append(t) }
-            if isStem {
-                lastStats.inputChangedFraction = Double(changedInput.count) / Double(s.inputGrid.count)
-                if lastStats.inputChangedFraction > settings.frameFallback || stale {
-                    // Most of the image changed: the per-layer compare/gather would cost more than it saves. While the
-                    // motion lasts the other layers skip refreshing their kept inputs; the first calm frame after it
-                    // resyncs them (a dense pass with copies).
-                    denseThisFrame = true
-                    lastStats.frameFallback = true
-                    skipKeptCopies = lastStats.inputChangedFraction > settings.frameFallback
-                    stale = skipKeptCopies
-                    return dense(layer, instance, s, input: input, residual: residual, flops: layerFlops, rms: false,
-                                 workspace: workspace)
-                }
-            }
-            for t in changedInput { s.markReached(t) }
-            if !changedInput.isEmpty { Ops.copyTiles(changedInput, grid: s.inputGrid, from: input, into: keptInput) }
-            if !isStem && input.offset == 0 {
-                compared[ObjectIdentifier(input.storage)] = Compared(grid: s.inputGrid, changed: changedInput, kept: keptInput)
+            compare(input, keptInput, grid: s.inputGrid, into: &s.inputDiff)
+        }
+        var changedInput: [Int] = []
+        for (t, d) in s.inputDiff.enumerated() where d > threshold { changedInput.append(t) }
+        if isStem {
+            lastStats.inputChangedFraction = Double(changedInput.count) / Double(s.inputGrid.count)
+            if lastStats.inputChangedFraction > settings.frameFallback || stale {
+                // Most of the image changed: the per-layer compare/gather would cost more than it saves. While the
+                // motion lasts the other layers skip refreshing their kept inputs; the first calm frame after it
+                // resyncs them (a dense pass with copies).
+                denseThisFrame = true
+                lastStats.frameFallback = true
+                skipKeptCopies = lastStats.inputChangedFraction > settings.frameFallback
+                stale = skipKeptCopies
+                return false
             }
         }
+        for t in changedInput { s.markReached(t) }
+        if !changedInput.isEmpty { Ops.copyTiles(changedInput, grid: s.inputGrid, from: input, into: keptInput) }
+        if !isStem && input.offset == 0 {
+            compared[ObjectIdentifier(input.storage)] = Compared(grid: s.inputGrid, changed: changedInput, kept: keptInput)
+        }
+        return true
+    }
+
+    /// Marks the output tiles whose residual (an input of the output tile at the same place) changed.
+    private func markResidual(_ s: LayerState, residual: Tensor?, threshold: Float) {
+        guard let residual else { return }
         let og = s.outputGrid
-        // The residual is an input of the output tile at the same place.
-        if let residual, s.residualExact {
+        if s.residualExact {
             if let p = producedInfo(residual), p.grid.height == og.height, p.grid.width == og.width,
                let changed = p.tiles {
                 for t in changed {
@@ -569,27 +600,34 @@ public final class TemporalCache: ConvolutionRunner {
             } else {
                 s.mark.withUnsafeMutableBufferPointer { $0.update(repeating: true) }
             }
-        } else if let residual, s.sharedResidual == nil, s.keptResidual != nil, let c = sharedCopy(of: residual, grid: og) {
+            return
+        }
+        if s.sharedResidual == nil, s.keptResidual != nil, let c = sharedCopy(of: residual, grid: og) {
             // Created without a verdict to share (not on a dense frame): adopt this one, drop the own copy.
             s.sharedResidual = c.kept
             s.keptResidual = nil
         }
-        let residualKept = s.residualExact ? residual : s.sharedResidual ?? s.keptResidual
-        if s.residualExact {
-            // Marked above.
-        } else if let residual, let shared = s.sharedResidual {
+        if let shared = s.sharedResidual {
             // The first conv compared the block input this frame (with its own threshold, relative to the block
             // input's RMS) and propagated its changed tiles into `shared`; its verdict says where. No verdict: it
             // ran no compare this frame, so `shared` did not change.
             if let c = sharedCopy(of: residual, grid: og), c.kept.storage === shared.storage {
                 for t in c.changed { s.mark[t] = true }
             }
-        } else if let residual, let keptResidual = s.keptResidual {
+        } else if let keptResidual = s.keptResidual {
             compare(residual, keptResidual, grid: og, into: &s.residualDiff)
             var changedResidual: [Int] = []
             for (t, d) in s.residualDiff.enumerated() where d > threshold { changedResidual.append(t); s.mark[t] = true }
             if !changedResidual.isEmpty { Ops.copyTiles(changedResidual, grid: og, from: residual, into: keptResidual) }
         }
+    }
+
+    /// Recomputes the marked output tiles of `s` into its kept output: nothing, a tile pass (gated inside a closed
+    /// graph), or a dense pass past `denseFallback`.
+    private func recompute(_ s: LayerState, layer: ConvLayer, input: Tensor, residual: Tensor?, flops layerFlops: Double,
+                           workspace: Workspace) -> Tensor {
+        let conv = layer.conv, og = s.outputGrid
+        let residualKept = s.residualExact ? residual : s.sharedResidual ?? s.keptResidual
         var tiles: [Int] = []
         for (t, m) in s.mark.enumerated() where m { tiles.append(t) }
         lastStats.totalTiles += og.count
@@ -599,7 +637,7 @@ public final class TemporalCache: ConvolutionRunner {
             return s.output
         }
         lastStats.recomputedTiles += tiles.count
-        lastLayerTiles[layer.index, default: 0] += tiles.count
+        profile?.lastLayerTiles[layer.index, default: 0] += tiles.count
         let t0 = Benchmark.now()
         // Gating's snapshot and compare are bookkeeping: counted as overhead, not GEMM.
         var gating = 0.0
@@ -631,28 +669,12 @@ public final class TemporalCache: ConvolutionRunner {
         lastStats.tiledLayers += 1
         var pixels = 0
         for t in tiles { let r = og.rect(t); pixels += r.rows.count * r.cols.count }
-        lastStats.flops += layerFlops * Double(pixels) / Double(outShape[2] * outShape[3])
+        lastStats.flops += layerFlops * Double(pixels) / Double(og.height * og.width)
         if let gate, !s.depthwise, input.n == 1 {
-            var committed = tiles
-            if s.gateBypass {
-                // Committing every recomputed tile is what the gate did here anyway: write them directly.
-                conv.forward(s.keptInput ?? input, tiles: tiles, grid: og, residual: residualKept, into: s.output,
-                             workspace: workspace)
-            } else {
-                // The conv compares its staged results with the kept output and writes only the tiles that cross
-                // the gate (no scratch pass).
-                let r = conv.forwardGated(s.keptInput ?? input, tiles: tiles, grid: og, residual: residualKept,
-                                          into: s.output, gate: gate, workspace: workspace)
-                gating += r.gateSeconds
-                committed = r.committed
-                s.gateProbe.recomputed += tiles.count; s.gateProbe.committed += committed.count
-                if s.gateProbe.recomputed >= Self.gateProbeTiles,
-                   Double(s.gateProbe.committed) >= Self.gateBypassFraction * Double(s.gateProbe.recomputed) {
-                    s.gateBypass = true
-                }
-            }
+            let committed = gatedPass(s, layer: layer, tiles: tiles, input: input, residual: residualKept, gate: gate,
+                                      gating: &gating, workspace: workspace)
             lastStats.gatedTiles += tiles.count; lastStats.committedTiles += committed.count
-            lastLayerCommitted[layer.index, default: 0] += committed.count
+            profile?.lastLayerCommitted[layer.index, default: 0] += committed.count
             register(s, tiles: committed, gated: true)
             return s.output
         }
@@ -665,6 +687,28 @@ public final class TemporalCache: ConvolutionRunner {
             register(s, tiles: tiles)
         }
         return s.output
+    }
+
+    /// A tile pass of a gated conv: the conv compares its staged results with the kept output and writes only
+    /// the tiles that cross the gate (no scratch pass), or, once the gate is bypassed, every recomputed tile.
+    /// Returns the committed tiles.
+    private func gatedPass(_ s: LayerState, layer: ConvLayer, tiles: [Int], input: Tensor, residual: Tensor?,
+                           gate: Float, gating: inout Double, workspace: Workspace) -> [Int] {
+        if s.gateBypass {
+            // Committing every recomputed tile is what the gate did here anyway: write them directly.
+            layer.conv.forward(s.keptInput ?? input, tiles: tiles, grid: s.outputGrid, residual: residual,
+                               into: s.output, workspace: workspace)
+            return tiles
+        }
+        let r = layer.conv.forwardGated(s.keptInput ?? input, tiles: tiles, grid: s.outputGrid, residual: residual,
+                                        into: s.output, gate: gate, workspace: workspace)
+        gating += r.gateSeconds
+        s.gateProbe.recomputed += tiles.count; s.gateProbe.committed += r.committed.count
+        if s.gateProbe.recomputed >= Self.gateProbeTiles,
+           Double(s.gateProbe.committed) >= Self.gateBypassFraction * Double(s.gateProbe.recomputed) {
+            s.gateBypass = true
+        }
+        return r.committed
     }
 
     /// Threshold of `s`'s input compare in input units (its setting × the input RMS of the last refresh).
@@ -751,7 +795,7 @@ public final class TemporalCache: ConvolutionRunner {
             state = OpState(op, input: input.shape, tile: settings.tile, closed: inClosedGraph)
             ops[k] = state
             owners[ObjectIdentifier(state!.output.storage)] = .op(state!)
-            opTileCounts[key] = state!.grid.count
+            profile?.opTileCounts[key] = state!.grid.count
         }
         let s = state!
         let source = input.offset == 0 ? produced[ObjectIdentifier(input.storage)] : nil
@@ -764,7 +808,7 @@ public final class TemporalCache: ConvolutionRunner {
             op.dense(input, into: s.output)
             produced[ObjectIdentifier(s.output.storage)] = Produced(grid: s.grid, tiles: nil, depthwise: false,
                                                                     gated: source?.gated ?? false)
-            lastOpTiles[key] = s.grid.count
+            profile?.lastOpTiles[key] = s.grid.count
             return s.output
         }
         s.mark.withUnsafeMutableBufferPointer { $0.update(repeating: false) }
@@ -784,7 +828,7 @@ public final class TemporalCache: ConvolutionRunner {
         }
         produced[ObjectIdentifier(s.output.storage)] = Produced(grid: s.grid, tiles: tiles, depthwise: false,
                                                                 gated: p.gated)
-        lastOpTiles[key] = tiles.count
+        profile?.lastOpTiles[key] = tiles.count
         return s.output
     }
 
@@ -816,7 +860,7 @@ public final class TemporalCache: ConvolutionRunner {
     private func dense(_ layer: ConvLayer, _ instance: Int, _ s: LayerState, input: Tensor, residual: Tensor?,
                        flops: Double, rms: Bool, fresh: Bool = false, workspace: Workspace) -> Tensor {
         let t0: Double
-        if skipKeptCopies && input.c != 3 && !fresh {
+        if skipKeptCopies && !s.readsFrame && !fresh {
             t0 = Benchmark.now()
             layer.conv.forward(input, residual: residual, into: s.output, workspace: workspace)
         } else {
@@ -837,7 +881,7 @@ public final class TemporalCache: ConvolutionRunner {
         lastStats.denseLayers += 1
         lastStats.totalTiles += s.outputGrid.count
         lastStats.recomputedTiles += s.outputGrid.count
-        lastLayerTiles[layer.index, default: 0] += s.outputGrid.count
+        profile?.lastLayerTiles[layer.index, default: 0] += s.outputGrid.count
         lastStats.flops += flops
         register(s, tiles: nil)
         return s.output
