@@ -23,6 +23,7 @@ public final class PNGEncoder: @unchecked Sendable {
     }
 
     private func open(width: Int, height: Int) throws {
+        FFmpegLogLevel.applyLibraryDefault()
         closeContext()
         guard let codec = avcodec_find_encoder(AV_CODEC_ID_PNG) else {
             throw MediaIOError.encoderNotFound(output: output, tried: ["png"])

@@ -86,6 +86,7 @@ public final class VideoDecoder {
     /// Opens `location` (a path, `file:` or any protocol URL libavformat supports) and its best video stream.
     /// Throws `MediaIOError` naming the location (credentials redacted) when that fails.
     public init(location: String, options: DecoderOptions = DecoderOptions()) throws {
+        FFmpegLogLevel.applyLibraryDefault()
         let shown = redactCredentials(location)
         self.options = options
         try Self.checkLocalPath(location, shown: shown)

@@ -71,6 +71,7 @@ public final class VideoWriter {
     /// source stream's time base to keep its timestamps exactly).
     public init(location: String, size: PixelSize, frameRate: Rational, timeBase: Rational? = nil,
                 options: EncoderOptions = EncoderOptions()) throws {
+        FFmpegLogLevel.applyLibraryDefault()
         let shown = redactCredentials(location)
         output = shown
         let rate = frameRate.value == nil ? Rational(25, 1) : frameRate
