@@ -24,6 +24,8 @@ let package = Package(
         .systemLibrary(name: "CFFmpeg", pkgConfig: "libavformat",
                        providers: [.apt(["libavformat-dev", "libavcodec-dev", "libswscale-dev", "libavutil-dev"])]),
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        // CPU feature detection and runtime-dispatched packed SGEMM micro-kernels (AVX-512, AVX2, portable C).
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
 
         // Platform-free structures shared by every stage: frames, boxes, detections, masks.
         .target(name: "FPNCore", swiftSettings: optimized),
@@ -32,7 +34,7 @@ let package = Package(
         // Typed stages, bounded queues, ordering, drop policies, metrics. No FFmpeg, no ML.
         .target(name: "StagePipeline"),
         // Float32 NCHW tensors and the closed op set; the runner seam (ConvolutionRunner); safetensors reader.
-        .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: optimized),
+        .target(name: "Tensor", dependencies: ["CBLAS", "CKernels"], swiftSettings: optimized),
         // Temporal reuse (delta mode): the per-stream cache, tile ops, gated convolution.
         .target(name: "TemporalReuse", dependencies: ["Tensor"], swiftSettings: optimized),
         // Models: backbones, FPN, heads, postprocess.

@@ -3,6 +3,7 @@ import Foundation
 import MediaIO
 import Outputs
 import StagePipeline
+import Tensor
 
 /// The JSONL lines of `tail` (docs/jsonl.md "Live streams"), built with `JSONLRecord` and written by one shared
 /// `JSONLWriter` (one `write(2)` per line, thread-safe). Every line carries `stream`, the input's position.
@@ -45,6 +46,7 @@ final class LiveJSONL: @unchecked Sendable {
     func summary(_ s: LiveStreamStatus, report: PipelineReport) {
         let line = JSONLRecord.summary(source: s.source, wallTime: Date().timeIntervalSince1970, frames: s.processed,
                                        report: report, fields: Self.liveFields(s, latency: s.latency)
+                                           + [("compute", .string(Compute.path.rawValue))]
                                            + (s.recomputedMean.map { [("recomputed_mean", .number($0, decimals: 4))] } ?? []))
         write { try writer.writeLine(line) }
     }

@@ -4,6 +4,7 @@ import Foundation
 import MediaIO
 import Outputs
 import StagePipeline
+import Tensor
 import Tracking
 import Vision
 
@@ -302,6 +303,7 @@ public final class StreamRunner: @unchecked Sendable {
             ("stopped", .bool(stopped)),
             ("decode_errors", .int(d.decodeErrors)),
             ("corrupt_frames", .int(d.corruptFrames)),
+            ("compute", .string(Compute.path.rawValue)),
         ]
         if let r = d.readError { fields.append(("read_error", .string(r))) }
         if options.temporal.mode != .off {

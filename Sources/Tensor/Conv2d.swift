@@ -1,5 +1,3 @@
-import CBLAS
-
 /// A pair of sizes (height, width) for kernels, strides, paddings, dilations. `2` means `(2, 2)`.
 public struct Size2: Hashable, Sendable, ExpressibleByIntegerLiteral, CustomStringConvertible {
     /// Vertical component.
@@ -57,9 +55,10 @@ public struct BatchNormParameters: Sendable {
 /// A 2-D convolution with torch semantics (`nn.Conv2d`): any kernel, stride, padding, dilation and groups.
 ///
 /// Input `[n, inChannels, h, w]` → output `[n, outChannels, (h + 2p - d(k-1) - 1)/s + 1, ...]`.
-/// Computed as im2col + `cblas_sgemm` (a 1x1 stride-1 unpadded conv multiplies the input directly; depthwise
-/// convs, one input channel per group, use a direct loop). Bias and the activation run in the GEMM's epilogue.
-/// BatchNorm is folded into `weight`/`bias` at construction. Immutable: one instance is shared by all streams.
+/// Computed as im2col + GEMM on the process's compute path (`Gemm`, weights packed once at construction; a 1x1
+/// stride-1 unpadded conv multiplies the input directly; depthwise convs, one input channel per group, use a
+/// direct loop). Bias and the activation run in the GEMM's epilogue. BatchNorm is folded into `weight`/`bias` at
+/// construction. Immutable: one instance is shared by all streams.
 public final class Conv2d: @unchecked Sendable {
     /// `[outChannels, inChannels / groups, kernel.h, kernel.w]` (BatchNorm already folded in).
     public let weight: Tensor
@@ -81,6 +80,9 @@ public final class Conv2d: @unchecked Sendable {
     public let groups: Int
     /// Activation applied after the bias.
     public let activation: Activation
+    /// `weight` per group as GEMM operands `[outChannels / groups, inChannels / groups · kh · kw]` (none for
+    /// depthwise convs).
+    let packed: [PackedMatrix]
 
     /// - Parameters:
     ///   - weight: `[outChannels, inChannels / groups, kh, kw]` (torch layout).
@@ -113,6 +115,9 @@ public final class Conv2d: @unchecked Sendable {
             self.bias = bias
         }
         self.weight = w
+        let mg = oc / groups, kg = weight.shape[1] * kernel.h * kernel.w
+        packed = groups > 1 && groups == inChannels ? []
+            : (0..<groups).map { g in PackedMatrix(w.ptr + g * mg * kg, rows: mg, columns: kg) }
     }
 
     /// Output shape for an input shape `[n, inChannels, h, w]`.
@@ -189,14 +194,13 @@ public final class Conv2d: @unchecked Sendable {
         let total = items.count * p
         let scratch = workspace.scratch(kg * total + outChannels * total)
         let stage = scratch + kg * total
-        let wgt = weight.ptr
         for g in 0..<groups {
             for (j, b) in items.enumerated() {
                 im2col(x.ptr + (b * inChannels + g * cg) * h * wi, channels: cg, h: h, w: wi, segments: seg,
                        segmentCount: segmentCount, columns: total, into: scratch + j * p)
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(mg), Int32(total), Int32(kg),
-                        1, wgt + g * mg * kg, Int32(kg), scratch, Int32(total), 0, stage + g * mg * total, Int32(total))
+            Gemm.multiply(packed[g], b: scratch, ldb: total, columns: total, beta: 0, c: stage + g * mg * total,
+                          ldc: total)
         }
         let relu = activation == .relu
         let base = out.ptr + items.lowerBound * outChannels * p
@@ -324,13 +328,14 @@ public final class Conv2d: @unchecked Sendable {
         }
         let direct = kk == 1 && stride == 1 && padding == 0 && dense != nil
         let beta: Float = dense != nil && res != nil ? 1 : 0
-        let wgt = weight.ptr
+        let relu = activation == .relu
         if direct {
-            for g in 0..<groups {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(mg), Int32(p), Int32(kg),
-                            1, wgt + g * mg * kg, Int32(kg), xin + g * cg * h * wi, Int32(p), beta, outBase + g * mg * p, Int32(p))
+            withBias { bias in
+                for g in 0..<groups {
+                    Gemm.multiply(packed[g], b: xin + g * cg * h * wi, ldb: p, columns: p, beta: beta,
+                                  c: outBase + g * mg * p, ldc: p, bias: bias.map { $0.baseAddress! + g * mg }, relu: relu)
+                }
             }
-            epilogue(outBase, columns: 0..<p, rowStride: p)
             return
         }
         // Column chunks of whole segments bound the im2col scratch (about `scratchBudget` floats) while keeping
@@ -343,7 +348,7 @@ public final class Conv2d: @unchecked Sendable {
         // Staged (kept) passes multiply `Conv2d.gemmColumns(nc)` columns, the extra ones zero and discarded.
         // Gated: all columns staged (row stride p + quantum: a padded last chunk stays inside its row), compared
         // and committed once the last chunk is in; a padded earlier chunk's extra columns are overwritten by the next.
-        let padded = dense == nil && padsNarrowGEMMs
+        let padded = dense == nil && padsNarrowGEMMs && packed[0].path == .openblas
         let pad = padded ? Conv2d.gemmColumnQuantum : 0
         let stageStride = gated ? p + pad : cap + pad
         let scratch = workspace.scratch(kg * (cap + pad) + (dense == nil ? outChannels * stageStride : 0))
@@ -361,20 +366,19 @@ public final class Conv2d: @unchecked Sendable {
                     for r in 0..<kg { (scratch + r * ng + nc).update(repeating: 0, count: ng - nc) }
                 }
                 if dense != nil {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(mg), Int32(nc), Int32(kg),
-                                1, wgt + g * mg * kg, Int32(kg), scratch, Int32(nc), beta, outBase + g * mg * p + col0, Int32(p))
+                    withBias { bias in
+                        Gemm.multiply(packed[g], b: scratch, ldb: nc, columns: nc, beta: beta,
+                                      c: outBase + g * mg * p + col0, ldc: p, bias: bias.map { $0.baseAddress! + g * mg },
+                                      relu: relu)
+                    }
                 } else if gated {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(mg), Int32(ng), Int32(kg),
-                                1, wgt + g * mg * kg, Int32(kg), scratch, Int32(ng), 0, stage + g * mg * stageStride + col0,
-                                Int32(stageStride))
+                    Gemm.multiply(packed[g], b: scratch, ldb: ng, columns: ng, beta: 0,
+                                  c: stage + g * mg * stageStride + col0, ldc: stageStride)
                 } else {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(mg), Int32(ng), Int32(kg),
-                                1, wgt + g * mg * kg, Int32(kg), scratch, Int32(ng), 0, stage + g * mg * ng, Int32(ng))
+                    Gemm.multiply(packed[g], b: scratch, ldb: ng, columns: ng, beta: 0, c: stage + g * mg * ng, ldc: ng)
                 }
             }
-            if dense != nil {
-                epilogue(outBase, columns: col0..<(col0 + nc), rowStride: p)
-            } else if !gated {
+            if dense == nil && !gated {
                 scatter(stage, columns: ng, columnBase: col0, segments: seg + 4 * s0, segmentCount: s1 - s0, out: outBase,
                         residual: res, ho: ho, wo: wo)
             }
@@ -386,16 +390,15 @@ public final class Conv2d: @unchecked Sendable {
         }
     }
 
-    /// Columns per panel of OpenBLAS's sgemm kernel (the row-major N here is the kernel's M; 16 for the Haswell
-    /// kernel this VM runs). A remainder is computed by narrower edge kernels that cost more than a whole panel
-    /// once it reaches `gemmPadFrom` columns.
+    /// Columns per panel of OpenBLAS's sgemm kernel (the row-major N here is the kernel's M; 16 for its Haswell
+    /// kernel). A remainder is computed by narrower edge kernels that cost more than a whole panel once it reaches
+    /// `gemmPadFrom` columns. The own kernels mask their edges, so only the OpenBLAS path pads.
     static let gemmColumnQuantum = 16
     static let gemmPadFrom = 5
 
     /// GEMM width for `n` staged columns: rounded up to a whole panel when the remainder is `gemmPadFrom` or more.
-    /// Measured (bare sgemm M=512, K=4608 on this VM: 31 columns 1.8 ms, 32 columns 1.35 ms; 21 columns 1.5 ms;
-    /// 17 columns 1.2 ms) and in a tile pass with `fpnstream bench ops --tiles`. Only the tile passes pad: their
-    /// GEMMs are narrow (tens of columns on stride-32 maps), a dense pass's remainder is a small fraction of it.
+    /// Only the tile passes pad: their GEMMs are narrow (tens of columns on stride-32 maps), a dense pass's
+    /// remainder is a small fraction of it (figures in docs/measurements/).
     static func gemmColumns(_ n: Int) -> Int {
         let r = n % gemmColumnQuantum
         return r >= gemmPadFrom ? n + gemmColumnQuantum - r : n
@@ -404,9 +407,9 @@ public final class Conv2d: @unchecked Sendable {
     /// Depthwise tile path: runs of one tile row at most this many pixels apart are computed as one segment.
     static let depthwiseGap = 8
 
-    /// Whether tile passes round their GEMM width up with `gemmColumns` (the extra columns are zero and dropped; the
-    /// results agree to float rounding). Off only to measure what it saves (`fpnstream bench ops --tiles`); not to
-    /// be changed while the conv runs.
+    /// Whether tile passes on the OpenBLAS path round their GEMM width up with `gemmColumns` (the extra columns are
+    /// zero and dropped; the results agree to float rounding). Off only to measure what it saves (`fpnstream bench
+    /// ops --tiles`); not to be changed while the conv runs.
     public var padsNarrowGEMMs = true
 
     /// Tests force narrow chunks (many GEMMs per image) to exercise the chunking on small images.
@@ -447,26 +450,6 @@ public final class Conv2d: @unchecked Sendable {
                         while j < jhi { d[j] = row[ix]; j += 1; ix += sw }
                     }
                     if jhi < len { (d + jhi).update(repeating: 0, count: len - jhi) }
-                }
-            }
-        }
-    }
-
-    /// out[oc, columns] = act(out[oc, columns] + bias[oc]) over one batch item's dense output (rows `rowStride` apart).
-    private func epilogue(_ out: UnsafeMutablePointer<Float>, columns: Range<Int>, rowStride: Int) {
-        if bias == nil && activation == .none { return }
-        let relu = activation == .relu
-        let n = columns.count
-        withBias { bias in
-            Parallel.forEach(outChannels, cost: outChannels * n) { range in
-                for oc in range {
-                    let p = out + oc * rowStride + columns.lowerBound
-                    let b = bias?[oc] ?? 0
-                    if relu {
-                        for i in 0..<n { let v = p[i] + b; p[i] = v > 0 ? v : 0 }
-                    } else {
-                        for i in 0..<n { p[i] += b }
-                    }
                 }
             }
         }

@@ -1,8 +1,6 @@
-import CBLAS
-
 /// A fully connected layer (torch `nn.Linear`): y = x Wᵀ + b, with optional fused activation.
 /// Input `[rows, ...]` is read as `[rows, inFeatures]` (so `[R, 256, 7, 7]` flattens like `torch.flatten(x, 1)`);
-/// output `[rows, outFeatures]`. One GEMM (`cblas_sgemm`, B transposed). Immutable, shared by streams.
+/// output `[rows, outFeatures]`. One GEMM on the compute path (`Gemm`; Wᵀ kept once). Immutable, shared by streams.
 public final class Linear: @unchecked Sendable {
     /// `[outFeatures, inFeatures]` (torch layout).
     public let weight: Tensor
@@ -22,7 +20,15 @@ public final class Linear: @unchecked Sendable {
         let w = Tensor(shape: weight.shape)
         w.copy(from: weight)
         self.weight = w; self.bias = bias; self.activation = activation
+        let o = w.shape[0], i = w.shape[1]
+        let t = Tensor(shape: [i, o])
+        let src = w.ptr, dst = t.ptr
+        for r in 0..<o { for c in 0..<i { dst[c * o + r] = src[r * i + c] } }
+        transposed = t
     }
+
+    /// `weight` transposed, `[inFeatures, outFeatures]`: the right-hand operand of y = x·Wᵀ.
+    private let transposed: Tensor
 
     /// 2·rows·in·out.
     public func flops(rows: Int) -> Double { 2 * Double(rows * inFeatures * outFeatures) }
@@ -35,8 +41,8 @@ public final class Linear: @unchecked Sendable {
         x.checkValid(); out.checkValid()
         guard rows > 0 else { return }
         let o = outFeatures, dst = out.ptr
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(o), Int32(inFeatures),
-                    1, x.ptr, Int32(inFeatures), weight.ptr, Int32(inFeatures), 0, dst, Int32(o))
+        Gemm.multiply(m: rows, n: o, k: inFeatures, a: x.ptr, lda: inFeatures, b: transposed.ptr, ldb: o, beta: 0,
+                      c: dst, ldc: o)
         if bias == nil && activation == .none { return }
         let relu = activation == .relu
         withBias { b in
@@ -104,7 +110,19 @@ public final class ConvTranspose2d: @unchecked Sendable {
         w.copy(from: weight)
         self.weight = w; self.bias = bias; self.stride = stride; self.padding = padding
         self.outputPadding = outputPadding; self.dilation = dilation; self.groups = groups; self.activation = activation
+        // Per group Wᵀ `[(out/groups)·kh·kw, in/groups]`: the left-hand GEMM operand.
+        let cg = weight.shape[0] / groups, rows = weight.shape[1] * weight.shape[2] * weight.shape[3]
+        let t = UnsafeMutablePointer<Float>.allocate(capacity: max(1, rows * cg))
+        defer { t.deallocate() }
+        packed = (0..<groups).map { g in
+            let src = w.ptr + g * cg * rows
+            for c in 0..<cg { for r in 0..<rows { t[r * cg + c] = src[c * rows + r] } }
+            return PackedMatrix(t, rows: rows, columns: cg)
+        }
     }
+
+    /// Per group, the weights as a packed GEMM operand (see `init`).
+    private let packed: [PackedMatrix]
 
     /// Output shape for input `[n, inChannels, h, w]`.
     public func outputShape(_ input: [Int]) -> [Int] {
@@ -152,8 +170,7 @@ public final class ConvTranspose2d: @unchecked Sendable {
                     bMat = gathered
                 }
                 // cols[(oc, ky, kx), item·pixel] = Σ_ic W[ic, (oc, ky, kx)] x[item, ic, pixel]
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(rows), Int32(total), Int32(cg),
-                            1, weight.ptr + g * cg * rows, Int32(rows), bMat, Int32(total), 0, cols, Int32(total))
+                Gemm.multiply(packed[g], b: bMat, ldb: total, columns: total, beta: 0, c: cols, ldc: total)
                 let outBase = out.ptr
                 withBias { bias in
                     Parallel.forEach(nb * mg, cost: rows * total) { range in

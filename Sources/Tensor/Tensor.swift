@@ -197,4 +197,8 @@ public enum BLASInfo {
     public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
     /// The CPU core type OpenBLAS selected (e.g. "Haswell").
     public static var coreName: String { String(cString: openblas_get_corename()) }
+    /// `0.3.21`, from the configuration string.
+    public static var version: String {
+        config.split(separator: " ").dropFirst().first.map(String.init) ?? "?"
+    }
 }

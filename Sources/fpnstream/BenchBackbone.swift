@@ -59,8 +59,10 @@ struct BenchBackbone: ParsableCommand {
                                         to: URL(fileURLWithPath: export).appendingPathComponent("input.safetensors"))
         }
         print("fpnstream bench backbone: \(arch) [\(backbone.config)] input \(input.shape)")
-        print("BLAS: \(BLASInfo.config) core \(BLASInfo.coreName), \(BLASInfo.threads) threads; "
-              + "\(ProcessInfo.processInfo.activeProcessorCount) cores (machine may be shared: compare ratios)")
+        print(Compute.description)
+        print("OpenBLAS: \(BLASInfo.config) core \(BLASInfo.coreName), \(BLASInfo.threads) threads "
+              + "(machine may be shared: compare ratios)")
+        let limit = Compute.fmaPeakGFLOPS()
 
         let ws = Workspace()
         let profiler = ConvProfiler(count: backbone.convLayers.count)
@@ -95,14 +97,16 @@ struct BenchBackbone: ParsableCommand {
         let flops = profiler.flops.reduce(0, +)
         let convTime = Benchmark.median(profiler.frameTimes)
         let sorted = times.sorted()
-        print(String(format: "sgemm peak (%d^3, median of %d interleaved runs): %.1f GFLOP/s", peakSize, frames, peak))
+        print(String(format: "OpenBLAS sgemm peak (%d^3, median of %d interleaved runs): %.1f GFLOP/s", peakSize, frames, peak))
         print(String(format: "frame: median %.1f ms (p10 %.1f, p90 %.1f) over %d frames = %.2f fps",
                      frame * 1e3, sorted[times.count / 10] * 1e3, sorted[times.count * 9 / 10] * 1e3, frames, 1 / frame))
         print(String(format: "work: %.2f GFLOP of convolution per frame (%d conv layers)", flops / 1e9, backbone.convLayers.count))
-        print(String(format: "whole frame: %.1f GFLOP/s = %.1f%% of sgemm peak", flops / frame / 1e9, 100 * flops / frame / 1e9 / peak))
-        print(String(format: "conv layers only (median of %d profiled frames, %.1f ms = %.0f%% of the frame): %.1f GFLOP/s = %.1f%% of sgemm peak",
+        print(String(format: "FMA-loop limit (%@, register-only, all cores): %.1f GFLOP/s", limit.isa, limit.gflops))
+        print(String(format: "whole frame: %.1f GFLOP/s = %.1f%% of the FMA limit (%.1f%% of OpenBLAS's sgemm peak)",
+                     flops / frame / 1e9, 100 * flops / frame / 1e9 / limit.gflops, 100 * flops / frame / 1e9 / peak))
+        print(String(format: "conv layers only (median of %d profiled frames, %.1f ms = %.0f%% of the frame): %.1f GFLOP/s = %.1f%% of the FMA limit",
                      profiler.frameTimes.count, convTime * 1e3, 100 * convTime / frame, flops / convTime / 1e9,
-                     100 * flops / convTime / 1e9 / peak))
+                     100 * flops / convTime / 1e9 / limit.gflops))
         let drift = 100 * (rssN - rss20) / rss20
         print(String(format: "RSS: %.1f MB after 20 frames, %.1f MB after %d frames (%+.2f%%): %@; arena %.1f MB in %d buffers",
                      rss20, rssN, frames, drift, abs(drift) <= 2 ? "flat (within 2%)" : "NOT FLAT",

@@ -72,6 +72,7 @@ struct BenchDetector: ParsableCommand {
         }
         print("detector: \(config.architecture) on \(image.width)x\(image.height) → input "
               + "\(g.resizedWidth)x\(g.resizedHeight) (padded \(g.paddedWidth)x\(g.paddedHeight)), \(count) detections")
+        print(Compute.description)
         print("machine: \(BLASInfo.config), OpenBLAS threads \(BLASInfo.threads), cores "
               + "\(ProcessInfo.processInfo.activeProcessorCount) (may be shared)")
         let order = ["transform", "backbone", "rpn", "roi_heads", "masks", "heads"]

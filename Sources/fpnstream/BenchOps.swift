@@ -56,6 +56,7 @@ struct BenchOps: ParsableCommand {
     func run() throws {
         let (w, h) = parseSize(size)!
         print("fpnstream bench ops — \(BLASInfo.config); OpenBLAS threads \(BLASInfo.threads), cores \(ProcessInfo.processInfo.activeProcessorCount)")
+        print(Compute.description)
         print("machine may be shared: figures are medians of \(runs) runs; ratios are within this run")
         let s4 = (h / 4, w / 4), s8 = (h / 8, w / 8), s16 = (h / 16, w / 16), s32 = (h / 32, w / 32)
         let cases: [ConvCase] = [

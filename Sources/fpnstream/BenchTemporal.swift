@@ -194,8 +194,7 @@ struct BenchTemporal: ParsableCommand {
               + "> \(settings.frameFallback) per frame, tile \(settings.tile)"
               + (settings.deepTile > 0 ? " (\(settings.deepTile) at stride >= 16)" : "")
               + (settings.gateOutputs ? ", outputs gated" : ", no output gating"))
-        print("BLAS: \(BLASInfo.coreName), \(BLASInfo.threads) threads; \(ProcessInfo.processInfo.activeProcessorCount) cores "
-              + "(machine may be shared: compare the ratios)")
+        print(Compute.description + " (machine may be shared: compare the ratios)")
         for input in inputs {
             let decoder: VideoDecoder
             do { decoder = try VideoDecoder(location: input) } catch {

@@ -1,0 +1,168 @@
+/*
+ * CKernels: hand-written CPU kernels with run-time ISA dispatch.
+ *
+ * One binary runs on every x86_64 CPU: AVX2 and AVX-512 code is compiled with
+ * per-function target attributes and is only entered when the caller passes an
+ * ISA that fpn_cpu_detect() reported as usable. On other architectures only
+ * the portable C path exists and every ISA argument resolves to it.
+ */
+#ifndef FPN_CKERNELS_H
+#define FPN_CKERNELS_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* CPU feature detection                                                      */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Every feature flag is 1 only when the CPU reports it AND the OS saves the
+ * register state it needs (XCR0 via xgetbv), so a 1 means "safe to execute".
+ * AMX is the exception the OS can still veto: on Linux a process must also
+ * call arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) before touching
+ * tile registers. This library never requests that permission; amx_* says
+ * only that the CPU has the unit and the kernel enabled the XTILE state in
+ * XCR0.
+ */
+struct fpn_cpu_info {
+    char vendor[16];       /* "GenuineIntel", "AuthenticAMD", ... (NUL-terminated) */
+    char brand[64];        /* processor brand string, leading spaces trimmed */
+    int family;            /* display family (base + extended) */
+    int model;             /* display model (extended model folded in) */
+    int stepping;
+
+    int os_avx;            /* XCR0 has SSE + YMM state */
+    int os_avx512;         /* XCR0 has opmask + ZMM_Hi256 + Hi16_ZMM state */
+
+    int sse3;
+    int avx;
+    int avx2;
+    int fma;
+    int avx512f;
+    int avx512bw;
+    int avx512vl;
+    int avx512dq;
+    int avx512_bf16;
+    int avx512_vnni;
+    int avx_vnni;
+
+    int amx_tile_cpu;      /* CPUID says the CPU has AMX-TILE */
+    int amx_bf16_cpu;
+    int amx_int8_cpu;
+    int amx_os_enabled;    /* XCR0 has XTILECFG + XTILEDATA */
+    int amx_tile;          /* cpu && os_enabled (Linux still needs ARCH_REQ_XCOMP_PERM) */
+    int amx_bf16;
+    int amx_int8;
+
+    int l1d_kb;            /* per-core data cache sizes, 0 if unknown */
+    int l2_kb;
+};
+
+/* Fills *out. Cheap enough to call at start-up; not meant for hot loops. */
+void fpn_cpu_detect(struct fpn_cpu_info *out);
+
+/* ------------------------------------------------------------------------ */
+/* ISA selection                                                              */
+/* ------------------------------------------------------------------------ */
+
+enum fpn_isa {
+    FPN_ISA_GENERIC = 0,   /* portable C, any architecture */
+    FPN_ISA_AVX2 = 1,      /* AVX2 + FMA (Haswell, Zen 1 and later) */
+    FPN_ISA_AVX512 = 2     /* AVX-512 F/BW/VL/DQ + FMA (Skylake-SP, Ice Lake, SPR, Zen 4) */
+};
+
+/* Best ISA this process may execute (detected once, then cached). */
+int fpn_best_isa(void);
+
+/* 1 if the CPU and OS support the ISA, else 0. */
+int fpn_isa_supported(int isa);
+
+/* "generic", "avx2", "avx512". */
+const char *fpn_isa_name(int isa);
+
+/*
+ * Every SGEMM entry point below resolves its isa argument the same way:
+ * a value above fpn_best_isa() is lowered to fpn_best_isa(), so an
+ * unsupported ISA is never executed and pack/compute always agree on the
+ * packed layout as long as they receive the same isa value.
+ */
+
+/* ------------------------------------------------------------------------ */
+/* Packed SGEMM: C[M,N] = act(A[M,K] * B[K,N] + beta * C + bias[row])          */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * All matrices are row-major float32. A is a constant weight matrix packed once
+ * with fpn_sgemm_pack_a and reused by every call; B (e.g. an im2col matrix) is
+ * packed per call into a caller-provided workspace.
+ *
+ * Calls are single-threaded and reentrant (no global mutable state besides the
+ * cached CPU detection). To use several threads, either
+ *   - split N:  thread t passes b + n0, c + n0, n = n1 - n0 (any n0; a multiple
+ *               of fpn_sgemm_nr keeps full-width tiles), or
+ *   - split M:  thread t passes packed_a + fpn_sgemm_packed_a_offset(isa, m0, k),
+ *               c + m0 * ldc, bias + m0, m = m1 - m0, where m0 is a multiple of
+ *               fpn_sgemm_mr(isa);
+ * each thread with its own workspace.
+ */
+
+/* Micro-tile height (rows of A/C per kernel call) and width (columns of B/C). */
+int fpn_sgemm_mr(int isa);
+int fpn_sgemm_nr(int isa);
+
+/* Number of floats the packed copy of an m x k matrix A occupies. */
+size_t fpn_sgemm_packed_a_size(int isa, int m, int k);
+
+/* Packs A (m x k, row stride lda) into `packed` (fpn_sgemm_packed_a_size floats). */
+void fpn_sgemm_pack_a(int isa, int m, int k, const float *a, int lda, float *packed);
+
+/* Float offset of the packed rows starting at row0 (row0 must be a multiple of MR). */
+size_t fpn_sgemm_packed_a_offset(int isa, int row0, int k);
+
+/* Floats of scratch one fpn_sgemm_compute call with this n and k needs. */
+size_t fpn_sgemm_workspace_size(int isa, int n, int k);
+
+/*
+ * C = act(A * B + beta * C + bias[row]).
+ *   beta == 0: C is write-only (it may hold NaN/garbage); otherwise C is read.
+ *   bias:      NULL or m floats, added to every column of the matching row.
+ *   relu:      nonzero applies max(x, 0) last.
+ *   ldb >= n, ldc >= n. m, n, k >= 0 (k == 0 gives act(beta*C + bias)).
+ *   workspace: fpn_sgemm_workspace_size(isa, n, k) floats, any alignment.
+ */
+void fpn_sgemm_compute(int isa, int m, int n, int k,
+                       const float *packed_a,
+                       const float *b, int ldb,
+                       float beta, float *c, int ldc,
+                       const float *bias, int relu,
+                       float *workspace);
+
+/*
+ * Unpacked convenience for one-off GEMMs: packs A and allocates the workspace
+ * internally (malloc/free per call). Returns 0 on success, -1 if allocation failed.
+ */
+int fpn_sgemm(int isa, int m, int n, int k,
+              const float *a, int lda,
+              const float *b, int ldb,
+              float beta, float *c, int ldc,
+              const float *bias, int relu);
+
+/* ------------------------------------------------------------------------ */
+/* The CPU's limit                                                            */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * GFLOP/s of one core running only register FMAs of the ISA's widest vectors (the fp32 limit a GEMM is quoted
+ * against): the best of repeated timed loops over about `seconds`. Call from N threads for N cores.
+ */
+double fpn_fma_peak_gflops(int isa, double seconds);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FPN_CKERNELS_H */

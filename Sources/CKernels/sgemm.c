@@ -1,0 +1,177 @@
+/*
+ * Packed SGEMM driver (BLIS-style blocking), shared by all ISAs.
+ *
+ * C is row-major with N contiguous, so kernels vectorize along N: each K step
+ * loads NR columns of a packed B row and broadcasts MR elements of a packed A
+ * column. Loop nest, outermost first:
+ *
+ *   jc over N in NC blocks
+ *     pc over K in KC blocks:  pack B[pc:pc+KC, jc:jc+NC] into NR-wide panels
+ *                              (the packed block is sized to stay in L2)
+ *       ir over M in MR rows:  A micro-panel (MR x KC, prepacked) stays in L1
+ *         jr over NC in NR:    B panel streams from L2, C tile updated once
+ *
+ * The epilogue (beta*C, bias, ReLU) is fused into the micro-kernel's store, so C
+ * is touched once per K block and there is no separate pass.
+ *
+ * Packed A layout: row panels of MR rows; panel i holds, for every k in [0, K),
+ * MR consecutive floats A[i*MR + r][k] (zero for rows past M). A KC block of a
+ * panel is therefore the contiguous slice starting at k0 * MR, and the layout
+ * does not depend on KC, so packing happens once regardless of blocking.
+ */
+#include "ckernels.h"
+#include "sgemm_internal.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+
+static const struct fpn_gemm_impl *impl_for(int isa) {
+    int best = fpn_best_isa();
+    if (isa > best) isa = best;
+#if defined(__x86_64__)
+    if (isa == FPN_ISA_AVX512) return &fpn__impl_avx512;
+    if (isa == FPN_ISA_AVX2) return &fpn__impl_avx2;
+#endif
+    return &fpn__impl_generic;
+}
+
+int fpn_sgemm_mr(int isa) { return impl_for(isa)->mr; }
+int fpn_sgemm_nr(int isa) { return impl_for(isa)->nr; }
+
+static size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
+
+/* K block: the preferred KC, but split K evenly so no block is a tiny remainder. */
+static int k_block(const struct fpn_gemm_impl *im, int k) {
+    if (k <= im->kc) return k < 1 ? 1 : k;
+    int nblocks = (k + im->kc - 1) / im->kc;
+    return (k + nblocks - 1) / nblocks;
+}
+
+/*
+ * N block: the packed B block (KC x NC floats) gets a quarter of L2. It is
+ * re-read from L2 once per A row panel, while the unpacked B rows being packed
+ * next, the A panels and the C tiles all stream through the same L2; a larger
+ * block gets partly evicted by that traffic (costly when M is small and the
+ * block is reused only a few times), and a smaller one shortens the contiguous
+ * runs read from each B row during packing.
+ */
+static int n_block(const struct fpn_gemm_impl *im, int kc, int n) {
+    int l2_kb = fpn__l2_kb();
+    if (l2_kb <= 0) l2_kb = 512;
+    if (l2_kb > 4096) l2_kb = 4096;
+    long bytes = (long)l2_kb * 1024 / 4;
+    int nc = (int)(bytes / ((long)kc * 4)) / im->nr * im->nr;
+    if (nc < 4 * im->nr) nc = 4 * im->nr;
+    if (nc > 4096) nc = 4096;
+    int n_padded = (int)round_up((size_t)(n < 1 ? 1 : n), (size_t)im->nr);
+    return nc < n_padded ? nc : n_padded;
+}
+
+size_t fpn_sgemm_packed_a_size(int isa, int m, int k) {
+    const struct fpn_gemm_impl *im = impl_for(isa);
+    return round_up((size_t)(m < 0 ? 0 : m), (size_t)im->mr) * (size_t)(k < 0 ? 0 : k);
+}
+
+size_t fpn_sgemm_packed_a_offset(int isa, int row0, int k) {
+    const struct fpn_gemm_impl *im = impl_for(isa);
+    return (size_t)(row0 / im->mr) * (size_t)im->mr * (size_t)k;
+}
+
+void fpn_sgemm_pack_a(int isa, int m, int k, const float *a, int lda, float *packed) {
+    const struct fpn_gemm_impl *im = impl_for(isa);
+    const int mr = im->mr;
+    for (int i0 = 0; i0 < m; i0 += mr) {
+        int mv = m - i0 < mr ? m - i0 : mr;
+        float *dst = packed + (size_t)i0 * k;
+        for (int r = 0; r < mr; r++) {
+            if (r < mv) {
+                const float *src = a + (size_t)(i0 + r) * lda;
+                for (int p = 0; p < k; p++) dst[(size_t)p * mr + r] = src[p];
+            } else {
+                for (int p = 0; p < k; p++) dst[(size_t)p * mr + r] = 0.0f;
+            }
+        }
+    }
+}
+
+/* 16 floats of slack so the packed B block can be aligned to 64 bytes. */
+#define WS_ALIGN_SLACK 16
+
+size_t fpn_sgemm_workspace_size(int isa, int n, int k) {
+    const struct fpn_gemm_impl *im = impl_for(isa);
+    int kc = k_block(im, k);
+    int nc = n_block(im, kc, n);
+    return (size_t)kc * (size_t)nc + WS_ALIGN_SLACK;
+}
+
+/* k == 0: the product is empty, only the epilogue remains. */
+static void epilogue_only(int m, int n, float beta, float *c, int ldc, const float *bias, int relu) {
+    for (int i = 0; i < m; i++) {
+        float bv = bias ? bias[i] : 0.0f;
+        float *row = c + (size_t)i * ldc;
+        for (int j = 0; j < n; j++) {
+            float v = (beta != 0.0f ? beta * row[j] : 0.0f) + bv;
+            row[j] = relu && v < 0.0f ? 0.0f : v;
+        }
+    }
+}
+
+void fpn_sgemm_compute(int isa, int m, int n, int k,
+                       const float *packed_a,
+                       const float *b, int ldb,
+                       float beta, float *c, int ldc,
+                       const float *bias, int relu,
+                       float *workspace) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) {
+        epilogue_only(m, n, beta, c, ldc, bias, relu);
+        return;
+    }
+    const struct fpn_gemm_impl *im = impl_for(isa);
+    const int mr = im->mr, nr = im->nr;
+    const int kc_max = k_block(im, k);
+    const int nc_max = n_block(im, kc_max, n);
+    float *bp = (float *)(((uintptr_t)workspace + 63) & ~(uintptr_t)63);
+
+    for (int jc = 0; jc < n; jc += nc_max) {
+        const int nc = n - jc < nc_max ? n - jc : nc_max;
+        for (int pc = 0; pc < k; pc += kc_max) {
+            const int kc = k - pc < kc_max ? k - pc : kc_max;
+            im->pack_b(kc, nc, b + (size_t)pc * ldb + jc, ldb, bp);
+
+            const int first = pc == 0, last = pc + kc >= k;
+            int flags = 0;
+            if (!first || beta != 0.0f) flags |= FPN_F_LOADC;
+            if (first && bias) flags |= FPN_F_BIAS;
+            if (last && relu) flags |= FPN_F_RELU;
+            const float kbeta = first ? beta : 1.0f;
+
+            for (int ir = 0; ir < m; ir += mr) {
+                const int mv = m - ir < mr ? m - ir : mr;
+                const float *ap = packed_a + (size_t)ir * k + (size_t)pc * mr;
+                const float *bias_r = (flags & FPN_F_BIAS) ? bias + ir : NULL;
+                float *crow = c + (size_t)ir * ldc + jc;
+                for (int jr = 0; jr < nc; jr += nr) {
+                    const int nv = nc - jr < nr ? nc - jr : nr;
+                    im->kernel(kc, ap, bp + (size_t)jr * kc, crow + jr, ldc, mv, nv, flags, kbeta, bias_r);
+                }
+            }
+        }
+    }
+}
+
+int fpn_sgemm(int isa, int m, int n, int k,
+              const float *a, int lda,
+              const float *b, int ldb,
+              float beta, float *c, int ldc,
+              const float *bias, int relu) {
+    if (m <= 0 || n <= 0) return 0;
+    size_t pa_size = fpn_sgemm_packed_a_size(isa, m, k);
+    size_t ws_size = fpn_sgemm_workspace_size(isa, n, k);
+    float *pa = (float *)malloc((pa_size + ws_size) * sizeof(float) + 64);
+    if (!pa) return -1;
+    fpn_sgemm_pack_a(isa, m, k, a, lda, pa);
+    fpn_sgemm_compute(isa, m, n, k, pa, b, ldb, beta, c, ldc, bias, relu, pa + pa_size);
+    free(pa);
+    return 0;
+}

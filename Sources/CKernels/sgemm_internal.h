@@ -1,0 +1,42 @@
+/* Private interface between the SGEMM driver (sgemm.c) and the per-ISA kernels. */
+#ifndef FPN_SGEMM_INTERNAL_H
+#define FPN_SGEMM_INTERNAL_H
+
+#include <stddef.h>
+
+/* Epilogue flags for one micro-tile update. */
+#define FPN_F_LOADC 1   /* acc += beta * C (beta is 1 after the first K block) */
+#define FPN_F_BIAS  2   /* acc += bias[row] (first K block only) */
+#define FPN_F_RELU  4   /* max(acc, 0) (last K block only) */
+
+/*
+ * Micro-kernel: C[mv, nv] (ldc) = epilogue(sum_p a[p][0..MR) x b[p][0..NR)).
+ *   a: MR floats per k step (rows beyond mv are zero padding),
+ *   b: NR floats per k step, 64-byte aligned (columns beyond nv are zero),
+ *   bias: NULL or the mv bias values of these rows.
+ * Only rows < mv and columns < nv of C are read or written.
+ */
+typedef void (*fpn_kernel_fn)(int kc, const float *a, const float *b,
+                              float *c, int ldc, int mv, int nv,
+                              int flags, float beta, const float *bias);
+
+/* Packs B[kc, nc] (ldb) into ceil(nc/NR) panels of kc x NR floats, zero-padded. */
+typedef void (*fpn_pack_b_fn)(int kc, int nc, const float *b, int ldb, float *dst);
+
+struct fpn_gemm_impl {
+    int mr, nr;
+    int kc;              /* preferred K block: A micro-panel (MR x KC) stays in L1 */
+    fpn_kernel_fn kernel;
+    fpn_pack_b_fn pack_b;
+};
+
+extern const struct fpn_gemm_impl fpn__impl_generic;
+#if defined(__x86_64__)
+extern const struct fpn_gemm_impl fpn__impl_avx2;
+extern const struct fpn_gemm_impl fpn__impl_avx512;
+#endif
+
+/* Per-core L2 size in KB from the cached CPU detection (0 if unknown). */
+int fpn__l2_kb(void);
+
+#endif

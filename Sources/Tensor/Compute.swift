@@ -1,0 +1,205 @@
+import CBLAS
+import CKernels
+import Foundation
+
+/// The CPU as fpnstream sees it: cpuid features that the OS also enabled (a flag is true only when it is safe to
+/// execute), read once per process.
+public struct CPUFeatures: Sendable, Equatable {
+    public var vendor = "", brand = ""
+    public var family = 0, model = 0
+    public var avx2 = false, fma = false
+    public var avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false
+    public var avx512bf16 = false, avx512vnni = false, avxVNNI = false
+    /// The CPU has AMX tiles and the kernel enabled their state (a process must still request permission).
+    public var amx = false
+
+    public init() {}
+
+    /// AVX-512 F/BW/VL/DQ, the set the AVX-512 kernels use.
+    public var hasAVX512: Bool { avx512f && avx512bw && avx512vl && avx512dq && fma }
+    /// AVX2 with FMA, the set the AVX2 kernels use.
+    public var hasAVX2: Bool { avx2 && fma }
+
+    /// This machine's features.
+    public static let host: CPUFeatures = {
+        var info = fpn_cpu_info()
+        fpn_cpu_detect(&info)
+        var f = CPUFeatures()
+        f.vendor = withUnsafeBytes(of: info.vendor) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        f.brand = withUnsafeBytes(of: info.brand) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        f.family = Int(info.family); f.model = Int(info.model)
+        f.avx2 = info.avx2 != 0; f.fma = info.fma != 0
+        f.avx512f = info.avx512f != 0; f.avx512bw = info.avx512bw != 0
+        f.avx512vl = info.avx512vl != 0; f.avx512dq = info.avx512dq != 0
+        f.avx512bf16 = info.avx512_bf16 != 0; f.avx512vnni = info.avx512_vnni != 0; f.avxVNNI = info.avx_vnni != 0
+        f.amx = info.amx_tile != 0
+        return f
+    }()
+
+    /// `avx2 fma avx512f avx512bw avx512vl avx512dq avx512_bf16 avx512_vnni`: the flags that are set.
+    public var flags: String {
+        [("avx2", avx2), ("fma", fma), ("avx512f", avx512f), ("avx512bw", avx512bw), ("avx512vl", avx512vl),
+         ("avx512dq", avx512dq), ("avx512_bf16", avx512bf16), ("avx512_vnni", avx512vnni), ("avx_vnni", avxVNNI),
+         ("amx", amx)].filter(\.1).map(\.0).joined(separator: " ")
+    }
+
+    /// `AMD EPYC (family 25 model 17)`.
+    public var name: String { "\(brand.isEmpty ? vendor : brand) (family \(family) model \(model))" }
+}
+
+/// Where the GEMMs of convolutions and FC layers run.
+public enum ComputePath: String, CaseIterable, Sendable {
+    /// fpnstream's packed AVX-512 kernels.
+    case avx512
+    /// fpnstream's packed AVX2+FMA kernels.
+    case avx2
+    /// fpnstream's portable C kernels (any CPU; slow, for checks).
+    case generic
+    /// OpenBLAS's `cblas_sgemm`, with whatever kernel OpenBLAS picked (the portable fallback).
+    case openblas
+
+    /// The `CKernels` ISA of an own-kernel path; nil for OpenBLAS.
+    var isa: Int32? {
+        switch self {
+        case .avx512: return Int32(FPN_ISA_AVX512.rawValue)
+        case .avx2: return Int32(FPN_ISA_AVX2.rawValue)
+        case .generic: return Int32(FPN_ISA_GENERIC.rawValue)
+        case .openblas: return nil
+        }
+    }
+
+    /// Whether `features` can run this path.
+    public func runs(on features: CPUFeatures) -> Bool {
+        switch self {
+        case .avx512: return features.hasAVX512
+        case .avx2: return features.hasAVX2
+        case .generic, .openblas: return true
+        }
+    }
+}
+
+/// The compute path of this process and why it was chosen.
+public struct ComputeChoice: Sendable, Equatable {
+    public var path: ComputePath
+    /// One line: what decided (the CPU's features, a forcing variable, a failed self-check).
+    public var reason: String
+    /// A warning to print once (a forced path the CPU cannot run, a failed self-check), or nil.
+    public var warning: String?
+
+    /// The variable that forces a path (`avx512`, `avx2`, `generic`, `openblas`).
+    public static let forceVariable = "FPNSTREAM_COMPUTE"
+
+    /// The path for `features` under `environment`: `FPNSTREAM_COMPUTE` wins when the CPU can run it; then a
+    /// user's explicit `OPENBLAS_CORETYPE` (OpenBLAS with that kernel); else the widest own kernels the CPU has,
+    /// and OpenBLAS where it has neither AVX2 nor AVX-512.
+    public static func select(features: CPUFeatures, environment: [String: String]) -> ComputeChoice {
+        var warning: String?
+        if let forced = environment[forceVariable], !forced.isEmpty {
+            if let p = ComputePath(rawValue: forced.lowercased()), p.runs(on: features) {
+                return ComputeChoice(path: p, reason: "\(forceVariable)=\(forced)")
+            }
+            warning = ComputePath(rawValue: forced.lowercased()) == nil
+                ? "\(forceVariable)=\(forced) is not a compute path (\(ComputePath.allCases.map(\.rawValue).joined(separator: ", "))); choosing by CPU features"
+                : "\(forceVariable)=\(forced): this CPU lacks the instructions; choosing by CPU features"
+        }
+        if let core = environment["OPENBLAS_CORETYPE"], !core.isEmpty {
+            return ComputeChoice(path: .openblas, reason: "OPENBLAS_CORETYPE=\(core) is set", warning: warning)
+        }
+        if features.hasAVX512 {
+            return ComputeChoice(path: .avx512, reason: "CPU has AVX-512 F/BW/VL/DQ", warning: warning)
+        }
+        if features.hasAVX2 {
+            return ComputeChoice(path: .avx2, reason: "CPU has AVX2+FMA, no AVX-512", warning: warning)
+        }
+        return ComputeChoice(path: .openblas, reason: "CPU has neither AVX2 nor AVX-512", warning: warning)
+    }
+
+    /// `choice` after the numeric self-check of its kernels (`check` returns the largest relative error against
+    /// a float64 reference): a path whose error exceeds `tolerance` falls back to OpenBLAS with a warning.
+    public static func verified(_ choice: ComputeChoice, tolerance: Double = 1e-4,
+                                check: (ComputePath) -> Double) -> ComputeChoice {
+        guard choice.path != .openblas else { return choice }
+        let error = check(choice.path)
+        guard error.isFinite && error <= tolerance else {
+            return ComputeChoice(path: .openblas,
+                                 reason: "\(choice.path.rawValue) kernels failed the self-check",
+                                 warning: "compute: the \(choice.path.rawValue) kernels computed wrong results "
+                                     + "(relative error \(error)); using OpenBLAS")
+        }
+        return choice
+    }
+}
+
+/// The process-wide compute path, chosen on first use from the CPU's features and the environment, then
+/// self-checked; every GEMM of the Tensor ops goes through it.
+public enum Compute {
+    /// The choice in force (decided once; a warning, if any, went to stderr once).
+    public static let choice: ComputeChoice = {
+        let c = ComputeChoice.verified(
+            ComputeChoice.select(features: .host, environment: ProcessInfo.processInfo.environment),
+            check: { selfCheckError($0) })
+        if let w = c.warning { FileHandle.standardError.write(Data(("fpnstream: " + w + "\n").utf8)) }
+        return c
+    }()
+
+    /// The path in force.
+    public static var path: ComputePath { choice.path }
+
+    /// `compute: avx512 (own packed kernels; CPU has AVX-512 F/BW/VL/DQ)` or
+    /// `compute: openblas (OpenBLAS 0.3.21 kernel Cooperlake; OPENBLAS_CORETYPE=... is set)`.
+    public static var summary: String {
+        let what = path == .openblas ? "OpenBLAS \(BLASInfo.version), kernel \(BLASInfo.coreName)" : "own packed kernels"
+        return "compute: \(path.rawValue) (\(what); \(choice.reason))"
+    }
+
+    /// The CPU line and the compute line, as `--version` and every benchmark print them.
+    public static var description: String {
+        let f = CPUFeatures.host
+        return "CPU: \(f.name), \(Parallel.cores) cores; features: \(f.flags.isEmpty ? "none of note" : f.flags)\n\(summary)"
+    }
+
+    /// The fp32 limit of this machine in GFLOP/s: register-only FMA loops of the widest ISA the CPU has, on every
+    /// core at once (about `seconds` long). GEMM efficiency is quoted against it.
+    public static func fmaPeakGFLOPS(seconds: Double = 0.3) -> (gflops: Double, isa: String) {
+        let isa = fpn_best_isa()
+        var per = [Double](repeating: 0, count: Parallel.cores)
+        per.withUnsafeMutableBufferPointer { p in
+            DispatchQueue.concurrentPerform(iterations: p.count) { i in p[i] = fpn_fma_peak_gflops(isa, seconds) }
+        }
+        return (per.reduce(0, +), String(cString: fpn_isa_name(isa)))
+    }
+
+    /// Largest relative error of `path`'s GEMM against a float64 reference over a few ragged shapes (with beta,
+    /// bias and ReLU), well under a millisecond.
+    public static func selfCheckError(_ path: ComputePath) -> Double {
+        var worst = 0.0
+        var seed: UInt32 = 7
+        func next() -> Float { seed = seed &* 1_664_525 &+ 1_013_904_223; return Float(seed >> 9) / Float(1 << 23) - 0.5 }
+        for (m, n, k, beta, relu) in [(17, 33, 29, false, false), (30, 5, 64, true, true), (64, 100, 27, false, true),
+                                      (7, 70, 300, true, false)] {
+            let a = (0..<(m * k)).map { _ in next() }, b = (0..<(k * n)).map { _ in next() }
+            let c0 = (0..<(m * n)).map { _ in next() }, bias = (0..<m).map { _ in next() }
+            var c = c0
+            a.withUnsafeBufferPointer { pa in
+                let packed = PackedMatrix(pa.baseAddress!, rows: m, columns: k, path: path)
+                b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
+                    bias.withUnsafeBufferPointer { pbias in
+                        Gemm.multiply(packed, b: pb.baseAddress!, ldb: n, columns: n, beta: beta ? 1 : 0,
+                                      c: pc.baseAddress!, ldc: n, bias: pbias.baseAddress!, relu: relu)
+                    }
+                } }
+            }
+            for i in 0..<m {
+                for j in 0..<n {
+                    var s = 0.0, mag = 0.0
+                    for l in 0..<k { s += Double(a[i * k + l]) * Double(b[l * n + j]); mag += abs(Double(a[i * k + l]) * Double(b[l * n + j])) }
+                    s += (beta ? Double(c0[i * n + j]) : 0) + Double(bias[i])
+                    if relu { s = max(s, 0) }
+                    let e = abs(Double(c[i * n + j]) - s) / max(1, mag)
+                    worst = e.isNaN ? .infinity : max(worst, e)
+                }
+            }
+        }
+        return worst
+    }
+}

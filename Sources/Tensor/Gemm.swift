@@ -1,0 +1,165 @@
+import CBLAS
+import CKernels
+import Dispatch
+import Foundation
+
+/// A constant left-hand GEMM operand `[rows, columns]` (conv or FC weights) in the layout of one compute path:
+/// packed once into the own kernels' panels, or kept row-major for OpenBLAS. Immutable, shared by streams.
+public final class PackedMatrix: @unchecked Sendable {
+    /// Rows (M) and columns (K) of the matrix.
+    public let rows: Int, columns: Int
+    /// The path whose layout this is.
+    public let path: ComputePath
+    let data: UnsafeMutablePointer<Float>
+    private let count: Int
+
+    /// Packs `a` (`rows` x `columns`, row stride `lda`, default `columns`) for `path` (default: the process's).
+    public init(_ a: UnsafePointer<Float>, rows: Int, columns: Int, lda: Int? = nil, path: ComputePath = Compute.path) {
+        precondition(rows >= 0 && columns >= 0, "bad matrix \(rows)x\(columns)")
+        self.rows = rows; self.columns = columns; self.path = path
+        let lda = lda ?? columns
+        if let isa = path.isa {
+            count = max(1, fpn_sgemm_packed_a_size(isa, Int32(rows), Int32(columns)))
+            data = .allocate(capacity: count)
+            fpn_sgemm_pack_a(isa, Int32(rows), Int32(columns), a, Int32(lda), data)
+        } else {
+            count = max(1, rows * columns)
+            data = .allocate(capacity: count)
+            for r in 0..<rows { (data + r * columns).update(from: a + r * lda, count: columns) }
+        }
+    }
+
+    deinit { data.deallocate() }
+
+    /// Bytes held.
+    public var bytes: Int { count * 4 }
+}
+
+/// The GEMMs of the Tensor ops, on the process's compute path (`Compute`): C = act(A·B + beta·C + bias[row]),
+/// row-major, split over the cores.
+public enum Gemm {
+    /// Below this many multiply-adds a product runs on the calling thread.
+    static let parallelWork = 1 << 18
+
+    /// C[`a.rows`, `columns`] = act(A·B + beta·C + bias[row]) for a packed A, B `[a.columns, columns]` (row stride
+    /// `ldb`), C row stride `ldc`. `beta` is 0 (C is only written) or 1. `bias`: `a.rows` floats or nil.
+    public static func multiply(_ a: PackedMatrix, b: UnsafePointer<Float>, ldb: Int, columns n: Int, beta: Float,
+                                c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>? = nil,
+                                relu: Bool = false) {
+        let m = a.rows, k = a.columns
+        guard m > 0 && n > 0 else { return }
+        guard let isa = a.path.isa else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
+                        1, a.data, Int32(k), b, Int32(ldb), beta, c, Int32(ldc))
+            epilogue(c, rows: m, columns: n, ldc: ldc, bias: bias, relu: relu)
+            return
+        }
+        let mr = Int(fpn_sgemm_mr(isa)), nr = Int(fpn_sgemm_nr(isa))
+        let parts = m * n * k < parallelWork ? 1 : Parallel.cores
+        // Split the wider side: columns in whole micro-tiles when there are enough, else rows in whole panels.
+        let byColumns = n >= parts * 2 * nr || m < parts * 2 * mr
+        let unit = byColumns ? nr : mr, total = byColumns ? n : m
+        let units = (total + unit - 1) / unit
+        let chunks = max(1, min(parts, units))
+        run(chunks) { i in
+            let lo = min(total, units * i / chunks * unit), hi = min(total, units * (i + 1) / chunks * unit)
+            guard lo < hi else { return }
+            if byColumns {
+                compute(isa, m: m, n: hi - lo, k: k, a: a.data, b: b + lo, ldb: ldb, beta: beta, c: c + lo, ldc: ldc,
+                        bias: bias, relu: relu)
+            } else {
+                compute(isa, m: hi - lo, n: n, k: k, a: a.data + fpn_sgemm_packed_a_offset(isa, Int32(lo), Int32(k)),
+                        b: b, ldb: ldb, beta: beta, c: c + lo * ldc, ldc: ldc, bias: bias.map { $0 + lo }, relu: relu)
+            }
+        }
+    }
+
+    /// C[m, n] = A·B (+ beta·C) for an A that changes every call (`[m, k]`, row stride `lda`): A is packed per
+    /// call, rows split over the cores. For FC layers, whose per-call operand is the activation matrix.
+    public static func multiply(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
+                                ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
+                                path: ComputePath = Compute.path) {
+        guard m > 0 && n > 0 else { return }
+        guard let isa = path.isa else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
+                        1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+            return
+        }
+        let mr = Int(fpn_sgemm_mr(isa))
+        let units = (m + mr - 1) / mr
+        let chunks = m * n * k < parallelWork ? 1 : max(1, min(Parallel.cores, units))
+        run(chunks) { i in
+            let lo = min(m, units * i / chunks * mr), hi = min(m, units * (i + 1) / chunks * mr)
+            guard lo < hi else { return }
+            let rows = hi - lo
+            let packed = Scratch.take(fpn_sgemm_packed_a_size(isa, Int32(rows), Int32(k)))
+            defer { Scratch.give(packed) }
+            fpn_sgemm_pack_a(isa, Int32(rows), Int32(k), a + lo * lda, Int32(lda), packed.base)
+            compute(isa, m: rows, n: n, k: k, a: packed.base, b: b, ldb: ldb, beta: beta, c: c + lo * ldc, ldc: ldc,
+                    bias: nil, relu: false)
+        }
+    }
+
+    /// One single-threaded kernel call with a pooled workspace.
+    private static func compute(_ isa: Int32, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                                ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
+                                bias: UnsafePointer<Float>?, relu: Bool) {
+        let ws = Scratch.take(fpn_sgemm_workspace_size(isa, Int32(n), Int32(k)))
+        defer { Scratch.give(ws) }
+        fpn_sgemm_compute(isa, Int32(m), Int32(n), Int32(k), a, b, Int32(ldb), beta, c, Int32(ldc), bias,
+                          relu ? 1 : 0, ws.base)
+    }
+
+    /// Runs `body(0..<chunks)`, in parallel when there is more than one.
+    private static func run(_ chunks: Int, _ body: (Int) -> Void) {
+        if chunks == 1 { body(0); return }
+        withoutActuallyEscaping(body) { body in DispatchQueue.concurrentPerform(iterations: chunks) { body($0) } }
+    }
+
+    /// OpenBLAS has no fused epilogue: bias and ReLU in one pass over C.
+    private static func epilogue(_ c: UnsafeMutablePointer<Float>, rows m: Int, columns n: Int, ldc: Int,
+                                 bias: UnsafePointer<Float>?, relu: Bool) {
+        guard bias != nil || relu else { return }
+        Parallel.forEach(m, cost: m * n) { range in
+            for r in range {
+                let p = c + r * ldc, b = bias?[r] ?? 0
+                if relu {
+                    for i in 0..<n { let v = p[i] + b; p[i] = v > 0 ? v : 0 }
+                } else {
+                    for i in 0..<n { p[i] += b }
+                }
+            }
+        }
+    }
+}
+
+/// Kernel workspaces, allocated once and reused by every GEMM (one per concurrent call; they grow to the largest
+/// request and are never freed).
+enum Scratch {
+    final class Buffer {
+        var base: UnsafeMutablePointer<Float>
+        var capacity: Int
+        init(_ n: Int) { capacity = max(n, 1024); base = .allocate(capacity: capacity) }
+    }
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var free: [Buffer] = []
+
+    static func take(_ floats: Int) -> Buffer {
+        lock.lock()
+        let b = free.popLast()
+        lock.unlock()
+        guard let b else { return Buffer(floats) }
+        if b.capacity < floats {
+            b.base.deallocate()
+            b.capacity = floats
+            b.base = .allocate(capacity: floats)
+        }
+        return b
+    }
+
+    static func give(_ b: Buffer) {
+        lock.lock()
+        free.append(b)
+        lock.unlock()
+    }
+}

@@ -1,0 +1,138 @@
+import TestSupport
+import XCTest
+@testable import Tensor
+
+/// The compute path: chosen from the CPU's features (any feature set, not only this host's), forced by the user,
+/// dropped after a failed self-check; and every kernel against a float64 reference on ragged shapes.
+final class ComputeTests: XCTestCase {
+    private func features(avx2: Bool = false, avx512: Bool = false, bf16: Bool = false) -> CPUFeatures {
+        var f = CPUFeatures()
+        f.avx2 = avx2 || avx512; f.fma = avx2 || avx512
+        f.avx512f = avx512; f.avx512bw = avx512; f.avx512vl = avx512; f.avx512dq = avx512
+        f.avx512bf16 = bf16
+        return f
+    }
+
+    func testSelectionFollowsTheCPUFeatures() {
+        XCTAssertEqual(ComputeChoice.select(features: features(avx2: true), environment: [:]).path, .avx2)
+        XCTAssertEqual(ComputeChoice.select(features: features(avx512: true), environment: [:]).path, .avx512)
+        XCTAssertEqual(ComputeChoice.select(features: features(avx512: true, bf16: true), environment: [:]).path, .avx512)
+        XCTAssertEqual(ComputeChoice.select(features: features(), environment: [:]).path, .openblas)
+        // AVX-512 F without BW/VL/DQ (Knights Landing) is not enough for the AVX-512 kernels.
+        var knl = features(avx2: true)
+        knl.avx512f = true
+        XCTAssertEqual(ComputeChoice.select(features: knl, environment: [:]).path, .avx2)
+    }
+
+    func testAForcedPathAndAnExplicitOpenBLASKernelWin() {
+        let f = features(avx512: true)
+        let forced = ComputeChoice.select(features: f, environment: ["FPNSTREAM_COMPUTE": "avx2"])
+        XCTAssertEqual(forced.path, .avx2)
+        XCTAssertNil(forced.warning)
+        XCTAssertEqual(ComputeChoice.select(features: f, environment: ["FPNSTREAM_COMPUTE": "OpenBLAS"]).path, .openblas)
+        let core = ComputeChoice.select(features: f, environment: ["OPENBLAS_CORETYPE": "Haswell"])
+        XCTAssertEqual(core.path, .openblas)
+        XCTAssertTrue(core.reason.contains("OPENBLAS_CORETYPE=Haswell"), core.reason)
+        XCTAssertEqual(ComputeChoice.select(features: f, environment: ["OPENBLAS_CORETYPE": "Haswell",
+                                                                         "FPNSTREAM_COMPUTE": "avx512"]).path, .avx512)
+    }
+
+    func testAForcedPathTheCPUCannotRunWarnsAndFallsBackToTheFeatures() {
+        let c = ComputeChoice.select(features: features(avx2: true), environment: ["FPNSTREAM_COMPUTE": "avx512"])
+        XCTAssertEqual(c.path, .avx2)
+        XCTAssertTrue(c.warning?.contains("lacks") == true, "\(String(describing: c.warning))")
+        let typo = ComputeChoice.select(features: features(avx2: true), environment: ["FPNSTREAM_COMPUTE": "avx9"])
+        XCTAssertEqual(typo.path, .avx2)
+        XCTAssertTrue(typo.warning?.contains("not a compute path") == true)
+    }
+
+    func testAFailedSelfCheckFallsBackToOpenBLASWithOneWarning() {
+        let chosen = ComputeChoice(path: .avx512, reason: "CPU has AVX-512 F/BW/VL/DQ")
+        let bad = ComputeChoice.verified(chosen) { _ in 0.3 }
+        XCTAssertEqual(bad.path, .openblas)
+        XCTAssertTrue(bad.warning?.contains("wrong results") == true)
+        XCTAssertEqual(ComputeChoice.verified(chosen) { _ in .nan }.path, .openblas)
+        XCTAssertEqual(ComputeChoice.verified(chosen) { _ in 1e-7 }, chosen)
+        // OpenBLAS itself is not checked.
+        var checked = false
+        _ = ComputeChoice.verified(ComputeChoice(path: .openblas, reason: "x")) { _ in checked = true; return 1 }
+        XCTAssertFalse(checked)
+    }
+
+    /// The paths this host can run.
+    private var runnable: [ComputePath] { ComputePath.allCases.filter { $0.runs(on: .host) } }
+
+    func testEveryPathPassesTheSelfCheck() {
+        for p in runnable { XCTAssertLessThan(Compute.selfCheckError(p), 1e-5, p.rawValue) }
+    }
+
+    /// act(A·B + beta·C + bias) against float64 on ragged shapes, for every path, one thread and split over the
+    /// cores (by columns and by rows), with strides wider than the matrices.
+    func testEveryKernelMatchesTheReferenceOnRaggedShapes() {
+        var rng = TestRandom(seed: 41)
+        let shapes = [(1, 1, 1), (5, 3, 27), (13, 47, 64), (14, 17, 255), (29, 100, 3), (64, 9, 577), (257, 33, 64),
+                      (70, 1000, 96), (300, 40, 600)]
+        for path in runnable {
+            for (m, n, k) in shapes {
+                for (beta, relu) in [(false, false), (true, true)] {
+                    let lda = k + 3, ldb = n + 5, ldc = n + 2
+                    let a = rng.floats(m * lda), b = rng.floats(k * ldb), bias = rng.floats(m)
+                    let c0 = rng.floats(m * ldc)
+                    var c = beta ? c0 : [Float](repeating: .nan, count: m * ldc)
+                    let packed = a.withUnsafeBufferPointer { PackedMatrix($0.baseAddress!, rows: m, columns: k, lda: lda, path: path) }
+                    b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in bias.withUnsafeBufferPointer { pbias in
+                        Gemm.multiply(packed, b: pb.baseAddress!, ldb: ldb, columns: n, beta: beta ? 1 : 0,
+                                      c: pc.baseAddress!, ldc: ldc, bias: pbias.baseAddress!, relu: relu)
+                    } } }
+                    var worst = 0.0
+                    for i in 0..<m {
+                        for j in 0..<n {
+                            var s = beta ? Double(c0[i * ldc + j]) : 0, mag = 1.0
+                            for l in 0..<k { let t = Double(a[i * lda + l]) * Double(b[l * ldb + j]); s += t; mag += abs(t) }
+                            s += Double(bias[i])
+                            if relu { s = max(0, s) }
+                            let e = abs(Double(c[i * ldc + j]) - s) / mag
+                            worst = e.isNaN ? .infinity : max(worst, e)
+                        }
+                        // Columns past n are not written.
+                        for j in n..<ldc where beta {
+                            XCTAssertEqual(c[i * ldc + j], c0[i * ldc + j], "\(path) wrote past the last column")
+                        }
+                    }
+                    XCTAssertLessThan(worst, 1e-5, "\(path) m\(m) n\(n) k\(k) beta \(beta) relu \(relu)")
+                }
+            }
+        }
+    }
+
+    /// The per-call left operand (FC layers): A·B with A packed inside the call.
+    func testUnpackedProductMatchesTheReference() {
+        var rng = TestRandom(seed: 43)
+        for path in runnable {
+            for (m, n, k) in [(1, 7, 5), (33, 65, 129), (200, 30, 400)] {
+                let a = rng.floats(m * k), b = rng.floats(k * n)
+                var c = [Float](repeating: 0, count: m * n)
+                a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
+                    Gemm.multiply(m: m, n: n, k: k, a: pa.baseAddress!, lda: k, b: pb.baseAddress!, ldb: n, beta: 0,
+                                  c: pc.baseAddress!, ldc: n, path: path)
+                } } }
+                var worst = 0.0
+                for i in 0..<m {
+                    for j in 0..<n {
+                        var s = 0.0, mag = 1.0
+                        for l in 0..<k { let t = Double(a[i * k + l]) * Double(b[l * n + j]); s += t; mag += abs(t) }
+                        worst = max(worst, abs(Double(c[i * n + j]) - s) / mag)
+                    }
+                }
+                XCTAssertLessThan(worst, 1e-5, "\(path) m\(m) n\(n) k\(k)")
+            }
+        }
+    }
+
+    func testTheHostDescriptionNamesThePathAndTheReason() {
+        XCTAssertTrue(Compute.description.contains("compute: \(Compute.path.rawValue)"), Compute.description)
+        XCTAssertTrue(Compute.description.contains(Compute.choice.reason))
+        let limit = Compute.fmaPeakGFLOPS(seconds: 0.02)
+        XCTAssertGreaterThan(limit.gflops, 0)
+    }
+}
