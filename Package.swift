@@ -1,6 +1,6 @@
 // swift-tools-version: 6.1
 // fpnstream: a native Swift video-analytics engine (FFmpeg decode → FPN detector → tracker → JSONL/video).
-// Target layout and data flow: docs/architecture.md.
+// Target layout and data flow: docs/design/architecture.md.
 import PackageDescription
 
 /// Hot numeric loops (im2col, resize, NMS, pixel blending) are unusable in -Onone, so the numeric

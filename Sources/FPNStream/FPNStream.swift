@@ -1,1 +1,1 @@
-// The FPNStream module. See docs/architecture.md.
+// The FPNStream module. See docs/design/architecture.md.

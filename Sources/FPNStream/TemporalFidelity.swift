@@ -5,7 +5,7 @@ import TemporalReuse
 import Vision
 
 /// How well a candidate detection list (`delta`) agrees with a reference (`off`) on the same frames: the fidelity
-/// measure of `fpnstream bench temporal` and `fpnstream calibrate` (docs/temporal.md "Fidelity").
+/// measure of `fpnstream bench temporal` and `fpnstream calibrate` (docs/design/temporal.md "Fidelity").
 ///
 /// Definition: on each side keep the detections with score ≥ `minScore` (each side independently, so a detection
 /// that crosses the threshold counts as a disagreement). A pair matches when the class is the same and box IoU ≥

@@ -1,4 +1,4 @@
-// The Vision module: models on top of Tensor. See docs/architecture.md (Vision).
+// The Vision module: models on top of Tensor. See docs/design/architecture.md (Vision).
 //
 //  RGBImage ─ DetectionTransform ─▶ [1,3,H,W] ─ ResNetFPNBackbone (body + FPN + extra) ─▶ FeaturePyramid p2...p7
 //

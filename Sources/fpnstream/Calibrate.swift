@@ -186,7 +186,7 @@ struct Calibrate: ParsableCommand {
         if mode == "depth" {
             // One deep threshold for everything after the stem: the stem filters the input's noise (its own box
             // metric), the deeper convs see feature changes, and one value for them all avoids a greedy search that
-            // spends the fidelity budget on the first stages (docs/temporal.md, "Calibration").
+            // spends the fidelity budget on the first stages (docs/design/temporal.md, "Calibration").
             let stage = groups(keys, by: "stage")
             let stem = stage.first { $0.0 == "stem" }?.1 ?? []
             let deep = keys.filter { !stem.contains($0) }
