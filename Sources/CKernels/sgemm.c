@@ -116,12 +116,82 @@ static void epilogue_only(int m, int n, float beta, float *c, int ldc, const flo
     }
 }
 
-void fpn_sgemm_compute(int isa, int m, int n, int k,
-                       const float *packed_a,
-                       const float *b, int ldb,
-                       float beta, float *c, int ldc,
-                       const float *bias, int relu,
-                       float *workspace) {
+/* Packs the B block [pc, pc+kc) x [jc, jc+nc) into NR-wide panels (`fpn_pack_b_fn` layout). */
+typedef void (*pack_block_fn)(const void *source, const struct fpn_gemm_impl *im, int pc, int kc, int jc, int nc,
+                              float *dst);
+
+struct matrix_source { const float *b; int ldb; };
+
+static void pack_matrix_block(const void *source, const struct fpn_gemm_impl *im, int pc, int kc, int jc, int nc,
+                              float *dst) {
+    const struct matrix_source *s = source;
+    im->pack_b(kc, nc, s->b + (size_t)pc * s->ldb + jc, s->ldb, dst);
+}
+
+/*
+ * B as the im2col matrix of one image, gathered while packing: row r = (channel, ky, kx), column j = output
+ * pixel col0 + j (row-major over the output). A panel whose NR pixels lie in one output row reads, per row r,
+ * one run of the input row (contiguous at stride 1), so no im2col matrix is ever written.
+ */
+#define MAX_PANELS 512
+#define MAX_KC 1024
+
+static void pack_im2col_block(const void *source, const struct fpn_gemm_impl *im, int pc, int kc, int jc, int nc,
+                              float *dst) {
+    const struct fpn_im2col *g = source;
+    const int nr = im->nr, taps = g->kh * g->kw;
+    const size_t plane = (size_t)g->h * g->w;
+    /* Per row of the block: the input plane and the tap's offset from an output pixel's window origin. */
+    size_t off[MAX_KC];
+    int dy[MAX_KC], dx[MAX_KC];
+    for (int p = 0; p < kc; p++) {
+        const int r = pc + p, ky = (r % taps) / g->kw, kx = r % g->kw;
+        off[p] = (size_t)(r / taps) * plane;
+        dy[p] = ky * g->dh - g->ph;
+        dx[p] = kx * g->dw - g->pw;
+    }
+    const int panels = (nc + nr - 1) / nr;
+    for (int q = 0; q < panels; q++) {
+        const int pix = g->col0 + jc + q * nr;
+        const int oy = pix / g->ow, ox = pix % g->ow;
+        const int n = nc - q * nr < nr ? nc - q * nr : nr;
+        float *d = dst + (size_t)q * kc * nr;     /* written contiguously, row after row */
+        if (ox + n <= g->ow) {
+            /* One output row: per block row, one run of one input row (columns ix0 + j*sw). */
+            const int y0 = oy * g->sh, x0 = ox * g->sw;
+            for (int p = 0; p < kc; p++, d += nr) {
+                const int iy = y0 + dy[p], ix0 = x0 + dx[p];
+                int j = 0;
+                if (iy >= 0 && iy < g->h) {
+                    const float *row = g->x + off[p] + (size_t)iy * g->w;
+                    if (g->sw == 1 && ix0 >= 0 && ix0 + n <= g->w) {
+                        for (; j < n; j++) d[j] = row[ix0 + j];
+                    } else {
+                        for (; j < n; j++) {
+                            const int ix = ix0 + j * g->sw;
+                            d[j] = ix >= 0 && ix < g->w ? row[ix] : 0.0f;
+                        }
+                    }
+                }
+                for (; j < nr; j++) d[j] = 0.0f;
+            }
+        } else {
+            for (int p = 0; p < kc; p++, d += nr) {
+                int y = oy, x = ox, j = 0;
+                for (; j < n; j++) {
+                    const int iy = y * g->sh + dy[p], ix = x * g->sw + dx[p];
+                    d[j] = iy >= 0 && iy < g->h && ix >= 0 && ix < g->w ? g->x[off[p] + (size_t)iy * g->w + ix] : 0.0f;
+                    if (++x == g->ow) { x = 0; y++; }
+                }
+                for (; j < nr; j++) d[j] = 0.0f;
+            }
+        }
+    }
+}
+
+static void gemm_driver(int isa, int m, int n, int k, const float *packed_a,
+                        pack_block_fn pack, const void *source,
+                        float beta, float *c, int ldc, const float *bias, int relu, float *workspace) {
     if (m <= 0 || n <= 0) return;
     if (k <= 0) {
         epilogue_only(m, n, beta, c, ldc, bias, relu);
@@ -137,7 +207,7 @@ void fpn_sgemm_compute(int isa, int m, int n, int k,
         const int nc = n - jc < nc_max ? n - jc : nc_max;
         for (int pc = 0; pc < k; pc += kc_max) {
             const int kc = k - pc < kc_max ? k - pc : kc_max;
-            im->pack_b(kc, nc, b + (size_t)pc * ldb + jc, ldb, bp);
+            pack(source, im, pc, kc, jc, nc, bp);
 
             const int first = pc == 0, last = pc + kc >= k;
             int flags = 0;
@@ -158,6 +228,25 @@ void fpn_sgemm_compute(int isa, int m, int n, int k,
             }
         }
     }
+}
+
+void fpn_sgemm_compute(int isa, int m, int n, int k,
+                       const float *packed_a,
+                       const float *b, int ldb,
+                       float beta, float *c, int ldc,
+                       const float *bias, int relu,
+                       float *workspace) {
+    const struct matrix_source source = { b, ldb };
+    gemm_driver(isa, m, n, k, packed_a, pack_matrix_block, &source, beta, c, ldc, bias, relu, workspace);
+}
+
+void fpn_sgemm_conv_compute(int isa, int m, int n, int k,
+                            const float *packed_a,
+                            const struct fpn_im2col *b,
+                            float beta, float *c, int ldc,
+                            const float *bias, int relu,
+                            float *workspace) {
+    gemm_driver(isa, m, n, k, packed_a, pack_im2col_block, b, beta, c, ldc, bias, relu, workspace);
 }
 
 int fpn_sgemm(int isa, int m, int n, int k,

@@ -338,6 +338,18 @@ public final class Conv2d: @unchecked Sendable {
             }
             return
         }
+        if let d = dense, packed[0].path.isa != nil, implicitIm2col {
+            // One product per group, B gathered from the input while packing: no im2col matrix.
+            withBias { bias in
+                for g in 0..<groups {
+                    Gemm.convolve(packed[g], image: xin + g * cg * h * wi, height: h, width: wi, kernel: kernel,
+                                  stride: stride, padding: padding, dilation: dilation, outputWidth: d.w, columns: p,
+                                  beta: beta, c: outBase + g * mg * p, ldc: p,
+                                  bias: bias.map { $0.baseAddress! + g * mg }, relu: relu)
+                }
+            }
+            return
+        }
         // Column chunks of whole segments bound the im2col scratch (about `scratchBudget` floats) while keeping
         // each GEMM wide; the epilogue runs per chunk while its columns are still in cache.
         let maxColumns = chunkColumnsForTesting ?? max(Conv2d.minChunkColumns, Conv2d.scratchBudget / kg)
@@ -411,6 +423,10 @@ public final class Conv2d: @unchecked Sendable {
     /// zero and dropped; the results agree to float rounding). Off only to measure what it saves (`fpnstream bench
     /// ops --tiles`); not to be changed while the conv runs.
     public var padsNarrowGEMMs = true
+
+    /// Dense passes on the own kernels gather im2col inside the GEMM's packing (no im2col matrix). Off only to
+    /// measure or test the explicit im2col path; not to be changed while the conv runs.
+    public var implicitIm2col = true
 
     /// Tests force narrow chunks (many GEMMs per image) to exercise the chunking on small images.
     var chunkColumnsForTesting: Int?

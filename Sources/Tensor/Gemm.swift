@@ -74,6 +74,31 @@ public enum Gemm {
         }
     }
 
+    /// The dense convolution of one image as one product: C[`a.rows`, `columns`] = act(A·B + beta·C + bias[row])
+    /// where B is the im2col matrix of `image` (`a.columns` = channels·kh·kw rows, output pixels as columns in
+    /// row-major order), gathered while packing, so no im2col matrix is written. Own-kernel paths only.
+    static func convolve(_ a: PackedMatrix, image: UnsafePointer<Float>, height: Int, width: Int, kernel: Size2,
+                         stride: Size2, padding: Size2, dilation: Size2, outputWidth: Int, columns n: Int, beta: Float,
+                         c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>?, relu: Bool) {
+        guard let isa = a.path.isa else { preconditionFailure("Gemm.convolve needs an own-kernel path") }
+        let m = a.rows, k = a.columns
+        guard m > 0 && n > 0 else { return }
+        let nr = Int(fpn_sgemm_nr(isa))
+        let units = (n + nr - 1) / nr
+        let chunks = m * n * k < parallelWork ? 1 : max(1, min(Parallel.cores, units))
+        run(chunks) { i in
+            let lo = min(n, units * i / chunks * nr), hi = min(n, units * (i + 1) / chunks * nr)
+            guard lo < hi else { return }
+            var g = fpn_im2col(x: image, h: Int32(height), w: Int32(width), kh: Int32(kernel.h), kw: Int32(kernel.w),
+                               sh: Int32(stride.h), sw: Int32(stride.w), ph: Int32(padding.h), pw: Int32(padding.w),
+                               dh: Int32(dilation.h), dw: Int32(dilation.w), ow: Int32(outputWidth), col0: Int32(lo))
+            let ws = Scratch.take(fpn_sgemm_workspace_size(isa, Int32(hi - lo), Int32(k)))
+            defer { Scratch.give(ws) }
+            fpn_sgemm_conv_compute(isa, Int32(m), Int32(hi - lo), Int32(k), a.data, &g, beta, c + lo, Int32(ldc), bias,
+                                   relu ? 1 : 0, ws.base)
+        }
+    }
+
     /// C[m, n] = A·B (+ beta·C) for an A that changes every call (`[m, k]`, row stride `lda`): A is packed per
     /// call, rows split over the cores. For FC layers, whose per-call operand is the activation matrix.
     public static func multiply(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,

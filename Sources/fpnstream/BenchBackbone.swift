@@ -38,6 +38,12 @@ struct BenchBackbone: ParsableCommand {
     @Flag(help: "Print the per-layer table.")
     var layers = false
 
+    @Flag(help: "Dense convs write an im2col matrix before the GEMM (the default gathers it while packing).")
+    var explicitIm2col = false
+
+    @Flag(help: "Also time frames with the explicit im2col matrix, interleaved frame by frame, and print the ratio.")
+    var compareIm2col = false
+
     func validate() throws {
         guard frames >= 20 else { throw ValidationError("--frames must be at least 20") }
         guard (1...frames).contains(profileFrames) else { throw ValidationError("--profile-frames must be 1...--frames") }
@@ -53,6 +59,7 @@ struct BenchBackbone: ParsableCommand {
         }
         let (width, height) = (dims[0], dims[1])
         let backbone = try loadBackbone()
+        if explicitIm2col { for l in backbone.convLayers { l.conv.implicitIm2col = false } }
         let input = SyntheticWeights.uniform(key: "bench.input", shape: [1, 3, height, width], amplitude: 2)
         if let export {
             try SafeTensorsWriter.write(["input": input], metadata: ["size": size],
@@ -107,6 +114,23 @@ struct BenchBackbone: ParsableCommand {
         print(String(format: "conv layers only (median of %d profiled frames, %.1f ms = %.0f%% of the frame): %.1f GFLOP/s = %.1f%% of the FMA limit",
                      profiler.frameTimes.count, convTime * 1e3, 100 * convTime / frame, flops / convTime / 1e9,
                      100 * flops / convTime / 1e9 / limit.gflops))
+        if compareIm2col {
+            // Frame by frame alternation: a load change on a shared machine hits both modes alike.
+            var implicitTimes: [Double] = [], explicitTimes: [Double] = []
+            for _ in 0..<frames {
+                for explicit in [false, true] {
+                    for l in backbone.convLayers { l.conv.implicitIm2col = !explicit }
+                    ws.beginFrame()
+                    let t0 = Benchmark.now()
+                    _ = backbone(input, workspace: ws)
+                    if explicit { explicitTimes.append(Benchmark.now() - t0) } else { implicitTimes.append(Benchmark.now() - t0) }
+                }
+            }
+            let (i, e) = (Benchmark.median(implicitTimes), Benchmark.median(explicitTimes))
+            print(String(format: "im2col, interleaved over %d frames each: gathered while packing %.1f ms, explicit matrix %.1f ms (explicit/gathered %.3f)",
+                         frames, i * 1e3, e * 1e3, e / i))
+            for l in backbone.convLayers { l.conv.implicitIm2col = !explicitIm2col }
+        }
         let drift = 100 * (rssN - rss20) / rss20
         print(String(format: "RSS: %.1f MB after 20 frames, %.1f MB after %d frames (%+.2f%%): %@; arena %.1f MB in %d buffers",
                      rss20, rssN, frames, drift, abs(drift) <= 2 ? "flat (within 2%)" : "NOT FLAT",

@@ -15,11 +15,23 @@ final class ConvTests: XCTestCase {
         let b = t.bias ? rng.floats(t.oc) : nil
         let conv = Conv2d(weight: wt, bias: b, stride: t.stride, padding: t.padding, dilation: t.dilation,
                           groups: t.groups, activation: t.relu ? .relu : .none)
-        let ws = Workspace()
-        let y = conv(x, in: ws)
         let ref = Ref.conv2d(x, wt, bias: b, stride: t.stride, padding: t.padding, dilation: t.dilation, groups: t.groups, relu: t.relu)
-        assertClose(y, ref.data, shape: ref.shape, "conv \(t)", file: file, line: line)
+        // Both ways of feeding the GEMM: im2col gathered while packing (the default), and the im2col matrix.
+        for implicit in [true, false] {
+            conv.implicitIm2col = implicit
+            let y = conv(x, in: Workspace())
+            assertClose(y, ref.data, shape: ref.shape, "conv \(t), implicit im2col \(implicit)", file: file, line: line)
+        }
         XCTAssertEqual(conv.outputShape(x.shape), ref.shape, file: file, line: line)
+    }
+
+    /// Products big enough to be split over the cores, so a thread's columns start mid output row; widths that are
+    /// not multiples of the kernels' panel width; stride, dilation and padding at the borders.
+    func testLargeConvolutionsSplitMidRowMatchTheReference() {
+        check(Case(c: 16, h: 45, w: 67, oc: 40, k: 3, padding: 1, relu: true), seed: 31)
+        check(Case(c: 9, h: 41, w: 53, oc: 33, k: 3, stride: 2, padding: 1), seed: 32)
+        check(Case(c: 3, h: 61, w: 75, oc: 20, k: 7, stride: 2, padding: 3, bias: false, relu: true), seed: 33)
+        check(Case(c: 8, h: 37, w: 39, oc: 30, k: 3, padding: 2, dilation: 2, groups: 2), seed: 34)
     }
 
     func testGeneralConvolutions() {

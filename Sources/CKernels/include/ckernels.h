@@ -142,6 +142,27 @@ void fpn_sgemm_compute(int isa, int m, int n, int k,
                        float *workspace);
 
 /*
+ * A convolution's B operand without the im2col matrix: column j of B is output pixel col0 + j of one image
+ * (row-major over an output `ow` pixels wide), row r = (channel, ky, kx) of the kernel window; the value is the
+ * input pixel under that tap, or 0 in the padding. k must be channels * kh * kw.
+ */
+struct fpn_im2col {
+    const float *x;                 /* the image's input planes [channels][h][w] */
+    int h, w;                       /* input size */
+    int kh, kw, sh, sw, ph, pw, dh, dw;
+    int ow;                         /* output width */
+    int col0;                       /* output pixel of column 0 */
+};
+
+/* fpn_sgemm_compute with B gathered from the image while packing (same workspace size). */
+void fpn_sgemm_conv_compute(int isa, int m, int n, int k,
+                            const float *packed_a,
+                            const struct fpn_im2col *b,
+                            float beta, float *c, int ldc,
+                            const float *bias, int relu,
+                            float *workspace);
+
+/*
  * Unpacked convenience for one-off GEMMs: packs A and allocates the workspace
  * internally (malloc/free per call). Returns 0 on success, -1 if allocation failed.
  */
