@@ -379,6 +379,21 @@ extension ONNXModel {
         let count = shape.reduce(1, *)
         var t = ONNXTensor(name: name, dims: shape, floats: [])
         t.dataType = dataType
+        let data = TensorData(raw: raw, floats: floatData, int32s: int32Data, int64s: int64Data, doubles: doubleData)
+        t.values = try tensorValues(data, dataType: dataType, count: count, name: name, shape: shape)
+        return t
+    }
+
+    /// A TensorProto's data fields as read (at most one of them is normally set).
+    struct TensorData {
+        var raw: [UInt8]?
+        var floats: [Float], int32s: [Int64], int64s: [Int64], doubles: [Double]
+    }
+
+    /// The values of a tensor of `count` elements of `dataType` from its raw or typed data: float16/64 become
+    /// Float, integer types Int64; an element type no op reads stays empty.
+    static func tensorValues(_ data: TensorData, dataType: Int32, count: Int, name: String,
+                             shape: [Int]) throws -> ONNXTensor.Values {
         func sizeCheck(_ got: Int) throws {
             guard got == count else {
                 throw ONNXError(.notONNX("tensor \(name) has \(got) values for shape \(shape)"))
@@ -386,59 +401,58 @@ extension ONNXModel {
         }
         switch dataType {
         case ONNXDataType.float:
-            if let raw {
+            if let raw = data.raw {
                 try sizeCheck(raw.count / 4)
                 guard raw.count == count * 4 else { throw ONNXError(.notONNX("tensor \(name): raw_data of \(raw.count) bytes")) }
-                t.values = .float(raw.withUnsafeBytes { b in
+                return .float(raw.withUnsafeBytes { b in
                     (0..<count).map { Float(bitPattern: UInt32(littleEndian: b.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
                 })
             } else {
-                try sizeCheck(floatData.count)
-                t.values = .float(floatData)
+                try sizeCheck(data.floats.count)
+                return .float(data.floats)
             }
         case ONNXDataType.double:
-            if let raw {
+            if let raw = data.raw {
                 guard raw.count == count * 8 else { throw ONNXError(.notONNX("tensor \(name): raw_data of \(raw.count) bytes")) }
-                t.values = .float(raw.withUnsafeBytes { b in
+                return .float(raw.withUnsafeBytes { b in
                     (0..<count).map { Float(Double(bitPattern: UInt64(littleEndian: b.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self)))) }
                 })
             } else {
-                try sizeCheck(doubleData.count)
-                t.values = .float(doubleData.map { Float($0) })
+                try sizeCheck(data.doubles.count)
+                return .float(data.doubles.map { Float($0) })
             }
         case ONNXDataType.float16:
-            if let raw {
+            if let raw = data.raw {
                 guard raw.count == count * 2 else { throw ONNXError(.notONNX("tensor \(name): raw_data of \(raw.count) bytes")) }
-                t.values = .float(raw.withUnsafeBytes { b in
+                return .float(raw.withUnsafeBytes { b in
                     (0..<count).map { halfToFloat(UInt16(littleEndian: b.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self))) }
                 })
             } else {
-                try sizeCheck(int32Data.count)
-                t.values = .float(int32Data.map { halfToFloat(UInt16(truncatingIfNeeded: $0)) })
+                try sizeCheck(data.int32s.count)
+                return .float(data.int32s.map { halfToFloat(UInt16(truncatingIfNeeded: $0)) })
             }
         case ONNXDataType.int64, ONNXDataType.int32, ONNXDataType.int8, ONNXDataType.uint8, ONNXDataType.int16,
              ONNXDataType.uint16, ONNXDataType.bool:
             let width: Int = [ONNXDataType.int64: 8, ONNXDataType.int32: 4, ONNXDataType.int16: 2,
                               ONNXDataType.uint16: 2][dataType] ?? 1
             let signed = dataType != ONNXDataType.uint8 && dataType != ONNXDataType.uint16 && dataType != ONNXDataType.bool
-            if let raw {
+            if let raw = data.raw {
                 guard raw.count == count * width else { throw ONNXError(.notONNX("tensor \(name): raw_data of \(raw.count) bytes")) }
-                t.values = .int((0..<count).map { k in
+                return .int((0..<count).map { k in
                     var v: UInt64 = 0
                     for j in 0..<width { v |= UInt64(raw[k * width + j]) << (8 * UInt64(j)) }
                     if signed && width < 8 && v & (1 << (UInt64(width) * 8 - 1)) != 0 { v |= ~0 << (UInt64(width) * 8) }
                     return Int64(bitPattern: v)
                 })
             } else {
-                let src = dataType == ONNXDataType.int64 ? int64Data : int32Data
+                let src = dataType == ONNXDataType.int64 ? data.int64s : data.int32s
                 try sizeCheck(src.count)
-                t.values = .int(src)
+                return .int(src)
             }
         default:
             // Kept empty: refused only if an op actually uses it.
-            t.values = .float([])
+            return .float([])
         }
-        return t
     }
 }
 

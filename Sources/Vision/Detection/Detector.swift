@@ -182,31 +182,6 @@ enum DetectorSupport {
         }
     }
 
-    /// The frame of a one-stage detector (RetinaNet, FCOS): transform, backbone, then `level` once per pyramid level
-    /// appending candidates in input pixels to `all`, then torchvision's batched NMS, the `maxDetections` best and the
-    /// mapping to source pixels. Timings `transform` / `backbone` / `heads` go to `state.timingsMs`.
-    static func oneStage(_ image: RGBImage, state: DetectorState, transform: DetectionTransform,
-                         backbone: ResNetFPNBackbone, anchors generator: AnchorGenerator, thresholds t: DetectionThresholds,
-                         names: [String],
-                         level: (_ l: Int, _ level: PyramidLevel, _ anchors: [Box], _ geometry: TransformGeometry,
-                                 _ ctx: ForwardContext, _ all: inout RawDetections) -> Void) -> [Detection] {
-        let ws = state.workspace
-        ws.beginFrame()
-        var clock = Benchmark.now()
-        let (input, g) = transform(image, workspace: ws)
-        let transformMs = lap(&clock)
-        let levels = backbone(input, workspace: ws, runner: state.runner).levels
-        let backboneMs = lap(&clock)
-        defer { state.timingsMs = ["transform": transformMs, "backbone": backboneMs, "heads": lap(&clock)] }
-        let anchors = state.anchors(generator, grids: grids(levels), paddedHeight: g.paddedHeight,
-                                    paddedWidth: g.paddedWidth)
-        var all = RawDetections()
-        let ctx = ForwardContext(workspace: ws, runner: state.runner)
-        for (l, lv) in levels.enumerated() { level(l, lv, anchors[l], g, ctx, &all) }
-        let keep = NMS.batched(boxes: all.boxes, scores: all.scores, idxs: all.labels, iouThreshold: t.nms)
-        return detections(all.select(Array(keep.prefix(t.maxDetections))), geometry: g, names: names)
-    }
-
     /// Grid sizes of pyramid levels.
     static func grids(_ levels: [PyramidLevel]) -> [(Int, Int)] { levels.map { ($0.features.h, $0.features.w) } }
 
