@@ -78,6 +78,27 @@ public enum ComputePath: String, CaseIterable, Sendable {
     }
 }
 
+/// The arithmetic precision of the GEMMs.
+public enum Precision: String, CaseIterable, Sendable {
+    /// Float32 inputs and accumulation: torchvision-exact up to summation order (the default).
+    case f32
+    /// Inputs rounded to bfloat16 (8-bit mantissa), products accumulated in float32: twice the multiply-adds per
+    /// instruction on CPUs with AVX512_BF16; opt-in, with an accuracy cost (docs/tensor.md).
+    case bf16
+
+    /// Whether this CPU runs it.
+    public var isSupported: Bool { self == .f32 || fpn_bf16_supported() != 0 }
+
+    /// Whether a CPU (`bf16Supported`: it has AVX512_BF16) on compute path `path` can run this precision: bf16
+    /// needs the own kernels.
+    public func runs(bf16Supported: Bool, path: ComputePath) -> Bool {
+        self == .f32 || (bf16Supported && path.isa != nil)
+    }
+
+    /// The variable that selects the precision (`f32`, `bf16`).
+    public static let variable = "FPNSTREAM_PRECISION"
+}
+
 /// The compute path of this process and why it was chosen.
 public struct ComputeChoice: Sendable, Equatable {
     public var path: ComputePath
@@ -130,6 +151,12 @@ public struct ComputeChoice: Sendable, Equatable {
     }
 }
 
+/// A precision this CPU or compute path cannot run; the message says why.
+public struct PrecisionError: Error, CustomStringConvertible {
+    public let message: String
+    public var description: String { message }
+}
+
 /// The process-wide compute path, chosen on first use from the CPU's features and the environment, then
 /// self-checked; every GEMM of the Tensor ops goes through it.
 public enum Compute {
@@ -145,11 +172,37 @@ public enum Compute {
     /// The path in force.
     public static var path: ComputePath { choice.path }
 
+    /// The precision of the GEMMs: `FPNSTREAM_PRECISION` (or `use(_:)`), else f32. Models pack their weights for
+    /// it when they load, so choose it before loading one.
+    public static var precision: Precision {
+        lock.lock(); defer { lock.unlock() }
+        if let p = chosenPrecision { return p }
+        let env = ProcessInfo.processInfo.environment[Precision.variable]?.lowercased() ?? ""
+        let p = Precision(rawValue: env) ?? .f32
+        chosenPrecision = p.runs(bf16Supported: Precision.bf16.isSupported, path: path) ? p : .f32
+        return chosenPrecision!
+    }
+
+    /// Selects `precision` for models loaded from now on. Throws `PrecisionError` when this CPU or compute path
+    /// cannot run it.
+    public static func use(_ precision: Precision) throws {
+        guard precision.runs(bf16Supported: Precision.bf16.isSupported, path: path) else {
+            throw PrecisionError(message: "precision \(precision.rawValue) needs AVX512_BF16 and the own kernels "
+                                 + "(this CPU: \(CPUFeatures.host.flags); compute: \(path.rawValue))")
+        }
+        lock.lock(); defer { lock.unlock() }
+        chosenPrecision = precision
+    }
+
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var chosenPrecision: Precision?
+
     /// `compute: avx512 (own packed kernels; CPU has AVX-512 F/BW/VL/DQ)` or
     /// `compute: openblas (OpenBLAS 0.3.21 kernel Cooperlake; OPENBLAS_CORETYPE=... is set)`.
     public static var summary: String {
         let what = path == .openblas ? "OpenBLAS \(BLASInfo.version), kernel \(BLASInfo.coreName)" : "own packed kernels"
-        return "compute: \(path.rawValue) (\(what); \(choice.reason))"
+        let precision = Compute.precision == .f32 ? "" : ", precision \(Compute.precision.rawValue)"
+        return "compute: \(path.rawValue)\(precision) (\(what); \(choice.reason))"
     }
 
     /// The CPU line and the compute line, as `--version` and every benchmark print them.
@@ -181,7 +234,7 @@ public enum Compute {
             let c0 = (0..<(m * n)).map { _ in next() }, bias = (0..<m).map { _ in next() }
             var c = c0
             a.withUnsafeBufferPointer { pa in
-                let packed = PackedMatrix(pa.baseAddress!, rows: m, columns: k, path: path)
+                let packed = PackedMatrix(pa.baseAddress!, rows: m, columns: k, path: path, precision: .f32)
                 b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
                     bias.withUnsafeBufferPointer { pbias in
                         Gemm.multiply(packed, b: pb.baseAddress!, ldb: n, columns: n, beta: beta ? 1 : 0,

@@ -338,7 +338,7 @@ public final class Conv2d: @unchecked Sendable {
             }
             return
         }
-        if let d = dense, packed[0].path.isa != nil, implicitIm2col {
+        if let d = dense, packed[0].path.isa != nil, packed[0].precision == .f32, implicitIm2col {
             // One product per group, B gathered from the input while packing: no im2col matrix.
             withBias { bias in
                 for g in 0..<groups {

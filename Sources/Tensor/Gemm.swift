@@ -4,21 +4,31 @@ import Dispatch
 import Foundation
 
 /// A constant left-hand GEMM operand `[rows, columns]` (conv or FC weights) in the layout of one compute path:
-/// packed once into the own kernels' panels, or kept row-major for OpenBLAS. Immutable, shared by streams.
+/// packed once into the own kernels' panels (fp32, or bf16 pairs for `Precision.bf16`), or kept row-major for
+/// OpenBLAS. Immutable, shared by streams.
 public final class PackedMatrix: @unchecked Sendable {
     /// Rows (M) and columns (K) of the matrix.
     public let rows: Int, columns: Int
     /// The path whose layout this is.
     public let path: ComputePath
+    /// The precision of the products with this matrix.
+    public let precision: Precision
     let data: UnsafeMutablePointer<Float>
     private let count: Int
 
-    /// Packs `a` (`rows` x `columns`, row stride `lda`, default `columns`) for `path` (default: the process's).
-    public init(_ a: UnsafePointer<Float>, rows: Int, columns: Int, lda: Int? = nil, path: ComputePath = Compute.path) {
+    /// Packs `a` (`rows` x `columns`, row stride `lda`, default `columns`) for `path` and `precision` (default: the
+    /// process's; bf16 only on an own-kernel path of a CPU with AVX512_BF16, else fp32).
+    public init(_ a: UnsafePointer<Float>, rows: Int, columns: Int, lda: Int? = nil, path: ComputePath = Compute.path,
+                precision: Precision = Compute.precision) {
         precondition(rows >= 0 && columns >= 0, "bad matrix \(rows)x\(columns)")
         self.rows = rows; self.columns = columns; self.path = path
         let lda = lda ?? columns
-        if let isa = path.isa {
+        self.precision = precision == .bf16 && path.isa != nil && Precision.bf16.isSupported ? .bf16 : .f32
+        if self.precision == .bf16 {
+            count = max(1, (fpn_gemm_bf16_packed_a_bytes(Int32(rows), Int32(columns)) + 3) / 4)
+            data = .allocate(capacity: count)
+            fpn_gemm_bf16_pack_a(Int32(rows), Int32(columns), a, Int32(lda), data)
+        } else if let isa = path.isa {
             count = max(1, fpn_sgemm_packed_a_size(isa, Int32(rows), Int32(columns)))
             data = .allocate(capacity: count)
             fpn_sgemm_pack_a(isa, Int32(rows), Int32(columns), a, Int32(lda), data)
@@ -54,6 +64,10 @@ public enum Gemm {
             epilogue(c, rows: m, columns: n, ldc: ldc, bias: bias, relu: relu)
             return
         }
+        if a.precision == .bf16 {
+            multiplyBF16(a, b: b, ldb: ldb, columns: n, beta: beta, c: c, ldc: ldc, bias: bias, relu: relu)
+            return
+        }
         let mr = Int(fpn_sgemm_mr(isa)), nr = Int(fpn_sgemm_nr(isa))
         let parts = m * n * k < parallelWork ? 1 : Parallel.cores
         // Split the wider side: columns in whole micro-tiles when there are enough, else rows in whole panels.
@@ -71,6 +85,28 @@ public enum Gemm {
                 compute(isa, m: hi - lo, n: n, k: k, a: a.data + fpn_sgemm_packed_a_offset(isa, Int32(lo), Int32(k)),
                         b: b, ldb: ldb, beta: beta, c: c + lo * ldc, ldc: ldc, bias: bias.map { $0 + lo }, relu: relu)
             }
+        }
+    }
+
+    /// `multiply` for a bf16-packed A: B rounded to bf16 while packing, fp32 accumulation and epilogue.
+    private static func multiplyBF16(_ a: PackedMatrix, b: UnsafePointer<Float>, ldb: Int, columns n: Int, beta: Float,
+                                     c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>?, relu: Bool) {
+        let m = a.rows, k = a.columns
+        let mr = Int(fpn_gemm_bf16_mr()), nr = Int(fpn_gemm_bf16_nr())
+        let parts = m * n * k < parallelWork ? 1 : Parallel.cores
+        let byColumns = n >= parts * 2 * nr || m < parts * 2 * mr
+        let unit = byColumns ? nr : mr, total = byColumns ? n : m
+        let units = (total + unit - 1) / unit
+        let chunks = max(1, min(parts, units))
+        run(chunks) { i in
+            let lo = min(total, units * i / chunks * unit), hi = min(total, units * (i + 1) / chunks * unit)
+            guard lo < hi else { return }
+            let (m0, m1, n0, n1) = byColumns ? (0, m, lo, hi) : (lo, hi, 0, n)
+            let ws = Scratch.take((fpn_gemm_bf16_workspace_bytes(Int32(n1 - n0), Int32(k)) + 3) / 4)
+            defer { Scratch.give(ws) }
+            let ap = UnsafeRawPointer(a.data) + fpn_gemm_bf16_packed_a_offset(Int32(m0), Int32(k))
+            fpn_gemm_bf16_compute(Int32(m1 - m0), Int32(n1 - n0), Int32(k), ap, b + n0, Int32(ldb), beta,
+                                  c + m0 * ldc + n0, Int32(ldc), bias.map { $0 + m0 }, relu ? 1 : 0, ws.base)
         }
     }
 
@@ -103,11 +139,28 @@ public enum Gemm {
     /// call, rows split over the cores. For FC layers, whose per-call operand is the activation matrix.
     public static func multiply(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
                                 ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
-                                path: ComputePath = Compute.path) {
+                                path: ComputePath = Compute.path, precision: Precision = Compute.precision) {
         guard m > 0 && n > 0 else { return }
         guard let isa = path.isa else {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
                         1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+            return
+        }
+        if precision == .bf16 && Precision.bf16.isSupported {
+            // Rows split over the cores, each part's A rounded and packed into its own scratch.
+            let mr = Int(fpn_gemm_bf16_mr())
+            let units = (m + mr - 1) / mr
+            let chunks = m * n * k < parallelWork ? 1 : max(1, min(Parallel.cores, units))
+            run(chunks) { i in
+                let lo = min(m, units * i / chunks * mr), hi = min(m, units * (i + 1) / chunks * mr)
+                guard lo < hi else { return }
+                let packed = Scratch.take((fpn_gemm_bf16_packed_a_bytes(Int32(hi - lo), Int32(k)) + 3) / 4)
+                let ws = Scratch.take((fpn_gemm_bf16_workspace_bytes(Int32(n), Int32(k)) + 3) / 4)
+                defer { Scratch.give(packed); Scratch.give(ws) }
+                fpn_gemm_bf16_pack_a(Int32(hi - lo), Int32(k), a + lo * lda, Int32(lda), packed.base)
+                fpn_gemm_bf16_compute(Int32(hi - lo), Int32(n), Int32(k), packed.base, b, Int32(ldb), beta,
+                                      c + lo * ldc, Int32(ldc), nil, 0, ws.base)
+            }
             return
         }
         let mr = Int(fpn_sgemm_mr(isa))

@@ -44,6 +44,9 @@ struct BenchBackbone: ParsableCommand {
     @Flag(help: "Also time frames with the explicit im2col matrix, interleaved frame by frame, and print the ratio.")
     var compareIm2col = false
 
+    @Option(help: "GEMM precision: f32 or bf16 (AVX512_BF16 CPUs; same as FPNSTREAM_PRECISION).")
+    var precision: String?
+
     func validate() throws {
         guard frames >= 20 else { throw ValidationError("--frames must be at least 20") }
         guard (1...frames).contains(profileFrames) else { throw ValidationError("--profile-frames must be 1...--frames") }
@@ -58,6 +61,12 @@ struct BenchBackbone: ParsableCommand {
             throw ValidationError("--size must be WIDTHxHEIGHT (each >= 32), got '\(size)'")
         }
         let (width, height) = (dims[0], dims[1])
+        if let precision {
+            guard let p = Precision(rawValue: precision) else {
+                throw ValidationError("--precision must be one of \(Precision.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            do { try Compute.use(p) } catch { throw CLIFailure(message: "\(error)", status: ExitStatus.usageError) }
+        }
         let backbone = try loadBackbone()
         if explicitIm2col { for l in backbone.convLayers { l.conv.implicitIm2col = false } }
         let input = SyntheticWeights.uniform(key: "bench.input", shape: [1, 3, height, width], amplitude: 2)

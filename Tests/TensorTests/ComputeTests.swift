@@ -79,7 +79,7 @@ final class ComputeTests: XCTestCase {
                     let a = rng.floats(m * lda), b = rng.floats(k * ldb), bias = rng.floats(m)
                     let c0 = rng.floats(m * ldc)
                     var c = beta ? c0 : [Float](repeating: .nan, count: m * ldc)
-                    let packed = a.withUnsafeBufferPointer { PackedMatrix($0.baseAddress!, rows: m, columns: k, lda: lda, path: path) }
+                    let packed = a.withUnsafeBufferPointer { PackedMatrix($0.baseAddress!, rows: m, columns: k, lda: lda, path: path, precision: .f32) }
                     b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in bias.withUnsafeBufferPointer { pbias in
                         Gemm.multiply(packed, b: pb.baseAddress!, ldb: ldb, columns: n, beta: beta ? 1 : 0,
                                       c: pc.baseAddress!, ldc: ldc, bias: pbias.baseAddress!, relu: relu)
@@ -134,5 +134,73 @@ final class ComputeTests: XCTestCase {
         XCTAssertTrue(Compute.description.contains(Compute.choice.reason))
         let limit = Compute.fmaPeakGFLOPS(seconds: 0.02)
         XCTAssertGreaterThan(limit.gflops, 0)
+    }
+}
+
+/// bf16 GEMMs: inputs rounded to bfloat16, fp32 accumulation; opt-in and only where the CPU has AVX512_BF16.
+final class BF16Tests: XCTestCase {
+    /// Round to nearest even, as the kernels do.
+    private func bf16(_ x: Float) -> Double {
+        guard x.isFinite else { return Double(x) }
+        let b = x.bitPattern
+        let r = (b &+ 0x7FFF &+ ((b >> 16) & 1)) & 0xFFFF_0000
+        return Double(Float(bitPattern: r))
+    }
+
+    func testPrecisionNeedsAVX512BF16AndTheOwnKernels() {
+        XCTAssertTrue(Precision.f32.runs(bf16Supported: false, path: .openblas))
+        XCTAssertTrue(Precision.bf16.runs(bf16Supported: true, path: .avx512))
+        XCTAssertFalse(Precision.bf16.runs(bf16Supported: false, path: .avx512))
+        XCTAssertFalse(Precision.bf16.runs(bf16Supported: true, path: .openblas))
+        if !Precision.bf16.isSupported {
+            XCTAssertThrowsError(try Compute.use(.bf16))
+        }
+    }
+
+    /// Against float64 on the bf16-rounded inputs (only the accumulation order differs), and against the fp32
+    /// product within bf16's rounding, on ragged shapes split over the cores.
+    func testBF16ProductMatchesTheRoundedReference() throws {
+        guard Precision.bf16.isSupported && Compute.path.isa != nil else {
+            XCTAssertFalse(Precision.bf16.runs(bf16Supported: Precision.bf16.isSupported, path: Compute.path))
+            return
+        }
+        var rng = TestRandom(seed: 51)
+        for (m, n, k) in [(1, 1, 1), (5, 3, 27), (14, 17, 2), (29, 100, 3), (64, 33, 577), (257, 47, 64), (70, 1000, 96)] {
+            for (beta, relu) in [(false, false), (true, true)] {
+                let ldb = n + 3, ldc = n + 1
+                let a = rng.floats(m * k), b = rng.floats(k * ldb), bias = rng.floats(m), c0 = rng.floats(m * ldc)
+                var c = beta ? c0 : [Float](repeating: .nan, count: m * ldc)
+                let packed = a.withUnsafeBufferPointer {
+                    PackedMatrix($0.baseAddress!, rows: m, columns: k, path: Compute.path, precision: .bf16)
+                }
+                XCTAssertEqual(packed.precision, .bf16)
+                b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in bias.withUnsafeBufferPointer { pbias in
+                    Gemm.multiply(packed, b: pb.baseAddress!, ldb: ldb, columns: n, beta: beta ? 1 : 0,
+                                  c: pc.baseAddress!, ldc: ldc, bias: pbias.baseAddress!, relu: relu)
+                } } }
+                var worstRounded = 0.0, worstExact = 0.0
+                for i in 0..<m {
+                    for j in 0..<n {
+                        var s = 0.0, exact = 0.0, mag = 1.0
+                        for l in 0..<k {
+                            s += bf16(a[i * k + l]) * bf16(b[l * ldb + j])
+                            exact += Double(a[i * k + l]) * Double(b[l * ldb + j])
+                            mag += abs(Double(a[i * k + l]) * Double(b[l * ldb + j]))
+                        }
+                        let add = (beta ? Double(c0[i * ldc + j]) : 0) + Double(bias[i])
+                        var r = s + add, e = exact + add
+                        if relu { r = max(0, r); e = max(0, e) }
+                        worstRounded = max(worstRounded, abs(Double(c[i * ldc + j]) - r) / mag)
+                        worstExact = max(worstExact, abs(Double(c[i * ldc + j]) - e) / mag)
+                        if c[i * ldc + j].isNaN { worstRounded = .infinity }
+                    }
+                }
+                XCTAssertLessThan(worstRounded, 1e-5, "m\(m) n\(n) k\(k): not the product of the rounded inputs")
+                XCTAssertLessThan(worstExact, 1e-2, "m\(m) n\(n) k\(k): beyond bf16 rounding")
+                if m * n >= 50 {
+                    XCTAssertGreaterThan(worstExact, 0, "m\(m) n\(n) k\(k): no rounding at all (fp32 kernel ran?)")
+                }
+            }
+        }
     }
 }

@@ -173,6 +173,49 @@ int fpn_sgemm(int isa, int m, int n, int k,
               const float *bias, int relu);
 
 /* ------------------------------------------------------------------------ */
+/* Opt-in bfloat16 GEMM (AVX512_BF16): C = act(bf16(A) * bf16(B) + beta * C + bias[row]) */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A and B are fp32 in memory and rounded to bfloat16 (round to nearest even; NaN stays NaN, +-inf stays)
+ * while packing: A once by fpn_gemm_bf16_pack_a, B per call. Products are exact and accumulate in fp32
+ * (vdpbf16ps, 2 multiply-adds per fp32 lane per instruction: twice the fp32 FMA rate); C and the epilogue
+ * are fp32. Expect a relative error of about 2^-8 * sum|a*b| against fp32 (8-bit mantissas).
+ * bf16 denormals (|x| < 2^-126) count as zero, as in every AVX512_BF16 instruction.
+ *
+ * x86_64 only, and only where fpn_bf16_supported() returns 1: compute aborts otherwise (on other
+ * architectures it always aborts). The size/offset/pack functions are portable.
+ * Threading as for fpn_sgemm_compute: split N (b + n0, c + n0), or split M at a multiple of
+ * fpn_gemm_bf16_mr() (packed_a + fpn_gemm_bf16_packed_a_offset(m0, k) bytes, c + m0 * ldc, bias + m0),
+ * each thread with its own workspace. Calls are single-threaded and reentrant.
+ */
+
+/* 1 if the CPU and OS support AVX512_BF16 (with AVX-512 F/BW/VL/DQ). */
+int fpn_bf16_supported(void);
+
+/* Micro-tile sizes of the bf16 kernel. */
+int fpn_gemm_bf16_mr(void);
+int fpn_gemm_bf16_nr(void);
+
+/* Packed A (m x k fp32, rounded to bf16 here, once) size in bytes, and packing. */
+size_t fpn_gemm_bf16_packed_a_bytes(int m, int k);
+void fpn_gemm_bf16_pack_a(int m, int k, const float *a, int lda, void *packed);
+
+/* Byte offset of the packed rows starting at row0 (a multiple of MR). */
+size_t fpn_gemm_bf16_packed_a_offset(int row0, int k);
+
+/* Scratch bytes one compute call needs (B packing); any alignment. */
+size_t fpn_gemm_bf16_workspace_bytes(int n, int k);
+
+/*
+ * C = act(round_bf16(A) * round_bf16(B) + beta * C + bias[row]); B fp32 row-major k x n (ldb), converted
+ * while packing. Same contract as fpn_sgemm_compute: beta == 0 never reads C; bias NULL or m floats;
+ * relu nonzero applies max(x, 0) last; ldb >= n, ldc >= n; k == 0 gives act(beta * C + bias).
+ */
+void fpn_gemm_bf16_compute(int m, int n, int k, const void *packed_a, const float *b, int ldb,
+                           float beta, float *c, int ldc, const float *bias, int relu, void *workspace);
+
+/* ------------------------------------------------------------------------ */
 /* The CPU's limit                                                            */
 /* ------------------------------------------------------------------------ */
 
