@@ -76,11 +76,46 @@ final class DecodeSource: Source {
     func interrupt() { decoder.requestStop() }
 }
 
+/// Frames in flight for a prompt stop: once `close()` is called, conversion and inference drop the frames they have
+/// not started, while frames already in inference go on to every sink. Thread-safe.
+final class StopGate: @unchecked Sendable {
+    private let lock = NSLock()
+    private var closed = false
+    private var started = 0, finished = 0
+
+    /// False once the gate is closed: the frame must be dropped.
+    var isOpen: Bool { lock.lock(); defer { lock.unlock() }; return !closed }
+
+    /// Called by inference before it starts a frame; false (drop the frame) once the gate is closed.
+    func admit() -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        if closed { return false }
+        started += 1
+        return true
+    }
+
+    /// Called when an admitted frame went through every sink.
+    func frameFinished() { lock.lock(); finished += 1; lock.unlock() }
+
+    /// Closes the gate; returns the frames admitted to inference that have not reached the end yet.
+    @discardableResult
+    func close() -> Int {
+        lock.lock(); defer { lock.unlock() }
+        closed = true
+        return started - finished
+    }
+}
+
 /// Preprocess stage: swscale to RGB24 at source size (one context per stream, negotiated on the first frame).
 struct ConvertStage: Stage {
     var converter = RGBConverter()
+    /// When closed, pictures are dropped unconverted.
+    var gate: StopGate?
     var name: String { "convert" }
-    func process(_ input: DecodedPicture) throws -> Frame? { converter.convert(input) }
+    func process(_ input: DecodedPicture) throws -> Frame? {
+        if let gate, !gate.isOpen { return nil }
+        return converter.convert(input)
+    }
 }
 
 /// Inference stage: the detector slot (`NoDetector` until a model is configured).
@@ -88,9 +123,12 @@ struct DetectStage: Stage {
     var detector: any FrameDetector
     /// Collects each frame's recomputed fraction (temporal reuse) for the summary; nil = not needed.
     var recomputed: RecomputedTally?
+    /// When closed, frames not yet started are dropped.
+    var gate: StopGate?
     var name: String { "detect" }
 
     mutating func process(_ frame: Frame) throws -> AnalyzedFrame? {
+        if let gate, !gate.admit() { return nil }
         var result = FrameResult(info: frame.info)
         let start = DispatchTime.now().uptimeNanoseconds
         try detector.detect(frame, into: &result)

@@ -147,8 +147,8 @@ public enum RunnerError: Error, CustomStringConvertible {
 /// ```
 /// Every stage has its own serial Dispatch queue and a bounded input queue (files never drop frames), so decoding,
 /// conversion, inference and encoding overlap. Inputs and outputs are opened in `init`, so bad input or an
-/// unwritable output fails before any work with one clear error. `stop()` (SIGINT/SIGTERM) stops the input and drains
-/// frames already in flight; the video container and the JSONL file are finalized in every case.
+/// unwritable output fails before any work with one clear error. `stop()` (SIGINT/SIGTERM) stops the input, drops the
+/// frames inference has not started and lets the ones it has go to every sink; the outputs are finalized in every case.
 public final class StreamRunner: @unchecked Sendable {
     /// The opened source.
     public let metadata: SourceMetadata
@@ -170,6 +170,7 @@ public final class StreamRunner: @unchecked Sendable {
     private var options: RunOptions
     private let decoder: VideoDecoder
     private let recomputed = RecomputedTally()
+    private let gate = StopGate()
     private let lock = NSLock()
     private var pipeline: Pipeline?
     private var stopRequested = false
@@ -245,8 +246,8 @@ public final class StreamRunner: @unchecked Sendable {
         let selection = FrameSelection(stride: options.stride, maxFPS: options.maxFPS, maxFrames: options.maxFrames)
         var builder = Pipeline.from(DecodeSource(decoder: decoder, selection: selection),
                                     options: PipelineOptions(queueCapacity: options.queueCapacity))
-            .then(ConvertStage())
-            .then(DetectStage(detector: options.detector, recomputed: recomputed))
+            .then(ConvertStage(gate: gate))
+            .then(DetectStage(detector: options.detector, recomputed: recomputed, gate: gate))
         if let tracker {
             builder = builder.then(TrackStage(tracker: tracker))
         }
@@ -269,7 +270,8 @@ public final class StreamRunner: @unchecked Sendable {
             }
             builder = builder.tap(VideoSink(writer: videoWriter))
         }
-        let pipeline = builder.sink(ProgressTap(body: onFrame))
+        let gate = self.gate
+        let pipeline = builder.sink(ProgressTap { info in gate.frameFinished(); onFrame(info) })
 
         lock.lock()
         self.pipeline = pipeline
@@ -315,14 +317,18 @@ public final class StreamRunner: @unchecked Sendable {
                                                  frames: frames, report: report, fields: fields))
     }
 
-    /// Stops reading input; frames already decoded go through every stage, then the outputs are finalized and
-    /// `run` returns. Thread-safe, callable from a signal-handling queue, before or during `run`.
-    public func stop() {
+    /// Stops reading input and drops the frames inference has not started; the frames it has go through every
+    /// sink, then the outputs are finalized and `run` returns. Returns how many frames are still to finish.
+    /// Thread-safe, callable from a signal-handling queue, before or during `run`.
+    @discardableResult
+    public func stop() -> Int {
         lock.lock()
         stopRequested = true
         let pipeline = self.pipeline
         lock.unlock()
+        let inFlight = gate.close()
         decoder.requestStop()
         pipeline?.cancel(.drain)
+        return inFlight
     }
 }

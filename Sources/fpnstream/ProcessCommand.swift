@@ -14,8 +14,9 @@ struct ProcessCommand: ParsableCommand {
         discussion: """
             INPUT is anything FFmpeg opens: a file path or a URL (rtsp://, http://, udp://, ...). Credentials in URLs
             are redacted in everything printed. Progress goes to stderr: a bar on a terminal, a line every 5 s
-            otherwise. Ctrl-C (SIGINT) or SIGTERM stops reading, drains the frames in flight and finalizes the video
-            and JSONL outputs (exit 130 / 143); a second signal exits at once.
+            otherwise. Ctrl-C (SIGINT) or SIGTERM stops reading, drops frames the detector has not started, lets
+            the ones it has finish and finalizes the video and JSONL outputs (exit 130 / 143); a second signal
+            exits at once.
 
             Examples:
               fpnstream process samples/demo.mp4 -o out/demo.mp4 --jsonl out/demo.jsonl
@@ -144,7 +145,11 @@ struct ProcessCommand: ParsableCommand {
         }
         for note in runner.notes { warn(note) }
 
-        let trap = SignalTrap { _ in runner.stop() }
+        let trap = SignalTrap { _ in
+            let inFlight = runner.stop()
+            let line = "stopping: finishing \(inFlight) frames in flight, Ctrl-C again to abort\n"
+            FileHandle.standardError.write(Data(((isatty(STDERR_FILENO) == 1 ? "\n" : "") + line).utf8))  // below a bar
+        }
         let style = ProgressReporter.automaticStyle(quiet: quiet)
         let total = runner.expectedFrames
         let progress = ProgressReporter(style: style, total: total, lineInterval: progressInterval)
