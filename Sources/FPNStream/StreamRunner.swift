@@ -114,10 +114,23 @@ public struct RunSummary: Sendable {
     public var report: PipelineReport
     /// True when `stop()` ended the run early (outputs are still finalized).
     public var stopped: Bool
+    /// The output whose reader went away (EPIPE, e.g. `--jsonl - | head -n 1`), which ended the run early and quietly.
+    public var closedOutput: String?
     /// Temporal mode of the run.
     public var temporal: TemporalMode = .off
     /// Mean fraction of backbone/FPN work recomputed per frame (FLOP-weighted; nil when temporal reuse is off).
     public var meanRecomputedFraction: Double?
+}
+
+/// The output named by `error` when it is a write to a pipe whose reader has gone (EPIPE); nil for any other error.
+public func brokenPipeOutput(_ error: any Error) -> String? {
+    let underlying = (error as? PipelineError)?.underlying ?? error
+    let epipe = String(cString: strerror(EPIPE))  // FFmpeg's AVERROR(EPIPE) message is the same text
+    switch underlying {
+    case OutputError.writeFailed(let path, let reason) where reason == epipe: return path
+    case MediaIOError.writeFailed(let output, let reason) where reason == epipe: return output
+    default: return nil
+    }
 }
 
 /// Runner configuration problems found before anything runs.
@@ -287,15 +300,27 @@ public final class StreamRunner: @unchecked Sendable {
         try? cocoWriter?.close()
         try? panopticWriter?.close()
         let processed = report.stages.last?.count ?? 0
-        lock.lock(); let stopped = stopRequested; lock.unlock()
+        lock.lock(); var stopped = stopRequested; lock.unlock()
+        var closedOutput: String?
         if let error = report.completion.error {
-            if let jsonlWriter { try? writeSummary(jsonlWriter, report: report, frames: processed, stopped: stopped) }
-            throw error
+            guard let path = brokenPipeOutput(error) else {
+                if let jsonlWriter { try? writeSummary(jsonlWriter, report: report, frames: processed, stopped: stopped) }
+                throw error
+            }
+            closedOutput = path
+            stopped = true
         }
-        if let jsonlWriter { try writeSummary(jsonlWriter, report: report, frames: processed, stopped: stopped) }
+        if let jsonlWriter {
+            do {
+                try writeSummary(jsonlWriter, report: report, frames: processed, stopped: stopped)
+            } catch {
+                guard let path = brokenPipeOutput(error) else { throw error }
+                closedOutput = closedOutput ?? path
+            }
+        }
         return RunSummary(metadata: metadata, framesProcessed: processed, decodeStats: decoder.stats,
-                          report: report, stopped: stopped, temporal: options.temporal.mode,
-                          meanRecomputedFraction: recomputed.mean)
+                          report: report, stopped: stopped, closedOutput: closedOutput,
+                          temporal: options.temporal.mode, meanRecomputedFraction: recomputed.mean)
     }
 
     /// Appends the `"type":"summary"` line (how the run ended, per-stage metrics, decoder damage) and closes.

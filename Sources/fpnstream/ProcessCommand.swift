@@ -93,7 +93,7 @@ struct ProcessCommand: ParsableCommand {
     }
 
     func run() throws {
-        signal(SIGPIPE, SIG_IGN)  // a closed stdout (ffplay quit) becomes a write error, not a silent death
+        signal(SIGPIPE, SIG_IGN)  // a closed stdout (`| head`, ffplay quit) becomes EPIPE: the run ends, outputs finalized
         ffmpeg.applyLogLevel()
 
         var options = RunOptions(input: input, output: output, jsonl: jsonl)
@@ -199,6 +199,9 @@ struct ProcessCommand: ParsableCommand {
         }
         if stats { info(summary.report.formattedSummary()) }
 
+        if summary.closedOutput != nil && trap.signal == nil {
+            return  // the reader of a pipe went away (`| head`): a normal end, as for ripgrep
+        }
         if let sig = trap.signal {
             info("stopped by \(sig == SIGINT ? "SIGINT" : "SIGTERM"); outputs finalized")
             throw ExitCode(sig == SIGINT ? ExitStatus.interrupted : ExitStatus.terminated)

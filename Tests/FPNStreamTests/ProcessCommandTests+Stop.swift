@@ -2,7 +2,7 @@ import Foundation
 import TestSupport
 import XCTest
 
-/// How `process` ends early: on SIGINT with a slow model.
+/// How `process` ends early: on SIGINT with a slow model, and when the reader of stdout goes away.
 extension ProcessCommandTests {
     /// SIGINT with the demo model on vtest.avi (795 frames, inference is the slow stage): one "stopping" line, the
     /// frames queued in front of inference are dropped, the ones inside it finish; exit 130, whole JSONL lines and a
@@ -52,5 +52,36 @@ extension ProcessCommandTests {
         XCTAssertLessThanOrEqual(frames.count, linesBeforeSignal + inFlight + 3, "frames after the signal: \(line)")
         XCTAssertEqual(frames.map { $0["frame"] as? Int }, (0..<frames.count).map { $0 })
         XCTAssertEqual(try ExternalTools.ffprobeFrameCount(out), frames.count)
+    }
+}
+
+extension ProcessCommandTests {
+    /// `--jsonl - | head -n 1`: the reader takes one line and closes the pipe. The run ends at once and quietly
+    /// (exit 0, nothing on stderr) and the other outputs are finalized.
+    func testJSONLReaderClosingThePipeEndsQuietly() throws {
+        let input = try makeClip("long.avi", seconds: 100)  // 1000 frame lines: far more than a pipe buffer holds
+        let out = path("head.mp4")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["process", input, "-o", out, "--jsonl", "-", "--quiet"]
+        let stdout = Pipe(), stderr = Pipe()
+        process.standardOutput = stdout
+        process.standardError = stderr
+        try process.run()
+        var received = Data()
+        while !received.contains(0x0a) {
+            let chunk = stdout.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            received += chunk
+        }
+        try stdout.fileHandleForReading.close()  // what `head -n 1` does after its line
+        let errText = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+
+        XCTAssertEqual(process.terminationStatus, 0, errText)
+        XCTAssertEqual(errText, "", "no 'Broken pipe' error")
+        let frames = try XCTUnwrap(try ExternalTools.ffprobeFrameCount(out), "ffprobe cannot read the video")
+        XCTAssertGreaterThanOrEqual(frames, 1)
+        XCTAssertLessThan(frames, 1000, "the run should end when the reader goes away")
     }
 }
