@@ -394,6 +394,11 @@ struct SpecReader {
     }
 }
 
+/// The word of `allowed` that `word` is plausibly a typo of (edit distance ≤ 2 and less than half the word), or nil.
+public func suggestedWord(for word: String, among allowed: [String]) -> String? {
+    SpecReader.suggestion(for: word, among: allowed)
+}
+
 extension Node {
     var isNull: Bool {
         guard let s = scalar else { return false }

@@ -45,8 +45,7 @@ struct ProcessCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Pipeline spec (YAML), e.g. pipelines/demo.yaml.", valueName: "file"))
     var pipeline: String?
 
-    @Option(help: "Stop after this many frames.")
-    var maxFrames: Int?
+    @OptionGroup var selection: FrameSelectionFlags
 
     @Option(help: ArgumentHelp("Detector weights (.safetensors from scripts/convert-torchvision); the architecture "
                                + "comes from the file. Wins over the pipeline's model section.", valueName: "file"))
@@ -87,7 +86,6 @@ struct ProcessCommand: ParsableCommand {
     var stats = false
 
     func validate() throws {
-        if let maxFrames, maxFrames <= 0 { throw ValidationError("--max-frames must be positive") }
         if let score, !(0...1).contains(score) { throw ValidationError("--score must be in [0, 1]") }
         if progressInterval < 0 { throw ValidationError("--progress-interval must be >= 0") }
     }
@@ -97,7 +95,7 @@ struct ProcessCommand: ParsableCommand {
         ffmpeg.applyLogLevel()
 
         var options = RunOptions(input: input, output: output, jsonl: jsonl)
-        options.maxFrames = maxFrames
+        options.maxFrames = selection.maxFrames
         options.encoder = encoding.options
         options.decoder.formatOptions.merge(ffmpeg.formatOptions) { _, new in new }
 
@@ -109,6 +107,8 @@ struct ProcessCommand: ParsableCommand {
                 throw CLIFailure(message: "\(error)", status: ExitStatus.usageError)
             }
         }
+        if let n = selection.stride { options.stride = n }
+        if let f = selection.maxFps { options.maxFPS = f }
         do {
             options.temporal = try temporalFlags.applied(to: options.temporal)
         } catch {
@@ -144,6 +144,12 @@ struct ProcessCommand: ParsableCommand {
             throw CLIFailure(message: "\(error)", status: ExitStatus.runtimeError)
         }
         for note in runner.notes { warn(note) }
+        if options.output == nil && options.jsonl == nil && options.mot == nil && options.coco == nil
+            && options.panoptic == nil {
+            // Still runs: a run without outputs measures speed (--stats) or checks that an input decodes.
+            warn("no output requested (-o, --jsonl, --mot, --coco, --panoptic or the pipeline's outputs): "
+                 + "nothing will be written")
+        }
 
         let trap = SignalTrap { _ in
             let inFlight = runner.stop()

@@ -82,12 +82,6 @@ struct TailCommand: ParsableCommand {
                                valueName: "n"))
     var queueSize: Int?
 
-    @Option(help: ArgumentHelp("Analyze at most this many frames per second of stream time.", valueName: "fps"))
-    var maxFps: Double?
-
-    @Option(help: ArgumentHelp("Analyze every Nth frame.", valueName: "n"))
-    var stride: Int?
-
     @Option(help: ArgumentHelp("Seconds between stats lines in the JSONL (and plain status lines when stderr is not a terminal); 0 = none.",
                                valueName: "s"))
     var statsInterval: Double = 5
@@ -95,8 +89,7 @@ struct TailCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Stop after this many seconds.", valueName: "s"))
     var duration: Double?
 
-    @Option(help: "Stop each stream after this many processed frames.")
-    var maxFrames: Int?
+    @OptionGroup var selection: FrameSelectionFlags
 
     @OptionGroup var ffmpeg: FFmpegInputFlags
 
@@ -121,9 +114,6 @@ struct TailCommand: ParsableCommand {
         if dropPolicy == "keep-latest", let q = queueSize, q != 1 {
             throw ValidationError("--drop-policy keep-latest keeps exactly one frame; use drop-oldest with --queue-size \(q)")
         }
-        if let f = maxFps, !(f > 0) { throw ValidationError("--max-fps must be > 0") }
-        if let n = stride, n < 1 { throw ValidationError("--stride must be at least 1") }
-        if let n = maxFrames, n <= 0 { throw ValidationError("--max-frames must be positive") }
         if let d = duration, !(d > 0) { throw ValidationError("--duration must be > 0") }
         if let n = reconnectAttempts, n < 0 { throw ValidationError("--reconnect-attempts must be >= 0") }
         if statsInterval < 0 { throw ValidationError("--stats-interval must be >= 0") }
@@ -202,8 +192,8 @@ struct TailCommand: ParsableCommand {
         options.source.stallTimeout = stallTimeout ?? spec.input.live.reconnect.ioTimeout
         options.source.reconnect = reconnectPolicy(spec.input.live.reconnect)
         options.source.retryInitialConnect = waitForSource
-        options.source.minFrameInterval = (maxFps ?? (spec.input.maxFPS > 0 ? spec.input.maxFPS : nil)).map { 1 / $0 }
-        options.source.frameStride = stride ?? spec.input.stride
+        options.source.minFrameInterval = (selection.maxFps ?? (spec.input.maxFPS > 0 ? spec.input.maxFPS : nil)).map { 1 / $0 }
+        options.source.frameStride = selection.stride ?? spec.input.stride
         options.source.formatOptions = ffmpeg.formatOptions
         // Without flags: the YAML's live section if given, else keep-latest (one slot).
         if let p = dropPolicy {
@@ -218,7 +208,7 @@ struct TailCommand: ParsableCommand {
         }
         options.statsInterval = statsInterval
         options.duration = duration
-        options.maxFrames = maxFrames ?? (spec.input.maxFrames > 0 ? spec.input.maxFrames : nil)
+        options.maxFrames = selection.maxFrames ?? (spec.input.maxFrames > 0 ? spec.input.maxFrames : nil)
         options.debugStageDelayMs = debugStageDelayMs
         options.encoder = encoding.options
 
