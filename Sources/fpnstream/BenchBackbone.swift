@@ -1,4 +1,5 @@
 import ArgumentParser
+import FPNStream
 import Foundation
 import Tensor
 import Vision
@@ -137,40 +138,4 @@ struct BenchBackbone: ParsableCommand {
                                                "source": "fpnstream bench backbone (SyntheticWeights)"], to: url)
         return try ResNetFPNBackbone(contentsOf: url)
     }
-}
-
-/// Times every conv layer (dense), and counts its FLOPs, over profiled frames.
-private final class ConvProfiler: ConvolutionRunner {
-    var layerTimes: [[Double]]
-    var flops: [Double]
-    var shapes: [[Int]]
-    var frameTimes: [Double] = []
-    private var current = 0.0
-
-    init(count: Int) {
-        layerTimes = Array(repeating: [], count: count)
-        flops = Array(repeating: 0, count: count)
-        shapes = Array(repeating: [], count: count)
-    }
-
-    func run(_ layer: ConvLayer, input: Tensor, residual: Tensor?, workspace: Workspace) -> Tensor {
-        let t0 = Benchmark.now()
-        let out = layer.conv(input, residual: residual, in: workspace)
-        let dt = Benchmark.now() - t0
-        layerTimes[layer.index].append(dt)
-        flops[layer.index] = layer.conv.flops(input.shape)
-        shapes[layer.index] = input.shape
-        current += dt
-        return out
-    }
-
-    func endFrame() { frameTimes.append(current); current = 0 }
-}
-
-/// Resident set size of this process in MB (VmRSS from /proc/self/status).
-func residentMB() -> Double {
-    guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-          let line = s.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-          let kb = Double(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
-    return kb / 1024
 }

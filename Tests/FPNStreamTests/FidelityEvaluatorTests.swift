@@ -1,0 +1,66 @@
+import FPNCore
+import FPNStream
+import Foundation
+import TemporalReuse
+import TestSupport
+import Vision
+import XCTest
+
+/// A detector that returns hand-made detections: `reference` for the first `images` calls (the evaluator's dense
+/// run), then `candidate` (its delta runs). Config and backbone come from the tiny model; they are not run.
+private final class ScriptedDetector: Detector, @unchecked Sendable {
+    let inner: any Detector
+    let frames: Int
+    let reference: [[Detection]], candidate: [[Detection]]
+    private var calls = 0
+    init(inner: any Detector, reference: [[Detection]], candidate: [[Detection]]) {
+        self.inner = inner
+        self.frames = reference.count
+        self.reference = reference
+        self.candidate = candidate
+    }
+    var config: DetectorConfig { inner.config }
+    var backbone: ResNetFPNBackbone { inner.backbone }
+    func detect(_ image: RGBImage, state: DetectorState, thresholds: DetectionThresholds?) -> [Detection] {
+        defer { calls += 1 }
+        return calls < frames ? reference[calls] : candidate[(calls - frames) % frames]
+    }
+}
+
+final class FidelityEvaluatorTests: XCTestCase {
+    func det(_ x: Float, _ cls: Int = 1, score: Float = 0.9) -> Detection {
+        Detection(box: Box(x1: x, y1: 10, x2: x + 40, y2: 50), score: score, classID: cls, className: "c\(cls)")
+    }
+
+    func testAgreementOfHandMadeDetections() throws {
+        let dir = TestPaths.temporaryDirectory("fidelity")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let model = try ModelDetector(spec: ModelSpec(path: try TinyModel.write(to: dir)))
+        let image = RGBImage(width: 64, height: 64, pixels: [UInt8](repeating: 0, count: 64 * 64 * 3))
+        // Frame 0: both boxes kept. Frame 1: one box moved away (IoU < 0.9), one below the score threshold.
+        let reference = [[det(0), det(100)], [det(0), det(100)]]
+        let candidate = [[det(0), det(100)], [det(20), det(100, score: 0.1)]]
+        let scripted = ScriptedDetector(inner: model.detector, reference: reference, candidate: candidate)
+        let evaluator = FidelityEvaluator(detector: scripted, images: [image, image], score: 0.5, features: false)
+        XCTAssertEqual(evaluator.referenceDetections, 4)
+        var settings = TemporalSettings()
+        settings.mode = .delta
+        let r = evaluator.run(settings)
+        XCTAssertEqual(r.agreement.matched, 2)
+        XCTAssertEqual(r.agreement.reference, 4)
+        XCTAssertEqual(r.agreement.candidate, 3)
+        XCTAssertEqual(r.f1, 2.0 * 2 / 7, accuracy: 1e-9)
+        XCTAssertEqual(r.agreement.scoreFlips, 1)  // the box at x=100 is there, scored 0.1
+        XCTAssertEqual(r.featureFidelity, 1)       // features were not kept
+    }
+
+    func testSyntheticSceneIsSeededAndSized() {
+        var a = SyntheticScene(detectionsPerFrame: 30, seed: 7, width: 640, height: 480)
+        var b = SyntheticScene(detectionsPerFrame: 30, seed: 7, width: 640, height: 480)
+        for _ in 0..<5 {
+            let x = a.next(), y = b.next()
+            XCTAssertEqual(x.count, 30)
+            XCTAssertEqual(x.map(\.box), y.map(\.box))
+        }
+    }
+}
