@@ -11,10 +11,10 @@ struct BenchBackbone: ParsableCommand {
         commandName: "backbone",
         abstract: "Benchmark a ResNet-FPN backbone (seeded synthetic weights unless --weights).",
         discussion: """
-            Prints the median ms/frame, achieved GFLOP/s of the whole frame and of the conv layers alone (timed per
-            layer on separate profiled frames), both as % of the sgemm peak measured in this run, and RSS after
-            20 frames and after --frames frames. Numbers from a shared machine are noisy: compare ratios.
-            --export DIR writes the weights and input used (weights.safetensors, input.safetensors) for
+            Prints the median ms/frame, achieved GFLOP/s of the whole frame and of the conv layers alone (timed per \
+            layer on separate profiled frames), both as % of the sgemm peak measured in this run, and RSS after \
+            20 frames and after --frames frames. Numbers from a shared machine are noisy: compare ratios. \
+            --export DIR writes the weights and input used (weights.safetensors, input.safetensors) for \
             scripts/bench-peers.
             """)
 

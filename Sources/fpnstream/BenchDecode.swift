@@ -9,10 +9,10 @@ struct BenchDecodeCommand: ParsableCommand {
         commandName: "decode",
         abstract: "Decode + RGB24 conversion throughput vs `ffmpeg -i FILE -f null -` (median of several runs each).",
         discussion: """
-            Runs fpnstream, `ffmpeg -f null` and `ffmpeg -pix_fmt rgb24 -f null` alternately after a warm-up and
-            prints frames per second (median) and CPU time per frame for each, and the throughput ratios.
-            fpnstream decodes on one thread and converts to RGB24 on another (as the pipeline does); ffmpeg's time is
-            the `rtime` of its -benchmark report (its decode loop, without process start-up). On a loaded machine the
+            Runs fpnstream, `ffmpeg -f null` and `ffmpeg -pix_fmt rgb24 -f null` alternately after a warm-up and \
+            prints frames per second (median) and CPU time per frame for each, and the throughput ratios. \
+            fpnstream decodes on one thread and converts to RGB24 on another (as the pipeline does); ffmpeg's time is \
+            the `rtime` of its -benchmark report (its decode loop, without process start-up). On a loaded machine the \
             throughput ratio falls towards the CPU-time ratio (the conversion needs a free core to overlap).
 
             Example:

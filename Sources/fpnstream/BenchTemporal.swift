@@ -18,22 +18,23 @@ struct BenchTemporal: ParsableCommand {
         commandName: "temporal",
         abstract: "Temporal FPN (delta) vs dense on clips: speed, per-level error, detection agreement, recomputed fraction.",
         discussion: """
-            Each frame is run densely (off) and through a per-clip TemporalCache (delta), alternating which goes first,
-            so load changes on a shared machine hit both alike. Speedup = total off time / total delta time (dense
-            refresh frames included); per-frame medians are printed too. Error of a level = ||delta − off||₂ /
+            Each frame is run densely (off) and through a per-clip TemporalCache (delta), alternating which goes first, \
+            so load changes on a shared machine hit both alike. Speedup = total off time / total delta time (dense \
+            refresh frames included); per-frame medians are printed too. Error of a level = ||delta − off||₂ / \
             ||off||₂.
 
-            --model M: a detector (.safetensors from scripts/convert-torchvision). Backbone+FPN time is the
-            detector's "backbone" part; "detector" is the whole detect call. Agreement: detections with score ≥
-            --agreement-score (default: the model's score threshold) on each side; same class and box IoU ≥ 0.9
-            match (greedy by IoU); F1 = 2·matched / (off + delta) pooled over frames; mask IoU averaged over matched
-            pairs. Drift: error and F1 at frames 100/400/last (F1 pooled over the 10 frames ending there).
-            --model M.onnx: CenterFace (ONNX, --onnx-scale input scale); its whole network goes through the cache;
-            "backbone+FPN" is then the network's time, levels are not compared (agreement only).
+            --model M: a detector (.safetensors from scripts/convert-torchvision). Backbone+FPN time is the \
+            detector's "backbone" part; "detector" is the whole detect call. Agreement: detections with score ≥ \
+            --agreement-score (default: the model's score threshold) on each side; same class and box IoU ≥ 0.9 \
+            match (greedy by IoU); F1 = 2·matched / (off + delta) pooled over frames; mask IoU averaged over matched \
+            pairs. Drift: error and F1 at frames 100/400/last (F1 pooled over the 10 frames ending there). \
+            --model M.onnx: CenterFace (ONNX, --onnx-scale input scale); its whole network goes through the cache; \
+            "backbone+FPN" is then the network's time, levels are not compared (agreement only). \
             Without --model: the backbone alone, seeded synthetic weights (--arch) or --weights.
 
             Example:
-              fpnstream bench temporal samples/external/vtest.avi --model samples/models/demo.safetensors --frames 200
+              fpnstream bench temporal samples/external/vtest.avi \\
+                  --model samples/models/demo.safetensors --frames 200
             """)
 
     @Argument(help: "Video files (anything FFmpeg opens); each is one clip with its own temporal state.")

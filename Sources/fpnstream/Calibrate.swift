@@ -14,22 +14,22 @@ struct Calibrate: ParsableCommand {
         commandName: "calibrate",
         abstract: "Tune per-layer temporal delta thresholds on a clip for a target fidelity; write a pipeline YAML.",
         discussion: """
-            Decodes the first --frames frames of CLIP and runs the model densely once (the reference). Then, for each
-            group of conv layers in forward order (--group depth, the default: the stem, then every other backbone
-            and FPN conv together; --group stage: stem, layer1..layer4, fpn; --group layer: every conv), it raises
-            the group's threshold through --grid while the fidelity of a delta run over all frames (fresh temporal
-            state each time) stays ≥ --target-fidelity, keeps the last value that passed and moves on. Every
+            Decodes the first --frames frames of CLIP and runs the model densely once (the reference). Then, for each \
+            group of conv layers in forward order (--group depth, the default: the stem, then every other backbone \
+            and FPN conv together; --group stage: stem, layer1..layer4, fpn; --group layer: every conv), it raises \
+            the group's threshold through --grid while the fidelity of a delta run over all frames (fresh temporal \
+            state each time) stays ≥ --target-fidelity, keeps the last value that passed and moves on. Every \
             accepted configuration was measured, so the final one meets the target on these frames.
 
-            Fidelity (--metric): f1 = detection agreement F1 with the dense run (same class, box IoU ≥ 0.9, scores ≥
-            --agreement-score, default the model's threshold; see `bench temporal`); feature = 1 − the largest
-            per-level mean relative L2 error of the pyramid. Work is bounded: at most (groups × grid) delta runs of
+            Fidelity (--metric): f1 = detection agreement F1 with the dense run (same class, box IoU ≥ 0.9, scores ≥ \
+            --agreement-score, default the model's threshold; see `bench temporal`); feature = 1 − the largest \
+            per-level mean relative L2 error of the pyramid. Work is bounded: at most (groups × grid) delta runs of \
             --frames frames, or --max-runs.
 
             Example:
-              fpnstream calibrate samples/external/vtest.avi --model m.safetensors --target-fidelity 0.98 \\
+              fpnstream calibrate vtest.avi --model m.safetensors --target-fidelity 0.98 \\
                   --frames 40 -o pipelines/vtest-calibrated.yaml
-              fpnstream process samples/external/vtest.avi --pipeline pipelines/vtest-calibrated.yaml
+              fpnstream process vtest.avi --pipeline pipelines/vtest-calibrated.yaml
             """)
 
     @Argument(help: "Calibration clip (anything FFmpeg opens).")

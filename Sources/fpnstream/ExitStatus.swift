@@ -36,8 +36,8 @@ extension ParsableCommand {
         for word in arguments {
             let subcommands = command.configuration.subcommands
             guard !word.hasPrefix("-"), !subcommands.isEmpty, word != "help" else { return nil }
-            let names = subcommands.compactMap { $0.configuration.commandName }
-            guard let next = subcommands.first(where: { $0.configuration.commandName == word }) else {
+            let names = subcommands.map { $0._commandName }
+            guard let next = subcommands.first(where: { $0._commandName == word || ($0.configuration.aliases.contains(word)) }) else {
                 let path = "unknown command '\(word)'"
                 if let near = suggestedWord(for: word, among: names) { return path + " (did you mean '\(near)'?)" }
                 return path + "; commands: " + names.joined(separator: ", ")

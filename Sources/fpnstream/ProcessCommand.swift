@@ -12,20 +12,22 @@ struct ProcessCommand: ParsableCommand {
         commandName: "process",
         abstract: "Run a video file or stream through the pipeline: annotated video and/or per-frame JSONL.",
         discussion: """
-            INPUT is anything FFmpeg opens: a file path or a URL (rtsp://, http://, udp://, ...). Credentials in URLs
-            are redacted in everything printed. Progress goes to stderr: a bar on a terminal, a line every 5 s
-            otherwise. Ctrl-C (SIGINT) or SIGTERM stops reading, drops frames the detector has not started, lets
-            the ones it has finish and finalizes the video and JSONL outputs (exit 130 / 143); a second signal
+            INPUT is anything FFmpeg opens: a file path or a URL (rtsp://, http://, udp://, ...). Credentials in URLs \
+            are redacted in everything printed. Progress goes to stderr: a bar on a terminal, a line every 5 s \
+            otherwise. Ctrl-C (SIGINT) or SIGTERM stops reading, drops frames the detector has not started, lets \
+            the ones it has finish and finalizes the video and JSONL outputs (exit 130 / 143); a second signal \
             exits at once.
 
             Examples:
               fpnstream process samples/demo.mp4 -o out/demo.mp4 --jsonl out/demo.jsonl
-              fpnstream process samples/external/vtest.avi --jsonl - --quiet | jq -c '.detections | length'
+              fpnstream process vtest.avi --jsonl - --quiet | jq -c '.detections | length'
               fpnstream process in.mkv -o - | ffplay -
               fpnstream process in.mp4 -o udp://127.0.0.1:5000 --max-frames 300
-              fpnstream process 'rtsp://user:pass@cam/stream' -o cam.mkv --input-option rtsp_transport=tcp
-              fpnstream process samples/demo.mp4 --model samples/models/demo.safetensors --panoptic out/panoptic
-              fpnstream process samples/external/vtest.avi --model m.safetensors --temporal delta --jsonl out.jsonl
+              fpnstream process 'rtsp://user:pass@cam/s' -o cam.mkv \\
+                  --input-option rtsp_transport=tcp
+              fpnstream process samples/demo.mp4 --model samples/models/demo.safetensors \\
+                  --panoptic out/panoptic
+              fpnstream process in.mp4 --model m.safetensors --temporal delta --jsonl -
 
             \(ExitStatus.helpText)
             """

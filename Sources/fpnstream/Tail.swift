@@ -11,22 +11,24 @@ struct TailCommand: ParsableCommand {
         commandName: "tail",
         abstract: "Follow live streams (RTSP, RTMP, HTTP/HLS, UDP/MPEG-TS, V4L2): reconnect, bounded latency, JSONL.",
         discussion: """
-            Each URL is an independent stream (its own reconnects, counters and detector state). Stalls are detected
-            with a deadline on every FFmpeg call (--stall-timeout); a server that closes the connection counts as a
-            disconnect; reconnects back off exponentially with jitter, forever unless --reconnect-attempts. When
-            inference is slower than the camera, old frames are dropped (keep-latest) so results stay current.
-            JSONL gets frame lines (with wall_time and latency_ms), event lines (connected, disconnected,
-            reconnecting, reconnected, gave_up) and periodic stats lines; see docs/live.md and docs/jsonl.md.
+            Each URL is an independent stream (its own reconnects, counters and detector state). Stalls are detected \
+            with a deadline on every FFmpeg call (--stall-timeout); a server that closes the connection counts as a \
+            disconnect; reconnects back off exponentially with jitter, forever unless --reconnect-attempts. When \
+            inference is slower than the camera, old frames are dropped (keep-latest) so results stay current. \
+            JSONL gets frame lines (with wall_time and latency_ms), event lines (connected, disconnected, \
+            reconnecting, reconnected, gave_up) and periodic stats lines; see docs/live.md and docs/jsonl.md. \
             SIGINT/SIGTERM: inputs stop at once, frames in flight are drained, JSONL flushed, videos finalized, exit 0.
 
             Examples:
               fpnstream tail rtsp://127.0.0.1:8554/test --jsonl - --quiet
-              fpnstream tail 'rtsp://user:pass@cam/stream' --rtsp-transport udp -o cam.mkv --jsonl cam.jsonl
-              fpnstream tail rtsp://cam1/s rtsp://cam2/s -o 'out/cam{stream}.mp4' --jsonl out/cams.jsonl
+              fpnstream tail 'rtsp://user:pass@cam/s' --rtsp-transport udp -o cam.mkv \\
+                  --jsonl cam.jsonl
+              fpnstream tail rtsp://cam1/s rtsp://cam2/s -o 'out/cam{stream}.mp4' \\
+                  --jsonl out/cams.jsonl
               fpnstream tail udp://@:5000 --max-fps 5 --jsonl -
               fpnstream tail /dev/video0 --input-option video_size=640x480
 
-            Exit status: 0 stopped by SIGINT/SIGTERM, --duration or --max-frames, outputs finalized; 1 a stream could
+            Exit status: 0 stopped by SIGINT/SIGTERM, --duration or --max-frames, outputs finalized; 1 a stream could \
             not connect or gave up reconnecting, or an output failed; 2 usage error.
             """
     )
