@@ -39,8 +39,13 @@ struct BenchBackbone: ParsableCommand {
     @Flag(help: "Print the per-layer table.")
     var layers = false
 
+    @Option(help: ArgumentHelp("Seconds between plain progress lines on stderr when it is not a terminal (0 = every frame).",
+                               valueName: "seconds"))
+    var progressInterval: Double = 5
+
     func validate() throws {
         guard frames >= 20 else { throw ValidationError("--frames must be at least 20") }
+        guard progressInterval >= 0 else { throw ValidationError("--progress-interval must be >= 0") }
         guard (1...frames).contains(profileFrames) else { throw ValidationError("--profile-frames must be 1...--frames") }
         guard BackboneConfig(architecture: arch) != nil || weights != nil else {
             throw ValidationError("unknown --arch '\(arch)' (known: \(BackboneConfig.backboneArchitectures.joined(separator: ", ")))")
@@ -76,6 +81,9 @@ struct BenchBackbone: ParsableCommand {
         // convs are timed one by one: ratios between them survive load changes on a shared machine.
         var times: [Double] = [], sgemmTimes: [Double] = []
         var rss20 = 0.0
+        // Timed frames on stderr (stdout keeps the report): a bar on a terminal, a line every --progress-interval s.
+        let progress = ProgressReporter(style: ProgressReporter.automaticStyle(quiet: false), total: frames,
+                                        lineInterval: progressInterval)
         for i in 1...frames {
             ws.beginFrame()
             var t0 = Benchmark.now()
@@ -90,7 +98,9 @@ struct BenchBackbone: ParsableCommand {
                 profiler.endFrame()
             }
             if i == 20 { rss20 = residentMB() }
+            progress.frameDone()
         }
+        progress.finish()
         let rssN = residentMB()
 
         let peak = 2 * pow(Double(peakSize), 3) / Benchmark.median(sgemmTimes) / 1e9
