@@ -19,10 +19,10 @@ public struct LiveRunOptions {
     public var jsonl: String?
     /// Encoder settings for `output`.
     public var encoder = EncoderOptions()
-    /// Policy of the queues in front of conversion and inference. `.dropOldest` = keep latest (live default).
-    public var dropPolicy: DropPolicy = .dropOldest
+    /// Policy of the queues in front of conversion and inference (default: keep-latest, `LiveSpec.defaultDropPolicy`).
+    public var dropPolicy: DropPolicy = LiveSpec.defaultDropPolicy.queuePolicy
     /// Capacity of those queues: the most frames that can wait in front of a stage.
-    public var queueCapacity = 1
+    public var queueCapacity = LiveSpec.defaultDropPolicy.defaultQueueSize
     /// Seconds between `stats` lines (and plain status lines when stderr is not a terminal); 0 = none.
     public var statsInterval: Double = 5
     /// Stop each stream after this many processed frames (nil = until stopped).

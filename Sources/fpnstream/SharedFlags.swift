@@ -1,5 +1,6 @@
 import TemporalReuse
 import ArgumentParser
+import FPNStream
 import MediaIO
 import Vision
 
@@ -171,3 +172,5 @@ struct TemporalFlags: ParsableArguments {
 }
 
 extension TemporalMode: ExpressibleByArgument {}
+
+extension LiveDropPolicy: ExpressibleByArgument {}

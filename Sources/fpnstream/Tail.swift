@@ -76,12 +76,13 @@ struct TailCommand: ParsableCommand {
     @Flag(help: "Keep retrying when a stream cannot connect at start (default: that is an error).")
     var waitForSource = false
 
-    @Option(help: ArgumentHelp("When inference falls behind: keep-latest (default), drop-oldest, drop-newest, block.",
-                               valueName: "policy"))
-    var dropPolicy: String?
+    @Option(help: ArgumentHelp("When inference falls behind: "
+                               + LiveDropPolicy.allCases.map(\.rawValue).joined(separator: ", ")
+                               + " (default \(LiveSpec.defaultDropPolicy.rawValue)).", valueName: "policy"))
+    var dropPolicy: LiveDropPolicy?
 
-    @Option(help: ArgumentHelp("Frames that may wait in front of conversion and inference (keep-latest: 1).",
-                               valueName: "n"))
+    @Option(help: ArgumentHelp("Frames that may wait in front of conversion and inference (default: 1 for keep-latest, "
+                               + "2 for the others).", valueName: "n"))
     var queueSize: Int?
 
     @Option(help: ArgumentHelp("Seconds between stats lines in the JSONL (and plain status lines when stderr is not a terminal); 0 = none.",
@@ -109,11 +110,8 @@ struct TailCommand: ParsableCommand {
         guard RTSPTransport(rawValue: rtspTransport) != nil else {
             throw ValidationError("--rtsp-transport \(rtspTransport): expected tcp or udp")
         }
-        if let p = dropPolicy, Self.policy(p) == nil {
-            throw ValidationError("--drop-policy \(p): expected keep-latest, drop-oldest, drop-newest or block")
-        }
         if let q = queueSize, q < 1 { throw ValidationError("--queue-size must be at least 1") }
-        if dropPolicy == "keep-latest", let q = queueSize, q != 1 {
+        if dropPolicy == .keepLatest, let q = queueSize, q != 1 {
             throw ValidationError("--drop-policy keep-latest keeps exactly one frame; use drop-oldest with --queue-size \(q)")
         }
         if let d = duration, !(d > 0) { throw ValidationError("--duration must be > 0") }
@@ -128,11 +126,6 @@ struct TailCommand: ParsableCommand {
         o.stallTimeout = stallTimeout ?? 5
         o.reconnect = reconnectPolicy(PipelineSpec().input.live.reconnect)
         do { try o.validate() } catch { throw ValidationError("\(error)") }
-    }
-
-    /// keep-latest = drop-oldest with one slot.
-    static func policy(_ name: String) -> DropPolicy? {
-        name == "keep-latest" ? .dropOldest : DropPolicy(rawValue: name)
     }
 
     /// Flags over the YAML's `input.live.reconnect` (whose defaults equal ours).
@@ -197,17 +190,11 @@ struct TailCommand: ParsableCommand {
         options.source.minFrameInterval = (selection.maxFps ?? (spec.input.maxFPS > 0 ? spec.input.maxFPS : nil)).map { 1 / $0 }
         options.source.frameStride = selection.stride ?? spec.input.stride
         options.source.formatOptions = ffmpeg.formatOptions
-        // Without flags: the YAML's live section if given, else keep-latest (one slot).
-        if let p = dropPolicy {
-            options.dropPolicy = Self.policy(p) ?? .dropOldest
-            options.queueCapacity = queueSize ?? (p == "keep-latest" ? 1 : 2)
-        } else if let yamlLive {
-            options.dropPolicy = yamlLive.dropPolicy
-            options.queueCapacity = queueSize ?? yamlLive.queueSize
-        } else {
-            options.dropPolicy = .dropOldest
-            options.queueCapacity = queueSize ?? 1
-        }
+        // The flag's policy, else the YAML's live section (whose defaults are the same as without a file).
+        let live = yamlLive ?? LiveSpec()
+        let policy = dropPolicy ?? live.dropPolicy
+        options.dropPolicy = policy.queuePolicy
+        options.queueCapacity = queueSize ?? (dropPolicy != nil ? policy.defaultQueueSize : live.effectiveQueueSize)
         options.statsInterval = statsInterval
         options.duration = duration
         options.maxFrames = selection.maxFrames ?? (spec.input.maxFrames > 0 ? spec.input.maxFrames : nil)
