@@ -1,3 +1,4 @@
+import TemporalReuse
 import FPNCore
 import Foundation
 import MediaIO
@@ -21,6 +22,65 @@ extension DecodedPicture: IndexedItem {
 
 extension Frame: IndexedItem {
     public var itemIndex: Int { info.index }
+}
+
+/// The stages both runners build, on either side of their own:
+///
+/// ```
+/// source ─▶ convert ─▶ detect ─▶ [track] ─▶ (runner's stages: taps, frame limit) ─▶ [annotate ─▶ encode] ─▶ sink
+///           `analysis`                                                               `video`
+/// ```
+/// `StreamRunner` puts its file taps (JSONL, MOT, COCO, panoptic) between the two, `LiveRunner` its frame limit.
+struct StageWiring {
+    /// The inference stage's detector (already given its temporal settings: `prepared`).
+    var detector: any FrameDetector
+    /// Per-stream tracker; nil = no tracking stage.
+    var tracker: ByteTracker?
+    /// Queue in front of conversion and inference (live: the drop policy); nil = the pipeline's default.
+    var inferenceQueue: QueueOptions?
+    /// Collects the per-frame recomputed fraction (temporal reuse).
+    var recomputed: RecomputedTally?
+    /// Prompt stop (`StreamRunner.stop()`); nil = stop drains every frame read.
+    var gate: StopGate?
+    /// Video output; nil = no annotate and encode stages.
+    var videoWriter: VideoWriter?
+    /// Draw results on the video (else the frames are encoded as decoded).
+    var annotate = true
+    var annotation = AnnotationStyle()
+    /// Frames of track history drawn as trails (0 = none).
+    var trails = 0
+
+    /// `detector` with `temporal` applied (keyframe mode wraps it); a setting the detector cannot use is a
+    /// `RunnerError.temporal`.
+    static func prepared(_ detector: any FrameDetector, temporal: TemporalSettings) throws -> any FrameDetector {
+        do { return try withTemporal(detector, temporal) } catch let e as TemporalConfigError {
+            throw RunnerError.temporal(e.message)
+        }
+    }
+
+    /// A tracker for `config` at the stream's frame rate (nil without a config).
+    static func tracker(_ config: ByteTrackConfig?, frameRate: Double?) throws -> ByteTracker? {
+        try config.map { try ByteTracker(config: $0.resolvingFrameRate(stream: frameRate)) }
+    }
+
+    /// Appends convert → detect → [track].
+    func analysis(_ from: PipelineBuilder<DecodedPicture>) -> PipelineBuilder<AnalyzedFrame> {
+        var b = from.then(ConvertStage(gate: gate), queue: inferenceQueue)
+            .then(DetectStage(detector: detector, recomputed: recomputed, gate: gate), queue: inferenceQueue)
+        if let tracker { b = b.then(TrackStage(tracker: tracker)) }
+        return b
+    }
+
+    /// Appends [annotate] → encode when there is a video output.
+    func video(_ from: PipelineBuilder<AnalyzedFrame>) -> PipelineBuilder<AnalyzedFrame> {
+        guard let videoWriter else { return from }
+        var b = from
+        if annotate {
+            b = b.then(AnnotateStage(annotator: Annotator(style: annotation),
+                                     trails: trails > 0 ? TrailHistory(length: trails) : nil))
+        }
+        return b.tap(VideoSink(writer: videoWriter))
+    }
 }
 
 /// Which decoded frames go on to analysis: every `stride`-th, at most `maxFPS` per second of stream time, at most

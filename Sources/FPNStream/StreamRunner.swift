@@ -203,14 +203,9 @@ public final class StreamRunner: @unchecked Sendable {
         if options.panoptic != nil && panopticCategories == nil {
             throw RunnerError.panopticNeedsModel(detector: options.detector.name)
         }
-        do {
-            self.options.detector = try withTemporal(options.detector, options.temporal)
-        } catch let e as TemporalConfigError {
-            throw RunnerError.temporal(e.message)
-        }
+        self.options.detector = try StageWiring.prepared(options.detector, temporal: options.temporal)
         // Built before any file is created, so a bad tracker configuration leaves nothing behind.
-        let fps = metadata.frameRate?.value
-        tracker = try options.tracker.map { try ByteTracker(config: $0.resolvingFrameRate(stream: fps)) }
+        tracker = try StageWiring.tracker(options.tracker, frameRate: metadata.frameRate?.value)
         jsonlWriter = try options.jsonl.map { try JSONLWriter(path: $0, options: options.jsonlOptions) }
         do {
             motWriter = try options.mot.map { try MOTWriter(path: $0) }
@@ -257,13 +252,11 @@ public final class StreamRunner: @unchecked Sendable {
     /// failed; the outputs are finalized before it returns either way.
     public func run(onFrame: @escaping (FrameInfo) -> Void = { _ in }) throws -> RunSummary {
         let selection = FrameSelection(stride: options.stride, maxFPS: options.maxFPS, maxFrames: options.maxFrames)
-        var builder = Pipeline.from(DecodeSource(decoder: decoder, selection: selection),
-                                    options: PipelineOptions(queueCapacity: options.queueCapacity))
-            .then(ConvertStage(gate: gate))
-            .then(DetectStage(detector: options.detector, recomputed: recomputed, gate: gate))
-        if let tracker {
-            builder = builder.then(TrackStage(tracker: tracker))
-        }
+        let wiring = StageWiring(detector: options.detector, tracker: tracker, recomputed: recomputed, gate: gate,
+                                 videoWriter: videoWriter, annotate: options.annotate, annotation: options.annotation,
+                                 trails: options.trails)
+        var builder = wiring.analysis(Pipeline.from(DecodeSource(decoder: decoder, selection: selection),
+                                                    options: PipelineOptions(queueCapacity: options.queueCapacity)))
         if let jsonlWriter {
             builder = builder.tap(JSONLFrameSink(writer: jsonlWriter))
         }
@@ -276,15 +269,8 @@ public final class StreamRunner: @unchecked Sendable {
         if let panopticWriter {
             builder = builder.tap(PanopticFrameSink(writer: panopticWriter))
         }
-        if let videoWriter {
-            if options.annotate {
-                builder = builder.then(AnnotateStage(annotator: Annotator(style: options.annotation),
-                                                     trails: options.trails > 0 ? TrailHistory(length: options.trails) : nil))
-            }
-            builder = builder.tap(VideoSink(writer: videoWriter))
-        }
         let gate = self.gate
-        let pipeline = builder.sink(ProgressTap { info in gate.frameFinished(); onFrame(info) })
+        let pipeline = wiring.video(builder).sink(ProgressTap { info in gate.frameFinished(); onFrame(info) })
 
         lock.lock()
         self.pipeline = pipeline
