@@ -125,47 +125,18 @@ struct Calibrate: ParsableCommand {
         }
 
         let layers = detector.backbone.convLayers.map(\.key)
-        let groups = Self.groups(layers, by: group)
-        var thresholds = Dictionary(uniqueKeysWithValues: layers.map { ($0, baseThreshold) })
-        func settings() -> TemporalSettings {
-            TemporalSettings(mode: .delta, threshold: baseThreshold, layerThresholds: thresholds, refreshInterval: refresh,
-                             denseFallback: denseFallback, tile: tile ?? TemporalSettings().tile)
+        let search = ThresholdCalibration(targetFidelity: targetFidelity, metric: ThresholdCalibration.Metric(rawValue: metric) ?? .f1,
+                                          candidates: candidates, baseThreshold: baseThreshold, refresh: refresh,
+                                          denseFallback: denseFallback, tile: tile ?? TemporalSettings().tile,
+                                          maxRuns: maxRuns)
+        let outcome: ThresholdCalibration.Outcome
+        do {
+            outcome = try search.run(evaluator, layers: layers, groups: ThresholdCalibration.groups(layers, by: group),
+                                     log: info)
+        } catch let e as CalibrationError {
+            throw CLIFailure(message: e.description, status: ExitStatus.runtimeError)
         }
-        var runs = 0
-        func measure() -> FidelityEvaluator.Result {
-            runs += 1
-            let r = evaluator.run(settings())
-            return r
-        }
-        var best = measure()
-        let fidelity = { (r: FidelityEvaluator.Result) in self.metric == "f1" ? r.f1 : r.featureFidelity }
-        info(String(format: "base threshold %g: fidelity %.4f, recomputed %.3f", baseThreshold, fidelity(best), best.recomputed))
-        guard fidelity(best) >= targetFidelity else {
-            throw CLIFailure(message: String(format: "even the base threshold %g reaches only fidelity %.4f < target %.4f "
-                                             + "(lower --base-threshold or the target)", baseThreshold, fidelity(best),
-                                             targetFidelity), status: ExitStatus.runtimeError)
-        }
-        var chosen: [(String, Float)] = []
-        groupLoop: for (name, keys) in groups {
-            var value = baseThreshold
-            for c in candidates where c > value {
-                if maxRuns > 0 && runs >= maxRuns { info("--max-runs \(maxRuns) reached"); chosen.append((name, value)); break groupLoop }
-                for k in keys { thresholds[k] = c }
-                let r = measure()
-                info(String(format: "  %@ = %g: fidelity %.4f, recomputed %.3f, %.0f ms/frame", name, c, fidelity(r),
-                            r.recomputed, r.deltaMs))
-                if fidelity(r) >= targetFidelity {
-                    value = c
-                    best = r
-                } else {
-                    break
-                }
-            }
-            for k in keys { thresholds[k] = value }
-            chosen.append((name, value))
-        }
-        let yaml = pipelineYAML(settings(), order: layers, groups: chosen, result: best, fidelity: fidelity(best),
-                                frames: images.count)
+        let yaml = search.pipelineYAML(outcome, order: layers, model: model, clip: clip, group: group, frames: images.count)
         if let output {
             do { try yaml.write(toFile: output, atomically: true, encoding: .utf8) } catch {
                 throw CLIFailure(message: "cannot write '\(output)': \(error.localizedDescription)", status: ExitStatus.runtimeError)
@@ -173,57 +144,12 @@ struct Calibrate: ParsableCommand {
         } else {
             print(yaml, terminator: "")
         }
+        let best = outcome.best
         info(String(format: "result: fidelity %.4f (target %.4f), recomputed %.3f of dense FLOPs, backbone+FPN %.0f vs %.0f "
-                    + "ms/frame dense (%.2fx; frames 1+, the dense run was the process's first: use bench temporal --pipeline for speed), %d delta runs", fidelity(best), targetFidelity, best.recomputed, best.deltaMs,
-                    evaluator.referenceMs, evaluator.referenceMs / best.deltaMs, runs)
+                    + "ms/frame dense (%.2fx; frames 1+, the dense run was the process's first: use bench temporal --pipeline for speed), %d delta runs", search.fidelity(best), targetFidelity, best.recomputed, best.deltaMs,
+                    evaluator.referenceMs, evaluator.referenceMs / best.deltaMs, outcome.runs)
              + (output.map { " → \($0)" } ?? ""))
     }
-
-    /// Layer keys grouped in forward order: by stage (`stem`, `layer1`…`layer4`, `fpn`, then any other prefix), by
-    /// depth (`stem`, then `deep`: every other conv) or one group per layer.
-    static func groups(_ keys: [String], by mode: String) -> [(String, [String])] {
-        if mode == "layer" { return keys.map { ($0, [$0]) } }
-        if mode == "depth" {
-            // One deep threshold for everything after the stem: the stem filters the input's noise (its own box
-            // metric), the deeper convs see feature changes, and one value for them all avoids a greedy search that
-            // spends the fidelity budget on the first stages (docs/design/temporal.md, "Calibration").
-            let stage = groups(keys, by: "stage")
-            let stem = stage.first { $0.0 == "stem" }?.1 ?? []
-            let deep = keys.filter { !stem.contains($0) }
-            return (stem.isEmpty ? [] : [("stem", stem)]) + (deep.isEmpty ? [] : [("deep", deep)])
-        }
-        var out: [(String, [String])] = []
-        for k in keys {
-            let parts = k.split(separator: ".").map(String.init)
-            let name: String
-            if let i = parts.firstIndex(of: "body"), i + 1 < parts.count {
-                name = parts[i + 1].hasPrefix("layer") ? parts[i + 1] : "stem"
-            } else if parts.contains("fpn") {
-                name = "fpn"
-            } else {
-                name = parts.dropLast().joined(separator: ".")
-            }
-            if let j = out.firstIndex(where: { $0.0 == name }) { out[j].1.append(k) } else { out.append((name, [k])) }
-        }
-        return out
-    }
-
-    func pipelineYAML(_ s: TemporalSettings, order: [String], groups: [(String, Float)], result: FidelityEvaluator.Result,
-                      fidelity: Double, frames: Int) -> String {
-        func q(_ v: String) -> String { "'" + v.replacingOccurrences(of: "'", with: "''") + "'" }
-        var y = "# Written by `fpnstream calibrate` on \(frames) frames of \(clip)\n"
-        y += String(format: "# metric %@: fidelity %.4f (target %.4f); recomputed %.3f of dense conv FLOPs\n", metric,
-                    fidelity, targetFidelity, result.recomputed)
-        y += "# groups (\(group)): " + groups.map { "\($0.0)=\(Self.format($0.1))" }.joined(separator: ", ") + "\n"
-        y += "model:\n  path: \(q(model))\n"
-        y += "temporal:\n  mode: delta\n  threshold: \(Self.format(s.threshold))\n"
-        y += "  refresh_interval: \(s.refreshInterval)\n  dense_fallback: \(s.denseFallback)\n  tile: \(s.tile)\n"
-        y += "  layer_thresholds:\n"
-        for l in order { y += "    \(l): \(Self.format(s.layerThresholds[l]!))\n" }
-        return y
-    }
-
-    static func format(_ v: Float) -> String { String(format: "%g", v) }
 
     private func info(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
 }
