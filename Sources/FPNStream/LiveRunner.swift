@@ -19,10 +19,10 @@ public struct LiveRunOptions {
     public var jsonl: String?
     /// Encoder settings for `output`.
     public var encoder = EncoderOptions()
-    /// Policy of the queues in front of conversion and inference. `.dropOldest` = keep latest (live default).
-    public var dropPolicy: DropPolicy = .dropOldest
+    /// Policy of the queues in front of conversion and inference (default: keep-latest, `LiveSpec.defaultDropPolicy`).
+    public var dropPolicy: DropPolicy = LiveSpec.defaultDropPolicy.queuePolicy
     /// Capacity of those queues: the most frames that can wait in front of a stage.
-    public var queueCapacity = 1
+    public var queueCapacity = LiveSpec.defaultDropPolicy.defaultQueueSize
     /// Seconds between `stats` lines (and plain status lines when stderr is not a terminal); 0 = none.
     public var statsInterval: Double = 5
     /// Stop each stream after this many processed frames (nil = until stopped).
@@ -226,32 +226,20 @@ final class LiveStreamRun: @unchecked Sendable {
         }
         writerNote = writer?.note.map { "\(writer!.output): \($0)" }
 
-        let q = QueueOptions(capacity: options.queueCapacity, policy: options.dropPolicy)
-        var detector = options.makeDetector()
-        do { detector = try withTemporal(detector, options.temporal) } catch let e as TemporalConfigError {
-            throw RunnerError.temporal(e.message)
-        }
+        var detector = try StageWiring.prepared(options.makeDetector(), temporal: options.temporal)
         if options.debugStageDelayMs > 0 { detector = DelayedDetector(inner: detector, delayMs: options.debugStageDelayMs) }
         let live = self.live
-        let tracker = try options.tracker.map {
-            try ByteTracker(config: $0.resolvingFrameRate(stream: live.metadata?.frameRate?.value))
-        }
-        var builder = Pipeline.from(LivePictureSource(live: live),
-                                    options: PipelineOptions(queueCapacity: 4, label: "fpnstream.live\(stream)"))
-            .then(ConvertStage(), queue: q)
-            .then(DetectStage(detector: detector), queue: q)
-        if let tracker { builder = builder.then(TrackStage(tracker: tracker)) }
+        let wiring = StageWiring(detector: detector,
+                                 tracker: try StageWiring.tracker(options.tracker, frameRate: live.metadata?.frameRate?.value),
+                                 inferenceQueue: QueueOptions(capacity: options.queueCapacity, policy: options.dropPolicy),
+                                 videoWriter: writer, annotate: options.annotate, annotation: options.annotation,
+                                 trails: options.trails)
+        var builder = wiring.analysis(Pipeline.from(LivePictureSource(live: live),
+                                                    options: PipelineOptions(queueCapacity: 4, label: "fpnstream.live\(stream)")))
         if let n = options.maxFrames {
             builder = builder.then(FrameLimitStage(limit: n, onLimit: { live.stop() }))
         }
-        if let writer {
-            if options.annotate {
-                builder = builder.then(AnnotateStage(annotator: Annotator(style: options.annotation),
-                                                     trails: options.trails > 0 ? TrailHistory(length: options.trails) : nil))
-            }
-            builder = builder.tap(VideoSink(writer: writer))
-        }
-        let p = builder.sink(FrameLineSink(stream: stream, jsonl: jsonl, figures: figures))
+        let p = wiring.video(builder).sink(FrameLineSink(stream: stream, jsonl: jsonl, figures: figures))
         figures.metrics = { [weak p] in p?.metrics() ?? [] }
         lock.lock(); pipeline = p; lock.unlock()
     }

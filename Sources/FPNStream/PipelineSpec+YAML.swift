@@ -85,8 +85,15 @@ struct SpecReader {
         if let n = m["live"], !n.isNull {
             let l = try map(n, "input.live")
             try l.check(["drop_policy", "queue_size", "reconnect"])
-            if let n = l["drop_policy"] { s.live.dropPolicy = try choice(n, "input.live.drop_policy", DropPolicy.self) }
-            if let n = l["queue_size"] { s.live.queueSize = try int(n, "input.live.queue_size", min: 1) }
+            if let n = l["drop_policy"] { s.live.dropPolicy = try choice(n, "input.live.drop_policy", LiveDropPolicy.self) }
+            if let n = l["queue_size"] {
+                let size = try int(n, "input.live.queue_size", min: 1)
+                if s.live.dropPolicy == .keepLatest && size != 1 {
+                    throw fail(n, "input.live.queue_size", "keep-latest keeps exactly one frame; use drop-oldest with "
+                               + "queue_size \(size)")
+                }
+                s.live.queueSize = size
+            }
             if let n = l["reconnect"], !n.isNull {
                 var rc = ReconnectSpec()
                 if let b = n.scalar.flatMap(Bool.construct) {
@@ -392,6 +399,11 @@ struct SpecReader {
         }
         return prev[b.count]
     }
+}
+
+/// The word of `allowed` that `word` is plausibly a typo of (edit distance ≤ 2 and less than half the word), or nil.
+public func suggestedWord(for word: String, among allowed: [String]) -> String? {
+    SpecReader.suggestion(for: word, among: allowed)
 }
 
 extension Node {

@@ -10,7 +10,7 @@ import Vision
 /// out-of-range values are errors naming the file, line and key path (`PipelineSpecError`).
 ///
 /// ```yaml
-/// input:   { stride: 1, max_fps: 0, live: { drop_policy: drop-oldest, queue_size: 2 } }
+/// input:   { stride: 1, max_fps: 0, live: { drop_policy: keep-latest, queue_size: 1 } }
 /// model:   { path: models/maskrcnn_r50_fpn.safetensors, score: 0.5 }
 /// tracker: { track_thresh: 0.5, match_thresh: 0.8 }
 /// outputs: { jsonl: out/run.jsonl, annotate: { masks: true, trails: 30 } }
@@ -42,12 +42,41 @@ public struct InputSpec: Sendable, Equatable {
     public init() {}
 }
 
+/// What the queues of a live source do when inference falls behind: the names of `tail --drop-policy` and of
+/// `input.live.drop_policy` alike.
+public enum LiveDropPolicy: String, Sendable, Equatable, CaseIterable {
+    /// Only the newest frame waits (drop-oldest with one slot): the lowest latency.
+    case keepLatest = "keep-latest"
+    /// The oldest waiting frame is dropped for a new one.
+    case dropOldest = "drop-oldest"
+    /// New frames are dropped while the queue is full.
+    case dropNewest = "drop-newest"
+    /// Never drop: the source waits (latency grows).
+    case block
+
+    /// The queue policy that implements it.
+    public var queuePolicy: DropPolicy {
+        switch self {
+        case .keepLatest, .dropOldest: return .dropOldest
+        case .dropNewest: return .dropNewest
+        case .block: return .block
+        }
+    }
+
+    /// Queue size when none is given: 1 for keep-latest (its only size), 2 for the others.
+    public var defaultQueueSize: Int { self == .keepLatest ? 1 : 2 }
+}
+
 /// `input.live:` — for live sources (RTSP, UDP, HTTP streams). Files always use `block` (never drop).
 public struct LiveSpec: Sendable, Equatable {
-    /// What a full queue after the source does: `drop-oldest` (keep latest, the default), `drop-newest`, `block`.
-    public var dropPolicy = DropPolicy.dropOldest
-    /// Frames that may wait between the source and the first stage.
-    public var queueSize = 2
+    /// The drop policy of `tail` when neither a flag nor a pipeline file sets one.
+    public static let defaultDropPolicy = LiveDropPolicy.keepLatest
+    /// What the queues in front of conversion and inference do when full.
+    public var dropPolicy = LiveSpec.defaultDropPolicy
+    /// Frames that may wait in front of conversion and inference; nil = the policy's `defaultQueueSize`.
+    public var queueSize: Int?
+    /// `queueSize`, or the policy's default.
+    public var effectiveQueueSize: Int { queueSize ?? dropPolicy.defaultQueueSize }
     public var reconnect = ReconnectSpec()
     public init() {}
 }

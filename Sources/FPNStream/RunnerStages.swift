@@ -1,3 +1,4 @@
+import TemporalReuse
 import FPNCore
 import Foundation
 import MediaIO
@@ -21,6 +22,65 @@ extension DecodedPicture: IndexedItem {
 
 extension Frame: IndexedItem {
     public var itemIndex: Int { info.index }
+}
+
+/// The stages both runners build, on either side of their own:
+///
+/// ```
+/// source ─▶ convert ─▶ detect ─▶ [track] ─▶ (runner's stages: taps, frame limit) ─▶ [annotate ─▶ encode] ─▶ sink
+///           `analysis`                                                               `video`
+/// ```
+/// `StreamRunner` puts its file taps (JSONL, MOT, COCO, panoptic) between the two, `LiveRunner` its frame limit.
+struct StageWiring {
+    /// The inference stage's detector (already given its temporal settings: `prepared`).
+    var detector: any FrameDetector
+    /// Per-stream tracker; nil = no tracking stage.
+    var tracker: ByteTracker?
+    /// Queue in front of conversion and inference (live: the drop policy); nil = the pipeline's default.
+    var inferenceQueue: QueueOptions?
+    /// Collects the per-frame recomputed fraction (temporal reuse).
+    var recomputed: RecomputedTally?
+    /// Prompt stop (`StreamRunner.stop()`); nil = stop drains every frame read.
+    var gate: StopGate?
+    /// Video output; nil = no annotate and encode stages.
+    var videoWriter: VideoWriter?
+    /// Draw results on the video (else the frames are encoded as decoded).
+    var annotate = true
+    var annotation = AnnotationStyle()
+    /// Frames of track history drawn as trails (0 = none).
+    var trails = 0
+
+    /// `detector` with `temporal` applied (keyframe mode wraps it); a setting the detector cannot use is a
+    /// `RunnerError.temporal`.
+    static func prepared(_ detector: any FrameDetector, temporal: TemporalSettings) throws -> any FrameDetector {
+        do { return try withTemporal(detector, temporal) } catch let e as TemporalConfigError {
+            throw RunnerError.temporal(e.message)
+        }
+    }
+
+    /// A tracker for `config` at the stream's frame rate (nil without a config).
+    static func tracker(_ config: ByteTrackConfig?, frameRate: Double?) throws -> ByteTracker? {
+        try config.map { try ByteTracker(config: $0.resolvingFrameRate(stream: frameRate)) }
+    }
+
+    /// Appends convert → detect → [track].
+    func analysis(_ from: PipelineBuilder<DecodedPicture>) -> PipelineBuilder<AnalyzedFrame> {
+        var b = from.then(ConvertStage(gate: gate), queue: inferenceQueue)
+            .then(DetectStage(detector: detector, recomputed: recomputed, gate: gate), queue: inferenceQueue)
+        if let tracker { b = b.then(TrackStage(tracker: tracker)) }
+        return b
+    }
+
+    /// Appends [annotate] → encode when there is a video output.
+    func video(_ from: PipelineBuilder<AnalyzedFrame>) -> PipelineBuilder<AnalyzedFrame> {
+        guard let videoWriter else { return from }
+        var b = from
+        if annotate {
+            b = b.then(AnnotateStage(annotator: Annotator(style: annotation),
+                                     trails: trails > 0 ? TrailHistory(length: trails) : nil))
+        }
+        return b.tap(VideoSink(writer: videoWriter))
+    }
 }
 
 /// Which decoded frames go on to analysis: every `stride`-th, at most `maxFPS` per second of stream time, at most
@@ -76,11 +136,46 @@ final class DecodeSource: Source {
     func interrupt() { decoder.requestStop() }
 }
 
+/// Frames in flight for a prompt stop: once `close()` is called, conversion and inference drop the frames they have
+/// not started, while frames already in inference go on to every sink. Thread-safe.
+final class StopGate: @unchecked Sendable {
+    private let lock = NSLock()
+    private var closed = false
+    private var started = 0, finished = 0
+
+    /// False once the gate is closed: the frame must be dropped.
+    var isOpen: Bool { lock.lock(); defer { lock.unlock() }; return !closed }
+
+    /// Called by inference before it starts a frame; false (drop the frame) once the gate is closed.
+    func admit() -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        if closed { return false }
+        started += 1
+        return true
+    }
+
+    /// Called when an admitted frame went through every sink.
+    func frameFinished() { lock.lock(); finished += 1; lock.unlock() }
+
+    /// Closes the gate; returns the frames admitted to inference that have not reached the end yet.
+    @discardableResult
+    func close() -> Int {
+        lock.lock(); defer { lock.unlock() }
+        closed = true
+        return started - finished
+    }
+}
+
 /// Preprocess stage: swscale to RGB24 at source size (one context per stream, negotiated on the first frame).
 struct ConvertStage: Stage {
     var converter = RGBConverter()
+    /// When closed, pictures are dropped unconverted.
+    var gate: StopGate?
     var name: String { "convert" }
-    func process(_ input: DecodedPicture) throws -> Frame? { converter.convert(input) }
+    func process(_ input: DecodedPicture) throws -> Frame? {
+        if let gate, !gate.isOpen { return nil }
+        return converter.convert(input)
+    }
 }
 
 /// Inference stage: the detector slot (`NoDetector` until a model is configured).
@@ -88,9 +183,12 @@ struct DetectStage: Stage {
     var detector: any FrameDetector
     /// Collects each frame's recomputed fraction (temporal reuse) for the summary; nil = not needed.
     var recomputed: RecomputedTally?
+    /// When closed, frames not yet started are dropped.
+    var gate: StopGate?
     var name: String { "detect" }
 
     mutating func process(_ frame: Frame) throws -> AnalyzedFrame? {
+        if let gate, !gate.admit() { return nil }
         var result = FrameResult(info: frame.info)
         let start = DispatchTime.now().uptimeNanoseconds
         try detector.detect(frame, into: &result)

@@ -114,10 +114,23 @@ public struct RunSummary: Sendable {
     public var report: PipelineReport
     /// True when `stop()` ended the run early (outputs are still finalized).
     public var stopped: Bool
+    /// The output whose reader went away (EPIPE, e.g. `--jsonl - | head -n 1`), which ended the run early and quietly.
+    public var closedOutput: String?
     /// Temporal mode of the run.
     public var temporal: TemporalMode = .off
     /// Mean fraction of backbone/FPN work recomputed per frame (FLOP-weighted; nil when temporal reuse is off).
     public var meanRecomputedFraction: Double?
+}
+
+/// The output named by `error` when it is a write to a pipe whose reader has gone (EPIPE); nil for any other error.
+public func brokenPipeOutput(_ error: any Error) -> String? {
+    let underlying = (error as? PipelineError)?.underlying ?? error
+    let epipe = String(cString: strerror(EPIPE))  // FFmpeg's AVERROR(EPIPE) message is the same text
+    switch underlying {
+    case OutputError.writeFailed(let path, let reason) where reason == epipe: return path
+    case MediaIOError.writeFailed(let output, let reason) where reason == epipe: return output
+    default: return nil
+    }
 }
 
 /// Runner configuration problems found before anything runs.
@@ -147,8 +160,8 @@ public enum RunnerError: Error, CustomStringConvertible {
 /// ```
 /// Every stage has its own serial Dispatch queue and a bounded input queue (files never drop frames), so decoding,
 /// conversion, inference and encoding overlap. Inputs and outputs are opened in `init`, so bad input or an
-/// unwritable output fails before any work with one clear error. `stop()` (SIGINT/SIGTERM) stops the input and drains
-/// frames already in flight; the video container and the JSONL file are finalized in every case.
+/// unwritable output fails before any work with one clear error. `stop()` (SIGINT/SIGTERM) stops the input, drops the
+/// frames inference has not started and lets the ones it has go to every sink; the outputs are finalized in every case.
 public final class StreamRunner: @unchecked Sendable {
     /// The opened source.
     public let metadata: SourceMetadata
@@ -170,6 +183,7 @@ public final class StreamRunner: @unchecked Sendable {
     private var options: RunOptions
     private let decoder: VideoDecoder
     private let recomputed = RecomputedTally()
+    private let gate = StopGate()
     private let lock = NSLock()
     private var pipeline: Pipeline?
     private var stopRequested = false
@@ -189,14 +203,9 @@ public final class StreamRunner: @unchecked Sendable {
         if options.panoptic != nil && panopticCategories == nil {
             throw RunnerError.panopticNeedsModel(detector: options.detector.name)
         }
-        do {
-            self.options.detector = try withTemporal(options.detector, options.temporal)
-        } catch let e as TemporalConfigError {
-            throw RunnerError.temporal(e.message)
-        }
+        self.options.detector = try StageWiring.prepared(options.detector, temporal: options.temporal)
         // Built before any file is created, so a bad tracker configuration leaves nothing behind.
-        let fps = metadata.frameRate?.value
-        tracker = try options.tracker.map { try ByteTracker(config: $0.resolvingFrameRate(stream: fps)) }
+        tracker = try StageWiring.tracker(options.tracker, frameRate: metadata.frameRate?.value)
         jsonlWriter = try options.jsonl.map { try JSONLWriter(path: $0, options: options.jsonlOptions) }
         do {
             motWriter = try options.mot.map { try MOTWriter(path: $0) }
@@ -243,13 +252,11 @@ public final class StreamRunner: @unchecked Sendable {
     /// failed; the outputs are finalized before it returns either way.
     public func run(onFrame: @escaping (FrameInfo) -> Void = { _ in }) throws -> RunSummary {
         let selection = FrameSelection(stride: options.stride, maxFPS: options.maxFPS, maxFrames: options.maxFrames)
-        var builder = Pipeline.from(DecodeSource(decoder: decoder, selection: selection),
-                                    options: PipelineOptions(queueCapacity: options.queueCapacity))
-            .then(ConvertStage())
-            .then(DetectStage(detector: options.detector, recomputed: recomputed))
-        if let tracker {
-            builder = builder.then(TrackStage(tracker: tracker))
-        }
+        let wiring = StageWiring(detector: options.detector, tracker: tracker, recomputed: recomputed, gate: gate,
+                                 videoWriter: videoWriter, annotate: options.annotate, annotation: options.annotation,
+                                 trails: options.trails)
+        var builder = wiring.analysis(Pipeline.from(DecodeSource(decoder: decoder, selection: selection),
+                                                    options: PipelineOptions(queueCapacity: options.queueCapacity)))
         if let jsonlWriter {
             builder = builder.tap(JSONLFrameSink(writer: jsonlWriter))
         }
@@ -262,14 +269,8 @@ public final class StreamRunner: @unchecked Sendable {
         if let panopticWriter {
             builder = builder.tap(PanopticFrameSink(writer: panopticWriter))
         }
-        if let videoWriter {
-            if options.annotate {
-                builder = builder.then(AnnotateStage(annotator: Annotator(style: options.annotation),
-                                                     trails: options.trails > 0 ? TrailHistory(length: options.trails) : nil))
-            }
-            builder = builder.tap(VideoSink(writer: videoWriter))
-        }
-        let pipeline = builder.sink(ProgressTap(body: onFrame))
+        let gate = self.gate
+        let pipeline = wiring.video(builder).sink(ProgressTap { info in gate.frameFinished(); onFrame(info) })
 
         lock.lock()
         self.pipeline = pipeline
@@ -285,15 +286,27 @@ public final class StreamRunner: @unchecked Sendable {
         try? cocoWriter?.close()
         try? panopticWriter?.close()
         let processed = report.stages.last?.count ?? 0
-        lock.lock(); let stopped = stopRequested; lock.unlock()
+        lock.lock(); var stopped = stopRequested; lock.unlock()
+        var closedOutput: String?
         if let error = report.completion.error {
-            if let jsonlWriter { try? writeSummary(jsonlWriter, report: report, frames: processed, stopped: stopped) }
-            throw error
+            guard let path = brokenPipeOutput(error) else {
+                if let jsonlWriter { try? writeSummary(jsonlWriter, report: report, frames: processed, stopped: stopped) }
+                throw error
+            }
+            closedOutput = path
+            stopped = true
         }
-        if let jsonlWriter { try writeSummary(jsonlWriter, report: report, frames: processed, stopped: stopped) }
+        if let jsonlWriter {
+            do {
+                try writeSummary(jsonlWriter, report: report, frames: processed, stopped: stopped)
+            } catch {
+                guard let path = brokenPipeOutput(error) else { throw error }
+                closedOutput = closedOutput ?? path
+            }
+        }
         return RunSummary(metadata: metadata, framesProcessed: processed, decodeStats: decoder.stats,
-                          report: report, stopped: stopped, temporal: options.temporal.mode,
-                          meanRecomputedFraction: recomputed.mean)
+                          report: report, stopped: stopped, closedOutput: closedOutput,
+                          temporal: options.temporal.mode, meanRecomputedFraction: recomputed.mean)
     }
 
     /// Appends the `"type":"summary"` line (how the run ended, per-stage metrics, decoder damage) and closes.
@@ -315,14 +328,18 @@ public final class StreamRunner: @unchecked Sendable {
                                                  frames: frames, report: report, fields: fields))
     }
 
-    /// Stops reading input; frames already decoded go through every stage, then the outputs are finalized and
-    /// `run` returns. Thread-safe, callable from a signal-handling queue, before or during `run`.
-    public func stop() {
+    /// Stops reading input and drops the frames inference has not started; the frames it has go through every
+    /// sink, then the outputs are finalized and `run` returns. Returns how many frames are still to finish.
+    /// Thread-safe, callable from a signal-handling queue, before or during `run`.
+    @discardableResult
+    public func stop() -> Int {
         lock.lock()
         stopRequested = true
         let pipeline = self.pipeline
         lock.unlock()
+        let inFlight = gate.close()
         decoder.requestStop()
         pipeline?.cancel(.drain)
+        return inFlight
     }
 }

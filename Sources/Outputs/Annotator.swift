@@ -124,7 +124,11 @@ public struct Annotator: Sendable {
         }
         if style.labels {
             let scale = fontScale(height: h)
-            for d in result.detections { drawLabel(d, on: &image, scale: scale, thickness: thickness) }
+            let rects = labelRects(result.detections, imageWidth: image.width, imageHeight: h)
+            // Lowest score first, so if a crowded frame leaves no free place the better label is drawn on top.
+            for i in result.detections.indices.sorted(by: { Self.placementOrder(result.detections, $1, $0) }) {
+                drawLabel(result.detections[i], in: rects[i], on: &image, scale: scale)
+            }
         }
     }
 
@@ -161,8 +165,9 @@ public struct Annotator: Sendable {
         return best
     }
 
-    /// The label's background rectangle for `d` on an image of the given size (half-open pixel bounds): above the
-    /// box's top-left corner when there is room, else just inside it; shifted left to stay within the image.
+    /// The first-choice label rectangle for `d` alone on an image of the given size (half-open pixel bounds): above
+    /// the box's top-left corner when there is room, else just inside it; shifted left to stay within the image.
+    /// `labelRects` moves labels that would overlap.
     public func labelRect(_ d: Detection, imageWidth: Int, imageHeight: Int) -> (x0: Int, y0: Int, x1: Int, y1: Int) {
         let scale = fontScale(height: imageHeight)
         let (tw, th) = font.size(of: Self.label(d), scale: scale)
@@ -178,8 +183,47 @@ public struct Annotator: Sendable {
         return (x0, y0, x0 + w, y0 + hgt)
     }
 
-    private func drawLabel(_ d: Detection, on image: inout RGBImage, scale: Int, thickness: Int) {
-        let r = labelRect(d, imageWidth: image.width, imageHeight: image.height)
+    /// A label's background rectangle (half-open pixel bounds).
+    public typealias LabelRect = (x0: Int, y0: Int, x1: Int, y1: Int)
+
+    /// Label rectangles for `detections` (same order) that do not overlap one another. Placed greedily by descending
+    /// score: each label takes the first free place of: above the box (`labelRect`), below the box, inside its top
+    /// edge, then lower and lower rows below that, then higher rows above the first place. Only when no row is free
+    /// (more labels than the frame holds) does a label keep its first place, overlapping.
+    public func labelRects(_ detections: [Detection], imageWidth: Int, imageHeight: Int) -> [LabelRect] {
+        var placed: [LabelRect] = []
+        var result = [LabelRect](repeating: (0, 0, 0, 0), count: detections.count)
+        func free(_ r: LabelRect) -> Bool {
+            !placed.contains { $0.x0 < r.x1 && r.x0 < $0.x1 && $0.y0 < r.y1 && r.y0 < $0.y1 }
+        }
+        let order = detections.indices.sorted { Self.placementOrder(detections, $0, $1) }
+        for i in order {
+            let d = detections[i]
+            let first = labelRect(d, imageWidth: imageWidth, imageHeight: imageHeight)
+            let hgt = first.y1 - first.y0
+            let maxY = max(0, imageHeight - hgt)
+            func at(_ y: Int) -> LabelRect { (first.x0, y, first.x1, y + hgt) }
+            let top = d.box.y1.isFinite ? Int(clampToInt(d.box.y1.rounded(.down))) : 0
+            let bottom = d.box.y2.isFinite ? Int(clampToInt(d.box.y2.rounded(.up))) : top
+            var candidates = [first.y0, bottom, top].map { min(max(0, $0), maxY) }
+            let inside = candidates[2]
+            candidates += Array(stride(from: inside + 1, through: maxY, by: 1))
+            candidates += Array(stride(from: first.y0 - 1, through: 0, by: -1))
+            let y = candidates.first { free(at($0)) } ?? first.y0
+            result[i] = at(y)
+            placed.append(result[i])
+        }
+        return result
+    }
+
+    /// True when detection `a` is placed before `b`: higher score first, then the earlier one.
+    static func placementOrder(_ detections: [Detection], _ a: Int, _ b: Int) -> Bool {
+        let sa = detections[a].score.isFinite ? detections[a].score : -1
+        let sb = detections[b].score.isFinite ? detections[b].score : -1
+        return sa != sb ? sa > sb : a < b
+    }
+
+    private func drawLabel(_ d: Detection, in r: LabelRect, on image: inout RGBImage, scale: Int) {
         let bg = Palette.color(for: d)
         image.fillRect(x0: r.x0, y0: r.y0, x1: r.x1, y1: r.y1, color: bg)
         font.draw(Self.label(d), on: &image, x: r.x0 + scale, y: r.y0 + scale, scale: scale, color: bg.contrasting)

@@ -1,19 +1,22 @@
 import ArgumentParser
+import FPNStream
 import Foundation
 import Tensor
 import Vision
 
-/// `fpnstream bench backbone`: ms/frame, GFLOP/s and % of the sgemm peak (measured in the same run) of a ResNet-FPN
-/// backbone on one input size, plus RSS after 20 and after N frames (the per-stream arena must keep memory flat).
+/// `fpnstream bench backbone`: ms/frame, GFLOP/s and % of the FMA-loop limit (measured in the same run) of a
+/// ResNet-FPN backbone on one input size, plus RSS after 20 and after N frames (the per-stream arena must keep memory
+/// flat).
 struct BenchBackbone: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "backbone",
         abstract: "Benchmark a ResNet-FPN backbone (seeded synthetic weights unless --weights).",
         discussion: """
-            Prints the median ms/frame, achieved GFLOP/s of the whole frame and of the conv layers alone (timed per
-            layer on separate profiled frames), both as % of the sgemm peak measured in this run, and RSS after
-            20 frames and after --frames frames. Numbers from a shared machine are noisy: compare ratios.
-            --export DIR writes the weights and input used (weights.safetensors, input.safetensors) for
+            Prints the median ms/frame, achieved GFLOP/s of the whole frame and of the conv layers alone (timed per \
+            layer on separate profiled frames), both as % of the register-only FMA-loop limit measured in this run \
+            (and of OpenBLAS's sgemm), and RSS after \
+            20 frames and after --frames frames. Numbers from a shared machine are noisy: compare ratios. \
+            --export DIR writes the weights and input used (weights.safetensors, input.safetensors) for \
             scripts/bench-peers.
             """)
 
@@ -47,8 +50,13 @@ struct BenchBackbone: ParsableCommand {
     @Option(help: "GEMM precision: f32 or bf16 (AVX512_BF16 CPUs; same as FPNSTREAM_PRECISION).")
     var precision: String?
 
+    @Option(help: ArgumentHelp("Seconds between plain progress lines on stderr when it is not a terminal (0 = every frame).",
+                               valueName: "seconds"))
+    var progressInterval: Double = 5
+
     func validate() throws {
         guard frames >= 20 else { throw ValidationError("--frames must be at least 20") }
+        guard progressInterval >= 0 else { throw ValidationError("--progress-interval must be >= 0") }
         guard (1...frames).contains(profileFrames) else { throw ValidationError("--profile-frames must be 1...--frames") }
         guard BackboneConfig(architecture: arch) != nil || weights != nil else {
             throw ValidationError("unknown --arch '\(arch)' (known: \(BackboneConfig.backboneArchitectures.joined(separator: ", ")))")
@@ -91,6 +99,9 @@ struct BenchBackbone: ParsableCommand {
         // convs are timed one by one: ratios between them survive load changes on a shared machine.
         var times: [Double] = [], sgemmTimes: [Double] = []
         var rss20 = 0.0
+        // Timed frames on stderr (stdout keeps the report): a bar on a terminal, a line every --progress-interval s.
+        let progress = ProgressReporter(style: ProgressReporter.automaticStyle(quiet: false), total: frames,
+                                        lineInterval: progressInterval)
         for i in 1...frames {
             ws.beginFrame()
             var t0 = Benchmark.now()
@@ -105,7 +116,9 @@ struct BenchBackbone: ParsableCommand {
                 profiler.endFrame()
             }
             if i == 20 { rss20 = residentMB() }
+            progress.frameDone()
         }
+        progress.finish()
         let rssN = residentMB()
 
         let peak = 2 * pow(Double(peakSize), 3) / Benchmark.median(sgemmTimes) / 1e9
@@ -170,40 +183,4 @@ struct BenchBackbone: ParsableCommand {
                                                "source": "fpnstream bench backbone (SyntheticWeights)"], to: url)
         return try ResNetFPNBackbone(contentsOf: url)
     }
-}
-
-/// Times every conv layer (dense), and counts its FLOPs, over profiled frames.
-private final class ConvProfiler: ConvolutionRunner {
-    var layerTimes: [[Double]]
-    var flops: [Double]
-    var shapes: [[Int]]
-    var frameTimes: [Double] = []
-    private var current = 0.0
-
-    init(count: Int) {
-        layerTimes = Array(repeating: [], count: count)
-        flops = Array(repeating: 0, count: count)
-        shapes = Array(repeating: [], count: count)
-    }
-
-    func run(_ layer: ConvLayer, input: Tensor, residual: Tensor?, workspace: Workspace) -> Tensor {
-        let t0 = Benchmark.now()
-        let out = layer.conv(input, residual: residual, in: workspace)
-        let dt = Benchmark.now() - t0
-        layerTimes[layer.index].append(dt)
-        flops[layer.index] = layer.conv.flops(input.shape)
-        shapes[layer.index] = input.shape
-        current += dt
-        return out
-    }
-
-    func endFrame() { frameTimes.append(current); current = 0 }
-}
-
-/// Resident set size of this process in MB (VmRSS from /proc/self/status).
-func residentMB() -> Double {
-    guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-          let line = s.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-          let kb = Double(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
-    return kb / 1024
 }

@@ -12,12 +12,12 @@ struct BenchDetector: ParsableCommand {
         commandName: "detector",
         abstract: "Detector time per frame (median) on frames from a safetensors file; see scripts/bench-detector.",
         discussion: """
-            --frames holds `frame.K` tensors ([H, W, 3] RGB 0...255, float). The first frame is used. Weights are a
-            converted torchvision detector (scripts/convert-torchvision); the transform size comes from their
+            --frames holds `frame.K` tensors ([H, W, 3] RGB 0...255, float). The first frame is used. Weights are a \
+            converted torchvision detector (scripts/convert-torchvision); the transform size comes from their \
             metadata unless --min-size/--max-size are given.
 
             Example:
-              scripts/bench-detector maskrcnn          (builds weights and frames, runs torch and this, prints ratios)
+              scripts/bench-detector maskrcnn   # weights and frames, torch and this, ratios
             """)
 
     @Option(help: "Detector weights (.safetensors).")

@@ -14,22 +14,22 @@ struct Calibrate: ParsableCommand {
         commandName: "calibrate",
         abstract: "Tune per-layer temporal delta thresholds on a clip for a target fidelity; write a pipeline YAML.",
         discussion: """
-            Decodes the first --frames frames of CLIP and runs the model densely once (the reference). Then, for each
-            group of conv layers in forward order (--group depth, the default: the stem, then every other backbone
-            and FPN conv together; --group stage: stem, layer1..layer4, fpn; --group layer: every conv), it raises
-            the group's threshold through --grid while the fidelity of a delta run over all frames (fresh temporal
-            state each time) stays ≥ --target-fidelity, keeps the last value that passed and moves on. Every
+            Decodes the first --frames frames of CLIP and runs the model densely once (the reference). Then, for each \
+            group of conv layers in forward order (--group depth, the default: the stem, then every other backbone \
+            and FPN conv together; --group stage: stem, layer1..layer4, fpn; --group layer: every conv), it raises \
+            the group's threshold through --grid while the fidelity of a delta run over all frames (fresh temporal \
+            state each time) stays ≥ --target-fidelity, keeps the last value that passed and moves on. Every \
             accepted configuration was measured, so the final one meets the target on these frames.
 
-            Fidelity (--metric): f1 = detection agreement F1 with the dense run (same class, box IoU ≥ 0.9, scores ≥
-            --agreement-score, default the model's threshold; see `bench temporal`); feature = 1 − the largest
-            per-level mean relative L2 error of the pyramid. Work is bounded: at most (groups × grid) delta runs of
+            Fidelity (--metric): f1 = detection agreement F1 with the dense run (same class, box IoU ≥ 0.9, scores ≥ \
+            --agreement-score, default the model's threshold; see `bench temporal`); feature = 1 − the largest \
+            per-level mean relative L2 error of the pyramid. Work is bounded: at most (groups × grid) delta runs of \
             --frames frames, or --max-runs.
 
             Example:
-              fpnstream calibrate samples/external/vtest.avi --model m.safetensors --target-fidelity 0.98 \\
+              fpnstream calibrate vtest.avi --model m.safetensors --target-fidelity 0.98 \\
                   --frames 40 -o pipelines/vtest-calibrated.yaml
-              fpnstream process samples/external/vtest.avi --pipeline pipelines/vtest-calibrated.yaml
+              fpnstream process vtest.avi --pipeline pipelines/vtest-calibrated.yaml
             """)
 
     @Argument(help: "Calibration clip (anything FFmpeg opens).")
@@ -125,47 +125,18 @@ struct Calibrate: ParsableCommand {
         }
 
         let layers = detector.backbone.convLayers.map(\.key)
-        let groups = Self.groups(layers, by: group)
-        var thresholds = Dictionary(uniqueKeysWithValues: layers.map { ($0, baseThreshold) })
-        func settings() -> TemporalSettings {
-            TemporalSettings(mode: .delta, threshold: baseThreshold, layerThresholds: thresholds, refreshInterval: refresh,
-                             denseFallback: denseFallback, tile: tile ?? TemporalSettings().tile)
+        let search = ThresholdCalibration(targetFidelity: targetFidelity, metric: ThresholdCalibration.Metric(rawValue: metric) ?? .f1,
+                                          candidates: candidates, baseThreshold: baseThreshold, refresh: refresh,
+                                          denseFallback: denseFallback, tile: tile ?? TemporalSettings().tile,
+                                          maxRuns: maxRuns)
+        let outcome: ThresholdCalibration.Outcome
+        do {
+            outcome = try search.run(evaluator, layers: layers, groups: ThresholdCalibration.groups(layers, by: group),
+                                     log: info)
+        } catch let e as CalibrationError {
+            throw CLIFailure(message: e.description, status: ExitStatus.runtimeError)
         }
-        var runs = 0
-        func measure() -> FidelityEvaluator.Result {
-            runs += 1
-            let r = evaluator.run(settings())
-            return r
-        }
-        var best = measure()
-        let fidelity = { (r: FidelityEvaluator.Result) in self.metric == "f1" ? r.f1 : r.featureFidelity }
-        info(String(format: "base threshold %g: fidelity %.4f, recomputed %.3f", baseThreshold, fidelity(best), best.recomputed))
-        guard fidelity(best) >= targetFidelity else {
-            throw CLIFailure(message: String(format: "even the base threshold %g reaches only fidelity %.4f < target %.4f "
-                                             + "(lower --base-threshold or the target)", baseThreshold, fidelity(best),
-                                             targetFidelity), status: ExitStatus.runtimeError)
-        }
-        var chosen: [(String, Float)] = []
-        groupLoop: for (name, keys) in groups {
-            var value = baseThreshold
-            for c in candidates where c > value {
-                if maxRuns > 0 && runs >= maxRuns { info("--max-runs \(maxRuns) reached"); chosen.append((name, value)); break groupLoop }
-                for k in keys { thresholds[k] = c }
-                let r = measure()
-                info(String(format: "  %@ = %g: fidelity %.4f, recomputed %.3f, %.0f ms/frame", name, c, fidelity(r),
-                            r.recomputed, r.deltaMs))
-                if fidelity(r) >= targetFidelity {
-                    value = c
-                    best = r
-                } else {
-                    break
-                }
-            }
-            for k in keys { thresholds[k] = value }
-            chosen.append((name, value))
-        }
-        let yaml = pipelineYAML(settings(), order: layers, groups: chosen, result: best, fidelity: fidelity(best),
-                                frames: images.count)
+        let yaml = search.pipelineYAML(outcome, order: layers, model: model, clip: clip, group: group, frames: images.count)
         if let output {
             do { try yaml.write(toFile: output, atomically: true, encoding: .utf8) } catch {
                 throw CLIFailure(message: "cannot write '\(output)': \(error.localizedDescription)", status: ExitStatus.runtimeError)
@@ -173,119 +144,12 @@ struct Calibrate: ParsableCommand {
         } else {
             print(yaml, terminator: "")
         }
+        let best = outcome.best
         info(String(format: "result: fidelity %.4f (target %.4f), recomputed %.3f of dense FLOPs, backbone+FPN %.0f vs %.0f "
-                    + "ms/frame dense (%.2fx; frames 1+, the dense run was the process's first: use bench temporal --pipeline for speed), %d delta runs", fidelity(best), targetFidelity, best.recomputed, best.deltaMs,
-                    evaluator.referenceMs, evaluator.referenceMs / best.deltaMs, runs)
+                    + "ms/frame dense (%.2fx; frames 1+, the dense run was the process's first: use bench temporal --pipeline for speed), %d delta runs", search.fidelity(best), targetFidelity, best.recomputed, best.deltaMs,
+                    evaluator.referenceMs, evaluator.referenceMs / best.deltaMs, outcome.runs)
              + (output.map { " → \($0)" } ?? ""))
     }
 
-    /// Layer keys grouped in forward order: by stage (`stem`, `layer1`…`layer4`, `fpn`, then any other prefix), by
-    /// depth (`stem`, then `deep`: every other conv) or one group per layer.
-    static func groups(_ keys: [String], by mode: String) -> [(String, [String])] {
-        if mode == "layer" { return keys.map { ($0, [$0]) } }
-        if mode == "depth" {
-            // One deep threshold for everything after the stem: the stem filters the input's noise (its own box
-            // metric), the deeper convs see feature changes, and one value for them all avoids a greedy search that
-            // spends the fidelity budget on the first stages (docs/design/temporal.md, "Calibration").
-            let stage = groups(keys, by: "stage")
-            let stem = stage.first { $0.0 == "stem" }?.1 ?? []
-            let deep = keys.filter { !stem.contains($0) }
-            return (stem.isEmpty ? [] : [("stem", stem)]) + (deep.isEmpty ? [] : [("deep", deep)])
-        }
-        var out: [(String, [String])] = []
-        for k in keys {
-            let parts = k.split(separator: ".").map(String.init)
-            let name: String
-            if let i = parts.firstIndex(of: "body"), i + 1 < parts.count {
-                name = parts[i + 1].hasPrefix("layer") ? parts[i + 1] : "stem"
-            } else if parts.contains("fpn") {
-                name = "fpn"
-            } else {
-                name = parts.dropLast().joined(separator: ".")
-            }
-            if let j = out.firstIndex(where: { $0.0 == name }) { out[j].1.append(k) } else { out.append((name, [k])) }
-        }
-        return out
-    }
-
-    func pipelineYAML(_ s: TemporalSettings, order: [String], groups: [(String, Float)], result: FidelityEvaluator.Result,
-                      fidelity: Double, frames: Int) -> String {
-        func q(_ v: String) -> String { "'" + v.replacingOccurrences(of: "'", with: "''") + "'" }
-        var y = "# Written by `fpnstream calibrate` on \(frames) frames of \(clip)\n"
-        y += String(format: "# metric %@: fidelity %.4f (target %.4f); recomputed %.3f of dense conv FLOPs\n", metric,
-                    fidelity, targetFidelity, result.recomputed)
-        y += "# groups (\(group)): " + groups.map { "\($0.0)=\(Self.format($0.1))" }.joined(separator: ", ") + "\n"
-        y += "model:\n  path: \(q(model))\n"
-        y += "temporal:\n  mode: delta\n  threshold: \(Self.format(s.threshold))\n"
-        y += "  refresh_interval: \(s.refreshInterval)\n  dense_fallback: \(s.denseFallback)\n  tile: \(s.tile)\n"
-        y += "  layer_thresholds:\n"
-        for l in order { y += "    \(l): \(Self.format(s.layerThresholds[l]!))\n" }
-        return y
-    }
-
-    static func format(_ v: Float) -> String { String(format: "%g", v) }
-
     private func info(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
-}
-
-/// Runs a detector densely once on a set of frames (the reference) and then, per candidate setting, with a fresh
-/// temporal cache over the same frames, measuring agreement and pyramid error.
-final class FidelityEvaluator {
-    struct Result {
-        var agreement: DetectionAgreement
-        /// 1 − the largest per-level mean relative L2 error (1 when features were not kept).
-        var featureFidelity: Double
-        var recomputed: Double
-        /// Mean backbone+FPN ms/frame of the delta run.
-        var deltaMs: Double
-        var f1: Double { agreement.f1 }
-    }
-
-    let detector: any Detector
-    let images: [RGBImage]
-    let score: Float
-    private var reference: [[Detection]] = []
-    private var referenceLevels: [[String: Tensor]] = []
-    private(set) var referenceMs = 0.0
-    var referenceDetections: Int { reference.reduce(0) { $0 + $1.filter { $0.score >= score }.count } }
-
-    init(detector: any Detector, images: [RGBImage], score: Float, features: Bool) {
-        self.detector = detector
-        self.images = images
-        self.score = score
-        let capture = PyramidCapture(inner: nil)
-        let state = DetectorState(runner: capture)
-        for (i, image) in images.enumerated() {
-            reference.append(detector.detect(image, state: state))
-            // Frame 0 also allocates every buffer: timings count from frame 1 (as in `run`).
-            if i > 0 { referenceMs += state.timingsMs["backbone"] ?? 0 }
-            if features {
-                var kept: [String: Tensor] = [:]
-                for (k, t) in capture.outputs { let c = Tensor(shape: t.shape); c.copy(from: t); kept[k] = c }
-                referenceLevels.append(kept)
-            }
-        }
-        referenceMs /= Double(images.count - 1)
-    }
-
-    func run(_ settings: TemporalSettings) -> Result {
-        let cache = TemporalCache(settings: settings)
-        let capture = PyramidCapture(inner: cache)
-        let state = DetectorState(runner: capture)
-        var agreement = DetectionAgreement()
-        var errorSums: [String: Double] = [:]
-        var recomputed = 0.0, ms = 0.0
-        for (i, image) in images.enumerated() {
-            let dets = detector.detect(image, state: state)
-            if i > 0 { ms += state.timingsMs["backbone"] ?? 0 }
-            recomputed += cache.lastStats.recomputedFraction
-            agreement = agreement + DetectionAgreement(reference: reference[i], candidate: dets, minScore: score)
-            if i < referenceLevels.count {
-                for (k, t) in referenceLevels[i] { errorSums[k, default: 0] += PyramidCapture.relativeL2(capture.outputs[k]!, t) }
-            }
-        }
-        let n = Double(images.count)
-        let worst = errorSums.values.map { $0 / n }.max() ?? 0
-        return Result(agreement: agreement, featureFidelity: 1 - worst, recomputed: recomputed / n, deltaMs: ms / (n - 1))
-    }
 }

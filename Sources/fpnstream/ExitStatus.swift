@@ -1,4 +1,5 @@
 import ArgumentParser
+import FPNStream
 import Foundation
 
 /// The CLI's exit codes (also in README.md and `fpnstream --help`).
@@ -28,9 +29,31 @@ struct CLIFailure: Error {
 }
 
 extension ParsableCommand {
+    /// "unknown command 'proces' (did you mean 'process'?)" for the first word of `arguments` that should name a
+    /// subcommand and names none; nil when the command path is fine (options are left to ArgumentParser).
+    static func unknownSubcommand(_ arguments: [String]) -> String? {
+        var command: ParsableCommand.Type = self
+        for word in arguments {
+            let subcommands = command.configuration.subcommands
+            guard !word.hasPrefix("-"), !subcommands.isEmpty, word != "help" else { return nil }
+            let names = subcommands.map { $0._commandName }
+            guard let next = subcommands.first(where: { $0._commandName == word || ($0.configuration.aliases.contains(word)) }) else {
+                let path = "unknown command '\(word)'"
+                if let near = suggestedWord(for: word, among: names) { return path + " (did you mean '\(near)'?)" }
+                return path + "; commands: " + names.joined(separator: ", ")
+            }
+            command = next
+        }
+        return nil
+    }
+
     /// Like `main()`, but with fpnstream's exit codes: usage errors exit 2 (ArgumentParser's default is 64), runtime
     /// errors print one line `fpnstream: …` and exit 1.
     static func mainWithExitStatus() -> Never {
+        if let unknown = unknownSubcommand(Array(CommandLine.arguments.dropFirst())) {
+            FileHandle.standardError.write(Data("fpnstream: \(unknown)\n".utf8))
+            Foundation.exit(ExitStatus.usageError)
+        }
         do {
             var command = try parseAsRoot()
             try command.run()

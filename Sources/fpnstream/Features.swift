@@ -10,9 +10,9 @@ struct Features: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write the input transform and FPN levels of a backbone for tensors in a safetensors file.",
         discussion: """
-            --input holds `image` ([H, W, 3] RGB values 0...255, any float dtype) and/or `input` ([1, 3, H, W],
-            already normalised). `image` is run through the detector transform and written as `input`; the backbone
-            runs on the file's `input` when present (so its levels can be compared independently of the transform),
+            --input holds `image` ([H, W, 3] RGB values 0...255, any float dtype) and/or `input` ([1, 3, H, W], \
+            already normalised). `image` is run through the detector transform and written as `input`; the backbone \
+            runs on the file's `input` when present (so its levels can be compared independently of the transform), \
             else on the transformed image. Levels are written as p2...p7.
             """,
         shouldDisplay: false)

@@ -12,19 +12,22 @@ struct ProcessCommand: ParsableCommand {
         commandName: "process",
         abstract: "Run a video file or stream through the pipeline: annotated video and/or per-frame JSONL.",
         discussion: """
-            INPUT is anything FFmpeg opens: a file path or a URL (rtsp://, http://, udp://, ...). Credentials in URLs
-            are redacted in everything printed. Progress goes to stderr: a bar on a terminal, a line every 5 s
-            otherwise. Ctrl-C (SIGINT) or SIGTERM stops reading, drains the frames in flight and finalizes the video
-            and JSONL outputs (exit 130 / 143); a second signal exits at once.
+            INPUT is anything FFmpeg opens: a file path or a URL (rtsp://, http://, udp://, ...). Credentials in URLs \
+            are redacted in everything printed. Progress goes to stderr: a bar on a terminal, a line every 5 s \
+            otherwise. Ctrl-C (SIGINT) or SIGTERM stops reading, drops frames the detector has not started, lets \
+            the ones it has finish and finalizes the video and JSONL outputs (exit 130 / 143); a second signal \
+            exits at once.
 
             Examples:
               fpnstream process samples/demo.mp4 -o out/demo.mp4 --jsonl out/demo.jsonl
-              fpnstream process samples/external/vtest.avi --jsonl - --quiet | jq -c '.detections | length'
+              fpnstream process vtest.avi --jsonl - --quiet | jq -c '.detections | length'
               fpnstream process in.mkv -o - | ffplay -
               fpnstream process in.mp4 -o udp://127.0.0.1:5000 --max-frames 300
-              fpnstream process 'rtsp://user:pass@cam/stream' -o cam.mkv --input-option rtsp_transport=tcp
-              fpnstream process samples/demo.mp4 --model samples/models/demo.safetensors --panoptic out/panoptic
-              fpnstream process samples/external/vtest.avi --model m.safetensors --temporal delta --jsonl out.jsonl
+              fpnstream process 'rtsp://user:pass@cam/s' -o cam.mkv \\
+                  --input-option rtsp_transport=tcp
+              fpnstream process samples/demo.mp4 --model samples/models/demo.safetensors \\
+                  --panoptic out/panoptic
+              fpnstream process in.mp4 --model m.safetensors --temporal delta --jsonl -
 
             \(ExitStatus.helpText)
             """
@@ -44,8 +47,7 @@ struct ProcessCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Pipeline spec (YAML), e.g. pipelines/demo.yaml.", valueName: "file"))
     var pipeline: String?
 
-    @Option(help: "Stop after this many frames.")
-    var maxFrames: Int?
+    @OptionGroup var selection: FrameSelectionFlags
 
     @Option(help: ArgumentHelp("Detector weights (.safetensors from scripts/convert-torchvision); the architecture "
                                + "comes from the file. Wins over the pipeline's model section.", valueName: "file"))
@@ -86,17 +88,16 @@ struct ProcessCommand: ParsableCommand {
     var stats = false
 
     func validate() throws {
-        if let maxFrames, maxFrames <= 0 { throw ValidationError("--max-frames must be positive") }
         if let score, !(0...1).contains(score) { throw ValidationError("--score must be in [0, 1]") }
         if progressInterval < 0 { throw ValidationError("--progress-interval must be >= 0") }
     }
 
     func run() throws {
-        signal(SIGPIPE, SIG_IGN)  // a closed stdout (ffplay quit) becomes a write error, not a silent death
+        signal(SIGPIPE, SIG_IGN)  // a closed stdout (`| head`, ffplay quit) becomes EPIPE: the run ends, outputs finalized
         ffmpeg.applyLogLevel()
 
         var options = RunOptions(input: input, output: output, jsonl: jsonl)
-        options.maxFrames = maxFrames
+        options.maxFrames = selection.maxFrames
         options.encoder = encoding.options
         options.decoder.formatOptions.merge(ffmpeg.formatOptions) { _, new in new }
 
@@ -108,6 +109,8 @@ struct ProcessCommand: ParsableCommand {
                 throw CLIFailure(message: "\(error)", status: ExitStatus.usageError)
             }
         }
+        if let n = selection.stride { options.stride = n }
+        if let f = selection.maxFps { options.maxFPS = f }
         do {
             options.temporal = try temporalFlags.applied(to: options.temporal)
         } catch {
@@ -143,8 +146,18 @@ struct ProcessCommand: ParsableCommand {
             throw CLIFailure(message: "\(error)", status: ExitStatus.runtimeError)
         }
         for note in runner.notes { warn(note) }
+        if options.output == nil && options.jsonl == nil && options.mot == nil && options.coco == nil
+            && options.panoptic == nil {
+            // Still runs: a run without outputs measures speed (--stats) or checks that an input decodes.
+            warn("no output requested (-o, --jsonl, --mot, --coco, --panoptic or the pipeline's outputs): "
+                 + "nothing will be written")
+        }
 
-        let trap = SignalTrap { _ in runner.stop() }
+        let trap = SignalTrap { _ in
+            let inFlight = runner.stop()
+            let line = "stopping: finishing \(inFlight) frames in flight, Ctrl-C again to abort\n"
+            FileHandle.standardError.write(Data(((isatty(STDERR_FILENO) == 1 ? "\n" : "") + line).utf8))  // below a bar
+        }
         let style = ProgressReporter.automaticStyle(quiet: quiet)
         let total = runner.expectedFrames
         let progress = ProgressReporter(style: style, total: total, lineInterval: progressInterval)
@@ -194,6 +207,9 @@ struct ProcessCommand: ParsableCommand {
         }
         if stats { info(summary.report.formattedSummary()) }
 
+        if summary.closedOutput != nil && trap.signal == nil {
+            return  // the reader of a pipe went away (`| head`): a normal end, as for ripgrep
+        }
         if let sig = trap.signal {
             info("stopped by \(sig == SIGINT ? "SIGINT" : "SIGTERM"); outputs finalized")
             throw ExitCode(sig == SIGINT ? ExitStatus.interrupted : ExitStatus.terminated)

@@ -1,7 +1,29 @@
 import TemporalReuse
 import ArgumentParser
+import FPNStream
 import MediaIO
 import Vision
+
+/// Which frames are analysed, shared by `process` and `tail`. The values are read unconditionally, so a negative
+/// number (`--max-frames -1`) reaches `validate` and gets a message naming the flag.
+struct FrameSelectionFlags: ParsableArguments {
+    @Option(parsing: .unconditional, help: ArgumentHelp("Analyze every Nth frame.", valueName: "n"))
+    var stride: Int?
+
+    @Option(parsing: .unconditional,
+            help: ArgumentHelp("Analyze at most this many frames per second of stream time.", valueName: "fps"))
+    var maxFps: Double?
+
+    @Option(parsing: .unconditional,
+            help: ArgumentHelp("Stop after this many analyzed frames (tail: per stream).", valueName: "n"))
+    var maxFrames: Int?
+
+    func validate() throws {
+        if let n = stride, n < 1 { throw ValidationError("--stride must be at least 1 (got \(n))") }
+        if let f = maxFps, !(f > 0) { throw ValidationError("--max-fps must be > 0 (got \(f))") }
+        if let n = maxFrames, n < 1 { throw ValidationError("--max-frames must be at least 1 (got \(n))") }
+    }
+}
 
 /// Video output encoding flags shared by `process` and `tail`.
 struct EncoderFlags: ParsableArguments {
@@ -150,3 +172,5 @@ struct TemporalFlags: ParsableArguments {
 }
 
 extension TemporalMode: ExpressibleByArgument {}
+
+extension LiveDropPolicy: ExpressibleByArgument {}

@@ -11,22 +11,24 @@ struct TailCommand: ParsableCommand {
         commandName: "tail",
         abstract: "Follow live streams (RTSP, RTMP, HTTP/HLS, UDP/MPEG-TS, V4L2): reconnect, bounded latency, JSONL.",
         discussion: """
-            Each URL is an independent stream (its own reconnects, counters and detector state). Stalls are detected
-            with a deadline on every FFmpeg call (--stall-timeout); a server that closes the connection counts as a
-            disconnect; reconnects back off exponentially with jitter, forever unless --reconnect-attempts. When
-            inference is slower than the camera, old frames are dropped (keep-latest) so results stay current.
-            JSONL gets frame lines (with wall_time and latency_ms), event lines (connected, disconnected,
-            reconnecting, reconnected, gave_up) and periodic stats lines; see docs/live.md and docs/jsonl.md.
+            Each URL is an independent stream (its own reconnects, counters and detector state). Stalls are detected \
+            with a deadline on every FFmpeg call (--stall-timeout); a server that closes the connection counts as a \
+            disconnect; reconnects back off exponentially with jitter, forever unless --reconnect-attempts. When \
+            inference is slower than the camera, old frames are dropped (keep-latest) so results stay current. \
+            JSONL gets frame lines (with wall_time and latency_ms), event lines (connected, disconnected, \
+            reconnecting, reconnected, gave_up) and periodic stats lines; see docs/live.md and docs/jsonl.md. \
             SIGINT/SIGTERM: inputs stop at once, frames in flight are drained, JSONL flushed, videos finalized, exit 0.
 
             Examples:
               fpnstream tail rtsp://127.0.0.1:8554/test --jsonl - --quiet
-              fpnstream tail 'rtsp://user:pass@cam/stream' --rtsp-transport udp -o cam.mkv --jsonl cam.jsonl
-              fpnstream tail rtsp://cam1/s rtsp://cam2/s -o 'out/cam{stream}.mp4' --jsonl out/cams.jsonl
+              fpnstream tail 'rtsp://user:pass@cam/s' --rtsp-transport udp -o cam.mkv \\
+                  --jsonl cam.jsonl
+              fpnstream tail rtsp://cam1/s rtsp://cam2/s -o 'out/cam{stream}.mp4' \\
+                  --jsonl out/cams.jsonl
               fpnstream tail udp://@:5000 --max-fps 5 --jsonl -
               fpnstream tail /dev/video0 --input-option video_size=640x480
 
-            Exit status: 0 stopped by SIGINT/SIGTERM, --duration or --max-frames, outputs finalized; 1 a stream could
+            Exit status: 0 stopped by SIGINT/SIGTERM, --duration or --max-frames, outputs finalized; 1 a stream could \
             not connect or gave up reconnecting, or an output failed; 2 usage error.
             """
     )
@@ -74,19 +76,14 @@ struct TailCommand: ParsableCommand {
     @Flag(help: "Keep retrying when a stream cannot connect at start (default: that is an error).")
     var waitForSource = false
 
-    @Option(help: ArgumentHelp("When inference falls behind: keep-latest (default), drop-oldest, drop-newest, block.",
-                               valueName: "policy"))
-    var dropPolicy: String?
+    @Option(help: ArgumentHelp("When inference falls behind: "
+                               + LiveDropPolicy.allCases.map(\.rawValue).joined(separator: ", ")
+                               + " (default \(LiveSpec.defaultDropPolicy.rawValue)).", valueName: "policy"))
+    var dropPolicy: LiveDropPolicy?
 
-    @Option(help: ArgumentHelp("Frames that may wait in front of conversion and inference (keep-latest: 1).",
-                               valueName: "n"))
+    @Option(help: ArgumentHelp("Frames that may wait in front of conversion and inference (default: 1 for keep-latest, "
+                               + "2 for the others).", valueName: "n"))
     var queueSize: Int?
-
-    @Option(help: ArgumentHelp("Analyze at most this many frames per second of stream time.", valueName: "fps"))
-    var maxFps: Double?
-
-    @Option(help: ArgumentHelp("Analyze every Nth frame.", valueName: "n"))
-    var stride: Int?
 
     @Option(help: ArgumentHelp("Seconds between stats lines in the JSONL (and plain status lines when stderr is not a terminal); 0 = none.",
                                valueName: "s"))
@@ -95,8 +92,7 @@ struct TailCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Stop after this many seconds.", valueName: "s"))
     var duration: Double?
 
-    @Option(help: "Stop each stream after this many processed frames.")
-    var maxFrames: Int?
+    @OptionGroup var selection: FrameSelectionFlags
 
     @OptionGroup var ffmpeg: FFmpegInputFlags
 
@@ -114,16 +110,10 @@ struct TailCommand: ParsableCommand {
         guard RTSPTransport(rawValue: rtspTransport) != nil else {
             throw ValidationError("--rtsp-transport \(rtspTransport): expected tcp or udp")
         }
-        if let p = dropPolicy, Self.policy(p) == nil {
-            throw ValidationError("--drop-policy \(p): expected keep-latest, drop-oldest, drop-newest or block")
-        }
         if let q = queueSize, q < 1 { throw ValidationError("--queue-size must be at least 1") }
-        if dropPolicy == "keep-latest", let q = queueSize, q != 1 {
+        if dropPolicy == .keepLatest, let q = queueSize, q != 1 {
             throw ValidationError("--drop-policy keep-latest keeps exactly one frame; use drop-oldest with --queue-size \(q)")
         }
-        if let f = maxFps, !(f > 0) { throw ValidationError("--max-fps must be > 0") }
-        if let n = stride, n < 1 { throw ValidationError("--stride must be at least 1") }
-        if let n = maxFrames, n <= 0 { throw ValidationError("--max-frames must be positive") }
         if let d = duration, !(d > 0) { throw ValidationError("--duration must be > 0") }
         if let n = reconnectAttempts, n < 0 { throw ValidationError("--reconnect-attempts must be >= 0") }
         if statsInterval < 0 { throw ValidationError("--stats-interval must be >= 0") }
@@ -136,11 +126,6 @@ struct TailCommand: ParsableCommand {
         o.stallTimeout = stallTimeout ?? 5
         o.reconnect = reconnectPolicy(PipelineSpec().input.live.reconnect)
         do { try o.validate() } catch { throw ValidationError("\(error)") }
-    }
-
-    /// keep-latest = drop-oldest with one slot.
-    static func policy(_ name: String) -> DropPolicy? {
-        name == "keep-latest" ? .dropOldest : DropPolicy(rawValue: name)
     }
 
     /// Flags over the YAML's `input.live.reconnect` (whose defaults equal ours).
@@ -202,23 +187,17 @@ struct TailCommand: ParsableCommand {
         options.source.stallTimeout = stallTimeout ?? spec.input.live.reconnect.ioTimeout
         options.source.reconnect = reconnectPolicy(spec.input.live.reconnect)
         options.source.retryInitialConnect = waitForSource
-        options.source.minFrameInterval = (maxFps ?? (spec.input.maxFPS > 0 ? spec.input.maxFPS : nil)).map { 1 / $0 }
-        options.source.frameStride = stride ?? spec.input.stride
+        options.source.minFrameInterval = (selection.maxFps ?? (spec.input.maxFPS > 0 ? spec.input.maxFPS : nil)).map { 1 / $0 }
+        options.source.frameStride = selection.stride ?? spec.input.stride
         options.source.formatOptions = ffmpeg.formatOptions
-        // Without flags: the YAML's live section if given, else keep-latest (one slot).
-        if let p = dropPolicy {
-            options.dropPolicy = Self.policy(p) ?? .dropOldest
-            options.queueCapacity = queueSize ?? (p == "keep-latest" ? 1 : 2)
-        } else if let yamlLive {
-            options.dropPolicy = yamlLive.dropPolicy
-            options.queueCapacity = queueSize ?? yamlLive.queueSize
-        } else {
-            options.dropPolicy = .dropOldest
-            options.queueCapacity = queueSize ?? 1
-        }
+        // The flag's policy, else the YAML's live section (whose defaults are the same as without a file).
+        let live = yamlLive ?? LiveSpec()
+        let policy = dropPolicy ?? live.dropPolicy
+        options.dropPolicy = policy.queuePolicy
+        options.queueCapacity = queueSize ?? (dropPolicy != nil ? policy.defaultQueueSize : live.effectiveQueueSize)
         options.statsInterval = statsInterval
         options.duration = duration
-        options.maxFrames = maxFrames ?? (spec.input.maxFrames > 0 ? spec.input.maxFrames : nil)
+        options.maxFrames = selection.maxFrames ?? (spec.input.maxFrames > 0 ? spec.input.maxFrames : nil)
         options.debugStageDelayMs = debugStageDelayMs
         options.encoder = encoding.options
 
@@ -255,61 +234,4 @@ struct TailCommand: ParsableCommand {
     }
 
     private func info(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
-}
-
-/// The live status on stderr: redrawn every half second on a terminal, a plain line every `interval` s otherwise.
-/// `cam0 ● 25.0 fps  lat 41/63 ms  drop 12  err 0  reconn 1`
-final class LiveStatusLine: @unchecked Sendable {
-    private var timer: DispatchSourceTimer?
-    private let tty: Bool
-    private var last: [Int: Int] = [:]
-    private var lastTime = Date().timeIntervalSince1970
-    private var drew = false
-
-    init(runner: LiveRunner, interval: Double) {
-        tty = isatty(STDERR_FILENO) == 1
-        guard tty || interval > 0 else { return }
-        let period = tty ? 0.5 : max(interval, 1)
-        let t = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "fpnstream.live.status"))
-        t.schedule(deadline: .now() + period, repeating: period)
-        t.setEventHandler { [weak self, weak runner] in
-            guard let self, let runner else { return }
-            self.draw(runner.status())
-        }
-        t.resume()
-        timer = t
-    }
-
-    private func draw(_ all: [LiveStreamStatus]) {
-        let now = Date().timeIntervalSince1970
-        let dt = max(1e-3, now - lastTime)
-        lastTime = now
-        let parts = all.map { s -> String in
-            let fps = Double(s.processed - (last[s.stream] ?? 0)) / dt
-            last[s.stream] = s.processed
-            return String(format: "#%d %@ %.1f fps  lat p50 %.0f p95 %.0f ms  drop %d  err %d  reconn %d",
-                          s.stream, s.connected ? "●" : "○", fps, s.latency.percentile(0.5), s.latency.percentile(0.95),
-                          s.dropped, s.live.decodeErrors, s.live.reconnects)
-        }
-        let line = parts.joined(separator: " | ")
-        if tty {
-            FileHandle.standardError.write(Data(("\r" + line + "\u{1B}[K").utf8))
-            drew = true
-        } else {
-            FileHandle.standardError.write(Data(("status: " + line + "\n").utf8))
-        }
-    }
-
-    func finish() {
-        timer?.cancel()
-        if tty && drew { FileHandle.standardError.write(Data("\n".utf8)) }
-    }
-}
-
-/// Hands out one already-built detector once (to the first stream).
-private final class DetectorHandOff: @unchecked Sendable {
-    private var detector: (any FrameDetector)?
-    private let lock = NSLock()
-    init(_ d: any FrameDetector) { detector = d }
-    func take() -> (any FrameDetector)? { lock.lock(); defer { lock.unlock() }; let d = detector; detector = nil; return d }
 }

@@ -170,7 +170,7 @@ final class PipelineSpecTests: XCTestCase {
         assertError("input:\n  stride: 0\n", "x.yaml:2: input.stride: must be ≥ 1, got 0")
         assertError("input:\n  stride: 1.5\n", "x.yaml:2: input.stride: expected a whole number, got 1.5")
         assertError("input:\n  live:\n    drop_policy: latest\n",
-                    #"x.yaml:3: input.live.drop_policy: expected one of block, drop-oldest, drop-newest, got "latest""#)
+                    #"x.yaml:3: input.live.drop_policy: expected one of keep-latest, drop-oldest, drop-newest, block, got "latest""#)
         assertError("outputs:\n  annotate:\n    masks: maybe\n",
                     #"x.yaml:3: outputs.annotate.masks: expected true or false, got "maybe""#)
         assertError("outputs:\n  annotate: yes\n", "x.yaml:2: outputs.annotate: expected a mapping (key: value lines), got yes")

@@ -92,8 +92,8 @@ final class ProcessCommandTests: XCTestCase {
         XCTAssertEqual(try ExternalTools.ffprobeFrameCount(ts), 20)
     }
 
-    /// The reader of `-o -` goes away (e.g. ffplay closed): a write error naming the output, exit 1, no crash.
-    func testClosedStdoutIsAWriteError() throws {
+    /// The reader of `-o -` goes away (e.g. ffplay closed): the run ends quietly, exit 0, as after `| head`.
+    func testClosedStdoutEndsQuietly() throws {
         let input = try makeClip(seconds: 20)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
@@ -106,10 +106,8 @@ final class ProcessCommandTests: XCTestCase {
         try out.fileHandleForReading.close()
         let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 1, stderr)
-        XCTAssertEqual(stderr.split(separator: "\n").count, 1, stderr)
-        XCTAssertTrue(stderr.hasPrefix("fpnstream: stage 'encode' failed on frame "), stderr)
-        XCTAssertTrue(stderr.contains("-: write failed: Broken pipe"), stderr)
+        XCTAssertEqual(process.terminationStatus, 0, stderr)
+        XCTAssertEqual(stderr, "")
     }
 
     func testFullVtestRun() throws {

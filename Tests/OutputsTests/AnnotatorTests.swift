@@ -221,3 +221,47 @@ final class AnnotatorTests: XCTestCase {
         XCTAssertEqual(b[30, 30].r, img[30, 30].r)
     }
 }
+
+extension AnnotatorTests {
+    func overlaps(_ a: Annotator.LabelRect, _ b: Annotator.LabelRect) -> Bool {
+        a.x0 < b.x1 && b.x0 < a.x1 && a.y0 < b.y1 && b.y0 < a.y1
+    }
+
+    /// Two boxes whose first-choice labels overlap (the demo's `circle 1.00 #11` under `triangle 0.99 #28`): the
+    /// better-scored label keeps its place above its box, the other moves to a free place.
+    func testOverlappingLabelsAreMovedApart() {
+        let ann = Annotator(style: style(boxes: true, labels: true, masks: false))
+        let circle = Detection(box: Box(x1: 100, y1: 60, x2: 160, y2: 120), score: 1.0, classID: 1, className: "circle",
+                               trackID: 11)
+        let triangle = Detection(box: Box(x1: 90, y1: 62, x2: 150, y2: 130), score: 0.99, classID: 3,
+                                 className: "triangle", trackID: 28)
+        let dets = [triangle, circle]
+        XCTAssertTrue(overlaps(ann.labelRect(circle, imageWidth: 320, imageHeight: 240),
+                               ann.labelRect(triangle, imageWidth: 320, imageHeight: 240)), "the case under test")
+        let rects = ann.labelRects(dets, imageWidth: 320, imageHeight: 240)
+        XCTAssertFalse(overlaps(rects[0], rects[1]), "\(rects)")
+        XCTAssertTrue(rects[1] == ann.labelRect(circle, imageWidth: 320, imageHeight: 240), "the best score keeps its place")
+        XCTAssertEqual(rects[0].y0, 130, "the other goes below its box")
+    }
+
+    /// Many boxes on one spot: every label finds a free row, none overlaps another, all stay in the image; the
+    /// drawn frame shows every label's background colour.
+    func testCrowdedLabelsNeverOverlap() {
+        let ann = Annotator(style: style(boxes: false, labels: true, masks: false))
+        let dets = (0..<8).map { i in
+            Detection(box: Box(x1: 50 + Float(i), y1: 40, x2: 120, y2: 90), score: 0.9 - Float(i) * 0.05, classID: 1,
+                      className: "object", trackID: i + 1)
+        }
+        let rects = ann.labelRects(dets, imageWidth: 200, imageHeight: 200)
+        for i in rects.indices {
+            XCTAssertGreaterThanOrEqual(rects[i].y0, 0)
+            XCTAssertLessThanOrEqual(rects[i].y1, 200)
+            for j in rects.indices where j > i { XCTAssertFalse(overlaps(rects[i], rects[j]), "\(i) and \(j)") }
+        }
+        var img = canvas(200, 200)
+        ann.draw(frame(dets, w: 200, h: 200), on: &img)
+        for (d, r) in zip(dets, rects) {
+            XCTAssertEqual(px(img, r.x1 - 1, r.y1 - 1), Palette.color(track: d.trackID!), "label of #\(d.trackID!)")
+        }
+    }
+}

@@ -4,15 +4,15 @@ import Foundation
 /// SIGINT/SIGTERM handling without async-signal-safety hazards: the default action is ignored and Dispatch
 /// delivers the signal as an event on a queue, where ordinary code (stop the pipeline) may run.
 /// The first signal calls `onSignal`; a second one exits at once with 128 + signal (outputs not finalized).
-final class SignalTrap: @unchecked Sendable {
+public final class SignalTrap: @unchecked Sendable {
     private var sources: [DispatchSourceSignal] = []
     private let lock = NSLock()
     private var received: Int32?
 
     /// The first signal received, if any.
-    var signal: Int32? { lock.lock(); defer { lock.unlock() }; return received }
+    public var signal: Int32? { lock.lock(); defer { lock.unlock() }; return received }
 
-    init(signals: [Int32] = [SIGINT, SIGTERM], onSignal: @escaping @Sendable (Int32) -> Void) {
+    public init(signals: [Int32] = [SIGINT, SIGTERM], onSignal: @escaping @Sendable (Int32) -> Void) {
         let queue = DispatchQueue(label: "fpnstream.signals")
         for sig in signals {
             Foundation.signal(sig, SIG_IGN)  // otherwise the default action kills the process before Dispatch sees it

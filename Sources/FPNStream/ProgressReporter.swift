@@ -2,8 +2,9 @@ import Foundation
 
 /// Progress on stderr while frames flow: a redrawn bar on a terminal, periodic plain lines otherwise (logs, CI).
 /// `frameDone` is called from the pipeline's last queue; drawing is throttled so it costs nothing per frame.
-final class ProgressReporter: @unchecked Sendable {
-    enum Style { case bar, lines, none }
+public final class ProgressReporter: @unchecked Sendable {
+    /// A redrawn bar, plain lines, or nothing.
+    public enum Style: Sendable { case bar, lines, none }
 
     private let style: Style
     private let total: Int?
@@ -16,21 +17,22 @@ final class ProgressReporter: @unchecked Sendable {
     private var drewBar = false
 
     /// `total`: expected frame count (nil when unknown, e.g. live). `lineInterval`: seconds between plain lines.
-    init(style: Style, total: Int?, lineInterval: Double = 5) {
+    public init(style: Style, total: Int?, lineInterval: Double = 5) {
         self.style = style
         self.total = total
         self.lineInterval = lineInterval
     }
 
     /// `.bar` when stderr is a terminal, `.lines` otherwise, `.none` when quiet.
-    static func automaticStyle(quiet: Bool) -> Style {
+    public static func automaticStyle(quiet: Bool) -> Style {
         if quiet { return .none }
         return isatty(STDERR_FILENO) == 1 ? .bar : .lines
     }
 
     private var elapsed: Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
 
-    func frameDone() {
+    /// Counts one frame; draws when the style's interval has passed.
+    public func frameDone() {
         guard style != .none else { return }
         lock.lock(); defer { lock.unlock() }
         done += 1
@@ -49,7 +51,7 @@ final class ProgressReporter: @unchecked Sendable {
     }
 
     /// Ends the bar line (the final summary goes below it).
-    func finish() {
+    public func finish() {
         lock.lock(); defer { lock.unlock() }
         if style == .bar && drewBar {
             write("\r" + Self.barLine(done: done, total: total, elapsed: elapsed) + "\u{1B}[K\n")
@@ -74,7 +76,7 @@ final class ProgressReporter: @unchecked Sendable {
     }
 
     /// `  312/795 [██████░░░░░░░░░░]  39%  48.2 fps  ETA 0:10`
-    static func barLine(done: Int, total: Int?, elapsed: Double) -> String {
+    public static func barLine(done: Int, total: Int?, elapsed: Double) -> String {
         let rate = String(format: "%.1f fps", fps(done, elapsed))
         guard let total, total > 0 else { return "\(done) frames  \(rate)  \(clock(elapsed))" }
         let width = 24
@@ -86,7 +88,7 @@ final class ProgressReporter: @unchecked Sendable {
     }
 
     /// `312/795 frames (39%), 48.2 fps, elapsed 0:06, ETA 0:10`
-    static func plainLine(done: Int, total: Int?, elapsed: Double) -> String {
+    public static func plainLine(done: Int, total: Int?, elapsed: Double) -> String {
         var s = "\(done)"
         if let total, total > 0 { s += "/\(total) frames (\(Int(min(1, Double(done) / Double(total)) * 100))%)" }
         else { s += " frames" }
