@@ -46,7 +46,7 @@ final class LiveJSONL: @unchecked Sendable {
     func summary(_ s: LiveStreamStatus, report: PipelineReport) {
         let line = JSONLRecord.summary(source: s.source, wallTime: Date().timeIntervalSince1970, frames: s.processed,
                                        report: report, fields: Self.liveFields(s, latency: s.latency)
-                                           + [("compute", .string(Compute.path.rawValue))]
+                                           + [("compute", .string(Compute.path.rawValue)), ("precision", .string(Compute.precision.rawValue))]
                                            + (s.recomputedMean.map { [("recomputed_mean", .number($0, decimals: 4))] } ?? []))
         write { try writer.writeLine(line) }
     }

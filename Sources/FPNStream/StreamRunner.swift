@@ -317,6 +317,7 @@ public final class StreamRunner: @unchecked Sendable {
             ("decode_errors", .int(d.decodeErrors)),
             ("corrupt_frames", .int(d.corruptFrames)),
             ("compute", .string(Compute.path.rawValue)),
+            ("precision", .string(Compute.precision.rawValue)),
         ]
         if let r = d.readError { fields.append(("read_error", .string(r))) }
         if options.temporal.mode != .off {

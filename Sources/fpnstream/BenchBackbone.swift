@@ -47,8 +47,7 @@ struct BenchBackbone: ParsableCommand {
     @Flag(help: "Also time frames with the explicit im2col matrix, interleaved frame by frame, and print the ratio.")
     var compareIm2col = false
 
-    @Option(help: "GEMM precision: f32 or bf16 (AVX512_BF16 CPUs; same as FPNSTREAM_PRECISION).")
-    var precision: String?
+    @OptionGroup var compute: ComputeFlags
 
     @Option(help: ArgumentHelp("Seconds between plain progress lines on stderr when it is not a terminal (0 = every frame).",
                                valueName: "seconds"))
@@ -69,12 +68,7 @@ struct BenchBackbone: ParsableCommand {
             throw ValidationError("--size must be WIDTHxHEIGHT (each >= 32), got '\(size)'")
         }
         let (width, height) = (dims[0], dims[1])
-        if let precision {
-            guard let p = Precision(rawValue: precision) else {
-                throw ValidationError("--precision must be one of \(Precision.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            do { try Compute.use(p) } catch { throw CLIFailure(message: "\(error)", status: ExitStatus.usageError) }
-        }
+        try compute.apply()
         let backbone = try loadBackbone()
         if explicitIm2col { for l in backbone.convLayers { l.conv.implicitIm2col = false } }
         let input = SyntheticWeights.uniform(key: "bench.input", shape: [1, 3, height, width], amplitude: 2)

@@ -77,6 +77,8 @@ struct ProcessCommand: ParsableCommand {
 
     @OptionGroup var ffmpeg: FFmpegInputFlags
 
+    @OptionGroup var compute: ComputeFlags
+
     @Option(help: ArgumentHelp("Seconds between plain progress lines when stderr is not a terminal (0 = every frame).",
                                valueName: "seconds"))
     var progressInterval: Double = 5
@@ -95,6 +97,7 @@ struct ProcessCommand: ParsableCommand {
     func run() throws {
         signal(SIGPIPE, SIG_IGN)  // a closed stdout (`| head`, ffplay quit) becomes EPIPE: the run ends, outputs finalized
         ffmpeg.applyLogLevel()
+        try compute.apply()
 
         var options = RunOptions(input: input, output: output, jsonl: jsonl)
         options.maxFrames = selection.maxFrames

@@ -96,6 +96,8 @@ struct TailCommand: ParsableCommand {
 
     @OptionGroup var ffmpeg: FFmpegInputFlags
 
+    @OptionGroup var compute: ComputeFlags
+
     @OptionGroup var encoding: EncoderFlags
 
     @OptionGroup var temporalFlags: TemporalFlags
@@ -139,6 +141,7 @@ struct TailCommand: ParsableCommand {
     func run() throws {
         signal(SIGPIPE, SIG_IGN)
         ffmpeg.applyLogLevel()
+        try compute.apply()
 
         var spec = PipelineSpec()
         var fromYAML = RunOptions(input: "")  // what `process` takes from the same file (tracker, JSONL options)

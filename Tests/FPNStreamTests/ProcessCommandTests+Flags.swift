@@ -29,6 +29,28 @@ extension ProcessCommandTests {
         XCTAssertTrue(tail.stderr.contains("--max-frames must be at least 1 (got -1)"), tail.stderr)
     }
 
+    /// `--precision`: an unknown value is a usage error naming the flag; bf16 runs where the CPU has AVX512_BF16
+    /// (the summary line says so) and is a usage error naming the CPU's features elsewhere.
+    func testPrecisionFlag() throws {
+        let bad = try fpnstream(["process", "x.mp4", "--precision", "fp16"])
+        XCTAssertEqual(bad.status, 2, bad.stderr)
+        XCTAssertTrue(bad.stderr.contains("--precision must be one of f32, bf16 (got 'fp16')"), bad.stderr)
+        let input = try makeClip()
+        let out = path("bf16.jsonl")
+        let r = try fpnstream(["process", input, "--jsonl", out, "--precision", "bf16", "--quiet"])
+        let version = String(decoding: try fpnstream(["--version"]).stdout, as: UTF8.self)
+        if version.contains("avx512_bf16") && !version.contains("compute: openblas") {
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let summary = try jsonlObjects(out).last
+            XCTAssertEqual(summary?["type"] as? String, "summary")
+            XCTAssertNotNil(summary?["compute"] as? String)
+            XCTAssertEqual(summary?["precision"] as? String, "bf16")
+        } else {
+            XCTAssertEqual(r.status, 2, r.stderr)
+            XCTAssertTrue(r.stderr.contains("precision bf16 needs AVX512_BF16"), r.stderr)
+        }
+    }
+
     func testMistypedSubcommandSuggestsTheNearest() throws {
         let r = try fpnstream(["proces", "x.mp4"])
         XCTAssertEqual(r.status, 2, r.stderr)
