@@ -11,6 +11,7 @@ FPN_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 FPN_PIN_TORCH="torch==2.15.0 torchvision==0.29.2"
 FPN_PIN_ONNX="onnx==1.17.0 onnxruntime==1.20.1"
 FPN_PIN_ONNX_NUMPY="numpy==2.1.3"
+FPN_PIN_OPENVINO="openvino==2026.4.1"
 FPN_PIN_TRACKING="supervision==0.30.9 trackeval==1.3.0"
 
 # The requirements of each named venv (the order is part of the cache key: keep it).
@@ -18,7 +19,7 @@ fpn_requirements() {
   case "$1" in
     torch)      echo "$FPN_PIN_TORCH safetensors" ;;                  # parity, fixtures, convert, train, bench
     onnx)       echo "$FPN_PIN_ONNX $FPN_PIN_ONNX_NUMPY" ;;           # parity-onnx, bench-onnx
-    torch-onnx) echo "$FPN_PIN_TORCH safetensors $FPN_PIN_ONNX" ;;    # bench-peers
+    torch-onnx) echo "$FPN_PIN_TORCH safetensors $FPN_PIN_ONNX $FPN_PIN_OPENVINO" ;;  # bench-peers
     tracking)   echo "$FPN_PIN_TRACKING" ;;                           # synth, eval-tracking, eval-accuracy
     outputs)    echo "pillow jsonschema" ;;                           # validate-jsonl, gen-font
     coco)       echo "pycocotools numpy" ;;                           # check-coco
