@@ -1,153 +1,5 @@
 import Tensor
 
-/// How a stream reuses backbone + FPN work across frames.
-public enum TemporalMode: String, CaseIterable, Sendable {
-    /// Every frame computed densely.
-    case off
-    /// A dense pass every `keyframeInterval` frames; the pyramid of the last keyframe is returned in between.
-    case keyframe
-    /// Per conv layer, only the output tiles whose receptive field saw a changed input tile are recomputed.
-    case delta
-}
-
-/// Settings of a `TemporalCache`.
-public struct TemporalSettings: Equatable, Sendable {
-    /// The mode.
-    public var mode: TemporalMode
-    /// `delta`: an input tile counts as changed when max |new − last propagated| over the tile exceeds
-    /// `threshold` × RMS of the layer's input (RMS measured at the last dense pass, so one unitless number works
-    /// for every layer). 0 = any change (result equals a dense pass up to GEMM blocking, ≤ 1e-6 relative).
-    public var threshold: Float
-    /// Per-layer overrides of `threshold`, by conv key (`backbone.body.layer1.0.conv1`).
-    public var layerThresholds: [String: Float]
-    /// `delta`: a dense pass every this many frames (frame 0, N, 2N, ...); 0 = never after the first. Between
-    /// refreshes the sub-threshold residue that moving objects leave in the kept inputs accumulates, and with it
-    /// the recomputed fraction and the error.
-    public var refreshInterval: Int
-    /// `keyframe`: the model runs every this many frames (the stream's `KeyframeDetector`; the cache ignores it).
-    public var keyframeInterval: Int
-    /// `delta`: a layer whose changed output tiles exceed this fraction is computed densely instead (the tile path
-    /// gathers im2col columns per tile, so past this fraction dense is cheaper).
-    public var denseFallback: Double
-    /// Output tile side (pixels of each conv's output); the input grid uses tile × stride. Small tiles waste less
-    /// on the 1-pixel halo of a 3x3 conv.
-    public var tile: Int
-    /// `delta`: threshold of the input conv (the first conv of a frame, reading the network input), relative to the
-    /// image's RMS, on the noise-robust box metric (`inputBlock`) instead of the per-pixel max; nil = `threshold`.
-    /// It decides where the frame changed; deeper layers then mostly see exact changes (their own `threshold` only
-    /// prunes recomputed-but-barely-changed halo tiles). A `layerThresholds` entry for the stem key wins.
-    public var inputThreshold: Float?
-    /// `delta`: box side (image pixels) of the stem's change metric: a tile changed when some `inputBlock` x
-    /// `inputBlock` box's mean |Δ| (over its pixels and channels) exceeds the threshold, so single noisy pixels of
-    /// compressed video do not trigger it while a real object a few pixels across does. 1 = per pixel.
-    public var inputBlock: Int
-    /// `delta`: frame-level fall-back. When more than this fraction of the stem's input tiles changed (moving
-    /// camera, scene cut), the whole frame runs densely: no per-layer compare, gather or copy beyond keeping the
-    /// state consistent: a run of such frames skips the per-layer kept-input copies, and the first frame below the
-    /// fraction afterwards is a dense resync with copies). 1 = never. The default is the measured break-even of a
-    /// moving camera (docs/design/temporal.md): past it the receptive field spreads the change to nearly every
-    /// deep tile.
-    public var frameFallback: Double
-    /// `delta`: output tile side for layers whose output stride is 16 or more (deep, low-resolution maps, where a
-    /// tile of `tile` pixels plus the conv halo covers much of the map); 0 = `tile`.
-    public var deepTile: Int
-    /// `delta`: output gating inside a closed graph (the ResNet + FPN backbone): a conv whose output only convs of
-    /// the graph read (directly or through max-pool / upsampling) applies their smallest threshold to its own
-    /// recomputed tiles (a tile whose output moved less keeps its old values) and its readers skip their input
-    /// compare and kept copy. Same threshold semantics, one compare per tensor instead of one per reader, and no
-    /// kept inputs inside the backbone. false = every reader compares its input (the earlier scheme).
-    public var gateOutputs: Bool
-
-    public init(mode: TemporalMode = .off, threshold: Float = 0.05, layerThresholds: [String: Float] = [:],
-                refreshInterval: Int = 25, keyframeInterval: Int = 5, denseFallback: Double = 0.7, tile: Int = 2,
-                inputThreshold: Float? = nil, inputBlock: Int = 4, frameFallback: Double = 0.15, deepTile: Int = 0,
-                gateOutputs: Bool = true) {
-        precondition(threshold >= 0 && refreshInterval >= 0 && keyframeInterval >= 1 && tile >= 1
-                     && (inputThreshold ?? 0) >= 0 && inputBlock >= 1 && deepTile >= 0,
-                     "temporal settings out of range")
-        self.mode = mode; self.threshold = threshold; self.layerThresholds = layerThresholds
-        self.refreshInterval = refreshInterval; self.keyframeInterval = keyframeInterval
-        self.denseFallback = denseFallback; self.tile = tile
-        self.inputThreshold = inputThreshold; self.inputBlock = inputBlock
-        self.frameFallback = frameFallback; self.deepTile = deepTile; self.gateOutputs = gateOutputs
-    }
-}
-
-/// Work done by the last frame through a `TemporalCache`.
-public struct TemporalFrameStats: Equatable, Sendable {
-    /// Conv layers computed densely (first frame, refresh, new size, or past the fall-back fraction).
-    public var denseLayers = 0
-    /// Conv layers computed on a subset of tiles (one GEMM each).
-    public var tiledLayers = 0
-    /// Conv layers with no changed tile (no GEMM at all).
-    public var skippedLayers = 0
-    /// Output tiles recomputed / output tiles, summed over conv layers.
-    public var recomputedTiles = 0, totalTiles = 0
-    /// Conv FLOPs spent / FLOPs of a dense pass (tile FLOPs counted by output pixels).
-    public var flops = 0.0, denseFlops = 0.0
-    /// Whether the frame was a scheduled dense pass (first frame, refresh or keyframe).
-    public var refreshed = false
-    /// Whether the frame-level fall-back ran this frame densely (stem changed fraction > `frameFallback`).
-    public var frameFallback = false
-    /// Fraction of the stem's input tiles that changed (1 on a dense frame).
-    public var inputChangedFraction = 0.0
-    /// Wall seconds inside conv GEMMs (dense and tiled) and in the cache's own work (compare, copy, bookkeeping);
-    /// for benchmarks only.
-    public var convSeconds = 0.0, overheadSeconds = 0.0
-    /// The part of `overheadSeconds` spent in output gating (comparing recomputed tiles with the kept output and
-    /// committing the changed ones).
-    public var gateSeconds = 0.0
-    /// Output gating: tiles recomputed by gated convs, and how many of them crossed the gate (were committed).
-    public var gatedTiles = 0, committedTiles = 0
-
-    /// GEMM calls issued (one per dense or tiled layer).
-    public var gemmCalls: Int { denseLayers + tiledLayers }
-    /// Recomputed fraction of the conv work (FLOP-weighted; 1 for a dense frame, 0 for a reused one).
-    public var recomputedFraction: Double { denseFlops > 0 ? flops / denseFlops : 0 }
-    /// Recomputed fraction of output tiles over all conv layers (unweighted).
-    public var tileFraction: Double { totalTiles > 0 ? Double(recomputedTiles) / Double(totalTiles) : 0 }
-}
-
-/// Per-layer work of the last frame through a `TemporalCache`: opt-in (`TemporalCache.profile`), for benchmarks,
-/// calibration and tests; the cache skips this bookkeeping when no profile is attached.
-public final class TemporalProfile {
-    /// Output tiles recomputed in the last frame per conv layer (`ConvLayer.index`, summed over the instances of
-    /// a layer shared by several pyramid levels; absent = skipped).
-    public internal(set) var lastLayerTiles: [Int: Int] = [:]
-    /// Output tiles per conv layer (`ConvLayer.index`, summed over instances): the denominators of `lastLayerTiles`.
-    public internal(set) var layerTileCounts: [Int: Int] = [:]
-    /// Wall seconds spent in the last frame per conv layer (`ConvLayer.index`, summed over instances): GEMM and the
-    /// cache's own work (compare, copy).
-    public internal(set) var lastLayerSeconds: [Int: Double] = [:]
-    /// The GEMM part of `lastLayerSeconds`.
-    public internal(set) var lastLayerConvSeconds: [Int: Double] = [:]
-    /// Output tiles a gated conv committed in the last frame (`ConvLayer.index`, of its `lastLayerTiles`).
-    public internal(set) var lastLayerCommitted: [Int: Int] = [:]
-    /// Output tiles recomputed in the last frame per spatial op (max-pool, upsampling; by op key, all of them on
-    /// a dense pass), of `opTileCounts[key]`.
-    public internal(set) var lastOpTiles: [String: Int] = [:]
-    /// Output tiles per spatial op key.
-    public internal(set) var opTileCounts: [String: Int] = [:]
-
-    public init() {}
-
-    /// Clears the per-frame figures (the counts per layer stay).
-    func startFrame() {
-        lastLayerTiles.removeAll(keepingCapacity: true)
-        lastOpTiles.removeAll(keepingCapacity: true)
-        lastLayerSeconds.removeAll(keepingCapacity: true)
-        lastLayerConvSeconds.removeAll(keepingCapacity: true)
-        lastLayerCommitted.removeAll(keepingCapacity: true)
-    }
-
-    /// Forgets everything (the cache reset).
-    func reset() {
-        startFrame()
-        layerTileCounts.removeAll()
-        opTileCounts.removeAll()
-    }
-}
-
 /// Per-stream temporal state of a backbone + FPN (never shared between streams): for each conv layer its kept
 /// output and, where it compares its own input, the input and residual last propagated. Install it as the model's
 /// `ConvolutionRunner`; the model calls `beginFrame(inputShape:)` at the start of every frame, and the first conv
@@ -172,107 +24,21 @@ public final class TemporalCache: ConvolutionRunner {
     /// Frames processed since the last reset.
     public private(set) var frameIndex = 0
     /// Work of the last frame.
-    public private(set) var lastStats = TemporalFrameStats()
+    public internal(set) var lastStats = TemporalFrameStats()
     /// Number of resets (new input size or `reset()`), for tests and logs.
     public private(set) var resetCount = 0
     /// Per-layer figures of the last frame, when attached (nil: not collected).
     public var profile: TemporalProfile?
 
-    private final class LayerState {
-        let inputShape: [Int]
-        /// The input last propagated; nil for an exact layer (see `exact`), which reads its input directly.
-        var keptInput: Tensor?
-        /// The residual last propagated (own copy), or nil when there is none or it is shared (`sharedResidual`).
-        var keptResidual: Tensor?
-        /// A ResNet block's last conv: its shortcut is the block input, of which the block's first conv keeps the
-        /// propagated copy on the same grid. That copy serves as this conv's kept residual (no second copy of the
-        /// block's widest tensor); the first conv's verdict says which of its tiles changed. Set at creation (a
-        /// dense frame), or adopted at the first verdict when the state was created without one.
-        var sharedResidual: Tensor?
-        let hasResidual: Bool
-        let output: Tensor
-        let inputGrid: TileGrid, outputGrid: TileGrid
-        /// Exact layer: its input is the kept output of a conv run earlier in the frame through this cache (so it
-        /// persists and changes only where that conv recomputed), and the layer is a depthwise conv or reads one's
-        /// output. It skips the compare and the kept-input copy and recomputes every output tile the producer's
-        /// recomputed tiles reach (no threshold at this layer): on the wide maps of inverted-residual blocks
-        /// (MobileNetV2) the compare and copy cost as much as the conv; the next non-exact conv prunes again.
-        /// With output gating a conv inside a closed graph reading a kept output of this cache is exact from its
-        /// creation (its producer gates that output, `gate`), and one created otherwise becomes exact, dropping its
-        /// kept input, when its producer's output turns out gated (settings changed between frames).
-        var exact: Bool
-        /// The residual is read directly: its producer gates it, so it changes exactly in the tiles it registers.
-        var residualExact: Bool
-        /// Output gating (closed graphs only, see `beginClosedGraph`): recomputed output tiles whose largest change
-        /// stays within the smallest threshold of this output's readers keep their old values, and only the others
-        /// are registered as changed, so the readers run exact instead of comparing their input each. Created
-        /// inside a closed graph; `blocked` once read outside one (or returned from it).
-        let closed: Bool
-        var blocked = false
-        /// Absolute thresholds (× the reader's input RMS) of the convs reading this output, by reader.
-        var readerThresholds: [LayerKey: Float] = [:]
-        /// Spatial ops reading this output (their readers' thresholds count too).
-        var opReaders: Set<OpKey> = []
-        let depthwise: Bool
-        /// The input conv: the first conv of a frame, reading the network input.
-        let readsFrame: Bool
-        var inputRMS: Float = 0
-        /// Output gating since this state's last dense pass: tiles recomputed and committed while gating, and
-        /// whether the gate is skipped (it committed nearly everything: `gateBypassFraction`).
-        var gateProbe = (recomputed: 0, committed: 0)
-        var gateBypass = false
-        var inputDiff: [Float] = [], residualDiff: [Float] = [], gateDiff: [Float] = []
-        var mark: [Bool]
-
-        init(input: [Int], output: [Int], residual: Bool, sharedResidual: Tensor?, conv: Conv2d, tile: Int,
-             exact: Bool, residualExact: Bool, closed: Bool, readsFrame: Bool) {
-            inputShape = input
-            self.readsFrame = readsFrame
-            self.closed = closed
-            self.residualExact = residual && residualExact
-            hasResidual = residual
-            self.sharedResidual = residual ? sharedResidual : nil
-            self.exact = exact
-            depthwise = conv.groups > 1 && conv.groups == conv.inChannels
-            // Uninitialised: the first pass of a new state is dense and writes all three (`dense(...fresh:)`).
-            func uninitialised(_ shape: [Int]) -> Tensor {
-                Tensor(shape: shape, storage: TensorStorage(capacity: shape.reduce(1, *)))
-            }
-            keptInput = exact ? nil : uninitialised(input)
-            keptResidual = residual && sharedResidual == nil && !residualExact ? uninitialised(output) : nil
-            self.output = uninitialised(output)
-            outputGrid = TileGrid(height: output[2], width: output[3], tile: Size2(tile, tile))
-            inputGrid = TileGrid(height: input[2], width: input[3], tile: Size2(tile * conv.stride.h, tile * conv.stride.w))
-            mark = [Bool](repeating: false, count: outputGrid.count)
-            // Output tile rows / columns reached by each input tile row / column (hi exclusive; empty = none).
-            let og = outputGrid, ig = inputGrid
-            func reach(_ r: Range<Int>, _ c: Range<Int>) -> (rows: Range<Int>, cols: Range<Int>) {
-                let a = conv.affectedOutputs(rows: r, cols: c, outputHeight: og.height, outputWidth: og.width)
-                return (og.tileRanges(covering: a.rows, cols: 0..<1).rows, og.tileRanges(covering: 0..<1, cols: a.cols).cols)
-            }
-            rowReach = (0..<ig.rows).map { ty in reach(ty * ig.tile.h..<min(ig.height, (ty + 1) * ig.tile.h), 0..<1).rows }
-            columnReach = (0..<ig.columns).map { tx in reach(0..<1, tx * ig.tile.w..<min(ig.width, (tx + 1) * ig.tile.w)).cols }
-        }
-        /// Per input tile row (column) of `inputGrid`: the output tile rows (columns) its receptive field reaches.
-        let rowReach: [Range<Int>], columnReach: [Range<Int>]
-
-        /// Marks the output tiles reached by input tile `t` of `inputGrid`.
-        func markReached(_ t: Int) {
-            let rows = rowReach[t / inputGrid.columns], cols = columnReach[t % inputGrid.columns]
-            let c = outputGrid.columns
-            for ty in rows { for tx in cols { mark[ty * c + tx] = true } }
-        }
-    }
-
     /// State per conv layer, instance and input size. The size is part of the key so a head conv shared by the
     /// pyramid levels keeps one state per level even when a wrapping runner forwards only
     /// `run(_:input:residual:workspace:)` (instance 0).
-    private struct LayerKey: Hashable { let index, instance, height, width: Int }
-    private var layers: [LayerKey: LayerState] = [:]
+    struct LayerKey: Hashable { let index, instance, height, width: Int }
+    var layers: [LayerKey: LayerState] = [:]
     /// This frame's kept outputs (by storage) and the output tiles their layer recomputed (nil = all of them): a
     /// conv reading such an output can only see a change inside those tiles, so it compares only there.
-    private var produced: [ObjectIdentifier: Produced] = [:]
-    private struct Produced {
+    var produced: [ObjectIdentifier: Produced] = [:]
+    struct Produced {
         let grid: TileGrid
         /// Recomputed output tiles; nil = all of them.
         let tiles: [Int]?
@@ -284,76 +50,28 @@ public final class TemporalCache: ConvolutionRunner {
         var gated = false
     }
     /// The kept output tensors of conv and spatial-op states, by storage: who produced what a layer reads.
-    private enum Owner { case conv(LayerState), op(OpState) }
-    private var owners: [ObjectIdentifier: Owner] = [:]
+    enum Owner { case conv(LayerState), op(OpState) }
+    var owners: [ObjectIdentifier: Owner] = [:]
     /// Scratch for output gating: the old values of the tiles a gated conv recomputes (one storage, every shape).
-    private var gateScratch = TensorStorage(capacity: 0)
+    var gateScratch = TensorStorage(capacity: 0)
     /// Between `beginClosedGraph` and `endClosedGraph`.
-    private var inClosedGraph = false
+    var inClosedGraph = false
     /// Kept outputs of the spatial ops (max-pool, upsampling) by op key and input size.
-    private struct OpKey: Hashable { let key: String; let height, width: Int }
-    private final class OpState {
-        let inputShape: [Int]
-        let output: Tensor
-        let grid: TileGrid
-        var mark: [Bool]
-        /// Gating bookkeeping as for conv states (`LayerState.closed`): an op passes its input's gating on, so its
-        /// readers' thresholds bound its producer's gate.
-        let closed: Bool
-        var blocked = false
-        var readerThresholds: [LayerKey: Float] = [:]
-        /// Upsampling: per input row (column) index i, the first output row (column) whose tap is ≥ i (count + 1
-        /// entries), so an input range [a, b) reaches outputs [first[a], first[b]).
-        let firstRow: [Int], firstColumn: [Int]
-
-        init(_ op: SpatialOp, input: [Int], tile: Int, closed: Bool) {
-            inputShape = input
-            self.closed = closed
-            let os = op.outputShape(input)
-            output = Tensor(shape: os)
-            grid = TileGrid(height: os[2], width: os[3], tile: Size2(tile, tile))
-            mark = [Bool](repeating: false, count: grid.count)
-            func first(_ n: Int, _ m: Int) -> [Int] {
-                var f = [Int](repeating: m, count: n + 1)
-                for o in stride(from: m - 1, through: 0, by: -1) { f[Ops.nearestTap(o, input: n, output: m)] = o }
-                for i in stride(from: n - 1, through: 0, by: -1) { f[i] = min(f[i], f[i + 1]) }
-                return f
-            }
-            if case .upsampleNearest = op {
-                firstRow = first(input[2], os[2]); firstColumn = first(input[3], os[3])
-            } else {
-                firstRow = []; firstColumn = []
-            }
-        }
-
-        /// The output pixel rows and columns of `op` that read input pixels `rows` x `cols`.
-        func reached(_ op: SpatialOp, rows: Range<Int>, cols: Range<Int>) -> (rows: Range<Int>, cols: Range<Int>) {
-            switch op {
-            case let .maxPool(kernel, stride, padding):
-                return (Conv2d.affected(rows, kernel: kernel.h, stride: stride.h, padding: padding.h, dilation: 1,
-                                        outputs: grid.height),
-                        Conv2d.affected(cols, kernel: kernel.w, stride: stride.w, padding: padding.w, dilation: 1,
-                                        outputs: grid.width))
-            case .upsampleNearest:
-                return (firstRow[rows.lowerBound]..<firstRow[rows.upperBound],
-                        firstColumn[cols.lowerBound]..<firstColumn[cols.upperBound])
-            }
-        }
-    }
-    private var ops: [OpKey: OpState] = [:]
+    struct OpKey: Hashable { let key: String; let height, width: Int }
+    var ops: [OpKey: OpState] = [:]
     /// This frame's compared conv inputs (by storage): the tiles found changed on the layer's input grid and the
     /// kept copy they were propagated into. A later conv whose shortcut is the same tensor on the same grid (a
     /// ResNet block's last conv: its first conv read the block input) reuses both instead of comparing again.
-    private var compared: [ObjectIdentifier: Compared] = [:]
-    private struct Compared { let grid: TileGrid; let changed: [Int]; let kept: Tensor }
-    private var inputShape: [Int]?
+    var compared: [ObjectIdentifier: Compared] = [:]
+    struct Compared { let grid: TileGrid; let changed: [Int]; let kept: Tensor }
+    var inputShape: [Int]?
     /// Set by `beginFrame`: the next conv is the input conv.
-    private var inputConvPending = false
-    private var denseThisFrame = false
+    var inputConvPending = false
+    var denseThisFrame = false
     /// Frame-level fall-back frames skip refreshing the kept inputs of every layer but the stem (a copy per layer
     /// costs ~8% of a dense pass). The state is then stale: the next frame below the fall-back fraction is a dense
     /// pass with copies (a resync) before delta updates resume.
-    private var skipKeptCopies = false, stale = false
+    var skipKeptCopies = false, stale = false
 
     /// A cache in `settings.mode` (delta), collecting per-layer figures into `profile` when given.
     public init(settings: TemporalSettings = TemporalSettings(mode: .delta), profile: TemporalProfile? = nil) {
@@ -433,7 +151,7 @@ public final class TemporalCache: ConvolutionRunner {
     /// Starts a frame: resets on a new input shape, schedules the dense refresh, clears the stats. Returns the
     /// frame's index since the last reset.
     @discardableResult
-    private func startFrame(_ shape: [Int]) -> Int {
+    func startFrame(_ shape: [Int]) -> Int {
         if let inputShape, inputShape != shape { reset() }
         inputShape = shape
         let index = frameIndex
@@ -487,7 +205,7 @@ public final class TemporalCache: ConvolutionRunner {
     }
 
     /// A new state for `key` (first frame of this size, or a residual appeared), filled by a dense pass.
-    private func create(_ layer: ConvLayer, _ instance: Int, key: LayerKey, isStem: Bool, input: Tensor,
+    func create(_ layer: ConvLayer, _ instance: Int, key: LayerKey, isStem: Bool, input: Tensor,
                         residual: Tensor?, flops: Double, workspace: Workspace) -> Tensor {
         let conv = layer.conv
         let outShape = conv.outputShape(input.shape)
@@ -520,7 +238,7 @@ public final class TemporalCache: ConvolutionRunner {
     /// Records this frame's reads of an existing state and adopts its producers' gating: a gating producer makes
     /// its readers exact for good (their kept copies are dropped), as its output changes only in the tiles it
     /// registers, by more than this reader's threshold wherever it does.
-    private func noteFrameReads(_ s: LayerState, key: LayerKey, layer: ConvLayer, isStem: Bool, input: Tensor,
+    func noteFrameReads(_ s: LayerState, key: LayerKey, layer: ConvLayer, isStem: Bool, input: Tensor,
                                 residual: Tensor?) {
         if !s.closed || !inClosedGraph { s.blocked = true }
         noteReads(s, key: key, layer: layer, isStem: isStem, input: input, residual: residual)
@@ -538,7 +256,7 @@ public final class TemporalCache: ConvolutionRunner {
     /// Marks in `s.mark` the output tiles that the changes of the input and the residual reach, propagating the
     /// changed input tiles into the kept input. Returns false when the layer must run densely instead (its exact
     /// input has no record of its producer's tiles, or the input conv found the frame past `frameFallback`).
-    private func markChanges(_ s: LayerState, layer: ConvLayer, isStem: Bool, input: Tensor, residual: Tensor?) -> Bool {
+    func markChanges(_ s: LayerState, layer: ConvLayer, isStem: Bool, input: Tensor, residual: Tensor?) -> Bool {
         let threshold = absoluteThreshold(s, layer: layer, isStem: isStem)
         s.mark.withUnsafeMutableBufferPointer { $0.update(repeating: false) }
         if s.exact {
@@ -555,7 +273,7 @@ public final class TemporalCache: ConvolutionRunner {
 
     /// Compares the input with the kept one, propagates the changed tiles and marks what they reach. False when
     /// the input conv found more than `frameFallback` of the frame changed (the frame then runs densely).
-    private func markInput(_ s: LayerState, isStem: Bool, input: Tensor, threshold: Float) -> Bool {
+    func markInput(_ s: LayerState, isStem: Bool, input: Tensor, threshold: Float) -> Bool {
         let keptInput = s.keptInput!
         if isStem {
             Ops.tileBlockMeanAbsDifference(input, keptInput, grid: s.inputGrid, block: settings.inputBlock,
@@ -587,7 +305,7 @@ public final class TemporalCache: ConvolutionRunner {
     }
 
     /// Marks the output tiles whose residual (an input of the output tile at the same place) changed.
-    private func markResidual(_ s: LayerState, residual: Tensor?, threshold: Float) {
+    func markResidual(_ s: LayerState, residual: Tensor?, threshold: Float) {
         guard let residual else { return }
         let og = s.outputGrid
         if s.residualExact {
@@ -624,7 +342,7 @@ public final class TemporalCache: ConvolutionRunner {
 
     /// Recomputes the marked output tiles of `s` into its kept output: nothing, a tile pass (gated inside a closed
     /// graph), or a dense pass past `denseFallback`.
-    private func recompute(_ s: LayerState, layer: ConvLayer, input: Tensor, residual: Tensor?, flops layerFlops: Double,
+    func recompute(_ s: LayerState, layer: ConvLayer, input: Tensor, residual: Tensor?, flops layerFlops: Double,
                            workspace: Workspace) -> Tensor {
         let conv = layer.conv, og = s.outputGrid
         let residualKept = s.residualExact ? residual : s.sharedResidual ?? s.keptResidual
@@ -692,7 +410,7 @@ public final class TemporalCache: ConvolutionRunner {
     /// A tile pass of a gated conv: the conv compares its staged results with the kept output and writes only
     /// the tiles that cross the gate (no scratch pass), or, once the gate is bypassed, every recomputed tile.
     /// Returns the committed tiles.
-    private func gatedPass(_ s: LayerState, layer: ConvLayer, tiles: [Int], input: Tensor, residual: Tensor?,
+    func gatedPass(_ s: LayerState, layer: ConvLayer, tiles: [Int], input: Tensor, residual: Tensor?,
                            gate: Float, gating: inout Double, workspace: Workspace) -> [Int] {
         if s.gateBypass {
             // Committing every recomputed tile is what the gate did here anyway: write them directly.
@@ -709,204 +427,5 @@ public final class TemporalCache: ConvolutionRunner {
             s.gateBypass = true
         }
         return r.committed
-    }
-
-    /// Threshold of `s`'s input compare in input units (its setting × the input RMS of the last refresh).
-    private func absoluteThreshold(_ s: LayerState, layer: ConvLayer, isStem: Bool) -> Float {
-        (settings.layerThresholds[layer.key]
-         ?? (isStem ? settings.inputThreshold ?? settings.threshold : settings.threshold)) * s.inputRMS
-    }
-
-    /// The state that produced `t` (a kept output of this cache), if any.
-    private func owner(of t: Tensor) -> Owner? {
-        t.offset == 0 ? owners[ObjectIdentifier(t.storage)] : nil
-    }
-
-    /// This frame's record of `t` as a kept output, if a layer or op produced it this frame.
-    private func producedInfo(_ t: Tensor) -> Produced? {
-        t.offset == 0 ? produced[ObjectIdentifier(t.storage)] : nil
-    }
-
-    /// Records `s` (conv `key`) as a reader of its input's and residual's producers, with its threshold: the bound
-    /// of their output gates. A read outside a closed graph blocks the producer's gating.
-    private func noteReads(_ s: LayerState, key: LayerKey, layer: ConvLayer, isStem: Bool, input: Tensor,
-                           residual: Tensor?) {
-        let threshold = absoluteThreshold(s, layer: layer, isStem: isStem)
-        for t in [input, residual].compactMap({ $0 }) {
-            switch owner(of: t) {
-            case let .conv(p)?:
-                p.readerThresholds[key] = threshold
-                if !inClosedGraph { p.blocked = true }
-            case let .op(o)?:
-                o.readerThresholds[key] = threshold
-                if !inClosedGraph { o.blocked = true }
-            case nil: break
-            }
-        }
-    }
-
-    /// The gate of `s`'s output (absolute, the smallest threshold of its readers, through spatial ops too), or nil
-    /// when its output is not gated: off in the settings, outside a closed graph, read outside one or returned
-    /// from it, or with a reader not seen yet.
-    private func gate(of s: LayerState) -> Float? {
-        guard settings.gateOutputs, s.closed, inClosedGraph, !s.blocked, !s.readerThresholds.isEmpty || !s.opReaders.isEmpty
-        else { return nil }
-        var g = s.readerThresholds.values.min() ?? .infinity
-        for k in s.opReaders {
-            guard let o = ops[k], o.closed, !o.blocked, let m = o.readerThresholds.values.min() else { return nil }
-            g = min(g, m)
-        }
-        return g.isFinite ? g : nil
-    }
-
-    /// `body`'s result, its seconds added to `seconds`.
-    private func timed<T>(_ seconds: inout Double, _ body: () -> T) -> T {
-        let t0 = Benchmark.now()
-        defer { seconds += Benchmark.now() - t0 }
-        return body()
-    }
-
-    /// The gate scratch as a tensor of `s`'s output shape: where a gated layer computes its recomputed tiles.
-    private func gateTarget(_ s: LayerState) -> Tensor {
-        if gateScratch.capacity < s.output.count { gateScratch = TensorStorage(capacity: s.output.count) }
-        return Tensor(shape: s.output.shape, storage: gateScratch)
-    }
-
-    /// Output gating after `tiles` were computed into `computed`: the tiles whose largest |new − old| exceeds
-    /// `gate` are copied into the kept output and returned (the tiles that changed); the others keep their old
-    /// values, so their change accumulates until it crosses the gate.
-    private func gateCommit(_ s: LayerState, tiles: [Int], computed: Tensor, gate: Float) -> [Int] {
-        Ops.tileMaxAbsDifference(computed, s.output, grid: s.outputGrid, tiles: tiles, into: &s.gateDiff)
-        var changed: [Int] = []
-        for t in tiles where s.gateDiff[t] > gate { changed.append(t) }
-        if !changed.isEmpty { Ops.copyTiles(changed, grid: s.outputGrid, from: computed, into: s.output) }
-        return changed
-    }
-
-    /// `ConvolutionRunner`: a spatial op (max-pool, nearest upsampling) into a kept output, recomputed only on the
-    /// output tiles that read the tiles its producer (a conv run earlier this frame) recomputed; registered as
-    /// produced, so the next conv compares only there. Exact: the kept output equals the dense op on this input.
-    public func run(_ op: SpatialOp, key: String, input: Tensor, workspace: Workspace) -> Tensor {
-        guard settings.mode == .delta else { return op(input, in: workspace) }
-        let k = OpKey(key: key, height: input.h, width: input.w)
-        var state = ops[k]
-        let fresh = state == nil || state!.inputShape != input.shape
-        if fresh {
-            state = OpState(op, input: input.shape, tile: settings.tile, closed: inClosedGraph)
-            ops[k] = state
-            owners[ObjectIdentifier(state!.output.storage)] = .op(state!)
-            profile?.opTileCounts[key] = state!.grid.count
-        }
-        let s = state!
-        let source = input.offset == 0 ? produced[ObjectIdentifier(input.storage)] : nil
-        if case let .conv(producer)? = owner(of: input) {
-            producer.opReaders.insert(k)
-            if !inClosedGraph { producer.blocked = true }
-        }
-        guard !fresh, !denseThisFrame, let p = source, p.grid.height == input.h, p.grid.width == input.w,
-              let recomputed = p.tiles else {
-            op.dense(input, into: s.output)
-            produced[ObjectIdentifier(s.output.storage)] = Produced(grid: s.grid, tiles: nil, depthwise: false,
-                                                                    gated: source?.gated ?? false)
-            profile?.lastOpTiles[key] = s.grid.count
-            return s.output
-        }
-        s.mark.withUnsafeMutableBufferPointer { $0.update(repeating: false) }
-        for t in recomputed {
-            let r = p.grid.rect(t)
-            let a = s.reached(op, rows: r.rows, cols: r.cols)
-            let t = s.grid.tileRanges(covering: a.rows, cols: a.cols)
-            for ty in t.rows { for tx in t.cols { s.mark[ty * s.grid.columns + tx] = true } }
-        }
-        var tiles: [Int] = []
-        for (t, m) in s.mark.enumerated() where m { tiles.append(t) }
-        if Double(tiles.count) > settings.denseFallback * Double(s.grid.count) {
-            // Bit-identical to the tile pass, so the consumer still compares only `tiles`.
-            op.dense(input, into: s.output)
-        } else {
-            op.forward(input, tiles: tiles, grid: s.grid, into: s.output)
-        }
-        produced[ObjectIdentifier(s.output.storage)] = Produced(grid: s.grid, tiles: tiles, depthwise: false,
-                                                                gated: p.gated)
-        profile?.lastOpTiles[key] = tiles.count
-        return s.output
-    }
-
-    /// The verdict and kept copy of `residual` left this frame by an earlier conv that compared it (or copied it,
-    /// on a dense frame) on `grid`, if any.
-    private func sharedCopy(of residual: Tensor, grid: TileGrid) -> Compared? {
-        guard residual.offset == 0, let c = compared[ObjectIdentifier(residual.storage)], c.grid == grid,
-              c.kept.shape == residual.shape else { return nil }
-        return c
-    }
-
-    /// Marks the output tiles of `s` whose receptive field meets the input region `rect` (input pixels).
-    private func markAffected(_ s: LayerState, _ conv: Conv2d, _ rect: (rows: Range<Int>, cols: Range<Int>)) {
-        let og = s.outputGrid
-        let a = conv.affectedOutputs(rows: rect.rows, cols: rect.cols, outputHeight: og.height, outputWidth: og.width)
-        let t = og.tileRanges(covering: a.rows, cols: a.cols)
-        for ty in t.rows { for tx in t.cols { s.mark[ty * og.columns + tx] = true } }
-    }
-
-    /// Records `s`'s kept output as produced this frame with `tiles` recomputed (nil = all).
-    private func register(_ s: LayerState, tiles: [Int]?, gated: Bool = false) {
-        produced[ObjectIdentifier(s.output.storage)] = Produced(grid: s.outputGrid, tiles: tiles, depthwise: s.depthwise,
-                                                                gated: gated)
-    }
-
-    /// Dense pass of one layer that also refreshes its kept input (and residual); `rms`: re-measure the input RMS
-    /// the thresholds scale with (scheduled refreshes only, so a frame-level fall-back does not move thresholds).
-    /// `fresh`: a new state, whose uninitialised kept tensors this pass must fill even on a fall-back frame.
-    private func dense(_ layer: ConvLayer, _ instance: Int, _ s: LayerState, input: Tensor, residual: Tensor?,
-                       flops: Double, rms: Bool, fresh: Bool = false, workspace: Workspace) -> Tensor {
-        let t0: Double
-        if skipKeptCopies && !s.readsFrame && !fresh {
-            t0 = Benchmark.now()
-            layer.conv.forward(input, residual: residual, into: s.output, workspace: workspace)
-        } else {
-            s.keptInput?.copy(from: input)
-            if let residual, let kept = s.keptResidual { kept.copy(from: residual) }
-            if rms { s.inputRMS = Ops.rootMeanSquare(input) }
-            if rms || fresh { s.gateProbe = (0, 0); s.gateBypass = false }     // the gate is measured anew
-            t0 = Benchmark.now()
-            // A shared residual was copied by the block's first conv earlier in this pass.
-            layer.conv.forward(s.keptInput ?? input, residual: s.sharedResidual ?? s.keptResidual ?? residual, into: s.output,
-                               workspace: workspace)
-            if denseThisFrame, input.offset == 0, let kept = s.keptInput {
-                // On a dense frame no conv takes a verdict; a conv created later in it may share this copy.
-                compared[ObjectIdentifier(input.storage)] = Compared(grid: s.inputGrid, changed: [], kept: kept)
-            }
-        }
-        lastStats.convSeconds += Benchmark.now() - t0
-        lastStats.denseLayers += 1
-        lastStats.totalTiles += s.outputGrid.count
-        lastStats.recomputedTiles += s.outputGrid.count
-        profile?.lastLayerTiles[layer.index, default: 0] += s.outputGrid.count
-        lastStats.flops += flops
-        register(s, tiles: nil)
-        return s.output
-    }
-
-    /// Per-tile max |new − kept| over `grid`; when `new` is a kept output of a layer run earlier this frame, only
-    /// the tiles overlapping what that layer recomputed are compared (elsewhere `new` is bit-identical to its last
-    /// value, which `kept` already holds).
-    private func compare(_ new: Tensor, _ kept: Tensor, grid: TileGrid, into diff: inout [Float]) {
-        guard new.offset == 0, let p = produced[ObjectIdentifier(new.storage)], let recomputed = p.tiles,
-              p.grid.height == grid.height, p.grid.width == grid.width else {
-            Ops.tileMaxAbsDifference(new, kept, grid: grid, into: &diff)
-            return
-        }
-        var candidates: [Int]
-        if p.grid == grid {
-            candidates = recomputed
-        } else {
-            var seen = Set<Int>()
-            for t in recomputed {
-                let r = p.grid.rect(t)
-                for c in grid.tiles(covering: r.rows, cols: r.cols) { seen.insert(c) }
-            }
-            candidates = Array(seen)
-        }
-        Ops.tileMaxAbsDifference(new, kept, grid: grid, tiles: candidates, into: &diff)
     }
 }

@@ -48,3 +48,56 @@ extension Ops {
         upsampleNearest(x, spans: tileSpans(tiles, grid: grid), into: out)
     }
 }
+
+/// A grid of rectangular tiles over a conv output of `height` x `width` (edge tiles may be smaller).
+/// Tile index = row * columns + column (row-major).
+public struct TileGrid: Hashable, Sendable, CustomStringConvertible {
+    /// Output height covered.
+    public let height: Int
+    /// Output width covered.
+    public let width: Int
+    /// Tile size (rows, columns of pixels).
+    public let tile: Size2
+    /// Number of tile rows.
+    public var rows: Int { (height + tile.h - 1) / tile.h }
+    /// Number of tile columns.
+    public var columns: Int { (width + tile.w - 1) / tile.w }
+    /// Number of tiles.
+    public var count: Int { rows * columns }
+
+    /// A grid over an output of `height` x `width` pixels with tiles of `tile` (default 16x16).
+    public init(height: Int, width: Int, tile: Size2 = 16) {
+        precondition(height > 0 && width > 0 && tile.h > 0 && tile.w > 0, "bad tile grid \(height)x\(width) / \(tile)")
+        self.height = height; self.width = width; self.tile = tile
+    }
+
+    /// The pixel rows and columns covered by tile `index`.
+    public func rect(_ index: Int) -> (rows: Range<Int>, cols: Range<Int>) {
+        precondition(index >= 0 && index < count, "tile \(index) outside grid of \(count)")
+        let ty = index / columns, tx = index % columns
+        return (ty * tile.h..<min(height, (ty + 1) * tile.h), tx * tile.w..<min(width, (tx + 1) * tile.w))
+    }
+
+    /// `64x80 / 16x16 (4x5 tiles)`.
+    public var description: String { "\(height)x\(width) / \(tile) (\(rows)x\(columns) tiles)" }
+}
+
+/// One tile-restricted pass's staged results, handed to a `StagedCommit` before anything is written: `stage` holds
+/// `[outChannels, columns]` rows `stride` apart (bias, residual and activation not applied yet), in the column
+/// order of `segments` (quadruples output row, first output column, length, first staged column).
+package struct StagedResults {
+    package let conv: Conv2d
+    package let stage: UnsafeMutablePointer<Float>
+    package let columns: Int, stride: Int
+    package let segments: UnsafeMutablePointer<Int>
+    package let segmentCount: Int
+    /// The image's output planes `[outChannels, ho, wo]` and its residual (same layout), if any.
+    package let out: UnsafeMutablePointer<Float>
+    package let residual: UnsafeMutablePointer<Float>?
+    package let ho: Int, wo: Int
+}
+
+/// Decides which staged results of a tile-restricted pass reach the output (output gating).
+package protocol StagedCommit: AnyObject {
+    func commit(_ staged: StagedResults)
+}
