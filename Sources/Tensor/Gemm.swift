@@ -68,9 +68,20 @@ public enum Gemm {
             multiplyBF16(a, b: b, ldb: ldb, columns: n, beta: beta, c: c, ldc: ldc, bias: bias, relu: relu)
             return
         }
-        let mr = Int(fpn_sgemm_mr(isa)), nr = Int(fpn_sgemm_nr(isa))
+        forEachPart(m: m, n: n, k: k, mr: Int(fpn_sgemm_mr(isa)), nr: Int(fpn_sgemm_nr(isa))) { rows, cols in
+            compute(isa, m: rows.count, n: cols.count, k: k,
+                    a: a.data + fpn_sgemm_packed_a_offset(isa, Int32(rows.lowerBound), Int32(k)),
+                    b: b + cols.lowerBound, ldb: ldb, beta: beta, c: c + rows.lowerBound * ldc + cols.lowerBound,
+                    ldc: ldc, bias: bias.map { $0 + rows.lowerBound }, relu: relu)
+        }
+    }
+
+    /// Calls `body(rows, columns)` on the parts of an m x n product split over the cores (in parallel): the columns
+    /// in whole `nr`-wide micro-tiles when there are enough, else the rows in whole `mr`-row panels; one part when
+    /// the product is small.
+    private static func forEachPart(m: Int, n: Int, k: Int, mr: Int, nr: Int,
+                                    _ body: (Range<Int>, Range<Int>) -> Void) {
         let parts = m * n * k < parallelWork ? 1 : Parallel.cores
-        // Split the wider side: columns in whole micro-tiles when there are enough, else rows in whole panels.
         let byColumns = n >= parts * 2 * nr || m < parts * 2 * mr
         let unit = byColumns ? nr : mr, total = byColumns ? n : m
         let units = (total + unit - 1) / unit
@@ -78,13 +89,7 @@ public enum Gemm {
         run(chunks) { i in
             let lo = min(total, units * i / chunks * unit), hi = min(total, units * (i + 1) / chunks * unit)
             guard lo < hi else { return }
-            if byColumns {
-                compute(isa, m: m, n: hi - lo, k: k, a: a.data, b: b + lo, ldb: ldb, beta: beta, c: c + lo, ldc: ldc,
-                        bias: bias, relu: relu)
-            } else {
-                compute(isa, m: hi - lo, n: n, k: k, a: a.data + fpn_sgemm_packed_a_offset(isa, Int32(lo), Int32(k)),
-                        b: b, ldb: ldb, beta: beta, c: c + lo * ldc, ldc: ldc, bias: bias.map { $0 + lo }, relu: relu)
-            }
+            byColumns ? body(0..<m, lo..<hi) : body(lo..<hi, 0..<n)
         }
     }
 
@@ -92,21 +97,13 @@ public enum Gemm {
     private static func multiplyBF16(_ a: PackedMatrix, b: UnsafePointer<Float>, ldb: Int, columns n: Int, beta: Float,
                                      c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>?, relu: Bool) {
         let m = a.rows, k = a.columns
-        let mr = Int(fpn_gemm_bf16_mr()), nr = Int(fpn_gemm_bf16_nr())
-        let parts = m * n * k < parallelWork ? 1 : Parallel.cores
-        let byColumns = n >= parts * 2 * nr || m < parts * 2 * mr
-        let unit = byColumns ? nr : mr, total = byColumns ? n : m
-        let units = (total + unit - 1) / unit
-        let chunks = max(1, min(parts, units))
-        run(chunks) { i in
-            let lo = min(total, units * i / chunks * unit), hi = min(total, units * (i + 1) / chunks * unit)
-            guard lo < hi else { return }
-            let (m0, m1, n0, n1) = byColumns ? (0, m, lo, hi) : (lo, hi, 0, n)
-            let ws = Scratch.take((fpn_gemm_bf16_workspace_bytes(Int32(n1 - n0), Int32(k)) + 3) / 4)
+        forEachPart(m: m, n: n, k: k, mr: Int(fpn_gemm_bf16_mr()), nr: Int(fpn_gemm_bf16_nr())) { rows, cols in
+            let ws = Scratch.take((fpn_gemm_bf16_workspace_bytes(Int32(cols.count), Int32(k)) + 3) / 4)
             defer { Scratch.give(ws) }
-            let ap = UnsafeRawPointer(a.data) + fpn_gemm_bf16_packed_a_offset(Int32(m0), Int32(k))
-            fpn_gemm_bf16_compute(Int32(m1 - m0), Int32(n1 - n0), Int32(k), ap, b + n0, Int32(ldb), beta,
-                                  c + m0 * ldc + n0, Int32(ldc), bias.map { $0 + m0 }, relu ? 1 : 0, ws.base)
+            let ap = UnsafeRawPointer(a.data) + fpn_gemm_bf16_packed_a_offset(Int32(rows.lowerBound), Int32(k))
+            fpn_gemm_bf16_compute(Int32(rows.count), Int32(cols.count), Int32(k), ap, b + cols.lowerBound, Int32(ldb),
+                                  beta, c + rows.lowerBound * ldc + cols.lowerBound, Int32(ldc),
+                                  bias.map { $0 + rows.lowerBound }, relu ? 1 : 0, ws.base)
         }
     }
 
