@@ -97,6 +97,20 @@ public enum Precision: String, CaseIterable, Sendable {
 
     /// The variable that selects the precision (`f32`, `bf16`).
     public static let variable = "FPNSTREAM_PRECISION"
+
+    /// The precision `environment` asks for on a CPU that has AVX512_BF16 or not, on `path`: f32 when unset, with
+    /// a warning when the value is not a precision or cannot run here.
+    public static func resolve(environment: [String: String], bf16Supported: Bool,
+                               path: ComputePath) -> (precision: Precision, warning: String?) {
+        guard let value = environment[variable], !value.isEmpty else { return (.f32, nil) }
+        guard let p = Precision(rawValue: value.lowercased()) else {
+            return (.f32, "\(variable)=\(value) is not a precision (f32, bf16); using f32")
+        }
+        guard p.runs(bf16Supported: bf16Supported, path: path) else {
+            return (.f32, "\(variable)=\(value): needs AVX512_BF16 and the own kernels (compute: \(path.rawValue)); using f32")
+        }
+        return (p, nil)
+    }
 }
 
 /// The compute path of this process and why it was chosen.
@@ -177,10 +191,11 @@ public enum Compute {
     public static var precision: Precision {
         lock.lock(); defer { lock.unlock() }
         if let p = chosenPrecision { return p }
-        let env = ProcessInfo.processInfo.environment[Precision.variable]?.lowercased() ?? ""
-        let p = Precision(rawValue: env) ?? .f32
-        chosenPrecision = p.runs(bf16Supported: Precision.bf16.isSupported, path: path) ? p : .f32
-        return chosenPrecision!
+        let r = Precision.resolve(environment: ProcessInfo.processInfo.environment,
+                                  bf16Supported: Precision.bf16.isSupported, path: path)
+        if let w = r.warning { FileHandle.standardError.write(Data(("fpnstream: " + w + "\n").utf8)) }
+        chosenPrecision = r.precision
+        return r.precision
     }
 
     /// Selects `precision` for models loaded from now on. Throws `PrecisionError` when this CPU or compute path

@@ -157,6 +157,21 @@ final class BF16Tests: XCTestCase {
         }
     }
 
+    func testPrecisionVariableFallsBackToF32WithAWarning() {
+        let ok = Precision.resolve(environment: ["FPNSTREAM_PRECISION": "BF16"], bf16Supported: true, path: .avx512)
+        XCTAssertEqual(ok.precision, .bf16)
+        XCTAssertNil(ok.warning)
+        XCTAssertEqual(Precision.resolve(environment: [:], bf16Supported: true, path: .avx512).precision, .f32)
+        let typo = Precision.resolve(environment: ["FPNSTREAM_PRECISION": "fp16"], bf16Supported: true, path: .avx512)
+        XCTAssertEqual(typo.precision, .f32)
+        XCTAssertTrue(typo.warning?.contains("not a precision") == true)
+        let cannot = Precision.resolve(environment: ["FPNSTREAM_PRECISION": "bf16"], bf16Supported: false, path: .avx2)
+        XCTAssertEqual(cannot.precision, .f32)
+        XCTAssertTrue(cannot.warning?.contains("needs AVX512_BF16") == true)
+        XCTAssertEqual(Precision.resolve(environment: ["FPNSTREAM_PRECISION": "bf16"], bf16Supported: true,
+                                         path: .openblas).precision, .f32)
+    }
+
     /// Against float64 on the bf16-rounded inputs (only the accumulation order differs), and against the fp32
     /// product within bf16's rounding, on ragged shapes split over the cores.
     func testBF16ProductMatchesTheRoundedReference() throws {
