@@ -76,13 +76,21 @@ public enum Gemm {
         }
     }
 
+    /// Which side of a product `forEachPart` splits.
+    private enum Split { case wider, rows, columns }
+
     /// Calls `body(rows, columns)` on the parts of an m x n product split over the cores (in parallel): the columns
-    /// in whole `nr`-wide micro-tiles when there are enough, else the rows in whole `mr`-row panels; one part when
-    /// the product is small.
-    private static func forEachPart(m: Int, n: Int, k: Int, mr: Int, nr: Int,
+    /// in whole `nr`-wide micro-tiles, or the rows in whole `mr`-row panels (`wider`: columns when there are
+    /// enough, else rows); one part when the product is small.
+    private static func forEachPart(m: Int, n: Int, k: Int, mr: Int, nr: Int, split: Split = .wider,
                                     _ body: (Range<Int>, Range<Int>) -> Void) {
         let parts = m * n * k < parallelWork ? 1 : Parallel.cores
-        let byColumns = n >= parts * 2 * nr || m < parts * 2 * mr
+        let byColumns: Bool
+        switch split {
+        case .wider: byColumns = n >= parts * 2 * nr || m < parts * 2 * mr
+        case .rows: byColumns = false
+        case .columns: byColumns = true
+        }
         let unit = byColumns ? nr : mr, total = byColumns ? n : m
         let units = (total + unit - 1) / unit
         let chunks = max(1, min(parts, units))
@@ -116,12 +124,8 @@ public enum Gemm {
         guard let isa = a.path.isa else { preconditionFailure("Gemm.convolve needs an own-kernel path") }
         let m = a.rows, k = a.columns
         guard m > 0 && n > 0 else { return }
-        let nr = Int(fpn_sgemm_nr(isa))
-        let units = (n + nr - 1) / nr
-        let chunks = m * n * k < parallelWork ? 1 : max(1, min(Parallel.cores, units))
-        run(chunks) { i in
-            let lo = min(n, units * i / chunks * nr), hi = min(n, units * (i + 1) / chunks * nr)
-            guard lo < hi else { return }
+        forEachPart(m: m, n: n, k: k, mr: Int(fpn_sgemm_mr(isa)), nr: Int(fpn_sgemm_nr(isa)), split: .columns) { _, cols in
+            let lo = cols.lowerBound, hi = cols.upperBound
             var g = fpn_im2col(x: image, h: Int32(height), w: Int32(width), kh: Int32(kernel.h), kw: Int32(kernel.w),
                                sh: Int32(stride.h), sw: Int32(stride.w), ph: Int32(padding.h), pw: Int32(padding.w),
                                dh: Int32(dilation.h), dw: Int32(dilation.w), ow: Int32(outputWidth), col0: Int32(lo))
@@ -145,12 +149,8 @@ public enum Gemm {
         }
         if precision == .bf16 && Precision.bf16.isSupported {
             // Rows split over the cores, each part's A rounded and packed into its own scratch.
-            let mr = Int(fpn_gemm_bf16_mr())
-            let units = (m + mr - 1) / mr
-            let chunks = m * n * k < parallelWork ? 1 : max(1, min(Parallel.cores, units))
-            run(chunks) { i in
-                let lo = min(m, units * i / chunks * mr), hi = min(m, units * (i + 1) / chunks * mr)
-                guard lo < hi else { return }
+            forEachPart(m: m, n: n, k: k, mr: Int(fpn_gemm_bf16_mr()), nr: 1, split: .rows) { rows, _ in
+                let lo = rows.lowerBound, hi = rows.upperBound
                 let packed = Scratch.take((fpn_gemm_bf16_packed_a_bytes(Int32(hi - lo), Int32(k)) + 3) / 4)
                 let ws = Scratch.take((fpn_gemm_bf16_workspace_bytes(Int32(n), Int32(k)) + 3) / 4)
                 defer { Scratch.give(packed); Scratch.give(ws) }
@@ -160,13 +160,8 @@ public enum Gemm {
             }
             return
         }
-        let mr = Int(fpn_sgemm_mr(isa))
-        let units = (m + mr - 1) / mr
-        let chunks = m * n * k < parallelWork ? 1 : max(1, min(Parallel.cores, units))
-        run(chunks) { i in
-            let lo = min(m, units * i / chunks * mr), hi = min(m, units * (i + 1) / chunks * mr)
-            guard lo < hi else { return }
-            let rows = hi - lo
+        forEachPart(m: m, n: n, k: k, mr: Int(fpn_sgemm_mr(isa)), nr: 1, split: .rows) { part, _ in
+            let lo = part.lowerBound, rows = part.count
             let packed = Scratch.take(fpn_sgemm_packed_a_size(isa, Int32(rows), Int32(k)))
             defer { Scratch.give(packed) }
             fpn_sgemm_pack_a(isa, Int32(rows), Int32(k), a + lo * lda, Int32(lda), packed.base)

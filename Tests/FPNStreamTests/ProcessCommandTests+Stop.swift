@@ -12,19 +12,9 @@ extension ProcessCommandTests {
         let model = TestPaths.samples.appendingPathComponent("models/demo.safetensors").path
         guard FileManager.default.fileExists(atPath: model) else { throw XCTSkip("demo model missing") }
         let out = path("stopped.mp4")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["process", vtest.path, "--model", model, "-o", out, "--jsonl", "-", "--quiet"]
-        let stdout = Pipe(), stderr = Pipe()
-        process.standardOutput = stdout
-        process.standardError = stderr
-        try process.run()
-        var received = Data()
-        while !received.contains(0x0a) {
-            let chunk = stdout.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            received += chunk
-        }
+        let (process, stdout, stderr, firstLine) = try startReadingFirstLine(
+            ["process", vtest.path, "--model", model, "-o", out, "--jsonl", "-", "--quiet"])
+        var received = firstLine
         let linesBeforeSignal = received.split(separator: 0x0a, omittingEmptySubsequences: true).count
         kill(process.processIdentifier, SIGINT)
         received += stdout.fileHandleForReading.readDataToEndOfFile()
@@ -61,9 +51,23 @@ extension ProcessCommandTests {
     func testJSONLReaderClosingThePipeEndsQuietly() throws {
         let input = try makeClip("long.avi", seconds: 100)  // 1000 frame lines: far more than a pipe buffer holds
         let out = path("head.mp4")
+        let (process, stdout, stderr, _) = try startReadingFirstLine(["process", input, "-o", out, "--jsonl", "-", "--quiet"])
+        try stdout.fileHandleForReading.close()  // what `head -n 1` does after its line
+        let errText = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+
+        XCTAssertEqual(process.terminationStatus, 0, errText)
+        XCTAssertEqual(errText, "", "no 'Broken pipe' error")
+        let frames = try XCTUnwrap(try ExternalTools.ffprobeFrameCount(out), "ffprobe cannot read the video")
+        XCTAssertGreaterThanOrEqual(frames, 1)
+        XCTAssertLessThan(frames, 1000, "the run should end when the reader goes away")
+    }
+
+    /// Starts the binary with `arguments`, stdout and stderr piped, and reads stdout until its first whole line.
+    private func startReadingFirstLine(_ arguments: [String]) throws -> (Process, Pipe, Pipe, Data) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["process", input, "-o", out, "--jsonl", "-", "--quiet"]
+        process.arguments = arguments
         let stdout = Pipe(), stderr = Pipe()
         process.standardOutput = stdout
         process.standardError = stderr
@@ -74,14 +78,6 @@ extension ProcessCommandTests {
             if chunk.isEmpty { break }
             received += chunk
         }
-        try stdout.fileHandleForReading.close()  // what `head -n 1` does after its line
-        let errText = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-
-        XCTAssertEqual(process.terminationStatus, 0, errText)
-        XCTAssertEqual(errText, "", "no 'Broken pipe' error")
-        let frames = try XCTUnwrap(try ExternalTools.ffprobeFrameCount(out), "ffprobe cannot read the video")
-        XCTAssertGreaterThanOrEqual(frames, 1)
-        XCTAssertLessThan(frames, 1000, "the run should end when the reader goes away")
+        return (process, stdout, stderr, received)
     }
 }
