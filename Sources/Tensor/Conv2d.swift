@@ -29,6 +29,9 @@ public final class Conv2d: @unchecked Sendable {
     /// `weight` per group as GEMM operands `[outChannels / groups, inChannels / groups · kh · kw]` (none for
     /// depthwise convs).
     let packed: [PackedMatrix]
+    /// The Winograd form of a stride-1 3x3 conv (`WinogradWeights`), or nil. Set once at construction; tests
+    /// replace it to check the other tile size.
+    var winograd: WinogradWeights?
 
     /// - Parameters:
     ///   - weight: `[outChannels, inChannels / groups, kh, kw]` (torch layout).
@@ -64,6 +67,11 @@ public final class Conv2d: @unchecked Sendable {
         let mg = oc / groups, kg = weight.shape[1] * kernel.h * kernel.w
         packed = groups > 1 && groups == inChannels ? []
             : (0..<groups).map { g in PackedMatrix(w.ptr + g * mg * kg, rows: mg, columns: kg) }
+        winograd = Conv2d.winogradApplies(kernel: kernel, stride: stride, dilation: dilation, groups: groups,
+                                          inChannels: inChannels, outChannels: oc, path: packed.first?.path ?? .openblas)
+            ? WinogradWeights(weight: w.ptr, outChannels: oc, inChannels: inChannels,
+                              precision: packed[0].precision) : nil
+        usesWinograd = Conv2d.winogradByDefault
     }
 
     /// Output shape for an input shape `[n, inChannels, h, w]`.
@@ -122,7 +130,13 @@ public final class Conv2d: @unchecked Sendable {
             }
             return
         }
+        let winograd = runsWinograd(x)
         for b in 0..<x.n {
+            if winograd {
+                let dst = out.ptr + b * outChannels * ho * wo
+                winogradForward(x, batch: b, out: dst, ho: ho, wo: wo, residual: residual == nil ? nil : UnsafePointer(dst))
+                continue
+            }
             run(x, batch: b, segments: seg, segmentCount: ho, columns: p, dense: out, kept: nil,
                 residual: residual == nil ? nil : out, workspace: workspace)
         }
@@ -193,6 +207,17 @@ public final class Conv2d: @unchecked Sendable {
             runs = merged
         }
         let (seg, segmentCount, col) = segments(of: runs, grid: grid, workspace: workspace)
+        if runsWinograd(x) {
+            // The same arithmetic as the dense pass, tile for tile: recomputed pixels equal a dense pass's.
+            let plane = outChannels * kept.h * kept.w
+            for b in 0..<x.n {
+                let stage = winogradStage(x, batch: b, segments: seg, segmentCount: segmentCount, columns: col,
+                                          ho: kept.h, wo: kept.w, workspace: workspace)
+                scatter(stage, columns: col, columnBase: 0, segments: seg, segmentCount: segmentCount,
+                        out: kept.ptr + b * plane, residual: residual.map { $0.ptr + b * plane }, ho: kept.h, wo: kept.w)
+            }
+            return
+        }
         for b in 0..<x.n {
             run(x, batch: b, segments: seg, segmentCount: segmentCount, columns: col, dense: nil, kept: kept,
                 residual: residual, workspace: workspace)
@@ -209,6 +234,14 @@ public final class Conv2d: @unchecked Sendable {
         checkTiled(x, grid: grid, residual: residual, kept: kept)
         guard !sorted.isEmpty else { return }
         let (seg, segmentCount, col) = segments(of: grid.runs(sorted), grid: grid, workspace: workspace)
+        if runsWinograd(x) {
+            let stage = winogradStage(x, batch: 0, segments: seg, segmentCount: segmentCount, columns: col,
+                                      ho: kept.h, wo: kept.w, workspace: workspace)
+            commit.commit(StagedResults(conv: self, stage: stage, columns: col, stride: col, segments: seg,
+                                        segmentCount: segmentCount, out: kept.ptr, residual: residual?.ptr,
+                                        ho: kept.h, wo: kept.w))
+            return
+        }
         var hook: StagedCommit? = commit
         run(x, batch: 0, segments: seg, segmentCount: segmentCount, columns: col, dense: nil, kept: kept,
             residual: residual, commit: &hook, workspace: workspace)
@@ -373,6 +406,10 @@ public final class Conv2d: @unchecked Sendable {
     /// Dense passes on the own kernels gather im2col inside the GEMM's packing (no im2col matrix). Off only to
     /// measure or test the explicit im2col path; not to be changed while the conv runs.
     public var implicitIm2col = true
+
+    /// Dense passes of a stride-1 3x3 conv with a Winograd form (`WinogradWeights`) use it when the image has
+    /// enough tiles. Off only to measure or test the direct path; not to be changed while the conv runs.
+    public var usesWinograd: Bool
 
     /// Tests force narrow chunks (many GEMMs per image) to exercise the chunking on small images.
     var chunkColumnsForTesting: Int?

@@ -170,6 +170,28 @@ public enum Gemm {
         }
     }
 
+    /// Floats of workspace one `multiplySerial` with `a` and up to `columns` columns needs.
+    static func serialWorkspace(_ a: PackedMatrix, columns: Int) -> Int {
+        guard let isa = a.path.isa else { return 0 }
+        if a.precision == .bf16 { return (fpn_gemm_bf16_workspace_bytes(Int32(columns), Int32(a.columns)) + 3) / 4 }
+        return fpn_sgemm_workspace_size(isa, Int32(columns), Int32(a.columns))
+    }
+
+    /// C[`a.rows`, `columns`] = A·B on the calling thread with the caller's `workspace` (`serialWorkspace` floats),
+    /// for callers that split the work over the cores themselves. Own-kernel paths only.
+    static func multiplySerial(_ a: PackedMatrix, b: UnsafePointer<Float>, ldb: Int, columns n: Int,
+                               c: UnsafeMutablePointer<Float>, ldc: Int, workspace: UnsafeMutablePointer<Float>) {
+        guard let isa = a.path.isa else { preconditionFailure("Gemm.multiplySerial needs an own-kernel path") }
+        guard a.rows > 0 && n > 0 else { return }
+        if a.precision == .bf16 {
+            fpn_gemm_bf16_compute(Int32(a.rows), Int32(n), Int32(a.columns), a.data, b, Int32(ldb), 0, c, Int32(ldc),
+                                  nil, 0, workspace)
+        } else {
+            fpn_sgemm_compute(isa, Int32(a.rows), Int32(n), Int32(a.columns), a.data, b, Int32(ldb), 0, c, Int32(ldc),
+                              nil, 0, workspace)
+        }
+    }
+
     /// One single-threaded kernel call with a pooled workspace.
     private static func compute(_ isa: Int32, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
                                 ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,

@@ -1,3 +1,4 @@
+import CKernels
 import TestSupport
 import XCTest
 @testable import Tensor
@@ -201,5 +202,145 @@ final class ConvTests: XCTestCase {
         XCTAssertEqual(g.rect(5).cols, 16..<29)
         XCTAssertEqual(g.rect(1).cols, 16..<29)
         XCTAssertEqual(g.rect(2).rows, 16..<32)
+    }
+}
+
+final class WinogradConvTests: XCTestCase {
+    /// Both tile sizes against the float64 reference and the direct GEMM: output sizes that are not multiples of the
+    /// tile (edge tiles clipped), padding 0/1/2, bias and ReLU, a residual accumulated in place, a batch of two, and
+    /// maps wide enough for several tile blocks per core and 16-tile groups that cross a tile row.
+    func testWinogradMatchesTheReferenceAndTheDirectGEMM() throws {
+        struct Case { var n = 1, c = 16, h = 0, w = 0, oc = 24, padding = 1, bias = true, relu = false, residual = false }
+        let cases = [
+            Case(h: 37, w: 45, relu: true),
+            Case(c: 32, h: 30, w: 61, oc: 19, padding: 0),
+            Case(n: 2, c: 17, h: 26, w: 26, oc: 16, padding: 2, bias: false),
+            Case(c: 24, h: 41, w: 83, oc: 40, relu: true, residual: true),
+            Case(c: 16, h: 9, w: 190, oc: 16),
+        ]
+        for (i, t) in cases.enumerated() {
+            var rng = TestRandom(seed: UInt64(500 + i))
+            let x = rng.tensor([t.n, t.c, t.h, t.w])
+            let wt = rng.tensor([t.oc, t.c, 3, 3])
+            let b = t.bias ? rng.floats(t.oc) : nil
+            let conv = Conv2d(weight: wt, bias: b, padding: Size2(t.padding, t.padding), activation: t.relu ? .relu : .none)
+            let ref = Ref.conv2d(x, wt, bias: b, stride: 1, padding: Size2(t.padding, t.padding), dilation: 1, groups: 1,
+                                 relu: false)
+            let res = t.residual ? rng.tensor(ref.shape) : nil
+            var want = ref.data
+            if let res { for j in want.indices { want[j] += Double(res.array[j]) } }
+            if t.relu { want = want.map { max($0, 0) } }
+            guard Compute.path != .openblas else { throw XCTSkip("the OpenBLAS path has no Winograd form") }
+            XCTAssertNotNil(conv.winograd, "case \(i): a 3x3 stride-1 conv on \(Compute.path) has a Winograd form")
+            for m in [4, 2] {
+                conv.winograd = WinogradWeights(weight: conv.weight.ptr, outChannels: t.oc, inChannels: t.c,
+                                                precision: .f32, m: m)
+                conv.usesWinograd = true
+                XCTAssertTrue(conv.runsWinograd(x), "case \(i) m \(m): enough tiles for the Winograd pass")
+                let out = Tensor(shape: ref.shape)
+                if let res { out.copy(from: res) }
+                conv.forward(x, residual: res == nil ? nil : out, into: out, workspace: Workspace())
+                assertClose(out, want, shape: ref.shape, tol: 2e-5, "case \(i) Winograd F(\(m)x\(m), 3x3)")
+                conv.usesWinograd = false
+                let direct = Tensor(shape: ref.shape)
+                if let res { direct.copy(from: res) }
+                conv.forward(x, residual: res == nil ? nil : direct, into: direct, workspace: Workspace())
+                assertClose(out, direct.array.map(Double.init), shape: ref.shape, tol: 2e-5, "case \(i) m \(m) vs direct")
+            }
+        }
+    }
+
+    /// A tile-restricted pass computes its tiles through the same Winograd tiles as the dense pass, so the
+    /// recomputed pixels equal the dense output exactly, whatever the temporal tile size (aligned to the
+    /// Winograd tile or not), and nothing outside the chosen tiles is written.
+    func testTilePassesEqualTheDensePassExactly() throws {
+        try XCTSkipIf(Compute.path == .openblas, "the OpenBLAS path has no Winograd form")
+        var rng = TestRandom(seed: 41)
+        let x = rng.tensor([1, 16, 30, 38]), wt = rng.tensor([20, 16, 3, 3]), b = rng.floats(20)
+        let conv = Conv2d(weight: wt, bias: b, padding: 1, activation: .relu)
+        let residual = rng.tensor([1, 20, 30, 38])
+        let dense = Tensor(shape: [1, 20, 30, 38])
+        dense.copy(from: residual)
+        conv.forward(x, residual: dense, into: dense, workspace: Workspace())
+        XCTAssertTrue(conv.runsWinograd(x))
+        for tile in [2, 3, 4, 8] {
+            let grid = TileGrid(height: 30, width: 38, tile: Size2(tile, tile))
+            let chosen = Array(stride(from: 1, to: grid.count, by: 3))
+            let kept = Tensor(shape: dense.shape, repeating: .nan)
+            conv.forward(x, tiles: chosen, grid: grid, residual: residual, into: kept, workspace: Workspace())
+            var inside = 0, mismatched = 0, written = 0
+            let k = kept.array, d = dense.array
+            for c in 0..<20 { for y in 0..<30 { for xx in 0..<38 {
+                let i = (c * 30 + y) * 38 + xx
+                if chosen.contains(y / tile * grid.columns + xx / tile) {
+                    inside += 1; if k[i] != d[i] { mismatched += 1 }
+                } else if !k[i].isNaN { written += 1 }
+            } } }
+            XCTAssertGreaterThan(inside, 0)
+            XCTAssertEqual(mismatched, 0, "tile \(tile): recomputed pixels differ from the dense pass")
+            XCTAssertEqual(written, 0, "tile \(tile): pixels outside the chosen tiles were written")
+        }
+    }
+
+    /// The portable transforms (AVX2 and generic hosts) and the AVX-512 ones compute the same V and Y, bit for bit
+    /// up to float rounding, on blocks that start mid tile row and end in a partial 16-tile group.
+    func testPortableAndAVX512TransformsAgree() throws {
+        try XCTSkipUnless(fpn_isa_supported(Int32(FPN_ISA_AVX512.rawValue)) != 0, "no AVX-512 on this CPU")
+        var rng = TestRandom(seed: 77)
+        for m in [2, 4] {
+            let a2 = (m + 2) * (m + 2), cin = 3, cout = 5
+            var g = fpn_winograd(m: Int32(m), cin: Int32(cin), cout: Int32(cout), h: 23, w: 29, ph: 1, pw: 2,
+                                 ho: 23, wo: 31)
+            let tiles = Int(fpn_winograd_tiles(&g))
+            // A list with gaps and a run of 16 consecutive tiles in one row, and a contiguous block from tile 5.
+            let list = (Array(stride(from: 0, to: tiles / 2, by: 3)) + Array((tiles / 2)..<min(tiles, tiles / 2 + 16)))
+                .map(Int32.init)
+            let x = rng.tensor([cin, 23, 29])
+            let residual = rng.floats(cout * 23 * 31)
+            var results: [[Float]] = []
+            for isa in [FPN_ISA_GENERIC, FPN_ISA_AVX512] {
+                var all: [Float] = []
+                for useList in [false, true] {
+                    let tb = useList ? list.count : tiles - 9, ld = (tb + 15) / 16 * 16
+                    var v = [Float](repeating: 0, count: a2 * cin * ld)
+                    var y = [Float](repeating: 0.5, count: cout * 23 * 31)
+                    list.withUnsafeBufferPointer { lp in
+                        let tp = useList ? lp.baseAddress : nil
+                        fpn_winograd_input(Int32(isa.rawValue), &g, x.ptr, tp, 5, Int32(tb), &v, Int32(ld))
+                        let mm = (0..<(a2 * cout * ld)).map { Float($0 % 7) - 3 + Float(v[$0 % v.count]) }
+                        fpn_winograd_output(Int32(isa.rawValue), &g, mm, Int32(ld), tp, 5, Int32(tb),
+                                            [1, 2, 3, 4, 5], useList ? residual : nil, 1, &y)
+                    }
+                    all += v + y
+                }
+                results.append(all)
+            }
+            XCTAssertEqual(results[0].count, results[1].count)
+            let scale = max(1, results[0].map(abs).max() ?? 0)
+            let worst = zip(results[0], results[1]).map { abs($0 - $1) }.max() ?? .infinity
+            XCTAssertLessThanOrEqual(worst, 1e-6 * scale, "m \(m): portable vs AVX-512 transforms (scale \(scale))")
+            XCTAssertGreaterThan(results[0].filter { $0 != 0 && $0 != 0.5 }.count, results[0].count / 2,
+                                 "m \(m): the transforms wrote most values")
+        }
+    }
+
+    /// Only stride-1, undilated, ungrouped 3x3 convs with enough channels get a Winograd form, and a map with too few
+    /// tiles runs the direct GEMM.
+    func testWinogradAppliesOnlyToStrideOne3x3Convolutions() {
+        var rng = TestRandom(seed: 9)
+        func conv(_ k: Int, stride: Int = 1, dilation: Int = 1, groups: Int = 1, c: Int = 16) -> Conv2d {
+            Conv2d(weight: rng.tensor([16, c / groups, k, k]), stride: Size2(stride, stride),
+                   padding: Size2(dilation, dilation), dilation: Size2(dilation, dilation), groups: groups)
+        }
+        let expected = Compute.path != .openblas
+        XCTAssertEqual(conv(3).winograd != nil, expected)
+        XCTAssertNil(conv(3, stride: 2).winograd)
+        XCTAssertNil(conv(3, dilation: 2).winograd)
+        XCTAssertNil(conv(3, groups: 2).winograd)
+        XCTAssertNil(conv(1).winograd)
+        XCTAssertNil(conv(3, c: 8).winograd)
+        let c = conv(3)
+        XCTAssertFalse(c.runsWinograd(rng.tensor([1, 16, 12, 12])), "9 tiles of 4x4: direct GEMM")
+        XCTAssertEqual(c.runsWinograd(rng.tensor([1, 16, 40, 40])), expected, "100 tiles")
     }
 }

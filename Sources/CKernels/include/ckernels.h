@@ -216,6 +216,48 @@ void fpn_gemm_bf16_compute(int m, int n, int k, const void *packed_a, const floa
                            float beta, float *c, int ldc, const float *bias, int relu, void *workspace);
 
 /* ------------------------------------------------------------------------ */
+/* Winograd F(m x m, 3 x 3) transforms for stride-1 3x3 convolutions            */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * One image's convolution geometry. Output tiles of m x m pixels (m = 2 or 4; alpha = m + 2 input pixels a
+ * side) are numbered row-major over a grid of ceil(ho/m) x ceil(wo/m); tile t's output origin is
+ * (t / tw * m, t % tw * m) and its input origin that minus the padding. Between the transforms, alpha^2 GEMMs
+ * M[xi] (cout x tiles) = U[xi] (cout x cin) * V[xi] (cin x tiles), xi = i * alpha + k, do the products.
+ */
+struct fpn_winograd {
+    int m;                 /* output tile size: 2 or 4 */
+    int cin, cout;
+    int h, w;              /* input size */
+    int ph, pw;            /* zero padding */
+    int ho, wo;            /* output size (h + 2ph - 2, w + 2pw - 2) */
+};
+
+/* Number of output tiles. */
+int fpn_winograd_tiles(const struct fpn_winograd *g);
+
+/* U = G g G^T (computed in double) for weight [cout][cin][3][3]: u is alpha^2 matrices [cout][cin]. */
+void fpn_winograd_transform_weights(int m, int cout, int cin, const float *weight, float *u);
+
+/*
+ * A block of tb tiles: tiles[0..tb) (ascending tile numbers), or t0..t0+tb-1 when tiles is NULL. Entry l of the
+ * block is column l of the GEMM operands.
+ *
+ * V = B^T d B for the block's tiles of image x ([cin][h][w]): v[xi][c][l] with row stride ldv (>= tb), matrix
+ * stride cin * ldv. Zero padding outside the image.
+ */
+void fpn_winograd_input(int isa, const struct fpn_winograd *g, const float *x, const int *tiles, int t0, int tb,
+                        float *v, int ldv);
+
+/*
+ * Y = A^T M A for the block's tiles from mm[xi][oc][l] (row stride ldm, matrix stride cout * ldm), written to out
+ * ([cout][ho][wo], pixels past the edge dropped) as act(Y + bias[oc] + residual), with bias and residual (same
+ * layout as out; may be out itself) optional (NULL). Only the block's pixels are read or written.
+ */
+void fpn_winograd_output(int isa, const struct fpn_winograd *g, const float *mm, int ldm, const int *tiles, int t0,
+                         int tb, const float *bias, const float *residual, int relu, float *out);
+
+/* ------------------------------------------------------------------------ */
 /* The CPU's limit                                                            */
 /* ------------------------------------------------------------------------ */
 

@@ -1,0 +1,142 @@
+import CKernels
+import Dispatch
+import Foundation
+
+/// A stride-1 3x3 convolution's weights in Winograd form: U = G g Gᵀ for F(m x m, 3 x 3), as α² = (m + 2)² GEMM
+/// operands `[outChannels, inChannels]` on the compute path. The dense pass then multiplies α² times per output
+/// tile instead of 9m² times (2.25x fewer products for m = 2, 4x for m = 4). Immutable, shared by streams.
+final class WinogradWeights: @unchecked Sendable {
+    /// Output tile size: 4 for f32, 2 for bf16 (its larger transform constants would amplify bf16 rounding).
+    let m: Int
+    /// `U[ξ]`, ξ = i · α + k.
+    let packed: [PackedMatrix]
+
+    /// - Parameter weight: `[outChannels, inChannels, 3, 3]`, row-major.
+    init(weight: UnsafePointer<Float>, outChannels: Int, inChannels: Int, precision: Precision, m: Int? = nil) {
+        self.m = m ?? (precision == .bf16 ? 2 : 4)
+        precondition(self.m == 2 || self.m == 4, "Winograd tile must be 2 or 4, got \(self.m)")
+        let a2 = (self.m + 2) * (self.m + 2), plane = outChannels * inChannels
+        let u = UnsafeMutablePointer<Float>.allocate(capacity: a2 * plane)
+        defer { u.deallocate() }
+        fpn_winograd_transform_weights(Int32(self.m), Int32(outChannels), Int32(inChannels), weight, u)
+        packed = (0..<a2).map { PackedMatrix(u + $0 * plane, rows: outChannels, columns: inChannels, precision: precision) }
+    }
+}
+
+extension Conv2d {
+    /// The process's default for stride-1 3x3 convolutions: Winograd unless `FPNSTREAM_WINOGRAD` is `off` or `0`
+    /// (for measuring against the direct GEMM; the results agree to float rounding).
+    public static let winogradByDefault: Bool = {
+        guard let v = ProcessInfo.processInfo.environment["FPNSTREAM_WINOGRAD"]?.lowercased() else { return true }
+        return !(v == "off" || v == "0" || v == "false")
+    }()
+
+    /// Tiles per block: each block's transformed input and products (α² · channels · block floats) stay near the
+    /// core's L2 while the α² GEMMs stream through them.
+    static let winogradBlock = 64
+
+    /// Below this many output tiles per image the GEMMs are too narrow to gain from the transform.
+    static let winogradMinTiles = 32
+
+    /// Whether this convolution's Winograd form computes a dense pass on input `x`.
+    func runsWinograd(_ x: Tensor) -> Bool { runsWinograd(shape: x.shape) }
+
+    /// Whether this convolution's Winograd form computes a dense pass on an input of shape `[n, c, h, w]`.
+    public func runsWinograd(shape: [Int]) -> Bool {
+        guard usesWinograd, let w = winograd, shape.count == 4 else { return false }
+        let ho = shape[2] + 2 * padding.h - 2, wo = shape[3] + 2 * padding.w - 2
+        return ((ho + w.m - 1) / w.m) * ((wo + w.m - 1) / w.m) >= Conv2d.winogradMinTiles
+    }
+
+    /// Whether a convolution of this geometry gets a Winograd form: 3x3, stride 1, no dilation, one group, on the
+    /// own kernels, with enough channels for the GEMMs between the transforms to be worth it.
+    static func winogradApplies(kernel: Size2, stride: Size2, dilation: Size2, groups: Int, inChannels: Int,
+                                outChannels: Int, path: ComputePath) -> Bool {
+        kernel == Size2(3, 3) && stride == 1 && dilation == 1 && groups == 1 && path.isa != nil
+            && inChannels >= 16 && outChannels >= 16
+    }
+
+    /// Winograd pass of batch item `b` over the output tiles `tiles` (ascending tile numbers of the m x m grid; nil:
+    /// all) into `out` (the item's planes `[outChannels, ho, wo]`): act(conv + bias + residual) with `residual` (same
+    /// layout, may be `out`) optional, or the bare convolution when `epilogue` is false. Only those tiles' pixels are
+    /// written. Blocks of tiles are split over the cores; each block is transformed, multiplied α² times and
+    /// transformed back by one thread with its own scratch.
+    func winogradForward(_ x: Tensor, batch b: Int, tiles list: [Int32]? = nil, out: UnsafeMutablePointer<Float>,
+                         ho: Int, wo: Int, residual: UnsafePointer<Float>?, epilogue: Bool = true) {
+        guard let w = winograd, let isa = packed[0].path.isa else { preconditionFailure("no Winograd form") }
+        var g = fpn_winograd(m: Int32(w.m), cin: Int32(inChannels), cout: Int32(outChannels), h: Int32(x.h),
+                             w: Int32(x.w), ph: Int32(padding.h), pw: Int32(padding.w), ho: Int32(ho), wo: Int32(wo))
+        let tiles = list?.count ?? Int(fpn_winograd_tiles(&g))
+        guard tiles > 0 else { return }
+        let a2 = (w.m + 2) * (w.m + 2), block = Conv2d.winogradBlock
+        let blocks = (tiles + block - 1) / block
+        let workers = max(1, min(Parallel.cores, blocks))
+        let ld = (block + 15) / 16 * 16
+        let xin = UnsafePointer(x.ptr + b * inChannels * x.h * x.w)
+        let relu: Int32 = epilogue && activation == .relu ? 1 : 0
+        withBias { bias in
+            let biasPointer = epilogue ? bias?.baseAddress : nil
+            let worker = { (i: Int) in
+                let v = Scratch.take(a2 * (self.inChannels + self.outChannels) * ld)
+                let ws = Scratch.take(Gemm.serialWorkspace(w.packed[0], columns: ld))
+                defer { Scratch.give(v); Scratch.give(ws) }
+                let products = v.base + a2 * self.inChannels * ld
+                for blk in (blocks * i / workers)..<(blocks * (i + 1) / workers) {
+                    let t0 = blk * block, n = min(block, tiles - t0)
+                    list.withOptionalPointer(offset: t0) { tp in
+                        fpn_winograd_input(isa, &g, xin, tp, Int32(t0), Int32(n), v.base, Int32(ld))
+                        for xi in 0..<a2 {
+                            Gemm.multiplySerial(w.packed[xi], b: v.base + xi * self.inChannels * ld, ldb: ld,
+                                                columns: n, c: products + xi * self.outChannels * ld, ldc: ld,
+                                                workspace: ws.base)
+                        }
+                        fpn_winograd_output(isa, &g, products, Int32(ld), tp, Int32(t0), Int32(n), biasPointer,
+                                            epilogue ? residual : nil, relu, out)
+                    }
+                }
+            }
+            if workers == 1 {
+                worker(0)
+            } else {
+                withoutActuallyEscaping(worker) { body in DispatchQueue.concurrentPerform(iterations: workers) { body($0) } }
+            }
+        }
+    }
+
+    /// A tile-restricted pass through the Winograd form: the bare convolution of the Winograd tiles covering the
+    /// segments' pixels (quadruples oy, ox0, length, column) of batch item `b`, gathered into a stage
+    /// `[outChannels, columns]` in column order, like the GEMM path's stage (bias, residual and activation not yet
+    /// applied). Every tile is computed as in the dense pass, so the staged values equal the dense pass's.
+    func winogradStage(_ x: Tensor, batch b: Int, segments seg: UnsafeMutablePointer<Int>, segmentCount: Int,
+                       columns p: Int, ho: Int, wo: Int, workspace: Workspace) -> UnsafeMutablePointer<Float> {
+        guard let m = winograd?.m else { preconditionFailure("no Winograd form") }
+        let tw = (wo + m - 1) / m, th = (ho + m - 1) / m
+        var covered = [Bool](repeating: false, count: tw * th)
+        for s in 0..<segmentCount where seg[4 * s + 2] > 0 {
+            let wy = seg[4 * s] / m
+            for wx in (seg[4 * s + 1] / m)...((seg[4 * s + 1] + seg[4 * s + 2] - 1) / m) { covered[wy * tw + wx] = true }
+        }
+        let list = covered.indices.filter { covered[$0] }.map(Int32.init)
+        let plane = ho * wo
+        let planes = workspace.scratch(outChannels * plane + outChannels * p)
+        let stage = planes + outChannels * plane
+        winogradForward(x, batch: b, tiles: list, out: planes, ho: ho, wo: wo, residual: nil, epilogue: false)
+        Parallel.forEach(outChannels, cost: outChannels * p) { range in
+            for oc in range {
+                for s in 0..<segmentCount {
+                    let src = planes + oc * plane + seg[4 * s] * wo + seg[4 * s + 1]
+                    (stage + oc * p + seg[4 * s + 3]).update(from: src, count: seg[4 * s + 2])
+                }
+            }
+        }
+        return stage
+    }
+}
+
+private extension Optional where Wrapped == [Int32] {
+    /// `body` with a pointer to element `offset`, or nil for nil.
+    func withOptionalPointer<R>(offset: Int, _ body: (UnsafePointer<Int32>?) -> R) -> R {
+        guard let a = self else { return body(nil) }
+        return a.withUnsafeBufferPointer { body($0.baseAddress! + offset) }
+    }
+}
