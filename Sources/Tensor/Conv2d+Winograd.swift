@@ -11,9 +11,14 @@ final class WinogradWeights: @unchecked Sendable {
     /// `U[ξ]`, ξ = i · α + k.
     let packed: [PackedMatrix]
 
+    /// The output tile size for `precision`: `FPNSTREAM_WINOGRAD=2|4` if set, else 4 (f32) or 2 (bf16).
+    static func tile(for precision: Precision) -> Int {
+        Conv2d.winogradTileOverride ?? (precision == .bf16 ? 2 : 4)
+    }
+
     /// - Parameter weight: `[outChannels, inChannels, 3, 3]`, row-major.
     init(weight: UnsafePointer<Float>, outChannels: Int, inChannels: Int, precision: Precision, m: Int? = nil) {
-        self.m = m ?? (precision == .bf16 ? 2 : 4)
+        self.m = m ?? WinogradWeights.tile(for: precision)
         precondition(self.m == 2 || self.m == 4, "Winograd tile must be 2 or 4, got \(self.m)")
         let a2 = (self.m + 2) * (self.m + 2), plane = outChannels * inChannels
         let u = UnsafeMutablePointer<Float>.allocate(capacity: a2 * plane)
@@ -24,11 +29,15 @@ final class WinogradWeights: @unchecked Sendable {
 }
 
 extension Conv2d {
-    /// The process's default for stride-1 3x3 convolutions: Winograd unless `FPNSTREAM_WINOGRAD` is `off` or `0`
-    /// (for measuring against the direct GEMM; the results agree to float rounding).
-    public static let winogradByDefault: Bool = {
-        guard let v = ProcessInfo.processInfo.environment["FPNSTREAM_WINOGRAD"]?.lowercased() else { return true }
-        return !(v == "off" || v == "0" || v == "false")
+    /// The process's default for stride-1 3x3 convolutions: Winograd unless `FPNSTREAM_WINOGRAD` is `off` (for
+    /// measuring against the direct GEMM; the results agree to float rounding).
+    public static let winogradByDefault = ProcessInfo.processInfo.environment["FPNSTREAM_WINOGRAD"]?.lowercased() != "off"
+
+    /// `FPNSTREAM_WINOGRAD=2` or `4` forces that output tile size for both precisions (for measuring accuracy and
+    /// speed); otherwise 4 in f32 and 2 in bf16.
+    static let winogradTileOverride: Int? = {
+        guard let v = ProcessInfo.processInfo.environment["FPNSTREAM_WINOGRAD"], v == "2" || v == "4" else { return nil }
+        return Int(v)
     }()
 
     /// Tiles per block: each block's transformed input and products (α² · channels · block floats) stay near the
@@ -38,14 +47,40 @@ extension Conv2d {
     /// Below this many output tiles per image the GEMMs are too narrow to gain from the transform.
     static let winogradMinTiles = 32
 
+    /// The Winograd form, built on first use (the transformed weights take 4x the 3x3 weights' memory, so models
+    /// whose maps stay small never pay for it), or nil when the geometry has none. Tests replace it to check the
+    /// other tile size.
+    var winograd: WinogradWeights? {
+        get {
+            guard winogradEligible else { return nil }
+            winogradLock.lock(); defer { winogradLock.unlock() }
+            if winogradStorage == nil {
+                winogradStorage = WinogradWeights(weight: weight.ptr, outChannels: outChannels, inChannels: inChannels,
+                                                  precision: packed[0].precision)
+            }
+            return winogradStorage
+        }
+        set {
+            winogradLock.lock(); defer { winogradLock.unlock() }
+            winogradStorage = newValue
+        }
+    }
+
+    /// Output tile size of the Winograd form (built or not).
+    private var winogradTile: Int {
+        winogradLock.lock(); defer { winogradLock.unlock() }
+        return winogradStorage?.m ?? WinogradWeights.tile(for: packed[0].precision)
+    }
+
     /// Whether this convolution's Winograd form computes a dense pass on input `x`.
     func runsWinograd(_ x: Tensor) -> Bool { runsWinograd(shape: x.shape) }
 
     /// Whether this convolution's Winograd form computes a dense pass on an input of shape `[n, c, h, w]`.
     public func runsWinograd(shape: [Int]) -> Bool {
-        guard usesWinograd, let w = winograd, shape.count == 4 else { return false }
+        guard usesWinograd, winogradEligible, shape.count == 4 else { return false }
+        let m = winogradTile
         let ho = shape[2] + 2 * padding.h - 2, wo = shape[3] + 2 * padding.w - 2
-        return ((ho + w.m - 1) / w.m) * ((wo + w.m - 1) / w.m) >= Conv2d.winogradMinTiles
+        return ((ho + m - 1) / m) * ((wo + m - 1) / m) >= Conv2d.winogradMinTiles
     }
 
     /// Whether a convolution of this geometry gets a Winograd form: 3x3, stride 1, no dilation, one group, on the

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A 2-D convolution with torch semantics (`nn.Conv2d`): any kernel, stride, padding, dilation and groups.
 ///
 /// Input `[n, inChannels, h, w]` → output `[n, outChannels, (h + 2p - d(k-1) - 1)/s + 1, ...]`.
@@ -29,9 +31,11 @@ public final class Conv2d: @unchecked Sendable {
     /// `weight` per group as GEMM operands `[outChannels / groups, inChannels / groups · kh · kw]` (none for
     /// depthwise convs).
     let packed: [PackedMatrix]
-    /// The Winograd form of a stride-1 3x3 conv (`WinogradWeights`), or nil. Set once at construction; tests
-    /// replace it to check the other tile size.
-    var winograd: WinogradWeights?
+    /// Whether this conv's geometry has a Winograd form (`Conv2d.winogradApplies`).
+    let winogradEligible: Bool
+    /// The Winograd form, built by the first pass that needs it (`winograd`), under `winogradLock`.
+    var winogradStorage: WinogradWeights?
+    let winogradLock = NSLock()
 
     /// - Parameters:
     ///   - weight: `[outChannels, inChannels / groups, kh, kw]` (torch layout).
@@ -67,10 +71,9 @@ public final class Conv2d: @unchecked Sendable {
         let mg = oc / groups, kg = weight.shape[1] * kernel.h * kernel.w
         packed = groups > 1 && groups == inChannels ? []
             : (0..<groups).map { g in PackedMatrix(w.ptr + g * mg * kg, rows: mg, columns: kg) }
-        winograd = Conv2d.winogradApplies(kernel: kernel, stride: stride, dilation: dilation, groups: groups,
-                                          inChannels: inChannels, outChannels: oc, path: packed.first?.path ?? .openblas)
-            ? WinogradWeights(weight: w.ptr, outChannels: oc, inChannels: inChannels,
-                              precision: packed[0].precision) : nil
+        winogradEligible = Conv2d.winogradApplies(kernel: kernel, stride: stride, dilation: dilation, groups: groups,
+                                                  inChannels: inChannels, outChannels: oc,
+                                                  path: packed.first?.path ?? .openblas)
         usesWinograd = Conv2d.winogradByDefault
     }
 

@@ -333,13 +333,14 @@ final class WinogradConvTests: XCTestCase {
                    padding: Size2(dilation, dilation), dilation: Size2(dilation, dilation), groups: groups)
         }
         let expected = Compute.path != .openblas
-        XCTAssertEqual(conv(3).winograd != nil, expected)
-        XCTAssertNil(conv(3, stride: 2).winograd)
-        XCTAssertNil(conv(3, dilation: 2).winograd)
-        XCTAssertNil(conv(3, groups: 2).winograd)
-        XCTAssertNil(conv(1).winograd)
-        XCTAssertNil(conv(3, c: 8).winograd)
+        XCTAssertEqual(conv(3).winogradEligible, expected)
+        XCTAssertFalse(conv(3, stride: 2).winogradEligible)
+        XCTAssertFalse(conv(3, dilation: 2).winogradEligible)
+        XCTAssertFalse(conv(3, groups: 2).winogradEligible)
+        XCTAssertFalse(conv(1).winogradEligible)
+        XCTAssertFalse(conv(3, c: 8).winogradEligible)
         let c = conv(3)
+        XCTAssertNil(c.winogradStorage, "the Winograd form is built on first use only")
         XCTAssertFalse(c.runsWinograd(rng.tensor([1, 16, 12, 12])), "9 tiles of 4x4: direct GEMM")
         XCTAssertEqual(c.runsWinograd(rng.tensor([1, 16, 40, 40])), expected, "100 tiles")
     }
