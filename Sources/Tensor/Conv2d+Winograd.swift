@@ -44,7 +44,7 @@ extension Conv2d {
     /// core's L2 while the α² GEMMs stream through them.
     static let winogradBlock = 64
 
-    /// Below this many output tiles per image the GEMMs are too narrow to gain from the transform.
+    /// Below this many output tiles (over a batch's images) the GEMMs are too narrow to gain from the transform.
     static let winogradMinTiles = 32
 
     /// The Winograd form, built on first use (the transformed weights take 4x the 3x3 weights' memory, so models
@@ -80,7 +80,7 @@ extension Conv2d {
         guard usesWinograd, winogradEligible, shape.count == 4 else { return false }
         let m = winogradTile
         let ho = shape[2] + 2 * padding.h - 2, wo = shape[3] + 2 * padding.w - 2
-        return ((ho + m - 1) / m) * ((wo + m - 1) / m) >= Conv2d.winogradMinTiles
+        return shape[0] * ((ho + m - 1) / m) * ((wo + m - 1) / m) >= Conv2d.winogradMinTiles
     }
 
     /// Whether a convolution of this geometry gets a Winograd form: 3x3, stride 1, no dilation, one group, on the
@@ -91,42 +91,61 @@ extension Conv2d {
             && inChannels >= 16 && outChannels >= 16
     }
 
-    /// Winograd pass of batch item `b` over the output tiles `tiles` (ascending tile numbers of the m x m grid; nil:
-    /// all) into `out` (the item's planes `[outChannels, ho, wo]`): act(conv + bias + residual) with `residual` (same
-    /// layout, may be `out`) optional, or the bare convolution when `epilogue` is false. Only those tiles' pixels are
-    /// written. Blocks of tiles are split over the cores; each block is transformed, multiplied α² times and
-    /// transformed back by one thread with its own scratch.
-    func winogradForward(_ x: Tensor, batch b: Int, tiles list: [Int32]? = nil, out: UnsafeMutablePointer<Float>,
+    /// Winograd pass of batch items `items` over the output tiles `tiles` (one item only: ascending tile numbers of
+    /// its m x m grid; nil: every tile of every item) into `out` (the first item's planes `[outChannels, ho, wo]`,
+    /// the next items' following): act(conv + bias + residual) with `residual` (same layout, may be `out`) optional,
+    /// or the bare convolution when `epilogue` is false. Only those tiles' pixels are written. The items' tiles,
+    /// image after image, are cut into blocks split over the cores; each block is transformed, multiplied α² times
+    /// and transformed back by one thread with its own scratch, so small images (RoIs) share wide GEMMs.
+    func winogradForward(_ x: Tensor, items: Range<Int>, tiles list: [Int32]? = nil, out: UnsafeMutablePointer<Float>,
                          ho: Int, wo: Int, residual: UnsafePointer<Float>?, epilogue: Bool = true) {
         guard let w = winograd, let isa = packed[0].path.isa else { preconditionFailure("no Winograd form") }
+        precondition(list == nil || items.count == 1, "a tile list covers one image")
         var g = fpn_winograd(m: Int32(w.m), cin: Int32(inChannels), cout: Int32(outChannels), h: Int32(x.h),
                              w: Int32(x.w), ph: Int32(padding.h), pw: Int32(padding.w), ho: Int32(ho), wo: Int32(wo))
-        let tiles = list?.count ?? Int(fpn_winograd_tiles(&g))
+        let perImage = list?.count ?? Int(fpn_winograd_tiles(&g))
+        let tiles = perImage * items.count
         guard tiles > 0 else { return }
         let a2 = (w.m + 2) * (w.m + 2), block = Conv2d.winogradBlock
         let blocks = (tiles + block - 1) / block
         let workers = max(1, min(Parallel.cores, blocks))
         let ld = (block + 15) / 16 * 16
-        let xin = UnsafePointer(x.ptr + b * inChannels * x.h * x.w)
+        let inPlane = inChannels * x.h * x.w, outPlane = outChannels * ho * wo
         let relu: Int32 = epilogue && activation == .relu ? 1 : 0
+        let res = epilogue ? residual : nil
         withBias { bias in
             let biasPointer = epilogue ? bias?.baseAddress : nil
-            let worker = { (i: Int) in
+            // Calls `body(item offset, first local tile, count, block column)` for each image's part of a block.
+            func parts(_ t0: Int, _ n: Int, _ body: (Int, Int, Int, Int) -> Void) {
+                var t = t0
+                while t < t0 + n {
+                    let i = t / perImage, local = t % perImage, count = min(perImage - local, t0 + n - t)
+                    body(i, local, count, t - t0)
+                    t += count
+                }
+            }
+            let worker = { (wi: Int) in
                 let v = Scratch.take(a2 * (self.inChannels + self.outChannels) * ld)
                 let ws = Scratch.take(Gemm.serialWorkspace(w.packed[0], columns: ld))
                 defer { Scratch.give(v); Scratch.give(ws) }
                 let products = v.base + a2 * self.inChannels * ld
-                for blk in (blocks * i / workers)..<(blocks * (i + 1) / workers) {
+                for blk in (blocks * wi / workers)..<(blocks * (wi + 1) / workers) {
                     let t0 = blk * block, n = min(block, tiles - t0)
-                    list.withOptionalPointer(offset: t0) { tp in
-                        fpn_winograd_input(isa, &g, xin, tp, Int32(t0), Int32(n), v.base, Int32(ld))
-                        for xi in 0..<a2 {
-                            Gemm.multiplySerial(w.packed[xi], b: v.base + xi * self.inChannels * ld, ldb: ld,
-                                                columns: n, c: products + xi * self.outChannels * ld, ldc: ld,
-                                                workspace: ws.base)
+                    parts(t0, n) { i, local, count, column in
+                        let xin = UnsafePointer(x.ptr + (items.lowerBound + i) * inPlane)
+                        list.withOptionalPointer(offset: local) { tp in
+                            fpn_winograd_input(isa, &g, xin, tp, Int32(local), Int32(count), v.base + column, Int32(ld))
                         }
-                        fpn_winograd_output(isa, &g, products, Int32(ld), tp, Int32(t0), Int32(n), biasPointer,
-                                            epilogue ? residual : nil, relu, out)
+                    }
+                    for xi in 0..<a2 {
+                        Gemm.multiplySerial(w.packed[xi], b: v.base + xi * self.inChannels * ld, ldb: ld, columns: n,
+                                            c: products + xi * self.outChannels * ld, ldc: ld, workspace: ws.base)
+                    }
+                    parts(t0, n) { i, local, count, column in
+                        list.withOptionalPointer(offset: local) { tp in
+                            fpn_winograd_output(isa, &g, products + column, Int32(ld), tp, Int32(local), Int32(count),
+                                                biasPointer, res.map { $0 + i * outPlane }, relu, out + i * outPlane)
+                        }
                     }
                 }
             }
@@ -155,7 +174,7 @@ extension Conv2d {
         let plane = ho * wo
         let planes = workspace.scratch(outChannels * plane + outChannels * p)
         let stage = planes + outChannels * plane
-        winogradForward(x, batch: b, tiles: list, out: planes, ho: ho, wo: wo, residual: nil, epilogue: false)
+        winogradForward(x, items: b..<(b + 1), tiles: list, out: planes, ho: ho, wo: wo, residual: nil, epilogue: false)
         Parallel.forEach(outChannels, cost: outChannels * p) { range in
             for oc in range {
                 for s in 0..<segmentCount {

@@ -123,6 +123,12 @@ public final class Conv2d: @unchecked Sendable {
         for y in 0..<ho { seg[4 * y] = y; seg[4 * y + 1] = 0; seg[4 * y + 2] = wo; seg[4 * y + 3] = y * wo }
         let p = ho * wo
         let depthwiseConv = inChannels == groups && groups > 1
+        if runsWinograd(x) {
+            // Every image's tiles in one run of blocks (a batch of small RoIs shares the GEMMs).
+            winogradForward(x, items: 0..<x.n, out: out.ptr, ho: ho, wo: wo,
+                            residual: residual == nil ? nil : UnsafePointer(out.ptr))
+            return
+        }
         if x.n > 1 && p < Conv2d.batchedColumns && !depthwiseConv {
             // Many small images (RoI heads: 100-1000 RoIs of 7x7 or 14x14): one GEMM per ~batchedColumns columns
             // instead of one skinny GEMM per image.
@@ -133,13 +139,7 @@ public final class Conv2d: @unchecked Sendable {
             }
             return
         }
-        let winograd = runsWinograd(x)
         for b in 0..<x.n {
-            if winograd {
-                let dst = out.ptr + b * outChannels * ho * wo
-                winogradForward(x, batch: b, out: dst, ho: ho, wo: wo, residual: residual == nil ? nil : UnsafePointer(dst))
-                continue
-            }
             run(x, batch: b, segments: seg, segmentCount: ho, columns: p, dense: out, kept: nil,
                 residual: residual == nil ? nil : out, workspace: workspace)
         }

@@ -208,7 +208,8 @@ final class ConvTests: XCTestCase {
 final class WinogradConvTests: XCTestCase {
     /// Both tile sizes against the float64 reference and the direct GEMM: output sizes that are not multiples of the
     /// tile (edge tiles clipped), padding 0/1/2, bias and ReLU, a residual accumulated in place, a batch of two, and
-    /// maps wide enough for several tile blocks per core and 16-tile groups that cross a tile row.
+    /// maps wide enough for several tile blocks per core, 16-tile groups that cross a tile row, and a batch of
+    /// 14x14 RoIs (16 tiles each) whose blocks span several images.
     func testWinogradMatchesTheReferenceAndTheDirectGEMM() throws {
         struct Case { var n = 1, c = 16, h = 0, w = 0, oc = 24, padding = 1, bias = true, relu = false, residual = false }
         let cases = [
@@ -217,6 +218,7 @@ final class WinogradConvTests: XCTestCase {
             Case(n: 2, c: 17, h: 26, w: 26, oc: 16, padding: 2, bias: false),
             Case(c: 24, h: 41, w: 83, oc: 40, relu: true, residual: true),
             Case(c: 16, h: 9, w: 190, oc: 16),
+            Case(n: 7, c: 16, h: 14, w: 14, oc: 20, relu: true, residual: true),  // RoIs: blocks span images
         ]
         for (i, t) in cases.enumerated() {
             var rng = TestRandom(seed: UInt64(500 + i))
