@@ -223,7 +223,12 @@ public enum Compute {
     /// The CPU line and the compute line, as `--version` and every benchmark print them.
     public static var description: String {
         let f = CPUFeatures.host
+        let m = WinogradWeights.tile(for: precision)
+        let convs = path.isa == nil ? "im2col + GEMM (no Winograd on OpenBLAS)"
+            : Conv2d.winogradByDefault ? "stride-1 3x3 by Winograd F(\(m)x\(m), 3x3), others im2col + GEMM"
+            : "im2col + GEMM (Winograd off)"
         return "CPU: \(f.name), \(Parallel.cores) cores; features: \(f.flags.isEmpty ? "none of note" : f.flags)\n\(summary)"
+            + "\nconvolutions: \(convs)"
     }
 
     /// The fp32 limit of this machine in GFLOP/s: register-only FMA loops of the widest ISA the CPU has, on every

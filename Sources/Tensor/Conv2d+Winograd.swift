@@ -31,7 +31,59 @@ final class WinogradWeights: @unchecked Sendable {
 extension Conv2d {
     /// The process's default for stride-1 3x3 convolutions: Winograd unless `FPNSTREAM_WINOGRAD` is `off` (for
     /// measuring against the direct GEMM; the results agree to float rounding).
-    public static let winogradByDefault = ProcessInfo.processInfo.environment["FPNSTREAM_WINOGRAD"]?.lowercased() != "off"
+    /// Whether this process runs Winograd by default (`winogradDecision` on the environment and the self-check);
+    /// the warning, if any, went to stderr once.
+    public static let winogradByDefault: Bool = {
+        let d = winogradDecision(environment: ProcessInfo.processInfo.environment, ownKernels: Compute.path.isa != nil,
+                                 check: winogradSelfCheckError)
+        if let w = d.warning { FileHandle.standardError.write(Data(("fpnstream: " + w + "\n").utf8)) }
+        return d.enabled
+    }()
+
+    /// Off when `FPNSTREAM_WINOGRAD=off`; else on, unless the own kernels' transforms fail the self-check (`check`
+    /// returns an error relative to the output's scale above 1e-4), which turns it off with a warning. On the
+    /// OpenBLAS path no conv has a Winograd form, so nothing is checked.
+    static func winogradDecision(environment: [String: String], ownKernels: Bool,
+                                 check: () -> Double) -> (enabled: Bool, warning: String?) {
+        guard environment["FPNSTREAM_WINOGRAD"]?.lowercased() != "off" else { return (false, nil) }
+        guard ownKernels else { return (true, nil) }
+        let error = check()
+        guard error.isFinite && error <= 1e-4 else {
+            return (false, "the Winograd transforms computed wrong results (relative error \(error)); "
+                           + "3x3 convolutions use the direct GEMM")
+        }
+        return (true, nil)
+    }
+
+    /// Largest error (relative to the output's scale) of both Winograd tile sizes on the process's compute path
+    /// against a float64 direct convolution: a 16-channel 13x11 image with padding 1, every tile at an edge or next
+    /// to one. Well under a millisecond.
+    static func winogradSelfCheckError() -> Double {
+        let c = 16, h = 13, w = 11
+        var seed: UInt32 = 11
+        func next() -> Float { seed = seed &* 1_664_525 &+ 1_013_904_223; return Float(seed >> 9) / Float(1 << 23) - 0.5 }
+        let x = (0..<(c * h * w)).map { _ in next() }, weight = (0..<(c * c * 9)).map { _ in next() }
+        var reference = [Double](repeating: 0, count: c * h * w)
+        for o in 0..<c { for y in 0..<h { for xx in 0..<w {
+            var s = 0.0
+            for i in 0..<c { for ky in 0..<3 { for kx in 0..<3 {
+                let iy = y + ky - 1, ix = xx + kx - 1
+                if iy >= 0 && iy < h && ix >= 0 && ix < w { s += Double(weight[((o * c + i) * 3 + ky) * 3 + kx]) * Double(x[(i * h + iy) * w + ix]) }
+            } } }
+            reference[(o * h + y) * w + xx] = s
+        } } }
+        let scale = max(1, reference.map(abs).max() ?? 0)
+        var worst = 0.0
+        let input = Tensor(shape: [1, c, h, w], data: x)
+        for m in [2, 4] {
+            let conv = Conv2d(weight: Tensor(shape: [c, c, 3, 3], data: weight), padding: 1)
+            conv.winograd = WinogradWeights(weight: conv.weight.ptr, outChannels: c, inChannels: c, precision: .f32, m: m)
+            let out = Tensor(shape: [1, c, h, w])
+            conv.winogradForward(input, items: 0..<1, out: out.ptr, ho: h, wo: w, residual: nil)
+            for (a, r) in zip(out.array, reference) { worst = max(worst, abs(Double(a) - r) / scale); if a.isNaN { return .infinity } }
+        }
+        return worst
+    }
 
     /// `FPNSTREAM_WINOGRAD=2` or `4` forces that output tile size for both precisions (for measuring accuracy and
     /// speed); otherwise 4 in f32 and 2 in bf16.

@@ -74,7 +74,6 @@ public final class Conv2d: @unchecked Sendable {
         winogradEligible = Conv2d.winogradApplies(kernel: kernel, stride: stride, dilation: dilation, groups: groups,
                                                   inChannels: inChannels, outChannels: oc,
                                                   path: packed.first?.path ?? .openblas)
-        usesWinograd = Conv2d.winogradByDefault
     }
 
     /// Output shape for an input shape `[n, inChannels, h, w]`.
@@ -411,8 +410,13 @@ public final class Conv2d: @unchecked Sendable {
     public var implicitIm2col = true
 
     /// Dense passes of a stride-1 3x3 conv with a Winograd form (`WinogradWeights`) use it when the image has
-    /// enough tiles. Off only to measure or test the direct path; not to be changed while the conv runs.
-    public var usesWinograd: Bool
+    /// enough tiles (default: `Conv2d.winogradByDefault`). Off only to measure or test the direct path; not to be
+    /// changed while the conv runs.
+    public var usesWinograd: Bool {
+        get { winogradChoice ?? Conv2d.winogradByDefault }
+        set { winogradChoice = newValue }
+    }
+    private var winogradChoice: Bool?
 
     /// Tests force narrow chunks (many GEMMs per image) to exercise the chunking on small images.
     var chunkColumnsForTesting: Int?

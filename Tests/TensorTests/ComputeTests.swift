@@ -132,6 +132,7 @@ final class ComputeTests: XCTestCase {
     func testTheHostDescriptionNamesThePathAndTheReason() {
         XCTAssertTrue(Compute.description.contains("compute: \(Compute.path.rawValue)"), Compute.description)
         XCTAssertTrue(Compute.description.contains(Compute.choice.reason))
+        XCTAssertTrue(Compute.description.contains(Compute.path == .openblas ? "no Winograd" : "Winograd F("), Compute.description)
         let limit = Compute.fmaPeakGFLOPS(seconds: 0.02)
         XCTAssertGreaterThan(limit.gflops, 0)
     }

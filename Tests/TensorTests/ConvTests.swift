@@ -326,6 +326,25 @@ final class WinogradConvTests: XCTestCase {
         }
     }
 
+    /// The start-up self-check passes on this host's path, and the decision honours the variable and a failed check.
+    func testWinogradSelfCheckAndDecision() {
+        if Compute.path != .openblas {
+            XCTAssertLessThan(Conv2d.winogradSelfCheckError(), 1e-5)
+        }
+        var checked = 0
+        let pass = { checked += 1; return 1e-7 }
+        XCTAssertEqual(Conv2d.winogradDecision(environment: [:], ownKernels: true, check: pass).enabled, true)
+        XCTAssertEqual(checked, 1)
+        XCTAssertEqual(Conv2d.winogradDecision(environment: ["FPNSTREAM_WINOGRAD": "OFF"], ownKernels: true, check: pass).enabled, false)
+        XCTAssertEqual(Conv2d.winogradDecision(environment: [:], ownKernels: false, check: pass).enabled, true)
+        XCTAssertEqual(checked, 1, "no check off the own kernels or when turned off")
+        for bad in [0.5, Double.nan, Double.infinity] {
+            let d = Conv2d.winogradDecision(environment: ["FPNSTREAM_WINOGRAD": "4"], ownKernels: true, check: { bad })
+            XCTAssertFalse(d.enabled, "error \(bad)")
+            XCTAssertTrue(d.warning?.contains("direct GEMM") == true, "error \(bad): \(String(describing: d.warning))")
+        }
+    }
+
     /// Only stride-1, undilated, ungrouped 3x3 convs with enough channels get a Winograd form, and a map with too few
     /// tiles runs the direct GEMM.
     func testWinogradAppliesOnlyToStrideOne3x3Convolutions() {
