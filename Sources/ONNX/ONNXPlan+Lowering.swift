@@ -8,6 +8,8 @@ extension ONNXPlan {
         let opset: Int64
         var constants: [String: ONNXTensor]
         var problems: [String] = []
+        /// Ops for a node's further outputs (Split), with their output names.
+        var extraOutputs: [(Op, String)] = []
 
         mutating func fail(_ reason: String) { problems.append(reason) }
 
