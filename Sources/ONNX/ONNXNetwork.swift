@@ -106,6 +106,7 @@ struct Step: Sendable {
         case resize(ONNXPlan.ResizeSpec)
         case concat(axis: Int)
         case anyRank(ONNXPlan.AnyRankOp)
+        case matMul(Tensor?)
         case identity
 
         init(_ op: ONNXPlan.Op, label: String) throws {
@@ -139,6 +140,7 @@ struct Step: Sendable {
             case .resize(let r): self = .resize(r)
             case .concat(let a): self = .concat(axis: a)
             case .anyRank(let a): self = .anyRank(a)
+            case .matMul(let c): self = .matMul(c.map { Tensor(shape: $0.dims, data: $0.floats) })
             case .identity: self = .identity
             }
         }
@@ -160,6 +162,7 @@ struct Step: Sendable {
             case .resize(let r): return "Resize \(r.mode) \(r.coordinates.rawValue) \(r.nearest.rawValue)"
             case .concat(let a): return "Concat axis \(a)"
             case .anyRank(let a): return a.description
+            case .matMul(let c): return "MatMul" + (c.map { " constant\($0.shape)" } ?? "")
             case .identity: return "Identity"
             }
         }

@@ -133,7 +133,8 @@ extension ONNXPlan {
             guard let r = ins.first ?? nil else { continue }
             switch n.op {
             case .binary: if let r2 = ins.count > 1 ? ins[1] : nil { rank[n.output] = max(r, r2) }
-            case .binaryConstant(_, let c, _): rank[n.output] = max(r, c.dims.count)
+            case .binaryConstant(_, let c, _), .matMul(let c?): rank[n.output] = max(r, c.dims.count)
+            case .matMul(nil): if let r2 = ins.count > 1 ? ins[1] : nil { rank[n.output] = max(r, r2) }
             case .anyRank(let a): rank[n.output] = a.outputRank(r)
             default: rank[n.output] = r
             }

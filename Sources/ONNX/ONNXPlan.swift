@@ -49,6 +49,7 @@ enum ONNXPlan {
         "Softmax":             { lowerSoftmax(&$0, $1) },
         "Slice":               { lowerSlice(&$0, $1) },
         "Split":               { lowerSplit(&$0, $1) },
+        "MatMul":              { lowerMatMul(&$0, $1) },
     ]
 
     /// Ops the loader understands (default ONNX domain): the keys of `lowerings`.
@@ -135,6 +136,8 @@ enum ONNXPlan {
         case concat(axis: Int)
         /// Reshape/Transpose/Softmax/Slice/Split…: any rank, shapes resolved per input size.
         case anyRank(AnyRankOp)
+        /// a · b; the second operand is this constant, or the node's second runtime input when nil.
+        case matMul(ONNXTensor?)
         /// A value copied through (Identity/Dropout/reshape-free aliasing is resolved at plan time).
         case identity
     }

@@ -97,6 +97,9 @@ public final class ONNXSession {
             case .anyRank(let op):
                 out = ws.tensor(shapes[step.output])
                 try op.run(x, into: out)
+            case .matMul(let c):
+                out = ws.tensor(shapes[step.output])
+                ONNXPlan.runMatMul(x, c ?? values[step.inputs[1]]!, into: out)
             case .identity:
                 out = ws.tensor(x.shape)
                 out.copy(from: x)
@@ -207,6 +210,11 @@ public final class ONNXSession {
             return out
         case .anyRank(let op):
             do { return try op.outputShape(x) } catch let f as ONNXPlan.AnyRankOp.Failure { throw fail(f.message) }
+        case .matMul(let c):
+            switch ONNXPlan.matMulShape(x, c?.shape ?? ins[1]) {
+            case .success(let s): return s
+            case .failure(let f): throw fail(f.message)
+            }
         }
     }
 }

@@ -62,6 +62,36 @@ final class YOLOTests: XCTestCase {
         XCTAssertEqual(out.array, [1, 20, 300, 1, 2, 3, 4, 50, 600, 4, 5, 6])
     }
 
+    /// Attention-style MatMul of two runtime tensors ([1, 2, 3, 4] · [1, 1, 4, 5], batch broadcast) and of a
+    /// runtime tensor with a constant, against a naive product.
+    func testMatMulBroadcastsBatchesAndTakesAConstantSecondOperand() throws {
+        var b = ONNXBuilder()
+        b.inputDims = [1, 2, 3, 4]
+        var rng = TestRNG(7)
+        let w = rng.array(20)
+        b.constant("w", [4, 5], w)
+        b.node("Slice", ["x", "s0", "s1", "s2"], "first")            // [1, 1, 3, 4]: the first batch item
+        b.intConstant("s0", [0]); b.intConstant("s1", [1]); b.intConstant("s2", [1])
+        b.node("Transpose", ["first"], "ft", [("perm", .ints([0, 1, 3, 2]))])   // [1, 1, 4, 3]
+        b.node("MatMul", ["x", "ft"], "p")                           // [1, 2, 3, 3]
+        b.node("MatMul", ["x", "w"], "q")                            // [1, 2, 3, 5]
+        b.outputs = ["p", "q"]
+        let x = rng.array(24)
+        let outs = try ONNXSession(try network(b)).run(Tensor(shape: [1, 2, 3, 4], data: x))
+        XCTAssertEqual(outs[0].shape, [1, 2, 3, 3])
+        XCTAssertEqual(outs[1].shape, [1, 2, 3, 5])
+        for bi in 0..<2 { for i in 0..<3 {
+            for j in 0..<3 {
+                let ref = (0..<4).reduce(Float(0)) { $0 + x[(bi * 3 + i) * 4 + $1] * x[j * 4 + $1] }
+                XCTAssertEqual(outs[0].array[(bi * 3 + i) * 3 + j], ref, accuracy: 1e-5)
+            }
+            for j in 0..<5 {
+                let ref = (0..<4).reduce(Float(0)) { $0 + x[(bi * 3 + i) * 4 + $1] * w[$1 * 5 + j] }
+                XCTAssertEqual(outs[1].array[(bi * 3 + i) * 5 + j], ref, accuracy: 1e-5)
+            }
+        } }
+    }
+
     func testUltralyticsMetadataParsing() {
         XCTAssertEqual(YOLO.parseNames("{0: 'person', 1: \"it's\", 2: 'traffic light'}"), ["person", "it's", "traffic light"])
         XCTAssertNil(YOLO.parseNames("{0: 'a', 2: 'c'}"), "indices must be 0..<n")
