@@ -92,6 +92,19 @@ final class YOLOTests: XCTestCase {
         } }
     }
 
+    /// A 7x5 RGB image shrunk to 4x3 must give exactly the bytes `cv2.resize(img, (4, 3), INTER_LINEAR)` gives
+    /// (opencv-python 5.1.0, through ultralytics 8.4.190's pins).
+    func testLetterboxResizeIsBitExactWithOpenCV() {
+        let src: [UInt8] = [248, 194, 190, 207, 147, 26, 237, 21, 245, 211, 239, 45, 5, 157, 159, 60, 54, 236, 109, 46,
+                            199, 82, 32, 205, 36, 7, 134, 222, 57, 146, 8, 149, 14, 15, 22, 10, 144, 208, 24, 24, 7, 41,
+                            11, 85, 59, 104, 225, 110, 226, 201, 8, 159, 26, 27, 163, 122, 33, 41, 201, 67, 70, 166, 228,
+                            40, 50, 179, 0, 177, 137, 63, 13, 188, 255, 64, 94, 8, 8, 156, 25, 29, 157, 146, 190, 115,
+                            219, 135, 39, 100, 237, 127, 72, 227, 168, 21, 73, 132, 16, 153, 140, 107, 80, 163, 61, 110, 47]
+        let cv2: [UInt8] = [177, 125, 145, 221, 55, 190, 25, 124, 100, 83, 60, 153, 46, 138, 78, 218, 179, 10, 163, 110,
+                            32, 59, 179, 168, 124, 148, 102, 73, 145, 168, 24, 100, 142, 86, 109, 104]
+        XCTAssertEqual(OpenCVLinearResize.resize(RGBImage(width: 7, height: 5, pixels: src), width: 4, height: 3), cv2)
+    }
+
     func testUltralyticsMetadataParsing() {
         XCTAssertEqual(YOLO.parseNames("{0: 'person', 1: \"it's\", 2: 'traffic light'}"), ["person", "it's", "traffic light"])
         XCTAssertNil(YOLO.parseNames("{0: 'a', 2: 'c'}"), "indices must be 0..<n")

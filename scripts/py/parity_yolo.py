@@ -17,6 +17,9 @@ check:  parity_yolo.py check CONFIG MODEL.onnx FPNSTREAM_BINARY WORKDIR
       process_mask_native (masks at source resolution) on onnxruntime's outputs against fpnstream's YOLO.decode
       on its own outputs: >= 99% of detections matched one to one (same class, box IoU >= 0.99, |score diff|
       <= 1e-4), every box corner within 0.05 source pixels, matched masks IoU >= 0.99.
+    - end to end: `fpnstream process` on vtest.avi frames 0-9 (its own decode and letterbox) against ultralytics'
+      predictor (`YOLO(model.onnx).predict`) on the same frames: >= 99% of detections matched (same class, box
+      IoU >= 0.99, score within 1e-3, JSONL's rounding).
     Exit status 1 on any failure; all numbers are printed.
 """
 import json
@@ -233,7 +236,9 @@ def check(config, model_path, binary, work):
         print(f"  {video}#{index} ({w0}x{h0}): {detail}; detections {matched}/{total} matched "
               f"(onnxruntime+ultralytics {len(ref['scores'])}, fpnstream {len(mine)}), max corner error {corner:.3g} px"
               f"{mask_text} {'ok' if case_ok else 'FAIL'}")
+    e2e_ok = end_to_end(config, model_path, binary, work)
     rate = matched_all / total_all if total_all else 1.0
+    ok &= e2e_ok
     if total_all == 0:
         print("parity-yolo: no detections at all: the check would prove nothing")
         ok = False
@@ -241,6 +246,41 @@ def check(config, model_path, binary, work):
     print(f"parity-yolo {config}: {matched_all}/{total_all} detections matched ({100 * rate:.2f}%) "
           f"{'PASS' if ok else 'FAIL'}")
     return ok
+
+
+def end_to_end(config, model_path, binary, work, frames=10):
+    """`fpnstream process` (its own FFmpeg decode and letterbox) on the first frames of vtest.avi against
+    ultralytics' own predictor (OpenCV letterbox, onnxruntime) on the same frames decoded by the ffmpeg CLI; true
+    when >= 99% of detections match (same class, box IoU >= 0.99, score within 1e-3: JSONL rounds scores to 3
+    decimals and boxes to 0.01 px)."""
+    from ultralytics import YOLO
+    video = "samples/external/vtest.avi"
+    out = os.path.join(work, "e2e.jsonl")
+    subprocess.run([binary, "process", video, "--model", model_path, "--max-frames", str(frames), "--jsonl", out, "-q"],
+                   check=True)
+    mine = [json.loads(line) for line in open(out) if '"type":"frame"' in line]
+    model = YOLO(model_path, task="segment" if "seg" in config else "detect")
+    matched_all = total_all = 0
+    for f in mine:
+        rgb = frame_rgb(video, f["frame"])
+        r = model.predict(np.ascontiguousarray(rgb[..., ::-1]), verbose=False, retina_masks=True)[0]
+        ref = {"boxes": r.boxes.xyxy.numpy(), "scores": r.boxes.conf.numpy(), "classes": r.boxes.cls.numpy().astype(int)}
+        dets = [{"box": d["box"], "score": d["score"], "class": d["class_id"]} for d in f["detections"]]
+        used, matched = set(), 0
+        for i in range(len(ref["scores"])):
+            cands = [(iou(ref["boxes"][i], d["box"]), j) for j, d in enumerate(dets)
+                     if j not in used and d["class"] == ref["classes"][i] and abs(d["score"] - ref["scores"][i]) <= 1e-3]
+            best = max(cands, default=(0, None))
+            if best[1] is not None and best[0] >= 0.99:
+                used.add(best[1])
+                matched += 1
+        matched_all += matched
+        total_all += max(len(ref["scores"]), len(dets))
+    rate = matched_all / max(total_all, 1)
+    print(f"  end to end: fpnstream process vs ultralytics predict on vtest.avi frames 0-{frames - 1}: "
+          f"{matched_all}/{total_all} detections matched (same class, box IoU >= 0.99, score within 1e-3) "
+          f"= {100 * rate:.2f}% {'ok' if rate >= 0.99 and total_all else 'FAIL'}")
+    return rate >= 0.99 and total_all > 0
 
 
 def main():
