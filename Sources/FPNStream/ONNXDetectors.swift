@@ -4,7 +4,8 @@ import Foundation
 import ONNX
 import Vision
 
-/// Builds the runner's detector for ONNX model files (`model.path: *.onnx` or `model.kind: onnx-centerface`).
+/// Builds the runner's detector for ONNX model files (`model.path: *.onnx` or `model.kind: onnx-centerface`):
+/// CenterFace (four outputs) or an Ultralytics YOLO detect/segment export, told apart by the outputs.
 public enum ONNXDetectors {
     /// The detector for `model`, or nil when the model is not an ONNX file (another loader's business).
     /// Throws `PipelineSpecError` (naming the pipeline file and `model.*`) for a missing, unreadable, corrupt or
@@ -17,13 +18,16 @@ public enum ONNXDetectors {
         }
         for (key, set) in [("mask_threshold", model.maskThreshold != nil), ("min_size", model.minSize != nil),
                            ("max_size", model.maxSize != nil)] where set {
-            throw fail("model.\(key)", "does not apply to ONNX CenterFace (use model.input_scale)")
+            throw fail("model.\(key)", "does not apply to ONNX models (CenterFace: model.input_scale; YOLO: the file's input size)")
         }
         let network: ONNXNetwork
         do {
             network = try ONNXNetwork(contentsOf: URL(fileURLWithPath: model.path))
         } catch {
             throw fail("model.path", "\(error)")
+        }
+        if model.kind == .auto, !isCenterFace(network) {
+            return try yolo(network, model, fail)
         }
         var options = CenterFace.Options()
         if let s = model.score { options.threshold = s }
@@ -38,6 +42,69 @@ public enum ONNXDetectors {
         } catch {
             throw fail("model.path", "\(error)")
         }
+    }
+
+    /// CenterFace's signature: four outputs of 1, 2, 2 and 10 channels.
+    static func isCenterFace(_ network: ONNXNetwork) -> Bool {
+        guard network.outputNames.count == 4, network.metadata["task"] == nil,
+              let shapes = try? ONNXSession(network).outputShapes(forInput: network.inputShape(height: 32, width: 32)) else {
+            return false
+        }
+        return shapes.map { $0.count == 4 ? $0[1] : 0 } == [1, 2, 2, 10]
+    }
+
+    /// An Ultralytics YOLO detect/segment export; anything else is an error naming the layouts expected.
+    static func yolo(_ network: ONNXNetwork, _ model: ModelSpec,
+                     _ fail: (String, String) -> PipelineSpecError) throws -> any FrameDetector {
+        if model.inputScale != nil { throw fail("model.input_scale", "does not apply to YOLO models (the input size is in the file)") }
+        var options = YOLO.Options()
+        if let s = model.score { options.score = s }
+        if let n = model.nms { options.iou = n }
+        if let m = model.maxDetections { options.maxDetections = m }
+        let detector: YOLODetector
+        do {
+            detector = try YOLODetector(network: network, options: options)
+        } catch {
+            throw fail("model.path", "\(error); CenterFace (4 outputs of 1, 2, 2, 10 channels) is the other ONNX layout understood")
+        }
+        if let classes = model.classes {
+            let unknown = classes.filter { !detector.layout.names.contains($0) }
+            if !unknown.isEmpty { throw fail("model.classes", "\(unknown) are not classes of this model") }
+        }
+        return YOLOFrameDetector(detector: detector, classes: model.classes.map(Set.init))
+    }
+}
+
+/// The runner's detector slot filled by an Ultralytics YOLO export (detect or segment): boxes (and masks) in source
+/// pixels, class ids 0-based as in the model. Per-stream: holds the session's buffers and, in delta mode, the
+/// stream's `TemporalCache` as its conv runner.
+public struct YOLOFrameDetector: FrameDetector {
+    let detector: YOLODetector
+    let classes: Set<String>?
+    private var temporalState: TemporalStreamState?
+
+    init(detector: YOLODetector, classes: Set<String>?) {
+        self.detector = detector
+        self.classes = classes
+    }
+
+    public var name: String { "yolo-\(detector.layout.task.rawValue)" }
+
+    public mutating func useTemporal(_ settings: TemporalSettings) throws {
+        if !settings.layerThresholds.isEmpty {
+            throw TemporalConfigError(message: "layer_thresholds are not supported for ONNX models (use threshold)")
+        }
+        let cache = settings.mode == .delta ? TemporalCache(settings: settings) : nil
+        temporalState = cache.map { TemporalStreamState(cache: $0) }
+        detector.runner = cache
+    }
+
+    public func detect(_ frame: Frame, into result: inout FrameResult) throws {
+        if let t = temporalState { t.startFrame(width: frame.info.width, height: frame.info.height) }
+        var found = try detector.detect(frame.image)
+        if let classes { found = found.filter { classes.contains($0.className) } }
+        result.detections = found
+        if let t = temporalState { result.recomputedFraction = t.cache.lastStats.recomputedFraction }
     }
 }
 

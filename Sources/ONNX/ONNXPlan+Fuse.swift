@@ -157,8 +157,10 @@ extension ONNXPlan {
     }
 
     static func constantsToAffine(_ p: inout Program) {
+        let rank = ranks(p)
         for (i, n) in p.nodes.enumerated() {
-            guard case .binaryConstant(let kind, let c, let first) = n.op, let v = perChannel(c) else { continue }
+            guard case .binaryConstant(let kind, let c, let first) = n.op, rank[n.inputs[0]] == 4, c.dims.count <= 4,
+                  let v = perChannel(c) else { continue }
             let ones = [Float](repeating: 1, count: v.count), zeros = [Float](repeating: 0, count: v.count)
             switch (kind, first) {
             case (.add, _): p.nodes[i].op = .affine(scale: ones, shift: v)

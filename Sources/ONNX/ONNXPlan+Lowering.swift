@@ -8,6 +8,8 @@ extension ONNXPlan {
         let opset: Int64
         var constants: [String: ONNXTensor]
         var problems: [String] = []
+        /// Ops for a node's further outputs (Split), with their output names.
+        var extraOutputs: [(Op, String)] = []
 
         mutating func fail(_ reason: String) { problems.append(reason) }
 
@@ -55,6 +57,10 @@ extension ONNXPlan {
         var op: Op?
         if let c = b.constant(n, 0) { b.constants[n.output] = c } else { op = .identity }
         if n.node.opType == "Dropout", n.hasOutput(1) { b.fail("Dropout mask output is not supported") }
+        // Dropout-12+: a training_mode input that is (or may be) true would drop values at random.
+        if n.node.opType == "Dropout", n.has(2), b.constant(n, 2).map({ $0.count == 1 && $0.floats == [0] }) != true {
+            b.fail("training_mode must be a constant false (inference)")
+        }
         return op
     }
 

@@ -41,13 +41,22 @@ enum ONNXPlan {
         "Constant":            { lowerConstant(&$0, $1) },
         "Identity":            { lowerIdentity(&$0, $1) },
         "Dropout":             { lowerIdentity(&$0, $1) },
+        "Reshape":             { lowerReshape(&$0, $1) },
+        "Flatten":             { lowerFlatten(&$0, $1) },
+        "Squeeze":             { lowerSqueeze(&$0, $1) },
+        "Unsqueeze":           { lowerSqueeze(&$0, $1) },
+        "Transpose":           { lowerTranspose(&$0, $1) },
+        "Softmax":             { lowerSoftmax(&$0, $1) },
+        "Slice":               { lowerSlice(&$0, $1) },
+        "Split":               { lowerSplit(&$0, $1) },
+        "MatMul":              { lowerMatMul(&$0, $1) },
     ]
 
     /// Ops the loader understands (default ONNX domain): the keys of `lowerings`.
     static let supportedOps: Set<String> = Set(lowerings.keys)
 
     /// Ops whose lowering checks their optional extra outputs itself; every other op must have exactly one output.
-    static let multiOutputOps: Set<String> = ["Dropout", "BatchNormalization", "MaxPool"]
+    static let multiOutputOps: Set<String> = ["Dropout", "BatchNormalization", "MaxPool", "Split"]
 
     /// Elementwise binary kinds.
     enum Binary: Sendable, Equatable {
@@ -125,6 +134,10 @@ enum ONNXPlan {
         case maxPool(kernel: (Int, Int), strides: (Int, Int), pads: (Int, Int, Int, Int), ceil: Bool)
         case resize(ResizeSpec)
         case concat(axis: Int)
+        /// Reshape/Transpose/Softmax/Slice/Split…: any rank, shapes resolved per input size.
+        case anyRank(AnyRankOp)
+        /// a · b; the second operand is this constant, or the node's second runtime input when nil.
+        case matMul(ONNXTensor?)
         /// A value copied through (Identity/Dropout/reshape-free aliasing is resolved at plan time).
         case identity
     }
@@ -146,8 +159,6 @@ enum ONNXPlan {
 
     // MARK: - Lowering
 
-    // MARK: - Lowering
-
     static func build(_ model: ONNXModel) throws -> Program {
         let g = model.graph
         let input = try imageInput(g)
@@ -166,6 +177,7 @@ enum ONNXPlan {
             let runtime = n.inputs.filter { !$0.isEmpty && b.constants[$0] == nil }
             let node = LoweringNode(node: n, attrs: AttributeReader(node: n))
             b.problems = []
+            b.extraOutputs = []
             let op = try lower(&b, node)
             var problems = b.problems + node.attrs.unknown()
             if op != nil, n.outputs.count != 1 && !multiOutputOps.contains(n.opType) {
@@ -182,6 +194,9 @@ enum ONNXPlan {
                 continue
             }
             nodes.append(Node(op: op, inputs: runtime, output: node.output, label: n.label))
+            for (k, (extra, output)) in b.extraOutputs.enumerated() {
+                nodes.append(Node(op: extra, inputs: runtime, output: output, label: "\(n.label)#\(k + 1)"))
+            }
         }
         if !unsupported.isEmpty { throw ONNXError(.unsupportedNodes(unsupported)) }
         let produced = Set(nodes.map(\.output)).union([input.name])

@@ -73,10 +73,11 @@ public final class ONNXSession {
             case .broadcast(let k):
                 let y = values[step.inputs[1]]!
                 out = ws.tensor(shapes[step.output])
-                Ops.broadcast(k, x, y, into: out)
+                Ops.broadcast(k, Self.rank4(x), Self.rank4(y), into: Self.rank4(out))
             case .broadcastConstant(let k, let c, let first):
                 out = ws.tensor(shapes[step.output])
-                if first { Ops.broadcast(k, c, x, into: out) } else { Ops.broadcast(k, x, c, into: out) }
+                let (a, b) = first ? (c, x) : (x, c)
+                Ops.broadcast(k, Self.rank4(a), Self.rank4(b), into: Self.rank4(out))
             case .affine(let s, let t):
                 out = ws.tensor(x.shape)
                 Ops.channelAffine(x, scale: s, shift: t, into: out)
@@ -92,7 +93,13 @@ public final class ONNXSession {
                            scaleH: r.scales?.0, scaleW: r.scales?.1)
             case .concat(let axis):
                 out = ws.tensor(shapes[step.output])
-                Ops.concat(step.inputs.map { values[$0]! }, dim: axis, into: out)
+                Ops.concat(step.inputs.map { values[$0]! }, dim: axis < 0 ? axis + x.rank : axis, into: out)
+            case .anyRank(let op):
+                out = ws.tensor(shapes[step.output])
+                try op.run(x, into: out)
+            case .matMul(let c):
+                out = ws.tensor(shapes[step.output])
+                ONNXPlan.runMatMul(x, c ?? values[step.inputs[1]]!, into: out)
             case .identity:
                 out = ws.tensor(x.shape)
                 out.copy(from: x)
@@ -107,6 +114,11 @@ public final class ONNXSession {
         let outs = network.outputSlots.map { values[$0]! }
         for i in values.indices { values[i] = nil }
         return outs
+    }
+
+    /// `t` viewed as rank 4 with leading 1s (broadcasting is right-aligned; shapes were checked to have rank <= 4).
+    private static func rank4(_ t: Tensor) -> Tensor {
+        t.rank == 4 ? t : t.reshaped([Int](repeating: 1, count: 4 - t.rank) + t.shape)
     }
 
     /// Infers every value's shape for `input` (cached until the input shape changes).
@@ -140,6 +152,11 @@ public final class ONNXSession {
         func fail(_ m: String) -> ShapeFailure { .message(m) }
         let x = ins[0]
         switch k {
+        case .conv, .convTranspose, .affine, .globalAveragePool, .maxPool, .resize:
+            guard x.count == 4 else { throw fail("needs a 4-D NCHW tensor, got rank \(x.count)") }
+        default: break
+        }
+        switch k {
         case .conv(let c):
             guard x[1] == c.inChannels else { throw fail("expects \(c.inChannels) channels") }
             let eh = x[2] + 2 * c.padding.h - c.dilation.h * (c.kernel.h - 1)
@@ -161,10 +178,12 @@ public final class ONNXSession {
             }
             return x
         case .broadcast:
-            guard let s = Ops.broadcastShape(x, ins[1]) else { throw fail("shapes do not broadcast") }
+            guard let s = ONNXPlan.broadcastShape(x, ins[1]), s.count <= 4 else { throw fail("shapes do not broadcast (rank <= 4)") }
             return s
         case .broadcastConstant(_, let c, _):
-            guard let s = Ops.broadcastShape(x, c.shape) else { throw fail("shape does not broadcast with constant \(c.shape)") }
+            guard let s = ONNXPlan.broadcastShape(x, c.shape), s.count <= 4 else {
+                throw fail("shape does not broadcast with constant \(c.shape) (rank <= 4)")
+            }
             return s
         case .globalAveragePool: return [x[0], x[1], 1, 1]
         case .maxPool(let kk, let s, let p):
@@ -179,16 +198,23 @@ public final class ONNXSession {
             guard h > 0, w > 0 else { throw fail("resize to an empty \(h)x\(w)") }
             return [x[0], x[1], h, w]
         case .concat(let axis):
-            let a = axis < 0 ? axis + 4 : axis
-            guard (0..<4).contains(a) else { throw fail("axis \(axis) out of range for rank 4") }
+            let a = axis < 0 ? axis + x.count : axis
+            guard (0..<x.count).contains(a) else { throw fail("axis \(axis) out of range for rank \(x.count)") }
             var out = x
             for s in ins.dropFirst() {
-                guard s.count == 4, (0..<4).allSatisfy({ $0 == a || s[$0] == x[$0] }) else {
+                guard s.count == x.count, (0..<x.count).allSatisfy({ $0 == a || s[$0] == x[$0] }) else {
                     throw fail("shapes differ outside axis \(a) (input sizes that are multiples of 32 usually fix this)")
                 }
                 out[a] += s[a]
             }
             return out
+        case .anyRank(let op):
+            do { return try op.outputShape(x) } catch let f as ONNXPlan.AnyRankOp.Failure { throw fail(f.message) }
+        case .matMul(let c):
+            switch ONNXPlan.matMulShape(x, c?.shape ?? ins[1]) {
+            case .success(let s): return s
+            case .failure(let f): throw fail(f.message)
+            }
         }
     }
 }

@@ -27,6 +27,12 @@ struct ONNXRunCommand: ParsableCommand {
     @Option(help: "Also decode CenterFace detections with this heatmap threshold into detections.json.")
     var centerfaceThreshold: Float?
 
+    @Option(help: "Also decode YOLO detections (and masks) for a source frame of this WxH into detections.json (score 0.25, IoU 0.7 unless --yolo-score/--yolo-iou).")
+    var yoloSource: String?
+    @Option(help: "YOLO score threshold for --yolo-source.")
+    var yoloScore: Float?
+    @Option(help: "YOLO NMS IoU for --yolo-source.")
+    var yoloIou: Float?
     @Option(help: "Run the model this many times; outputs.json gets every run's time (run_ms) and the median.")
     var runs: Int = 1
 
@@ -92,5 +98,26 @@ struct ONNXRunCommand: ParsableCommand {
             try JSONSerialization.data(withJSONObject: list, options: [.prettyPrinted])
                 .write(to: URL(fileURLWithPath: outputDir).appendingPathComponent("detections.json"))
         }
+        if let yoloSource { try writeYOLO(network, outputs, source: yoloSource) }
+    }
+
+    /// `YOLO.decode` of the outputs for a source frame `WxH`, as detections.json (boxes in source pixels,
+    /// masks as COCO RLE strings).
+    func writeYOLO(_ network: ONNXNetwork, _ outputs: [Tensor], source: String) throws {
+        let wh = source.split(separator: "x").compactMap { Int($0) }
+        guard wh.count == 2, wh.allSatisfy({ $0 > 0 }) else { throw ValidationError("--yolo-source must be WxH, got \(source)") }
+        let layout = try YOLO.layout(of: network)
+        var options = YOLO.Options()
+        if let s = yoloScore { options.score = s }
+        if let i = yoloIou { options.iou = i }
+        let found = YOLO.decode(outputs, layout: layout, sourceWidth: wh[0], sourceHeight: wh[1], options: options)
+        let list: [[String: Any]] = found.map { d in
+            var o: [String: Any] = ["box": [d.box.x1, d.box.y1, d.box.x2, d.box.y2].map(Double.init),
+                                    "score": Double(d.score), "class": d.classID]
+            if let m = d.mask { o["mask"] = m.cocoString }
+            return o
+        }
+        try JSONSerialization.data(withJSONObject: list, options: [.prettyPrinted])
+            .write(to: URL(fileURLWithPath: outputDir).appendingPathComponent("detections.json"))
     }
 }

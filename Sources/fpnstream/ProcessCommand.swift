@@ -127,7 +127,7 @@ struct ProcessCommand: ParsableCommand {
             var spec = ModelSpec(path: model)
             spec.score = score
             do {
-                options.detector = try ModelDetector(spec: spec)
+                options.detector = try ONNXDetectors.detector(for: spec, pipelineFile: "--model") ?? ModelDetector(spec: spec)
             } catch {
                 throw CLIFailure(message: "\(error)", status: ExitStatus.usageError)
             }

@@ -45,14 +45,16 @@ final class FacesPipelineTests: XCTestCase {
                 XCTAssertTrue(err.message.contains(path), err.message)
             }
         }
-        // A real ONNX model that is not CenterFace is refused with the reason.
+        // A real ONNX model that is neither CenterFace nor YOLO is refused naming its layout and the layouts expected.
         let ocr = TestPaths.samples.appendingPathComponent("onnx/ch_PP-OCRv4_det_infer.onnx").path
         if FileManager.default.fileExists(atPath: ocr) {
             var spec = PipelineSpec()
             spec.model = ModelSpec(path: ocr)
             var options = RunOptions(input: "in.mp4")
             XCTAssertThrowsError(try options.apply(spec, file: "p.yaml")) { e in
-                XCTAssertTrue("\(e)".contains("not a CenterFace model"), "\(e)")
+                let m = "\(e)"
+                XCTAssertTrue(m.contains("unknown output layout [[1, 1, 640, 640]]") && m.contains("[1, 4+classes, anchors]")
+                              && m.contains("CenterFace (4 outputs of 1, 2, 2, 10 channels)"), m)
             }
         }
     }

@@ -48,10 +48,19 @@ struct ONNXBuilder {
     var intInitializers: [(String, [Int], [Int64])] = []
     /// Store float initializers as float_data instead of raw_data.
     var floatDataEncoding = false
+    /// `metadata_props`, written in this order.
+    var metadata: [(String, String)] = []
 
     mutating func node(_ op: String, _ inputs: [String], _ output: String, name: String = "", _ attrs: [(String, Attr)] = []) {
         nodes.append(Node(op: op, inputs: inputs, outputs: [output], name: name, attrs: attrs))
     }
+
+    /// A node with several outputs (Split).
+    mutating func node(_ op: String, _ inputs: [String], outputs: [String], _ attrs: [(String, Attr)] = []) {
+        nodes.append(Node(op: op, inputs: inputs, outputs: outputs, attrs: attrs))
+    }
+
+    mutating func intConstant(_ name: String, _ values: [Int64]) { intInitializers.append((name, [values.count], values)) }
 
     mutating func constant(_ name: String, _ dims: [Int], _ values: [Float]) { initializers.append((name, dims, values)) }
 
@@ -74,6 +83,7 @@ struct ONNXBuilder {
         m.int(1, 7)
         m.string(2, "fpnstream-tests")
         m.message(8) { o in o.string(1, ""); o.int(2, opset) }
+        for (k, v) in metadata { m.message(14) { e in e.string(1, k); e.string(2, v) } }
         m.message(7) { g in
             for n in nodes {
                 g.message(1) { p in

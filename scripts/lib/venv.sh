@@ -13,6 +13,7 @@ FPN_PIN_ONNX="onnx==1.17.0 onnxruntime==1.20.1"
 FPN_PIN_ONNX_NUMPY="numpy==2.1.3"
 FPN_PIN_OPENVINO="openvino==2026.4.1"
 FPN_PIN_TRACKING="supervision==0.30.9 trackeval==1.3.0"
+FPN_PIN_ULTRALYTICS="ultralytics==8.4.190 onnxslim==0.1.98"
 
 # The requirements of each named venv (the order is part of the cache key: keep it).
 fpn_requirements() {
@@ -21,6 +22,7 @@ fpn_requirements() {
     onnx)       echo "$FPN_PIN_ONNX $FPN_PIN_ONNX_NUMPY" ;;           # parity-onnx, bench-onnx
     torch-onnx) echo "$FPN_PIN_TORCH safetensors $FPN_PIN_ONNX $FPN_PIN_OPENVINO" ;;  # bench-peers
     tracking)   echo "$FPN_PIN_TRACKING" ;;                           # synth, eval-tracking, eval-accuracy
+    yolo)       echo "$FPN_PIN_TORCH $FPN_PIN_ONNX $FPN_PIN_ULTRALYTICS" ;;   # parity-yolo: build+export YOLO models
     outputs)    echo "pillow jsonschema" ;;                           # validate-jsonl, gen-font
     coco)       echo "pycocotools numpy" ;;                           # check-coco
     *) echo "venv: unknown venv '$1'" >&2; return 1 ;;

@@ -24,6 +24,9 @@ CASES = [
     ("centerface vtest 2x", "samples/onnx/centerface.onnx", "vtest.avi", 100, 2.0),
     ("ppocr-det vtest 1x", "samples/onnx/ch_PP-OCRv4_det_infer.onnx", "vtest.avi", 100, 1.0),
     ("ppocr-det bikes 1x", "samples/onnx/ch_PP-OCRv4_det_infer.onnx", "bikes.mp4", 50, 1.0),
+    # Ultralytics exports built by scripts/parity-yolo (skipped when absent); a fixed 640x640 input.
+    ("yolov8n-detect vtest", "samples/yolo/yolov8-detect.onnx", "vtest.avi", 100, None),
+    ("yolov8n-seg vtest", "samples/yolo/yolov8-seg.onnx", "vtest.avi", 100, None),
 ]
 
 
@@ -37,10 +40,18 @@ def main():
     for name, model, video, index, scale in CASES:
         if only and only not in name:
             continue
+        if not os.path.exists(model):
+            print(f"{name:24s} skipped: {model} not built (scripts/parity-yolo builds it)")
+            continue
         path = os.path.join("samples/external", video)
         w0, h0 = probe_size(path)
-        w, h = max(32, int(np.ceil(w0 * scale / 32) * 32)), max(32, int(np.ceil(h0 * scale / 32) * 32))
+        if scale is None:
+            w, h = 640, 640
+        else:
+            w, h = max(32, int(np.ceil(w0 * scale / 32) * 32)), max(32, int(np.ceil(h0 * scale / 32) * 32))
         x = np.ascontiguousarray(frame_rgb(path, index, w, h).transpose(2, 0, 1)[None].astype(np.float32))
+        if scale is None:
+            x /= 255
         tensor = os.path.join(work, "input.f32")
         x.tofile(tensor)
         sess = session(model)

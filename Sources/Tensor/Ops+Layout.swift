@@ -1,0 +1,57 @@
+// Rank-generic data movement for imported graphs: transpose, slice and split are all one strided gather.
+
+extension Ops {
+    /// Row-major element strides of `shape`.
+    public static func contiguousStrides(_ shape: [Int]) -> [Int] {
+        var strides = [Int](repeating: 1, count: shape.count)
+        var s = 1
+        for i in shape.indices.reversed() { strides[i] = s; s *= shape[i] }
+        return strides
+    }
+
+    /// out[i0, …, ik] = x[base + Σ ij * strides[j]] for every index of `out` (any rank; `strides` has one entry
+    /// per axis of `out`, in elements of `x`, and may be zero or negative). Transpose is a permutation of `x`'s
+    /// strides, a slice is `x`'s strides times the steps with `base` at the first element.
+    public static func gatherStrided(_ x: Tensor, base: Int, strides: [Int], into out: Tensor) {
+        precondition(strides.count == out.rank, "gather: \(strides.count) strides for output \(out.shape)")
+        x.checkValid(); out.checkValid()
+        let total = out.count
+        guard total > 0 else { return }
+        let shape = out.shape, rank = out.rank
+        let src = x.ptr, dst = out.ptr
+        if rank == 0 { dst[0] = src[base]; return }
+        let inner = shape[rank - 1], innerStride = strides[rank - 1]
+        let rows = total / inner
+        Parallel.forEach(rows, cost: total * 2) { range in
+            var index = [Int](repeating: 0, count: rank)
+            // Outer index of the first row of the range.
+            var r = range.lowerBound
+            for a in stride(from: rank - 2, through: 0, by: -1) { index[a] = r % shape[a]; r /= shape[a] }
+            for row in range {
+                var at = base
+                for a in 0..<(rank - 1) { at += index[a] * strides[a] }
+                let o = dst + row * inner
+                if innerStride == 1 {
+                    o.update(from: src + at, count: inner)
+                } else {
+                    for i in 0..<inner { o[i] = src[at + i * innerStride] }
+                }
+                var a = rank - 2
+                while a >= 0 {
+                    index[a] += 1
+                    if index[a] < shape[a] { break }
+                    index[a] = 0
+                    a -= 1
+                }
+            }
+        }
+    }
+
+    /// out = x with axes permuted: out.shape[i] = x.shape[perm[i]].
+    public static func transpose(_ x: Tensor, perm: [Int], into out: Tensor) {
+        precondition(perm.count == x.rank && Set(perm) == Set(0..<x.rank), "transpose perm \(perm) for \(x.shape)")
+        precondition(out.shape == perm.map { x.shape[$0] }, "transpose \(x.shape) by \(perm) into \(out.shape)")
+        let s = contiguousStrides(x.shape)
+        gatherStrided(x, base: 0, strides: perm.map { s[$0] }, into: out)
+    }
+}
