@@ -39,8 +39,8 @@ let package = Package(
         .target(name: "TemporalReuse", dependencies: ["Tensor"], swiftSettings: optimized),
         // Models: backbones, FPN, heads, postprocess.
         .target(name: "Vision", dependencies: ["Tensor", "FPNCore"], swiftSettings: optimized),
-        // ONNX import: protobuf decoding, graph lowering onto Tensor ops, per-stream sessions; CenterFace decoding.
-        .target(name: "ONNX", dependencies: ["Tensor", "FPNCore", "Vision"], swiftSettings: optimized),
+        // ONNX import: protobuf decoding, graph lowering onto Tensor ops, per-stream sessions; CenterFace and YOLO decoding.
+        .target(name: "ONNX", dependencies: ["Tensor", "FPNCore"], swiftSettings: optimized),
         // ByteTrack on detections only.
         .target(name: "Tracking", dependencies: ["FPNCore"], swiftSettings: optimized),
         // JSONL records, MOT/COCO exporters, annotation renderer.

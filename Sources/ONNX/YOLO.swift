@@ -1,7 +1,6 @@
 import Foundation
 import FPNCore
 import Tensor
-import Vision
 
 /// Ultralytics YOLO detect and segment exports (YOLOv8 / YOLO11 generation, `model.export(format="onnx")`):
 /// layout checks, the file's metadata, letterbox geometry and decoding, as Ultralytics 8.4's predictor does it.

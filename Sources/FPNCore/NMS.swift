@@ -1,5 +1,3 @@
-import FPNCore
-
 /// Non-maximum suppression and the selection helpers used by every detector's post-processing, matching
 /// torchvision (`ops/boxes.py` and the CPU kernel `csrc/ops/cpu/nms_kernel.cpp`).
 public enum NMS {
