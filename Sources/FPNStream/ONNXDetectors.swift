@@ -91,12 +91,8 @@ public struct YOLOFrameDetector: FrameDetector {
     public var name: String { "yolo-\(detector.layout.task.rawValue)" }
 
     public mutating func useTemporal(_ settings: TemporalSettings) throws {
-        if !settings.layerThresholds.isEmpty {
-            throw TemporalConfigError(message: "layer_thresholds are not supported for ONNX models (use threshold)")
-        }
-        let cache = settings.mode == .delta ? TemporalCache(settings: settings) : nil
-        temporalState = cache.map { TemporalStreamState(cache: $0) }
-        detector.runner = cache
+        temporalState = try .onnx(settings)
+        detector.runner = temporalState?.cache
     }
 
     public func detect(_ frame: Frame, into result: inout FrameResult) throws {
@@ -125,12 +121,8 @@ public struct CenterFaceFrameDetector: FrameDetector {
     public var name: String { "centerface" }
 
     public mutating func useTemporal(_ settings: TemporalSettings) throws {
-        if !settings.layerThresholds.isEmpty {
-            throw TemporalConfigError(message: "layer_thresholds are not supported for ONNX models (use threshold)")
-        }
-        let cache = settings.mode == .delta ? TemporalCache(settings: settings) : nil
-        temporalState = cache.map { TemporalStreamState(cache: $0) }
-        detector.runner = cache
+        temporalState = try .onnx(settings)
+        detector.runner = temporalState?.cache
     }
 
     public func detect(_ frame: Frame, into result: inout FrameResult) throws {
@@ -149,5 +141,16 @@ public struct CenterFaceFrameDetector: FrameDetector {
             faces = Array(faces.sorted { $0.score > $1.score }.prefix(cap))
         }
         return faces
+    }
+}
+
+extension TemporalStreamState {
+    /// An ONNX detector's per-stream delta state (nil in other modes; every conv of the graph runs through its
+    /// cache). Imported graphs have no layer names to tune, so only the global threshold applies.
+    static func onnx(_ settings: TemporalSettings) throws -> TemporalStreamState? {
+        if !settings.layerThresholds.isEmpty {
+            throw TemporalConfigError(message: "layer_thresholds are not supported for ONNX models (use threshold)")
+        }
+        return settings.mode == .delta ? TemporalStreamState(cache: TemporalCache(settings: settings)) : nil
     }
 }
