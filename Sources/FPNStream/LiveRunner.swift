@@ -45,6 +45,15 @@ public struct LiveRunOptions {
     /// Temporal reuse (docs/temporal.md), handed to each stream's detector; its state is per stream and resets
     /// when a reconnect brings another resolution.
     public var temporal = TemporalSettings()
+    /// Called for every processed frame after every stage and sink, on the stream's last stage thread, with the
+    /// frame's end-to-end latency (ms). The image is annotated when there is a video output with `annotate`.
+    public var onFrame: (@Sendable (_ stream: Int, _ frame: AnalyzedFrame, _ latencyMs: Double) -> Void)?
+    /// Called for every connection event of a stream (on its source thread), after the JSONL line.
+    public var onEvent: (@Sendable (_ stream: Int, _ event: LiveEvent) -> Void)?
+    /// Wraps each stream's prepared detector (e.g. a shared inference scheduler that also times each call).
+    public var wrapDetector: ((_ stream: Int, _ detector: any FrameDetector) -> any FrameDetector)?
+    /// Fields added to every frame and event line (e.g. `serve`'s `camera`).
+    public var lineFields: [(String, JSONLRecord.Value)] = []
 
     public init(inputs: [String]) { self.inputs = inputs }
 
@@ -108,7 +117,7 @@ public final class LiveRunner: @unchecked Sendable {
     public init(options: LiveRunOptions) throws {
         try options.validate()
         self.options = options
-        jsonl = try options.jsonl.map { try LiveJSONL(path: $0, options: options.jsonlOptions) }
+        jsonl = try options.jsonl.map { try LiveJSONL(path: $0, options: options.jsonlOptions, fields: options.lineFields) }
     }
 
     /// Connects every input in turn, opening its video output and starting its pipeline as soon as it is connected.
@@ -208,9 +217,11 @@ final class LiveStreamRun: @unchecked Sendable {
         self.jsonl = jsonl
         let figures = LiveFigures(stream: stream)
         self.figures = figures
+        let onEvent = options.onEvent
         live = try LiveSource(location: input, options: options.source, onEvent: { event in
             figures.note(event)
             jsonl?.event(stream: stream, event)
+            onEvent?(stream, event)
         })
         figures.source = live.source
     }
@@ -228,6 +239,7 @@ final class LiveStreamRun: @unchecked Sendable {
 
         var detector = try StageWiring.prepared(options.makeDetector(), temporal: options.temporal)
         if options.debugStageDelayMs > 0 { detector = DelayedDetector(inner: detector, delayMs: options.debugStageDelayMs) }
+        if let wrap = options.wrapDetector { detector = wrap(stream, detector) }
         let live = self.live
         let wiring = StageWiring(detector: detector,
                                  tracker: try StageWiring.tracker(options.tracker, frameRate: live.metadata?.frameRate?.value),
@@ -239,7 +251,8 @@ final class LiveStreamRun: @unchecked Sendable {
         if let n = options.maxFrames {
             builder = builder.then(FrameLimitStage(limit: n, onLimit: { live.stop() }))
         }
-        let p = wiring.video(builder).sink(FrameLineSink(stream: stream, jsonl: jsonl, figures: figures))
+        let p = wiring.video(builder).sink(FrameLineSink(stream: stream, jsonl: jsonl, figures: figures,
+                                                         onFrame: options.onFrame))
         figures.metrics = { [weak p] in p?.metrics() ?? [] }
         lock.lock(); pipeline = p; lock.unlock()
     }
@@ -296,7 +309,7 @@ final class LiveFigures: @unchecked Sendable {
     func note(_ e: LiveEvent) {
         lock.lock(); defer { lock.unlock() }
         if e.event == .connected { connected = true }
-        if e.event == .disconnected || e.event == .gaveUp { connected = false }
+        if e.event == .disconnected || e.event == .gaveUp || e.event == .connectFailed { connected = false }
     }
 
     func frameDone(latencyMs: Double, recomputed: Double?) {
@@ -369,6 +382,7 @@ struct FrameLineSink: Sink {
     let stream: Int
     let jsonl: LiveJSONL?
     let figures: LiveFigures
+    let onFrame: (@Sendable (Int, AnalyzedFrame, Double) -> Void)?
     var name: String { "output" }
 
     func consume(_ input: AnalyzedFrame) throws {
@@ -376,5 +390,6 @@ struct FrameLineSink: Sink {
         let latencyMs = (now - input.result.info.wallTime) * 1000
         figures.frameDone(latencyMs: latencyMs, recomputed: input.result.recomputedFraction)
         jsonl?.frame(stream: stream, input.result, latencyMs: latencyMs)
+        onFrame?(stream, input, latencyMs)
     }
 }
