@@ -3,6 +3,7 @@ import FPNStream
 import Foundation
 import Hummingbird
 import Logging
+import ServiceLifecycle
 import Outputs
 
 /// The HTTP API of `serve` (docs/api/openapi.yaml): health, readiness, Prometheus metrics, camera status and
@@ -12,6 +13,7 @@ public final class ServeHTTP: @unchecked Sendable {
     let engine: ServeEngine
     let settings: HTTPSettings
     private var task: Task<Void, Error>?
+    private var group: ServiceGroup?
     private let started = DispatchSemaphore(value: 0)
     private let lock = NSLock()
     private var boundPort: Int?
@@ -37,8 +39,10 @@ public final class ServeHTTP: @unchecked Sendable {
                                   started.signal()
                               },
                               logger: logger)
+        let group = ServiceGroup(services: [app], logger: logger)
+        self.group = group
         task = Task {
-            do { try await app.run() } catch {
+            do { try await group.run() } catch {
                 lock.withLock { startError = error }
                 started.signal()
                 throw error
@@ -52,8 +56,17 @@ public final class ServeHTTP: @unchecked Sendable {
         return boundPort ?? settings.port
     }
 
-    /// Stops accepting requests.
-    public func stop() { task?.cancel() }
+    /// Stops accepting requests (graceful: requests in progress finish) and waits until the server is down.
+    public func stop() {
+        guard let group, let task else { return }
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            await group.triggerGracefulShutdown()
+            _ = await task.result
+            done.signal()
+        }
+        done.wait()
+    }
 
     private func routes(_ router: Router<BasicRequestContext>) {
         let engine = self.engine

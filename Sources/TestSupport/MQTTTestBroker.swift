@@ -93,7 +93,7 @@ public final class MQTTTestBroker: @unchecked Sendable {
             throw Unavailable(description: "mosquitto_sub missing (run scripts/setup)")
         }
         let out = dir.appendingPathComponent("sub-\(UUID().uuidString).txt")
-        FileManager.default.createFile(atPath: out.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: exe)
         p.arguments = ["-h", "127.0.0.1", "-p", String(port), "-q", "1", "-v", "-t", topic]
