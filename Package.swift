@@ -85,7 +85,8 @@ let package = Package(
         .testTarget(name: "OutputsTests", dependencies: ["Outputs", "StagePipeline", "TestSupport"]),
         .testTarget(name: "FPNStreamTests", dependencies: ["FPNStream", "TestSupport"]),
         .testTarget(name: "MQTTTests", dependencies: ["MQTT", "TestSupport"]),
-        .testTarget(name: "ServeTests", dependencies: ["Serve", "FPNStream", "MQTT", "MediaIO", "TestSupport"]),
+        .testTarget(name: "ServeTests", dependencies: ["Serve", "FPNStream", "MQTT", "MediaIO", "TestSupport",
+                                                    .product(name: "Yams", package: "Yams")]),
     ],
     swiftLanguageModes: [.v5]
 )

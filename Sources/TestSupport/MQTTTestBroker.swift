@@ -12,9 +12,12 @@ public final class MQTTTestBroker: @unchecked Sendable {
     public private(set) var port: Int
     private var process: Process?
     private let dir: URL
+    /// The only account when set (anonymous access off).
+    private let account: (user: String, password: String)?
 
-    public init(port: Int = 0) {
+    public init(port: Int = 0, account: (user: String, password: String)? = nil) {
         self.port = port
+        self.account = account
         dir = TestPaths.temporaryDirectory("mosquitto")
     }
 
@@ -44,8 +47,19 @@ public final class MQTTTestBroker: @unchecked Sendable {
         else { throw Unavailable(description: "mosquitto missing (run scripts/setup)") }
         if port == 0 { port = Self.freePort() }
         let conf = dir.appendingPathComponent("mosquitto.conf")
-        try "listener \(port) 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n"
-            .write(to: conf, atomically: true, encoding: .utf8)
+        var text = "listener \(port) 127.0.0.1\npersistence false\nmax_queued_messages 100000\n"
+        if let account {
+            let passwd = dir.appendingPathComponent("passwd")
+            try "\(account.user):\(account.password)\n".write(to: passwd, atomically: true, encoding: .utf8)
+            let hashed = try ExternalTools.run("/usr/bin/mosquitto_passwd", ["-U", passwd.path])
+            guard hashed.status == 0 else { throw Unavailable(description: "mosquitto_passwd failed: \(hashed.stderr)") }
+            // Started as root, mosquitto reads the password file as its own user.
+            _ = try? ExternalTools.run("/bin/chown", ["-R", "mosquitto", dir.path])
+            text += "allow_anonymous false\npassword_file \(passwd.path)\n"
+        } else {
+            text += "allow_anonymous true\n"
+        }
+        try text.write(to: conf, atomically: true, encoding: .utf8)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: exe)
         p.arguments = ["-c", conf.path]

@@ -87,6 +87,23 @@ final class MQTTClientTests: XCTestCase {
         c.stop()
     }
 
+    func testCredentialsAreAcceptedAndAWrongPasswordIsRefused() throws {
+        let b = MQTTTestBroker(account: ("cam-user", "p4ss w0rd!"))
+        do { try b.start() } catch let e as MQTTTestBroker.Unavailable { throw XCTSkip(e.description) }
+        var o = options(b)
+        o.username = "cam-user"
+        o.password = "p4ss w0rd!"
+        XCTAssertNoThrow(try MQTTClient.probe(o))
+        o.password = "wrong"
+        XCTAssertThrowsError(try MQTTClient.probe(o)) { e in
+            XCTAssertTrue("\(e)".contains("connection refused: "), "\(e)")
+            XCTAssertFalse("\(e)".contains("wrong"))
+        }
+        o.username = nil
+        o.password = nil
+        XCTAssertThrowsError(try MQTTClient.probe(o), "anonymous access is off")
+    }
+
     func testUnreachableBrokerAndBadCredentialsAreClearErrors() throws {
         var o = MQTTOptions(host: "127.0.0.1", port: MQTTTestBroker.freePort(), clientID: "x")
         o.password = "sekrit"
