@@ -110,7 +110,7 @@ public final class ServeEngine: @unchecked Sendable {
         let camera: Camera
         do {
             camera = try Camera(spec: spec, models: models, scheduler: scheduler, metrics: m,
-                                publish: publisher.map { p in { p.camera($0, $1, $2) } })
+                                publish: publisher.map { p in { @Sendable in p.camera($0, $1, $2) } })
         } catch {
             metrics.remove(m)
             return .failure(error)
@@ -162,7 +162,7 @@ public final class ServeEngine: @unchecked Sendable {
     public func metricsText() -> [UInt8] {
         let all = allCameras()
         return metrics.render(statuses: all.map { $0.status() }, metrics: all.map(\.metrics),
-                              waitingCameras: scheduler.waiting, modelsLoaded: models.count)
+                              waitingCameras: scheduler.waiting, modelsLoaded: models.count, mqtt: publisher?.stats)
     }
 
     /// Stops every camera at once (inputs interrupted, frames in flight drained, outputs finalized) and waits.

@@ -1,5 +1,6 @@
 import FPNStream
 import Foundation
+import MQTT
 import Prometheus
 import StagePipeline
 
@@ -9,7 +10,8 @@ import StagePipeline
 /// `_frames_dropped_total`, `_decode_errors_total`, `_reconnects_total`, `_fps`, `_connected`, `_queue_depth`,
 /// `_recomputed_fraction`, `_inference_seconds` and `_latency_seconds` (histograms) with their p50/p95 as gauges.
 /// Process: `process_resident_memory_bytes`, `process_cpu_seconds_total`, `process_start_time_seconds`, and
-/// `fpnstream_cameras`, `fpnstream_inference_waiting`, `fpnstream_models_loaded`.
+/// `fpnstream_cameras`, `fpnstream_inference_waiting`, `fpnstream_models_loaded`; with MQTT,
+/// `fpnstream_mqtt_delivered_total`, `_dropped_total`, `_pending`, `_connected`.
 /// Counters read from the cameras' own counters are brought up to date at each scrape (by their increase, so a
 /// counter never goes down while its camera lives).
 public final class ServeMetrics: @unchecked Sendable {
@@ -19,17 +21,26 @@ public final class ServeMetrics: @unchecked Sendable {
     private let cameras: Gauge
     private let waiting: Gauge
     private let models: Gauge
+    private let mqttDelivered, mqttDropped: Counter
+    private let mqttPending, mqttConnected: Gauge
     private let lock = NSLock()
     private var cpuSeen = 0.0
+    private var mqttSeen = (delivered: 0, dropped: 0)
 
     init() {
-        rss = registry.makeGauge(name: "process_resident_memory_bytes", help: "Resident memory size in bytes.")
-        cpu = registry.makeCounter(name: "process_cpu_seconds_total", help: "Total user and system CPU time spent in seconds.")
-        registry.makeGauge(name: "process_start_time_seconds", help: "Start time of the process since unix epoch in seconds.")
+        rss = registry.gauge("process_resident_memory_bytes", "Resident memory size in bytes.")
+        cpu = registry.counter("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.")
+        registry.gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.")
             .set(to: Date().timeIntervalSince1970 - ProcessInfo.processInfo.systemUptime + Self.startSinceBoot())
-        cameras = registry.makeGauge(name: "fpnstream_cameras", help: "Cameras this instance runs.")
-        waiting = registry.makeGauge(name: "fpnstream_inference_waiting", help: "Cameras waiting for an inference slot.")
-        models = registry.makeGauge(name: "fpnstream_models_loaded", help: "Distinct models loaded (shared by cameras).")
+        cameras = registry.gauge("fpnstream_cameras", "Cameras this instance runs.")
+        waiting = registry.gauge("fpnstream_inference_waiting", "Cameras waiting for an inference slot.")
+        models = registry.gauge("fpnstream_models_loaded", "Distinct models loaded (shared by cameras).")
+        mqttDelivered = registry.counter("fpnstream_mqtt_delivered_total",
+                                         "MQTT messages the broker acknowledged (QoS 1).")
+        mqttDropped = registry.counter("fpnstream_mqtt_dropped_total",
+                                       "MQTT messages dropped because the outage buffer was full.")
+        mqttPending = registry.gauge("fpnstream_mqtt_pending", "MQTT messages buffered or unacknowledged.")
+        mqttConnected = registry.gauge("fpnstream_mqtt_connected", "1 while connected to the broker.")
     }
 
     /// Metrics of a new camera, registered until `remove`.
@@ -38,11 +49,19 @@ public final class ServeMetrics: @unchecked Sendable {
     func remove(_ m: CameraMetrics) { m.unregister(from: registry) }
 
     /// The exposition text, after bringing every gauge and counter up to date.
-    func render(statuses: [CameraStatus], metrics: [CameraMetrics], waitingCameras: Int, modelsLoaded: Int) -> [UInt8] {
+    func render(statuses: [CameraStatus], metrics: [CameraMetrics], waitingCameras: Int, modelsLoaded: Int,
+                mqtt: MQTTStats?) -> [UInt8] {
         let p = ProcessFigures.read()
         lock.lock()
         rss.set(to: Double(p.residentBytes))
         if p.cpuSeconds > cpuSeen { cpu.increment(by: p.cpuSeconds - cpuSeen); cpuSeen = p.cpuSeconds }
+        if let mqtt {
+            if mqtt.delivered > mqttSeen.delivered { mqttDelivered.increment(by: Int64(mqtt.delivered - mqttSeen.delivered)) }
+            if mqtt.dropped > mqttSeen.dropped { mqttDropped.increment(by: Int64(mqtt.dropped - mqttSeen.dropped)) }
+            mqttSeen = (max(mqttSeen.delivered, mqtt.delivered), max(mqttSeen.dropped, mqtt.dropped))
+            mqttPending.set(to: Double(mqtt.pending))
+            mqttConnected.set(to: mqtt.connected ? 1 : 0)
+        }
         lock.unlock()
         cameras.set(to: Double(statuses.count))
         waiting.set(to: Double(waitingCameras))
@@ -100,29 +119,28 @@ final class CameraMetrics: @unchecked Sendable {
     init(id: String, registry r: PrometheusCollectorRegistry) {
         self.id = id
         let l = [("camera", id)]
-        framesIn = r.makeCounter(name: "fpnstream_camera_frames_in_total", labels: l, help: "Frames delivered by the source.")
-        processed = r.makeCounter(name: "fpnstream_camera_frames_processed_total", labels: l,
-                                  help: "Frames through every stage and output.")
-        dropped = r.makeCounter(name: "fpnstream_camera_frames_dropped_total", labels: l,
-                                help: "Frames dropped by the drop policy (inference slower than the camera).")
-        decodeErrors = r.makeCounter(name: "fpnstream_camera_decode_errors_total", labels: l,
-                                     help: "Packets or frames the decoder rejected, and damaged frames skipped.")
-        reconnects = r.makeCounter(name: "fpnstream_camera_reconnects_total", labels: l, help: "Outages that ended with a frame.")
-        fps = r.makeGauge(name: "fpnstream_camera_fps", labels: l, help: "Processed frames per second over the last 10 s.")
-        connected = r.makeGauge(name: "fpnstream_camera_connected", labels: l, help: "1 while the source is connected.")
-        queueDepth = r.makeGauge(name: "fpnstream_camera_queue_depth", labels: l,
-                                 help: "Frames delivered but not yet processed or dropped.")
-        recomputed = r.makeGauge(name: "fpnstream_camera_recomputed_fraction", labels: l,
-                                 help: "Mean fraction of backbone/FPN work recomputed per frame (temporal delta).")
-        latencyP50 = r.makeGauge(name: "fpnstream_camera_latency_p50_seconds", labels: l, help: "Median end-to-end latency.")
-        latencyP95 = r.makeGauge(name: "fpnstream_camera_latency_p95_seconds", labels: l, help: "95th percentile end-to-end latency.")
-        inferenceP50 = r.makeGauge(name: "fpnstream_camera_inference_p50_seconds", labels: l, help: "Median inference time.")
-        inferenceP95 = r.makeGauge(name: "fpnstream_camera_inference_p95_seconds", labels: l,
-                                   help: "95th percentile inference time.")
-        inferenceSeconds = r.makeValueHistogram(name: "fpnstream_camera_inference_seconds", labels: l,
-                                                buckets: Self.buckets, help: "Inference time per frame (model only).")
-        latencySeconds = r.makeValueHistogram(name: "fpnstream_camera_latency_seconds", labels: l,
-                                              buckets: Self.buckets, help: "End-to-end latency per frame (capture to output).")
+        framesIn = r.counter("fpnstream_camera_frames_in_total", "Frames delivered by the source.", labels: l)
+        processed = r.counter("fpnstream_camera_frames_processed_total",
+                              "Frames through every stage and output.", labels: l)
+        dropped = r.counter("fpnstream_camera_frames_dropped_total",
+                            "Frames dropped by the drop policy (inference slower than the camera).", labels: l)
+        decodeErrors = r.counter("fpnstream_camera_decode_errors_total",
+                                 "Packets or frames the decoder rejected, and damaged frames skipped.", labels: l)
+        reconnects = r.counter("fpnstream_camera_reconnects_total", "Outages that ended with a frame.", labels: l)
+        fps = r.gauge("fpnstream_camera_fps", "Processed frames per second over the last 10 s.", labels: l)
+        connected = r.gauge("fpnstream_camera_connected", "1 while the source is connected.", labels: l)
+        queueDepth = r.gauge("fpnstream_camera_queue_depth",
+                             "Frames delivered but not yet processed or dropped.", labels: l)
+        recomputed = r.gauge("fpnstream_camera_recomputed_fraction",
+                             "Mean fraction of backbone/FPN work recomputed per frame (temporal delta).", labels: l)
+        latencyP50 = r.gauge("fpnstream_camera_latency_p50_seconds", "Median end-to-end latency.", labels: l)
+        latencyP95 = r.gauge("fpnstream_camera_latency_p95_seconds", "95th percentile end-to-end latency.", labels: l)
+        inferenceP50 = r.gauge("fpnstream_camera_inference_p50_seconds", "Median inference time.", labels: l)
+        inferenceP95 = r.gauge("fpnstream_camera_inference_p95_seconds", "95th percentile inference time.", labels: l)
+        inferenceSeconds = r.histogram("fpnstream_camera_inference_seconds",
+                                       "Inference time per frame (model only).", labels: l, buckets: Self.buckets)
+        latencySeconds = r.histogram("fpnstream_camera_latency_seconds",
+                                     "End-to-end latency per frame (capture to output).", labels: l, buckets: Self.buckets)
     }
 
     func unregister(from r: PrometheusCollectorRegistry) {
@@ -167,5 +185,21 @@ final class CameraMetrics: @unchecked Sendable {
         if delta > 0 { seen[key] = value }
         lock.unlock()
         if delta > 0 { c.increment(by: Int64(delta)) }
+    }
+}
+
+extension PrometheusCollectorRegistry {
+    // Plain metric names (no namespace or unit parts), as the exposition shows them.
+    func counter(_ name: String, _ help: String, labels: [(String, String)] = []) -> Counter {
+        makeCounter(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels)
+    }
+
+    func gauge(_ name: String, _ help: String, labels: [(String, String)] = []) -> Gauge {
+        makeGauge(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels)
+    }
+
+    func histogram(_ name: String, _ help: String, labels: [(String, String)], buckets: [Double]) -> ValueHistogram {
+        makeValueHistogram(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels,
+                           buckets: buckets)
     }
 }

@@ -105,8 +105,13 @@ final class ServeCommandTests: XCTestCase {
         usleep(300_000)
         let head = "instance: t1\nhttp: {listen: \"127.0.0.1:0\"}\nmqtt: {broker: \"127.0.0.1:\(b.port)\"}\ncameras:\n"
         let p = try serve("cams", yaml: head + cameraLines(["a", "b"]) + "\n")
-        XCTAssertNotNil(port("cams"), stderr("cams"))
+        let client = HTTPClient(base: "http://127.0.0.1:\(try XCTUnwrap(port("cams"), stderr("cams")))")
         XCTAssertTrue(sub.wait { m in m.filter { $0.topic == "fpnstream/b/frame" }.count >= 3 }.count > 0)
+        let metrics = try client.get("/metrics").text
+        XCTAssertTrue(metrics.contains("fpnstream_mqtt_connected 1"), metrics)
+        XCTAssertTrue(metrics.contains("fpnstream_mqtt_dropped_total 0"), metrics)
+        let delivered = metrics.split(separator: "\n").first { $0.hasPrefix("fpnstream_mqtt_delivered_total ") }
+        XCTAssertGreaterThanOrEqual(Double(delivered?.split(separator: " ").last ?? "") ?? 0, 3)
 
         // SIGHUP: the file now has b and c (a removed).
         try (head + cameraLines(["b", "c"]) + "\n").write(to: dir.appendingPathComponent("cams.yaml"), atomically: true, encoding: .utf8)
