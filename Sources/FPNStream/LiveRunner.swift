@@ -54,6 +54,9 @@ public struct LiveRunOptions {
     public var wrapDetector: ((_ stream: Int, _ detector: any FrameDetector) -> any FrameDetector)?
     /// Fields added to every frame and event line (e.g. `serve`'s `camera`).
     public var lineFields: [(String, JSONLRecord.Value)] = []
+    /// `stop()` drops the frames that have not reached inference yet (as `process` does on its first signal), so a
+    /// stop waits for at most the inference in progress; false (`tail`): every frame read is drained.
+    public var promptStop = false
 
     public init(inputs: [String]) { self.inputs = inputs }
 
@@ -208,6 +211,7 @@ final class LiveStreamRun: @unchecked Sendable {
     private var pipeline: Pipeline?
     private let done = DispatchSemaphore(value: 0)
     private var failure: Error?
+    private var gate: StopGate?
     /// How the pipeline ended (set before `waitUntilDone` returns; nil if it never started).
     private(set) var report: PipelineReport?
 
@@ -241,10 +245,11 @@ final class LiveStreamRun: @unchecked Sendable {
         if options.debugStageDelayMs > 0 { detector = DelayedDetector(inner: detector, delayMs: options.debugStageDelayMs) }
         if let wrap = options.wrapDetector { detector = wrap(stream, detector) }
         let live = self.live
+        let gate = options.promptStop ? StopGate() : nil
         let wiring = StageWiring(detector: detector,
                                  tracker: try StageWiring.tracker(options.tracker, frameRate: live.metadata?.frameRate?.value),
                                  inferenceQueue: QueueOptions(capacity: options.queueCapacity, policy: options.dropPolicy),
-                                 videoWriter: writer, annotate: options.annotate, annotation: options.annotation,
+                                 gate: gate, videoWriter: writer, annotate: options.annotate, annotation: options.annotation,
                                  trails: options.trails)
         var builder = wiring.analysis(Pipeline.from(LivePictureSource(live: live),
                                                     options: PipelineOptions(queueCapacity: 4, label: "fpnstream.live\(stream)")))
@@ -254,7 +259,7 @@ final class LiveStreamRun: @unchecked Sendable {
         let p = wiring.video(builder).sink(FrameLineSink(stream: stream, jsonl: jsonl, figures: figures,
                                                          onFrame: options.onFrame))
         figures.metrics = { [weak p] in p?.metrics() ?? [] }
-        lock.lock(); pipeline = p; lock.unlock()
+        lock.lock(); pipeline = p; self.gate = gate; lock.unlock()
     }
 
     /// Starts the pipeline built by `connect`.
@@ -271,8 +276,9 @@ final class LiveStreamRun: @unchecked Sendable {
     }
 
     func stop() {
+        lock.lock(); let p = pipeline, g = gate; lock.unlock()
+        g?.close()
         live.stop()
-        lock.lock(); let p = pipeline; lock.unlock()
         p?.cancel(.drain)
     }
 

@@ -47,6 +47,7 @@ struct CameraPlan {
         o.jsonl = spec.jsonl.map { $0.replacingOccurrences(of: "{camera}", with: spec.id) }
         o.output = spec.video.map { $0.replacingOccurrences(of: "{camera}", with: spec.id) }
         o.lineFields = [("camera", .string(spec.id))]
+        o.promptStop = true  // a stop (SIGTERM, removal) waits for one inference per camera at most
 
         let live = pipeline.input.live
         o.dropPolicy = live.dropPolicy.queuePolicy
