@@ -179,10 +179,15 @@ final class ServeCommandTests: XCTestCase {
         XCTAssertTrue(will.contains("\"status\":\"offline\""), will)
     }
 
-    /// Two cameras on the demo model: it is loaded once; both progress; temporal delta reports its recomputed work.
+    /// Two cameras on the demo model: it is loaded once; both progress; temporal delta reports its recomputed work;
+    /// the pipeline's tracker gives track events on MQTT.
     func testCamerasShareOneLoadedModel() throws {
         let pipeline = try demoPipeline()
-        let yaml = "http: {listen: \"127.0.0.1:0\"}\ndefaults: {pipeline: \"\(pipeline)\"}\ncameras:\n"
+        let b = try broker()
+        let sub = try b.subscribe("fpnstream/+/events")
+        usleep(300_000)
+        let yaml = "http: {listen: \"127.0.0.1:0\"}\nmqtt: {broker: \"127.0.0.1:\(b.port)\"}\n"
+            + "defaults: {pipeline: \"\(pipeline)\"}\ncameras:\n"
             + cameraLines(["a", "b"], maxFPS: 2, extra: ", temporal: delta") + "\n"
         let p = try serve("model", yaml: yaml)
         let client = HTTPClient(base: "http://127.0.0.1:\(try XCTUnwrap(port("model"), stderr("model")))")
@@ -199,5 +204,17 @@ final class ServeCommandTests: XCTestCase {
         let frames = jsonl("a.jsonl").filter { $0["type"] as? String == "frame" }
         XCTAssertTrue(frames.contains { ($0["detections"] as? [Any])?.isEmpty == false }, "the model found objects")
         XCTAssertTrue(frames.allSatisfy { $0["recomputed"] != nil }, "delta mode on every frame")
+        // Every track id of a frame line was announced by a track_started event of that camera, with its class.
+        let tracked = Set(frames.flatMap { ($0["detections"] as? [[String: Any]] ?? []).compactMap { $0["track_id"] as? Int } })
+        XCTAssertFalse(tracked.isEmpty)
+        func startedEvents() -> [[String: Any]] {
+            sub.messages().filter { $0.topic == "fpnstream/a/events" && $0.payload.contains("\"track_started\"") }
+                .compactMap { try? JSONSerialization.jsonObject(with: Data($0.payload.utf8)) as? [String: Any] }
+        }
+        eventually { Set(startedEvents().compactMap { $0["track_id"] as? Int }) == tracked }
+        let started = startedEvents()
+        let announced = Set(started.compactMap { $0["track_id"] as? Int })
+        XCTAssertEqual(announced, tracked)
+        XCTAssertTrue(started.allSatisfy { $0["camera"] as? String == "a" && $0["class"] is String }, "\(started)")
     }
 }
