@@ -18,6 +18,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
+        // `serve`: HTTP API and Prometheus metrics (traits off: no swift-configuration, no full Foundation needed).
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
     ],
     targets: [
         // C libraries from Debian -dev packages (scripts/setup installs them).
@@ -51,8 +55,19 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // MQTT 3.1.1 client (QoS 0/1, last will, bounded outage buffer) over POSIX sockets. No FFmpeg, no ML.
+        .target(name: "MQTT"),
+        // `serve`: many cameras on shared models, fair inference scheduling, sharding, HTTP API, metrics, MQTT events.
+        .target(name: "Serve", dependencies: [
+            "FPNStream", "FPNCore", "MediaIO", "Outputs", "StagePipeline", "MQTT",
+            .product(name: "Yams", package: "Yams"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
         .executableTarget(name: "fpnstream", dependencies: [
-            "FPNStream", "MediaIO", "Tracking", "Outputs", "Tensor", "TemporalReuse", "FPNCore", "StagePipeline", "ONNX",
+            "FPNStream", "Serve", "MediaIO", "Tracking", "Outputs", "Tensor", "TemporalReuse", "FPNCore", "StagePipeline", "ONNX",
             "Vision",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -69,6 +84,9 @@ let package = Package(
         .testTarget(name: "TrackingTests", dependencies: ["Tracking", "TestSupport"]),
         .testTarget(name: "OutputsTests", dependencies: ["Outputs", "StagePipeline", "TestSupport"]),
         .testTarget(name: "FPNStreamTests", dependencies: ["FPNStream", "TestSupport"]),
+        .testTarget(name: "MQTTTests", dependencies: ["MQTT", "TestSupport"]),
+        .testTarget(name: "ServeTests", dependencies: ["Serve", "FPNStream", "MQTT", "MediaIO", "TestSupport",
+                                                    .product(name: "Yams", package: "Yams")]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -12,23 +12,21 @@ final class LiveJSONL: @unchecked Sendable {
     private let writer: JSONLWriter
     private let lock = NSLock()
     private var failed = false
+    /// Added to every frame and event line.
+    private let fields: [(String, JSONLRecord.Value)]
 
-    init(path: String, options: JSONLRecord.Options) throws { writer = try JSONLWriter(path: path, options: options) }
+    init(path: String, options: JSONLRecord.Options, fields: [(String, JSONLRecord.Value)] = []) throws {
+        writer = try JSONLWriter(path: path, options: options)
+        self.fields = fields
+    }
 
     func frame(stream: Int, _ result: FrameResult, latencyMs: Double) {
-        write { try writer.writeFrame(result, fields: [("stream", .int(stream)),
-                                                       ("latency_ms", .number(latencyMs, decimals: 2))]) }
+        write { try writer.writeFrame(result, fields: fields + [("stream", .int(stream)),
+                                                                ("latency_ms", .number(latencyMs, decimals: 2))]) }
     }
 
     func event(stream: Int, _ e: LiveEvent) {
-        var fields: [(String, JSONLRecord.Value)] = [("stream", .int(stream)), ("next_frame", .int(e.nextIndex))]
-        if let a = e.attempt { fields.append(("attempt", .int(a))) }
-        if let d = e.delaySeconds { fields.append(("delay_s", .number(d, decimals: 3))) }
-        if let g = e.gapSeconds { fields.append(("gap_s", .number(g, decimals: 3))) }
-        if let n = e.framesInSession { fields.append(("frames_in_session", .int(n))) }
-        if let v = e.video { fields.append(("video", .string(v))) }
-        let line = JSONLRecord.event(e.event.rawValue, source: e.source, wallTime: e.wallTime,
-                                     frame: e.nextIndex > 0 ? e.nextIndex - 1 : nil, message: e.reason, fields: fields)
+        let line = e.jsonlLine(fields: fields + [("stream", .int(stream))])
         write { try writer.writeLine(line) }
     }
 
@@ -69,5 +67,19 @@ final class LiveJSONL: @unchecked Sendable {
             lock.lock(); let first = !failed; failed = true; lock.unlock()
             if first { FileHandle.standardError.write(Data("fpnstream: \(redactCredentials("\(error)"))\n".utf8)) }
         }
+    }
+}
+
+extension LiveEvent {
+    /// The event's JSONL line (docs/jsonl.md "Live streams"), `fields` first among the extra fields.
+    public func jsonlLine(fields: [(String, JSONLRecord.Value)]) -> [UInt8] {
+        var all = fields + [("next_frame", .int(nextIndex))]
+        if let a = attempt { all.append(("attempt", .int(a))) }
+        if let d = delaySeconds { all.append(("delay_s", .number(d, decimals: 3))) }
+        if let g = gapSeconds { all.append(("gap_s", .number(g, decimals: 3))) }
+        if let n = framesInSession { all.append(("frames_in_session", .int(n))) }
+        if let v = video { all.append(("video", .string(v))) }
+        return JSONLRecord.event(event.rawValue, source: source, wallTime: wallTime,
+                                 frame: nextIndex > 0 ? nextIndex - 1 : nil, message: reason, fields: all)
     }
 }

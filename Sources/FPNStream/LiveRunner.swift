@@ -45,6 +45,18 @@ public struct LiveRunOptions {
     /// Temporal reuse (docs/temporal.md), handed to each stream's detector; its state is per stream and resets
     /// when a reconnect brings another resolution.
     public var temporal = TemporalSettings()
+    /// Called for every processed frame after every stage and sink, on the stream's last stage thread, with the
+    /// frame's end-to-end latency (ms). The image is annotated when there is a video output with `annotate`.
+    public var onFrame: (@Sendable (_ stream: Int, _ frame: AnalyzedFrame, _ latencyMs: Double) -> Void)?
+    /// Called for every connection event of a stream (on its source thread), after the JSONL line.
+    public var onEvent: (@Sendable (_ stream: Int, _ event: LiveEvent) -> Void)?
+    /// Wraps each stream's prepared detector (e.g. a shared inference scheduler that also times each call).
+    public var wrapDetector: ((_ stream: Int, _ detector: any FrameDetector) -> any FrameDetector)?
+    /// Fields added to every frame and event line (e.g. `serve`'s `camera`).
+    public var lineFields: [(String, JSONLRecord.Value)] = []
+    /// `stop()` drops the frames that have not reached inference yet (as `process` does on its first signal), so a
+    /// stop waits for at most the inference in progress; false (`tail`): every frame read is drained.
+    public var promptStop = false
 
     public init(inputs: [String]) { self.inputs = inputs }
 
@@ -108,7 +120,7 @@ public final class LiveRunner: @unchecked Sendable {
     public init(options: LiveRunOptions) throws {
         try options.validate()
         self.options = options
-        jsonl = try options.jsonl.map { try LiveJSONL(path: $0, options: options.jsonlOptions) }
+        jsonl = try options.jsonl.map { try LiveJSONL(path: $0, options: options.jsonlOptions, fields: options.lineFields) }
     }
 
     /// Connects every input in turn, opening its video output and starting its pipeline as soon as it is connected.
@@ -199,6 +211,7 @@ final class LiveStreamRun: @unchecked Sendable {
     private var pipeline: Pipeline?
     private let done = DispatchSemaphore(value: 0)
     private var failure: Error?
+    private var gate: StopGate?
     /// How the pipeline ended (set before `waitUntilDone` returns; nil if it never started).
     private(set) var report: PipelineReport?
 
@@ -208,9 +221,11 @@ final class LiveStreamRun: @unchecked Sendable {
         self.jsonl = jsonl
         let figures = LiveFigures(stream: stream)
         self.figures = figures
+        let onEvent = options.onEvent
         live = try LiveSource(location: input, options: options.source, onEvent: { event in
             figures.note(event)
             jsonl?.event(stream: stream, event)
+            onEvent?(stream, event)
         })
         figures.source = live.source
     }
@@ -228,20 +243,23 @@ final class LiveStreamRun: @unchecked Sendable {
 
         var detector = try StageWiring.prepared(options.makeDetector(), temporal: options.temporal)
         if options.debugStageDelayMs > 0 { detector = DelayedDetector(inner: detector, delayMs: options.debugStageDelayMs) }
+        if let wrap = options.wrapDetector { detector = wrap(stream, detector) }
         let live = self.live
+        let gate = options.promptStop ? StopGate() : nil
         let wiring = StageWiring(detector: detector,
                                  tracker: try StageWiring.tracker(options.tracker, frameRate: live.metadata?.frameRate?.value),
                                  inferenceQueue: QueueOptions(capacity: options.queueCapacity, policy: options.dropPolicy),
-                                 videoWriter: writer, annotate: options.annotate, annotation: options.annotation,
+                                 gate: gate, videoWriter: writer, annotate: options.annotate, annotation: options.annotation,
                                  trails: options.trails)
         var builder = wiring.analysis(Pipeline.from(LivePictureSource(live: live),
                                                     options: PipelineOptions(queueCapacity: 4, label: "fpnstream.live\(stream)")))
         if let n = options.maxFrames {
             builder = builder.then(FrameLimitStage(limit: n, onLimit: { live.stop() }))
         }
-        let p = wiring.video(builder).sink(FrameLineSink(stream: stream, jsonl: jsonl, figures: figures))
+        let p = wiring.video(builder).sink(FrameLineSink(stream: stream, jsonl: jsonl, figures: figures,
+                                                         onFrame: options.onFrame))
         figures.metrics = { [weak p] in p?.metrics() ?? [] }
-        lock.lock(); pipeline = p; lock.unlock()
+        lock.lock(); pipeline = p; self.gate = gate; lock.unlock()
     }
 
     /// Starts the pipeline built by `connect`.
@@ -258,8 +276,9 @@ final class LiveStreamRun: @unchecked Sendable {
     }
 
     func stop() {
+        lock.lock(); let p = pipeline, g = gate; lock.unlock()
+        g?.close()
         live.stop()
-        lock.lock(); let p = pipeline; lock.unlock()
         p?.cancel(.drain)
     }
 
@@ -296,7 +315,7 @@ final class LiveFigures: @unchecked Sendable {
     func note(_ e: LiveEvent) {
         lock.lock(); defer { lock.unlock() }
         if e.event == .connected { connected = true }
-        if e.event == .disconnected || e.event == .gaveUp { connected = false }
+        if e.event == .disconnected || e.event == .gaveUp || e.event == .connectFailed { connected = false }
     }
 
     func frameDone(latencyMs: Double, recomputed: Double?) {
@@ -369,6 +388,7 @@ struct FrameLineSink: Sink {
     let stream: Int
     let jsonl: LiveJSONL?
     let figures: LiveFigures
+    let onFrame: (@Sendable (Int, AnalyzedFrame, Double) -> Void)?
     var name: String { "output" }
 
     func consume(_ input: AnalyzedFrame) throws {
@@ -376,5 +396,6 @@ struct FrameLineSink: Sink {
         let latencyMs = (now - input.result.info.wallTime) * 1000
         figures.frameDone(latencyMs: latencyMs, recomputed: input.result.recomputedFraction)
         jsonl?.frame(stream: stream, input.result, latencyMs: latencyMs)
+        onFrame?(stream, input, latencyMs)
     }
 }

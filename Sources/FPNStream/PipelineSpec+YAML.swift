@@ -53,15 +53,18 @@ extension PipelineSpec {
     }
 }
 
-/// Walks the YAML node tree, turning each problem into a `PipelineSpecError` with file, line and key path.
-struct SpecReader {
-    let file: String
+/// Walks the YAML node tree, turning each problem into a `PipelineSpecError` with file, line and key path (also
+/// used by `serve`'s camera file, so both name problems the same way).
+public struct SpecReader {
+    public let file: String
 
-    func fail(_ node: Node?, _ path: String, _ message: String) -> PipelineSpecError {
+    public init(file: String) { self.file = file }
+
+    public func fail(_ node: Node?, _ path: String, _ message: String) -> PipelineSpecError {
         PipelineSpecError(file: file, line: node?.mark?.line, keyPath: path, message: message)
     }
 
-    func yamlError(_ e: YamlError) -> PipelineSpecError {
+    public func yamlError(_ e: YamlError) -> PipelineSpecError {
         switch e {
         case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _),
              let .composer(context, problem, mark, _):
@@ -118,7 +121,7 @@ struct SpecReader {
         return s
     }
 
-    func model(_ node: Node) throws -> ModelSpec {
+    public func model(_ node: Node) throws -> ModelSpec {
         if node.scalar != nil {  // `model: path/to/model.safetensors`
             return ModelSpec(path: try nonEmptyString(node, "model"))
         }
@@ -147,7 +150,7 @@ struct SpecReader {
     }
 
     /// `temporal:` → `TemporalSettings`; `temporal: off|keyframe|delta` alone sets the mode.
-    func temporal(_ node: Node) throws -> TemporalSpec {
+    public func temporal(_ node: Node) throws -> TemporalSpec {
         var s = TemporalSpec()
         if node.scalar != nil {
             s.mode = try choice(node, "temporal", TemporalMode.self)
@@ -260,16 +263,16 @@ struct SpecReader {
     // MARK: typed values
 
     /// A mapping's entries by key, remembering the key nodes for line numbers.
-    struct Mapping {
+    public struct Mapping {
         let reader: SpecReader
         let node: Node
         let path: String
-        let entries: [(key: String, keyNode: Node, value: Node)]
+        public let entries: [(key: String, keyNode: Node, value: Node)]
 
-        subscript(_ key: String) -> Node? { entries.first { $0.key == key }?.value }
+        public subscript(_ key: String) -> Node? { entries.first { $0.key == key }?.value }
 
         /// Unknown keys (with a "did you mean" suggestion) and duplicate keys are errors.
-        func check(_ allowed: [String]) throws {
+        public func check(_ allowed: [String]) throws {
             var seen = Set<String>()
             for e in entries {
                 if !seen.insert(e.key).inserted {
@@ -285,7 +288,7 @@ struct SpecReader {
         }
     }
 
-    func map(_ node: Node, _ path: String) throws -> Mapping {
+    public func map(_ node: Node, _ path: String) throws -> Mapping {
         guard let m = node.mapping else {
             throw fail(node, path, "expected a mapping (key: value lines), got \(describe(node))")
         }
@@ -297,7 +300,7 @@ struct SpecReader {
         return Mapping(reader: self, node: node, path: path, entries: entries)
     }
 
-    func double(_ node: Node, _ path: String, min lo: Double? = nil) throws -> Double {
+    public func double(_ node: Node, _ path: String, min lo: Double? = nil) throws -> Double {
         guard let s = node.scalar, let v = Double.construct(from: s), v.isFinite else {
             throw fail(node, path, "expected a number, got \(describe(node))")
         }
@@ -314,7 +317,7 @@ struct SpecReader {
         return v
     }
 
-    func int(_ node: Node, _ path: String, min lo: Int? = nil) throws -> Int {
+    public func int(_ node: Node, _ path: String, min lo: Int? = nil) throws -> Int {
         guard let s = node.scalar, let v = Int.construct(from: s) else {
             if let s = node.scalar, Double.construct(from: s) != nil {
                 throw fail(node, path, "expected a whole number, got \(s.string)")
@@ -325,25 +328,25 @@ struct SpecReader {
         return v
     }
 
-    func bool(_ node: Node, _ path: String) throws -> Bool {
+    public func bool(_ node: Node, _ path: String) throws -> Bool {
         guard let s = node.scalar, let v = Bool.construct(from: s) else {
             throw fail(node, path, "expected true or false, got \(describe(node))")
         }
         return v
     }
 
-    func string(_ node: Node, _ path: String) throws -> String {
+    public func string(_ node: Node, _ path: String) throws -> String {
         guard let s = node.scalar else { throw fail(node, path, "expected a string, got \(describe(node))") }
         return s.string
     }
 
-    func nonEmptyString(_ node: Node, _ path: String) throws -> String {
+    public func nonEmptyString(_ node: Node, _ path: String) throws -> String {
         let s = try string(node, path)
         guard !s.trimmingCharacters(in: .whitespaces).isEmpty else { throw fail(node, path, "must not be empty") }
         return s
     }
 
-    func stringList(_ node: Node, _ path: String) throws -> [String] {
+    public func stringList(_ node: Node, _ path: String) throws -> [String] {
         guard let seq = node.sequence else {
             throw fail(node, path, "expected a list like [a, b], got \(describe(node))")
         }
@@ -351,7 +354,7 @@ struct SpecReader {
     }
 
     /// An enumeration by its raw spelling. Uses the scalar's text, so YAML 1.1's `off`/`no` stay words.
-    func choice<E: RawRepresentable & CaseIterable>(_ node: Node, _ path: String, _: E.Type) throws -> E
+    public func choice<E: RawRepresentable & CaseIterable>(_ node: Node, _ path: String, _: E.Type) throws -> E
     where E.RawValue == String {
         let names = E.allCases.map(\.rawValue)
         guard let s = node.scalar, let v = E(rawValue: s.string) else {
@@ -364,7 +367,7 @@ struct SpecReader {
         return v
     }
 
-    func describe(_ node: Node) -> String {
+    public func describe(_ node: Node) -> String {
         if let s = node.scalar {
             if s.style == .plain, Double.construct(from: s) != nil || Bool.construct(from: s) != nil { return s.string }
             if node.isNull { return "nothing (null)" }
@@ -407,7 +410,7 @@ public func suggestedWord(for word: String, among allowed: [String]) -> String? 
 }
 
 extension Node {
-    var isNull: Bool {
+    public var isNull: Bool {
         guard let s = scalar else { return false }
         return s.style == .plain && (s.string.isEmpty || s.string == "~" || s.string == "null" || s.string == "Null"
             || s.string == "NULL")

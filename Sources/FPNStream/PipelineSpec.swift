@@ -1,5 +1,6 @@
 import TemporalReuse
 import Foundation
+import MediaIO
 import Outputs
 import StagePipeline
 import Tracking
@@ -88,7 +89,7 @@ public struct ReconnectSpec: Sendable, Equatable {
     /// First wait before reconnecting, seconds; doubles each failed attempt up to `maxDelay`.
     public var initialDelay = 0.5
     /// Longest wait between attempts, seconds.
-    public var maxDelay = 10.0
+    public var maxDelay = ReconnectPolicy.defaultMaxDelay
     /// Give up after this many failed attempts in a row; 0 = never give up.
     public var maxAttempts = 0
     /// A read that blocks longer than this (seconds) counts as a dropped connection.

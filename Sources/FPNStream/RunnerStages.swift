@@ -13,7 +13,15 @@ public struct AnalyzedFrame: Sendable, IndexedItem {
     public var image: RGBImage
     /// Metadata and detections (source pixels).
     public var result: FrameResult
+    /// Track lifecycle changes at this frame (started, lost, refound, removed); empty without a tracker.
+    public var trackEvents: [TrackEvent] = []
     public var itemIndex: Int { result.info.index }
+
+    public init(image: RGBImage, result: FrameResult, trackEvents: [TrackEvent] = []) {
+        self.image = image
+        self.result = result
+        self.trackEvents = trackEvents
+    }
 }
 
 extension DecodedPicture: IndexedItem {
@@ -227,6 +235,7 @@ struct TrackStage: Stage {
     func process(_ input: AnalyzedFrame) throws -> AnalyzedFrame? {
         var out = input
         out.result.detections = tracker.update(detections: input.result.detections, frameIndex: input.itemIndex)
+        out.trackEvents = tracker.events
         return out
     }
 }

@@ -42,6 +42,9 @@ public struct LiveSourceOptions: Sendable {
     /// never connected is reported as an error at once (most likely a wrong URL); after one good connection,
     /// outages are always retried per `reconnect`.
     public var retryInitialConnect = false
+    /// Deliver frames no faster than their timestamps (a file read as if it were a camera; with reconnects on end
+    /// of stream it loops). Live sources arrive in real time anyway.
+    public var paceToTimestamps = false
 
     public init() {}
 
@@ -87,6 +90,8 @@ public struct LiveEvent: Sendable, Equatable, Codable {
         case reconnected
         /// Reconnect attempts are exhausted; the source ends.
         case gaveUp = "gave_up"
+        /// The very first connection failed and `retryInitialConnect` is off; the source ends (`reason` says why).
+        case connectFailed = "connect_failed"
     }
 
     public var event: Kind
@@ -262,6 +267,7 @@ public final class LiveSource: @unchecked Sendable {
                 continue
             }
             lastDeliveredPTS = picture.info.pts
+            if options.paceToTimestamps && !pace(pts: picture.info.pts) { break }
             return deliver(picture)
         }
         closeDecoder()
@@ -309,6 +315,7 @@ public final class LiveSource: @unchecked Sendable {
                 lastDecoderErrors = 0
                 awaitingKeyframe = false
                 lastDeliveredPTS = nil
+                paceOrigin = nil
                 framesInSession = 0
                 retries = 0
                 needsDelay = false
@@ -329,6 +336,7 @@ public final class LiveSource: @unchecked Sendable {
                 let reason = interruptedReason(during: "connect") ?? "\(error)"
                 if counters.connections == 0 && !options.retryInitialConnect {
                     // A source that never worked is most likely a wrong URL: fail once, clearly.
+                    emit(.connectFailed, reason: reason)
                     failure = .connectFailed(source: source, reason: reason)
                     return false
                 }
@@ -388,6 +396,16 @@ public final class LiveSource: @unchecked Sendable {
             return phase == "connect" ? "timeout: no answer within \(secs) s" : "stalled: no frame for \(secs) s"
         }
         return nil
+    }
+
+    private var paceOrigin: (pts: Double, wall: Double)?
+
+    /// Waits until the wall clock reaches `pts` relative to the session's first frame; false when stopped.
+    private func pace(pts: Double) -> Bool {
+        let now = Date().timeIntervalSince1970
+        guard let o = paceOrigin else { paceOrigin = (pts, now); return true }
+        let wait = (pts - o.pts) - (now - o.wall)
+        return wait <= 0 || sleep(seconds: min(wait, 1))
     }
 
     /// Interruptible sleep: false when `stop()` ended it.

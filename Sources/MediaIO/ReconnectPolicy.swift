@@ -17,8 +17,12 @@ public struct ReconnectPolicy: Sendable, Equatable {
     /// Give up after this many consecutive failed attempts; nil = never give up.
     public var maxAttempts: Int?
 
-    /// Defaults: 0.5 s, doubling, capped at 10 s, ±20 % jitter, forever.
-    public init(initialDelay: Double = 0.5, maxDelay: Double = 10, multiplier: Double = 2, jitter: Double = 0.2,
+    /// The default cap of a delay, seconds: a source that comes back is reconnected within this (plus jitter and
+    /// the connect itself) however long it was gone; retrying a dead camera every 2 s costs next to nothing.
+    public static let defaultMaxDelay = 2.0
+
+    /// Defaults: 0.5 s, doubling, capped at `defaultMaxDelay` (2 s), ±20 % jitter, forever.
+    public init(initialDelay: Double = 0.5, maxDelay: Double = ReconnectPolicy.defaultMaxDelay, multiplier: Double = 2, jitter: Double = 0.2,
                 maxAttempts: Int? = nil) {
         self.initialDelay = initialDelay
         self.maxDelay = maxDelay

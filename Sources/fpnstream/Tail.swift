@@ -25,6 +25,8 @@ struct TailCommand: ParsableCommand {
                   --jsonl cam.jsonl
               fpnstream tail rtsp://cam1/s rtsp://cam2/s -o 'out/cam{stream}.mp4' \\
                   --jsonl out/cams.jsonl
+              CAM_PASS=secret fpnstream tail 'rtsp://user:${CAM_PASS}@cam/s' --jsonl -
+              fpnstream tail 'rtsp://user:${file:/run/secrets/cam}@cam/s' --jsonl -
               fpnstream tail udp://@:5000 --max-fps 5 --jsonl -
               fpnstream tail /dev/video0 --input-option video_size=640x480
 
@@ -33,7 +35,9 @@ struct TailCommand: ParsableCommand {
             """
     )
 
-    @Argument(help: "Live inputs: rtsp://, rtmp://, http(s)://…(.m3u8), udp://, srt://, /dev/videoN.")
+    @Argument(help: ArgumentHelp("Live inputs: rtsp://, rtmp://, http(s)://…(.m3u8), udp://, srt://, /dev/videoN. "
+                                 + "${NAME} (environment) and ${file:PATH} are replaced, so a password stays out of "
+                                 + "the command line."))
     var urls: [String]
 
     @Option(name: .shortAndLong, help: ArgumentHelp(
@@ -60,7 +64,7 @@ struct TailCommand: ParsableCommand {
     @Option(help: ArgumentHelp("First reconnect delay (default 0.5).", valueName: "s"))
     var reconnectDelay: Double?
 
-    @Option(help: ArgumentHelp("Largest reconnect delay (default 10).", valueName: "s"))
+    @Option(help: ArgumentHelp("Largest reconnect delay (default \(Int(ReconnectPolicy.defaultMaxDelay))).", valueName: "s"))
     var reconnectMaxDelay: Double?
 
     @Option(help: ArgumentHelp("Reconnect delay growth per failed attempt.", valueName: "x"))
@@ -158,7 +162,11 @@ struct TailCommand: ParsableCommand {
             }
         }
         let yamlLive = pipeline == nil ? nil : spec.input.live
-        var options = LiveRunOptions(inputs: urls)
+        let inputs: [String]
+        do { inputs = try urls.map { try SecretExpansion.expand($0) } } catch {
+            throw CLIFailure(message: "\(error)", status: ExitStatus.usageError)
+        }
+        var options = LiveRunOptions(inputs: inputs)
         options.tracker = fromYAML.tracker
         options.jsonlOptions = fromYAML.jsonlOptions
         options.annotation = fromYAML.annotation

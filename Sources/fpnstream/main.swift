@@ -10,7 +10,7 @@ struct FPNStreamCommand: ParsableCommand {
         discussion: ExitStatus.helpText,
         version: "fpnstream \(fpnstreamVersion)\n\(Compute.description)",
         subcommands: [ProcessCommand.self, TailCommand.self, BenchCommand.self, TrackDets.self, ONNXRunCommand.self,
-                      Features.self, DetectFrames.self, Calibrate.self]
+                      Features.self, DetectFrames.self, Calibrate.self, ServeCommand.self]
     )
 }
 

@@ -32,8 +32,9 @@ final class TailCommandTests: XCTestCase {
     }
 
     /// Starts `fpnstream tail ARGS` in the background; stderr goes to `dir/stderr.txt`.
-    private func startTail(_ args: [String]) throws -> Process {
+    private func startTail(_ args: [String], environment: [String: String] = [:]) throws -> Process {
         let p = Process()
+        if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         p.executableURL = URL(fileURLWithPath: try binary())
         p.arguments = ["tail"] + args
         let err = dir.appendingPathComponent("stderr.txt")
@@ -306,13 +307,27 @@ final class TailCommandTests: XCTestCase {
 
     func testUnreachableURLFailsOnceWithARedactedMessage() throws {
         let out = dir.appendingPathComponent("out.jsonl")
-        let p = try startTail(["rtsp://user:pw@127.0.0.1:1/cam", "--jsonl", out.path, "--open-timeout", "2"])
+        // The password comes from the environment: the command line holds only the reference.
+        let p = try startTail(["rtsp://user:${TAIL_TEST_PW}@127.0.0.1:1/cam", "--jsonl", out.path, "--open-timeout", "2"],
+                              environment: ["TAIL_TEST_PW": "s3cr3t"])
         XCTAssertTrue(waitExit(p))
         XCTAssertEqual(p.terminationStatus, 1)
         let err = stderrText.split(separator: "\n").filter { $0.hasPrefix("fpnstream:") }
         XCTAssertEqual(err.count, 1, stderrText)
         XCTAssertTrue(err.first?.contains("rtsp://***@127.0.0.1:1/cam") == true, stderrText)
-        XCTAssertFalse(stderrText.contains("pw@"))
+        XCTAssertFalse(stderrText.contains("s3cr3t"))
+        // The JSONL says why instead of being empty: one connect_failed event, redacted.
+        let l = lines(out)
+        XCTAssertEqual(l.count, 1, "\(l)")
+        XCTAssertEqual(l.first?["event"] as? String, "connect_failed")
+        XCTAssertEqual(l.first?["source"] as? String, "rtsp://***@127.0.0.1:1/cam")
+        XCTAssertFalse((l.first?["message"] as? String ?? "").isEmpty)
+        XCTAssertFalse((try? String(contentsOf: out, encoding: .utf8))?.contains("s3cr3t") ?? true)
+
+        let unset = try startTail(["rtsp://user:${TAIL_TEST_UNSET_VAR}@127.0.0.1:1/cam"])
+        XCTAssertTrue(waitExit(unset))
+        XCTAssertEqual(unset.terminationStatus, 2, "an unset variable is a usage error")
+        XCTAssertTrue(stderrText.contains("${TAIL_TEST_UNSET_VAR}: environment variable not set"), stderrText)
 
         let bad = try startTail(["rtsp://x/y", "--drop-policy", "newest"])
         XCTAssertTrue(waitExit(bad))

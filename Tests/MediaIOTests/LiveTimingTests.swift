@@ -37,6 +37,17 @@ final class LiveTimingTests: XCTestCase {
         XCTAssertThrowsError(try ReconnectPolicy(jitter: 2).validate())
     }
 
+    /// However long the outage, the wait before the next attempt stays within the default cap (+0 jitter past
+    /// it), so a source that comes back is reconnected about 2 s later at most, not after a grown backoff.
+    func testDefaultBackoffIsCappedAtTwoSecondsForLongOutages() throws {
+        let p = ReconnectPolicy()
+        XCTAssertEqual(p.maxDelay, 2)
+        XCTAssertEqual(p.delay(attempt: 1, unit: 0.5), 0.5, accuracy: 1e-12)
+        XCTAssertEqual(p.delay(attempt: 3, unit: 0.5), 2.0, accuracy: 1e-12)
+        // 60 s of outage is about 30 attempts at the cap; every one of them, at the largest jitter, waits ≤ 2 s.
+        for attempt in 1...60 { XCTAssertLessThanOrEqual(p.delay(attempt: attempt, unit: 0.9999), 2.0) }
+    }
+
     func testDeadlineFiresOnlyAfterItPassesAndCancelWins() {
         let d = InterruptDeadline()
         XCTAssertFalse(d.shouldInterrupt(), "disarmed")
