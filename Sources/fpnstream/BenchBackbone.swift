@@ -47,7 +47,7 @@ struct BenchBackbone: ParsableCommand {
     @Flag(help: "Also time frames with the explicit im2col matrix, interleaved frame by frame, and print the ratio.")
     var compareIm2col = false
 
-    @Flag(help: "Stride-1 3x3 convs run the direct GEMM instead of Winograd F(4x4, 3x3) (F(2x2, 3x3) in bf16).")
+    @Flag(help: "Stride-1 3x3 convs run the direct GEMM instead of Winograd F(4x4, 3x3).")
     var noWinograd = false
 
     @Flag(help: "Also time frames with the direct GEMM for stride-1 3x3 convs, interleaved frame by frame, and print the ratio.")
