@@ -38,7 +38,7 @@ let package = Package(
         // Temporal reuse (delta mode): the per-stream cache, tile ops, gated convolution.
         .target(name: "TemporalReuse", dependencies: ["Tensor"], swiftSettings: optimized),
         // Models: backbones, FPN, heads, postprocess.
-        .target(name: "Vision", dependencies: ["Tensor", "FPNCore"], swiftSettings: optimized),
+        .target(name: "Vision", dependencies: ["Tensor", "FPNCore", "CKernels"], swiftSettings: optimized),
         // ONNX import: protobuf decoding, graph lowering onto Tensor ops, per-stream sessions; CenterFace decoding.
         .target(name: "ONNX", dependencies: ["Tensor", "FPNCore"], swiftSettings: optimized),
         // ByteTrack on detections only.
@@ -64,7 +64,7 @@ let package = Package(
         .testTarget(name: "StagePipelineTests", dependencies: ["StagePipeline", "TestSupport"]),
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "TestSupport"]),
         .testTarget(name: "TemporalReuseTests", dependencies: ["TemporalReuse", "Vision", "Tensor", "TestSupport"]),
-        .testTarget(name: "VisionTests", dependencies: ["Vision", "Tensor", "TemporalReuse", "TestSupport"]),
+        .testTarget(name: "VisionTests", dependencies: ["Vision", "Tensor", "TemporalReuse", "TestSupport", "CKernels"]),
         .testTarget(name: "ONNXTests", dependencies: ["ONNX", "Tensor", "TemporalReuse", "FPNCore", "TestSupport", "Vision"]),
         .testTarget(name: "TrackingTests", dependencies: ["Tracking", "TestSupport"]),
         .testTarget(name: "OutputsTests", dependencies: ["Outputs", "StagePipeline", "TestSupport"]),

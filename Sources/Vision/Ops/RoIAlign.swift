@@ -1,6 +1,8 @@
+import CKernels
 import Dispatch
 import FPNCore
 import Foundation
+import Tensor
 
 /// RoIAlign and torchvision's `MultiScaleRoIAlign` (`ops/poolers.py`, CPU kernel `csrc/ops/cpu/roi_align_kernel.cpp`).
 public enum RoIAlign {
@@ -27,31 +29,28 @@ public enum RoIAlign {
         let bins = pooledHeight * pooledWidth
         let perBin = samplingRatio * samplingRatio
         withUnsafeTemporaryAllocation(of: Int.self, capacity: bins * perBin * 4) { pos in
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: bins * perBin * 4 + channels) { scratch in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: bins * perBin * 4 + bins * channels) { scratch in
                 let wts = UnsafeMutableBufferPointer(rebasing: scratch[0..<(bins * perBin * 4)])
                 samples(box: box, spatialScale: spatialScale, height: height, width: width, pooledHeight: pooledHeight,
                         pooledWidth: pooledWidth, samplingRatio: samplingRatio, positions: pos, weights: wts)
-                let acc = scratch.baseAddress! + bins * perBin * 4
-                let f = feature.baseAddress!, out = output.baseAddress!, p = pos.baseAddress!, w = wts.baseAddress!
-                let count = Float(perBin)
-                var k = 0
-                for bin in 0..<bins {
-                    acc.initialize(repeating: 0, count: channels)
-                    for _ in 0..<perBin {
-                        let o = k * 4
-                        let w0 = w[o], w1 = w[o + 1], w2 = w[o + 2], w3 = w[o + 3]
-                        let f0 = f + p[o] * channels, f1 = f + p[o + 1] * channels
-                        let f2 = f + p[o + 2] * channels, f3 = f + p[o + 3] * channels
-                        for c in 0..<channels {
-                            acc[c] += w0 * f0[c] + w1 * f1[c] + w2 * f2[c] + w3 * f3[c]
-                        }
-                        k += 1
-                    }
-                    for c in 0..<channels { out[c * bins + bin] = acc[c] / count }
-                }
+                // The per-channel sums run in CKernels (vectorised for the CPU, same arithmetic as the scalar loop).
+                fpn_roi_align_pool(isa, feature.baseAddress!, Int32(channels), pos.baseAddress!, wts.baseAddress!,
+                                   Int32(bins), Int32(perBin), scratch.baseAddress! + bins * perBin * 4,
+                                   output.baseAddress!)
             }
         }
     }
+
+    /// The RoIAlign kernel's ISA: the compute path's (a forced path holds here too), the CPU's best under OpenBLAS.
+    /// Every ISA gives the same bits.
+    static let isa: Int32 = {
+        switch Compute.path {
+        case .avx512: return Int32(FPN_ISA_AVX512.rawValue)
+        case .avx2: return Int32(FPN_ISA_AVX2.rawValue)
+        case .generic: return Int32(FPN_ISA_GENERIC.rawValue)
+        case .openblas: return fpn_best_isa()
+        }
+    }()
 
     /// The kernel's bilinear taps of one box in its (ph, pw, iy, ix) order: per sample 4 pixel indices
     /// (`y * width + x`: low-low, low-high, high-low, high-high) and weights; out-of-range samples get weight 0.
