@@ -79,7 +79,7 @@ let package = Package(
         .testTarget(name: "StagePipelineTests", dependencies: ["StagePipeline", "TestSupport"]),
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "TestSupport"]),
         .testTarget(name: "TemporalReuseTests", dependencies: ["TemporalReuse", "Vision", "Tensor", "TestSupport"]),
-        .testTarget(name: "VisionTests", dependencies: ["Vision", "Tensor", "TemporalReuse", "TestSupport"]),
+        .testTarget(name: "VisionTests", dependencies: ["Vision", "Tensor", "TemporalReuse", "TestSupport", "CKernels"]),
         .testTarget(name: "ONNXTests", dependencies: ["ONNX", "Tensor", "TemporalReuse", "FPNCore", "TestSupport", "Vision"]),
         .testTarget(name: "TrackingTests", dependencies: ["Tracking", "TestSupport"]),
         .testTarget(name: "OutputsTests", dependencies: ["Outputs", "StagePipeline", "TestSupport"]),

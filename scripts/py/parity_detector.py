@@ -19,7 +19,10 @@ sides matched, explains every unmatched one (score within 1e-3 of the score thre
 NMS decision on a knife edge: IoU with a same-class higher-scored box within 0.01 of the NMS threshold, or overlapping
 such an explained box) and requires mask IoU >= 0.98 (binary at > mask threshold) for every matched pair, unless
 every differing pixel has a torch probability within 1e-3 of the mask threshold (then float32 noise explains it;
-the pair is reported).
+the pair is reported). A pair failing that is diagnosed by scripts/py/parity_masks.py with torch's model (saved by
+`export` as DIR/torch_model.pt): torch's mask branch re-run at fpnstream's box (float32 box differences within the
+0.99 IoU match) either reproduces fpnstream's mask — a one-pixel paste shift or an FPN level-boundary flip, printed
+as such with the level k values and integer paste bounds, and counted as explained — or the pair fails.
 """
 import argparse
 import json
@@ -36,6 +39,7 @@ import parity_backbone as pb  # noqa: E402
 from box_iou import iou  # noqa: E402
 import tv_models  # noqa: E402
 import convert_torchvision  # noqa: E402
+import parity_masks  # noqa: E402
 
 # name -> (arch, variant, depth, backbone config in parity_backbone.py, classes)
 CONFIGS = {
@@ -275,6 +279,10 @@ def cmd_export(a):
                                                                        "detections_per_img", "mask_thresh")},
            "torch_seconds_per_frame": dt, "frames": ref}
     (out / "reference.json").write_text(json.dumps(doc))
+    if CONFIGS[a.config][0] == "maskrcnn":
+        # For `compare`'s mask diagnosis (re-running the mask head at fpnstream's box); a temp dir file.
+        torch.save({"config": a.config, "min_size": a.min_size, "max_size": a.max_size,
+                    "state_dict": model.state_dict()}, out / "torch_model.pt")
     n = sum(len(f["detections"]) for f in ref)
     print(f"parity: torch {a.config}: {n} detections on {len(ref)} frames ({dt:.2f} s/frame, 2 threads)")
 
@@ -358,6 +366,33 @@ def mask_iou(a, b, h, w):
     return float(np.logical_and(ma, mb).sum() / u) if u else 1.0
 
 
+class Diagnosis:
+    """Torch's model and frames for re-running the mask branch in `compare` (loaded on first use)."""
+
+    def __init__(self, directory):
+        self.dir = Path(directory)
+        self.model, self.frames = None, {}
+
+    def frame(self, k, mask_thresh):
+        """parity_masks.FrameMasks of frame k, or None without the exported torch model."""
+        path = self.dir / "torch_model.pt"
+        if not path.exists():
+            return None
+        if k not in self.frames:
+            if self.model is None:
+                torch.set_num_threads(2)
+                ck = torch.load(path, weights_only=False)
+                arch, variant, depth, _, classes = CONFIGS[ck["config"]]
+                self.model = tv_models.build(arch, variant, depth, classes, min_size=ck["min_size"],
+                                             max_size=ck["max_size"])
+                self.model.load_state_dict(ck["state_dict"])
+                self.model.eval()
+            from safetensors.numpy import load_file
+            image = load_file(str(self.dir / "frames.safetensors"))[f"frame.{k}"].astype(np.uint8)
+            self.frames[k] = parity_masks.FrameMasks(self.model, image, mask_thresh)
+        return self.frames[k]
+
+
 def cmd_compare(a):
     ref_doc = json.loads(Path(a.dir, "reference.json").read_text())
     got_doc = json.loads(Path(a.dir, "swift.json").read_text())
@@ -368,6 +403,8 @@ def cmd_compare(a):
     worst_mask = 1.0
     worst_score = 0.0
     worst_iou = 1.0
+    explained_masks = 0
+    diagnosis = Diagnosis(a.dir)
     for fr in ref_doc["frames"]:
         k = fr["frame"]
         gf = got_by_frame.get(k)
@@ -398,9 +435,17 @@ def cmd_compare(a):
                     if not (diff & ~edge).any():
                         print(f"{desc}: explained, every differing pixel has a torch probability within "
                               f"{MASK_EDGE} of the mask threshold")
-                    else:
-                        print(f"{desc}: {int((diff & ~edge).sum())} differing pixels are not near the threshold")
+                        continue
+                    print(f"{desc}: {int((diff & ~edge).sum())} differing pixels are not near the threshold")
+                    fm = diagnosis.frame(k, float(th.get("mask_thresh") or 0.5))
+                    if fm is None:
                         bad += 1
+                        continue
+                    ok, why = parity_masks.diagnose(fm, i, ref[i], got[j], rle_decode(ref[i]["mask"], h, w),
+                                                    rle_decode(got[j]["mask"], h, w), MASK_IOU)
+                    print(f"  {why}" if ok else f"  UNEXPLAINED: {why}")
+                    explained_masks += ok
+                    bad += not ok
         mi = {i for i, _ in pairs}
         mj = {j for _, j in pairs}
         explained = []
@@ -422,7 +467,8 @@ def cmd_compare(a):
     frac_got = matched / total_got if total_got else 1.0
     print(f"parity: matched {matched} of {total_ref} torch / {total_got} swift detections "
           f"({100 * frac_ref:.2f}% / {100 * frac_got:.2f}%); worst matched box IoU {worst_iou:.5f}, "
-          f"score diff {worst_score:.2e}, mask IoU {worst_mask:.4f}")
+          f"score diff {worst_score:.2e}, mask IoU {worst_mask:.4f}"
+          + (f" ({explained_masks} explained by the box difference)" if explained_masks else ""))
     if "swift_seconds_per_frame" in got_doc:
         print(f"parity: seconds per frame: torch {ref_doc['torch_seconds_per_frame']:.2f} (2 threads), "
               f"swift {got_doc['swift_seconds_per_frame']:.2f}")

@@ -1,6 +1,7 @@
 import Dispatch
 import FPNCore
 import Foundation
+import Tensor
 
 /// RoIAlign and torchvision's `MultiScaleRoIAlign` (`ops/poolers.py`, CPU kernel `csrc/ops/cpu/roi_align_kernel.cpp`).
 public enum RoIAlign {
@@ -27,28 +28,14 @@ public enum RoIAlign {
         let bins = pooledHeight * pooledWidth
         let perBin = samplingRatio * samplingRatio
         withUnsafeTemporaryAllocation(of: Int.self, capacity: bins * perBin * 4) { pos in
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: bins * perBin * 4 + channels) { scratch in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: bins * perBin * 4 + bins * channels) { scratch in
                 let wts = UnsafeMutableBufferPointer(rebasing: scratch[0..<(bins * perBin * 4)])
                 samples(box: box, spatialScale: spatialScale, height: height, width: width, pooledHeight: pooledHeight,
                         pooledWidth: pooledWidth, samplingRatio: samplingRatio, positions: pos, weights: wts)
-                let acc = scratch.baseAddress! + bins * perBin * 4
-                let f = feature.baseAddress!, out = output.baseAddress!, p = pos.baseAddress!, w = wts.baseAddress!
-                let count = Float(perBin)
-                var k = 0
-                for bin in 0..<bins {
-                    acc.initialize(repeating: 0, count: channels)
-                    for _ in 0..<perBin {
-                        let o = k * 4
-                        let w0 = w[o], w1 = w[o + 1], w2 = w[o + 2], w3 = w[o + 3]
-                        let f0 = f + p[o] * channels, f1 = f + p[o + 1] * channels
-                        let f2 = f + p[o + 2] * channels, f3 = f + p[o + 3] * channels
-                        for c in 0..<channels {
-                            acc[c] += w0 * f0[c] + w1 * f1[c] + w2 * f2[c] + w3 * f3[c]
-                        }
-                        k += 1
-                    }
-                    for c in 0..<channels { out[c * bins + bin] = acc[c] / count }
-                }
+                // The per-channel sums run in CKernels (vectorised for the CPU, same arithmetic as the scalar loop).
+                Ops.roiAlignPool(feature: feature.baseAddress!, channels: channels, positions: pos.baseAddress!,
+                                 weights: wts.baseAddress!, bins: bins, perBin: perBin,
+                                 scratch: scratch.baseAddress! + bins * perBin * 4, output: output.baseAddress!)
             }
         }
     }
