@@ -13,6 +13,12 @@ public enum ONNXLimits {
     public static let maxRank = 32
     /// Nodes of the graph.
     public static let maxNodes = 250_000
+    /// Kernel sizes, strides, dilations, pads, groups and resize sizes.
+    public static let maxGeometry = 65_536
+    /// Resize scale factors.
+    public static let maxResizeScale: Float = 1024
+    /// Elements of a constant made by folding (broadcasting two constants can multiply their sizes).
+    public static let maxFoldedElements = 1 << 24
     /// Bytes of one string field (node, tensor and value names, op types, string attributes).
     public static let maxStringBytes = 65_536
 

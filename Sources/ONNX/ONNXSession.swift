@@ -125,6 +125,9 @@ public final class ONNXSession {
             let ins = step.inputs.map { shapes[$0] }
             do {
                 shapes[step.output] = try Self.outputShape(step.kernel, ins)
+                _ = try ONNXLimits.elementCount(shapes[step.output].map(Int64.init), of: "output of node \(step.label)")
+            } catch let e as ONNXError {
+                throw ONNXError(file: net.file, e.kind)
             } catch let ShapeFailure.message(m) {
                 throw ONNXError(file: net.file, .shape("node \(step.label) cannot take input \(ins.map { "\($0)" }.joined(separator: ", ")) "
                                                         + "for model input \(input): \(m)"))
