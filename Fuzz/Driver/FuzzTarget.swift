@@ -33,14 +33,14 @@ struct FuzzTarget {
         _ = try? ONNXSession(network).outputShapes(forInput: network.inputShape(height: 16, width: 16))
     }
 
-    /// The safetensors reader (header, every tensor converted) and the detector loader (metadata, key and
-    /// shape verification). The reader maps files, so the bytes go through one scratch file per process.
+    /// The safetensors reader (header, every tensor converted) and the detector loader's reading of the metadata
+    /// (architecture, widths, classes). Building the whole detector is left out: at ~3 inputs/s it would starve
+    /// the fuzzer. The reader maps files, so the bytes go through one scratch file per process.
     static func safetensors(_ bytes: UnsafeRawBufferPointer) {
         let url = scratchFile("safetensors")
         guard (try? Data(bytes).write(to: url)) != nil, let file = try? SafeTensorsFile(url: url) else { return }
         for key in file.keys { _ = try? file.tensor(key) }
-        guard let config = try? DetectorConfig(metadata: file.metadata, file: url) else { return }
-        _ = try? DetectorLoader.load(file: file, config: config)
+        _ = try? DetectorConfig(metadata: file.metadata, file: url)
     }
 
     static func pipelineYAML(_ bytes: UnsafeRawBufferPointer) {
