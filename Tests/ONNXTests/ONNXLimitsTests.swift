@@ -81,6 +81,14 @@ final class ONNXLimitsTests: XCTestCase {
         expectTooLarge(bytes, "name.onnx", contains: ["string of \(ONNXLimits.maxStringBytes + 1) bytes"])
     }
 
+    func testNodeOverwritingTheInputIsRefused() throws {
+        // Found by the fuzzer: a node writing the graph input's name left the value table one slot short.
+        let bytes = model { g in g.message(1) { n in n.string(1, "y"); n.string(2, "x"); n.string(4, "Relu") } }
+        XCTAssertThrowsError(try ONNXNetwork(model: try ONNXModel(bytes: bytes))) { e in
+            XCTAssertTrue("\(e)".contains("writes x, which the graph input or an earlier node already produces"), "\(e)")
+        }
+    }
+
     func testOversizedFileIsRefusedUnread() throws {
         let url = dir.appendingPathComponent("huge.onnx")
         XCTAssertTrue(FileManager.default.createFile(atPath: url.path, contents: nil))
