@@ -56,7 +56,7 @@ let package = Package(
             "Vision",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        // Fuzz driver: scripts/fuzz builds it with libFuzzer; an ordinary build replays inputs (Fuzz/README.md).
+        // Fuzz driver: scripts/fuzz builds it with libFuzzer; an ordinary build replays inputs (docs/hostile-testing.md).
         .executableTarget(name: "fpnstream-fuzz", dependencies: [
             "FPNStream", "MediaIO", "ONNX", "Outputs", "Tensor", "Vision",
         ], path: "Fuzz/Driver"),
