@@ -71,6 +71,10 @@ let package = Package(
             "Vision",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // Fuzz driver: scripts/fuzz builds it with libFuzzer; an ordinary build replays inputs (docs/hostile-testing.md).
+        .executableTarget(name: "fpnstream-fuzz", dependencies: [
+            "FPNStream", "MediaIO", "ONNX", "Outputs", "Tensor", "Vision",
+        ], path: "Fuzz/Driver"),
         // Fixtures, sample paths, random tensors and a synchronous pipeline harness for tests.
         .target(name: "TestSupport", dependencies: ["FPNCore", "StagePipeline", "Tensor"], path: "Sources/TestSupport"),
 

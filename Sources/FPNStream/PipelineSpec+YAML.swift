@@ -10,6 +10,11 @@ extension PipelineSpec {
     public static func load(path: String) throws -> PipelineSpec {
         let text: String
         do {
+            let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue ?? 0
+            guard size <= PipelineLimits.maxFileBytes else {
+                throw PipelineSpecError(file: path, line: nil, keyPath: "",
+                                        message: "file of \(size) bytes is larger than the limit of \(PipelineLimits.maxFileBytes)")
+            }
             let data = try Data(contentsOf: URL(fileURLWithPath: path))
             guard let s = String(data: data, encoding: .utf8) else {
                 throw PipelineSpecError(file: path, line: nil, keyPath: "", message: "not UTF-8 text")
@@ -33,6 +38,10 @@ extension PipelineSpec {
     /// Parses pipeline YAML; `file` is only used in error messages.
     public static func parse(yaml: String, file: String = "<pipeline>") throws -> PipelineSpec {
         let root: Node?
+        if let line = PipelineLimits.lineTooDeep(yaml) {
+            throw PipelineSpecError(file: file, line: line, keyPath: "",
+                                    message: "nesting deeper than \(PipelineLimits.maxDepth) levels")
+        }
         do {
             root = try Yams.compose(yaml: yaml)
         } catch let e as YamlError {
@@ -90,7 +99,7 @@ public struct SpecReader {
             try l.check(["drop_policy", "queue_size", "reconnect"])
             if let n = l["drop_policy"] { s.live.dropPolicy = try choice(n, "input.live.drop_policy", LiveDropPolicy.self) }
             if let n = l["queue_size"] {
-                let size = try int(n, "input.live.queue_size", min: 1)
+                let size = try int(n, "input.live.queue_size", min: 1, max: PipelineLimits.maxQueueSize)
                 if s.live.dropPolicy == .keepLatest && size != 1 {
                     throw fail(n, "input.live.queue_size", "keep-latest keeps exactly one frame; use drop-oldest with "
                                + "queue_size \(size)")
@@ -132,10 +141,10 @@ public struct SpecReader {
         var s = ModelSpec(path: try nonEmptyString(pathNode, "model.path"))
         if let n = m["score"] { s.score = try unit(n, "model.score") }
         if let n = m["nms"] { s.nms = try unit(n, "model.nms") }
-        if let n = m["max_detections"] { s.maxDetections = try int(n, "model.max_detections", min: 1) }
+        if let n = m["max_detections"] { s.maxDetections = try int(n, "model.max_detections", min: 1, max: PipelineLimits.maxDetections) }
         if let n = m["mask_threshold"] { s.maskThreshold = try unit(n, "model.mask_threshold") }
-        if let n = m["min_size"] { s.minSize = try int(n, "model.min_size", min: 1) }
-        if let n = m["max_size"] { s.maxSize = try int(n, "model.max_size", min: 1) }
+        if let n = m["min_size"] { s.minSize = try int(n, "model.min_size", min: 1, max: PipelineLimits.maxImageSide) }
+        if let n = m["max_size"] { s.maxSize = try int(n, "model.max_size", min: 1, max: PipelineLimits.maxImageSide) }
         if let lo = s.minSize, let hi = s.maxSize, hi < lo {
             throw fail(m["max_size"], "model.max_size", "must not be less than min_size (\(lo))")
         }
@@ -171,11 +180,11 @@ public struct SpecReader {
         if let n = m["refresh_interval"] { s.refreshInterval = try int(n, "temporal.refresh_interval", min: 0) }
         if let n = m["keyframe_interval"] { s.keyframeInterval = try int(n, "temporal.keyframe_interval", min: 1) }
         if let n = m["dense_fallback"] { s.denseFallback = try fraction(n, "temporal.dense_fallback") }
-        if let n = m["tile"] { s.tile = try int(n, "temporal.tile", min: 1) }
+        if let n = m["tile"] { s.tile = try int(n, "temporal.tile", min: 1, max: PipelineLimits.maxImageSide) }
         if let n = m["input_threshold"], !n.isNull { s.inputThreshold = Float(try double(n, "temporal.input_threshold", min: 0)) }
-        if let n = m["input_block"] { s.inputBlock = try int(n, "temporal.input_block", min: 1) }
+        if let n = m["input_block"] { s.inputBlock = try int(n, "temporal.input_block", min: 1, max: PipelineLimits.maxImageSide) }
         if let n = m["frame_fallback"] { s.frameFallback = try fraction(n, "temporal.frame_fallback") }
-        if let n = m["deep_tile"] { s.deepTile = try int(n, "temporal.deep_tile", min: 0) }
+        if let n = m["deep_tile"] { s.deepTile = try int(n, "temporal.deep_tile", min: 0, max: PipelineLimits.maxImageSide) }
         if let n = m["gate_outputs"] { s.gateOutputs = try bool(n, "temporal.gate_outputs") }
         return s
     }
@@ -210,13 +219,13 @@ public struct SpecReader {
         if let v = try d("second_match_thresh") { c.secondMatchThresh = v }
         if let v = try d("unconfirmed_match_thresh") { c.unconfirmedMatchThresh = v }
         if let v = try d("duplicate_thresh") { c.duplicateThresh = v }
-        if let n = m["track_buffer"] { c.trackBuffer = try int(n, "tracker.track_buffer") }
+        if let n = m["track_buffer"] { c.trackBuffer = try int(n, "tracker.track_buffer", max: PipelineLimits.maxHistoryFrames) }
         if let v = try d("frame_rate") { c.frameRate = v }
         if let v = try f("min_box_area") { c.minBoxArea = v }
         if let n = m["fuse_score"] { c.fuseScore = try bool(n, "tracker.fuse_score") }
         if let n = m["class_aware"] { c.classAware = try bool(n, "tracker.class_aware") }
         if let n = m["output_detection_box"] { c.outputDetectionBox = try bool(n, "tracker.output_detection_box") }
-        if let n = m["removed_history"] { c.removedHistory = try int(n, "tracker.removed_history") }
+        if let n = m["removed_history"] { c.removedHistory = try int(n, "tracker.removed_history", max: PipelineLimits.maxHistoryFrames) }
         do {
             try c.validate()
         } catch let e as ByteTrackConfig.InvalidValue {
@@ -249,12 +258,12 @@ public struct SpecReader {
             if let n = a["trails"] {
                 // `trails: true` = 30 frames, `false` = off, or a frame count.
                 if let b = n.scalar.flatMap(Bool.construct) { t.trails = b ? 30 : 0 }
-                else { t.trails = try int(n, "\(p).trails", min: 0) }
+                else { t.trails = try int(n, "\(p).trails", min: 0, max: PipelineLimits.maxHistoryFrames) }
             }
             if let n = a["stuff"] { t.stuff = try bool(n, "\(p).stuff") }
             if let n = a["anonymize"] { t.anonymize = try choice(n, "\(p).anonymize", AnnotateSpec.Anonymize.self) }
             if let n = a["anonymize_classes"] { t.anonymizeClasses = try stringList(n, "\(p).anonymize_classes") }
-            if let n = a["font_scale"] { t.fontScale = try int(n, "\(p).font_scale", min: 0) }
+            if let n = a["font_scale"] { t.fontScale = try int(n, "\(p).font_scale", min: 0, max: PipelineLimits.maxFontScale) }
             s.annotate = t
         }
         return s
@@ -317,7 +326,7 @@ public struct SpecReader {
         return v
     }
 
-    public func int(_ node: Node, _ path: String, min lo: Int? = nil) throws -> Int {
+    public func int(_ node: Node, _ path: String, min lo: Int? = nil, max hi: Int? = nil) throws -> Int {
         guard let s = node.scalar, let v = Int.construct(from: s) else {
             if let s = node.scalar, Double.construct(from: s) != nil {
                 throw fail(node, path, "expected a whole number, got \(s.string)")
@@ -325,6 +334,7 @@ public struct SpecReader {
             throw fail(node, path, "expected a whole number, got \(describe(node))")
         }
         if let lo, v < lo { throw fail(node, path, "must be ≥ \(lo), got \(v)") }
+        if let hi, v > hi { throw fail(node, path, "must be ≤ \(hi) (limit), got \(v)") }
         return v
     }
 
@@ -371,7 +381,8 @@ public struct SpecReader {
         if let s = node.scalar {
             if s.style == .plain, Double.construct(from: s) != nil || Bool.construct(from: s) != nil { return s.string }
             if node.isNull { return "nothing (null)" }
-            return "\"\(s.string)\""
+            // Long scalars are cut: the message must stay one readable line.
+            return s.string.count > 60 ? "\"\(s.string.prefix(60))…\"" : "\"\(s.string)\""
         }
         if node.mapping != nil { return "a mapping" }
         if node.sequence != nil { return "a list" }

@@ -18,6 +18,8 @@ public enum MediaIOError: Error, CustomStringConvertible, Equatable {
     case unsupportedCodec(input: String, codec: String)
     /// The decoder exists but could not be opened.
     case decoderOpenFailed(input: String, codec: String, reason: String)
+    /// The video declares a picture size beyond `VideoDecoder.maxSide` or `VideoDecoder.maxPixels`.
+    case imageTooLarge(input: String, width: Int, height: Int)
     /// Reading the input failed in a way that is not a clean end of stream (live sources care; files end).
     case readFailed(input: String, reason: String)
     /// The output could not be created (`reason` is FFmpeg's or the OS's message).
@@ -38,6 +40,9 @@ public enum MediaIOError: Error, CustomStringConvertible, Equatable {
         case .noVideoStream(let i): return "\(i): no video stream in input"
         case .unsupportedCodec(let i, let c): return "\(i): unsupported video codec '\(c)' (no decoder in this FFmpeg build)"
         case .decoderOpenFailed(let i, let c, let r): return "\(i): cannot open \(c) decoder: \(r)"
+        case .imageTooLarge(let i, let w, let h):
+            return "\(i): picture size \(w)x\(h) is larger than the limit (\(VideoDecoder.maxSide) pixels a side, "
+                + "\(VideoDecoder.maxPixels) pixels)"
         case .readFailed(let i, let r): return "\(i): read error: \(r)"
         case .outputOpenFailed(let o, let r): return "\(o): cannot open output: \(r)"
         case .encoderNotFound(let o, let t): return "\(o): no video encoder available (tried \(t.joined(separator: ", ")))"

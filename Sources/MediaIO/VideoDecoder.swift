@@ -69,11 +69,23 @@ public final class VideoDecoder {
     /// Options given to the demuxer that it did not use (misspelled or not applicable), for a warning.
     public let unusedOptions: [String]
 
+    /// Largest picture side decoded: a stream declaring more is refused at open (`MediaIOError.imageTooLarge`),
+    /// and a frame changing to more mid-stream is skipped as damage, before any RGB buffer is allocated.
+    public static let maxSide = 16384
+    /// Largest picture area decoded (8K UHD is 33.2 M pixels).
+    public static let maxPixels = 1 << 26
+
+    static func sizeAllowed(width: Int32, height: Int32) -> Bool {
+        width >= 0 && height >= 0 && width <= maxSide && height <= maxSide && Int(width) * Int(height) <= maxPixels
+    }
+
     private var formatContext: UnsafeMutablePointer<AVFormatContext>?
     private var codecContext: UnsafeMutablePointer<AVCodecContext>?
     private var packet: UnsafeMutablePointer<AVPacket>?
     private var frame: UnsafeMutablePointer<AVFrame>?
     private let interruptState: InterruptState
+    /// Memory input's I/O context; must outlive `formatContext`.
+    private let memoryInput: MemoryInput?
     private let converter: RGBConverter
     private let options: DecoderOptions
     private let streamIndex: Int32
@@ -85,11 +97,27 @@ public final class VideoDecoder {
 
     /// Opens `location` (a path, `file:` or any protocol URL libavformat supports) and its best video stream.
     /// Throws `MediaIOError` naming the location (credentials redacted) when that fails.
-    public init(location: String, options: DecoderOptions = DecoderOptions()) throws {
-        FFmpegLogLevel.applyLibraryDefault()
+    public convenience init(location: String, options: DecoderOptions = DecoderOptions()) throws {
         let shown = redactCredentials(location)
-        self.options = options
         try Self.checkLocalPath(location, shown: shown)
+        try self.init(url: location, memory: nil, shown: shown, options: options)
+    }
+
+    /// Opens a whole container held in memory; `name` stands for it in metadata and errors. Nothing else is
+    /// opened: demuxers that refer to other files or URLs (playlists, SDP, concat lists) are refused access.
+    public convenience init(data: Data, name: String, options: DecoderOptions = DecoderOptions()) throws {
+        guard !data.isEmpty else { throw MediaIOError.inputEmpty(name) }
+        guard let memory = MemoryInput(data: data) else { throw MediaIOError.openFailed(input: name, reason: "out of memory") }
+        var options = options
+        if options.formatOptions["protocol_whitelist"] == nil { options.formatOptions["protocol_whitelist"] = "none" }
+        if options.isLive == nil { options.isLive = false }
+        try self.init(url: nil, memory: memory, shown: name, options: options)
+    }
+
+    private init(url: String?, memory: MemoryInput?, shown: String, options: DecoderOptions) throws {
+        FFmpegLogLevel.applyLibraryDefault()
+        self.options = options
+        self.memoryInput = memory
 
         interruptState = InterruptState(hook: options.interrupt)
         converter = RGBConverter(outputSize: options.outputSize)
@@ -99,6 +127,11 @@ public final class VideoDecoder {
             return Unmanaged<InterruptState>.fromOpaque(opaque).takeUnretainedValue().shouldInterrupt ? 1 : 0
         }
         ctx.pointee.interrupt_callback.opaque = Unmanaged.passUnretained(interruptState).toOpaque()
+        if let memory {
+            ctx.pointee.pb = memory.context
+            ctx.pointee.flags |= AVFMT_FLAG_CUSTOM_IO
+        }
+        let location = url ?? ""
 
         var fmt: UnsafeMutablePointer<AVFormatContext>? = ctx
         var dict = makeDictionary(options.formatOptions)
@@ -112,7 +145,7 @@ public final class VideoDecoder {
             }
         }
         // On failure avformat_open_input frees the context and sets fmt to nil.
-        let openResult = avformat_open_input(&fmt, location, inputFormat, &dict)
+        let openResult = avformat_open_input(&fmt, url, inputFormat, &dict)
         unusedOptions = dictionaryKeys(dict)
         av_dict_free(&dict)
         guard openResult >= 0, let fmt else {
@@ -142,6 +175,9 @@ public final class VideoDecoder {
             streamIndex = best
             let stream = fmt.pointee.streams[Int(best)]!
             let par = stream.pointee.codecpar!
+            guard Self.sizeAllowed(width: par.pointee.width, height: par.pointee.height) else {
+                throw MediaIOError.imageTooLarge(input: shown, width: Int(par.pointee.width), height: Int(par.pointee.height))
+            }
             // The codec's name as ffprobe prints it (`msmpeg4v3`), not the decoder implementation's (`msmpeg4`).
             let codecName = String(cString: avcodec_get_name(par.pointee.codec_id))
 
@@ -154,6 +190,8 @@ public final class VideoDecoder {
             cc.pointee.pkt_timebase = stream.pointee.time_base
             cc.pointee.thread_count = Int32(options.threadCount)
             cc.pointee.thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE
+            // FFmpeg then refuses larger pictures itself, before allocating their planes.
+            cc.pointee.max_pixels = Int64(Self.maxPixels)
             var codecDict = makeDictionary(options.codecOptions)
             r = avcodec_open2(cc, decoder, &codecDict)
             av_dict_free(&codecDict)
@@ -234,7 +272,12 @@ public final class VideoDecoder {
         guard !finished, let fmt = formatContext, let cc = codecContext, let pkt = packet, let frame else { return nil }
         while true {
             let received = avcodec_receive_frame(cc, frame)
-            if received >= 0 { return frame }
+            if received >= 0 {
+                if Self.sizeAllowed(width: frame.pointee.width, height: frame.pointee.height) { return frame }
+                av_frame_unref(frame)
+                noteDecodeError(AVCode.invalidData)
+                continue
+            }
             if received == AVCode.eof { finished = true; return nil }
             if received != AVCode.again {
                 // With threaded decoding a damaged packet's error surfaces here; skip and keep going.

@@ -25,6 +25,8 @@ public struct ONNXError: Error, Equatable, CustomStringConvertible, LocalizedErr
         case shape(String)
         /// Wrong use of the API (bad input tensor, unknown output name).
         case usage(String)
+        /// A declared size beyond one of `ONNXLimits` (the message names the field and the limit).
+        case tooLarge(String)
     }
 
     /// The model file, when known.
@@ -49,6 +51,7 @@ public struct ONNXError: Error, Equatable, CustomStringConvertible, LocalizedErr
                 + list.map(\.description).joined(separator: "\n  ")
         case .shape(let m): return prefix + "shape error: \(m)"
         case .usage(let m): return prefix + m
+        case .tooLarge(let m): return prefix + "too large: \(m)"
         }
     }
 

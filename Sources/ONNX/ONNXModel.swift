@@ -144,6 +144,10 @@ extension ONNXModel {
     /// Reads and decodes an ONNX file. Throws `ONNXError` naming the file for unreadable, truncated or
     /// non-ONNX input.
     public init(contentsOf url: URL) throws {
+        let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? NSNumber)?.intValue ?? 0
+        guard size <= ONNXLimits.maxFileBytes else {
+            throw ONNXError(file: url.path, .tooLarge("file of \(size) bytes (limit \(ONNXLimits.maxFileBytes))"))
+        }
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
             throw ONNXError(file: url.path, .unreadable(error.localizedDescription))
@@ -167,6 +171,8 @@ extension ONNXModel {
                 throw ONNXError(.notONNX("truncated or not protobuf: \(what) at byte \(off) of \(bytes.count)"))
             case .malformed(let off, let what):
                 throw ONNXError(.notONNX("not a valid protobuf: \(what) at byte \(off)"))
+            case .tooLarge(let off, let what):
+                throw ONNXError(.tooLarge("\(what) at byte \(off)"))
             }
         }
         guard irVersion > 0, !graph.nodes.isEmpty else {
@@ -227,6 +233,9 @@ extension ONNXModel {
             switch field {
             case 1:
                 try r.expect(type, is: .lengthDelimited, field: "node")
+                guard g.nodes.count < ONNXLimits.maxNodes else {
+                    throw ONNXError(.tooLarge("graph has more than \(ONNXLimits.maxNodes) nodes"))
+                }
                 var n = try r.message()
                 g.nodes.append(try decodeNode(&n))
             case 2: try r.expect(type, is: .lengthDelimited, field: "graph.name"); g.name = try r.string()
@@ -351,6 +360,9 @@ extension ONNXModel {
                                     }
                                 }
                                 dims.append(dim)
+                                guard dims.count <= ONNXLimits.maxRank else {
+                                    throw ONNXError(.tooLarge("value \(v.name) has more than \(ONNXLimits.maxRank) dims"))
+                                }
                             }
                             v.dims = dims
                         default: try tt.skip(t2)
@@ -388,9 +400,8 @@ extension ONNXModel {
             throw ONNXError(.unsupportedModel("tensor \(name) uses external data (a separate weights file); "
                                               + "save the model with its weights inside the .onnx file"))
         }
-        guard dims.allSatisfy({ $0 >= 0 }) else { throw ONNXError(.notONNX("tensor \(name) has negative dims \(dims)")) }
+        let count = try ONNXLimits.elementCount(dims, of: "tensor \(name)")
         let shape = dims.map { Int($0) }
-        let count = shape.reduce(1, *)
         var t = ONNXTensor(name: name, dims: shape, floats: [])
         t.dataType = dataType
         let data = TensorData(raw: raw, floats: floatData, int32s: int32Data, int64s: int64Data, doubles: doubleData)

@@ -59,6 +59,10 @@ public final class ONNXNetwork: @unchecked Sendable {
                 }
                 return s
             }
+            guard slot[n.output] == nil else {
+                throw ONNXError(.unsupportedModel("node \(n.label) writes \(n.output), which the graph input or an earlier "
+                                                  + "node already produces (an ONNX value is assigned once)"))
+            }
             let out = slot.count
             slot[n.output] = out
             let kernel = try Step.Kernel(n.op, label: n.label)

@@ -6,7 +6,13 @@ extension ONNXPlan {
             throw ONNXError(.shape("\(label): cannot broadcast \(a.dims) with \(b.dims)"))
         }
         let av = a.floats, bv = b.floats
-        let n = shape.reduce(1, *)
+        guard av.count == a.count, bv.count == b.count else {
+            throw ONNXError(.unsupportedModel("\(label): constant operands must be numbers"))
+        }
+        let n = try ONNXLimits.elementCount(shape.map(Int64.init), of: "\(label): folded constant")
+        guard n <= ONNXLimits.maxFoldedElements else {
+            throw ONNXError(.tooLarge("\(label): folded constant \(shape) has more than \(ONNXLimits.maxFoldedElements) elements"))
+        }
         var out = [Float](repeating: 0, count: n)
         for i in 0..<n {
             out[i] = kind.apply(av[broadcastIndex(i, shape, a.dims)], bv[broadcastIndex(i, shape, b.dims)])

@@ -13,6 +13,14 @@ extension ONNXPlan {
 
         mutating func fail(_ reason: String) { problems.append(reason) }
 
+        /// Reports `name` unless every value is in `lower...ONNXLimits.maxGeometry` (kernel sizes, strides, pads,
+        /// groups: bounded so shape arithmetic cannot overflow).
+        mutating func checkRange(_ name: String, _ values: [Int], lower: Int) {
+            if values.contains(where: { $0 < lower || $0 > ONNXLimits.maxGeometry }) {
+                fail("\(name) \(values) outside \(lower)...\(ONNXLimits.maxGeometry)")
+            }
+        }
+
         /// Input `i` of `n` when it is given and a known constant.
         func constant(_ n: LoweringNode, _ i: Int) -> ONNXTensor? {
             n.has(i) ? constants[n.node.inputs[i]] : nil
@@ -69,13 +77,13 @@ extension ONNXPlan {
         let attrs = n.attrs
         let transposed = n.node.opType == "ConvTranspose"
         attrs.allow(["kernel_shape", "strides", "dilations", "group", "pads", "auto_pad", "output_padding", "output_shape"])
-        guard let w = b.constant(n, 1), w.dims.count == 4 else {
-            b.fail("weight must be a constant 4-D tensor (2-D convolution)")
+        guard let w = b.constant(n, 1), w.dims.count == 4, w.floats.count == w.count else {
+            b.fail("weight must be a constant 4-D float tensor (2-D convolution)")
             return nil
         }
         var bias: [Float]?
         if n.has(2) {
-            if let c = b.constant(n, 2) { bias = c.floats } else { b.fail("bias must be a constant") }
+            if let c = b.constant(n, 2), c.floats.count == c.count { bias = c.floats } else { b.fail("bias must be a float constant") }
         }
         let k = attrs.ints("kernel_shape")
         if let k, k.map(Int.init) != Array(w.dims[2...]) {
@@ -87,8 +95,10 @@ extension ONNXPlan {
         let pads = readPads(&b, attrs)
         let autoPad = attrs.string("auto_pad") ?? "NOTSET"
         if autoPad != "NOTSET" && autoPad != "VALID" { b.fail("auto_pad \(autoPad) is not supported (use explicit pads)") }
-        if strides.0 < 1 || strides.1 < 1 || dil.0 < 1 || dil.1 < 1 || group < 1 { b.fail("bad strides/dilations/group") }
-        if min(pads.0, pads.1, pads.2, pads.3) < 0 { b.fail("negative pads \(pads)") }
+        b.checkRange("strides/dilations/group", [strides.0, strides.1, dil.0, dil.1, group], lower: 1)
+        b.checkRange("kernel", Array(w.dims[2...]), lower: 1)
+        b.checkRange("pads", [pads.0, pads.1, pads.2, pads.3], lower: 0)
+        guard b.problems.isEmpty else { return nil }
         var spec = ConvSpec(weight: w, bias: bias, strides: strides, pads: pads, dilations: dil, group: group,
                             transposed: transposed)
         if transposed {
@@ -106,6 +116,7 @@ extension ONNXPlan {
     static func checkTransposed(_ b: inout Builder, _ attrs: AttributeReader, _ spec: inout ConvSpec) {
         let (strides, dil, pads) = (spec.strides, spec.dilations, spec.pads)
         if let op = attrs.pair("output_padding") { spec.outputPadding = op }
+        b.checkRange("output_padding", [spec.outputPadding.0, spec.outputPadding.1], lower: 0)
         if spec.outputPadding.0 < 0 || spec.outputPadding.1 < 0 || spec.outputPadding.0 >= max(strides.0, dil.0)
             || spec.outputPadding.1 >= max(strides.1, dil.1) {
             b.fail("output_padding \(spec.outputPadding) must be smaller than the stride")
@@ -138,6 +149,7 @@ extension ONNXPlan {
         let count = s.count
         guard c.count == count, m.count == count, v.count == count else { b.fail("parameter lengths differ"); return nil }
         let (sf, bf, mf, vf) = (s.floats, c.floats, m.floats, v.floats)
+        guard [sf, bf, mf, vf].allSatisfy({ $0.count == count }) else { b.fail("parameters must be float"); return nil }
         var scale = [Float](repeating: 0, count: count), shift = scale
         for i in 0..<count {
             let k = Double(sf[i]) / (Double(vf[i]) + eps).squareRoot()
@@ -167,10 +179,10 @@ extension ONNXPlan {
             n.attrs.allow(["min", "max"])
         } else {
             if n.has(1) {
-                if let c = b.constant(n, 1), c.count == 1 { lo = c.floats[0] } else { b.fail("min must be a constant scalar") }
+                if let c = b.constant(n, 1), c.count == 1, let v = c.floats.first { lo = v } else { b.fail("min must be a constant scalar") }
             }
             if n.has(2) {
-                if let c = b.constant(n, 2), c.count == 1 { hi = c.floats[0] } else { b.fail("max must be a constant scalar") }
+                if let c = b.constant(n, 2), c.count == 1, let v = c.floats.first { hi = v } else { b.fail("max must be a constant scalar") }
             }
         }
         return .unary(.clip(lower: lo, upper: hi))
@@ -205,7 +217,10 @@ extension ONNXPlan {
         if let ap = attrs.string("auto_pad"), ap != "NOTSET", ap != "VALID" { b.fail("auto_pad \(ap) is not supported") }
         if attrs.int("storage_order") ?? 0 != 0 { b.fail("storage_order=1 is not supported") }
         if n.hasOutput(1) { b.fail("MaxPool indices output is not supported") }
-        return .maxPool(kernel: k, strides: attrs.pair("strides") ?? (1, 1), pads: pads,
+        let strides = attrs.pair("strides") ?? (1, 1)
+        b.checkRange("kernel_shape/strides", [k.0, k.1, strides.0, strides.1], lower: 1)
+        b.checkRange("pads", [pads.0, pads.1, pads.2, pads.3], lower: 0)
+        return .maxPool(kernel: k, strides: strides, pads: pads,
                         ceil: (attrs.int("ceil_mode") ?? 0) != 0)
     }
 
@@ -250,11 +265,19 @@ extension ONNXPlan {
         if scalesIndex == 2, n.has(3) {
             if let c = b.constant(n, 3), c.count > 0 {
                 let s = c.ints
-                if s.count == 4 { spec.sizes = (Int(s[2]), Int(s[3])) } else { b.fail("sizes \(s) must have 4 values") }
+                if s.count == 4 {
+                    spec.sizes = (Int(s[2]), Int(s[3]))
+                    b.checkRange("sizes", [Int(s[2]), Int(s[3])], lower: 1)
+                } else { b.fail("sizes \(s) must have 4 values") }
             } else if b.constant(n, 3) == nil { b.fail("sizes must be a constant") }
         }
         if let s = scales {
-            if s.count == 4, s[0] == 1, s[1] == 1 { spec.scales = (s[2], s[3]) } else {
+            if s.count == 4, s[0] == 1, s[1] == 1 {
+                spec.scales = (s[2], s[3])
+                if !(s[2] > 0 && s[2] <= ONNXLimits.maxResizeScale && s[3] > 0 && s[3] <= ONNXLimits.maxResizeScale) {
+                    b.fail("scales \(s) outside (0, \(ONNXLimits.maxResizeScale)]")
+                }
+            } else {
                 b.fail("scales \(s) must be [1, 1, sh, sw] (only spatial resizing is supported)")
             }
         }
@@ -264,6 +287,7 @@ extension ONNXPlan {
     static func lowerConcat(_ b: inout Builder, _ n: LoweringNode) -> Op? {
         n.attrs.allow(["axis"])
         guard let axis = n.attrs.int("axis") else { b.fail("axis missing"); return nil }
+        guard (-4..<4).contains(axis) else { b.fail("axis \(axis) out of range for rank 4"); return nil }
         let constants = b.constants
         if n.node.inputs.allSatisfy({ constants[$0] != nil }) {
             b.fail("Concat of constants only is not supported")

@@ -136,7 +136,13 @@ public final class ONNXSession {
         for step in net.steps {
             let ins = step.inputs.map { shapes[$0] }
             do {
-                shapes[step.output] = try Self.outputShape(step.kernel, ins)
+                let out = try Self.outputShape(step.kernel, ins)
+                // An empty dimension would let the others grow without bound (their product stays 0).
+                guard out.allSatisfy({ $0 > 0 }) else { throw ShapeFailure.message("empty output \(out)") }
+                _ = try ONNXLimits.elementCount(out.map(Int64.init), of: "output of node \(step.label)")
+                shapes[step.output] = out
+            } catch let e as ONNXError {
+                throw ONNXError(file: net.file, e.kind)
             } catch let ShapeFailure.message(m) {
                 throw ONNXError(file: net.file, .shape("node \(step.label) cannot take input \(ins.map { "\($0)" }.joined(separator: ", ")) "
                                                         + "for model input \(input): \(m)"))

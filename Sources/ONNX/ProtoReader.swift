@@ -92,9 +92,14 @@ struct ProtoReader {
         ProtoReader(bytes, range: try lengthDelimited())
     }
 
-    /// A UTF-8 string field (invalid UTF-8 is repaired, never fatal: names are only used for messages and lookups).
+    /// A UTF-8 string field (invalid UTF-8 is repaired, never fatal: names are only used for messages and lookups)
+    /// of at most `ONNXLimits.maxStringBytes`.
     mutating func string() throws -> String {
+        let at = offset
         let r = try lengthDelimited()
+        guard r.count <= ONNXLimits.maxStringBytes else {
+            throw ProtoError.tooLarge(offset: at, "string of \(r.count) bytes (limit \(ONNXLimits.maxStringBytes))")
+        }
         return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[r]), as: UTF8.self)
     }
 
@@ -166,4 +171,6 @@ struct ProtoReader {
 enum ProtoError: Error, Equatable {
     case truncated(offset: Int, String)
     case malformed(offset: Int, String)
+    /// A declared size beyond one of `ONNXLimits`.
+    case tooLarge(offset: Int, String)
 }

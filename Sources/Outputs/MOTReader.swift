@@ -32,10 +32,16 @@ public struct MOTRecord: Sendable, Equatable {
 /// Reads MOTChallenge text: `frame,id,x,y,w,h,conf[,…]`, comma (or whitespace) separated, at least 7 columns.
 /// Blank lines and `#` comments are skipped; anything else malformed is an error naming the file and line.
 public enum MOTReader {
+    /// Largest file read (MOT20's biggest detection file is ~60 MB).
+    public static let maxFileBytes = 1 << 30
     /// Reads and parses the file at `path`.
     public static func read(path: String) throws -> [MOTRecord] {
         guard FileManager.default.fileExists(atPath: path) else {
             throw MOTFormatError.cannotRead(path: path, reason: "no such file")
+        }
+        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue ?? 0
+        guard size <= maxFileBytes else {
+            throw MOTFormatError.cannotRead(path: path, reason: "file of \(size) bytes is larger than the limit of \(maxFileBytes)")
         }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw MOTFormatError.cannotRead(path: path, reason: "unreadable")

@@ -151,6 +151,9 @@ public final class SafeTensorsFile: @unchecked Sendable {
             guard headerLength <= UInt64(size - 8) else {
                 throw fail(.headerLengthBeyondFile(headerLength: headerLength, fileSize: size))
             }
+            guard headerLength <= UInt64(Self.maxHeaderBytes) else {
+                throw fail(.badHeader("header length \(headerLength) exceeds the limit of \(Self.maxHeaderBytes) bytes"))
+            }
             dataStart = 8 + Int(headerLength)
             let headerData = Data(bytes: m + 8, count: Int(headerLength))
             let json: Any
@@ -182,8 +185,16 @@ public final class SafeTensorsFile: @unchecked Sendable {
                     throw fail(.badHeader("entry '\(key)' has non-integer data_offsets"))
                 }
                 guard let dtype = SafeTensorsDType(rawValue: ds) else { throw fail(.unknownDType(key: key, dtype: ds)) }
-                let count = shape.reduce(1) { $0.multipliedReportingOverflow(by: $1).partialValue }
-                let bytes = count * dtype.size
+                guard shape.count <= Self.maxRank else {
+                    throw fail(.badHeader("entry '\(key)' has \(shape.count) dims (limit \(Self.maxRank))"))
+                }
+                // Left to right, as `Tensor` multiplies: an overflow anywhere (even before a 0) is refused.
+                var bytes = dtype.size
+                for d in shape {
+                    let (p, overflow) = bytes.multipliedReportingOverflow(by: d)
+                    guard !overflow else { throw fail(.badHeader("entry '\(key)' has shape \(shape), too large to address")) }
+                    bytes = p
+                }
                 guard begin >= 0, begin <= end, end <= dataSize, end - begin == bytes else {
                     throw fail(.offsetsOutOfRange(key: key, begin: begin, end: end, dataSize: dataSize, expectedBytes: bytes))
                 }
@@ -198,6 +209,11 @@ public final class SafeTensorsFile: @unchecked Sendable {
     }
 
     deinit { munmap(mapping, mappedSize) }
+
+    /// Longest JSON header accepted (the format's own limit, as in the reference implementation).
+    public static let maxHeaderBytes = 100_000_000
+    /// Most dimensions of one tensor.
+    public static let maxRank = 32
 
     /// JSON numbers arrive as NSNumber (or Int); accept only exact integers.
     private static func integer(_ v: Any) -> Int? {

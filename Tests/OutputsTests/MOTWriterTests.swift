@@ -96,3 +96,18 @@ final class MOTWriterTests: XCTestCase {
         }
     }
 }
+
+extension MOTWriterTests {
+    func testOversizedFileIsRefusedUnread() throws {
+        // A sparse file: its size is checked, its bytes are never read.
+        let url = TestPaths.temporaryDirectory("mot-limit").appendingPathComponent("det.txt")
+        defer { try? FileManager.default.removeItem(at: url.deletingLastPathComponent()) }
+        XCTAssertTrue(FileManager.default.createFile(atPath: url.path, contents: nil))
+        let h = try FileHandle(forWritingTo: url)
+        try h.truncate(atOffset: UInt64(MOTReader.maxFileBytes) + 1)
+        try h.close()
+        XCTAssertThrowsError(try MOTReader.read(path: url.path)) { e in
+            XCTAssertEqual("\(e)", "\(MOTFormatError.cannotRead(path: url.path, reason: "file of \(MOTReader.maxFileBytes + 1) bytes is larger than the limit of \(MOTReader.maxFileBytes)"))")
+        }
+    }
+}

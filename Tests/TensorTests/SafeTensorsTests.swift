@@ -133,6 +133,27 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertThrowsError(try f.tensor("nope")) { XCTAssertTrue("\($0)".contains("'nope'")) }
     }
 
+    func testAbsurdSizesAreRefusedBeforeAllocating() throws {
+        // 10^12 elements against a 4-byte data section.
+        let trillion = dir.appendingPathComponent("trillion.safetensors")
+        try writeRaw(trillion, header: #"{"w":{"dtype":"F32","shape":[1000000,1000000],"data_offsets":[0,4]}}"#, data: [0, 0, 0, 0])
+        expectError(trillion, { $0 == .offsetsOutOfRange(key: "w", begin: 0, end: 4, dataSize: 4, expectedBytes: 4_000_000_000_000) },
+                    "10^12 elements")
+        // 2^32 x 2^32 wraps to 0 in 64 bits: it used to pass as an empty tensor and trap in `tensor(_:)`.
+        let wrap = dir.appendingPathComponent("wrap.safetensors")
+        try writeRaw(wrap, header: #"{"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}}"#, data: [])
+        expectError(wrap, { if case .badHeader(let m) = $0 { return m == "entry 'w' has shape [4294967296, 4294967296], too large to address" }; return false },
+                    "overflowing shape")
+        let rank = dir.appendingPathComponent("rank.safetensors")
+        let ones = Array(repeating: "1", count: 40).joined(separator: ",")
+        try writeRaw(rank, header: #"{"w":{"dtype":"F32","shape":["# + ones + #"],"data_offsets":[0,4]}}"#, data: [0, 0, 0, 0])
+        expectError(rank, { $0 == .badHeader("entry 'w' has 40 dims (limit \(SafeTensorsFile.maxRank))") }, "rank 40")
+        // A zero dimension makes the tensor empty whatever the others claim.
+        let empty = dir.appendingPathComponent("empty.safetensors")
+        try writeRaw(empty, header: #"{"w":{"dtype":"F32","shape":[0,1000000],"data_offsets":[0,0]}}"#, data: [])
+        XCTAssertEqual(try SafeTensorsFile(url: empty).tensor("w").shape, [0, 1_000_000])
+    }
+
     func testStrictVerificationListsEverything() throws {
         let url = dir.appendingPathComponent("verify.safetensors")
         try SafeTensorsWriter.write(sample(), to: url)

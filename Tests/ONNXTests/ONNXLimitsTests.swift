@@ -1,0 +1,123 @@
+import Foundation
+@testable import ONNX
+import TestSupport
+import XCTest
+
+/// Files declaring absurd sizes fail with a `.tooLarge` message naming the file and the field, before anything
+/// of the declared size is allocated.
+final class ONNXLimitsTests: XCTestCase {
+    private var dir: URL!
+    override func setUp() { dir = TestPaths.temporaryDirectory("onnx-limits") }
+    override func tearDown() { try? FileManager.default.removeItem(at: dir) }
+
+    /// A one-Relu model whose graph also holds `extra` (raw graph fields).
+    private func model(_ extra: (inout ProtoWriter) -> Void) -> Data {
+        var m = ProtoWriter()
+        m.int(1, 7)
+        m.message(8) { o in o.string(1, ""); o.int(2, 13) }
+        m.message(7) { g in
+            g.message(1) { n in n.string(1, "x"); n.string(2, "y"); n.string(4, "Relu") }
+            extra(&g)
+            g.message(11) { v in v.string(1, "x") }
+            g.message(12) { v in v.string(1, "y") }
+        }
+        return Data(m.bytes)
+    }
+
+    private func expectTooLarge(_ bytes: Data, _ name: String, contains: [String],
+                                file: StaticString = #filePath, line: UInt = #line) {
+        let url = dir.appendingPathComponent(name)
+        try! bytes.write(to: url)
+        XCTAssertThrowsError(try ONNXNetwork(contentsOf: url), file: file, line: line) { e in
+            guard let e = e as? ONNXError, case .tooLarge = e.kind else { return XCTFail("\(e)", file: file, line: line) }
+            let m = "\(e)"
+            XCTAssertTrue(m.contains(url.path) && m.contains("too large"), m, file: file, line: line)
+            for c in contains { XCTAssertTrue(m.contains(c), "\(m) lacks \(c)", file: file, line: line) }
+        }
+    }
+
+    func testTensorClaimingATrillionElementsIsRefused() {
+        let bytes = model { g in
+            g.message(5) { t in t.packedInts(1, [1_000_000, 1_000_000]); t.int(2, 1); t.string(8, "w") }
+        }
+        expectTooLarge(bytes, "trillion.onnx", contains: ["tensor w", "[1000000, 1000000]", "\(ONNXLimits.maxTensorElements) elements"])
+    }
+
+    func testDimsWhoseProductOverflowsAreRefusedNotTrapped() {
+        // 2^40 cubed wraps a 64-bit product; an unchecked multiply would trap.
+        let bytes = model { g in
+            g.message(5) { t in t.packedInts(1, [1 << 40, 1 << 40, 1 << 40]); t.int(2, 1); t.string(8, "big") }
+        }
+        expectTooLarge(bytes, "overflow.onnx", contains: ["tensor big"])
+    }
+
+    func testUnknownElementTypeWithHugeDimsIsStillRefused() {
+        // An element type no op reads is kept empty; its dims must still be bounded.
+        let bytes = model { g in
+            g.message(5) { t in t.packedInts(1, [1 << 20, 1 << 20]); t.int(2, 14); t.string(8, "c64") }
+        }
+        expectTooLarge(bytes, "complex.onnx", contains: ["tensor c64"])
+    }
+
+    func testTooManyDimsIsRefused() {
+        let bytes = model { g in
+            g.message(5) { t in t.packedInts(1, [Int64](repeating: 1, count: 40)); t.int(2, 1); t.string(8, "deep") }
+        }
+        expectTooLarge(bytes, "rank.onnx", contains: ["tensor deep", "40 dims"])
+    }
+
+    func testGraphWithTooManyNodesIsRefused() {
+        // Each empty node is 2 bytes; the count is checked as nodes arrive, before the list grows past the limit.
+        let bytes = model { g in
+            let empty: [UInt8] = [0x0A, 0x00]
+            g.bytes.reserveCapacity(ONNXLimits.maxNodes * 2 + 64)
+            for _ in 0..<ONNXLimits.maxNodes { g.bytes += empty }
+        }
+        expectTooLarge(bytes, "nodes.onnx", contains: ["more than \(ONNXLimits.maxNodes) nodes"])
+    }
+
+    func testOverlongStringIsRefused() {
+        let bytes = model { g in g.string(2, String(repeating: "n", count: ONNXLimits.maxStringBytes + 1)) }
+        expectTooLarge(bytes, "name.onnx", contains: ["string of \(ONNXLimits.maxStringBytes + 1) bytes"])
+    }
+
+    func testNodeOverwritingTheInputIsRefused() throws {
+        // Found by the fuzzer: a node writing the graph input's name left the value table one slot short.
+        let bytes = model { g in g.message(1) { n in n.string(1, "y"); n.string(2, "x"); n.string(4, "Relu") } }
+        XCTAssertThrowsError(try ONNXNetwork(model: try ONNXModel(bytes: bytes))) { e in
+            XCTAssertTrue("\(e)".contains("writes x, which the graph input or an earlier node already produces"), "\(e)")
+        }
+    }
+
+    func testOversizedFileIsRefusedUnread() throws {
+        let url = dir.appendingPathComponent("huge.onnx")
+        XCTAssertTrue(FileManager.default.createFile(atPath: url.path, contents: nil))
+        let h = try FileHandle(forWritingTo: url)
+        try h.truncate(atOffset: UInt64(ONNXLimits.maxFileBytes) + 1)  // sparse: nothing is written or read
+        try h.close()
+        XCTAssertThrowsError(try ONNXModel(contentsOf: url)) { e in
+            XCTAssertEqual("\(e)", "ONNX model \(url.path): too large: file of \(ONNXLimits.maxFileBytes + 1) bytes (limit \(ONNXLimits.maxFileBytes))")
+        }
+    }
+
+    func testDeeplyNestedSubgraphsAreSkippedWithoutRecursion() throws {
+        // An attribute holding a graph holding a node holding a graph ... 5000 levels: skipped as one field.
+        var inner = ProtoWriter()
+        for _ in 0..<5000 {
+            var node = ProtoWriter()
+            node.message(5) { a in a.string(1, "body"); a.bytes(6, inner.bytes); a.int(20, 5) }
+            var graph = ProtoWriter()
+            graph.bytes(1, node.bytes)
+            inner = graph
+        }
+        let bytes = model { g in
+            g.message(1) { n in
+                n.string(1, "y"); n.string(2, "z"); n.string(4, "Relu")
+                n.message(5) { a in a.string(1, "body"); a.bytes(6, inner.bytes); a.int(20, 5) }
+            }
+        }
+        let m = try ONNXModel(bytes: bytes)
+        XCTAssertEqual(m.graph.nodes.count, 2)
+        XCTAssertEqual(m.graph.nodes[1].attributes["body"], .other("graph"))
+    }
+}
