@@ -93,8 +93,9 @@ extension Conv2d {
         return Int(v)
     }()
 
-    /// Tiles per block: each block's transformed input and products (α² · channels · block floats) stay near the
-    /// core's L2 while the α² GEMMs stream through them.
+    /// Tiles per block (at most; a map with fewer tiles than the cores can take 64 each gets narrower blocks, at
+    /// least 16): each block's transformed input and products (α² · channels · block floats) stay near the core's
+    /// L2 while the α² GEMMs stream through them.
     static let winogradBlock = 64
 
     /// Below this many output tiles (over a batch's images) the GEMMs are too narrow to gain from the transform.
@@ -159,7 +160,9 @@ extension Conv2d {
         let perImage = list?.count ?? Int(fpn_winograd_tiles(&g))
         let tiles = perImage * items.count
         guard tiles > 0 else { return }
-        let a2 = (w.m + 2) * (w.m + 2), block = Conv2d.winogradBlock
+        let a2 = (w.m + 2) * (w.m + 2)
+        // Narrower blocks when there are too few to give every core one (small maps, single RoIs).
+        let block = min(Conv2d.winogradBlock, max(16, (tiles + Parallel.cores - 1) / Parallel.cores + 15) / 16 * 16)
         let blocks = (tiles + block - 1) / block
         let workers = max(1, min(Parallel.cores, blocks))
         let ld = (block + 15) / 16 * 16
