@@ -101,6 +101,14 @@ extension Conv2d {
     /// Below this many output tiles (over a batch's images) the GEMMs are too narrow to gain from the transform.
     static let winogradMinTiles = 32
 
+    /// Dense passes of a stride-1 3x3 conv with a Winograd form (`WinogradWeights`) use it when the image has
+    /// enough tiles (default: `Conv2d.winogradByDefault`). Off only to measure or test the direct path; not to be
+    /// changed while the conv runs.
+    public var usesWinograd: Bool {
+        get { winogradChoice ?? Conv2d.winogradByDefault }
+        set { winogradChoice = newValue }
+    }
+
     /// The Winograd form, built on first use (the transformed weights take 4x the 3x3 weights' memory, so models
     /// whose maps stay small never pay for it), or nil when the geometry has none. Tests replace it to check the
     /// other tile size.

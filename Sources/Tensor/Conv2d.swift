@@ -409,14 +409,8 @@ public final class Conv2d: @unchecked Sendable {
     /// measure or test the explicit im2col path; not to be changed while the conv runs.
     public var implicitIm2col = true
 
-    /// Dense passes of a stride-1 3x3 conv with a Winograd form (`WinogradWeights`) use it when the image has
-    /// enough tiles (default: `Conv2d.winogradByDefault`). Off only to measure or test the direct path; not to be
-    /// changed while the conv runs.
-    public var usesWinograd: Bool {
-        get { winogradChoice ?? Conv2d.winogradByDefault }
-        set { winogradChoice = newValue }
-    }
-    private var winogradChoice: Bool?
+    /// `usesWinograd` when set; nil follows the process default.
+    var winogradChoice: Bool?
 
     /// Tests force narrow chunks (many GEMMs per image) to exercise the chunking on small images.
     var chunkColumnsForTesting: Int?
