@@ -41,19 +41,22 @@ extension Conv2d {
         return d.enabled
     }()
 
-    /// Off when `FPNSTREAM_WINOGRAD=off`; else on, unless the own kernels' transforms fail the self-check (`check`
+    /// Off when `FPNSTREAM_WINOGRAD=off`; a value that is not a setting warns and keeps the default; else on, unless the own kernels' transforms fail the self-check (`check`
     /// returns an error relative to the output's scale above 1e-4), which turns it off with a warning. On the
     /// OpenBLAS path no conv has a Winograd form, so nothing is checked.
     static func winogradDecision(environment: [String: String], ownKernels: Bool,
                                  check: () -> Double) -> (enabled: Bool, warning: String?) {
-        guard environment["FPNSTREAM_WINOGRAD"]?.lowercased() != "off" else { return (false, nil) }
-        guard ownKernels else { return (true, nil) }
+        let value = environment["FPNSTREAM_WINOGRAD"]?.lowercased() ?? ""
+        guard value != "off" else { return (false, nil) }
+        let unknown = ["", "on", "2", "4"].contains(value) ? nil
+            : "FPNSTREAM_WINOGRAD=\(value) is not a setting (off, on, 2, 4); using Winograd F(4x4, 3x3)"
+        guard ownKernels else { return (true, unknown) }
         let error = check()
         guard error.isFinite && error <= 1e-4 else {
             return (false, "the Winograd transforms computed wrong results (relative error \(error)); "
                            + "3x3 convolutions use the direct GEMM")
         }
-        return (true, nil)
+        return (true, unknown)
     }
 
     /// Largest error (relative to the output's scale) of both Winograd tile sizes on the process's compute path

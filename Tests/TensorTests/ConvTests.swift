@@ -338,6 +338,10 @@ final class WinogradConvTests: XCTestCase {
         XCTAssertEqual(Conv2d.winogradDecision(environment: ["FPNSTREAM_WINOGRAD": "OFF"], ownKernels: true, check: pass).enabled, false)
         XCTAssertEqual(Conv2d.winogradDecision(environment: [:], ownKernels: false, check: pass).enabled, true)
         XCTAssertEqual(checked, 1, "no check off the own kernels or when turned off")
+        let typo = Conv2d.winogradDecision(environment: ["FPNSTREAM_WINOGRAD": "of"], ownKernels: true, check: pass)
+        XCTAssertTrue(typo.enabled)
+        XCTAssertEqual(typo.warning, "FPNSTREAM_WINOGRAD=of is not a setting (off, on, 2, 4); using Winograd F(4x4, 3x3)")
+        XCTAssertNil(Conv2d.winogradDecision(environment: ["FPNSTREAM_WINOGRAD": "4"], ownKernels: true, check: pass).warning)
         for bad in [0.5, Double.nan, Double.infinity] {
             let d = Conv2d.winogradDecision(environment: ["FPNSTREAM_WINOGRAD": "4"], ownKernels: true, check: { bad })
             XCTAssertFalse(d.enabled, "error \(bad)")
