@@ -195,3 +195,9 @@ const char *fpn_isa_name(int isa) {
     default: return "unknown";
     }
 }
+
+static _Thread_local int t_width;
+
+int fpn_thread_width(void) { return t_width; }
+
+void fpn_set_thread_width(int width) { t_width = width > 0 ? width : 0; }

@@ -18,9 +18,16 @@ public protocol FrameDetector {
     /// (unknown layer names). The default: only `off` is accepted. Keyframe mode is not the detector's: use
     /// `withTemporal`, which wraps any detector in a `KeyframeDetector`.
     mutating func useTemporal(_ settings: TemporalSettings) throws
+    /// Another detector on the same loaded model with its own per-stream state (buffers), for running other frames
+    /// of this stream at the same time on other cores (`DetectStage` with several workers); same thresholds and
+    /// settings, so it returns exactly what this one would for any frame. Nil when frames depend on each other
+    /// (temporal reuse, keyframes) or the detector cannot be copied. The default: nil.
+    func replica() -> (any FrameDetector)?
 }
 
 extension FrameDetector {
+    public func replica() -> (any FrameDetector)? { nil }
+
     public mutating func useTemporal(_ settings: TemporalSettings) throws {
         guard settings.mode != .off else { return }
         throw TemporalConfigError(message: name == NoDetector().name
@@ -42,6 +49,7 @@ public struct NoDetector: FrameDetector {
     public init() {}
     public var name: String { "none" }
     public func detect(_ frame: Frame, into result: inout FrameResult) throws {}
+    public func replica() -> (any FrameDetector)? { self }
 }
 
 /// `detector` set up for `settings`, ready for its first frame: keyframe mode wraps it in a `KeyframeDetector`

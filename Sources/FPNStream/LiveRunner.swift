@@ -31,6 +31,9 @@ public struct LiveRunOptions {
     public var duration: Double?
     /// Test hook: sleep this long in the inference stage for every frame (simulates a slow model).
     public var debugStageDelayMs: Double = 0
+    /// Frames of one stream in inference at once, each on one core (`DetectWorkers`; 1 = one frame on all cores).
+    /// Ignored when the stream's detector has no replica (temporal reuse, a wrapped shared detector).
+    public var detectWorkers = 1
     /// Makes the detector of one stream (each stream owns its own per-stream state).
     public var makeDetector: () -> any FrameDetector = { NoDetector() }
     /// ByteTrack settings (one tracker per stream); nil = no tracking stage.
@@ -246,11 +249,12 @@ final class LiveStreamRun: @unchecked Sendable {
         if let wrap = options.wrapDetector { detector = wrap(stream, detector) }
         let live = self.live
         let gate = options.promptStop ? StopGate() : nil
-        let wiring = StageWiring(detector: detector,
+        var wiring = StageWiring(detector: detector,
                                  tracker: try StageWiring.tracker(options.tracker, frameRate: live.metadata?.frameRate?.value),
                                  inferenceQueue: QueueOptions(capacity: options.queueCapacity, policy: options.dropPolicy),
                                  gate: gate, videoWriter: writer, annotate: options.annotate, annotation: options.annotation,
                                  trails: options.trails)
+        wiring.detectWorkers = options.detectWorkers
         var builder = wiring.analysis(Pipeline.from(LivePictureSource(live: live),
                                                     options: PipelineOptions(queueCapacity: 4, label: "fpnstream.live\(stream)")))
         if let n = options.maxFrames {

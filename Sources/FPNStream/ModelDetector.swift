@@ -114,6 +114,12 @@ public struct ModelDetector: FrameDetector {
         return d
     }
 
+    /// A fresh-state copy (`forNewStream`) while temporal reuse is off; nil in delta mode (frames depend on the
+    /// stream's cache).
+    public func replica() -> (any FrameDetector)? {
+        temporal.mode == .off ? forNewStream() : nil
+    }
+
     /// Conv layer keys of the model's backbone + FPN, in forward order (the keys of `layer_thresholds`).
     public var temporalLayerKeys: [String] { detector.backbone.convLayers.map(\.key) }
 

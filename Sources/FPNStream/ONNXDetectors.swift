@@ -102,6 +102,13 @@ public struct YOLOFrameDetector: FrameDetector {
         result.detections = found
         if let t = temporalState { result.recomputedFraction = t.cache.lastStats.recomputedFraction }
     }
+
+    /// A detector with its own session on the same network, while temporal reuse is off.
+    public func replica() -> (any FrameDetector)? {
+        guard temporalState == nil, let d = try? YOLODetector(network: detector.network, options: detector.options)
+        else { return nil }
+        return YOLOFrameDetector(detector: d, classes: classes)
+    }
 }
 
 /// The runner's detector slot filled by CenterFace: faces (class `face`, 5 landmarks) in source pixels.
@@ -133,6 +140,13 @@ public struct CenterFaceFrameDetector: FrameDetector {
         t.startFrame(width: frame.info.width, height: frame.info.height)
         result.detections = try faces(frame)
         result.recomputedFraction = t.cache.lastStats.recomputedFraction
+    }
+
+    /// A detector with its own session on the same network, while temporal reuse is off.
+    public func replica() -> (any FrameDetector)? {
+        guard temporalState == nil, let d = try? CenterFaceDetector(network: detector.network, options: detector.options)
+        else { return nil }
+        return CenterFaceFrameDetector(detector: d, maxDetections: maxDetections)
     }
 
     private func faces(_ frame: Frame) throws -> [Detection] {

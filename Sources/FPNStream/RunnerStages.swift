@@ -44,6 +44,8 @@ struct StageWiring {
     var detector: any FrameDetector
     /// Per-stream tracker; nil = no tracking stage.
     var tracker: ByteTracker?
+    /// Frames in inference at once (1 = one frame at a time on all cores; see `DetectWorkers`).
+    var detectWorkers = 1
     /// Queue in front of conversion and inference (live: the drop policy); nil = the pipeline's default.
     var inferenceQueue: QueueOptions?
     /// Collects the per-frame recomputed fraction (temporal reuse).
@@ -74,7 +76,7 @@ struct StageWiring {
     /// Appends convert → detect → [track].
     func analysis(_ from: PipelineBuilder<DecodedPicture>) -> PipelineBuilder<AnalyzedFrame> {
         var b = from.then(ConvertStage(gate: gate), queue: inferenceQueue)
-            .then(DetectStage(detector: detector, recomputed: recomputed, gate: gate), queue: inferenceQueue)
+            .then(DetectStage(detector: detector, recomputed: recomputed, gate: gate, workers: detectWorkers), queue: inferenceQueue)
         if let tracker { b = b.then(TrackStage(tracker: tracker)) }
         return b
     }
@@ -186,23 +188,51 @@ struct ConvertStage: Stage {
     }
 }
 
-/// Inference stage: the detector slot (`NoDetector` until a model is configured).
+/// Inference stage: the detector slot (`NoDetector` until a model is configured), on one frame at a time or, with
+/// `workers`, on several frames at once (outputs still in input order).
 struct DetectStage: Stage {
     var detector: any FrameDetector
     /// Collects each frame's recomputed fraction (temporal reuse) for the summary; nil = not needed.
     var recomputed: RecomputedTally?
     /// When closed, frames not yet started are dropped.
     var gate: StopGate?
+    /// Frames in inference at once (`DetectWorkers`); nil = one at a time on all cores.
+    var workers: DetectWorkers?
     var name: String { "detect" }
+    var delaysOutputs: Bool { workers != nil }
+
+    init(detector: any FrameDetector, recomputed: RecomputedTally? = nil, gate: StopGate? = nil, workers: Int = 1) {
+        self.detector = detector
+        self.recomputed = recomputed
+        self.gate = gate
+        self.workers = DetectWorkers(detector: detector, count: workers)
+    }
 
     mutating func process(_ frame: Frame) throws -> AnalyzedFrame? {
         if let gate, !gate.admit() { return nil }
+        if let workers {
+            let out = workers.isFull ? try workers.takeOldest() : nil
+            workers.submit(frame)
+            return out.map(tally)
+        }
         var result = FrameResult(info: frame.info)
         let start = DispatchTime.now().uptimeNanoseconds
         try detector.detect(frame, into: &result)
         result.timingsMs["detect"] = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
-        if let f = result.recomputedFraction { recomputed?.add(f) }
-        return AnalyzedFrame(image: frame.image, result: result)
+        return tally(AnalyzedFrame(image: frame.image, result: result))
+    }
+
+    func close(_ reason: CloseReason) throws -> [AnalyzedFrame] {
+        guard let workers else { return [] }
+        guard reason == .endOfStream else { workers.cancelAll(); return [] }
+        var out: [AnalyzedFrame] = []
+        while let f = try workers.takeOldest() { out.append(tally(f)) }
+        return out
+    }
+
+    private func tally(_ frame: AnalyzedFrame) -> AnalyzedFrame {
+        if let f = frame.result.recomputedFraction { recomputed?.add(f) }
+        return frame
     }
 }
 

@@ -48,6 +48,9 @@ public struct RunOptions {
     public var jsonlOptions = JSONLRecord.Options()
     /// Temporal reuse of backbone/FPN work (docs/temporal.md), handed to the detector before the first frame.
     public var temporal = TemporalSettings()
+    /// Frames in inference at once, each on one core (`DetectWorkers`); nil = `DetectWorkers.automatic`. A detector
+    /// whose frames depend on each other (temporal reuse) runs one frame at a time whatever this says.
+    public var detectWorkers: Int?
 
     public init(input: String, output: String? = nil, jsonl: String? = nil) {
         self.input = input
@@ -252,9 +255,10 @@ public final class StreamRunner: @unchecked Sendable {
     /// failed; the outputs are finalized before it returns either way.
     public func run(onFrame: @escaping (FrameInfo) -> Void = { _ in }) throws -> RunSummary {
         let selection = FrameSelection(stride: options.stride, maxFPS: options.maxFPS, maxFrames: options.maxFrames)
-        let wiring = StageWiring(detector: options.detector, tracker: tracker, recomputed: recomputed, gate: gate,
+        var wiring = StageWiring(detector: options.detector, tracker: tracker, recomputed: recomputed, gate: gate,
                                  videoWriter: videoWriter, annotate: options.annotate, annotation: options.annotation,
                                  trails: options.trails)
+        wiring.detectWorkers = options.detectWorkers ?? DetectWorkers.automatic(streams: 1)
         var builder = wiring.analysis(Pipeline.from(DecodeSource(decoder: decoder, selection: selection),
                                                     options: PipelineOptions(queueCapacity: options.queueCapacity)))
         if let jsonlWriter {

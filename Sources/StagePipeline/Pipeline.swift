@@ -363,7 +363,7 @@ final class StageNode<S: Stage>: NodeBase, @unchecked Sendable {
                 control.fail(failure(error, phase: .process, env: env), at: position)
                 break
             }
-            box.record(ms: elapsedMs(since: t0), filtered: out == nil)
+            box.record(ms: elapsedMs(since: t0), filtered: out == nil && !stage.delaysOutputs)
             if let out {
                 let index = (out as? IndexedItem)?.itemIndex ?? env.frameIndex
                 guard downstream.push(Envelope(sequence: env.sequence, frameIndex: index, value: out)) else { break }

@@ -23,6 +23,9 @@ public protocol Stage {
     /// work, finalize files). On `.aborted` (error elsewhere or aborting cancellation) outputs are discarded, but the
     /// stage should still release resources and finalize files so they stay readable.
     mutating func close(_ reason: CloseReason) throws -> [Output]
+    /// True for a stage that works on several items at once and returns an item's output from a later `process`
+    /// call or from `close` (still in input order); its `nil` returns are then not counted as filtered. Default false.
+    var delaysOutputs: Bool { get }
 }
 
 /// Why a stage is being closed.
@@ -37,6 +40,7 @@ public enum CloseReason: Sendable, Equatable {
 
 extension Stage {
     public var name: String { String(describing: Self.self) }
+    public var delaysOutputs: Bool { false }
     public mutating func close(_ reason: CloseReason) throws -> [Output] { [] }
 }
 

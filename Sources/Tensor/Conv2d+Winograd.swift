@@ -173,9 +173,10 @@ extension Conv2d {
         guard tiles > 0 else { return }
         let a2 = (w.m + 2) * (w.m + 2)
         // Narrower blocks when there are too few to give every core one (small maps, single RoIs).
-        let block = min(Conv2d.winogradBlock, max(16, (tiles + Parallel.cores - 1) / Parallel.cores + 15) / 16 * 16)
+        let width = Parallel.width
+        let block = min(Conv2d.winogradBlock, max(16, (tiles + width - 1) / width + 15) / 16 * 16)
         let blocks = (tiles + block - 1) / block
-        let workers = max(1, min(Parallel.cores, blocks))
+        let workers = max(1, min(width, blocks))
         let ld = (block + 15) / 16 * 16
         let inPlane = inChannels * x.h * x.w, outPlane = outChannels * ho * wo
         let relu: Int32 = epilogue && activation == .relu ? 1 : 0

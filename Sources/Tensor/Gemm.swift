@@ -84,7 +84,7 @@ public enum Gemm {
     /// enough, else rows); one part when the product is small.
     private static func forEachPart(m: Int, n: Int, k: Int, mr: Int, nr: Int, split: Split = .wider,
                                     _ body: (Range<Int>, Range<Int>) -> Void) {
-        let parts = m * n * k < parallelWork ? 1 : Parallel.cores
+        let parts = m * n * k < parallelWork ? 1 : Parallel.width
         let byColumns: Bool
         switch split {
         case .wider: byColumns = n >= parts * 2 * nr || m < parts * 2 * mr

@@ -119,6 +119,7 @@ struct ProcessCommand: ParsableCommand {
         } catch {
             throw CLIFailure(message: "\(error)", status: ExitStatus.usageError)
         }
+        options.detectWorkers = try compute.workers()
         if let coco { options.coco = coco }
         if let mot { options.mot = mot }
         if let panoptic { options.panoptic = panoptic }

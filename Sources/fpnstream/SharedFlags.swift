@@ -182,10 +182,25 @@ struct ComputeFlags: ParsableArguments {
                                valueName: "f32|bf16"))
     var precision: String?
 
+    @Option(help: ArgumentHelp("Frames in inference at once, each on one core: auto (default: one per core when temporal "
+                               + "reuse is off, else 1) or a number. More frames per second; each frame's latency grows.",
+                               valueName: "auto|n"))
+    var detectWorkers: String?
+
     func validate() throws {
         if let p = precision, Precision(rawValue: p) == nil {
             throw ValidationError("--precision must be one of \(Precision.allCases.map(\.rawValue).joined(separator: ", ")) (got '\(p)')")
         }
+        _ = try workers()
+    }
+
+    /// `--detect-workers` as a count; nil = automatic.
+    func workers() throws -> Int? {
+        guard let w = detectWorkers, w != "auto" else { return nil }
+        guard let n = Int(w), (1...64).contains(n) else {
+            throw ValidationError("--detect-workers must be auto or a number from 1 to 64 (got '\(w)')")
+        }
+        return n
     }
 
     /// Selects the precision for the models loaded from now on; a precision this CPU cannot run is a usage error.

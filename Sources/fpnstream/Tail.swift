@@ -168,6 +168,7 @@ struct TailCommand: ParsableCommand {
         }
         var options = LiveRunOptions(inputs: inputs)
         options.tracker = fromYAML.tracker
+        options.detectWorkers = try compute.workers() ?? DetectWorkers.automatic(streams: inputs.count)
         options.jsonlOptions = fromYAML.jsonlOptions
         options.annotation = fromYAML.annotation
         options.trails = fromYAML.trails

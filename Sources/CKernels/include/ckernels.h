@@ -85,6 +85,14 @@ int fpn_isa_supported(int isa);
 const char *fpn_isa_name(int isa);
 
 /*
+ * How many cores work on one call made from the calling thread: 0 = all of
+ * them (the default), n > 0 = at most n. Thread-local, so one thread can run
+ * a whole frame single-threaded while another thread runs another frame.
+ */
+int fpn_thread_width(void);
+void fpn_set_thread_width(int width);
+
+/*
  * Every SGEMM entry point below resolves its isa argument the same way:
  * a value above fpn_best_isa() is lowered to fpn_best_isa(), so an
  * unsupported ISA is never executed and pack/compute always agree on the
@@ -260,6 +268,23 @@ void fpn_winograd_output(int isa, const struct fpn_winograd *g, const float *mm,
 /* ------------------------------------------------------------------------ */
 /* RoIAlign accumulation (torchvision's CPU kernel, aligned = false)           */
 /* ------------------------------------------------------------------------ */
+
+/*
+ * Depthwise convolution (one input channel per group, `multiplier` outputs
+ * per input channel) of output channels [oc0, oc1), over output row segments
+ * (oy, ox0, length, unused) as int64 quadruples: out[oc, oy, ox] for
+ * ox in [ox0, ox0 + length). x is [channels, h, w], weight [outChannels, kh, kw],
+ * out and residual [outChannels, ho, wo] (residual may be out itself: each
+ * pixel reads its residual before writing). Padding ph/pw, dilation dh/dw.
+ * Bit-identical to the scalar loop (taps from 0 in (ky, kx) order, multiply
+ * then add, + bias, + residual, ReLU if relu). Runs only where
+ * fpn_depthwise_supported(isa, sw) (AVX-512, stride_w 1 or 2); elsewhere the
+ * caller keeps its own loop.
+ */
+int fpn_depthwise_supported(int isa, int stride_w);
+void fpn_depthwise(int isa, const float *x, int h, int w, const long *segments, int segment_count, float *out,
+                   const float *residual, int ho, int wo, const float *weight, const float *bias, int oc0, int oc1,
+                   int multiplier, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int relu);
 
 /*
  * feature:   [height * width][channels] floats (channels-last).

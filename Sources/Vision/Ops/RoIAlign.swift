@@ -107,7 +107,8 @@ public enum RoIAlign {
         let s = src.baseAddress!, d = dst.baseAddress!
         // 64-pixel x 16-channel blocks: reads 16 runs of 64 floats, writes 64 runs of 16 (one cache line each).
         let blocks = (plane + 63) / 64
-        let chunks = channels * plane >= 1 << 16 ? min(blocks, MultiScaleRoIAlign.cores * 4) : 1
+        let width = Parallel.width
+        let chunks = width > 1 && channels * plane >= 1 << 16 ? min(blocks, width * 4) : 1
         let work = { (chunk: Int) in
             for b in (blocks * chunk / chunks)..<(blocks * (chunk + 1) / chunks) {
                 let i0 = b * 64, i1 = min(i0 + 64, plane)
@@ -135,8 +136,6 @@ public struct MultiScaleRoIAlign: Sendable, Equatable {
     /// Canonical box side and level of the mapper (224, 4).
     public var canonicalScale: Float = 224
     public var canonicalLevel: Int = 4
-
-    static let cores = max(ProcessInfo.processInfo.activeProcessorCount, 1)
 
     public init(outputSize: Int, samplingRatio: Int = 2) {
         self.outputSize = outputSize
@@ -207,7 +206,8 @@ public struct MultiScaleRoIAlign: Sendable, Equatable {
                           output: UnsafeMutableBufferPointer(rebasing: out[(i * per)..<((i + 1) * per)]))
         }
         // Boxes are independent: split them over the cores (torch's kernel parallelises over RoIs too).
-        let chunks = boxes.count * per >= 1 << 16 ? min(boxes.count, Self.cores * 4) : 1
+        let width = Parallel.width
+        let chunks = width > 1 && boxes.count * per >= 1 << 16 ? min(boxes.count, width * 4) : 1
         if chunks <= 1 {
             for i in boxes.indices { work(i) }
         } else {

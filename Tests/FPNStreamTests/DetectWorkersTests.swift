@@ -1,0 +1,143 @@
+import FPNCore
+import Foundation
+import Tensor
+import TemporalReuse
+import TestSupport
+import XCTest
+@testable import FPNStream
+
+/// Several frames in inference at once: outputs in input order, each frame's own result, every replica used,
+/// errors naming the failing frame, and one frame at a time when the detector cannot be replicated.
+final class DetectWorkersTests: XCTestCase {
+    /// Which replica ran which frame, shared by a detector and its replicas.
+    final class Log: @unchecked Sendable {
+        private let lock = NSLock()
+        private(set) var ran: [Int: Int] = [:]   // frame index -> replica id
+        private(set) var widths: Set<Int> = []
+        func record(frame: Int, replica: Int, width: Int) {
+            lock.lock(); ran[frame] = replica; widths.insert(width); lock.unlock()
+        }
+    }
+
+    /// Reports one detection whose score is the frame index; throws on `failAt`.
+    struct Echo: FrameDetector {
+        let log: Log
+        var id = 0
+        var failAt: Int?
+        var canReplicate = true
+        var name: String { "echo" }
+        func detect(_ frame: Frame, into result: inout FrameResult) throws {
+            if frame.info.index == failAt { throw CocoaError(.fileReadCorruptFile) }
+            log.record(frame: frame.info.index, replica: id, width: Parallel.width)
+            result.detections = [Detection(box: Box(x1: 0, y1: 0, x2: 1, y2: 1), score: Float(frame.info.index),
+                                           classID: 1, className: "thing")]
+        }
+        func replica() -> (any FrameDetector)? {
+            guard canReplicate else { return nil }
+            var r = self
+            r.id = Int.random(in: 1...1_000_000)
+            return r
+        }
+    }
+
+    private func frame(_ i: Int) -> Frame {
+        Frame(info: FrameInfo(index: i, pts: Double(i), wallTime: 0, width: 8, height: 8, source: "t"),
+              image: RGBImage(width: 8, height: 8))
+    }
+
+    private func runAll(_ stage: inout DetectStage, frames: Int) throws -> [AnalyzedFrame] {
+        var out: [AnalyzedFrame] = []
+        for i in 0..<frames { if let f = try stage.process(frame(i)) { out.append(f) } }
+        return out + (try stage.close(.endOfStream))
+    }
+
+    func testOutputsComeInInputOrderEachWithItsOwnResult() throws {
+        let log = Log()
+        var stage = DetectStage(detector: Echo(log: log), workers: 3)
+        XCTAssertEqual(stage.workers?.count, 3)
+        XCTAssertTrue(stage.delaysOutputs)
+        XCTAssertNil(try stage.process(frame(0)), "the first frames are held while later ones start")
+        let rest = try (1..<10).compactMap { try stage.process(frame($0)) } + (try stage.close(.endOfStream))
+        XCTAssertEqual(rest.map(\.itemIndex), Array(0..<10))
+        XCTAssertEqual(rest.map { $0.result.detections.first?.score }, (0..<10).map { Float($0) })
+        XCTAssertNotNil(rest[0].result.timingsMs["detect"])
+        XCTAssertEqual(Set(log.ran.values).count, 3, "every replica ran frames: \(log.ran)")
+        XCTAssertEqual(log.widths, [1], "each worker runs its frame on one core")
+    }
+
+    func testOneWorkerOrNoReplicaRunsOneFrameAtATimeOnAllCores() throws {
+        let log = Log()
+        var one = DetectStage(detector: Echo(log: log), workers: 1)
+        XCTAssertNil(one.workers)
+        XCTAssertFalse(one.delaysOutputs)
+        XCTAssertEqual(try runAll(&one, frames: 4).map(\.itemIndex), [0, 1, 2, 3])
+        var fixed = DetectStage(detector: Echo(log: log, canReplicate: false), workers: 4)
+        XCTAssertNil(fixed.workers, "a detector without replicas cannot run frames side by side")
+        XCTAssertEqual(try runAll(&fixed, frames: 3).map(\.itemIndex), [0, 1, 2])
+        XCTAssertEqual(log.widths, [Parallel.width])
+    }
+
+    func testAFailingFrameIsReportedByItsOwnIndex() throws {
+        var stage = DetectStage(detector: Echo(log: Log(), failAt: 4), workers: 2)
+        var thrown: Error?
+        var passed: [Int] = []
+        for i in 0..<8 {
+            do { if let f = try stage.process(frame(i)) { passed.append(f.itemIndex) } } catch { thrown = error; break }
+        }
+        XCTAssertEqual(passed, [0, 1, 2, 3], "every frame before the failing one is handed on")
+        XCTAssertEqual((thrown as? FrameDetectError)?.frameIndex, 4)
+        XCTAssertTrue("\(thrown!)".hasPrefix("frame 4: "), "\(thrown!)")
+        XCTAssertEqual(try stage.close(.aborted).count, 0)
+    }
+
+    func testTemporalReuseAndKeyframesHaveNoReplica() throws {
+        let log = Log()
+        XCTAssertNil(try withTemporal(Echo(log: log), TemporalSettings(mode: .keyframe)).replica())
+        XCTAssertNotNil(NoDetector().replica())
+    }
+
+    func testWidthIsPerThreadAndRestored() {
+        let all = Parallel.width
+        XCTAssertEqual(all, Parallel.cores)
+        Parallel.withWidth(1) {
+            XCTAssertEqual(Parallel.width, 1)
+            var calls = 0
+            Parallel.forEach(1000, cost: 1 << 30) { r in calls += 1; XCTAssertEqual(r, 0..<1000) }
+            XCTAssertEqual(calls, 1, "width 1 runs a large loop inline in one piece")
+            let seen = Log(), done = DispatchSemaphore(value: 0)
+            Thread { seen.record(frame: 0, replica: 0, width: Parallel.width); done.signal() }.start()
+            done.wait()
+            XCTAssertEqual(seen.widths, [all], "another thread keeps its own width")
+            Parallel.withWidth(64) { XCTAssertEqual(Parallel.width, Parallel.cores, "capped at the cores") }
+            XCTAssertEqual(Parallel.width, 1)
+        }
+        XCTAssertEqual(Parallel.width, all)
+    }
+
+    /// The demo model gives the same JSONL (timings aside) with two workers as with one.
+    func testTwoWorkersGiveTheSameDetectionsAsOne() throws {
+        guard let binary = ExternalTools.builtProduct("fpnstream") else { return XCTFail("fpnstream not built") }
+        let root = TestPaths.root
+        let model = root.appendingPathComponent("samples/models/demo.safetensors").path
+        let video = root.appendingPathComponent("samples/demo.mp4").path
+        guard FileManager.default.fileExists(atPath: model), FileManager.default.fileExists(atPath: video) else {
+            throw XCTSkip("samples/models/demo.safetensors or samples/demo.mp4 missing")
+        }
+        let dir = TestPaths.temporaryDirectory("workers")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var lines: [[String]] = []
+        for w in ["1", "2"] {
+            let out = dir.appendingPathComponent("w\(w).jsonl").path
+            let r = try ExternalTools.run(binary, ["process", video, "--model", model, "--max-frames", "6",
+                                                   "--detect-workers", w, "--jsonl", out, "-q"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            lines.append(try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n")
+                .filter { $0.contains("\"type\":\"frame\"") }
+                .map { $0.replacingOccurrences(of: #""wall_time":[0-9.e+-]+,"#, with: "", options: .regularExpression)
+                          .replacingOccurrences(of: #","timings_ms":\{[^}]*\}"#, with: "", options: .regularExpression) })
+        }
+        XCTAssertEqual(lines[0].count, 6)
+        XCTAssertTrue(lines[0].joined().contains("\"detections\":[{"), "the demo model finds shapes")
+        XCTAssertEqual(lines[0], lines[1])
+    }
+}
