@@ -1,4 +1,7 @@
-/// Depthwise convolution (one input channel per group) over output segments, written so the inner loop is a
+import CKernels
+
+/// Depthwise convolution (one input channel per group) over output segments. On AVX-512 it runs `fpn_depthwise`
+/// (16 output pixels per register, the same arithmetic); elsewhere the loop below, written so the inner loop is a
 /// contiguous multiply-add along an output row that the compiler vectorizes: for each tap (ky, kx) the valid
 /// output columns are computed once, then `row[ox] += w * input[iy, ox*s + kx*d - p]`. Per output pixel the taps
 /// are summed from 0 in (ky, kx) order, skipping padding, then the bias and activation are applied — the same
@@ -6,14 +9,25 @@
 /// `out`), when given, is added after the bias and before the activation.
 enum DepthwiseKernel {
     /// - Parameters: `x` the batch item's input planes `[groups * 1, h, w]`; `segments` quadruples
-    ///   (oy, ox0, length, column); `out` the output planes `[outChannels, ho, wo]`; `weight` `[outChannels, 1, kh, kw]`.
+    ///   (oy, ox0, length, column); `out` the output planes `[outChannels, ho, wo]`; `weight` `[outChannels, 1, kh, kw]`;
+    ///   `isa` the own-kernel ISA to use (nil = the portable loop).
     static func run(_ x: UnsafeMutablePointer<Float>, h: Int, w: Int, segments seg: UnsafeMutablePointer<Int>,
                     segmentCount: Int, out: UnsafeMutablePointer<Float>, residual: UnsafeMutablePointer<Float>?, ho: Int, wo: Int,
                     weight wgt: UnsafeMutablePointer<Float>, bias: UnsafeBufferPointer<Float>?, outChannels: Int, groups: Int,
-                    kernel: Size2, stride: Size2, padding: Size2, dilation: Size2, relu: Bool) {
+                    kernel: Size2, stride: Size2, padding: Size2, dilation: Size2, relu: Bool,
+                    isa: Int32? = Compute.path.isa) {
         let kh = kernel.h, kw = kernel.w, sh = stride.h, sw = stride.w
         let ph = padding.h, pw = padding.w, dh = dilation.h, dw = dilation.w
         let mult = outChannels / groups
+        if let isa, fpn_depthwise_supported(isa, Int32(sw)) != 0 {
+            Parallel.forEach(outChannels, cost: outChannels * ho * wo * kh * kw) { range in
+                fpn_depthwise(isa, x, Int32(h), Int32(w), seg, Int32(segmentCount), out, residual, Int32(ho), Int32(wo),
+                              wgt, bias?.baseAddress, Int32(range.lowerBound), Int32(range.upperBound), Int32(mult),
+                              Int32(kh), Int32(kw), Int32(sh), Int32(sw), Int32(ph), Int32(pw), Int32(dh), Int32(dw),
+                              relu ? 1 : 0)
+            }
+            return
+        }
         Parallel.forEach(outChannels, cost: outChannels * ho * wo * kh * kw) { range in
             for oc in range {
                 let src = x + (oc / mult) * h * w

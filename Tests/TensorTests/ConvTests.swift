@@ -370,3 +370,42 @@ final class WinogradConvTests: XCTestCase {
         XCTAssertEqual(c.runsWinograd(rng.tensor([1, 16, 40, 40])), expected, "100 tiles")
     }
 }
+
+/// The AVX-512 depthwise kernel against the portable loop: bit-identical on ragged shapes (rows not a multiple of 16
+/// pixels, padding on every side, strides 1 and 2, dilation, channel multiplier 2, residual, short tile segments).
+final class DepthwiseKernelTests: XCTestCase {
+    func testVectorKernelEqualsThePortableLoopExactly() throws {
+        let isa = Int32(FPN_ISA_AVX512.rawValue)
+        guard fpn_isa_supported(isa) != 0 else { throw XCTSkip("no AVX-512 on this CPU") }
+        var rng = TestRandom(seed: 77)
+        // (channels, multiplier, h, w, k, stride, padding, dilation)
+        let cases = [(3, 1, 9, 37, 3, 1, 1, 1), (2, 2, 12, 33, 3, 2, 1, 1), (2, 1, 7, 19, 5, 1, 4, 2),
+                     (3, 1, 8, 50, 3, 2, 0, 1), (1, 1, 5, 5, 3, 1, 1, 1), (2, 1, 11, 41, 7, 2, 3, 1)]
+        for (ci, (c, mult, h, w, k, s, p, d)) in cases.enumerated() {
+            let x = rng.tensor([1, c, h, w]), wt = rng.tensor([c * mult, 1, k, k]), b = rng.floats(c * mult)
+            let ho = (h + 2 * p - d * (k - 1) - 1) / s + 1, wo = (w + 2 * p - d * (k - 1) - 1) / s + 1
+            // Whole rows, then short segments at scattered columns (the temporal tile path).
+            var segs: [Int] = []
+            for oy in 0..<ho { segs += [oy, 0, wo, 0] }
+            for oy in stride(from: 0, to: ho, by: 2) { segs += [oy, (oy * 7) % max(wo - 3, 1), min(3, wo), 0] }
+            let residual = rng.tensor([1, c * mult, ho, wo])
+            for (withResidual, relu) in [(false, false), (false, true), (true, true)] {
+                var outs: [[Float]] = []
+                for useVector in [false, true] {
+                    let out = Tensor(shape: [1, c * mult, ho, wo], repeating: .nan)
+                    var segments = segs
+                    b.withUnsafeBufferPointer { bias in
+                        DepthwiseKernel.run(x.ptr, h: h, w: w, segments: &segments, segmentCount: segs.count / 4,
+                                            out: out.ptr, residual: withResidual ? residual.ptr : nil, ho: ho, wo: wo,
+                                            weight: wt.ptr, bias: bias, outChannels: c * mult, groups: c,
+                                            kernel: Size2(k, k), stride: Size2(s, s), padding: Size2(p, p),
+                                            dilation: Size2(d, d), relu: relu, isa: useVector ? isa : nil)
+                    }
+                    outs.append(out.array)
+                }
+                XCTAssertFalse(outs[1].contains { $0.isNaN }, "case \(ci): every pixel written")
+                XCTAssertEqual(outs[0].map(\.bitPattern), outs[1].map(\.bitPattern), "case \(ci) residual \(withResidual) relu \(relu)")
+            }
+        }
+    }
+}
