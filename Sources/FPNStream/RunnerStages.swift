@@ -50,6 +50,8 @@ struct StageWiring {
     var inferenceQueue: QueueOptions?
     /// Collects the per-frame recomputed fraction (temporal reuse).
     var recomputed: RecomputedTally?
+    /// Collects the per-frame detector part times.
+    var parts: DetectPartsTally?
     /// Prompt stop (`StreamRunner.stop()`); nil = stop drains every frame read.
     var gate: StopGate?
     /// Video output; nil = no annotate and encode stages.
@@ -76,7 +78,7 @@ struct StageWiring {
     /// Appends convert → detect → [track].
     func analysis(_ from: PipelineBuilder<DecodedPicture>) -> PipelineBuilder<AnalyzedFrame> {
         var b = from.then(ConvertStage(gate: gate), queue: inferenceQueue)
-            .then(DetectStage(detector: detector, recomputed: recomputed, gate: gate, workers: detectWorkers), queue: inferenceQueue)
+            .then(DetectStage(detector: detector, recomputed: recomputed, parts: parts, gate: gate, workers: detectWorkers), queue: inferenceQueue)
         if let tracker { b = b.then(TrackStage(tracker: tracker)) }
         return b
     }
@@ -194,6 +196,8 @@ struct DetectStage: Stage {
     var detector: any FrameDetector
     /// Collects each frame's recomputed fraction (temporal reuse) for the summary; nil = not needed.
     var recomputed: RecomputedTally?
+    /// Collects each frame's per-part detector times; nil = not needed.
+    var parts: DetectPartsTally?
     /// When closed, frames not yet started are dropped.
     var gate: StopGate?
     /// Frames in inference at once (`DetectWorkers`); nil = one at a time on all cores.
@@ -201,11 +205,14 @@ struct DetectStage: Stage {
     var name: String { "detect" }
     var delaysOutputs: Bool { workers != nil }
 
-    init(detector: any FrameDetector, recomputed: RecomputedTally? = nil, gate: StopGate? = nil, workers: Int = 1) {
+    init(detector: any FrameDetector, recomputed: RecomputedTally? = nil, parts: DetectPartsTally? = nil,
+         gate: StopGate? = nil, workers: Int = 1) {
         self.detector = detector
         self.recomputed = recomputed
+        self.parts = parts
         self.gate = gate
         self.workers = DetectWorkers(detector: detector, count: workers)
+        parts?.workers = self.workers?.count ?? 1
     }
 
     mutating func process(_ frame: Frame) throws -> AnalyzedFrame? {
@@ -232,6 +239,7 @@ struct DetectStage: Stage {
 
     private func tally(_ frame: AnalyzedFrame) -> AnalyzedFrame {
         if let f = frame.result.recomputedFraction { recomputed?.add(f) }
+        parts?.add(frame.result.timingsMs)
         return frame
     }
 }
@@ -318,6 +326,40 @@ struct ProgressTap: Sink {
 
 /// Running mean of the per-frame recomputed fraction (temporal reuse), written by the detect stage and read by the
 /// summary (thread-safe).
+/// Per-part detector times (`detect.backbone`, `detect.rpn`, ... from each frame's `timingsMs`) over a run, for
+/// `--stats` and the JSONL summary: where inference time goes, as count / mean / p50 / p95 ms per part.
+public final class DetectPartsTally: @unchecked Sendable {
+    private let lock = NSLock()
+    private var parts: [String: StageMetrics] = [:]
+    /// Forward order of the parts the detectors report; others follow by name. `heads` (a sum) is left out.
+    static let order = ["transform", "backbone", "rpn", "roi_heads", "masks", "semantic", "panoptic"]
+    /// Frames the detect stage runs at once (`DetectWorkers`; 1 = one frame on all cores), set when it is built.
+    public internal(set) var workers = 1
+
+    public init() {}
+
+    func add(_ timings: [String: Double]) {
+        lock.lock(); defer { lock.unlock() }
+        for (k, v) in timings where k.hasPrefix("detect.") && k != "detect.heads" {
+            let name = String(k.dropFirst("detect.".count))
+            var m = parts[name] ?? StageMetrics(name: name)
+            m.count += 1
+            m.latency.record(ms: v)
+            parts[name] = m
+        }
+    }
+
+    /// One entry per part seen, in forward order.
+    public var metrics: [StageMetrics] {
+        lock.lock(); defer { lock.unlock() }
+        return parts.values.sorted {
+            let a = Self.order.firstIndex(of: $0.name) ?? Self.order.count
+            let b = Self.order.firstIndex(of: $1.name) ?? Self.order.count
+            return a != b ? a < b : $0.name < $1.name
+        }
+    }
+}
+
 final class RecomputedTally: @unchecked Sendable {
     private let lock = NSLock()
     private var sum = 0.0, count = 0

@@ -123,6 +123,11 @@ public struct RunSummary: Sendable {
     public var temporal: TemporalMode = .off
     /// Mean fraction of backbone/FPN work recomputed per frame (FLOP-weighted; nil when temporal reuse is off).
     public var meanRecomputedFraction: Double?
+    /// Time per detector part (`backbone`, `rpn`, `roi_heads`, `masks`, `semantic`, ...), in forward order; empty
+    /// when the detector reports no parts.
+    public var detectParts: [StageMetrics] = []
+    /// Frames the detect stage ran at once (`--detect-workers` as resolved for this detector).
+    public var detectWorkers = 1
 }
 
 /// The output named by `error` when it is a write to a pipe whose reader has gone (EPIPE); nil for any other error.
@@ -186,6 +191,7 @@ public final class StreamRunner: @unchecked Sendable {
     private var options: RunOptions
     private let decoder: VideoDecoder
     private let recomputed = RecomputedTally()
+    private let parts = DetectPartsTally()
     private let gate = StopGate()
     private let lock = NSLock()
     private var pipeline: Pipeline?
@@ -255,7 +261,7 @@ public final class StreamRunner: @unchecked Sendable {
     /// failed; the outputs are finalized before it returns either way.
     public func run(onFrame: @escaping (FrameInfo) -> Void = { _ in }) throws -> RunSummary {
         let selection = FrameSelection(stride: options.stride, maxFPS: options.maxFPS, maxFrames: options.maxFrames)
-        var wiring = StageWiring(detector: options.detector, tracker: tracker, recomputed: recomputed, gate: gate,
+        var wiring = StageWiring(detector: options.detector, tracker: tracker, recomputed: recomputed, parts: parts, gate: gate,
                                  videoWriter: videoWriter, annotate: options.annotate, annotation: options.annotation,
                                  trails: options.trails)
         wiring.detectWorkers = options.detectWorkers ?? DetectWorkers.automatic(streams: 1)
@@ -310,7 +316,8 @@ public final class StreamRunner: @unchecked Sendable {
         }
         return RunSummary(metadata: metadata, framesProcessed: processed, decodeStats: decoder.stats,
                           report: report, stopped: stopped, closedOutput: closedOutput,
-                          temporal: options.temporal.mode, meanRecomputedFraction: recomputed.mean)
+                          temporal: options.temporal.mode, meanRecomputedFraction: recomputed.mean,
+                          detectParts: parts.metrics, detectWorkers: parts.workers)
     }
 
     /// Appends the `"type":"summary"` line (how the run ended, per-stage metrics, decoder damage) and closes.
@@ -324,6 +331,15 @@ public final class StreamRunner: @unchecked Sendable {
             ("precision", .string(Compute.precision.rawValue)),
         ]
         if let r = d.readError { fields.append(("read_error", .string(r))) }
+        let partList = parts.metrics
+        if !partList.isEmpty {
+            fields.append(("detect_workers", .int(parts.workers)))
+            fields.append(("detect_parts", .array(partList.map { m in
+                .object([("name", .string(m.name)), ("count", .int(m.count)),
+                         ("mean_ms", .number(m.meanMs, decimals: 3)), ("p50_ms", .number(m.p50Ms, decimals: 3)),
+                         ("p95_ms", .number(m.p95Ms, decimals: 3))])
+            })))
+        }
         if options.temporal.mode != .off {
             fields.append(("temporal", .string(options.temporal.mode.rawValue)))
             fields.append(("recomputed_mean", recomputed.mean.map { .number($0, decimals: 4) } ?? .null))

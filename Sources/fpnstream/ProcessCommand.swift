@@ -209,7 +209,10 @@ struct ProcessCommand: ParsableCommand {
                         summary.framesProcessed, wall, fps) + temporal
                  + (outs.isEmpty ? "" : " → " + outs.joined(separator: ", ")))
         }
-        if stats { info(summary.report.formattedSummary()) }
+        if stats {
+            info(summary.report.formattedSummary())
+            if !summary.detectParts.isEmpty { info(Self.partsTable(summary.detectParts, workers: summary.detectWorkers)) }
+        }
 
         if summary.closedOutput != nil && trap.signal == nil {
             return  // the reader of a pipe went away (`| head`): a normal end, as for ripgrep
@@ -223,4 +226,22 @@ struct ProcessCommand: ParsableCommand {
 
     private func info(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
     private func warn(_ s: String) { FileHandle.standardError.write(Data(("warning: " + s + "\n").utf8)) }
+
+    /// `--stats`' split of inference time: one line per detector part, ms per frame and share of their sum.
+    static func partsTable(_ parts: [StageMetrics], workers: Int) -> String {
+        let total = parts.reduce(0) { $0 + $1.meanMs }
+        let width = max(8, parts.map(\.name.count).max() ?? 0)
+        func pad(_ s: String, _ w: Int) -> String { String(repeating: " ", count: max(0, w - s.count)) + s }
+        var lines = ["detect parts, ms per frame (" + (workers == 1 ? "one frame at a time on all cores"
+                                                        : "\(workers) frames at once, one core each") + "):",
+                     "part" + String(repeating: " ", count: width - 4) + pad("mean", 10) + pad("p50", 10)
+                        + pad("p95", 10) + pad("share", 8)]
+        for p in parts {
+            lines.append(p.name + String(repeating: " ", count: width - p.name.count)
+                         + pad(String(format: "%.2f", p.meanMs), 10) + pad(String(format: "%.2f", p.p50Ms), 10)
+                         + pad(String(format: "%.2f", p.p95Ms), 10)
+                         + pad(String(format: "%.1f%%", total > 0 ? 100 * p.meanMs / total : 0), 8))
+        }
+        return lines.joined(separator: "\n")
+    }
 }

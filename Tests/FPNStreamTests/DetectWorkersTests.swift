@@ -129,9 +129,19 @@ final class DetectWorkersTests: XCTestCase {
         for w in ["1", "2"] {
             let out = dir.appendingPathComponent("w\(w).jsonl").path
             let r = try ExternalTools.run(binary, ["process", video, "--model", model, "--max-frames", "6",
-                                                   "--detect-workers", w, "--jsonl", out, "-q"])
+                                                   "--detect-workers", w, "--jsonl", out, "--stats", "-q"])
             XCTAssertEqual(r.status, 0, r.stderr)
-            lines.append(try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n")
+            let all = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n")
+            let summary = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(all.last!.utf8)) as? [String: Any])
+            XCTAssertEqual(summary["detect_workers"] as? Int, Int(w))
+            let parts = try XCTUnwrap(summary["detect_parts"] as? [[String: Any]])
+            XCTAssertEqual(parts.map { $0["name"] as? String }, ["transform", "backbone", "rpn", "roi_heads", "masks",
+                                                                 "semantic", "panoptic"])
+            XCTAssertEqual(parts.map { $0["count"] as? Int }, Array(repeating: 6, count: 7))
+            XCTAssertTrue(r.stderr.contains(w == "1" ? "detect parts, ms per frame (one frame at a time on all cores):"
+                                                     : "detect parts, ms per frame (2 frames at once, one core each):"),
+                          r.stderr)
+            lines.append(all
                 .filter { $0.contains("\"type\":\"frame\"") }
                 .map { $0.replacingOccurrences(of: #""wall_time":[0-9.e+-]+,"#, with: "", options: .regularExpression)
                           .replacingOccurrences(of: #","timings_ms":\{[^}]*\}"#, with: "", options: .regularExpression) })
