@@ -224,9 +224,10 @@ public enum Compute {
     public static var description: String {
         let f = CPUFeatures.host
         let m = WinogradWeights.tile(for: precision)
+        let direct = path == .avx512 ? "stem (stride-2, <= 4 channels) and depthwise convs direct, " : ""
         let convs = path.isa == nil ? "im2col + GEMM (no Winograd on OpenBLAS)"
-            : Conv2d.winogradByDefault ? "stride-1 3x3 by Winograd F(\(m)x\(m), 3x3), others im2col + GEMM"
-            : "im2col + GEMM (Winograd off)"
+            : Conv2d.winogradByDefault ? "stride-1 3x3 by Winograd F(\(m)x\(m), 3x3), \(direct)others im2col + GEMM"
+            : "\(direct)im2col + GEMM (Winograd off)"
         return "CPU: \(f.name), \(Parallel.cores) cores; features: \(f.flags.isEmpty ? "none of note" : f.flags)\n\(summary)"
             + "\nconvolutions: \(convs)"
     }

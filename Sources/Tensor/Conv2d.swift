@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// A 2-D convolution with torch semantics (`nn.Conv2d`): any kernel, stride, padding, dilation and groups.
@@ -307,6 +308,11 @@ public final class Conv2d: @unchecked Sendable {
             depthwise(xin, h: h, w: wi, segments: seg, segmentCount: segmentCount, out: outBase, residual: res, ho: ho, wo: wo)
             return
         }
+        if commit == nil, let isa = packed[0].path.isa, runsStemKernel(isa) {
+            stem(isa, xin, h: h, w: wi, segments: seg, segmentCount: segmentCount, out: outBase, residual: res,
+                 ho: ho, wo: wo, workspace: workspace)
+            return
+        }
         let direct = kk == 1 && stride == 1 && padding == 0 && dense != nil
         let beta: Float = dense != nil && res != nil ? 1 : 0
         let relu = activation == .relu
@@ -478,6 +484,38 @@ public final class Conv2d: @unchecked Sendable {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// True when `fpn_stem` computes this conv (a stride-2 conv reading a few channels, e.g. ResNet's 7x7 stem) on
+    /// the chosen compute path.
+    public var runsStemKernel: Bool { packed[0].path.isa.map(runsStemKernel) ?? false }
+
+    func runsStemKernel(_ isa: Int32) -> Bool {
+        groups == 1 && padding.h == padding.w && fpn_stem_supported(isa, Int32(inChannels), Int32(outChannels),
+            Int32(kernel.h), Int32(kernel.w), Int32(stride.h), Int32(stride.w), Int32(dilation.h), Int32(dilation.w)) != 0
+    }
+
+    /// The stem kernel on one image's segments: the input split into even/odd columns and the weights transposed
+    /// once per call (both small), then rows of segments over the cores.
+    private func stem(_ isa: Int32, _ x: UnsafeMutablePointer<Float>, h: Int, w: Int, segments seg: UnsafeMutablePointer<Int>,
+                      segmentCount: Int, out: UnsafeMutablePointer<Float>, residual: UnsafeMutablePointer<Float>?,
+                      ho: Int, wo: Int, workspace: Workspace) {
+        let wp = Int(fpn_stem_phase_width(Int32(wo), Int32(kernel.w)))
+        let taps = inChannels * kernel.h * kernel.w
+        let phases = workspace.scratch(inChannels * 2 * h * wp + taps * outChannels)
+        let wt = phases + inChannels * 2 * h * wp
+        fpn_stem_phases(x, Int32(inChannels), Int32(h), Int32(w), Int32(padding.w), Int32(wp), phases)
+        fpn_stem_weights(weight.ptr, Int32(outChannels), Int32(taps), wt)
+        let relu: Int32 = activation == .relu ? 1 : 0
+        var pixels = 0
+        for s in 0..<segmentCount { pixels += seg[4 * s + 2] }
+        withBias { bias in
+            Parallel.forEach(segmentCount, cost: pixels * outChannels * taps) { r in
+                fpn_stem(isa, phases, Int32(inChannels), Int32(h), Int32(wp), seg, Int32(r.lowerBound),
+                         Int32(r.upperBound), out, residual, Int32(outChannels), Int32(ho), Int32(wo), wt,
+                         bias?.baseAddress, Int32(kernel.h), Int32(kernel.w), Int32(padding.h), relu)
             }
         }
     }

@@ -177,7 +177,8 @@ struct BenchBackbone: ParsableCommand {
             for l in backbone.convLayers {
                 let t = Benchmark.median(profiler.layerTimes[l.index])
                 let f = profiler.flops[l.index]
-                let algorithm = l.conv.runsWinograd(shape: profiler.shapes[l.index]) ? "winograd" : "gemm"
+                let algorithm = l.conv.runsWinograd(shape: profiler.shapes[l.index]) ? "winograd"
+                    : l.conv.runsStemKernel ? "direct" : "gemm"
                 print(pad(String(l.key.dropFirst("backbone.".count)), 40) + pad("\(profiler.shapes[l.index])", 20)
                       + String(format: " %6.3f %7.2f %6.1f  %@", f / 1e9, t * 1e3, 100 * f / t / 1e9 / limit.gflops, algorithm))
             }

@@ -270,6 +270,26 @@ void fpn_winograd_output(int isa, const struct fpn_winograd *g, const float *mm,
 /* ------------------------------------------------------------------------ */
 
 /*
+ * Direct stride-2 convolution of a few input channels (a network's stem, e.g.
+ * 3 -> 64, 7x7): out[oc, oy, ox] for the output row segments (oy, ox0, length,
+ * unused) s0..s1-1 (int64 quadruples), all cout channels. Inputs prepared once
+ * per image: fpn_stem_phases splits x [cin, h, w] into even/odd padded columns
+ * (phases [cin, 2, h, wp], wp = fpn_stem_phase_width(wo, kw)); fpn_stem_weights
+ * transposes weight [cout, taps] to [taps, cout] (taps = cin * kh * kw).
+ * Taps summed by FMA in (ci, ky, kx) order from 0 (rows outside the image
+ * skipped), then + bias, + residual (may alias out), ReLU if relu: the same for
+ * any segmentation. Only where fpn_stem_supported(...) (AVX-512, 1-4 input
+ * channels, cout a multiple of 16, stride 2, dilation 1, at least 9 taps).
+ */
+int fpn_stem_supported(int isa, int cin, int cout, int kh, int kw, int sh, int sw, int dh, int dw);
+int fpn_stem_phase_width(int wo, int kw);
+void fpn_stem_phases(const float *x, int cin, int h, int w, int pw, int wp, float *phases);
+void fpn_stem_weights(const float *weight, int cout, int taps, float *wt);
+void fpn_stem(int isa, const float *phases, int cin, int h, int wp, const long *segments, int s0, int s1, float *out,
+              const float *residual, int cout, int ho, int wo, const float *wt, const float *bias, int kh, int kw,
+              int ph, int relu);
+
+/*
  * Depthwise convolution (one input channel per group, `multiplier` outputs
  * per input channel) of output channels [oc0, oc1), over output row segments
  * (oy, ox0, length, unused) as int64 quadruples: out[oc, oy, ox] for
