@@ -9,6 +9,12 @@ public struct PyramidLevel {
     public let stride: Int
     /// `[n, channels, ceil-ish(H / stride), ...]` features; valid until the workspace's next `beginFrame()`.
     public let features: Tensor
+
+    public init(name: String, stride: Int, features: Tensor) {
+        self.name = name
+        self.stride = stride
+        self.features = features
+    }
 }
 
 /// The backbone's output: levels lowest stride first. torchvision's OrderedDict names map as

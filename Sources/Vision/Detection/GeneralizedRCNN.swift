@@ -72,6 +72,10 @@ public final class GeneralizedRCNN: Detector, @unchecked Sendable {
         let pyramid = backbone(input, workspace: ws, runner: state.runner)
         let levels = pyramid.levels
         ms["backbone"] = DetectorSupport.lap(&clock)
+        if let observe = state.pyramidObserver {
+            observe(pyramid, g)
+            clock = Benchmark.now()
+        }
         let proposals = rpn(levels, geometry: g, state: state)
         ms["rpn"] = DetectorSupport.lap(&clock)
         let pooling = roiHeads.poolingLevels(levels, ws: ws)
