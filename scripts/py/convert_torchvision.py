@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tv_models  # noqa: E402
 
 FORMAT = "fpnstream-weights-1"
+MOBILENET_ARCHS = ["fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_mobilenet_v3_large_320_fpn"]
 
 
 def fail(msg):
@@ -31,6 +32,9 @@ def fail(msg):
 
 
 def backbone_metadata(arch, variant, depth, eps, frozen):
+    if depth == tv_models.MOBILENET:
+        return {"backbone": depth, "returned_layers": "4,5", "fpn_norm": "none", "extra_blocks": "pool",
+                "fpn_channels": "256", "bn_eps": repr(float(eps)), "frozen_bn": "true" if frozen else "false"}
     bottleneck = tv_models.DEPTHS[depth][1]
     rcnn = arch in ("maskrcnn", "fasterrcnn")
     if rcnn:
@@ -51,6 +55,8 @@ def backbone_metadata(arch, variant, depth, eps, frozen):
 
 def architecture_name(arch, variant, depth):
     """torchvision's builder name, generalised to other depths: maskrcnn_resnet50_fpn_v2, fcos_resnet18_fpn, ..."""
+    if depth == tv_models.MOBILENET:
+        return f"{arch}_{depth}" + ("_320" if variant == "320" else "") + "_fpn"
     return f"{arch}_{depth}_fpn" + ("_v2" if variant == "v2" else "")
 
 
@@ -77,8 +83,10 @@ def metadata(arch, variant, depth, num_classes, class_names, eps, frozen, args, 
     if "topk_candidates" in d:
         meta["topk_candidates"] = str(int(d["topk_candidates"]))
     if arch in ("maskrcnn", "fasterrcnn"):
-        meta.update({"rpn_pre_nms_top_n": "1000", "rpn_post_nms_top_n": "1000", "rpn_nms_thresh": "0.7",
-                     "rpn_score_thresh": "0.0", "box_min_size": "0.01", "rpn_min_size": "0.001"})
+        top_n = "150" if variant == "320" else "1000"  # fasterrcnn_mobilenet_v3_large_320_fpn's test-time top-n
+        meta.update({"rpn_pre_nms_top_n": top_n, "rpn_post_nms_top_n": top_n, "rpn_nms_thresh": "0.7",
+                     "rpn_score_thresh": "0.05" if depth == tv_models.MOBILENET else "0.0",
+                     "box_min_size": "0.01", "rpn_min_size": "0.001"})
     if arch == "maskrcnn":
         meta["mask_thresh"] = repr(float(args.mask_thresh))
     meta.update(backbone_metadata(arch, variant, depth, eps, frozen))
@@ -91,8 +99,21 @@ def convert_state_dict(sd, args, source):
         arch, variant, depth, num_classes = tv_models.detect(sd)
     except ValueError as e:
         fail(str(e))
-    if args.arch and args.arch != (arch if variant == "v1" else f"{arch}_v2"):
+    if depth == tv_models.MOBILENET:
+        # The 320 variant has the same weights layout: --arch or the checkpoint's file name says which.
+        if args.arch in MOBILENET_ARCHS:
+            variant = "320" if args.arch == MOBILENET_ARCHS[1] else "v1"
+        elif args.arch:
+            fail(f"--arch {args.arch} but the checkpoint is a MobileNetV3-Large Faster R-CNN "
+                 f"(--arch {' or '.join(MOBILENET_ARCHS)})")
+        elif "320_fpn" in Path(args.input).name:
+            variant = "320"
+    elif args.arch and args.arch != (arch if variant == "v1" else f"{arch}_v2"):
         fail(f"--arch {args.arch} but the checkpoint is {arch} {variant} ({depth}, {num_classes} classes)")
+    if args.min_size is None:
+        args.min_size = 320 if variant == "320" else 800
+    if args.max_size is None:
+        args.max_size = 640 if variant == "320" else 1333
     if args.classes in (None, "coco"):
         if num_classes == 91:
             names = tv_models.coco_categories()
@@ -107,8 +128,8 @@ def convert_state_dict(sd, args, source):
         if len(names) != num_classes:
             fail(f"{args.classes} lists {len(names)} class names but the checkpoint predicts {num_classes} classes "
                  f"(index 0 is the background: list it too)")
-    eps = tv_models.bn_eps(arch, variant) if args.eps is None else args.eps
-    frozen = variant == "v1"
+    eps = tv_models.bn_eps(arch, variant, depth) if args.eps is None else args.eps
+    frozen = variant in ("v1", "320")
     model = tv_models.build(arch, variant, depth, num_classes, frozen=frozen, eps=eps)
     sd = {k: v for k, v in sd.items()}
     try:
@@ -136,8 +157,9 @@ def parser():
     p.add_argument("input", help="torchvision checkpoint: a state_dict .pth (also {'model': state_dict})")
     p.add_argument("output", help="output .safetensors")
     p.add_argument("--arch", choices=["maskrcnn", "maskrcnn_v2", "fasterrcnn", "fasterrcnn_v2", "retinanet",
-                                      "retinanet_v2", "fcos"],
-                   help="expected architecture (checked; detected from the keys anyway)")
+                                      "retinanet_v2", "fcos"] + MOBILENET_ARCHS,
+                   help="expected architecture (checked; detected from the keys anyway, except the MobileNetV3 "
+                        "320 variant: pass it, or keep '320_fpn' in the file name)")
     p.add_argument("--classes", help="class names file, one per line including index 0 (background), or 'coco' "
                                      "(default when the model has 91 classes: torchvision's COCO list)")
     p.add_argument("--eps", type=float, help="BatchNorm eps of the body (default: 0.0 for v1 R-CNN/RetinaNet "
@@ -147,8 +169,8 @@ def parser():
     p.add_argument("--detections", dest="detections_per_img", type=int, help="default maximum detections per image")
     p.add_argument("--topk", dest="topk_candidates", type=int, help="RetinaNet/FCOS candidates per level")
     p.add_argument("--mask-thresh", dest="mask_thresh", type=float, default=0.5, help="mask threshold (> t)")
-    p.add_argument("--min-size", dest="min_size", type=int, default=800, help="transform min_size (default 800)")
-    p.add_argument("--max-size", dest="max_size", type=int, default=1333, help="transform max_size (default 1333)")
+    p.add_argument("--min-size", dest="min_size", type=int, help="transform min_size (default 800; 320 variant 320)")
+    p.add_argument("--max-size", dest="max_size", type=int, help="transform max_size (default 1333; 320 variant 640)")
     return p
 
 

@@ -50,6 +50,9 @@ CONFIGS = {
     "retinanet": ("retinanet", "v1", "resnet50", "resnet50-p6p7", 91),
     "retinanet-v2": ("retinanet", "v2", "resnet50", "resnet50-p6p7-c5", 91),
     "fcos": ("fcos", "v1", "resnet50", "resnet50-p6p7", 91),
+    # torchvision's CPU detectors: Faster R-CNN on MobileNetV3-Large-FPN (variant "320": the 320/640 builder).
+    "mobilenet-v3-fpn": ("fasterrcnn", "v1", "mobilenet_v3_large", "mobilenet-v3-large-fpn", 91),
+    "mobilenet-v3-320-fpn": ("fasterrcnn", "320", "mobilenet_v3_large", "mobilenet-v3-large-fpn", 91),
     # Small configurations for the committed fixtures (ResNet-18 body, 5 classes).
     "tiny-maskrcnn": ("maskrcnn", "v1", "resnet18", "resnet18-fpn", 5),
     "tiny-maskrcnn-v2": ("maskrcnn", "v2", "resnet18", "resnet18-fpn-v2", 5),
@@ -163,11 +166,11 @@ def make_model(name, calib_images, min_size, max_size, seed=0):
         calibrate_bn(model, images, model.get_submodule(key), gen)
 
     if arch in ("maskrcnn", "fasterrcnn"):
-        for i in range(1 if variant == "v1" else 2):
+        for i in range(1 if variant != "v2" else 2):
             cal(f"rpn.head.conv.{i}.0", 1.0, channel_spread=0.3)
         cal("rpn.head.cls_logits", 1.5, mean=-1.0, channel_spread=0.5)
         cal("rpn.head.bbox_pred", 0.15)
-        if variant == "v1":
+        if variant != "v2":
             cal("roi_heads.box_head.fc6", 1.0, channel_spread=0.3)
             cal("roi_heads.box_head.fc7", 1.0, channel_spread=0.3)
         else:
@@ -253,9 +256,11 @@ def read_frames(video, indices):
 def convert(model, path, name, min_size, max_size, classes_file=None):
     arch, variant, depth, _, classes = CONFIGS[name]
     sd = {k: v for k, v in model.state_dict().items()}
-    args = convert_torchvision.parser().parse_args(
-        ["in.pth", str(path), "--min-size", str(min_size), "--max-size", str(max_size)])
-    eps = tv_models.bn_eps(arch, variant)
+    argv = ["in.pth", str(path), "--min-size", str(min_size), "--max-size", str(max_size)]
+    if depth == tv_models.MOBILENET:
+        argv += ["--arch", convert_torchvision.architecture_name(arch, variant, depth)]
+    args = convert_torchvision.parser().parse_args(argv)
+    eps = tv_models.bn_eps(arch, variant, depth)
     args.eps = eps
     tensors, meta = convert_torchvision.convert_state_dict(sd, args, f"scripts/parity {name}")
     return tensors, meta

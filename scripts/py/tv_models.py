@@ -23,6 +23,9 @@ DEPTHS = {  # name -> (blocks per stage, bottleneck)
     "resnet18": ([2, 2, 2, 2], False), "resnet34": ([3, 4, 6, 3], False),
     "resnet50": ([3, 4, 6, 3], True), "resnet101": ([3, 4, 23, 3], True), "resnet152": ([3, 8, 36, 3], True),
 }
+# torchvision's Faster R-CNN on MobileNetV3-Large-FPN: "depth" names the body; variant "v1" is
+# fasterrcnn_mobilenet_v3_large_fpn, "320" fasterrcnn_mobilenet_v3_large_320_fpn (same weights layout).
+MOBILENET = "mobilenet_v3_large"
 # Defaults of torchvision's detectors (test time).
 DEFAULTS = {
     "maskrcnn": dict(score_thresh=0.05, nms_thresh=0.5, detections_per_img=100),
@@ -38,9 +41,10 @@ def coco_categories():
     return list(_COCO_CATEGORIES)
 
 
-def bn_eps(arch, variant):
-    """BatchNorm eps the torchvision COCO checkpoints run with (v1 R-CNN/RetinaNet: overwrite_eps(model, 0.0))."""
-    if variant == "v2" or arch == "fcos":
+def bn_eps(arch, variant, depth=None):
+    """BatchNorm eps the torchvision COCO checkpoints run with (v1 R-CNN/RetinaNet: overwrite_eps(model, 0.0);
+    the MobileNetV3 builders keep FrozenBatchNorm2d's 1e-5)."""
+    if variant == "v2" or arch == "fcos" or depth == MOBILENET:
         return 1e-5
     return 0.0
 
@@ -50,6 +54,14 @@ def build(arch, variant, depth="resnet50", num_classes=91, frozen=None, eps=None
     with `eps` (default: `bn_eps`)."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r} (expected one of {', '.join(ARCHITECTURES)})")
+    if depth == MOBILENET:
+        if arch != "fasterrcnn" or variant not in ("v1", "320"):
+            raise ValueError(f"{depth} is built by torchvision for Faster R-CNN only (v1 or 320), not {arch} {variant}")
+        from torchvision.models import detection
+        builder = (detection.fasterrcnn_mobilenet_v3_large_320_fpn if variant == "320"
+                   else detection.fasterrcnn_mobilenet_v3_large_fpn)
+        # weights=None: BatchNorm2d (eps 1e-5) in eval mode, the same arithmetic as the checkpoints' FrozenBatchNorm2d.
+        return builder(weights=None, weights_backbone=None, num_classes=num_classes, **kwargs).eval()
     if variant not in ("v1", "v2") or (variant == "v2" and arch == "fcos"):
         raise ValueError(f"unknown variant {variant!r} for {arch}")
     if depth not in DEPTHS:
@@ -136,6 +148,10 @@ def detect(sd):
     else:
         variant = "v1"
         num_classes = sd["head.classification_head.cls_logits.weight"].shape[0]
+    if "backbone.body.16.0.weight" in keys:
+        if arch != "fasterrcnn" or variant != "v1":
+            raise ValueError(f"MobileNetV3 backbone with a {arch} {variant} head: torchvision builds Faster R-CNN only")
+        return arch, variant, MOBILENET, int(num_classes)
     blocks = [len({k.split(".")[3] for k in keys if k.startswith(f"backbone.body.layer{i}.")}) for i in range(1, 5)]
     bottleneck = any(k.startswith("backbone.body.layer1.0.conv3.") for k in keys)
     depth = next((n for n, (b, bn) in DEPTHS.items() if b == blocks and bn == bottleneck), None)

@@ -52,6 +52,9 @@ public struct RPNSettings: Sendable, Equatable {
     public var nmsThreshold: Float = 0.7
     /// Proposals with a side below this (input pixels) are dropped (1e-3).
     public var minSize: Float = 1e-3
+    /// Proposals whose objectness (after the sigmoid) is below this are dropped before NMS (torchvision's
+    /// `rpn_score_thresh`: 0, the MobileNetV3 builders 0.05).
+    public var scoreThreshold: Float = 0
     public init() {}
 }
 
@@ -89,10 +92,14 @@ public struct DetectorConfig: Sendable, Equatable {
             let base = "\(f.rawValue)_resnet\(d.rawValue)_fpn"
             return f == .fcos ? [base] : [base, base + "_v2"]
         }
-    }
+    } + mobileNetArchitectures
+
+    /// torchvision's Faster R-CNN builders on MobileNetV3-Large-FPN.
+    public static let mobileNetArchitectures = ["fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_mobilenet_v3_large_320_fpn"]
 
     /// Parses `family`, depth and variant from an architecture name; nil if it is not a detector name.
     public static func parse(architecture name: String) -> (DetectorFamily, ResNetDepth, Int)? {
+        if mobileNetArchitectures.contains(name) { return (.fasterRCNN, .resnet50, 1) }  // depth unused
         var rest = Substring(name)
         var variant = 1
         if rest.hasSuffix("_v2") { variant = 2; rest = rest.dropLast(3) }
@@ -119,7 +126,29 @@ public struct DetectorConfig: Sendable, Equatable {
         self.rpn = RPNSettings()
         self.transform = TransformConfig()
         self.panoptic = nil
+        if Self.mobileNetArchitectures.contains(architecture) {
+            // torchvision's fasterrcnn_mobilenet_v3_large[_320]_fpn defaults.
+            rpn.scoreThreshold = 0.05
+            if architecture.contains("_320_") {
+                transform = TransformConfig(resize: .shorterSide(min: 320, max: 640))
+                rpn.preNMSTopN = 150
+                rpn.postNMSTopN = 150
+            }
+        }
     }
+
+    /// The RPN's anchors: one size per level (32...512 on P2...P6), or all five sizes on each of the MobileNetV3
+    /// backbone's three levels (15 anchors per location).
+    public var anchorGenerator: AnchorGenerator {
+        backbone.body == .mobileNetV3Large
+            ? AnchorGenerator(sizes: Array(repeating: [32, 64, 128, 256, 512], count: 3),
+                              aspectRatios: Array(repeating: [0.5, 1, 2], count: 3))
+            : .rcnn
+    }
+
+    /// How many pyramid levels RoIAlign pools from: the returned body stages (torchvision's featmap names "0"..."3"
+    /// that exist; never the extra "pool" level).
+    public var pooledLevelCount: Int { min(4, backbone.returnedLayers.count) }
 
     /// Reads the config from a weights file's metadata. `num_classes` and `class_names` are optional (the class
     /// count then comes from the weights, checked by the model builder).
@@ -162,8 +191,11 @@ public struct DetectorConfig: Sendable, Equatable {
         if let v = try value("rpn_pre_nms_top_n", positiveInt) { rpn.preNMSTopN = v }
         if let v = try value("rpn_post_nms_top_n", positiveInt) { rpn.postNMSTopN = v }
         if let v = try value("rpn_nms_thresh", unitFloat) { rpn.nmsThreshold = v }
-        let minSize = try value("min_size", positiveInt) ?? 800
-        let maxSize = try value("max_size", positiveInt) ?? 1333
+        if let v = try value("rpn_score_thresh", unitFloat) { rpn.scoreThreshold = v }
+        var (minSize, maxSize) = (800, 1333)
+        if case .shorterSide(let lo, let hi) = transform.resize { (minSize, maxSize) = (lo, hi) }
+        minSize = try value("min_size", positiveInt) ?? minSize
+        maxSize = try value("max_size", positiveInt) ?? maxSize
         let triple: (String) -> [Float]? = { s in
             (try? JSONDecoder().decode([Float].self, from: Data(s.utf8))).flatMap { $0.count == 3 ? $0 : nil }
         }

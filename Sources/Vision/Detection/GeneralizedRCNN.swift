@@ -26,7 +26,7 @@ public final class GeneralizedRCNN: Detector, @unchecked Sendable {
         backbone = try ResNetFPNBackbone(config: config.backbone, loader: loader)
         let ch = config.backbone.fpnChannels
         rpn = try RegionProposalNetwork(loader, prefix: "rpn.head.", channels: ch, convDepth: config.variant == 2 ? 2 : 1,
-                                        generator: .rcnn, settings: config.rpn)
+                                        generator: config.anchorGenerator, settings: config.rpn)
         roiHeads = try RoIHeads(loader, channels: ch, variant: config.variant, numClasses: k, masks: hasMasks)
         transform = DetectionTransform(config.transform)
         if var p = config.panoptic {
@@ -78,7 +78,7 @@ public final class GeneralizedRCNN: Detector, @unchecked Sendable {
         }
         let proposals = rpn(levels, geometry: g, state: state)
         ms["rpn"] = DetectorSupport.lap(&clock)
-        let pooling = roiHeads.poolingLevels(levels, ws: ws)
+        let pooling = roiHeads.poolingLevels(Array(levels.prefix(config.pooledLevelCount)), ws: ws)
         let raw = roiHeads.detect(pooling, proposals: proposals, geometry: g, thresholds: t, ws: ws)
         var dets = DetectorSupport.detections(raw, geometry: g, names: config.classNames)
         ms["roi_heads"] = DetectorSupport.lap(&clock)

@@ -13,11 +13,11 @@ public struct LevelAssignment: Sendable, Equatable {
 
     public init(levels: ClosedRange<Int>) { self.levels = levels }
 
-    /// The levels `detector` assigns boxes to: R-CNN's pooled levels (the first four of its pyramid, P2...P5 for
-    /// torchvision's builders), or every level of a dense detector's pyramid (P3...P7).
+    /// The levels `detector` assigns boxes to: R-CNN's pooled levels (P2...P5 for torchvision's ResNet builders, P5
+    /// alone for MobileNetV3's two stride-32 levels), or every level of a dense detector's pyramid (P3...P7).
     public init(detector: any Detector) {
         let ks = detector.backbone.outputShapes.map { Self.k(stride: $0.shape.stride) }
-        let pooled = detector is GeneralizedRCNN ? Array(ks.prefix(4)) : ks
+        let pooled = detector is GeneralizedRCNN ? Array(ks.prefix(detector.config.pooledLevelCount)) : ks
         self.init(levels: pooled.first!...pooled.last!)
     }
 
