@@ -36,7 +36,7 @@ def backbone_metadata(arch, variant, depth, eps, frozen):
         return {"backbone": depth, "returned_layers": "4,5", "fpn_norm": "none", "extra_blocks": "pool",
                 "fpn_channels": "256", "bn_eps": repr(float(eps)), "frozen_bn": "true" if frozen else "false"}
     bottleneck = tv_models.DEPTHS[depth][1]
-    rcnn = arch in ("maskrcnn", "fasterrcnn")
+    rcnn = arch in ("maskrcnn", "fasterrcnn", "keypointrcnn")
     if rcnn:
         extra = "pool"
     else:
@@ -60,7 +60,7 @@ def architecture_name(arch, variant, depth):
     return f"{arch}_{depth}_fpn" + ("_v2" if variant == "v2" else "")
 
 
-def metadata(arch, variant, depth, num_classes, class_names, eps, frozen, args, source):
+def metadata(arch, variant, depth, num_classes, class_names, eps, frozen, args, source, keypoint_names=None):
     d = dict(tv_models.DEFAULTS[arch])
     for k in ("score_thresh", "nms_thresh", "detections_per_img", "topk_candidates"):
         v = getattr(args, k, None)
@@ -82,13 +82,15 @@ def metadata(arch, variant, depth, num_classes, class_names, eps, frozen, args, 
     }
     if "topk_candidates" in d:
         meta["topk_candidates"] = str(int(d["topk_candidates"]))
-    if arch in ("maskrcnn", "fasterrcnn"):
+    if arch in ("maskrcnn", "fasterrcnn", "keypointrcnn"):
         top_n = "150" if variant == "320" else "1000"  # fasterrcnn_mobilenet_v3_large_320_fpn's test-time top-n
         meta.update({"rpn_pre_nms_top_n": top_n, "rpn_post_nms_top_n": top_n, "rpn_nms_thresh": "0.7",
                      "rpn_score_thresh": "0.05" if depth == tv_models.MOBILENET else "0.0",
                      "box_min_size": "0.01", "rpn_min_size": "0.001"})
     if arch == "maskrcnn":
         meta["mask_thresh"] = repr(float(args.mask_thresh))
+    if arch == "keypointrcnn":
+        meta["keypoint_names"] = json.dumps(keypoint_names)
     meta.update(backbone_metadata(arch, variant, depth, eps, frozen))
     return meta
 
@@ -114,7 +116,13 @@ def convert_state_dict(sd, args, source):
         args.min_size = 320 if variant == "320" else 800
     if args.max_size is None:
         args.max_size = 640 if variant == "320" else 1333
-    if args.classes in (None, "coco"):
+    keypoint_names = None
+    if arch == "keypointrcnn":
+        k = sd["roi_heads.keypoint_predictor.kps_score_lowres.weight"].shape[1]
+        keypoint_names = tv_models.coco_keypoint_names() if k == 17 else [f"keypoint{i}" for i in range(k)]
+    if arch == "keypointrcnn" and num_classes == 2 and args.classes in (None, "coco"):
+        names = ["__background__", "person"]  # torchvision's keypoint model: background and person
+    elif args.classes in (None, "coco"):
         if num_classes == 91:
             names = tv_models.coco_categories()
         elif args.classes == "coco":
@@ -130,7 +138,8 @@ def convert_state_dict(sd, args, source):
                  f"(index 0 is the background: list it too)")
     eps = tv_models.bn_eps(arch, variant, depth) if args.eps is None else args.eps
     frozen = variant in ("v1", "320")
-    model = tv_models.build(arch, variant, depth, num_classes, frozen=frozen, eps=eps)
+    extra = {"num_keypoints": len(keypoint_names)} if keypoint_names else {}
+    model = tv_models.build(arch, variant, depth, num_classes, frozen=frozen, eps=eps, **extra)
     sd = {k: v for k, v in sd.items()}
     try:
         result = model.load_state_dict(sd, strict=False)
@@ -147,7 +156,7 @@ def convert_state_dict(sd, args, source):
         if k.endswith("num_batches_tracked"):
             continue
         tensors[k] = np.ascontiguousarray(v.detach().to(torch.float32).cpu().numpy())
-    meta = metadata(arch, variant, depth, num_classes, names, eps, frozen, args, source)
+    meta = metadata(arch, variant, depth, num_classes, names, eps, frozen, args, source, keypoint_names)
     return tensors, meta
 
 
@@ -157,7 +166,7 @@ def parser():
     p.add_argument("input", help="torchvision checkpoint: a state_dict .pth (also {'model': state_dict})")
     p.add_argument("output", help="output .safetensors")
     p.add_argument("--arch", choices=["maskrcnn", "maskrcnn_v2", "fasterrcnn", "fasterrcnn_v2", "retinanet",
-                                      "retinanet_v2", "fcos"] + MOBILENET_ARCHS,
+                                      "retinanet_v2", "fcos", "keypointrcnn"] + MOBILENET_ARCHS,
                    help="expected architecture (checked; detected from the keys anyway, except the MobileNetV3 "
                         "320 variant: pass it, or keep '320_fpn' in the file name)")
     p.add_argument("--classes", help="class names file, one per line including index 0 (background), or 'coco' "

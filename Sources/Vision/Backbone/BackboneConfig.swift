@@ -272,7 +272,11 @@ public struct ModelLoadError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         let f = "weights file '\(file.path)'"
         switch reason {
-        case .missingMetadata(let k): return "\(f): __metadata__ has no '\(k)'"
+        case .missingMetadata(let k):
+            let why = k == "keypoint_names"
+                ? " (a keypoint model must name its keypoints, a JSON list; scripts/convert-torchvision writes COCO's 17)"
+                : ""
+            return "\(f): __metadata__ has no '\(k)'" + why
         case .unknownArchitecture(let a, let known):
             return "\(f): unknown architecture '\(a)' (known: \(known.joined(separator: ", ")); "
                 + "detector names also with resnet10/18/34/101/152)"

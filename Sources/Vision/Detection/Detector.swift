@@ -99,7 +99,7 @@ public enum DetectorLoader {
         let loader = ModuleLoader(file: file)
         let detector: any Detector
         switch config.family {
-        case .maskRCNN, .fasterRCNN: detector = try GeneralizedRCNN(config: config, loader: loader)
+        case .maskRCNN, .fasterRCNN, .keypointRCNN: detector = try GeneralizedRCNN(config: config, loader: loader)
         case .retinaNet: detector = try RetinaNet(config: config, loader: loader)
         case .fcos: detector = try FCOS(config: config, loader: loader)
         }

@@ -1,3 +1,4 @@
+import FPNCore
 import Foundation
 import Tensor
 
@@ -11,6 +12,8 @@ public enum DetectorFamily: String, Sendable, CaseIterable {
     case retinaNet = "retinanet"
     /// FCOS (`fcos_resnet50_fpn`).
     case fcos
+    /// Keypoint R-CNN: RPN + box head + keypoint head (`keypointrcnn_resnet50_fpn`).
+    case keypointRCNN = "keypointrcnn"
 }
 
 /// Test-time thresholds of a detector; defaults come from the weights' metadata (torchvision's defaults), every
@@ -35,7 +38,7 @@ public struct DetectionThresholds: Sendable, Equatable {
     /// torchvision's defaults for `family`.
     public static func defaults(for family: DetectorFamily) -> DetectionThresholds {
         switch family {
-        case .maskRCNN, .fasterRCNN: return DetectionThresholds(score: 0.05, nms: 0.5, maxDetections: 100)
+        case .maskRCNN, .fasterRCNN, .keypointRCNN: return DetectionThresholds(score: 0.05, nms: 0.5, maxDetections: 100)
         case .retinaNet: return DetectionThresholds(score: 0.05, nms: 0.5, maxDetections: 300)
         case .fcos: return DetectionThresholds(score: 0.2, nms: 0.6, maxDetections: 100)
         }
@@ -85,12 +88,24 @@ public struct DetectorConfig: Sendable, Equatable {
     /// The panoptic half (detectron2 Panoptic FPN: a semantic FPN head on P2-P5 and the panoptic merge), when the
     /// weights have metadata `panoptic: semantic_fpn`; nil for plain detectors.
     public var panoptic: PanopticConfig?
+    /// Keypoint R-CNN: the name of each keypoint (metadata `keypoint_names`, required for that family).
+    public var keypointNames: [String] = []
+    /// Keypoint R-CNN: pairs of keypoint indices (0-based) drawn as the skeleton (metadata `keypoint_skeleton`;
+    /// default COCO's person skeleton when the names are COCO's 17).
+    public var skeleton: [[Int]] = []
+
+    /// COCO's 17 person keypoints (torchvision's `_COCO_PERSON_KEYPOINT_NAMES`).
+    public static let cocoKeypointNames = [
+        "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
+        "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
+        "right_ankle",
+    ]
 
     /// Accepted architecture names, for error messages.
     public static let knownArchitectures: [String] = DetectorFamily.allCases.flatMap { f in
         ResNetDepth.allCases.flatMap { d -> [String] in
             let base = "\(f.rawValue)_resnet\(d.rawValue)_fpn"
-            return f == .fcos ? [base] : [base, base + "_v2"]
+            return f == .fcos || f == .keypointRCNN ? [base] : [base, base + "_v2"]
         }
     } + mobileNetArchitectures
 
@@ -108,7 +123,7 @@ public struct DetectorConfig: Sendable, Equatable {
         let parts = rest.split(separator: "_")
         guard parts.count == 2, let family = DetectorFamily(rawValue: String(parts[0])),
               parts[1].hasPrefix("resnet"), let n = Int(parts[1].dropFirst(6)), let depth = ResNetDepth(rawValue: n),
-              !(family == .fcos && variant == 2) else { return nil }
+              !((family == .fcos || family == .keypointRCNN) && variant == 2) else { return nil }
         return (family, depth, variant)
     }
 
@@ -205,6 +220,24 @@ public struct DetectorConfig: Sendable, Equatable {
             throw ModelLoadError(file: file, reason: .badMetadata(key: "image_std", value: m["image_std"] ?? ""))
         }
         transform = TransformConfig(resize: .shorterSide(min: minSize, max: maxSize), mean: mean, std: std)
+        if family == .keypointRCNN {
+            guard let s = m["keypoint_names"] else {
+                throw ModelLoadError(file: file, reason: .missingMetadata("keypoint_names"))
+            }
+            guard let names = try? JSONDecoder().decode([String].self, from: Data(s.utf8)), !names.isEmpty else {
+                throw ModelLoadError(file: file, reason: .badMetadata(key: "keypoint_names", value: String(s.prefix(80))))
+            }
+            keypointNames = names
+            if let e = m["keypoint_skeleton"] {
+                guard let pairs = try? JSONDecoder().decode([[Int]].self, from: Data(e.utf8)),
+                      pairs.allSatisfy({ $0.count == 2 && $0.allSatisfy { names.indices.contains($0) } }) else {
+                    throw ModelLoadError(file: file, reason: .badMetadata(key: "keypoint_skeleton", value: String(e.prefix(80))))
+                }
+                skeleton = pairs
+            } else if names == Self.cocoKeypointNames {
+                skeleton = Keypoint.cocoSkeleton
+            }
+        }
         if let kind = m["panoptic"] {
             guard kind == "semantic_fpn" else {
                 throw ModelLoadError(file: file, reason: .badMetadata(key: "panoptic", value: kind))

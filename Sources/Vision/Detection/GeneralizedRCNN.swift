@@ -16,6 +16,8 @@ public final class GeneralizedRCNN: Detector, @unchecked Sendable {
     let roiHeads: RoIHeads
     /// Panoptic FPN only: detectron2's semantic FPN head on P2-P5 (keys `sem_seg_head.*`).
     let semanticHead: SemanticFPNHead?
+    /// Keypoint R-CNN only.
+    let keypointHead: KeypointHead?
 
     init(config c: DetectorConfig, loader: ModuleLoader) throws {
         var config = c
@@ -29,6 +31,17 @@ public final class GeneralizedRCNN: Detector, @unchecked Sendable {
                                         generator: config.anchorGenerator, settings: config.rpn)
         roiHeads = try RoIHeads(loader, channels: ch, variant: config.variant, numClasses: k, masks: hasMasks)
         transform = DetectionTransform(config.transform)
+        if config.family == .keypointRCNN {
+            let head = try KeypointHead(loader, channels: ch)
+            guard head.count == config.keypointNames.count else {
+                throw DetectorLoadError(file: loader.file.url, reason: .classCount(
+                    what: "__metadata__ 'keypoint_names' lists \(config.keypointNames.count) keypoints but "
+                        + "'roi_heads.keypoint_predictor.kps_score_lowres.weight' predicts \(head.count)"))
+            }
+            keypointHead = head
+        } else {
+            keypointHead = nil
+        }
         if var p = config.panoptic {
             let head = "sem_seg_head."
             let dims = try p.convDims ?? DetectorLoader.width(loader, key: head + "p2.0.weight", fallback: 128)
@@ -101,7 +114,15 @@ public final class GeneralizedRCNN: Detector, @unchecked Sendable {
             }
             ms["masks"] = DetectorSupport.lap(&clock)
         }
-        ms["heads"] = ms["rpn"]! + ms["roi_heads"]! + (ms["masks"] ?? 0)
+        if let keypointHead {
+            let kps = keypointHead.keypoints(roiHeads, pooling, boxes: raw.boxes, geometry: g, ws: ws)
+            let rx = g.toSourceX, ry = g.toSourceY  // torchvision's resize_keypoints
+            for i in dets.indices {
+                dets[i].keypoints = kps[i].map { Keypoint(x: $0.x * rx, y: $0.y * ry, score: $0.score) }
+            }
+            ms["keypoints"] = DetectorSupport.lap(&clock)
+        }
+        ms["heads"] = ms["rpn"]! + ms["roi_heads"]! + (ms["masks"] ?? 0) + (ms["keypoints"] ?? 0)
         guard let merge, let semanticHead, let p = config.panoptic else { return (dets, nil) }
         let logits = semanticHead.logits(levels.prefix(4).map(\.features), workspace: ws, runner: state.runner)
         let semantic = semanticHead.segmentation(logits: logits, inputSize: (g.resizedHeight, g.resizedWidth),
