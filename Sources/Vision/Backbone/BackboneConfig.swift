@@ -294,7 +294,9 @@ extension BackboneConfig: CustomStringConvertible {
         case .maxPool: extra = " +maxpool"
         case .p6p7(let s): extra = " +p6p7(from \(s.rawValue))"
         }
-        return "resnet\(depth.rawValue) C\(returnedLayers.first! + 1)-C\(returnedLayers.last! + 1) "
-            + "fpn\(fpnChannels)(norm \(fpnNorm.rawValue))\(extra) bn_eps=\(bnEps)"
+        let body = self.body == .resnet
+            ? "resnet\(depth.rawValue) C\(returnedLayers.first! + 1)-C\(returnedLayers.last! + 1) "
+            : "\(self.body.rawValue) stages \(returnedLayers.map(String.init).joined(separator: ",")) "
+        return body + "fpn\(fpnChannels)(norm \(fpnNorm.rawValue))\(extra) bn_eps=\(bnEps)"
     }
 }
