@@ -42,6 +42,26 @@ public struct Point: Sendable, Equatable, Codable, Hashable {
     public init(x: Float, y: Float) { self.x = x; self.y = y }
 }
 
+/// A keypoint of a Keypoint R-CNN detection (COCO person keypoints: nose, eyes, ears, shoulders, ...).
+public struct Keypoint: Sendable, Equatable {
+    /// Position in source pixels.
+    public var x: Float, y: Float
+    /// torchvision's visibility flag (always 1 at inference).
+    public var visibility: Int
+    /// The heatmap logit at the keypoint (torchvision's `keypoints_scores`; not a probability).
+    public var score: Float
+    public init(x: Float, y: Float, visibility: Int = 1, score: Float) {
+        self.x = x; self.y = y; self.visibility = visibility; self.score = score
+    }
+
+    /// COCO's person skeleton (the person_keypoints annotations' `skeleton`, made 0-based) over COCO's 17 keypoints
+    /// (nose, left/right eye, ear, shoulder, elbow, wrist, hip, knee, ankle).
+    public static let cocoSkeleton: [[Int]] = [
+        [15, 13], [13, 11], [16, 14], [14, 12], [11, 12], [5, 11], [6, 12], [5, 6], [5, 7], [6, 8], [7, 9], [8, 10],
+        [1, 2], [0, 1], [0, 2], [1, 3], [2, 4], [3, 5], [4, 6],
+    ]
+}
+
 /// One detected object in source-frame pixels.
 public struct Detection: Sendable, Equatable {
     /// Box in source pixels.
@@ -58,6 +78,8 @@ public struct Detection: Sendable, Equatable {
     public var mask: MaskRLE?
     /// Optional keypoints/landmarks in source pixels (e.g. 5 face landmarks).
     public var landmarks: [Point]?
+    /// Keypoint R-CNN keypoints in the model's keypoint order (nil for other models).
+    public var keypoints: [Keypoint]?
 
     public init(box: Box, score: Float, classID: Int, className: String,
                 trackID: Int? = nil, mask: MaskRLE? = nil, landmarks: [Point]? = nil) {

@@ -130,6 +130,10 @@ public struct ModelDetector: FrameDetector {
             throw TemporalConfigError(message: "layer_thresholds: '\(bad)' is not a conv layer of \(spec.path) "
                                       + "(did you mean '\(near)'? `fpnstream calibrate` writes valid names)")
         }
+        if settings.mode == .delta && detector.backbone.config.body != .resnet {
+            throw TemporalConfigError(message: "delta mode needs a ResNet backbone; \(spec.path) is "
+                                      + "\(detector.config.architecture) (use keyframe or off)")
+        }
         temporal = settings
         switch settings.mode {
         case .off, .keyframe:

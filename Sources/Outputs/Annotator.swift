@@ -20,6 +20,12 @@ public struct AnnotationStyle: Sendable, Equatable {
     /// Hide the pixels of detections whose class is in `anonymizeClasses` (before anything is drawn).
     public var anonymize = Anonymize.none
     public var anonymizeClasses: Set<String> = ["person", "face"]
+    /// Draw Keypoint R-CNN keypoints and their skeleton.
+    public var keypoints = true
+    /// Skeleton edges (pairs of 0-based keypoint indices); nil = COCO's person skeleton for 17 keypoints.
+    public var skeleton: [[Int]]?
+    /// Keypoints (and edges) with a heatmap score at or below this are not drawn (torchvision's scores are logits).
+    public var keypointScore: Float = 0
     public init() {}
 }
 
@@ -119,6 +125,9 @@ public struct Annotator: Sendable {
             let c = Palette.color(track: id)
             for i in 1..<points.count { image.drawLine(from: points[i - 1], to: points[i], thickness: thickness, color: c) }
         }
+        if style.keypoints {
+            for d in result.detections { if let k = d.keypoints { drawSkeleton(k, Palette.color(for: d), thickness, &image) } }
+        }
         if style.boxes {
             for d in result.detections { image.strokeBox(d.box, thickness: thickness, color: Palette.color(for: d)) }
         }
@@ -129,6 +138,22 @@ public struct Annotator: Sendable {
             for i in result.detections.indices.sorted(by: { Self.placementOrder(result.detections, $1, $0) }) {
                 drawLabel(result.detections[i], in: rects[i], on: &image, scale: scale)
             }
+        }
+    }
+
+    /// Skeleton edges between confident keypoints, then a dot on each confident keypoint.
+    func drawSkeleton(_ kps: [Keypoint], _ color: RGB, _ thickness: Int, _ image: inout RGBImage) {
+        let edges = style.skeleton ?? (kps.count == 17 ? Keypoint.cocoSkeleton : [])
+        let shown = kps.map { $0.score > style.keypointScore }
+        for e in edges where e.count == 2 && e.allSatisfy({ kps.indices.contains($0) && shown[$0] }) {
+            image.drawLine(from: Point(x: kps[e[0]].x, y: kps[e[0]].y), to: Point(x: kps[e[1]].x, y: kps[e[1]].y),
+                           thickness: thickness, color: color)
+        }
+        let r = thickness + 1
+        for (k, show) in zip(kps, shown) where show {
+            let x = Int(k.x.rounded()), y = Int(k.y.rounded())
+            image.fillRect(x0: x - r, y0: y - r, x1: x + r + 1, y1: y + r + 1, color: color.contrasting)
+            image.fillRect(x0: x - r + 1, y0: y - r + 1, x1: x + r, y1: y + r, color: color)
         }
     }
 

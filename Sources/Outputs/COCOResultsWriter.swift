@@ -4,7 +4,8 @@ import StagePipeline
 
 /// Writes detections in the COCO results format that `pycocotools`' `COCO.loadRes` reads: one JSON array of
 /// `{"image_id", "category_id", "bbox": [x, y, w, h], "score", "segmentation": {"size": [h, w], "counts"}}`
-/// (`segmentation` only for detections with a mask).
+/// (`segmentation` only for detections with a mask; `keypoints` `[x1, y1, v1, ...]` for Keypoint R-CNN detections, the
+/// COCO keypoint results format).
 ///
 /// The array is written to `PATH.partial` as frames arrive and renamed to `PATH` by `close()`, so `PATH` only ever
 /// holds a complete, valid JSON file (a killed run leaves the `.partial` file, never a truncated `PATH`).
@@ -51,6 +52,12 @@ public final class COCOResultsWriter: @unchecked Sendable {
             j.endArray()
             j.key("score"); j.number(d.score, decimals: 5)
             if let m = d.mask { j.key("segmentation"); JSONLRecord.mask(&j, m) }
+            if let kps = d.keypoints {
+                // COCO keypoint results: flat [x1, y1, v1, ...] (COCOeval's keypoints task reads these and `score`).
+                j.key("keypoints"); j.beginArray()
+                for k in kps { j.number(k.x, decimals: 2); j.number(k.y, decimals: 2); j.int(k.visibility) }
+                j.endArray()
+            }
             j.endObject()
         }
         try file.write(j.bytes)

@@ -168,6 +168,17 @@ public enum JSONLRecord {
             }
             j.endArray()
         }
+        if let kps = d.keypoints {
+            // COCO's flat [x1, y1, v1, x2, ...] and the heatmap score of each.
+            j.key("keypoints")
+            j.beginArray()
+            for k in kps { j.number(k.x, decimals: 2); j.number(k.y, decimals: 2); j.int(k.visibility) }
+            j.endArray()
+            j.key("keypoint_scores")
+            j.beginArray()
+            for k in kps { j.number(k.score, decimals: 4) }
+            j.endArray()
+        }
         j.endObject()
     }
 

@@ -45,6 +45,10 @@ struct DetectFrames: ParsableCommand {
                     var o: [String: Any] = ["box": [d.box.x1, d.box.y1, d.box.x2, d.box.y2].map(Double.init),
                                             "score": Double(d.score), "label": d.classID, "name": d.className]
                     if let m = d.mask { o["mask"] = m.counts.map(Int.init) }
+                    if let kps = d.keypoints {
+                        o["keypoints"] = kps.map { [Double($0.x), Double($0.y), Double($0.visibility)] }
+                        o["keypoint_scores"] = kps.map { Double($0.score) }
+                    }
                     return o
                 },
             ])

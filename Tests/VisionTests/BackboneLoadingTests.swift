@@ -102,6 +102,21 @@ final class BackboneLoadingTests: XCTestCase {
                        BackboneConfig(architecture: "resnet18-p6p7-c5"))
         XCTAssertEqual(BackboneConfig(architecture: "maskrcnn_resnet101_fpn"), BackboneConfig(architecture: "resnet101-fpn"))
         XCTAssertEqual(BackboneConfig(architecture: "resnet152-fpn")?.depth.blocks, [3, 8, 36, 3])
+        // MobileNetV3-Large: torchvision's stages 4 and 5 (features 13 and 16) are both at stride 32.
+        let mb = try XCTUnwrap(BackboneConfig(architecture: "fasterrcnn_mobilenet_v3_large_320_fpn"))
+        XCTAssertEqual(mb, BackboneConfig(architecture: "mobilenet-v3-large-fpn"))
+        XCTAssertEqual(mb.body, .mobileNetV3Large)
+        XCTAssertEqual(mb.returnedLayers, [4, 5])
+        XCTAssertEqual(mb.returnedChannels, [160, 960])
+        XCTAssertEqual(mb.bnEps, 1e-5)
+        XCTAssertEqual(mb.outputShapes.map(\.name), ["p5a", "p5b", "p6"])
+        XCTAssertEqual(mb.outputShapes.map(\.shape.stride), [32, 32, 64])
+        XCTAssertEqual(mb.describingMetadata["backbone"], "mobilenet_v3_large")
+        XCTAssertEqual(BackboneConfig.mobileNetV3Large(returnedLayers: [2, 3, 4]).outputShapes.map(\.name),
+                       ["p3", "p4", "p5", "p6"])
+        for bad in ["mobilenet-v3-small-fpn", "fasterrcnn_mobilenet_v3_large_fpn_v2", "maskrcnn_mobilenet_v3_large_fpn"] {
+            XCTAssertNil(BackboneConfig(architecture: bad), bad)
+        }
         for bad in ["resnet50", "resnet50-fpn-v3", "resnet-fpn", "resnet200-fpn", "vgg16-fpn", "", "fcos_resnet50_fpn_v2",
                     "keypointrcnn_resnet50_fpn_v2", "maskrcnn_resnet50", "maskrcnn_resnet50_fpn_v3", "ssd_resnet50_fpn"] {
             XCTAssertNil(BackboneConfig(architecture: bad), bad)
@@ -114,7 +129,8 @@ final class BackboneLoadingTests: XCTestCase {
         let reference = TestPaths.fixtures.appendingPathComponent("torchvision-keys")
         for (file, arch) in [("maskrcnn_v1", "resnet50-fpn"), ("maskrcnn_v2", "resnet50-fpn-v2"),
                              ("retinanet_v1", "resnet50-p6p7"), ("retinanet_v2", "resnet50-p6p7-c5"),
-                             ("fcos", "fcos_resnet50_fpn")] {
+                             ("fcos", "fcos_resnet50_fpn"),
+                             ("fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_mobilenet_v3_large_fpn")] {
             let text = try String(contentsOf: reference.appendingPathComponent(file + ".txt"), encoding: .utf8)
             var torch: [String: [Int]] = [:]
             for line in text.split(separator: "\n") where line.hasPrefix("backbone.") && !line.contains("num_batches_tracked") {

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tv_models  # noqa: E402
 
 FORMAT = "fpnstream-weights-1"
+MOBILENET_ARCHS = ["fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_mobilenet_v3_large_320_fpn"]
 
 
 def fail(msg):
@@ -31,8 +32,11 @@ def fail(msg):
 
 
 def backbone_metadata(arch, variant, depth, eps, frozen):
+    if depth == tv_models.MOBILENET:
+        return {"backbone": depth, "returned_layers": "4,5", "fpn_norm": "none", "extra_blocks": "pool",
+                "fpn_channels": "256", "bn_eps": repr(float(eps)), "frozen_bn": "true" if frozen else "false"}
     bottleneck = tv_models.DEPTHS[depth][1]
-    rcnn = arch in ("maskrcnn", "fasterrcnn")
+    rcnn = arch in ("maskrcnn", "fasterrcnn", "keypointrcnn")
     if rcnn:
         extra = "pool"
     else:
@@ -51,10 +55,12 @@ def backbone_metadata(arch, variant, depth, eps, frozen):
 
 def architecture_name(arch, variant, depth):
     """torchvision's builder name, generalised to other depths: maskrcnn_resnet50_fpn_v2, fcos_resnet18_fpn, ..."""
+    if depth == tv_models.MOBILENET:
+        return f"{arch}_{depth}" + ("_320" if variant == "320" else "") + "_fpn"
     return f"{arch}_{depth}_fpn" + ("_v2" if variant == "v2" else "")
 
 
-def metadata(arch, variant, depth, num_classes, class_names, eps, frozen, args, source):
+def metadata(arch, variant, depth, num_classes, class_names, eps, frozen, args, source, keypoint_names=None):
     d = dict(tv_models.DEFAULTS[arch])
     for k in ("score_thresh", "nms_thresh", "detections_per_img", "topk_candidates"):
         v = getattr(args, k, None)
@@ -76,11 +82,15 @@ def metadata(arch, variant, depth, num_classes, class_names, eps, frozen, args, 
     }
     if "topk_candidates" in d:
         meta["topk_candidates"] = str(int(d["topk_candidates"]))
-    if arch in ("maskrcnn", "fasterrcnn"):
-        meta.update({"rpn_pre_nms_top_n": "1000", "rpn_post_nms_top_n": "1000", "rpn_nms_thresh": "0.7",
-                     "rpn_score_thresh": "0.0", "box_min_size": "0.01", "rpn_min_size": "0.001"})
+    if arch in ("maskrcnn", "fasterrcnn", "keypointrcnn"):
+        top_n = "150" if variant == "320" else "1000"  # fasterrcnn_mobilenet_v3_large_320_fpn's test-time top-n
+        meta.update({"rpn_pre_nms_top_n": top_n, "rpn_post_nms_top_n": top_n, "rpn_nms_thresh": "0.7",
+                     "rpn_score_thresh": "0.05" if depth == tv_models.MOBILENET else "0.0",
+                     "box_min_size": "0.01", "rpn_min_size": "0.001"})
     if arch == "maskrcnn":
         meta["mask_thresh"] = repr(float(args.mask_thresh))
+    if arch == "keypointrcnn":
+        meta["keypoint_names"] = json.dumps(keypoint_names)
     meta.update(backbone_metadata(arch, variant, depth, eps, frozen))
     return meta
 
@@ -91,9 +101,28 @@ def convert_state_dict(sd, args, source):
         arch, variant, depth, num_classes = tv_models.detect(sd)
     except ValueError as e:
         fail(str(e))
-    if args.arch and args.arch != (arch if variant == "v1" else f"{arch}_v2"):
+    if depth == tv_models.MOBILENET:
+        # The 320 variant has the same weights layout: --arch or the checkpoint's file name says which.
+        if args.arch in MOBILENET_ARCHS:
+            variant = "320" if args.arch == MOBILENET_ARCHS[1] else "v1"
+        elif args.arch:
+            fail(f"--arch {args.arch} but the checkpoint is a MobileNetV3-Large Faster R-CNN "
+                 f"(--arch {' or '.join(MOBILENET_ARCHS)})")
+        elif "320_fpn" in Path(args.input).name:
+            variant = "320"
+    elif args.arch and args.arch != (arch if variant == "v1" else f"{arch}_v2"):
         fail(f"--arch {args.arch} but the checkpoint is {arch} {variant} ({depth}, {num_classes} classes)")
-    if args.classes in (None, "coco"):
+    if args.min_size is None:
+        args.min_size = 320 if variant == "320" else 800
+    if args.max_size is None:
+        args.max_size = 640 if variant == "320" else 1333
+    keypoint_names = None
+    if arch == "keypointrcnn":
+        k = sd["roi_heads.keypoint_predictor.kps_score_lowres.weight"].shape[1]
+        keypoint_names = tv_models.coco_keypoint_names() if k == 17 else [f"keypoint{i}" for i in range(k)]
+    if arch == "keypointrcnn" and num_classes == 2 and args.classes in (None, "coco"):
+        names = ["__background__", "person"]  # torchvision's keypoint model: background and person
+    elif args.classes in (None, "coco"):
         if num_classes == 91:
             names = tv_models.coco_categories()
         elif args.classes == "coco":
@@ -107,9 +136,10 @@ def convert_state_dict(sd, args, source):
         if len(names) != num_classes:
             fail(f"{args.classes} lists {len(names)} class names but the checkpoint predicts {num_classes} classes "
                  f"(index 0 is the background: list it too)")
-    eps = tv_models.bn_eps(arch, variant) if args.eps is None else args.eps
-    frozen = variant == "v1"
-    model = tv_models.build(arch, variant, depth, num_classes, frozen=frozen, eps=eps)
+    eps = tv_models.bn_eps(arch, variant, depth) if args.eps is None else args.eps
+    frozen = variant in ("v1", "320")
+    extra = {"num_keypoints": len(keypoint_names)} if keypoint_names else {}
+    model = tv_models.build(arch, variant, depth, num_classes, frozen=frozen, eps=eps, **extra)
     sd = {k: v for k, v in sd.items()}
     try:
         result = model.load_state_dict(sd, strict=False)
@@ -126,7 +156,7 @@ def convert_state_dict(sd, args, source):
         if k.endswith("num_batches_tracked"):
             continue
         tensors[k] = np.ascontiguousarray(v.detach().to(torch.float32).cpu().numpy())
-    meta = metadata(arch, variant, depth, num_classes, names, eps, frozen, args, source)
+    meta = metadata(arch, variant, depth, num_classes, names, eps, frozen, args, source, keypoint_names)
     return tensors, meta
 
 
@@ -136,8 +166,9 @@ def parser():
     p.add_argument("input", help="torchvision checkpoint: a state_dict .pth (also {'model': state_dict})")
     p.add_argument("output", help="output .safetensors")
     p.add_argument("--arch", choices=["maskrcnn", "maskrcnn_v2", "fasterrcnn", "fasterrcnn_v2", "retinanet",
-                                      "retinanet_v2", "fcos"],
-                   help="expected architecture (checked; detected from the keys anyway)")
+                                      "retinanet_v2", "fcos", "keypointrcnn"] + MOBILENET_ARCHS,
+                   help="expected architecture (checked; detected from the keys anyway, except the MobileNetV3 "
+                        "320 variant: pass it, or keep '320_fpn' in the file name)")
     p.add_argument("--classes", help="class names file, one per line including index 0 (background), or 'coco' "
                                      "(default when the model has 91 classes: torchvision's COCO list)")
     p.add_argument("--eps", type=float, help="BatchNorm eps of the body (default: 0.0 for v1 R-CNN/RetinaNet "
@@ -147,8 +178,8 @@ def parser():
     p.add_argument("--detections", dest="detections_per_img", type=int, help="default maximum detections per image")
     p.add_argument("--topk", dest="topk_candidates", type=int, help="RetinaNet/FCOS candidates per level")
     p.add_argument("--mask-thresh", dest="mask_thresh", type=float, default=0.5, help="mask threshold (> t)")
-    p.add_argument("--min-size", dest="min_size", type=int, default=800, help="transform min_size (default 800)")
-    p.add_argument("--max-size", dest="max_size", type=int, default=1333, help="transform max_size (default 1333)")
+    p.add_argument("--min-size", dest="min_size", type=int, help="transform min_size (default 800; 320 variant 320)")
+    p.add_argument("--max-size", dest="max_size", type=int, help="transform max_size (default 1333; 320 variant 640)")
     return p
 
 

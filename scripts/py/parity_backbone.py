@@ -51,6 +51,9 @@ CONFIGS = {
     "resnet50-p6p7-c5": ("resnet50", [2, 3, 4], False, "p6p7", "c5", False, 1e-5),
     "resnet18-p6p7-c5": ("resnet18", [2, 3, 4], False, "p6p7", "c5", False, 1e-5),
 }
+# MobileNetV3-Large + FPN (torchvision's `_mobilenet_extractor`, fasterrcnn_mobilenet_v3_large[_320]_fpn's backbone):
+# stages 4 and 5 (features 13 and 16, both stride 32) + LastLevelMaxPool, BatchNorm2d (eps 1e-5) in eval mode.
+MOBILENET = {"mobilenet-v3-large-fpn": [4, 5]}
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 REL_L2_TOL = 1e-5
@@ -88,6 +91,10 @@ def generated_weight(key, shape):
 
 # ---- model ----
 def build(config):
+    if config in MOBILENET:
+        from torchvision.models.detection.backbone_utils import _mobilenet_extractor
+        body = torchvision.models.mobilenet_v3_large(weights=None, norm_layer=nn.BatchNorm2d)
+        return _mobilenet_extractor(body, True, 6, returned_layers=MOBILENET[config])
     arch, layers, fpn_norm, extra, p6_from, frozen, eps = CONFIGS[config]
     body = getattr(torchvision.models, arch)(weights=None, norm_layer=nn.BatchNorm2d)
     if extra == "pool":
@@ -138,6 +145,8 @@ def make_model(config, calib_input, seed):
             if isinstance(blk, (torchvision.models.resnet.BasicBlock, torchvision.models.resnet.Bottleneck)):
                 last = blk.bn3 if hasattr(blk, "bn3") else blk.bn2
                 last.weight.uniform_(0.1, 0.4)
+            if isinstance(blk, torchvision.models.mobilenetv3.InvertedResidual) and blk.use_res_connect:
+                blk.block[-1][1].weight.uniform_(0.1, 0.4)
         for name, p in model.named_parameters():
             if name.endswith("bias") and "fpn." in name:
                 p.normal_(0.0, 0.1)
@@ -148,6 +157,9 @@ def make_model(config, calib_input, seed):
             var = m.running_var.clamp_min(1e-3 * float(m.running_var.mean()) + 1e-12)
             m.running_mean.add_(0.2 * var.sqrt() * torch.randn_like(var))
             m.running_var.copy_(var * torch.empty_like(var).uniform_(0.7, 1.4))
+    if config in MOBILENET:
+        model.eval()
+        return model
     _, _, _, _, _, frozen, eps = CONFIGS[config]
     if frozen:
         model = frozen_copy(config, model)
@@ -156,6 +168,11 @@ def make_model(config, calib_input, seed):
 
 
 def metadata(config):
+    if config in MOBILENET:
+        return {"format": "fpnstream-weights-1", "architecture": config, "backbone": "mobilenet_v3_large",
+                "returned_layers": ",".join(str(x) for x in MOBILENET[config]), "fpn_norm": "none",
+                "extra_blocks": "pool", "fpn_channels": "256", "bn_eps": "1e-05", "frozen_bn": "false",
+                "source": f"scripts/parity (torch {torch.__version__}, torchvision {torchvision.__version__})"}
     arch, layers, fpn_norm, extra, p6_from, frozen, eps = CONFIGS[config]
     return {
         "format": "fpnstream-weights-1",
@@ -172,6 +189,8 @@ def metadata(config):
 
 
 def level_names(config):
+    if config in MOBILENET:
+        return ["p5a", "p5b", "p6"]  # torchvision's "0", "1" (both stride 32), "pool"
     layers = CONFIGS[config][1]
     names = [f"p{k + 1}" for k in layers]
     last = layers[-1] + 1
@@ -313,7 +332,7 @@ def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("export")
-    e.add_argument("--config", required=True, choices=sorted(CONFIGS))
+    e.add_argument("--config", required=True, choices=sorted(CONFIGS) + sorted(MOBILENET))
     e.add_argument("--video", required=True)
     e.add_argument("--frame", type=int, default=100)
     e.add_argument("--crop", help="x,y,w,h crop of the frame before the transform")

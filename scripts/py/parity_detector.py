@@ -50,6 +50,10 @@ CONFIGS = {
     "retinanet": ("retinanet", "v1", "resnet50", "resnet50-p6p7", 91),
     "retinanet-v2": ("retinanet", "v2", "resnet50", "resnet50-p6p7-c5", 91),
     "fcos": ("fcos", "v1", "resnet50", "resnet50-p6p7", 91),
+    # torchvision's CPU detectors: Faster R-CNN on MobileNetV3-Large-FPN (variant "320": the 320/640 builder).
+    "keypointrcnn": ("keypointrcnn", "v1", "resnet50", "resnet50-fpn", 2),
+    "mobilenet-v3-fpn": ("fasterrcnn", "v1", "mobilenet_v3_large", "mobilenet-v3-large-fpn", 91),
+    "mobilenet-v3-320-fpn": ("fasterrcnn", "320", "mobilenet_v3_large", "mobilenet-v3-large-fpn", 91),
     # Small configurations for the committed fixtures (ResNet-18 body, 5 classes).
     "tiny-maskrcnn": ("maskrcnn", "v1", "resnet18", "resnet18-fpn", 5),
     "tiny-maskrcnn-v2": ("maskrcnn", "v2", "resnet18", "resnet18-fpn-v2", 5),
@@ -162,12 +166,12 @@ def make_model(name, calib_images, min_size, max_size, seed=0):
     def bn(key):
         calibrate_bn(model, images, model.get_submodule(key), gen)
 
-    if arch in ("maskrcnn", "fasterrcnn"):
-        for i in range(1 if variant == "v1" else 2):
+    if arch in ("maskrcnn", "fasterrcnn", "keypointrcnn"):
+        for i in range(1 if variant != "v2" else 2):
             cal(f"rpn.head.conv.{i}.0", 1.0, channel_spread=0.3)
         cal("rpn.head.cls_logits", 1.5, mean=-1.0, channel_spread=0.5)
         cal("rpn.head.bbox_pred", 0.15)
-        if variant == "v1":
+        if variant != "v2":
             cal("roi_heads.box_head.fc6", 1.0, channel_spread=0.3)
             cal("roi_heads.box_head.fc7", 1.0, channel_spread=0.3)
         else:
@@ -187,6 +191,10 @@ def make_model(name, calib_images, min_size, max_size, seed=0):
                     bn(f"roi_heads.mask_head.{i}.1")
             cal("roi_heads.mask_predictor.conv5_mask", 1.0, channel_spread=0.2)
             cal("roi_heads.mask_predictor.mask_fcn_logits", 3.0, channel_spread=0.5)
+        if arch == "keypointrcnn":
+            for i in range(8):
+                cal(f"roi_heads.keypoint_head.{2 * i}", 1.0, channel_spread=0.2)
+            cal("roi_heads.keypoint_predictor.kps_score_lowres", 2.0, channel_spread=0.3)
     elif arch == "retinanet":
         for tower in ("classification_head", "regression_head"):
             for i in range(4):
@@ -235,6 +243,9 @@ def run_torch(model, frames, mask_thresh):
         for i in range(len(r["boxes"])):
             d = {"box": [float(v) for v in r["boxes"][i]], "score": float(r["scores"][i]),
                  "label": int(r["labels"][i])}
+            if "keypoints" in r:
+                d["keypoints"] = [[float(v) for v in p] for p in r["keypoints"][i]]
+                d["keypoint_scores"] = [float(v) for v in r["keypoints_scores"][i]]
             if "masks" in r:
                 soft = r["masks"][i, 0].numpy()
                 d["mask"] = rle_counts(soft > mask_thresh)
@@ -253,9 +264,11 @@ def read_frames(video, indices):
 def convert(model, path, name, min_size, max_size, classes_file=None):
     arch, variant, depth, _, classes = CONFIGS[name]
     sd = {k: v for k, v in model.state_dict().items()}
-    args = convert_torchvision.parser().parse_args(
-        ["in.pth", str(path), "--min-size", str(min_size), "--max-size", str(max_size)])
-    eps = tv_models.bn_eps(arch, variant)
+    argv = ["in.pth", str(path), "--min-size", str(min_size), "--max-size", str(max_size)]
+    if depth == tv_models.MOBILENET:
+        argv += ["--arch", convert_torchvision.architecture_name(arch, variant, depth)]
+    args = convert_torchvision.parser().parse_args(argv)
+    eps = tv_models.bn_eps(arch, variant, depth)
     args.eps = eps
     tensors, meta = convert_torchvision.convert_state_dict(sd, args, f"scripts/parity {name}")
     return tensors, meta
@@ -393,6 +406,32 @@ class Diagnosis:
         return self.frames[k]
 
 
+KP_TOL = 0.05     # px: keypoints are heatmap cell centres, so equal argmaxes give equal positions up to rounding
+KP_SCORE_TOL = 1e-3
+
+
+def keypoint_mismatches(ref, got):
+    """Keypoints that differ: position beyond KP_TOL, or score beyond KP_SCORE_TOL (relative to max(1, |score|)).
+    A different argmax (a neighbouring heatmap cell, e.g. two cells within float noise of the maximum) moves a
+    keypoint by one cell (about one input pixel); it is explained when the two cells' scores agree within the
+    tolerance and the positions are at most 1.5 px apart."""
+    out = []
+    if "keypoints" not in got:
+        return ["swift detection has no keypoints"]
+    for n, (r, g, rs, gs) in enumerate(zip(ref["keypoints"], got["keypoints"], ref["keypoint_scores"],
+                                          got["keypoint_scores"])):
+        same_score = abs(rs - gs) <= KP_SCORE_TOL * max(1.0, abs(rs))
+        if abs(r[0] - g[0]) <= KP_TOL and abs(r[1] - g[1]) <= KP_TOL and same_score:
+            continue
+        if same_score and abs(r[0] - g[0]) <= 1.5 and abs(r[1] - g[1]) <= 1.5:
+            print(f"  keypoint {n}: ({r[0]:.2f}, {r[1]:.2f}) vs ({g[0]:.2f}, {g[1]:.2f}), scores {rs:.5f} / {gs:.5f}: "
+                  "explained, a tie between two heatmap cells")
+            continue
+        out.append(f"keypoint {n}: torch ({r[0]:.2f}, {r[1]:.2f}) score {rs:.5f}, swift ({g[0]:.2f}, {g[1]:.2f}) "
+                   f"score {gs:.5f}")
+    return out
+
+
 def cmd_compare(a):
     ref_doc = json.loads(Path(a.dir, "reference.json").read_text())
     got_doc = json.loads(Path(a.dir, "swift.json").read_text())
@@ -403,6 +442,7 @@ def cmd_compare(a):
     worst_mask = 1.0
     worst_score = 0.0
     worst_iou = 1.0
+    worst_kp = 0.0
     explained_masks = 0
     diagnosis = Diagnosis(a.dir)
     for fr in ref_doc["frames"]:
@@ -419,6 +459,13 @@ def cmd_compare(a):
         for i, j in pairs:
             worst_score = max(worst_score, abs(ref[i]["score"] - got[j]["score"]))
             worst_iou = min(worst_iou, iou(ref[i]["box"], got[j]["box"]))
+            if "keypoints" in ref[i]:
+                kp_bad = keypoint_mismatches(ref[i], got[j])
+                worst_kp = max([worst_kp] + [abs(r[0] - g[0]) + abs(r[1] - g[1]) for r, g in
+                                             zip(ref[i]["keypoints"], got[j].get("keypoints", []))])
+                for why in kp_bad:
+                    print(f"frame {k}: label {ref[i]['label']} score {ref[i]['score']:.4f}: {why}")
+                bad += len(kp_bad)
             if "mask" in ref[i]:
                 if "mask" not in got[j]:
                     print(f"frame {k}: swift detection {j} has no mask")
@@ -468,6 +515,7 @@ def cmd_compare(a):
     print(f"parity: matched {matched} of {total_ref} torch / {total_got} swift detections "
           f"({100 * frac_ref:.2f}% / {100 * frac_got:.2f}%); worst matched box IoU {worst_iou:.5f}, "
           f"score diff {worst_score:.2e}, mask IoU {worst_mask:.4f}"
+          + (f", keypoint |dx|+|dy| {worst_kp:.3f} px" if worst_kp else "")
           + (f" ({explained_masks} explained by the box difference)" if explained_masks else ""))
     if "swift_seconds_per_frame" in got_doc:
         print(f"parity: seconds per frame: torch {ref_doc['torch_seconds_per_frame']:.2f} (2 threads), "

@@ -49,12 +49,23 @@ public enum FPNNorm: String, Sendable {
     case batchNorm
 }
 
-/// Everything that determines a ResNet-FPN backbone's structure and its numerics at load.
+/// The network under the FPN.
+public enum BackboneBody: String, Sendable {
+    /// torchvision's ResNet (`depth`), stages `layer1`...`layer4`.
+    case resnet
+    /// torchvision's `mobilenet_v3_large().features` (`MobileNetV3Body`), stages 0...5 = features 0, 2, 4, 7, 13, 16.
+    case mobileNetV3Large = "mobilenet_v3_large"
+}
+
+/// Everything that determines an FPN backbone's structure and its numerics at load.
 /// Built by name (`BackboneConfig(architecture:)`) or field by field; no global registry.
 public struct BackboneConfig: Equatable, Sendable {
-    /// ResNet body.
+    /// The body kind.
+    public var body: BackboneBody = .resnet
+    /// ResNet body (ignored for MobileNetV3).
     public var depth: ResNetDepth
-    /// Body stages fed to the FPN, ascending subset of 1...4 (Mask R-CNN: 1,2,3,4 → P2...P5; RetinaNet/FCOS: 2,3,4).
+    /// Body stages fed to the FPN, ascending: ResNet a subset of 1...4 (Mask R-CNN: 1,2,3,4 → P2...P5; RetinaNet/FCOS:
+    /// 2,3,4); MobileNetV3 a subset of 0...5 (torchvision's detectors: 4, 5, both at stride 32).
     public var returnedLayers: [Int]
     /// FPN conv normalisation.
     public var fpnNorm: FPNNorm
@@ -78,12 +89,34 @@ public struct BackboneConfig: Equatable, Sendable {
         self.extraBlock = extraBlock; self.fpnChannels = fpnChannels; self.bnEps = bnEps
     }
 
+    /// torchvision's `_mobilenet_extractor` with FPN over MobileNetV3-Large: `returnedLayers` an ascending subset of
+    /// stages 0...5 (default `[num_stages - 2, num_stages - 1]` = 4, 5), `LastLevelMaxPool`, BN eps 1e-5 (the
+    /// detection builders pass FrozenBatchNorm2d or BatchNorm2d with their default eps).
+    public static func mobileNetV3Large(returnedLayers: [Int] = [4, 5], fpnChannels: Int = 256,
+                                       bnEps: Double = 1e-5) -> BackboneConfig {
+        precondition(!returnedLayers.isEmpty && returnedLayers == returnedLayers.sorted()
+                     && Set(returnedLayers).count == returnedLayers.count && returnedLayers.allSatisfy { (0...5).contains($0) },
+                     "returnedLayers must be an ascending subset of 0...5, got \(returnedLayers)")
+        var c = BackboneConfig(depth: .resnet50, fpnChannels: fpnChannels, bnEps: bnEps)
+        c.body = .mobileNetV3Large
+        c.returnedLayers = returnedLayers
+        return c
+    }
+
+    /// Input channels of each returned stage.
+    public var returnedChannels: [Int] {
+        switch body {
+        case .resnet: return returnedLayers.map { depth.channels(layer: $0) }
+        case .mobileNetV3Large: return returnedLayers.map { MobileNetV3Body.stageChannels[$0] }
+        }
+    }
+
     /// Backbone-only architecture names: `resnet{10,18,34,50,101,152}-` + `fpn` (Mask R-CNN v1 layout, FrozenBN eps 0),
     /// `fpn-v2` (BN in the FPN, eps 1e-5), `p6p7` (C3-C5 + P6/P7 from P5, RetinaNet v1, eps 0),
     /// `p6p7-c5` (P6 from C5, RetinaNet v2, eps 1e-5).
     public static let backboneArchitectures: [String] = ResNetDepth.allCases.flatMap { d in
         ["fpn", "fpn-v2", "p6p7", "p6p7-c5"].map { "resnet\(d.rawValue)-\($0)" }
-    }
+    } + ["mobilenet-v3-large-fpn"]
 
     /// torchvision detector builder names (generalised to every depth, as scripts/convert-torchvision writes them):
     /// `{maskrcnn,fasterrcnn,retinanet}_resnetN_fpn[_v2]`, `keypointrcnn_resnetN_fpn`, `fcos_resnetN_fpn`.
@@ -91,11 +124,17 @@ public struct BackboneConfig: Equatable, Sendable {
     public static let detectorArchitectures: [String] = [
         "maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2", "fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2",
         "keypointrcnn_resnet50_fpn", "retinanet_resnet50_fpn", "retinanet_resnet50_fpn_v2", "fcos_resnet50_fpn",
+        "fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_mobilenet_v3_large_320_fpn",
     ]
 
     /// The backbone of a named architecture (see `backboneArchitectures`, `detectorArchitectures`);
     /// nil for an unknown name.
     public init?(architecture name: String) {
+        if ["mobilenet-v3-large-fpn", "fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_mobilenet_v3_large_320_fpn"]
+            .contains(name) {
+            self = .mobileNetV3Large()
+            return
+        }
         if name.contains("_") {
             // Detector names: DET_resnetN_fpn[_v2].
             var parts = name.split(separator: "_", omittingEmptySubsequences: false).map(String.init)
@@ -135,7 +174,7 @@ public struct BackboneConfig: Equatable, Sendable {
         case .maxPool: extra = "pool"
         case .p6p7(let s): extra = "p6p7_from_\(s.rawValue)"
         }
-        return ["backbone": "resnet\(depth.rawValue)", "returned_layers": returnedLayers.map(String.init).joined(separator: ","),
+        return ["backbone": body == .resnet ? "resnet\(depth.rawValue)" : body.rawValue, "returned_layers": returnedLayers.map(String.init).joined(separator: ","),
                 "fpn_norm": fpnNorm == .batchNorm ? "batchnorm" : "none", "extra_blocks": extra,
                 "fpn_channels": String(fpnChannels)]
     }
@@ -176,7 +215,18 @@ public struct BackboneConfig: Equatable, Sendable {
 
     /// Pyramid levels produced, lowest stride first, each with its channels and nominal stride
     /// (P2 = stride 4 ... P7 = stride 128), so heads can size themselves.
+    /// Levels of equal stride (MobileNetV3's two stride-32 stages) are told apart by a letter: `p5a`, `p5b`.
     public var outputShapes: [(name: String, shape: ShapeSpec)] {
+        if body == .mobileNetV3Large {
+            var strides = returnedLayers.map { MobileNetV3Body.stageStrides[$0] }
+            if extraBlock == .maxPool { strides.append(2 * strides.last!) }
+            return strides.enumerated().map { i, s in
+                let k = Int(log2(Double(s)).rounded())
+                let before = strides[..<i].filter { $0 == s }.count
+                let letter = strides.filter { $0 == s }.count > 1 ? String(Character(UnicodeScalar(UInt8(97 + before)))) : ""
+                return ("p\(k)" + letter, ShapeSpec(channels: fpnChannels, stride: s))
+            }
+        }
         var out = returnedLayers.map { k in ("p\(k + 1)", ShapeSpec(channels: fpnChannels, stride: 2 << k)) }
         let top = returnedLayers.last! + 1
         switch extraBlock {
@@ -222,7 +272,11 @@ public struct ModelLoadError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         let f = "weights file '\(file.path)'"
         switch reason {
-        case .missingMetadata(let k): return "\(f): __metadata__ has no '\(k)'"
+        case .missingMetadata(let k):
+            let why = k == "keypoint_names"
+                ? " (a keypoint model must name its keypoints, a JSON list; scripts/convert-torchvision writes COCO's 17)"
+                : ""
+            return "\(f): __metadata__ has no '\(k)'" + why
         case .unknownArchitecture(let a, let known):
             return "\(f): unknown architecture '\(a)' (known: \(known.joined(separator: ", ")); "
                 + "detector names also with resnet10/18/34/101/152)"
@@ -240,7 +294,9 @@ extension BackboneConfig: CustomStringConvertible {
         case .maxPool: extra = " +maxpool"
         case .p6p7(let s): extra = " +p6p7(from \(s.rawValue))"
         }
-        return "resnet\(depth.rawValue) C\(returnedLayers.first! + 1)-C\(returnedLayers.last! + 1) "
-            + "fpn\(fpnChannels)(norm \(fpnNorm.rawValue))\(extra) bn_eps=\(bnEps)"
+        let body = self.body == .resnet
+            ? "resnet\(depth.rawValue) C\(returnedLayers.first! + 1)-C\(returnedLayers.last! + 1) "
+            : "\(self.body.rawValue) stages \(returnedLayers.map(String.init).joined(separator: ",")) "
+        return body + "fpn\(fpnChannels)(norm \(fpnNorm.rawValue))\(extra) bn_eps=\(bnEps)"
     }
 }

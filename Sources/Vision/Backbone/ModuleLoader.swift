@@ -38,14 +38,15 @@ public final class ModuleLoader {
 
     /// A conv `key` (`key.weight` [out, in, k, k], `key.bias` when `bias`), with the BatchNorm `batchNorm` (a key
     /// prefix) folded in when given. Registered as the next `ConvLayer`.
+    /// `groups` > 1: a grouped conv, weight `[out, in / groups, k, k]` (depthwise when groups == in).
     public func conv(_ key: String, in cin: Int, out cout: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
-                     bias: Bool = false, batchNorm: String? = nil, bnEps: Double = 0,
+                     groups: Int = 1, bias: Bool = false, batchNorm: String? = nil, bnEps: Double = 0,
                      activation: Activation = .none) throws -> ConvLayer {
-        let w = try tensor(key + ".weight", shape: [cout, cin, kernel, kernel])
+        let w = try tensor(key + ".weight", shape: [cout, cin / groups, kernel, kernel])
         let b = bias ? try floats(key + ".bias", count: cout) : nil
         let bn = try batchNorm.map { try self.batchNorm($0, channels: cout, eps: bnEps) }
         let conv = Conv2d(weight: w, bias: b, stride: Size2(stride, stride), padding: Size2(padding, padding),
-                          activation: activation, batchNorm: bn)
+                          groups: groups, activation: activation, batchNorm: bn)
         let layer = ConvLayer(key: key, index: convLayers.count, conv: conv)
         convLayers.append(layer)
         return layer

@@ -9,6 +9,12 @@ public struct PyramidLevel {
     public let stride: Int
     /// `[n, channels, ceil-ish(H / stride), ...]` features; valid until the workspace's next `beginFrame()`.
     public let features: Tensor
+
+    public init(name: String, stride: Int, features: Tensor) {
+        self.name = name
+        self.stride = stride
+        self.features = features
+    }
 }
 
 /// The backbone's output: levels lowest stride first. torchvision's OrderedDict names map as
@@ -35,8 +41,11 @@ public struct FeaturePyramid {
 public final class ResNetFPNBackbone: @unchecked Sendable {
     /// The structure this backbone was built with.
     public let config: BackboneConfig
-    /// `backbone.body`.
-    public let body: ResNetBody
+    /// `backbone.body` of a ResNet backbone; nil (implicitly unwrapped, so ResNet-only code reads it directly) for a
+    /// MobileNetV3 backbone, whose body is `mobileNet`.
+    public let body: ResNetBody!
+    /// `backbone.body` (MobileNetV3 bodies).
+    public let mobileNet: MobileNetV3Body?
     /// `backbone.fpn`.
     public let fpn: FeaturePyramidNetwork
     /// Every convolution in execution order of a dense forward (`ConvLayer.index` indexes this array).
@@ -47,10 +56,17 @@ public final class ResNetFPNBackbone: @unchecked Sendable {
     public init(config: BackboneConfig, loader: ModuleLoader, prefix: String = "backbone.") throws {
         let first = loader.convLayers.count
         self.config = config
-        body = try ResNetBody(loader, prefix: prefix + "body.", depth: config.depth,
-                              stages: config.returnedLayers.last!, eps: config.bnEps)
-        fpn = try FeaturePyramidNetwork(loader, prefix: prefix + "fpn.",
-                                        inChannels: config.returnedLayers.map { config.depth.channels(layer: $0) },
+        switch config.body {
+        case .resnet:
+            body = try ResNetBody(loader, prefix: prefix + "body.", depth: config.depth,
+                                  stages: config.returnedLayers.last!, eps: config.bnEps)
+            mobileNet = nil
+        case .mobileNetV3Large:
+            body = nil
+            mobileNet = try MobileNetV3Body(loader, prefix: prefix + "body.", returnedStages: config.returnedLayers,
+                                            eps: config.bnEps)
+        }
+        fpn = try FeaturePyramidNetwork(loader, prefix: prefix + "fpn.", inChannels: config.returnedChannels,
                                         config: config)
         convLayers = Array(loader.convLayers[first...])
     }
@@ -73,6 +89,14 @@ public final class ResNetFPNBackbone: @unchecked Sendable {
     /// first frame of a given size). `runner` lets a per-stream temporal cache or a profiler take over the convs.
     public func callAsFunction(_ input: Tensor, workspace: Workspace, runner: ConvolutionRunner? = nil) -> FeaturePyramid {
         precondition(input.rank == 4 && input.c == 3, "backbone input must be [n, 3, h, w], got \(input.shape)")
+        let shapes = config.outputShapes
+        if let mobileNet {
+            // Its activations and squeeze-excitation run outside the runner: always dense (no temporal reuse).
+            let ctx = ForwardContext(workspace: workspace)
+            return FeaturePyramid(levels: zip(shapes, fpn(mobileNet(input, ctx), ctx)).map {
+                PyramidLevel(name: $0.0.name, stride: $0.0.shape.stride, features: $0.1)
+            })
+        }
         let ctx = ForwardContext(workspace: workspace, runner: runner)
         let returned = config.returnedLayers
         runner?.beginFrame(inputShape: input.shape)
@@ -81,7 +105,6 @@ public final class ResNetFPNBackbone: @unchecked Sendable {
         let c = body(input, ctx, keep: { returned.contains($0) })
         let p = fpn(c, ctx)
         runner?.endClosedGraph(returning: p)
-        let shapes = config.outputShapes
         return FeaturePyramid(levels: zip(shapes, p).map {
             PyramidLevel(name: $0.0.name, stride: $0.0.shape.stride, features: $0.1)
         })

@@ -43,6 +43,9 @@ public final class DetectorState: @unchecked Sendable {
     public let workspace = Workspace()
     /// Optional runner that takes over the backbone's convolutions (nil = dense).
     public var runner: ConvolutionRunner?
+    /// Called once per `detect`, right after the backbone, with the pyramid and the input geometry (nil = not
+    /// called). The levels are workspace buffers: read them during the call, do not keep them.
+    public var pyramidObserver: ((FeaturePyramid, TransformGeometry) -> Void)?
     /// Wall time of each part of the last `detect` call in milliseconds ("transform", "backbone", "heads", and
     /// for R-CNN "rpn", "roi_heads", "masks").
     public internal(set) var timingsMs: [String: Double] = [:]
@@ -96,7 +99,7 @@ public enum DetectorLoader {
         let loader = ModuleLoader(file: file)
         let detector: any Detector
         switch config.family {
-        case .maskRCNN, .fasterRCNN: detector = try GeneralizedRCNN(config: config, loader: loader)
+        case .maskRCNN, .fasterRCNN, .keypointRCNN: detector = try GeneralizedRCNN(config: config, loader: loader)
         case .retinaNet: detector = try RetinaNet(config: config, loader: loader)
         case .fcos: detector = try FCOS(config: config, loader: loader)
         }

@@ -1,3 +1,4 @@
+import FPNCore
 import Foundation
 import Tensor
 
@@ -11,6 +12,8 @@ public enum DetectorFamily: String, Sendable, CaseIterable {
     case retinaNet = "retinanet"
     /// FCOS (`fcos_resnet50_fpn`).
     case fcos
+    /// Keypoint R-CNN: RPN + box head + keypoint head (`keypointrcnn_resnet50_fpn`).
+    case keypointRCNN = "keypointrcnn"
 }
 
 /// Test-time thresholds of a detector; defaults come from the weights' metadata (torchvision's defaults), every
@@ -35,7 +38,7 @@ public struct DetectionThresholds: Sendable, Equatable {
     /// torchvision's defaults for `family`.
     public static func defaults(for family: DetectorFamily) -> DetectionThresholds {
         switch family {
-        case .maskRCNN, .fasterRCNN: return DetectionThresholds(score: 0.05, nms: 0.5, maxDetections: 100)
+        case .maskRCNN, .fasterRCNN, .keypointRCNN: return DetectionThresholds(score: 0.05, nms: 0.5, maxDetections: 100)
         case .retinaNet: return DetectionThresholds(score: 0.05, nms: 0.5, maxDetections: 300)
         case .fcos: return DetectionThresholds(score: 0.2, nms: 0.6, maxDetections: 100)
         }
@@ -52,6 +55,9 @@ public struct RPNSettings: Sendable, Equatable {
     public var nmsThreshold: Float = 0.7
     /// Proposals with a side below this (input pixels) are dropped (1e-3).
     public var minSize: Float = 1e-3
+    /// Proposals whose objectness (after the sigmoid) is below this are dropped before NMS (torchvision's
+    /// `rpn_score_thresh`: 0, the MobileNetV3 builders 0.05).
+    public var scoreThreshold: Float = 0
     public init() {}
 }
 
@@ -82,17 +88,33 @@ public struct DetectorConfig: Sendable, Equatable {
     /// The panoptic half (detectron2 Panoptic FPN: a semantic FPN head on P2-P5 and the panoptic merge), when the
     /// weights have metadata `panoptic: semantic_fpn`; nil for plain detectors.
     public var panoptic: PanopticConfig?
+    /// Keypoint R-CNN: the name of each keypoint (metadata `keypoint_names`, required for that family).
+    public var keypointNames: [String] = []
+    /// Keypoint R-CNN: pairs of keypoint indices (0-based) drawn as the skeleton (metadata `keypoint_skeleton`;
+    /// default COCO's person skeleton when the names are COCO's 17).
+    public var skeleton: [[Int]] = []
+
+    /// COCO's 17 person keypoints (torchvision's `_COCO_PERSON_KEYPOINT_NAMES`).
+    public static let cocoKeypointNames = [
+        "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
+        "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
+        "right_ankle",
+    ]
 
     /// Accepted architecture names, for error messages.
     public static let knownArchitectures: [String] = DetectorFamily.allCases.flatMap { f in
         ResNetDepth.allCases.flatMap { d -> [String] in
             let base = "\(f.rawValue)_resnet\(d.rawValue)_fpn"
-            return f == .fcos ? [base] : [base, base + "_v2"]
+            return f == .fcos || f == .keypointRCNN ? [base] : [base, base + "_v2"]
         }
-    }
+    } + mobileNetArchitectures
+
+    /// torchvision's Faster R-CNN builders on MobileNetV3-Large-FPN.
+    public static let mobileNetArchitectures = ["fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_mobilenet_v3_large_320_fpn"]
 
     /// Parses `family`, depth and variant from an architecture name; nil if it is not a detector name.
     public static func parse(architecture name: String) -> (DetectorFamily, ResNetDepth, Int)? {
+        if mobileNetArchitectures.contains(name) { return (.fasterRCNN, .resnet50, 1) }  // depth unused
         var rest = Substring(name)
         var variant = 1
         if rest.hasSuffix("_v2") { variant = 2; rest = rest.dropLast(3) }
@@ -101,7 +123,7 @@ public struct DetectorConfig: Sendable, Equatable {
         let parts = rest.split(separator: "_")
         guard parts.count == 2, let family = DetectorFamily(rawValue: String(parts[0])),
               parts[1].hasPrefix("resnet"), let n = Int(parts[1].dropFirst(6)), let depth = ResNetDepth(rawValue: n),
-              !(family == .fcos && variant == 2) else { return nil }
+              !((family == .fcos || family == .keypointRCNN) && variant == 2) else { return nil }
         return (family, depth, variant)
     }
 
@@ -119,7 +141,29 @@ public struct DetectorConfig: Sendable, Equatable {
         self.rpn = RPNSettings()
         self.transform = TransformConfig()
         self.panoptic = nil
+        if Self.mobileNetArchitectures.contains(architecture) {
+            // torchvision's fasterrcnn_mobilenet_v3_large[_320]_fpn defaults.
+            rpn.scoreThreshold = 0.05
+            if architecture.contains("_320_") {
+                transform = TransformConfig(resize: .shorterSide(min: 320, max: 640))
+                rpn.preNMSTopN = 150
+                rpn.postNMSTopN = 150
+            }
+        }
     }
+
+    /// The RPN's anchors: one size per level (32...512 on P2...P6), or all five sizes on each of the MobileNetV3
+    /// backbone's three levels (15 anchors per location).
+    public var anchorGenerator: AnchorGenerator {
+        backbone.body == .mobileNetV3Large
+            ? AnchorGenerator(sizes: Array(repeating: [32, 64, 128, 256, 512], count: 3),
+                              aspectRatios: Array(repeating: [0.5, 1, 2], count: 3))
+            : .rcnn
+    }
+
+    /// How many pyramid levels RoIAlign pools from: the returned body stages (torchvision's featmap names "0"..."3"
+    /// that exist; never the extra "pool" level).
+    public var pooledLevelCount: Int { min(4, backbone.returnedLayers.count) }
 
     /// Reads the config from a weights file's metadata. `num_classes` and `class_names` are optional (the class
     /// count then comes from the weights, checked by the model builder).
@@ -162,8 +206,11 @@ public struct DetectorConfig: Sendable, Equatable {
         if let v = try value("rpn_pre_nms_top_n", positiveInt) { rpn.preNMSTopN = v }
         if let v = try value("rpn_post_nms_top_n", positiveInt) { rpn.postNMSTopN = v }
         if let v = try value("rpn_nms_thresh", unitFloat) { rpn.nmsThreshold = v }
-        let minSize = try value("min_size", positiveInt) ?? 800
-        let maxSize = try value("max_size", positiveInt) ?? 1333
+        if let v = try value("rpn_score_thresh", unitFloat) { rpn.scoreThreshold = v }
+        var (minSize, maxSize) = (800, 1333)
+        if case .shorterSide(let lo, let hi) = transform.resize { (minSize, maxSize) = (lo, hi) }
+        minSize = try value("min_size", positiveInt) ?? minSize
+        maxSize = try value("max_size", positiveInt) ?? maxSize
         let triple: (String) -> [Float]? = { s in
             (try? JSONDecoder().decode([Float].self, from: Data(s.utf8))).flatMap { $0.count == 3 ? $0 : nil }
         }
@@ -173,6 +220,24 @@ public struct DetectorConfig: Sendable, Equatable {
             throw ModelLoadError(file: file, reason: .badMetadata(key: "image_std", value: m["image_std"] ?? ""))
         }
         transform = TransformConfig(resize: .shorterSide(min: minSize, max: maxSize), mean: mean, std: std)
+        if family == .keypointRCNN {
+            guard let s = m["keypoint_names"] else {
+                throw ModelLoadError(file: file, reason: .missingMetadata("keypoint_names"))
+            }
+            guard let names = try? JSONDecoder().decode([String].self, from: Data(s.utf8)), !names.isEmpty else {
+                throw ModelLoadError(file: file, reason: .badMetadata(key: "keypoint_names", value: String(s.prefix(80))))
+            }
+            keypointNames = names
+            if let e = m["keypoint_skeleton"] {
+                guard let pairs = try? JSONDecoder().decode([[Int]].self, from: Data(e.utf8)),
+                      pairs.allSatisfy({ $0.count == 2 && $0.allSatisfy { names.indices.contains($0) } }) else {
+                    throw ModelLoadError(file: file, reason: .badMetadata(key: "keypoint_skeleton", value: String(e.prefix(80))))
+                }
+                skeleton = pairs
+            } else if names == Self.cocoKeypointNames {
+                skeleton = Keypoint.cocoSkeleton
+            }
+        }
         if let kind = m["panoptic"] {
             guard kind == "semantic_fpn" else {
                 throw ModelLoadError(file: file, reason: .badMetadata(key: "panoptic", value: kind))

@@ -16,6 +16,8 @@ public final class GeneralizedRCNN: Detector, @unchecked Sendable {
     let roiHeads: RoIHeads
     /// Panoptic FPN only: detectron2's semantic FPN head on P2-P5 (keys `sem_seg_head.*`).
     let semanticHead: SemanticFPNHead?
+    /// Keypoint R-CNN only.
+    let keypointHead: KeypointHead?
 
     init(config c: DetectorConfig, loader: ModuleLoader) throws {
         var config = c
@@ -26,9 +28,20 @@ public final class GeneralizedRCNN: Detector, @unchecked Sendable {
         backbone = try ResNetFPNBackbone(config: config.backbone, loader: loader)
         let ch = config.backbone.fpnChannels
         rpn = try RegionProposalNetwork(loader, prefix: "rpn.head.", channels: ch, convDepth: config.variant == 2 ? 2 : 1,
-                                        generator: .rcnn, settings: config.rpn)
+                                        generator: config.anchorGenerator, settings: config.rpn)
         roiHeads = try RoIHeads(loader, channels: ch, variant: config.variant, numClasses: k, masks: hasMasks)
         transform = DetectionTransform(config.transform)
+        if config.family == .keypointRCNN {
+            let head = try KeypointHead(loader, channels: ch)
+            guard head.count == config.keypointNames.count else {
+                throw DetectorLoadError(file: loader.file.url, reason: .classCount(
+                    what: "__metadata__ 'keypoint_names' lists \(config.keypointNames.count) keypoints but "
+                        + "'roi_heads.keypoint_predictor.kps_score_lowres.weight' predicts \(head.count)"))
+            }
+            keypointHead = head
+        } else {
+            keypointHead = nil
+        }
         if var p = config.panoptic {
             let head = "sem_seg_head."
             let dims = try p.convDims ?? DetectorLoader.width(loader, key: head + "p2.0.weight", fallback: 128)
@@ -72,9 +85,13 @@ public final class GeneralizedRCNN: Detector, @unchecked Sendable {
         let pyramid = backbone(input, workspace: ws, runner: state.runner)
         let levels = pyramid.levels
         ms["backbone"] = DetectorSupport.lap(&clock)
+        if let observe = state.pyramidObserver {
+            observe(pyramid, g)
+            clock = Benchmark.now()
+        }
         let proposals = rpn(levels, geometry: g, state: state)
         ms["rpn"] = DetectorSupport.lap(&clock)
-        let pooling = roiHeads.poolingLevels(levels, ws: ws)
+        let pooling = roiHeads.poolingLevels(Array(levels.prefix(config.pooledLevelCount)), ws: ws)
         let raw = roiHeads.detect(pooling, proposals: proposals, geometry: g, thresholds: t, ws: ws)
         var dets = DetectorSupport.detections(raw, geometry: g, names: config.classNames)
         ms["roi_heads"] = DetectorSupport.lap(&clock)
@@ -97,7 +114,15 @@ public final class GeneralizedRCNN: Detector, @unchecked Sendable {
             }
             ms["masks"] = DetectorSupport.lap(&clock)
         }
-        ms["heads"] = ms["rpn"]! + ms["roi_heads"]! + (ms["masks"] ?? 0)
+        if let keypointHead {
+            let kps = keypointHead.keypoints(roiHeads, pooling, boxes: raw.boxes, geometry: g, ws: ws)
+            let rx = g.toSourceX, ry = g.toSourceY  // torchvision's resize_keypoints
+            for i in dets.indices {
+                dets[i].keypoints = kps[i].map { Keypoint(x: $0.x * rx, y: $0.y * ry, score: $0.score) }
+            }
+            ms["keypoints"] = DetectorSupport.lap(&clock)
+        }
+        ms["heads"] = ms["rpn"]! + ms["roi_heads"]! + (ms["masks"] ?? 0) + (ms["keypoints"] ?? 0)
         guard let merge, let semanticHead, let p = config.panoptic else { return (dets, nil) }
         let logits = semanticHead.logits(levels.prefix(4).map(\.features), workspace: ws, runner: state.runner)
         let semantic = semanticHead.segmentation(logits: logits, inputSize: (g.resizedHeight, g.resizedWidth),

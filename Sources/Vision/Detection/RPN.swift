@@ -7,7 +7,8 @@ import Tensor
 /// Head (shared by every level): `rpn.head.conv.{0[,1]}.0` 3x3 + ReLU (one conv in v1, two in v2), then
 /// `cls_logits` 1x1 → A objectness logits and `bbox_pred` 1x1 → 4A deltas (channel `a * 4 + c`).
 /// Per level: top-k (1000) on the raw logits in (y, x, a) order; decode against the anchors with weights (1,1,1,1);
-/// sigmoid; clip to the resized image; drop boxes with a side < 1e-3; then NMS per level at 0.7 (batched over
+/// sigmoid; clip to the resized image; drop boxes with a side < 1e-3 and (MobileNetV3 builders) an objectness
+/// below `scoreThreshold`; then NMS per level at 0.7 (batched over
 /// levels) and keep the best 1000 overall.
 final class RegionProposalNetwork: @unchecked Sendable {
     let convs: [ConvLayer]
@@ -67,8 +68,10 @@ final class RegionProposalNetwork: @unchecked Sendable {
                                            reference: anchors[l][idx])
                     box = box.clipped(width: imgW, height: imgH)
                     guard box.hasSides(atLeast: settings.minSize) else { continue }
+                    let score = DetectorSupport.sigmoid(obj[idx])
+                    guard score >= settings.scoreThreshold else { continue }
                     boxes.append(box)
-                    scores.append(DetectorSupport.sigmoid(obj[idx]))
+                    scores.append(score)
                     lvl.append(l)
                 }
             }

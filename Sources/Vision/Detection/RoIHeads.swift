@@ -177,17 +177,25 @@ final class RoIHeads: @unchecked Sendable {
         for j in 0..<x.count { out[j] *= inv }
     }
 
+    /// `boxes` pooled by `pooler`, then `convs` in order (each input released): the start of the mask and keypoint
+    /// branches.
+    func tower(_ pooler: MultiScaleRoIAlign, _ levels: [Tensor], boxes: [Box], convs: [ConvLayer],
+               geometry g: TransformGeometry, ws: Workspace) -> Tensor {
+        var x = pool(pooler, levels, boxes: boxes, geometry: g, ws: ws)
+        for conv in convs {
+            let next = conv.conv(x, in: ws)
+            ws.release(x)
+            x = next
+        }
+        return x
+    }
+
     /// Mask branch: the 28x28 probability map of each detection's own label, `[D * 28 * 28]` row-major.
     /// `levels`: `poolingLevels` of this frame.
     func masks(_ levels: [Tensor], detections raw: RawDetections, geometry g: TransformGeometry,
                ws: Workspace) -> [Float] {
         guard let maskConvs, let maskUpsample, let maskLogits, !raw.boxes.isEmpty else { return [] }
-        var x = pool(maskPooler, levels, boxes: raw.boxes, geometry: g, ws: ws)
-        for conv in maskConvs {
-            let next = conv.conv(x, in: ws)
-            ws.release(x)
-            x = next
-        }
+        let x = tower(maskPooler, levels, boxes: raw.boxes, convs: maskConvs, geometry: g, ws: ws)
         let up = maskUpsample(x, in: ws)
         ws.release(x)
         let logits = maskLogits.conv(up, in: ws)

@@ -62,8 +62,13 @@ struct DenseHead {
         var clock = Benchmark.now()
         let (input, g) = transform(image, workspace: ws)
         let transformMs = DetectorSupport.lap(&clock)
-        let levels = backbone(input, workspace: ws, runner: state.runner).levels
+        let pyramid = backbone(input, workspace: ws, runner: state.runner)
+        let levels = pyramid.levels
         let backboneMs = DetectorSupport.lap(&clock)
+        if let observe = state.pyramidObserver {
+            observe(pyramid, g)
+            clock = Benchmark.now()
+        }
         defer {
             state.timingsMs = ["transform": transformMs, "backbone": backboneMs, "heads": DetectorSupport.lap(&clock)]
         }
