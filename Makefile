@@ -15,7 +15,7 @@ build: setup
 	swift build
 
 release: setup
-	swift build -c release
+	swift build -c release $(SWIFT_BUILD_FLAGS)
 
 test: samples models
 	scripts/test

@@ -59,7 +59,7 @@ let package = Package(
         .target(name: "MQTT"),
         // `serve`: many cameras on shared models, fair inference scheduling, sharding, HTTP API, metrics, MQTT events.
         .target(name: "Serve", dependencies: [
-            "FPNStream", "FPNCore", "MediaIO", "Outputs", "StagePipeline", "MQTT",
+            "FPNStream", "FPNCore", "MediaIO", "Outputs", "StagePipeline", "MQTT", "ONNX", "Tensor",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),

@@ -305,8 +305,14 @@ final class LiveStreamRun: @unchecked Sendable {
 final class LiveFigures: @unchecked Sendable {
     let stream: Int
     var source = ""
-    var metrics: () -> [StageMetrics] = { [] }
     private let lock = NSLock()
+    private var _metrics: () -> [StageMetrics] = { [] }
+    /// The stream's pipeline metrics; set by `connect` on the stream's thread while status readers (HTTP, the
+    /// stats timer) may already call it, hence the lock (it also orders the pipeline's construction before them).
+    var metrics: () -> [StageMetrics] {
+        get { lock.lock(); defer { lock.unlock() }; return _metrics }
+        set { lock.lock(); _metrics = newValue; lock.unlock() }
+    }
     private var connected = false
     private var total = LatencyHistogram()
     private var window = LatencyHistogram()

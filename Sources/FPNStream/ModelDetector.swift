@@ -64,10 +64,11 @@ public struct ModelDetector: FrameDetector {
     }
 
     /// Wraps an already loaded model (e.g. shared between streams) with the spec's thresholds and class filter.
-    public init(detector: any Detector, spec: ModelSpec) throws {
+    /// `workspace`: see `forNewStream(workspace:)`.
+    public init(detector: any Detector, spec: ModelSpec, workspace: Workspace = Workspace()) throws {
         self.detector = detector
         self.spec = spec
-        self.state = DetectorState()
+        self.state = DetectorState(workspace: workspace)
         var t = detector.config.thresholds
         if let v = spec.score { t.score = v }
         if let v = spec.nms { t.nms = v }
@@ -107,9 +108,11 @@ public struct ModelDetector: FrameDetector {
 
     /// A detector for another stream: the same loaded model, thresholds and temporal settings, fresh per-stream
     /// state (buffers, anchors, temporal cache).
-    public func forNewStream() -> ModelDetector {
+    /// `workspace`: the buffer arena of the forward pass, the stream's own by default; streams whose `detect` calls
+    /// never overlap (`serve` with one inference slot) can share one, since nothing in it outlives a call.
+    public func forNewStream(workspace: Workspace = Workspace()) -> ModelDetector {
         // Cannot throw: the class names were resolved against this model already.
-        var d = try! ModelDetector(detector: detector, spec: spec)
+        var d = try! ModelDetector(detector: detector, spec: spec, workspace: workspace)
         try! d.useTemporal(temporal)
         return d
     }

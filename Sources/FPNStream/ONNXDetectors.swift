@@ -11,21 +11,36 @@ public enum ONNXDetectors {
     /// Throws `PipelineSpecError` (naming the pipeline file and `model.*`) for a missing, unreadable, corrupt or
     /// unsupported model file, or settings that do not apply to it.
     public static func detector(for model: ModelSpec, pipelineFile file: String) throws -> (any FrameDetector)? {
-        let isONNX = model.kind == .onnxCenterFace || model.path.lowercased().hasSuffix(".onnx")
-        guard isONNX else { return nil }
-        func fail(_ key: String, _ message: String) -> PipelineSpecError {
-            PipelineSpecError(file: file, line: nil, keyPath: key, message: message)
-        }
+        guard let network = try network(for: model, pipelineFile: file) else { return nil }
+        return try detector(for: model, network: network, pipelineFile: file)
+    }
+
+    /// True when `model` is read by this loader (an `.onnx` path or an ONNX `model.kind`).
+    public static func isONNX(_ model: ModelSpec) -> Bool {
+        model.kind == .onnxCenterFace || model.path.lowercased().hasSuffix(".onnx")
+    }
+
+    /// The compiled network of an ONNX `model` (nil for another kind of model), after checking that the settings
+    /// apply to ONNX models. The network is immutable: one can serve any number of detectors (`detector(for:
+    /// network:pipelineFile:)`), each with its own session buffers.
+    public static func network(for model: ModelSpec, pipelineFile file: String) throws -> ONNXNetwork? {
+        guard isONNX(model) else { return nil }
         for (key, set) in [("mask_threshold", model.maskThreshold != nil), ("min_size", model.minSize != nil),
                            ("max_size", model.maxSize != nil)] where set {
-            throw fail("model.\(key)", "does not apply to ONNX models (CenterFace: model.input_scale; YOLO: the file's input size)")
+            throw specError(file, "model.\(key)",
+                            "does not apply to ONNX models (CenterFace: model.input_scale; YOLO: the file's input size)")
         }
-        let network: ONNXNetwork
         do {
-            network = try ONNXNetwork(contentsOf: URL(fileURLWithPath: model.path))
+            return try ONNXNetwork(contentsOf: URL(fileURLWithPath: model.path))
         } catch {
-            throw fail("model.path", "\(error)")
+            throw specError(file, "model.path", "\(error)")
         }
+    }
+
+    /// A new per-stream detector on `network` (loaded by `network(for:pipelineFile:)` from `model.path`).
+    public static func detector(for model: ModelSpec, network: ONNXNetwork,
+                                pipelineFile file: String) throws -> any FrameDetector {
+        let fail = { (key: String, message: String) in specError(file, key, message) }
         if model.kind == .auto, !isCenterFace(network) {
             return try yolo(network, model, fail)
         }
@@ -42,6 +57,10 @@ public enum ONNXDetectors {
         } catch {
             throw fail("model.path", "\(error)")
         }
+    }
+
+    static func specError(_ file: String, _ key: String, _ message: String) -> PipelineSpecError {
+        PipelineSpecError(file: file, line: nil, keyPath: key, message: message)
     }
 
     /// CenterFace's signature: four outputs of 1, 2, 2 and 10 channels.

@@ -23,6 +23,18 @@ extension ONNXPlan {
 
         struct Failure: Error { let message: String }
 
+        /// The product of `dims`; nil when a dim is negative or the product overflows.
+        static func product(_ dims: [Int]) -> Int? {
+            var p = 1
+            for d in dims {
+                guard d >= 0 else { return nil }
+                let (r, overflow) = p.multipliedReportingOverflow(by: d)
+                guard !overflow else { return nil }
+                p = r
+            }
+            return p
+        }
+
         /// `axis` (possibly negative) as an index into `rank` axes.
         static func normalize(_ axis: Int, rank: Int) throws -> Int {
             let a = axis < 0 ? axis + rank : axis
@@ -39,15 +51,17 @@ extension ONNXPlan {
                     guard i < x.count else { throw Failure(message: "shape \(target) copies dim \(i) of \(x)") }
                     out[i] = x[i]
                 }
-                let count = x.reduce(1, *)
+                // Target dims come from the file: any size, so products are checked for overflow.
+                guard let count = Self.product(x) else { throw Failure(message: "cannot reshape \(x) to \(target)") }
                 if let m = out.firstIndex(of: -1) {
-                    let rest = out.enumerated().filter { $0.offset != m }.reduce(1) { $0 * $1.element }
-                    guard rest > 0, count % rest == 0 else { throw Failure(message: "cannot reshape \(x) to \(target)") }
+                    var others = out
+                    others.remove(at: m)
+                    guard let rest = Self.product(others), rest > 0, count % rest == 0 else {
+                        throw Failure(message: "cannot reshape \(x) to \(target)")
+                    }
                     out[m] = count / rest
                 }
-                guard out.allSatisfy({ $0 >= 0 }), out.reduce(1, *) == count else {
-                    throw Failure(message: "cannot reshape \(x) to \(target)")
-                }
+                guard Self.product(out) == count else { throw Failure(message: "cannot reshape \(x) to \(target)") }
                 return out
             case .transpose, .slice, .splitPart:
                 return try gather(x).shape

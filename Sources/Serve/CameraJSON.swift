@@ -40,14 +40,14 @@ enum CameraJSON {
             s.temporal = TemporalSettings(mode: mode)
         }
         if let v = o["max_fps"] {
-            guard let n = v as? NSNumber, !(v is Bool), n.doubleValue >= 0, n.doubleValue.isFinite else {
+            guard let n = v as? NSNumber, !isBool(n), n.doubleValue >= 0, n.doubleValue.isFinite else {
                 throw Invalid(description: "max_fps: expected a number ≥ 0")
             }
             s.maxFPS = n.doubleValue > 0 ? n.doubleValue : nil
         }
         if let v = o["loop"] {
-            guard let b = v as? Bool else { throw Invalid(description: "loop: expected true or false") }
-            s.loop = b
+            guard let n = v as? NSNumber, isBool(n) else { throw Invalid(description: "loop: expected true or false") }
+            s.loop = n.boolValue
         }
         if let v = o["outputs"] {
             guard let out = v as? [String: Any] else { throw Invalid(description: "outputs: expected an object") }
@@ -58,6 +58,26 @@ enum CameraJSON {
             s.video = try string(out, "video", in: "outputs.")
         }
         return s
+    }
+
+    /// JSON `true`/`false` (a numeric 0 or 1 also converts to `Bool` with `as?`, so the type tells them apart).
+    private static func isBool(_ n: NSNumber) -> Bool {
+        String(cString: n.objCType) == "c"
+    }
+
+    /// A spec as a request body (the inverse of `spec(id:body:)` for specs made from bodies).
+    static func body(of s: CameraSpec) -> [String: Any] {
+        var o: [String: Any] = ["url": s.url]
+        if let p = s.pipeline { o["pipeline"] = p }
+        if let m = s.model { o["model"] = m }
+        if let t = s.temporal { o["temporal"] = t.mode.rawValue }
+        if let f = s.maxFPS { o["max_fps"] = f }
+        if s.loop { o["loop"] = true }
+        var out: [String: Any] = [:]
+        if let j = s.jsonl { out["jsonl"] = j }
+        if let v = s.video { out["video"] = v }
+        if !out.isEmpty { o["outputs"] = out }
+        return o
     }
 
     private static func string(_ o: [String: Any], _ key: String, in prefix: String = "") throws -> String? {

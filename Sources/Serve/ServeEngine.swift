@@ -2,6 +2,7 @@ import FPNCore
 import FPNStream
 import Foundation
 import MQTT
+import Tensor
 
 /// The cameras of one `serve` process and what they share:
 ///
@@ -20,10 +21,12 @@ public final class ServeEngine: @unchecked Sendable {
     public let shard: Shard
     /// Name in MQTT status topics.
     public let instance: String
-    let models = ModelCache()
+    let models: ModelCache
     let scheduler: InferenceScheduler
     let metrics = ServeMetrics()
     private let publisher: EventPublisher?
+    /// Changes made over the API, kept across restarts (`serve --state FILE`); nil = they last until exit.
+    let state: CameraStateFile?
     private let lock = NSLock()
     /// Serializes changes (file reloads and HTTP requests), so two changes of one camera never interleave.
     private let changing = NSRecursiveLock()
@@ -50,20 +53,29 @@ public final class ServeEngine: @unchecked Sendable {
         }
     }
 
-    public init(config: ServeConfig, shard: Shard = .all, publisher: EventPublisher? = nil) {
+    public convenience init(config: ServeConfig, shard: Shard = .all, publisher: EventPublisher? = nil) {
+        self.init(config: config, shard: shard, publisher: publisher, state: nil)
+    }
+
+    init(config: ServeConfig, shard: Shard, publisher: EventPublisher?, state: CameraStateFile?) {
         self.shard = shard
         instance = config.instance ?? ProcessInfo.processInfo.hostName
         scheduler = InferenceScheduler(slots: config.inferenceSlots)
+        // One inference at a time: the cameras' forward passes can share one arena.
+        models = ModelCache(sharedWorkspace: config.inferenceSlots == 1 ? Workspace() : nil)
         self.publisher = publisher
+        self.state = state
     }
 
     /// Brings the file's cameras (of this shard) to `specs`: new ids start, changed ones restart, ids gone from the
-    /// file stop. Cameras added over HTTP are left alone unless the file now names them.
+    /// file stop. With a state file, the API's saved changes are laid over `specs` first (they win for the ids they
+    /// name). Without one, cameras added over HTTP are left alone unless the file now names them.
     @discardableResult
-    public func apply(fileCameras specs: [CameraSpec]) -> Changes {
+    public func apply(fileCameras file: [CameraSpec]) -> Changes {
         changing.lock()
         defer { changing.unlock() }
         var ch = Changes()
+        let specs = state?.applied(to: file) ?? file
         let owned = specs.filter { s in
             if shard.owns(s.id) { return true }
             ch.skipped.append(s.id)
@@ -126,6 +138,29 @@ public final class ServeEngine: @unchecked Sendable {
         return .success(old == nil ? .added : .changed)
     }
 
+    /// `POST`/`PUT` over the API: `upsert`, then saved to the state file (if any). A change that ran but could not
+    /// be saved fails with `ServeError.notSaved`.
+    func put(fromAPI spec: CameraSpec) -> Result<Upsert, Error> {
+        changing.lock()
+        defer { changing.unlock() }
+        let r = upsert(spec)
+        if case .success = r, let state {
+            do { try state.put(spec) } catch { return .failure(ServeError.notSaved(id: spec.id, reason: "\(error)")) }
+        }
+        return r
+    }
+
+    /// `DELETE` over the API: `remove`, then saved to the state file (if any). False: no such camera.
+    func delete(fromAPI id: String) throws -> Bool {
+        changing.lock()
+        defer { changing.unlock() }
+        guard remove(id) else { return false }
+        if let state {
+            do { try state.delete(id) } catch { throw ServeError.notSaved(id: id, reason: "\(error)") }
+        }
+        return true
+    }
+
     /// Stops and forgets a camera; false when there is none with that id.
     @discardableResult
     public func remove(_ id: String) -> Bool {
@@ -181,12 +216,16 @@ public final class ServeEngine: @unchecked Sendable {
 public enum ServeError: Error, CustomStringConvertible {
     case otherShard(id: String, owner: Int, shard: Shard)
     case shuttingDown
+    /// The change was made but the state file could not be written.
+    case notSaved(id: String, reason: String)
 
     public var description: String {
         switch self {
         case .otherShard(let id, let owner, let shard):
             return "camera '\(id)' belongs to shard \(owner)/\(shard.count), not to this instance (\(shard))"
         case .shuttingDown: return "shutting down"
+        case .notSaved(let id, let reason):
+            return "camera '\(id)' changed, but the change was not saved and will not survive a restart: \(reason)"
         }
     }
 }

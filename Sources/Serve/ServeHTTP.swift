@@ -115,7 +115,11 @@ public final class ServeHTTP: @unchecked Sendable {
         }
         router.delete("/api/cameras/:id") { _, ctx in
             let id = try ctx.parameters.require("id")
-            guard engine.remove(id) else { throw HTTPError(.notFound, message: "no camera '\(id)'") }
+            let removed: Bool
+            do { removed = try engine.delete(fromAPI: id) } catch {
+                throw HTTPError(.internalServerError, message: "\(error)")
+            }
+            guard removed else { throw HTTPError(.notFound, message: "no camera '\(id)'") }
             return Response(status: .noContent)
         }
     }
@@ -139,7 +143,7 @@ public final class ServeHTTP: @unchecked Sendable {
     }
 
     private static func upsert(_ engine: ServeEngine, _ spec: CameraSpec) throws -> Response {
-        switch engine.upsert(spec) {
+        switch engine.put(fromAPI: spec) {
         case .success(let r):
             var j = JSONBuffer(capacity: 512)
             if let c = engine.camera(spec.id) { CameraJSON.write(c.status(), into: &j) } else { j.beginObject(); j.endObject() }
@@ -148,6 +152,7 @@ public final class ServeHTTP: @unchecked Sendable {
             return res
         case .failure(let e as ServeError):
             if case .shuttingDown = e { throw HTTPError(.serviceUnavailable, message: e.description) }
+            if case .notSaved = e { throw HTTPError(.internalServerError, message: e.description) }
             throw HTTPError(.conflict, message: e.description)
         case .failure(let e):
             throw HTTPError(.badRequest, message: redactCredentials("\(e)"))

@@ -13,6 +13,9 @@ public struct ServeOptions: Sendable {
     public var instance: String?
     /// Stop after this many seconds (nil = until SIGINT/SIGTERM).
     public var duration: Double?
+    /// JSON file keeping the cameras added, changed and removed over the HTTP API across restarts (created by the
+    /// first change; read at start and on SIGHUP). nil = API changes last until the process exits.
+    public var statePath: String?
 
     public init(configPath: String) { self.configPath = configPath }
 }
@@ -52,6 +55,10 @@ public final class ServeRunner: @unchecked Sendable {
             config.http.host = h
             config.http.port = p
         }
+        var state: CameraStateFile?
+        if let path = options.statePath {
+            do { state = try CameraStateFile(path: path) } catch { throw Failure(description: "--state \(error)", status: 2) }
+        }
         let instance = config.instance ?? ProcessInfo.processInfo.hostName
         var publisher: EventPublisher?
         if let m = config.mqtt {
@@ -59,7 +66,7 @@ public final class ServeRunner: @unchecked Sendable {
                 throw Failure(description: "mqtt: \(error)", status: 1)
             }
         }
-        let engine = ServeEngine(config: config, shard: options.shard, publisher: publisher)
+        let engine = ServeEngine(config: config, shard: options.shard, publisher: publisher, state: state)
         self.engine = engine
         // Stop on a signal from here on, even while the first cameras start.
         let trap = SignalTrap { [self] _ in stopped.signal() }
@@ -97,6 +104,10 @@ public final class ServeRunner: @unchecked Sendable {
         let config: ServeConfig
         do { config = try ServeConfig.load(path: options.configPath) } catch {
             log("reload: \(error) (cameras left as they were)")
+            return
+        }
+        do { try engine.state?.reload() } catch {
+            log("reload: --state \(error) (cameras left as they were)")
             return
         }
         let c = engine.apply(fileCameras: config.cameras)

@@ -145,7 +145,9 @@ public struct PipelineBuilder<Output> {
         let q = queue ?? QueueOptions(capacity: control.options.queueCapacity, policy: control.options.dropPolicy)
         let node = StageNode(stage: stage, queue: q, control: control, position: control.nodes.count)
         control.nodes.append(node)
-        connect(Downstream(push: { node.input.push($0) != .rejected }, close: { node.input.close() }))
+        // The upstream thread touches only the (locked) queue, never the node the stage thread works in.
+        let input = node.input
+        connect(Downstream(push: { input.push($0) != .rejected }, close: { input.close() }))
         return PipelineBuilder<S.Output>(control: control, connect: { node.downstream = $0 })
     }
 
@@ -325,7 +327,11 @@ final class SourceNode<S: Source>: NodeBase, @unchecked Sendable {
 }
 
 final class StageNode<S: Stage>: NodeBase, @unchecked Sendable {
-    var stage: S
+    /// The stage until `run` moves it into a local that only the node's queue mutates. Mutated in a field, a stage of
+    /// zero size would share its address with `input`, which other threads read (`metrics()`, `cancelInput()`, the
+    /// upstream push), and ThreadSanitizer rightly sees unordered accesses to one location.
+    private var pendingStage: S?
+    let name: String
     let input: BoundedQueue<Envelope<S.Input>>
     let control: PipelineControl
     let queue: DispatchQueue
@@ -336,7 +342,8 @@ final class StageNode<S: Stage>: NodeBase, @unchecked Sendable {
 
     init(stage: S, queue q: QueueOptions, control: PipelineControl, position: Int) {
         self.position = position
-        self.stage = stage
+        self.pendingStage = stage
+        self.name = stage.name
         self.input = BoundedQueue(capacity: q.capacity, policy: q.policy)
         self.control = control
         self.queue = DispatchQueue(label: "\(control.options.label).\(stage.name)", qos: .userInitiated)
@@ -354,6 +361,7 @@ final class StageNode<S: Stage>: NodeBase, @unchecked Sendable {
 
     private func run() {
         guard let downstream else { preconditionFailure("pipeline built without a sink") }
+        guard var stage = pendingStage.take() else { preconditionFailure("stage node started twice") }
         while let env = input.pop() {
             let t0 = DispatchTime.now()
             let out: S.Output?
@@ -388,7 +396,7 @@ final class StageNode<S: Stage>: NodeBase, @unchecked Sendable {
     }
 
     private func failure(_ error: Error, phase: PipelineError.Phase, env: Envelope<S.Input>?) -> PipelineError {
-        PipelineError.wrapping(error, stage: stage.name, phase: phase, frameIndex: env?.frameIndex,
+        PipelineError.wrapping(error, stage: name, phase: phase, frameIndex: env?.frameIndex,
                                sequence: env?.sequence)
     }
 

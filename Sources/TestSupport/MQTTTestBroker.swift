@@ -14,10 +14,15 @@ public final class MQTTTestBroker: @unchecked Sendable {
     private let dir: URL
     /// The only account when set (anonymous access off).
     private let account: (user: String, password: String)?
+    /// Keep sessions (subscriptions and their queued messages) across `restart()`.
+    private let persistent: Bool
 
-    public init(port: Int = 0, account: (user: String, password: String)? = nil) {
+    /// `persistent`: the broker saves its sessions when stopped and restores them at the next start, so a
+    /// subscriber with a session (`subscribe(_:session:)`) gets what was published while it was away.
+    public init(port: Int = 0, account: (user: String, password: String)? = nil, persistent: Bool = false) {
         self.port = port
         self.account = account
+        self.persistent = persistent
         dir = TestPaths.temporaryDirectory("mosquitto")
     }
 
@@ -47,7 +52,14 @@ public final class MQTTTestBroker: @unchecked Sendable {
         else { throw Unavailable(description: "mosquitto missing (run scripts/setup)") }
         if port == 0 { port = Self.freePort() }
         let conf = dir.appendingPathComponent("mosquitto.conf")
-        var text = "listener \(port) 127.0.0.1\npersistence false\nmax_queued_messages 100000\n"
+        var text = "listener \(port) 127.0.0.1\nmax_queued_messages 100000\n"
+        if persistent {
+            text += "persistence true\npersistence_location \(dir.path)/\n"
+            // Started as root, mosquitto writes its database as its own user.
+            _ = try? ExternalTools.run("/bin/chown", ["-R", "mosquitto", dir.path])
+        } else {
+            text += "persistence false\n"
+        }
         if let account {
             let passwd = dir.appendingPathComponent("passwd")
             try "\(account.user):\(account.password)\n".write(to: passwd, atomically: true, encoding: .utf8)
@@ -102,7 +114,9 @@ public final class MQTTTestBroker: @unchecked Sendable {
     }
 
     /// Starts `mosquitto_sub -v -q 1 -t TOPIC` writing "topic payload" lines to a file; `lines()` reads them.
-    public func subscribe(_ topic: String) throws -> Subscriber {
+    /// `session`: a client id with a persistent session (`-c`): with a `persistent` broker, messages published while
+    /// the broker was restarting and mosquitto_sub reconnecting are kept for it and delivered.
+    public func subscribe(_ topic: String, session: String? = nil) throws -> Subscriber {
         guard let exe = ExternalTools.which("mosquitto_sub") else {
             throw Unavailable(description: "mosquitto_sub missing (run scripts/setup)")
         }
@@ -111,6 +125,7 @@ public final class MQTTTestBroker: @unchecked Sendable {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: exe)
         p.arguments = ["-h", "127.0.0.1", "-p", String(port), "-q", "1", "-v", "-t", topic]
+            + (session.map { ["-c", "-i", $0] } ?? [])
         p.standardOutput = try FileHandle(forWritingTo: out)
         p.standardError = FileHandle.nullDevice
         try p.run()

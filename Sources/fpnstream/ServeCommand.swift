@@ -44,6 +44,10 @@ struct ServeCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Stop after this many seconds.", valueName: "s"))
     var duration: Double?
 
+    @Option(help: ArgumentHelp("Keep cameras added, changed and removed over the HTTP API in this JSON file, so they "
+                               + "survive a restart (laid over the camera file; see docs/serve.md).", valueName: "file"))
+    var state: String?
+
     func validate() throws {
         guard Shard(parsing: shard) != nil else { throw ValidationError("--shard \(shard): expected I/N with 0 <= I < N") }
         if let d = duration, !(d > 0) { throw ValidationError("--duration must be > 0") }
@@ -57,6 +61,7 @@ struct ServeCommand: ParsableCommand {
         o.listen = listen
         o.instance = instance
         o.duration = duration
+        o.statePath = state
         let runner = ServeRunner(options: o) { FileHandle.standardError.write(Data(("fpnstream: " + $0 + "\n").utf8)) }
         do { try runner.run() } catch let f as ServeRunner.Failure {
             throw CLIFailure(message: f.description, status: f.status)

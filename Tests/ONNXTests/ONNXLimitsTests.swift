@@ -89,6 +89,17 @@ final class ONNXLimitsTests: XCTestCase {
         }
     }
 
+    /// A Reshape whose target dims multiply past Int.max (found by the fuzzer: Fuzz/regressions/onnx/
+    /// reshape-target-overflow) is an error, not an overflow trap; so is one with two -1s or a negative dim.
+    func testReshapeTargetWhoseProductOverflowsIsAnError() {
+        let x = [1, 3, 8, 8]
+        for target: [Int64] in [[1 << 40, 1 << 40, 1 << 40], [-1, 1 << 62, 1 << 62], [-1, -1], [1, -3, 8, 8], [1 << 62, 0, 4]] {
+            XCTAssertThrowsError(try ONNXPlan.AnyRankOp.reshape(target, allowZero: true).outputShape(x), "\(target)")
+        }
+        XCTAssertEqual(try ONNXPlan.AnyRankOp.reshape([1, -1], allowZero: false).outputShape(x), [1, 192])
+        XCTAssertEqual(try ONNXPlan.AnyRankOp.reshape([0, 3, -1], allowZero: false).outputShape(x), [1, 3, 64])
+    }
+
     func testOversizedFileIsRefusedUnread() throws {
         let url = dir.appendingPathComponent("huge.onnx")
         XCTAssertTrue(FileManager.default.createFile(atPath: url.path, contents: nil))

@@ -5,8 +5,8 @@ import XCTest
 /// `fpnstream serve` end to end: the built binary, looped local files and RTSP test servers as cameras, a real
 /// mosquitto read back with mosquitto_sub.
 final class ServeCommandTests: XCTestCase {
-    private var dir: URL!
-    private var processes: [Process] = []
+    var dir: URL!
+    var processes: [Process] = []
 
     override func setUpWithError() throws {
         dir = TestPaths.temporaryDirectory("serve-cmd")
@@ -18,19 +18,19 @@ final class ServeCommandTests: XCTestCase {
         super.tearDown()
     }
 
-    private func binary() throws -> String {
+    func binary() throws -> String {
         guard let b = ExternalTools.builtProduct("fpnstream") else { throw XCTSkip("fpnstream not built (swift build)") }
         return b
     }
 
-    private func broker() throws -> MQTTTestBroker {
+    func broker() throws -> MQTTTestBroker {
         let b = MQTTTestBroker()
         do { try b.start() } catch let e as MQTTTestBroker.Unavailable { throw XCTSkip(e.description) }
         return b
     }
 
     /// Writes a camera file and starts `fpnstream serve --config FILE ARGS` (stderr to `dir/NAME.err`).
-    private func serve(_ name: String, yaml: String, _ args: [String] = [], env: [String: String] = [:]) throws -> Process {
+    func serve(_ name: String, yaml: String, _ args: [String] = [], env: [String: String] = [:]) throws -> Process {
         let config = dir.appendingPathComponent("\(name).yaml")
         try yaml.write(to: config, atomically: true, encoding: .utf8)
         let p = Process()
@@ -46,30 +46,30 @@ final class ServeCommandTests: XCTestCase {
         return p
     }
 
-    private func stderr(_ name: String) -> String {
+    func stderr(_ name: String) -> String {
         (try? String(contentsOf: dir.appendingPathComponent("\(name).err"), encoding: .utf8)) ?? ""
     }
 
-    private func waitExit(_ p: Process, timeout: Double = 30) -> Bool {
+    func waitExit(_ p: Process, timeout: Double = 30) -> Bool {
         let done = DispatchSemaphore(value: 0)
         DispatchQueue.global().async { p.waitUntilExit(); done.signal() }
         return done.wait(timeout: .now() + timeout) == .success
     }
 
     /// The port serve printed in its start line.
-    private func port(_ name: String) -> Int? {
+    func port(_ name: String) -> Int? {
         var port: Int?
         eventually { port = stderr(name).components(separatedBy: "http://127.0.0.1:").dropFirst().first
             .flatMap { Int($0.prefix { $0.isNumber }) }; return port != nil }
         return port
     }
 
-    private func jsonl(_ file: String) -> [[String: Any]] {
+    func jsonl(_ file: String) -> [[String: Any]] {
         let text = (try? String(contentsOf: dir.appendingPathComponent(file), encoding: .utf8)) ?? ""
         return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
     }
 
-    private func cameraLines(_ ids: [String], maxFPS: Int = 5, extra: String = "") -> String {
+    func cameraLines(_ ids: [String], maxFPS: Int = 5, extra: String = "") -> String {
         ids.map { "  - {id: \($0), url: \"\(demoClip)\", loop: true, max_fps: \(maxFPS)\(extra), outputs: {jsonl: \"\(dir.path)/\($0).jsonl\"}}" }
             .joined(separator: "\n")
     }
@@ -216,5 +216,57 @@ final class ServeCommandTests: XCTestCase {
         let announced = Set(started.compactMap { $0["track_id"] as? Int })
         XCTAssertEqual(announced, tracked)
         XCTAssertTrue(started.allSatisfy { $0["camera"] as? String == "a" && $0["class"] is String }, "\(started)")
+    }
+
+    /// `--state`: cameras added, changed and removed over HTTP are saved and come back after a restart, laid over the
+    /// camera file (also after a SIGHUP); a bad state file is a usage error naming it.
+    func testAPIChangesSurviveARestartWithAStateFile() throws {
+        let state = dir.appendingPathComponent("state.json").path
+        let yaml = "http: {listen: \"127.0.0.1:0\"}\ncameras:\n" + cameraLines(["a", "b"], maxFPS: 2) + "\n"
+        func ids(_ c: HTTPClient) throws -> [String] {
+            (try c.get("/api/cameras").json() as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
+        }
+        func body(_ fps: Int) -> Data { Data("{\"url\": \"\(demoClip)\", \"loop\": true, \"max_fps\": \(fps)}".utf8) }
+        let first = try serve("st1", yaml: yaml, ["--state", state])
+        let c1 = HTTPClient(base: "http://127.0.0.1:\(try XCTUnwrap(port("st1"), stderr("st1")))")
+        XCTAssertTrue(eventually { (try? ids(c1)) == ["a", "b"] })
+        XCTAssertFalse(FileManager.default.fileExists(atPath: state), "created by the first change")
+        XCTAssertEqual(try c1.request("POST", "/api/cameras/c", body: body(3)).status, 201)
+        let put = try c1.request("PUT", "/api/cameras/a", body: body(1))
+        XCTAssertEqual(put.status, 200, put.text)
+        XCTAssertEqual(try c1.request("DELETE", "/api/cameras/b").status, 204)
+        let saved = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: state))) as? [String: Any])
+        XCTAssertEqual((saved["cameras"] as? [[String: Any]])?.compactMap { $0["id"] as? String }, ["c", "a"])
+        XCTAssertEqual(saved["removed"] as? [String], ["b"])
+        first.terminate()
+        XCTAssertTrue(waitExit(first))
+        XCTAssertEqual(first.terminationStatus, 0, stderr("st1"))
+
+        // Restart on the same two files: a changed, b removed, c added.
+        let second = try serve("st2", yaml: yaml, ["--state", state])
+        let c2 = HTTPClient(base: "http://127.0.0.1:\(try XCTUnwrap(port("st2"), stderr("st2")))")
+        XCTAssertTrue(eventually { (try? ids(c2)) == ["a", "c"] }, "\((try? ids(c2)) ?? [])")
+        let a = try XCTUnwrap(try c2.get("/api/cameras/a").json() as? [String: Any])
+        XCTAssertEqual(a["max_fps"] as? Double, 1)
+        XCTAssertTrue(try eventually { (try c2.get("/api/cameras/c").json() as? [String: Any])?["processed"] as? Int ?? 0 >= 1 })
+        // SIGHUP with a new file camera d: the API's changes still win for a and b.
+        try ("http: {listen: \"127.0.0.1:0\"}\ncameras:\n" + cameraLines(["a", "b", "d"], maxFPS: 2) + "\n")
+            .write(to: dir.appendingPathComponent("st2.yaml"), atomically: true, encoding: .utf8)
+        kill(second.processIdentifier, SIGHUP)
+        XCTAssertTrue(eventually { (try? ids(c2)) == ["a", "c", "d"] }, "\((try? ids(c2)) ?? [])")
+        XCTAssertEqual((try c2.get("/api/cameras/a").json() as? [String: Any])?["max_fps"] as? Double, 1)
+        // Deleting a camera the file does not name forgets it (no tombstone).
+        XCTAssertEqual(try c2.request("DELETE", "/api/cameras/c").status, 204)
+        let after = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: state))) as? [String: Any])
+        XCTAssertEqual((after["cameras"] as? [[String: Any]])?.compactMap { $0["id"] as? String }, ["a"])
+        XCTAssertEqual(after["removed"] as? [String], ["b"])
+        second.terminate()
+        XCTAssertTrue(waitExit(second))
+
+        try "{\"cameras\": [{\"id\": \"x\"}]}".write(toFile: state, atomically: true, encoding: .utf8)
+        let bad = try serve("st3", yaml: yaml, ["--state", state])
+        XCTAssertTrue(waitExit(bad))
+        XCTAssertEqual(bad.terminationStatus, 2)
+        XCTAssertEqual(stderr("st3"), "fpnstream: --state \(state): cameras[0] ('x'): 'url' (a string) is required\n")
     }
 }

@@ -39,8 +39,9 @@ extension Detector {
 /// Per-stream state of a detector: the buffer arena, cached anchors, and an optional convolution runner (temporal
 /// cache or profiler) for the backbone. Use one per stream, from one thread at a time.
 public final class DetectorState: @unchecked Sendable {
-    /// Buffer arena: after the first frame of a size, the forward pass allocates no tensors.
-    public let workspace = Workspace()
+    /// Buffer arena: after the first frame of a size, the forward pass allocates no tensors. Nothing in it survives
+    /// a `detect` call, so streams whose calls never overlap (one inference at a time) may share one.
+    public let workspace: Workspace
     /// Optional runner that takes over the backbone's convolutions (nil = dense).
     public var runner: ConvolutionRunner?
     /// Called once per `detect`, right after the backbone, with the pyramid and the input geometry (nil = not
@@ -53,7 +54,11 @@ public final class DetectorState: @unchecked Sendable {
     var anchorKey: [Int] = []
     var anchors: [[Box]] = []
 
-    public init(runner: ConvolutionRunner? = nil) { self.runner = runner }
+    /// `workspace`: the stream's own arena, or one shared with other streams whose `detect` calls are serialized.
+    public init(runner: ConvolutionRunner? = nil, workspace: Workspace = Workspace()) {
+        self.runner = runner
+        self.workspace = workspace
+    }
 
     /// Anchors for `levels` grids of a padded input, cached while the sizes do not change.
     func anchors(_ generator: AnchorGenerator, grids: [(Int, Int)], paddedHeight: Int, paddedWidth: Int) -> [[Box]] {
