@@ -131,8 +131,10 @@ public struct ModelDetector: FrameDetector {
             state.runner = nil
         case .delta:
             let cache = TemporalCache(settings: settings)
-            temporalState = TemporalStreamState(cache: cache)
-            state.runner = cache
+            let t = TemporalStreamState(cache: cache, guard: settings.accuracyGuard,
+                                        capture: settings.accuracyGuard.enabled ? PyramidCapture(inner: cache) : nil)
+            temporalState = t
+            state.runner = t.runner
         }
     }
 
@@ -141,9 +143,7 @@ public struct ModelDetector: FrameDetector {
             run(frame, &result)
             return
         }
-        t.startFrame(width: frame.info.width, height: frame.info.height)
-        run(frame, &result)
-        result.recomputedFraction = t.cache.lastStats.recomputedFraction
+        t.detect(frame, into: &result) { run(frame, &$0) }
     }
 
     /// The model on `frame` into `result`: detections (class filter applied), panoptic segments (models with
@@ -154,26 +154,6 @@ public struct ModelDetector: FrameDetector {
         result.detections = dets
         if let panoptic { result.panoptic = panoptic }
         for (k, v) in state.timingsMs { result.timingsMs["detect." + k] = v }
-    }
-}
-
-/// Delta-mode state of one stream of a detector: its `TemporalCache`, reset when the frame size changes (a new
-/// stream, or a reconnect at another resolution; a fixed-size transform can hide that from the cache).
-public final class TemporalStreamState: @unchecked Sendable {
-    /// The delta cache (the detector's conv runner).
-    public let cache: TemporalCache
-    /// Resets so far (frame size changes).
-    public private(set) var resets = 0
-    private var size: (Int, Int)?
-
-    init(cache: TemporalCache) { self.cache = cache }
-
-    func startFrame(width: Int, height: Int) {
-        if let size, size != (width, height) {
-            cache.reset()
-            resets += 1
-        }
-        size = (width, height)
     }
 }
 

@@ -57,11 +57,14 @@ public struct TemporalSettings: Equatable, Sendable {
     /// compare and kept copy. Same threshold semantics, one compare per tensor instead of one per reader, and no
     /// kept inputs inside the backbone. false = every reader compares its input (the earlier scheme).
     public var gateOutputs: Bool
+    /// `delta`: the accuracy guard (on by default): verifies the delta result against a dense pass on a schedule
+    /// and adapts the thresholds per layer group to hold a target agreement (`TemporalGuard`).
+    public var accuracyGuard: TemporalGuardSettings
 
     public init(mode: TemporalMode = .off, threshold: Float = 0.05, layerThresholds: [String: Float] = [:],
                 refreshInterval: Int = 25, keyframeInterval: Int = 5, denseFallback: Double = 0.7, tile: Int = 2,
                 inputThreshold: Float? = nil, inputBlock: Int = 4, frameFallback: Double = 0.15, deepTile: Int = 0,
-                gateOutputs: Bool = true) {
+                gateOutputs: Bool = true, accuracyGuard: TemporalGuardSettings = TemporalGuardSettings()) {
         precondition(threshold >= 0 && refreshInterval >= 0 && keyframeInterval >= 1 && tile >= 1
                      && (inputThreshold ?? 0) >= 0 && inputBlock >= 1 && deepTile >= 0,
                      "temporal settings out of range")
@@ -70,6 +73,7 @@ public struct TemporalSettings: Equatable, Sendable {
         self.denseFallback = denseFallback; self.tile = tile
         self.inputThreshold = inputThreshold; self.inputBlock = inputBlock
         self.frameFallback = frameFallback; self.deepTile = deepTile; self.gateOutputs = gateOutputs
+        self.accuracyGuard = accuracyGuard
     }
 }
 

@@ -208,7 +208,10 @@ struct ProcessCommand: ParsableCommand {
                         summary.framesProcessed, wall, fps) + temporal
                  + (outs.isEmpty ? "" : " → " + outs.joined(separator: ", ")))
         }
-        if stats { info(summary.report.formattedSummary()) }
+        if stats {
+            info(summary.report.formattedSummary())
+            if let g = summary.temporalGuard { info(g.formatted) }
+        }
 
         if summary.closedOutput != nil && trap.signal == nil {
             return  // the reader of a pipe went away (`| head`): a normal end, as for ripgrep
