@@ -11,7 +11,7 @@ import Vision
 /// itself is immutable and may be shared by several streams (`init(detector:spec:)`, `forNewStream()`).
 ///
 /// Temporal reuse (`useTemporal`, docs/temporal.md): `delta` puts a per-stream `TemporalCache` in the detector's
-/// backbone slot (`DetectorState.runner`); a new frame size (another stream, or a reconnect at another resolution)
+/// backbone slot (`DetectorState.runner`) and lets the RoI heads reuse unchanged regions (`RegionReuse`); a new frame size (another stream, or a reconnect at another resolution)
 /// resets it. Keyframe mode is `KeyframeDetector` around this one (`withTemporal`).
 public struct ModelDetector: FrameDetector {
     /// The loaded model (shared, immutable).
@@ -129,12 +129,14 @@ public struct ModelDetector: FrameDetector {
         case .off, .keyframe:
             temporalState = nil
             state.runner = nil
+            state.regionReuse = nil
         case .delta:
             let cache = TemporalCache(settings: settings)
             let t = TemporalStreamState(cache: cache, guard: settings.accuracyGuard,
                                         capture: settings.accuracyGuard.enabled ? PyramidCapture(inner: cache) : nil)
             temporalState = t
             state.runner = t.runner
+            state.regionReuse = RegionReuse()
         }
     }
 

@@ -43,6 +43,9 @@ public final class DetectorState: @unchecked Sendable {
     public let workspace = Workspace()
     /// Optional runner that takes over the backbone's convolutions (nil = dense).
     public var runner: ConvolutionRunner?
+    /// Optional per-stream reuse of the RoI heads' per-region results (temporal `delta` mode; nil = every region
+    /// computed).
+    public var regionReuse: RegionReuse?
     /// Wall time of each part of the last `detect` call in milliseconds ("transform", "backbone", "heads", and
     /// for R-CNN "rpn", "roi_heads", "masks").
     public internal(set) var timingsMs: [String: Double] = [:]
