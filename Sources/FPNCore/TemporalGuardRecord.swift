@@ -2,8 +2,8 @@
 /// compared with the dense result of the same frame (which is the frame's output), and the threshold scales were
 /// adapted. Written to the frame's JSONL line as `temporal_guard` (docs/jsonl.md).
 public struct TemporalGuardRecord: Sendable, Equatable {
-    /// `hold`, `tighten`, `loosen`, `revert`, `dense` (fall-back to dense frames) or `skip` (the delta pass ran
-    /// densely by itself: nothing measured).
+    /// `hold`, `tighten`, `loosen`, `revert`, `dense` (fall-back to dense frames), `skip` (the delta pass ran
+    /// densely by itself: nothing measured), or `calibrated` (`temporal: auto` chose its thresholds, `note`).
     public var action: String
     /// The threshold group loosened or reverted (`input`, `backbone`, `heads`).
     public var group: String?
@@ -18,20 +18,23 @@ public struct TemporalGuardRecord: Sendable, Equatable {
     public var probeRecomputed: Double?
     /// Threshold scales after the decision, by group, in group order.
     public var scales: [(group: String, scale: Double)]
+    /// `calibrated` (`temporal: auto`): what the calibration chose.
+    public var note: String?
 
     public init(action: String, group: String? = nil, f1: Double? = nil, maskIoU: Double? = nil,
                 pyramidError: Double? = nil, pooledF1: Double? = nil, pooledMaskIoU: Double? = nil,
-                probeRecomputed: Double? = nil, scales: [(group: String, scale: Double)] = []) {
+                probeRecomputed: Double? = nil, scales: [(group: String, scale: Double)] = [], note: String? = nil) {
         self.action = action; self.group = group; self.f1 = f1; self.maskIoU = maskIoU
         self.pyramidError = pyramidError; self.pooledF1 = pooledF1; self.pooledMaskIoU = pooledMaskIoU
         self.probeRecomputed = probeRecomputed; self.scales = scales
+        self.note = note
     }
 
     public static func == (a: Self, b: Self) -> Bool {
         a.action == b.action && a.group == b.group && a.f1 == b.f1 && a.maskIoU == b.maskIoU
             && a.pyramidError == b.pyramidError && a.pooledF1 == b.pooledF1 && a.pooledMaskIoU == b.pooledMaskIoU
             && a.matched == b.matched && a.reference == b.reference && a.candidate == b.candidate
-            && a.probeRecomputed == b.probeRecomputed
+            && a.probeRecomputed == b.probeRecomputed && a.note == b.note
             && a.scales.map(\.group) == b.scales.map(\.group) && a.scales.map(\.scale) == b.scales.map(\.scale)
     }
 }

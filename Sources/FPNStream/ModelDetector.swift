@@ -130,13 +130,35 @@ public struct ModelDetector: FrameDetector {
             temporalState = nil
             state.runner = nil
             state.regionReuse = nil
-        case .delta:
-            let cache = TemporalCache(settings: settings)
+        case .delta, .auto:
+            var delta = settings
+            delta.mode = .delta
+            let cache = TemporalCache(settings: delta)
             let t = TemporalStreamState(cache: cache, guard: settings.accuracyGuard,
                                         capture: settings.accuracyGuard.enabled ? PyramidCapture(inner: cache) : nil)
+            if settings.mode == .auto { t.autoCalibration = autoCalibration(settings) }
             temporalState = t
             state.runner = t.runner
             state.regionReuse = RegionReuse()
+        }
+    }
+
+    /// `temporal: auto`: the depth-grouped `calibrate` search for the guard's target agreement over the kept
+    /// frames, bounded by `autoRuns`; only the backbone + FPN thresholds change (the heads keep `threshold`).
+    private func autoCalibration(_ settings: TemporalSettings) -> AutoCalibration {
+        let detector = self.detector, keys = temporalLayerKeys
+        let score = max(thresholds.score, settings.accuracyGuard.minScore)
+        return AutoCalibration(frames: settings.autoFrames) { images in
+            let evaluator = FidelityEvaluator(detector: detector, images: images, score: score, features: false)
+            let search = ThresholdCalibration(targetFidelity: settings.accuracyGuard.targetF1, metric: .f1,
+                                              candidates: [0.02, 0.05, 0.1, 0.2, 0.3], baseThreshold: 1e-4,
+                                              refresh: settings.refreshInterval, denseFallback: settings.denseFallback,
+                                              tile: settings.tile, maxRuns: settings.autoRuns)
+            guard let o = try? search.run(evaluator, layers: keys, groups: ThresholdCalibration.groups(keys, by: "depth"),
+                                          log: { _ in })
+            else { return nil }
+            return (o.settings.layerThresholds, o.groups.map { "\($0.name) \($0.threshold)" }.joined(separator: ", ")
+                    + String(format: " (F1 %.3f on %d frames, %d runs)", o.best.f1, images.count, o.runs))
         }
     }
 

@@ -155,7 +155,9 @@ extension TemporalStreamState {
         if !settings.layerThresholds.isEmpty {
             throw TemporalConfigError(message: "layer_thresholds are not supported for ONNX models (use threshold)")
         }
-        return settings.mode == .delta ? TemporalStreamState(cache: TemporalCache(settings: settings), guard: settings.accuracyGuard)
+        var s = settings
+        s.mode = .delta    // no layer names to calibrate: auto is delta with the guard
+        return settings.usesCache ? TemporalStreamState(cache: TemporalCache(settings: s), guard: s.accuracyGuard)
             : nil
     }
 }

@@ -158,7 +158,7 @@ public struct SpecReader {
         return s
     }
 
-    /// `temporal:` → `TemporalSettings`; `temporal: off|keyframe|delta` alone sets the mode.
+    /// `temporal:` → `TemporalSettings`; `temporal: off|keyframe|delta|auto` alone sets the mode.
     public func temporal(_ node: Node) throws -> TemporalSpec {
         var s = TemporalSpec()
         if node.scalar != nil {

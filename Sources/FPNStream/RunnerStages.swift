@@ -324,7 +324,14 @@ public struct TemporalGuardSummary: Sendable, Equatable {
     /// Agreement F1 of the delta probes with the dense passes, pooled over the verified frames.
     public var f1: Double { reference + candidate == 0 ? 1 : 2 * Double(matched) / Double(reference + candidate) }
 
+    /// `temporal: auto`: what the calibration chose.
+    public var calibrated: String?
+
     mutating func add(_ r: TemporalGuardRecord) {
+        if r.action == "calibrated" {
+            calibrated = r.note
+            return
+        }
         verifications += 1
         actions[r.action, default: 0] += 1
         matched += r.matched; reference += r.reference; candidate += r.candidate
@@ -343,6 +350,7 @@ public struct TemporalGuardSummary: Sendable, Equatable {
     var jsonValue: JSONLRecord.Value {
         .object([("verifications", .int(verifications)), ("f1", .number(f1, decimals: 4)),
                  ("actions", .object(actions.sorted { $0.key < $1.key }.map { ($0.key, .int($0.value)) })),
-                 ("scales", .object(zip(scales, scaleValues).map { ($0.0, .number($0.1, decimals: 6)) }))])
+                 ("scales", .object(zip(scales, scaleValues).map { ($0.0, .number($0.1, decimals: 6)) }))]
+                + (calibrated.map { [("calibrated", .string($0))] } ?? []))
     }
 }

@@ -12,6 +12,8 @@ public final class TemporalStreamState: @unchecked Sendable {
     public let accuracyGuard: TemporalGuard?
     /// Captures the pyramid levels on verified frames (nil: the detector exposes none, e.g. ONNX graphs).
     public let capture: PyramidCapture?
+    /// `temporal: auto` until its calibration ran (nil: thresholds as configured).
+    var autoCalibration: AutoCalibration?
     /// Resets so far (frame size changes).
     public private(set) var resets = 0
     private var size: (Int, Int)?
@@ -41,6 +43,14 @@ public final class TemporalStreamState: @unchecked Sendable {
     /// fall-back every frame is a dense pass.
     func detect(_ frame: Frame, into result: inout FrameResult, run: (inout FrameResult) throws -> Void) rethrows {
         startFrame(width: frame.info.width, height: frame.info.height)
+        if let a = autoCalibration, !a.done {
+            // The calibration frames run densely; the last of them runs the search.
+            cache.nextFrame = .dense
+            try run(&result)
+            result.temporalGuard = a.add(frame.image, cache: cache)
+            result.recomputedFraction = cache.lastStats.recomputedFraction
+            return
+        }
         guard let g = accuracyGuard else {
             try run(&result)
             result.recomputedFraction = cache.lastStats.recomputedFraction

@@ -186,6 +186,7 @@ public enum JSONLRecord {
         j.beginObject()
         for (k, v) in g.scales { j.key(k); j.number(v, decimals: 6) }
         j.endObject()
+        if let n = g.note { j.key("note"); j.string(n) }
         j.endObject()
     }
 

@@ -82,7 +82,7 @@ extension TemporalCache {
     /// output tiles that read the tiles its producer (a conv run earlier this frame) recomputed; registered as
     /// produced, so the next conv compares only there. Exact: the kept output equals the dense op on this input.
     public func run(_ op: SpatialOp, key: String, input: Tensor, workspace: Workspace) -> Tensor {
-        guard settings.mode == .delta else { return op(input, in: workspace) }
+        guard settings.usesCache else { return op(input, in: workspace) }
         let k = OpKey(key: key, height: input.h, width: input.w)
         var state = ops[k]
         let fresh = state == nil || state!.inputShape != input.shape

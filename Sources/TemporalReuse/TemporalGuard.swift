@@ -136,13 +136,17 @@ public final class TemporalGuard {
     private var lastLoosened: ThresholdGroup?
     private var nextGroup = 0
     private var framesSinceVerification = 0
+    /// The next verification comes early (a quarter interval): at the start of a stream, and after a failure, so
+    /// bad thresholds are caught and a tightening is confirmed within a few frames.
+    private var recheckSoon = true
 
     public init(settings: TemporalGuardSettings = TemporalGuardSettings()) {
         self.settings = settings
         scales = Dictionary(uniqueKeysWithValues: ThresholdGroup.allCases.map { ($0, 1) })
     }
 
-    /// Frames between verifications given the cache's refresh interval.
+    /// Frames between verifications given the cache's refresh interval (a quarter of it, at least 2, at the start
+    /// and after a failure).
     public func verificationInterval(refreshInterval: Int) -> Int {
         settings.interval > 0 ? settings.interval : (refreshInterval > 0 ? refreshInterval : 25)
     }
@@ -156,9 +160,14 @@ public final class TemporalGuard {
             if denseFramesLeft == 0 { framesSinceVerification = 0 }
             return .dense
         }
-        if cache.frameIndex == 0 { framesSinceVerification = 0; return .delta }   // dense anyway: nothing to verify
+        if cache.frameIndex == 0 {   // dense anyway: nothing to verify
+            framesSinceVerification = 0
+            recheckSoon = true
+            return .delta
+        }
         framesSinceVerification += 1
-        let interval = verificationInterval(refreshInterval: cache.settings.refreshInterval)
+        let regular = verificationInterval(refreshInterval: cache.settings.refreshInterval)
+        let interval = recheckSoon ? max(2, regular / 4) : regular
         guard framesSinceVerification >= interval else { return .delta }
         framesSinceVerification = 0
         return .verify
@@ -181,6 +190,7 @@ public final class TemporalGuard {
             || (m.pyramidError ?? 0) > settings.maxPyramidError
         var event = GuardEvent(measurement: m, pooled: pooled, action: .hold, scales: scales)
         if !fails && window.count >= settings.window { lastLoosened = nil }   // the last loosening held
+        recheckSoon = fails
         if fails {
             event.action = failed(&event.group)
         } else if window.count >= settings.window,

@@ -208,6 +208,7 @@ struct ProcessCommand: ParsableCommand {
                         summary.framesProcessed, wall, fps) + temporal
                  + (outs.isEmpty ? "" : " → " + outs.joined(separator: ", ")))
         }
+        if !quiet, let c = summary.temporalGuard?.calibrated { info("temporal auto: calibrated thresholds: \(c)") }
         if stats {
             info(summary.report.formattedSummary())
             if let g = summary.temporalGuard { info(g.formatted) }

@@ -82,8 +82,9 @@ struct FFmpegInputFlags: ParsableArguments {
 /// Temporal reuse flags shared by `process` and `tail` (docs/temporal.md); they override a pipeline's `temporal:`.
 struct TemporalFlags: ParsableArguments {
     @Option(help: ArgumentHelp("Reuse backbone/FPN work across frames: off (dense), keyframe (model every N frames, "
-                               + "detections repeated between), delta (recompute changed tiles only).",
-                               valueName: "off|keyframe|delta"))
+                               + "detections repeated between), delta (recompute changed tiles only), auto (delta "
+                               + "calibrated on the first frames).",
+                               valueName: "off|keyframe|delta|auto"))
     var temporal: TemporalMode?
 
     @Option(help: ArgumentHelp("delta: a tile is recomputed when its max |change| exceeds this × the layer input's "
@@ -177,7 +178,7 @@ struct TemporalFlags: ParsableArguments {
                          ("--temporal-deep-tile", temporalDeepTile != nil),
                          ("--temporal-gate-outputs", temporalGateOutputs != nil),
                          ("--temporal-guard", temporalGuard != nil), ("--temporal-guard-target", temporalGuardTarget != nil)]
-        if s.mode != .delta, let flag = deltaOnly.first(where: \.1) {
+        if !s.usesCache, let flag = deltaOnly.first(where: \.1) {
             throw ValidationError("\(flag.0) applies to --temporal delta (the mode is \(s.mode.rawValue))")
         }
         if s.mode != .keyframe && temporalKeyframeInterval != nil {

@@ -169,9 +169,9 @@ final class PipelineSpecTests: XCTestCase {
                     #"x.yaml:2: temporal.layer_thresholds.a: expected a number, got "x""#)
         assertError("model: {path: m, score: 1.5}", "x.yaml:1: model.score: must be in [0, 1], got 1.5")
         assertError("temporal:\n  mode: fast\n",
-                    #"x.yaml:2: temporal.mode: expected one of off, keyframe, delta, got "fast""#)
+                    #"x.yaml:2: temporal.mode: expected one of off, keyframe, delta, auto, got "fast""#)
         assertError("temporal: {mode: delt}",
-                    #"x.yaml:1: temporal.mode: expected one of off, keyframe, delta, got "delt" (did you mean 'delta'?)"#)
+                    #"x.yaml:1: temporal.mode: expected one of off, keyframe, delta, auto, got "delt" (did you mean 'delta'?)"#)
         assertError("input:\n  stride: 0\n", "x.yaml:2: input.stride: must be ≥ 1, got 0")
         assertError("input:\n  stride: 1.5\n", "x.yaml:2: input.stride: expected a whole number, got 1.5")
         assertError("input:\n  live:\n    drop_policy: latest\n",

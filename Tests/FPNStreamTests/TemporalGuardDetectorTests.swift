@@ -67,16 +67,16 @@ final class TemporalGuardDetectorTests: XCTestCase {
     func testAnInjectedDriftTightensAndTheFrameKeepsTheDenseResult() throws {
         // Thresholds so large that no change counts: the delta probe keeps the first frame's pyramid while a square
         // appeared, a drift the verification must see.
-        var settings = TemporalSettings(mode: .delta, threshold: 1e6, refreshInterval: 3)
+        var settings = TemporalSettings(mode: .delta, threshold: 1e6, refreshInterval: 8)
         settings.accuracyGuard = TemporalGuardSettings(window: 1)
         var (d, dense) = try detector(settings)
         var records: [TemporalGuardRecord?] = []
-        for i in 0..<4 {
+        for i in 0..<3 {
             let f = frame(i, patch: i == 0 ? nil : (30, 20))
             var r = FrameResult(info: f.info)
             try d.detect(f, into: &r)
             records.append(r.temporalGuard)
-            if i == 3 {
+            if i == 2 {   // the early check, a quarter of the refresh interval after the start
                 var ref = FrameResult(info: f.info)
                 try dense.detect(f, into: &ref)
                 XCTAssertEqual(r.detections, ref.detections, "a verified frame reports the dense result")
@@ -84,12 +84,35 @@ final class TemporalGuardDetectorTests: XCTestCase {
                 XCTAssertEqual(r.recomputedFraction, 0, "frame \(i): the change is ignored")
             }
         }
-        let e = try XCTUnwrap(records[3])
+        XCTAssertNil(records[1])
+        let e = try XCTUnwrap(records[2])
         XCTAssertEqual(e.action, "tighten")
         XCTAssertGreaterThan(try XCTUnwrap(e.pyramidError), 0.15)
         XCTAssertEqual(e.scales.map(\.scale), [0.5, 0.5, 0.5])
         XCTAssertEqual(d.temporalState?.cache.thresholdScales[.input], 0.5)
         XCTAssertEqual(d.temporalState?.accuracyGuard?.tightened, 1)
+    }
+
+    func testAutoCalibratesOnTheFirstFramesThenRunsDelta() throws {
+        var settings = TemporalSettings(mode: .auto)
+        settings.autoFrames = 2
+        settings.autoRuns = 3
+        var (d, _) = try detector(settings)
+        var fractions: [Double?] = [], records: [TemporalGuardRecord?] = []
+        for i in 0..<4 {
+            var r = FrameResult(info: frame(i).info)
+            try d.detect(frame(i), into: &r)
+            fractions.append(r.recomputedFraction); records.append(r.temporalGuard)
+        }
+        XCTAssertEqual(fractions, [1, 1, 0, 0], "two dense calibration frames, then delta on the unchanged frames")
+        XCTAssertNil(records[0])
+        XCTAssertEqual(records[1]?.action, "calibrated")
+        XCTAssertTrue(records[1]?.note?.hasSuffix("on 2 frames, 3 runs)") == true, records[1]?.note ?? "")
+        let cache = try XCTUnwrap(d.temporalState?.cache)
+        XCTAssertEqual(cache.settings.mode, .delta)
+        XCTAssertEqual(Set(cache.settings.layerThresholds.keys), Set(d.temporalLayerKeys), "every backbone conv tuned")
+        XCTAssertEqual(cache.settings.layerThresholds["backbone.body.conv1"], 0.05, "the stem climbed for 2 runs")
+        XCTAssertEqual(d.temporal.mode, .auto, "a new stream calibrates again")
     }
 
     func testGuardOffRunsPlainDelta() throws {

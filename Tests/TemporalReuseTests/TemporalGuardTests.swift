@@ -72,15 +72,15 @@ final class TemporalGuardTests: XCTestCase {
         XCTAssertEqual(g.denseFallbacks, 1)
         cache.beginFrame(inputShape: [1, 3, 8, 8])
         let plans = (0..<5).map { _ in g.plan(for: cache) }
-        XCTAssertEqual(plans, [.dense, .dense, .dense, .delta, .delta])
+        XCTAssertEqual(plans, [.dense, .dense, .dense, .delta, .verify], "then an early check (refresh 4 → 2 frames)")
         XCTAssertNil(g.record(nil, cache: cache).measurement, "a probe that fell back measures nothing")
     }
 
     func testVerifiesOnTheRefreshScheduleAndTheProbeKeepsIt() {
-        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, refreshInterval: 3))
+        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, refreshInterval: 8))
         let g = TemporalGuard()
         var plans: [TemporalGuard.FramePlan] = [], dense: [Bool] = []
-        for _ in 0..<7 {
+        for i in 0..<19 {
             let p = g.plan(for: cache)
             plans.append(p)
             if p == .verify {
@@ -91,9 +91,12 @@ final class TemporalGuardTests: XCTestCase {
             }
             cache.beginFrame(inputShape: [1, 3, 8, 8])
             dense.append(cache.lastStats.refreshed)
+            // The early check at frame 2 passes, the one at frame 10 fails: the next comes 2 frames later.
+            if p == .verify { g.record(i == 10 ? drifted : exact, cache: cache) }
         }
-        XCTAssertEqual(plans, [.delta, .delta, .delta, .verify, .delta, .delta, .verify])
-        XCTAssertEqual(dense, [true, false, false, true, false, false, true], "the verified frame is the refresh")
-        XCTAssertEqual(cache.frameIndex, 7)
+        let verified = plans.indices.filter { plans[$0] == .verify }
+        XCTAssertEqual(verified, [2, 10, 12], "a quarter interval at the start and after a failure, else the refresh interval")
+        XCTAssertEqual(dense.indices.filter { dense[$0] }, [0, 2, 8, 10, 12, 16], "verified frames are refreshes too")
+        XCTAssertEqual(cache.frameIndex, 19)
     }
 }

@@ -50,16 +50,20 @@ public final class RegionReuse: @unchecked Sendable {
         }
     }
 
-    /// Two multiply-add sums of the bit patterns, with position-dependent odd weights, so a change of any value
-    /// (or a swap of two) changes them; vectorises.
+    /// Two multiply-add sums of the 32-bit patterns with position-dependent odd weights (32-bit lanes, so it
+    /// vectorises), so a change of any value, or a swap of two, changes them. Not a cryptographic hash: it tells
+    /// changed pooled rows from unchanged ones, which nobody chooses adversarially.
     static func digest(_ x: UnsafeBufferPointer<Float>) -> (UInt64, UInt64) {
-        var a: UInt64 = 0x9E37_79B9_7F4A_7C15, b: UInt64 = 0xC2B2_AE3D_27D4_EB4F
-        for i in x.indices {
-            let v = UInt64(x[i].bitPattern), w = UInt64(truncatingIfNeeded: i) &* 2 &+ 1
-            a = a &+ v &* (w &* 0x9E37_79B9_7F4A_7C15 | 1)
-            b = b &+ (v ^ w) &* 0xFF51_AFD7_ED55_8CCD
+        var a0: UInt32 = 0, a1: UInt32 = 0, b0: UInt32 = 0, b1: UInt32 = 0
+        var i = 0
+        while i + 1 < x.count {
+            let v = x[i].bitPattern, u = x[i + 1].bitPattern, w = UInt32(truncatingIfNeeded: i) &* 2 &+ 1
+            a0 = a0 &+ v &* (w &* 0x9E37_79B9 | 1); a1 = a1 &+ u &* ((w &+ 2) &* 0x9E37_79B9 | 1)
+            b0 = b0 &+ (v ^ w) &* 0x85EB_CA6B; b1 = b1 &+ (u ^ (w &+ 2)) &* 0x85EB_CA6B
+            i += 2
         }
-        return (a, b)
+        if i < x.count { a0 = a0 &+ x[i].bitPattern &* 0xC2B2_AE35; b0 ^= x[i].bitPattern }
+        return (UInt64(a0) << 32 | UInt64(a1), UInt64(b0) << 32 | UInt64(b1))
     }
 
     /// The per-region outputs (`width` floats each) for `keys`: the kept rows of the regions seen last frame, and
