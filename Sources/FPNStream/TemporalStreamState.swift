@@ -69,12 +69,18 @@ public final class TemporalStreamState: @unchecked Sendable {
             var probe = result
             try run(&probe)
             let probeStats = cache.lastStats
+            if probeStats.frameFallback {
+                // Most of the frame changed: the probe ran densely by itself, it is the frame's dense result.
+                result = probe
+                result.temporalGuard = Self.record(g.record(nil, cache: cache), probeRecomputed: 1)
+                result.recomputedFraction = 1
+                return
+            }
             let probeLevels = capture?.copiedOutputs()
             cache.nextFrame = .dense
             try run(&result)
-            let measured = probeStats.frameFallback ? nil
-                : Self.measure(probe.detections, against: result.detections, minScore: g.settings.minScore,
-                               levels: probeLevels, capture: capture)
+            let measured = Self.measure(probe.detections, against: result.detections, minScore: g.settings.minScore,
+                                        levels: probeLevels, capture: capture)
             let event = g.record(measured, cache: cache)
             result.temporalGuard = Self.record(event, probeRecomputed: probeStats.recomputedFraction)
         }
