@@ -145,8 +145,9 @@ public final class TemporalGuard {
         scales = Dictionary(uniqueKeysWithValues: ThresholdGroup.allCases.map { ($0, 1) })
     }
 
-    /// Frames between verifications given the cache's refresh interval (a quarter of it, at least 2, at the start
-    /// and after a failure).
+    /// Frames between verifications given the cache's refresh interval. With `interval` 0 the regular checks fall
+    /// on the cache's scheduled refreshes; at the start and after a failure the next comes a quarter interval (at
+    /// least 2 frames) later.
     public func verificationInterval(refreshInterval: Int) -> Int {
         settings.interval > 0 ? settings.interval : (refreshInterval > 0 ? refreshInterval : 25)
     }
@@ -166,9 +167,18 @@ public final class TemporalGuard {
             return .delta
         }
         framesSinceVerification += 1
-        let regular = verificationInterval(refreshInterval: cache.settings.refreshInterval)
-        let interval = recheckSoon ? max(2, regular / 4) : regular
-        guard framesSinceVerification >= interval else { return .delta }
+        let refresh = cache.settings.refreshInterval
+        let regular = verificationInterval(refreshInterval: refresh)
+        let due: Bool
+        if recheckSoon {
+            due = framesSinceVerification >= max(2, regular / 4)
+        } else if settings.interval == 0 && refresh > 0 {
+            // On the cache's own refresh schedule, so a regular check costs only its delta probe.
+            due = cache.frameIndex % refresh == 0
+        } else {
+            due = framesSinceVerification >= regular
+        }
+        guard due else { return .delta }
         framesSinceVerification = 0
         return .verify
     }

@@ -61,7 +61,7 @@ gt = ""
 if acc:
     r = json.load(open(acc))
     def pq(x):
-        p = x.get("panoptic", {}); p = p.get("all", p)
+        p = x.get("panoptic", {}); p = p.get("All", p)
         return p.get("PQ", float("nan"))
     gt = " ".join("%s %+.3f" % (k, v) for k, v in (
         ("boxAP", r["delta"]["bbox"]["AP"] - r["off"]["bbox"]["AP"]),
