@@ -129,6 +129,8 @@ public struct FrameResult: Sendable {
     public var panoptic: [PanopticSegment]?
     /// Fraction of backbone/FPN work recomputed for this frame (1 = dense), when temporal reuse is on.
     public var recomputedFraction: Double?
+    /// The temporal accuracy guard's decision, on the frames it verified (delta mode).
+    public var temporalGuard: TemporalGuardRecord?
     /// Per-stage wall time for this frame in milliseconds, keyed by stage name.
     public var timingsMs: [String: Double]
 

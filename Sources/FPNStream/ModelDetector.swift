@@ -11,7 +11,7 @@ import Vision
 /// itself is immutable and may be shared by several streams (`init(detector:spec:)`, `forNewStream()`).
 ///
 /// Temporal reuse (`useTemporal`, docs/temporal.md): `delta` puts a per-stream `TemporalCache` in the detector's
-/// backbone slot (`DetectorState.runner`); a new frame size (another stream, or a reconnect at another resolution)
+/// backbone slot (`DetectorState.runner`) and lets the RoI heads reuse unchanged regions (`RegionReuse`); a new frame size (another stream, or a reconnect at another resolution)
 /// resets it. Keyframe mode is `KeyframeDetector` around this one (`withTemporal`).
 public struct ModelDetector: FrameDetector {
     /// The loaded model (shared, immutable).
@@ -142,10 +142,36 @@ public struct ModelDetector: FrameDetector {
         case .off, .keyframe:
             temporalState = nil
             state.runner = nil
-        case .delta:
-            let cache = TemporalCache(settings: settings)
-            temporalState = TemporalStreamState(cache: cache)
-            state.runner = cache
+            state.regionReuse = nil
+        case .delta, .auto:
+            var delta = settings
+            delta.mode = .delta
+            let cache = TemporalCache(settings: delta)
+            let t = TemporalStreamState(cache: cache, guard: settings.accuracyGuard,
+                                        capture: settings.accuracyGuard.enabled ? PyramidCapture(inner: cache) : nil)
+            if settings.mode == .auto { t.autoCalibration = autoCalibration(settings) }
+            temporalState = t
+            state.runner = t.runner
+            state.regionReuse = RegionReuse()
+        }
+    }
+
+    /// `temporal: auto`: the depth-grouped `calibrate` search for the guard's target agreement over the kept
+    /// frames, bounded by `autoRuns`; only the backbone + FPN thresholds change (the heads keep `threshold`).
+    private func autoCalibration(_ settings: TemporalSettings) -> AutoCalibration {
+        let detector = self.detector, keys = temporalLayerKeys
+        let score = max(thresholds.score, settings.accuracyGuard.minScore)
+        return AutoCalibration(frames: settings.autoFrames) { images in
+            let evaluator = FidelityEvaluator(detector: detector, images: images, score: score, features: false)
+            let search = ThresholdCalibration(targetFidelity: settings.accuracyGuard.targetF1, metric: .f1,
+                                              candidates: [0.02, 0.05, 0.1, 0.2, 0.3], baseThreshold: 1e-4,
+                                              refresh: settings.refreshInterval, denseFallback: settings.denseFallback,
+                                              tile: settings.tile, maxRuns: settings.autoRuns)
+            guard let o = try? search.run(evaluator, layers: keys, groups: ThresholdCalibration.groups(keys, by: "depth"),
+                                          log: { _ in })
+            else { return nil }
+            return (o.settings.layerThresholds, o.groups.map { "\($0.name) \($0.threshold)" }.joined(separator: ", ")
+                    + String(format: " (F1 %.3f on %d frames, %d runs)", o.best.f1, images.count, o.runs))
         }
     }
 
@@ -154,9 +180,7 @@ public struct ModelDetector: FrameDetector {
             run(frame, &result)
             return
         }
-        t.startFrame(width: frame.info.width, height: frame.info.height)
-        run(frame, &result)
-        result.recomputedFraction = t.cache.lastStats.recomputedFraction
+        t.detect(frame, into: &result) { run(frame, &$0) }
     }
 
     /// The model on `frame` into `result`: detections (class filter applied), panoptic segments (models with
@@ -167,26 +191,6 @@ public struct ModelDetector: FrameDetector {
         result.detections = dets
         if let panoptic { result.panoptic = panoptic }
         for (k, v) in state.timingsMs { result.timingsMs["detect." + k] = v }
-    }
-}
-
-/// Delta-mode state of one stream of a detector: its `TemporalCache`, reset when the frame size changes (a new
-/// stream, or a reconnect at another resolution; a fixed-size transform can hide that from the cache).
-public final class TemporalStreamState: @unchecked Sendable {
-    /// The delta cache (the detector's conv runner).
-    public let cache: TemporalCache
-    /// Resets so far (frame size changes).
-    public private(set) var resets = 0
-    private var size: (Int, Int)?
-
-    init(cache: TemporalCache) { self.cache = cache }
-
-    func startFrame(width: Int, height: Int) {
-        if let size, size != (width, height) {
-            cache.reset()
-            resets += 1
-        }
-        size = (width, height)
     }
 }
 

@@ -115,11 +115,17 @@ public struct YOLOFrameDetector: FrameDetector {
     }
 
     public func detect(_ frame: Frame, into result: inout FrameResult) throws {
-        if let t = temporalState { t.startFrame(width: frame.info.width, height: frame.info.height) }
+        guard let t = temporalState else {
+            result.detections = try objects(frame)
+            return
+        }
+        try t.detect(frame, into: &result) { $0.detections = try objects(frame) }
+    }
+
+    private func objects(_ frame: Frame) throws -> [Detection] {
         var found = try detector.detect(frame.image)
         if let classes { found = found.filter { classes.contains($0.className) } }
-        result.detections = found
-        if let t = temporalState { result.recomputedFraction = t.cache.lastStats.recomputedFraction }
+        return found
     }
 
     /// A detector with its own session on the same network, while temporal reuse is off.
@@ -156,9 +162,7 @@ public struct CenterFaceFrameDetector: FrameDetector {
             result.detections = try faces(frame)
             return
         }
-        t.startFrame(width: frame.info.width, height: frame.info.height)
-        result.detections = try faces(frame)
-        result.recomputedFraction = t.cache.lastStats.recomputedFraction
+        try t.detect(frame, into: &result) { $0.detections = try faces(frame) }
     }
 
     /// A detector with its own session on the same network, while temporal reuse is off.
@@ -184,6 +188,9 @@ extension TemporalStreamState {
         if !settings.layerThresholds.isEmpty {
             throw TemporalConfigError(message: "layer_thresholds are not supported for ONNX models (use threshold)")
         }
-        return settings.mode == .delta ? TemporalStreamState(cache: TemporalCache(settings: settings)) : nil
+        var s = settings
+        s.mode = .delta    // no layer names to calibrate: auto is delta with the guard
+        return settings.usesCache ? TemporalStreamState(cache: TemporalCache(settings: s), guard: s.accuracyGuard)
+            : nil
     }
 }

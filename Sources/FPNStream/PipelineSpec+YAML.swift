@@ -158,7 +158,7 @@ public struct SpecReader {
         return s
     }
 
-    /// `temporal:` → `TemporalSettings`; `temporal: off|keyframe|delta` alone sets the mode.
+    /// `temporal:` → `TemporalSettings`; `temporal: off|keyframe|delta|auto` alone sets the mode.
     public func temporal(_ node: Node) throws -> TemporalSpec {
         var s = TemporalSpec()
         if node.scalar != nil {
@@ -167,7 +167,8 @@ public struct SpecReader {
         }
         let m = try map(node, "temporal")
         try m.check(["mode", "threshold", "layer_thresholds", "refresh_interval", "keyframe_interval", "dense_fallback",
-                     "tile", "input_threshold", "input_block", "frame_fallback", "deep_tile", "gate_outputs"])
+                     "tile", "input_threshold", "input_block", "frame_fallback", "deep_tile", "gate_outputs",
+                     "guard", "guard_target", "guard_score", "guard_interval"])
         if let n = m["mode"] { s.mode = try choice(n, "temporal.mode", TemporalMode.self) }
         if let n = m["threshold"] { s.threshold = Float(try double(n, "temporal.threshold", min: 0)) }
         if let n = m["layer_thresholds"], !n.isNull {
@@ -186,6 +187,12 @@ public struct SpecReader {
         if let n = m["frame_fallback"] { s.frameFallback = try fraction(n, "temporal.frame_fallback") }
         if let n = m["deep_tile"] { s.deepTile = try int(n, "temporal.deep_tile", min: 0, max: PipelineLimits.maxImageSide) }
         if let n = m["gate_outputs"] { s.gateOutputs = try bool(n, "temporal.gate_outputs") }
+        if let n = m["guard"] { s.accuracyGuard.enabled = try bool(n, "temporal.guard") }
+        if let n = m["guard_target"] { s.accuracyGuard.targetF1 = try fraction(n, "temporal.guard_target") }
+        if let n = m["guard_score"] { s.accuracyGuard.minScore = Float(try fraction(n, "temporal.guard_score")) }
+        if let n = m["guard_interval"] {
+            s.accuracyGuard.interval = try int(n, "temporal.guard_interval", min: 0, max: 1_000_000)
+        }
         return s
     }
 

@@ -239,6 +239,7 @@ struct DetectStage: Stage {
 
     private func tally(_ frame: AnalyzedFrame) -> AnalyzedFrame {
         if let f = frame.result.recomputedFraction { recomputed?.add(f) }
+        if let g = frame.result.temporalGuard { recomputed?.add(g) }
         parts?.add(frame.result.timingsMs)
         return frame
     }
@@ -324,8 +325,6 @@ struct ProgressTap: Sink {
     func consume(_ input: AnalyzedFrame) throws { body(input.result.info) }
 }
 
-/// Running mean of the per-frame recomputed fraction (temporal reuse), written by the detect stage and read by the
-/// summary (thread-safe).
 /// Per-part detector times (`detect.backbone`, `detect.rpn`, ... from each frame's `timingsMs`) over a run, for
 /// `--stats` and the JSONL summary: where inference time goes, as count / mean / p50 / p95 ms per part.
 public final class DetectPartsTally: @unchecked Sendable {
@@ -360,12 +359,70 @@ public final class DetectPartsTally: @unchecked Sendable {
     }
 }
 
+/// Running mean of the per-frame recomputed fraction (temporal reuse) and the accuracy guard's decisions, written
+/// by the detect stage and read by the summary (thread-safe).
 final class RecomputedTally: @unchecked Sendable {
     private let lock = NSLock()
     private var sum = 0.0, count = 0
+    private var guardTally: TemporalGuardSummary?
 
     func add(_ fraction: Double) { lock.lock(); sum += fraction; count += 1; lock.unlock() }
 
+    func add(_ record: TemporalGuardRecord) {
+        lock.lock(); defer { lock.unlock() }
+        var g = guardTally ?? TemporalGuardSummary()
+        g.add(record)
+        guardTally = g
+    }
+
+    /// The guard's decisions so far (nil: no frame was verified).
+    var guardSummary: TemporalGuardSummary? { lock.lock(); defer { lock.unlock() }; return guardTally }
+
     /// The mean over the frames seen so far; nil before any frame carried a fraction.
     var mean: Double? { lock.lock(); defer { lock.unlock() }; return count > 0 ? sum / Double(count) : nil }
+}
+
+/// The accuracy guard's decisions over a run (`--stats`, the JSONL summary's `temporal_guard`).
+public struct TemporalGuardSummary: Sendable, Equatable {
+    /// Verified frames (including `skip`s, whose delta pass ran densely by itself).
+    public var verifications = 0
+    /// Decisions by action (`hold`, `tighten`, ...).
+    public var actions: [String: Int] = [:]
+    /// Detection counts pooled over the verified frames.
+    public var matched = 0, reference = 0, candidate = 0
+    /// Threshold scales after the last decision.
+    public var scales: [String] = [], scaleValues: [Double] = []
+
+    /// Agreement F1 of the delta probes with the dense passes, pooled over the verified frames.
+    public var f1: Double { reference + candidate == 0 ? 1 : 2 * Double(matched) / Double(reference + candidate) }
+
+    /// `temporal: auto`: what the calibration chose.
+    public var calibrated: String?
+
+    mutating func add(_ r: TemporalGuardRecord) {
+        if r.action == "calibrated" {
+            calibrated = r.note
+            return
+        }
+        verifications += 1
+        actions[r.action, default: 0] += 1
+        matched += r.matched; reference += r.reference; candidate += r.candidate
+        scales = r.scales.map(\.group); scaleValues = r.scales.map(\.scale)
+    }
+
+    /// One line for the end of `process`: `guard: 12 verified, F1 0.991, tighten 1, loosen 3, scales input 1 ...`.
+    public var formatted: String {
+        var s = String(format: "guard: %d verified, F1 %.3f", verifications, f1)
+        for (k, v) in actions.sorted(by: { $0.key < $1.key }) where k != "hold" { s += ", \(k) \(v)" }
+        s += ", scales " + zip(scales, scaleValues).map { String(format: "%@ %.3g", $0.0, $0.1) }.joined(separator: " ")
+        return s
+    }
+
+    /// The JSONL summary's `temporal_guard` object.
+    var jsonValue: JSONLRecord.Value {
+        .object([("verifications", .int(verifications)), ("f1", .number(f1, decimals: 4)),
+                 ("actions", .object(actions.sorted { $0.key < $1.key }.map { ($0.key, .int($0.value)) })),
+                 ("scales", .object(zip(scales, scaleValues).map { ($0.0, .number($0.1, decimals: 6)) }))]
+                + (calibrated.map { [("calibrated", .string($0))] } ?? []))
+    }
 }

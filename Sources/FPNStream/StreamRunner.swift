@@ -128,6 +128,8 @@ public struct RunSummary: Sendable {
     public var detectParts: [StageMetrics] = []
     /// Frames the detect stage ran at once (`--detect-workers` as resolved for this detector).
     public var detectWorkers = 1
+    /// The accuracy guard's decisions (delta mode; nil when it verified no frame).
+    public var temporalGuard: TemporalGuardSummary?
 }
 
 /// The output named by `error` when it is a write to a pipe whose reader has gone (EPIPE); nil for any other error.
@@ -317,7 +319,8 @@ public final class StreamRunner: @unchecked Sendable {
         return RunSummary(metadata: metadata, framesProcessed: processed, decodeStats: decoder.stats,
                           report: report, stopped: stopped, closedOutput: closedOutput,
                           temporal: options.temporal.mode, meanRecomputedFraction: recomputed.mean,
-                          detectParts: parts.metrics, detectWorkers: parts.workers)
+                          detectParts: parts.metrics, detectWorkers: parts.workers,
+                          temporalGuard: recomputed.guardSummary)
     }
 
     /// Appends the `"type":"summary"` line (how the run ended, per-stage metrics, decoder damage) and closes.
@@ -343,6 +346,7 @@ public final class StreamRunner: @unchecked Sendable {
         if options.temporal.mode != .off {
             fields.append(("temporal", .string(options.temporal.mode.rawValue)))
             fields.append(("recomputed_mean", recomputed.mean.map { .number($0, decimals: 4) } ?? .null))
+            if let g = recomputed.guardSummary { fields.append(("temporal_guard", g.jsonValue)) }
         }
         defer { try? writer.close() }
         try writer.writeLine(JSONLRecord.summary(source: metadata.source, wallTime: Date().timeIntervalSince1970,

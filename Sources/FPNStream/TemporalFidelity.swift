@@ -116,7 +116,19 @@ public final class PyramidCapture: ConvolutionRunner {
     /// Keys captured, in forward order.
     public private(set) var keys: [String] = []
 
+    /// Whether level outputs are copied (a guard captures only on the frames it verifies).
+    public var capturing = true
+
     public init(inner: ConvolutionRunner?) { self.inner = inner }
+
+    /// Copies of the captured levels, by conv key (they survive the next frame).
+    public func copiedOutputs() -> [String: Tensor] {
+        outputs.mapValues { t in
+            let c = Tensor(shape: t.shape)
+            c.copy(from: t)
+            return c
+        }
+    }
 
     /// Whether `key` names a conv whose output is a pyramid level.
     public static func isLevel(_ key: String) -> Bool {
@@ -153,7 +165,7 @@ public final class PyramidCapture: ConvolutionRunner {
     public func run(_ layer: ConvLayer, input: Tensor, residual: Tensor?, workspace: Workspace) -> Tensor {
         let out = inner?.run(layer, input: input, residual: residual, workspace: workspace)
             ?? layer.conv(input, residual: residual, in: workspace)
-        if Self.isLevel(layer.key) {
+        if capturing, Self.isLevel(layer.key) {
             if outputs[layer.key]?.shape != out.shape {
                 if outputs[layer.key] == nil { keys.append(layer.key) }
                 outputs[layer.key] = Tensor(shape: out.shape)

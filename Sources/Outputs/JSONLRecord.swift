@@ -73,6 +73,7 @@ public enum JSONLRecord {
             j.endArray()
         }
         if let r = result.recomputedFraction { j.key("recomputed"); j.number(r, decimals: 4) }
+        if let g = result.temporalGuard { j.key("temporal_guard"); temporalGuard(&j, g) }
         if options.timings && !result.timingsMs.isEmpty {
             j.key("timings_ms")
             j.beginObject()
@@ -179,6 +180,24 @@ public enum JSONLRecord {
             for k in kps { j.number(k.score, decimals: 4) }
             j.endArray()
         }
+        j.endObject()
+    }
+
+    /// The accuracy guard's decision on a verified frame.
+    private static func temporalGuard(_ j: inout JSONBuffer, _ g: TemporalGuardRecord) {
+        j.beginObject()
+        j.key("action"); j.string(g.action)
+        if let v = g.group { j.key("group"); j.string(v) }
+        for (k, v) in [("f1", g.f1), ("mask_iou", g.maskIoU), ("pyramid_error", g.pyramidError),
+                       ("pooled_f1", g.pooledF1), ("pooled_mask_iou", g.pooledMaskIoU),
+                       ("probe_recomputed", g.probeRecomputed)] {
+            if let v { j.key(k); j.number(v, decimals: 6) }
+        }
+        j.key("scales")
+        j.beginObject()
+        for (k, v) in g.scales { j.key(k); j.number(v, decimals: 6) }
+        j.endObject()
+        if let n = g.note { j.key("note"); j.string(n) }
         j.endObject()
     }
 

@@ -4,9 +4,12 @@ import Tensor
 /// ops, dense passes and the restricted compare.
 extension TemporalCache {
     /// Threshold of `s`'s input compare in input units (its setting × the input RMS of the last refresh).
+    /// The accuracy guard's scale (`thresholdScales`) of its group applies on top.
     func absoluteThreshold(_ s: LayerState, layer: ConvLayer, isStem: Bool) -> Float {
-        (settings.layerThresholds[layer.key]
-         ?? (isStem ? settings.inputThreshold ?? settings.threshold : settings.threshold)) * s.inputRMS
+        let group: ThresholdGroup = isStem ? .input : s.closed ? .backbone : .heads
+        return (settings.layerThresholds[layer.key]
+                ?? (isStem ? settings.inputThreshold ?? settings.threshold : settings.threshold))
+            * (thresholdScales[group] ?? 1) * s.inputRMS
     }
 
     /// The state that produced `t` (a kept output of this cache), if any.
@@ -79,7 +82,7 @@ extension TemporalCache {
     /// output tiles that read the tiles its producer (a conv run earlier this frame) recomputed; registered as
     /// produced, so the next conv compares only there. Exact: the kept output equals the dense op on this input.
     public func run(_ op: SpatialOp, key: String, input: Tensor, workspace: Workspace) -> Tensor {
-        guard settings.mode == .delta else { return op(input, in: workspace) }
+        guard settings.usesCache else { return op(input, in: workspace) }
         let k = OpKey(key: key, height: input.h, width: input.w)
         var state = ops[k]
         let fresh = state == nil || state!.inputShape != input.shape

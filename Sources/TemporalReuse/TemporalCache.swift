@@ -29,6 +29,14 @@ public final class TemporalCache: ConvolutionRunner {
     public private(set) var resetCount = 0
     /// Per-layer figures of the last frame, when attached (nil: not collected).
     public var profile: TemporalProfile?
+    /// Multipliers of the thresholds by layer group (absent = 1), set by the stream's accuracy guard
+    /// (`TemporalGuard`); a change takes effect on the next frame.
+    public var thresholdScales: [ThresholdGroup: Float] = [:]
+    /// How the next frame runs; consumed by its `beginFrame`. `.scheduled`: by the refresh schedule. `.probe`:
+    /// delta even when a refresh is due, without advancing the schedule (the same frame runs again next, e.g.
+    /// densely to verify the probe). `.dense`: a dense pass that refreshes the state like a scheduled refresh.
+    public var nextFrame: FramePlan = .scheduled
+    public enum FramePlan: Sendable { case scheduled, probe, dense }
 
     /// State per conv layer, instance and input size. The size is part of the key so a head conv shared by the
     /// pyramid levels keeps one state per level even when a wrapping runner forwards only
@@ -154,9 +162,11 @@ public final class TemporalCache: ConvolutionRunner {
     func startFrame(_ shape: [Int]) -> Int {
         if let inputShape, inputShape != shape { reset() }
         inputShape = shape
-        let index = frameIndex
-        frameIndex += 1
-        denseThisFrame = index == 0 || (settings.refreshInterval > 0 && index % settings.refreshInterval == 0)
+        let index = frameIndex, plan = nextFrame
+        nextFrame = .scheduled
+        if plan != .probe || index == 0 { frameIndex += 1 }
+        denseThisFrame = index == 0 || plan == .dense
+            || (plan == .scheduled && settings.refreshInterval > 0 && index % settings.refreshInterval == 0)
         skipKeptCopies = false
         if denseThisFrame { stale = false }
         lastStats = TemporalFrameStats()

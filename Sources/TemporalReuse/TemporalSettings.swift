@@ -8,6 +8,9 @@ public enum TemporalMode: String, CaseIterable, Sendable {
     case keyframe
     /// Per conv layer, only the output tiles whose receptive field saw a changed input tile are recomputed.
     case delta
+    /// `delta` whose per-layer thresholds are calibrated on the stream's first frames (`autoFrames` dense frames,
+    /// then the `calibrate` search over them, at most `autoRuns` delta runs), then run with the accuracy guard.
+    case auto
 }
 
 /// Settings of a `TemporalCache`.
@@ -57,11 +60,21 @@ public struct TemporalSettings: Equatable, Sendable {
     /// compare and kept copy. Same threshold semantics, one compare per tensor instead of one per reader, and no
     /// kept inputs inside the backbone. false = every reader compares its input (the earlier scheme).
     public var gateOutputs: Bool
+    /// `delta`: the accuracy guard (on by default): verifies the delta result against a dense pass on a schedule
+    /// and adapts the thresholds per layer group to hold a target agreement (`TemporalGuard`).
+    public var accuracyGuard: TemporalGuardSettings
+    /// `auto`: frames (the stream's first, run densely) the thresholds are calibrated on, and the most delta runs
+    /// over them the search may make (which bounds the calibration's time to about `autoRuns` × `autoFrames`
+    /// delta frames, once per stream).
+    public var autoFrames = 8, autoRuns = 6
+
+    /// `delta` and `auto` run the delta cache.
+    public var usesCache: Bool { mode == .delta || mode == .auto }
 
     public init(mode: TemporalMode = .off, threshold: Float = 0.05, layerThresholds: [String: Float] = [:],
                 refreshInterval: Int = 25, keyframeInterval: Int = 5, denseFallback: Double = 0.7, tile: Int = 2,
                 inputThreshold: Float? = nil, inputBlock: Int = 4, frameFallback: Double = 0.15, deepTile: Int = 0,
-                gateOutputs: Bool = true) {
+                gateOutputs: Bool = true, accuracyGuard: TemporalGuardSettings = TemporalGuardSettings()) {
         precondition(threshold >= 0 && refreshInterval >= 0 && keyframeInterval >= 1 && tile >= 1
                      && (inputThreshold ?? 0) >= 0 && inputBlock >= 1 && deepTile >= 0,
                      "temporal settings out of range")
@@ -70,6 +83,7 @@ public struct TemporalSettings: Equatable, Sendable {
         self.denseFallback = denseFallback; self.tile = tile
         self.inputThreshold = inputThreshold; self.inputBlock = inputBlock
         self.frameFallback = frameFallback; self.deepTile = deepTile; self.gateOutputs = gateOutputs
+        self.accuracyGuard = accuracyGuard
     }
 }
 

@@ -209,9 +209,11 @@ struct ProcessCommand: ParsableCommand {
                         summary.framesProcessed, wall, fps) + temporal
                  + (outs.isEmpty ? "" : " → " + outs.joined(separator: ", ")))
         }
+        if !quiet, let c = summary.temporalGuard?.calibrated { info("temporal auto: calibrated thresholds: \(c)") }
         if stats {
             info(summary.report.formattedSummary())
             if !summary.detectParts.isEmpty { info(Self.partsTable(summary.detectParts, workers: summary.detectWorkers)) }
+            if let g = summary.temporalGuard { info(g.formatted) }
         }
 
         if summary.closedOutput != nil && trap.signal == nil {

@@ -82,8 +82,9 @@ struct FFmpegInputFlags: ParsableArguments {
 /// Temporal reuse flags shared by `process` and `tail` (docs/temporal.md); they override a pipeline's `temporal:`.
 struct TemporalFlags: ParsableArguments {
     @Option(help: ArgumentHelp("Reuse backbone/FPN work across frames: off (dense), keyframe (model every N frames, "
-                               + "detections repeated between), delta (recompute changed tiles only).",
-                               valueName: "off|keyframe|delta"))
+                               + "detections repeated between), delta (recompute changed tiles only), auto (delta "
+                               + "calibrated on the first frames).",
+                               valueName: "off|keyframe|delta|auto"))
     var temporal: TemporalMode?
 
     @Option(help: ArgumentHelp("delta: a tile is recomputed when its max |change| exceeds this × the layer input's "
@@ -124,6 +125,15 @@ struct TemporalFlags: ParsableArguments {
                                valueName: "true|false"))
     var temporalGateOutputs: Bool?
 
+    @Option(help: ArgumentHelp("delta: the accuracy guard, which verifies the delta result against a dense pass every "
+                               + "refresh and adapts the thresholds (default \(TemporalSettings().accuracyGuard.enabled)).",
+                               valueName: "true|false"))
+    var temporalGuard: Bool?
+
+    @Option(help: ArgumentHelp("delta: agreement F1 with the dense detector that the guard holds (default "
+                               + "\(TemporalSettings().accuracyGuard.targetF1)).", valueName: "f1"))
+    var temporalGuardTarget: Double?
+
     func validate() throws {
         if let t = temporalThreshold, !(t >= 0) { throw ValidationError("--temporal-threshold must be >= 0") }
         if let n = temporalRefresh, n < 0 { throw ValidationError("--temporal-refresh must be >= 0") }
@@ -138,6 +148,9 @@ struct TemporalFlags: ParsableArguments {
             throw ValidationError("--temporal-frame-fallback must be in [0, 1]")
         }
         if let n = temporalDeepTile, n < 0 { throw ValidationError("--temporal-deep-tile must be >= 0") }
+        if let f = temporalGuardTarget, !(0...1).contains(f) {
+            throw ValidationError("--temporal-guard-target must be in [0, 1]")
+        }
     }
 
     /// `settings` (from a pipeline file, or the defaults) with the flags given applied. Tuning flags that the
@@ -155,14 +168,17 @@ struct TemporalFlags: ParsableArguments {
         if let v = temporalFrameFallback { s.frameFallback = v }
         if let v = temporalDeepTile { s.deepTile = v }
         if let v = temporalGateOutputs { s.gateOutputs = v }
+        if let v = temporalGuard { s.accuracyGuard.enabled = v }
+        if let v = temporalGuardTarget { s.accuracyGuard.targetF1 = v }
         let deltaOnly = [("--temporal-threshold", temporalThreshold != nil), ("--temporal-refresh", temporalRefresh != nil),
                          ("--temporal-dense-fallback", temporalDenseFallback != nil), ("--temporal-tile", temporalTile != nil),
                          ("--temporal-input-threshold", temporalInputThreshold != nil),
                          ("--temporal-input-block", temporalInputBlock != nil),
                          ("--temporal-frame-fallback", temporalFrameFallback != nil),
                          ("--temporal-deep-tile", temporalDeepTile != nil),
-                         ("--temporal-gate-outputs", temporalGateOutputs != nil)]
-        if s.mode != .delta, let flag = deltaOnly.first(where: \.1) {
+                         ("--temporal-gate-outputs", temporalGateOutputs != nil),
+                         ("--temporal-guard", temporalGuard != nil), ("--temporal-guard-target", temporalGuardTarget != nil)]
+        if !s.usesCache, let flag = deltaOnly.first(where: \.1) {
             throw ValidationError("\(flag.0) applies to --temporal delta (the mode is \(s.mode.rawValue))")
         }
         if s.mode != .keyframe && temporalKeyframeInterval != nil {

@@ -61,6 +61,10 @@ final class PipelineSpecTests: XCTestCase {
               frame_fallback: 0.75
               deep_tile: 8
               gate_outputs: false
+              guard: false
+              guard_target: 0.9
+              guard_score: 0.3
+              guard_interval: 12
             tracker:
               track_high_thresh: 0.6
               track_low_thresh: 0.2
@@ -106,6 +110,7 @@ final class PipelineSpecTests: XCTestCase {
         XCTAssertEqual(s.temporal.inputBlock, 2)
         XCTAssertEqual(s.temporal.frameFallback, 0.75)
         XCTAssertEqual(s.temporal.deepTile, 8)
+        XCTAssertEqual(s.temporal.accuracyGuard, TemporalGuardSettings(enabled: false, targetF1: 0.9, minScore: 0.3, interval: 12))
         XCTAssertEqual(s.temporal.layerThresholds, ["backbone.body.conv1": 0.5, "backbone.fpn.layer_blocks.0": 0])
         let t = try XCTUnwrap(s.tracker)
         XCTAssertEqual(t.trackThresh, 0.6)
@@ -156,7 +161,7 @@ final class PipelineSpecTests: XCTestCase {
         assertError("temporal:\n  zzz: 1\n",
                     "x.yaml:2: temporal: unknown key 'zzz' (known keys: mode, threshold, layer_thresholds, refresh_interval, "
                     + "keyframe_interval, dense_fallback, tile, input_threshold, input_block, frame_fallback, deep_tile, "
-                    + "gate_outputs)")
+                    + "gate_outputs, guard, guard_target, guard_score, guard_interval)")
         assertError("temporal:\n  threshold: -1\n", "x.yaml:2: temporal.threshold: must be ≥ 0, got -1")
         assertError("temporal:\n  keyframe_interval: 0\n", "x.yaml:2: temporal.keyframe_interval: must be ≥ 1, got 0")
         assertError("temporal:\n  refresh_interval: -25\n", "x.yaml:2: temporal.refresh_interval: must be ≥ 0, got -25")
@@ -164,9 +169,9 @@ final class PipelineSpecTests: XCTestCase {
                     #"x.yaml:2: temporal.layer_thresholds.a: expected a number, got "x""#)
         assertError("model: {path: m, score: 1.5}", "x.yaml:1: model.score: must be in [0, 1], got 1.5")
         assertError("temporal:\n  mode: fast\n",
-                    #"x.yaml:2: temporal.mode: expected one of off, keyframe, delta, got "fast""#)
+                    #"x.yaml:2: temporal.mode: expected one of off, keyframe, delta, auto, got "fast""#)
         assertError("temporal: {mode: delt}",
-                    #"x.yaml:1: temporal.mode: expected one of off, keyframe, delta, got "delt" (did you mean 'delta'?)"#)
+                    #"x.yaml:1: temporal.mode: expected one of off, keyframe, delta, auto, got "delt" (did you mean 'delta'?)"#)
         assertError("input:\n  stride: 0\n", "x.yaml:2: input.stride: must be ≥ 1, got 0")
         assertError("input:\n  stride: 1.5\n", "x.yaml:2: input.stride: expected a whole number, got 1.5")
         assertError("input:\n  live:\n    drop_policy: latest\n",

@@ -85,9 +85,15 @@ final class TemporalCommandTests: XCTestCase {
         let out = path("still.jsonl")
         var r = try run(["process", clip, "--model", model, "--jsonl", out, "--temporal", "delta", "-q"])
         XCTAssertEqual(r.status, 0, r.stderr)
-        var f = try lines(out).filter { $0["type"] as? String == "frame" }.map { $0["recomputed"] as? Double ?? -1 }
+        let frameLines = try lines(out).filter { $0["type"] as? String == "frame" }
+        var f = frameLines.map { $0["recomputed"] as? Double ?? -1 }
         XCTAssertEqual(f.count, 8)
-        XCTAssertEqual(f, [1] + [Double](repeating: 0, count: 7))
+        // Frame 6: the accuracy guard's first check (a quarter of the refresh interval), a dense pass.
+        XCTAssertEqual(f, [1, 0, 0, 0, 0, 0, 1, 0])
+        let check = try XCTUnwrap(frameLines[6]["temporal_guard"] as? [String: Any])
+        XCTAssertEqual(check["action"] as? String, "hold")
+        XCTAssertEqual(check["pyramid_error"] as? Double, 0)
+        XCTAssertEqual(check["probe_recomputed"] as? Double, 0)
 
         // The pipeline section, with the command line overriding its interval.
         let yaml = path("kf.yaml")

@@ -79,7 +79,7 @@ final class ServeConfigTests: XCTestCase {
         XCTAssertEqual(error("cameras:\n  - id: a\n    url: x\n    max_fps: fast\n"),
                        "cams.yaml:4: cameras[0].max_fps: expected a number, got \"fast\"")
         XCTAssertEqual(error("cameras:\n  - id: a\n    url: x\n    temporal: dleta\n"),
-                       "cams.yaml:4: temporal: expected one of off, keyframe, delta, got \"dleta\" (did you mean 'delta'?)")
+                       "cams.yaml:4: temporal: expected one of off, keyframe, delta, auto, got \"dleta\" (did you mean 'delta'?)")
         XCTAssertEqual(error("cameras:\n  - id: a\n"), "cams.yaml:2: cameras[0]: missing key 'url'")
         XCTAssertEqual(error("cameras:\n  - id: a b\n    url: x\n"),
                        "cams.yaml:2: cameras[0].id: 'a b': use letters, digits, - and _ (at most 64)")

@@ -47,6 +47,9 @@ public final class DetectorState: @unchecked Sendable {
     /// Called once per `detect`, right after the backbone, with the pyramid and the input geometry (nil = not
     /// called). The levels are workspace buffers: read them during the call, do not keep them.
     public var pyramidObserver: ((FeaturePyramid, TransformGeometry) -> Void)?
+    /// Optional per-stream reuse of the RoI heads' per-region results (temporal `delta` mode; nil = every region
+    /// computed).
+    public var regionReuse: RegionReuse?
     /// Wall time of each part of the last `detect` call in milliseconds ("transform", "backbone", "heads", and
     /// for R-CNN "rpn", "roi_heads", "masks").
     public internal(set) var timingsMs: [String: Double] = [:]

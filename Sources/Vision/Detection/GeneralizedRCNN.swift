@@ -92,7 +92,8 @@ public final class GeneralizedRCNN: Detector, @unchecked Sendable {
         let proposals = rpn(levels, geometry: g, state: state)
         ms["rpn"] = DetectorSupport.lap(&clock)
         let pooling = roiHeads.poolingLevels(Array(levels.prefix(config.pooledLevelCount)), ws: ws)
-        let raw = roiHeads.detect(pooling, proposals: proposals, geometry: g, thresholds: t, ws: ws)
+        let raw = roiHeads.detect(pooling, proposals: proposals, geometry: g, thresholds: t, ws: ws,
+                                  reuse: state.regionReuse)
         var dets = DetectorSupport.detections(raw, geometry: g, names: config.classNames)
         ms["roi_heads"] = DetectorSupport.lap(&clock)
         defer { state.timingsMs = ms }
@@ -100,7 +101,7 @@ public final class GeneralizedRCNN: Detector, @unchecked Sendable {
         // Binary source-size masks of the instances the panoptic merge can take (score >= its threshold).
         var instances: [(score: Float, classID: Int, mask: [UInt8])] = []
         if roiHeads.maskConvs != nil {
-            let probs = roiHeads.masks(pooling, detections: raw, geometry: g, ws: ws)
+            let probs = roiHeads.masks(pooling, detections: raw, geometry: g, ws: ws, reuse: state.regionReuse)
             probs.withUnsafeBufferPointer { p in
                 for i in dets.indices {
                     let m = UnsafeBufferPointer(rebasing: p[(i * 784)..<((i + 1) * 784)])

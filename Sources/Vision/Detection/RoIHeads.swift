@@ -113,12 +113,47 @@ final class RoIHeads: @unchecked Sendable {
     }
 
     /// Box branch: final detections in input pixels (sorted by descending score, at most `t.maxDetections`).
-    /// `levels`: `poolingLevels` of this frame.
+    /// `levels`: `poolingLevels` of this frame. `reuse`: the stream's per-region results of the last frame (delta
+    /// mode), whose unchanged proposals skip the head.
     func detect(_ levels: [Tensor], proposals: [Box], geometry g: TransformGeometry, thresholds t: DetectionThresholds,
-                ws: Workspace) -> RawDetections {
+                ws: Workspace, reuse: RegionReuse? = nil) -> RawDetections {
         guard !proposals.isEmpty else { return RawDetections() }
-        let r = proposals.count, k = numClasses
-        var x = pool(boxPooler, levels, boxes: proposals, geometry: g, ws: ws)
+        let k = numClasses
+        let x = pool(boxPooler, levels, boxes: proposals, geometry: g, ws: ws)
+        guard let reuse else {
+            let (logits, deltas) = boxOutputs(x, ws: ws)
+            defer { ws.release(logits); ws.release(deltas) }
+            return logits.withUnsafeBufferPointer { lp in
+                deltas.withUnsafeBufferPointer { decode(proposals, logits: lp, deltas: $0, geometry: g, thresholds: t) }
+            }
+        }
+        // One row per region: k logits, then 4k box deltas.
+        let rows = reuse.outputs(.box, keys: reuse.keys(proposals, labels: nil, pooled: x), width: 5 * k) { misses in
+            let (logits, deltas) = boxOutputs(Self.gather(x, rows: misses, ws: ws), ws: ws)
+            defer { ws.release(logits); ws.release(deltas) }
+            var out = [Float](); out.reserveCapacity(misses.count * 5 * k)
+            logits.withUnsafeBufferPointer { lp in
+                deltas.withUnsafeBufferPointer { dp in
+                    for j in misses.indices { out += lp[(j * k)..<((j + 1) * k)]; out += dp[(j * 4 * k)..<((j + 1) * 4 * k)] }
+                }
+            }
+            return out
+        }
+        ws.release(x)
+        var logits = [Float](), deltas = [Float]()
+        logits.reserveCapacity(proposals.count * k); deltas.reserveCapacity(proposals.count * 4 * k)
+        for i in proposals.indices {
+            logits += rows[(i * 5 * k)..<(i * 5 * k + k)]; deltas += rows[(i * 5 * k + k)..<((i + 1) * 5 * k)]
+        }
+        return logits.withUnsafeBufferPointer { lp in
+            deltas.withUnsafeBufferPointer { decode(proposals, logits: lp, deltas: $0, geometry: g, thresholds: t) }
+        }
+    }
+
+    /// The box head and predictor on pooled regions `x` `[R, C, 7, 7]` (released): class logits `[R, K]` and box
+    /// deltas `[R, 4K]`, workspace tensors.
+    func boxOutputs(_ pooled: Tensor, ws: Workspace) -> (logits: Tensor, deltas: Tensor) {
+        var x = pooled
         let features: Tensor
         switch boxHead {
         case .mlp(let fc6, let fc7):
@@ -138,27 +173,44 @@ final class RoIHeads: @unchecked Sendable {
         let logits = clsScore(features, in: ws)
         let deltas = bboxPred(features, in: ws)
         ws.release(features)
-        var cand = RawDetections()
-        let imgW = Float(g.resizedWidth), imgH = Float(g.resizedHeight)
-        var probs = [Float](repeating: 0, count: k)
-        logits.withUnsafeBufferPointer { lp in
-            deltas.withUnsafeBufferPointer { dp in
-                for i in 0..<r {
-                    Self.softmax(UnsafeBufferPointer(rebasing: lp[(i * k)..<((i + 1) * k)]), into: &probs)
-                    for c in 1..<k where probs[c] > t.score {
-                        let o = (i * k + c) * 4
-                        let box = coder.decode(dp[o], dp[o + 1], dp[o + 2], dp[o + 3], reference: proposals[i])
-                            .clipped(width: imgW, height: imgH)
-                        guard box.hasSides(atLeast: 1e-2) else { continue }
-                        cand.boxes.append(box)
-                        cand.scores.append(probs[c])
-                        cand.labels.append(c)
-                    }
+        return (logits, deltas)
+    }
+
+    /// Rows `rows` of `x` `[R, ...]` as a workspace tensor `[rows.count, ...]`.
+    static func gather(_ x: Tensor, rows: [Int], ws: Workspace) -> Tensor {
+        let width = x.count / x.shape[0]
+        let out = ws.tensor([rows.count] + x.shape.dropFirst())
+        x.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                for (j, i) in rows.enumerated() {
+                    _ = UnsafeMutableBufferPointer(rebasing: dst[(j * width)..<((j + 1) * width)])
+                        .initialize(from: src[(i * width)..<((i + 1) * width)])
                 }
             }
         }
-        ws.release(logits)
-        ws.release(deltas)
+        return out
+    }
+
+    /// Softmax, per-class decode, clip, score and size filter, NMS per class, top N: the detections of the regions
+    /// `proposals` from their logits `[R, K]` and deltas `[R, 4K]`.
+    func decode(_ proposals: [Box], logits lp: UnsafeBufferPointer<Float>, deltas dp: UnsafeBufferPointer<Float>,
+                geometry g: TransformGeometry, thresholds t: DetectionThresholds) -> RawDetections {
+        let k = numClasses
+        var cand = RawDetections()
+        let imgW = Float(g.resizedWidth), imgH = Float(g.resizedHeight)
+        var probs = [Float](repeating: 0, count: k)
+        for i in proposals.indices {
+            Self.softmax(UnsafeBufferPointer(rebasing: lp[(i * k)..<((i + 1) * k)]), into: &probs)
+            for c in 1..<k where probs[c] > t.score {
+                let o = (i * k + c) * 4
+                let box = coder.decode(dp[o], dp[o + 1], dp[o + 2], dp[o + 3], reference: proposals[i])
+                    .clipped(width: imgW, height: imgH)
+                guard box.hasSides(atLeast: 1e-2) else { continue }
+                cand.boxes.append(box)
+                cand.scores.append(probs[c])
+                cand.labels.append(c)
+            }
+        }
         let keep = NMS.batched(boxes: cand.boxes, scores: cand.scores, idxs: cand.labels, iouThreshold: t.nms)
         return cand.select(Array(keep.prefix(t.maxDetections)))
     }
@@ -181,7 +233,12 @@ final class RoIHeads: @unchecked Sendable {
     /// branches.
     func tower(_ pooler: MultiScaleRoIAlign, _ levels: [Tensor], boxes: [Box], convs: [ConvLayer],
                geometry g: TransformGeometry, ws: Workspace) -> Tensor {
-        var x = pool(pooler, levels, boxes: boxes, geometry: g, ws: ws)
+        runConvs(pool(pooler, levels, boxes: boxes, geometry: g, ws: ws), convs, ws: ws)
+    }
+
+    /// `convs` in order on `x`, each input released.
+    func runConvs(_ x: Tensor, _ convs: [ConvLayer], ws: Workspace) -> Tensor {
+        var x = x
         for conv in convs {
             let next = conv.conv(x, in: ws)
             ws.release(x)
@@ -191,21 +248,35 @@ final class RoIHeads: @unchecked Sendable {
     }
 
     /// Mask branch: the 28x28 probability map of each detection's own label, `[D * 28 * 28]` row-major.
-    /// `levels`: `poolingLevels` of this frame.
+    /// `levels`: `poolingLevels` of this frame. `reuse`: as for `detect` (keyed by box, label and pooled features).
     func masks(_ levels: [Tensor], detections raw: RawDetections, geometry g: TransformGeometry,
-               ws: Workspace) -> [Float] {
-        guard let maskConvs, let maskUpsample, let maskLogits, !raw.boxes.isEmpty else { return [] }
-        let x = tower(maskPooler, levels, boxes: raw.boxes, convs: maskConvs, geometry: g, ws: ws)
+               ws: Workspace, reuse: RegionReuse? = nil) -> [Float] {
+        guard maskConvs != nil, !raw.boxes.isEmpty else { return [] }
+        let x = pool(maskPooler, levels, boxes: raw.boxes, geometry: g, ws: ws)
+        guard let reuse else { return maskProbabilities(x, labels: raw.labels, ws: ws) }
+        let keys = reuse.keys(raw.boxes, labels: raw.labels, pooled: x)
+        let out = reuse.outputs(.mask, keys: keys, width: 28 * 28) { misses in
+            maskProbabilities(Self.gather(x, rows: misses, ws: ws), labels: misses.map { raw.labels[$0] }, ws: ws)
+        }
+        ws.release(x)
+        return out
+    }
+
+    /// The mask head on pooled regions `x` `[D, C, 14, 14]` (released): the sigmoid of each region's `labels[i]`
+    /// logits, `[D * 28 * 28]`.
+    func maskProbabilities(_ pooled: Tensor, labels: [Int], ws: Workspace) -> [Float] {
+        guard let maskConvs, let maskUpsample, let maskLogits else { return [] }
+        let x = runConvs(pooled, maskConvs, ws: ws)
         let up = maskUpsample(x, in: ws)
         ws.release(x)
         let logits = maskLogits.conv(up, in: ws)
         ws.release(up)
-        let n = raw.boxes.count, k = numClasses, plane = 28 * 28
+        let n = labels.count, k = numClasses, plane = 28 * 28
         precondition(logits.h == 28 && logits.w == 28)
         var out = [Float](repeating: 0, count: n * plane)
         logits.withUnsafeBufferPointer { lp in
             for i in 0..<n {
-                let src = (i * k + raw.labels[i]) * plane
+                let src = (i * k + labels[i]) * plane
                 for j in 0..<plane { out[i * plane + j] = DetectorSupport.sigmoid(lp[src + j]) }
             }
         }
