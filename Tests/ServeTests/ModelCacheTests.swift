@@ -102,7 +102,9 @@ final class ModelCacheTests: XCTestCase {
         XCTAssertGreaterThan(found, 0, "the comparison covers detections, not only empty frames")
         let separate = cams.map { ($0.1 as? ModelDetector)?.state.workspace.allocatedBytes ?? 0 }
         XCTAssertGreaterThan(shared.allocatedBytes, 0)
-        XCTAssertLessThanOrEqual(shared.allocatedBytes, separate.max()! * 2, "about one pass, not \(separate)")
+        // One pass of the largest camera plus what frame sizes taking turns fragment (delta mode's region copies
+        // among them), well under the three arenas it replaces.
+        XCTAssertLessThanOrEqual(shared.allocatedBytes, separate.max()! * 5 / 2, "about one pass, not \(separate)")
         XCTAssertLessThan(shared.allocatedBytes, separate.reduce(0, +))
     }
 }
