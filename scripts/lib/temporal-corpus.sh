@@ -25,7 +25,8 @@ CORPUS_SYNTH=(
   "synth-light=--pan off --light on --traffic busy --noise 2"       # changing light
   "synth-pan=--pan on --light off --traffic sparse --noise 2"       # panning camera
 )
-CORPUS_FLOOR_FRAMES=${CORPUS_FLOOR_FRAMES:-60} CORPUS_REPEAT=${CORPUS_REPEAT:-2}
+CORPUS_FLOOR_FRAMES=${CORPUS_FLOOR_FRAMES:-60} CORPUS_REPEAT=${CORPUS_REPEAT:-2} CORPUS_ONLY=${CORPUS_ONLY:-}
+corpus_want() { [ -z "$CORPUS_ONLY" ] || [[ ",$CORPUS_ONLY," == *",$1,"* ]]; }  # CORPUS_ONLY=vtest,synth-static
 
 corpus_process() {  # CLIP FRAMES MODE JSONL : fps of one run (from the last stderr line)
   "$BIN" process "$1" --model "$DEMO" --score 0.5 --temporal "$3" --max-frames "$2" --jsonl "$4" \
@@ -87,11 +88,13 @@ corpus() {  # FRAMES
   local e
   for e in "${CORPUS_CLIPS[@]}"; do
     local name="${e%%=*}" clip="${e#*=}"
+    corpus_want "$name" || continue
     [ -f "$clip" ] || { echo "| $name | not fetched |"; continue; }
     corpus_clip "$name" "$clip" "$frames"
   done
   for e in "${CORPUS_SYNTH[@]}"; do
     local name="${e%%=*}" args gt
+    corpus_want "$name" || continue
     read -r -a args <<< "${e#*=}"
     gt="$OUT/corpus/gt-$name-f$frames"
     if [ ! -f "$gt/panoptic.json" ]; then
