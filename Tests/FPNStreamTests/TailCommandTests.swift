@@ -82,10 +82,15 @@ final class TailCommandTests: XCTestCase {
         l.filter { $0["type"] as? String == "event" && $0["event"] as? String == name }
     }
 
+    /// False when `p` is still running after `timeout` s; it is killed then, so that reading its status afterwards
+    /// fails the test instead of trapping the whole test process.
     private func waitExit(_ p: Process, timeout: Double = 20) -> Bool {
         let done = DispatchSemaphore(value: 0)
         DispatchQueue.global().async { p.waitUntilExit(); done.signal() }
-        return done.wait(timeout: .now() + timeout) == .success
+        if done.wait(timeout: .now() + timeout) == .success { return true }
+        kill(p.processIdentifier, SIGKILL)
+        done.wait()
+        return false
     }
 
     // MARK: - Tests
