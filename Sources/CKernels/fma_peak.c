@@ -62,8 +62,8 @@ static float fma_loop_generic(long iterations) {
     return s;
 }
 
-/* Sink so the compiler keeps the loops. */
-volatile float fpn_fma_peak_sink;
+/* Per-thread sink so the compiler keeps the loops and cores measured at once do not share (or race on) it. */
+static _Thread_local volatile float fma_peak_sink;
 
 double fpn_fma_peak_gflops(int isa, double seconds) {
     if (isa > fpn_best_isa()) isa = fpn_best_isa();
@@ -77,7 +77,7 @@ double fpn_fma_peak_gflops(int isa, double seconds) {
     double best = 0, spent = 0;
     while (spent < seconds) {
         double t0 = now_seconds();
-        fpn_fma_peak_sink = loop(iterations);
+        fma_peak_sink = loop(iterations);
         double dt = now_seconds() - t0;
         spent += dt;
         if (dt < 0.005) { iterations *= 2; continue; }
