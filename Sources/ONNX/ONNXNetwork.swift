@@ -31,6 +31,9 @@ public final class ONNXNetwork: @unchecked Sendable {
     let outputSlots: [Int]
     /// For each step, the value slots whose last reader it is (released right after it runs).
     let releaseAfter: [[Int]]
+    /// Inverted-residual blocks (`InvertedResidual`) by their first step: a session without a conv runner runs
+    /// such a run of steps as one banded op.
+    let blocks: [Int: FusedBlock]
 
     /// Loads, validates and compiles an ONNX file. Errors name the file.
     public convenience init(contentsOf url: URL) throws {
@@ -82,6 +85,7 @@ public final class ONNXNetwork: @unchecked Sendable {
         let keep = Set(outputSlots + [0])
         for (v, i) in lastUse.enumerated() where i >= 0 && !keep.contains(v) { release[i].append(v) }
         self.releaseAfter = release
+        self.blocks = FusedBlock.find(in: steps, lastUse: lastUse, outputs: Set(outputSlots))
         self.stepDescriptions = steps.map { s in
             if case .conv = s.kernel, s.inputs.count > 1 { return "\(s.label): \(s.kernel) +residual" }
             return "\(s.label): \(s.kernel)"
@@ -179,6 +183,44 @@ struct Step: Sendable {
     /// Conv steps: the conv as a `ConvLayer` (key = node label, index = step index), the unit a session's
     /// `ConvolutionRunner` (temporal cache) takes over.
     var layer: ConvLayer?
+}
+
+/// Steps `first..<end` that compute `[expand 1x1 →] depthwise → project 1x1 (+ shortcut)`, whose intermediate
+/// values nothing else reads.
+struct FusedBlock: Sendable {
+    let expand: Conv2d?
+    let depthwise: Conv2d
+    let project: Conv2d
+    let first: Int, end: Int
+
+    static func find(in steps: [Step], lastUse: [Int], outputs: Set<Int>) -> [Int: FusedBlock] {
+        func conv(_ i: Int) -> Conv2d? {
+            guard i >= 0, i < steps.count, case .conv(let c) = steps[i].kernel else { return nil }
+            return c
+        }
+        // A value only the next step reads, and not a graph output.
+        func readOnlyByNext(_ i: Int) -> Bool { lastUse[steps[i].output] == i + 1 && !outputs.contains(steps[i].output) }
+        var blocks: [Int: FusedBlock] = [:]
+        var i = 0
+        while i < steps.count {
+            if let dw = conv(i), let project = conv(i + 1), steps[i].inputs.count == 1,
+               steps[i + 1].inputs[0] == steps[i].output, readOnlyByNext(i),
+               InvertedResidual.applies(expand: nil, depthwise: dw, project: project) {
+                var expand: Conv2d?
+                var first = i
+                if let e = conv(i - 1), steps[i - 1].inputs.count == 1, steps[i].inputs[0] == steps[i - 1].output,
+                   readOnlyByNext(i - 1), blocks[i - 1] == nil, blocks.values.allSatisfy({ $0.end <= i - 1 }),
+                   InvertedResidual.applies(expand: e, depthwise: dw, project: project) {
+                    expand = e; first = i - 1
+                }
+                blocks[first] = FusedBlock(expand: expand, depthwise: dw, project: project, first: first, end: i + 2)
+                i += 2
+            } else {
+                i += 1
+            }
+        }
+        return blocks
+    }
 }
 
 extension ONNXPlan.Binary {

@@ -15,6 +15,10 @@ public final class ONNXSession {
     /// nil = dense. Outputs a runner returns may be owned by it (valid until the next `run`, like the workspace's).
     public var runner: ConvolutionRunner?
 
+    /// When true (the default) and no `runner` is set, inverted-residual blocks run banded (`InvertedResidual`;
+    /// the same result, less memory traffic). False runs every conv on its own (for comparisons).
+    public var fuseBlocks = true
+
     /// When true, `run` records each step's wall time in `stepMilliseconds` (for `onnx-run --profile`).
     public var profile = false
     /// Milliseconds per step of the last profiled run, in `network.stepDescriptions` order.
@@ -47,64 +51,23 @@ public final class ONNXSession {
         let ws = workspace
         runner?.beginFrame(inputShape: input.shape)
         if profile { stepMilliseconds = [Double](repeating: 0, count: network.steps.count) }
+        var fusedUntil = 0
         for (i, step) in network.steps.enumerated() {
             let t0 = profile ? DispatchTime.now().uptimeNanoseconds : 0
-            let x = values[step.inputs[0]]!
-            let out: Tensor
-            switch step.kernel {
-            case .conv(let c):
-                let residual = step.inputs.count > 1 ? values[step.inputs[1]]! : nil
-                if let runner, let layer = step.layer {
-                    out = runner.run(layer, input: x, residual: residual, workspace: ws)
+            if i >= fusedUntil {
+                let x = values[step.inputs[0]]!
+                if fuseBlocks, runner == nil, let block = network.blocks[i] {
+                    let last = network.steps[block.end - 1]
+                    let y = ws.tensor(shapes[last.output])
+                    InvertedResidual.forward(expand: block.expand, depthwise: block.depthwise, project: block.project,
+                                             x, residual: last.inputs.count > 1 ? values[last.inputs[1]]! : nil,
+                                             into: y, workspace: ws)
+                    values[last.output] = y
+                    fusedUntil = block.end  // the block's other steps have nothing left to compute
                 } else {
-                    out = c(x, residual: residual, in: ws)
+                    values[step.output] = try runStep(step, x, ws)
                 }
-            case .convTranspose(let c): out = c(x, in: ws)
-            case .unary(let u):
-                out = ws.tensor(x.shape)
-                switch u {
-                case .relu: Ops.relu(x, into: out)
-                case .sigmoid: Ops.sigmoid(x, into: out)
-                case .leakyRelu(let a): Ops.leakyRelu(x, alpha: a, into: out)
-                case .hardSigmoid(let a, let b): Ops.hardSigmoid(x, alpha: a, beta: b, into: out)
-                case .hardSwish: Ops.hardSwish(x, into: out)
-                case .clip(let lo, let hi): Ops.clip(x, lower: lo, upper: hi, into: out)
-                }
-            case .broadcast(let k):
-                let y = values[step.inputs[1]]!
-                out = ws.tensor(shapes[step.output])
-                Ops.broadcast(k, Self.rank4(x), Self.rank4(y), into: Self.rank4(out))
-            case .broadcastConstant(let k, let c, let first):
-                out = ws.tensor(shapes[step.output])
-                let (a, b) = first ? (c, x) : (x, c)
-                Ops.broadcast(k, Self.rank4(a), Self.rank4(b), into: Self.rank4(out))
-            case .affine(let s, let t):
-                out = ws.tensor(x.shape)
-                Ops.channelAffine(x, scale: s, shift: t, into: out)
-            case .globalAveragePool:
-                out = ws.tensor([x.n, x.c, 1, 1])
-                Ops.globalAveragePool(x, into: out)
-            case .maxPool(let k, let s, let p):
-                out = ws.tensor(shapes[step.output])
-                Ops.maxPool2d(x, kernel: k, stride: s, padding: p, into: out)
-            case .resize(let r):
-                out = ws.tensor(shapes[step.output])
-                Ops.resize(x, into: out, linear: r.mode == .linear, coordinates: r.coordinates, nearest: r.nearest,
-                           scaleH: r.scales?.0, scaleW: r.scales?.1)
-            case .concat(let axis):
-                out = ws.tensor(shapes[step.output])
-                Ops.concat(step.inputs.map { values[$0]! }, dim: axis < 0 ? axis + x.rank : axis, into: out)
-            case .anyRank(let op):
-                out = ws.tensor(shapes[step.output])
-                try op.run(x, into: out)
-            case .matMul(let c):
-                out = ws.tensor(shapes[step.output])
-                ONNXPlan.runMatMul(x, c ?? values[step.inputs[1]]!, into: out)
-            case .identity:
-                out = ws.tensor(x.shape)
-                out.copy(from: x)
             }
-            values[step.output] = out
             if profile { stepMilliseconds[i] = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6 }
             for v in network.releaseAfter[i] {
                 if let t = values[v] { ws.release(t) }
@@ -114,6 +77,65 @@ public final class ONNXSession {
         let outs = network.outputSlots.map { values[$0]! }
         for i in values.indices { values[i] = nil }
         return outs
+    }
+
+    /// One step's kernel on its inputs (`x` = the first), output from `ws`.
+    private func runStep(_ step: Step, _ x: Tensor, _ ws: Workspace) throws -> Tensor {
+        let out: Tensor
+        switch step.kernel {
+        case .conv(let c):
+            let residual = step.inputs.count > 1 ? values[step.inputs[1]]! : nil
+            if let runner, let layer = step.layer {
+                out = runner.run(layer, input: x, residual: residual, workspace: ws)
+            } else {
+                out = c(x, residual: residual, in: ws)
+            }
+        case .convTranspose(let c): out = c(x, in: ws)
+        case .unary(let u):
+            out = ws.tensor(x.shape)
+            switch u {
+            case .relu: Ops.relu(x, into: out)
+            case .sigmoid: Ops.sigmoid(x, into: out)
+            case .leakyRelu(let a): Ops.leakyRelu(x, alpha: a, into: out)
+            case .hardSigmoid(let a, let b): Ops.hardSigmoid(x, alpha: a, beta: b, into: out)
+            case .hardSwish: Ops.hardSwish(x, into: out)
+            case .clip(let lo, let hi): Ops.clip(x, lower: lo, upper: hi, into: out)
+            }
+        case .broadcast(let k):
+            let y = values[step.inputs[1]]!
+            out = ws.tensor(shapes[step.output])
+            Ops.broadcast(k, Self.rank4(x), Self.rank4(y), into: Self.rank4(out))
+        case .broadcastConstant(let k, let c, let first):
+            out = ws.tensor(shapes[step.output])
+            let (a, b) = first ? (c, x) : (x, c)
+            Ops.broadcast(k, Self.rank4(a), Self.rank4(b), into: Self.rank4(out))
+        case .affine(let s, let t):
+            out = ws.tensor(x.shape)
+            Ops.channelAffine(x, scale: s, shift: t, into: out)
+        case .globalAveragePool:
+            out = ws.tensor([x.n, x.c, 1, 1])
+            Ops.globalAveragePool(x, into: out)
+        case .maxPool(let k, let s, let p):
+            out = ws.tensor(shapes[step.output])
+            Ops.maxPool2d(x, kernel: k, stride: s, padding: p, into: out)
+        case .resize(let r):
+            out = ws.tensor(shapes[step.output])
+            Ops.resize(x, into: out, linear: r.mode == .linear, coordinates: r.coordinates, nearest: r.nearest,
+                       scaleH: r.scales?.0, scaleW: r.scales?.1)
+        case .concat(let axis):
+            out = ws.tensor(shapes[step.output])
+            Ops.concat(step.inputs.map { values[$0]! }, dim: axis < 0 ? axis + x.rank : axis, into: out)
+        case .anyRank(let op):
+            out = ws.tensor(shapes[step.output])
+            try op.run(x, into: out)
+        case .matMul(let c):
+            out = ws.tensor(shapes[step.output])
+            ONNXPlan.runMatMul(x, c ?? values[step.inputs[1]]!, into: out)
+        case .identity:
+            out = ws.tensor(x.shape)
+            out.copy(from: x)
+        }
+        return out
     }
 
     /// `t` viewed as rank 4 with leading 1s (broadcasting is right-aligned; shapes were checked to have rank <= 4).

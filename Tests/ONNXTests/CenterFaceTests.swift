@@ -64,4 +64,26 @@ final class CenterFaceTests: XCTestCase {
         let net = try ONNXNetwork(contentsOf: try ONNXModelFileTests.model("ch_PP-OCRv4_det_infer.onnx"))
         XCTAssertThrowsError(try CenterFaceDetector(network: net)) { e in XCTAssertTrue("\(e)".contains("not a CenterFace model"), "\(e)") }
     }
+
+    /// CenterFace's backbone is MobileNetV2: its 17 blocks run banded, with the outputs of the step-by-step run
+    /// bit for bit and without the expanded maps in the arena.
+    func testBandedBlocksEqualTheStepByStepRunWithASmallerArena() throws {
+        let net = try ONNXNetwork(contentsOf: try ONNXModelFileTests.model("centerface.onnx"))
+        XCTAssertEqual(net.blocks.count, 17)
+        XCTAssertEqual(net.blocks.values.filter { $0.expand == nil }.count, 1)  // the first block has no expand
+        var rng = TestRandom(seed: 2)
+        let x = rng.tensor([1, 3, 576, 768], 0, 255)  // vtest.avi at 1x: maps large enough for the arena to show it
+        let banded = ONNXSession(net), stepwise = ONNXSession(net)
+        stepwise.fuseBlocks = false
+        for _ in 0..<2 {  // the second run replays the arena's plan
+            let a = try banded.run(x).map(\.array), b = try stepwise.run(x).map(\.array)
+            XCTAssertEqual(a.count, 4)
+            for (u, v) in zip(a, b) {
+                XCTAssertEqual(u.count, v.count)
+                XCTAssertEqual(zip(u, v).filter { $0.bitPattern != $1.bitPattern }.count, 0)
+            }
+        }
+        XCTAssertLessThan(Double(banded.workspace.allocatedBytes), 0.7 * Double(stepwise.workspace.allocatedBytes),
+                          "\(banded.workspace.allocatedBytes) vs \(stepwise.workspace.allocatedBytes) bytes")
+    }
 }

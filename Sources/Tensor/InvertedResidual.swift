@@ -1,0 +1,125 @@
+import Dispatch
+
+/// The MobileNet inverted-residual block — 1x1 expand → depthwise k×k → 1x1 project (+ shortcut) — computed in
+/// bands of output rows: each band's expanded rows and depthwise rows live in a few MB of scratch, and only the
+/// block's input and output are full-size maps. Run conv by conv, a 1536x1152 MobileNetV2 input holds each
+/// expanded map whole (6x the block's channels at full resolution, up to 170 MB), written once and read back.
+///
+/// Every output pixel gets the same multiplies and adds in the same order as the three convs run one after the
+/// other (the GEMM's sum over channels does not depend on how many columns a product has; the depthwise taps
+/// are summed in the same order, skipping the same padding), so the result is bit-identical to them.
+public enum InvertedResidual {
+    /// Whether `forward` takes these convs: `expand` (optional) and `project` are 1x1, stride 1, unpadded, one
+    /// group; `depthwise` has one input channel per group, equal input and output channels, dilation 1 and
+    /// padding less than its kernel; the channel counts chain.
+    public static func applies(expand: Conv2d?, depthwise dw: Conv2d, project: Conv2d) -> Bool {
+        func pointwise(_ c: Conv2d) -> Bool {
+            c.kernel == Size2(1, 1) && c.stride == Size2(1, 1) && c.padding == Size2(0, 0) && c.groups == 1
+                && c.dilation == Size2(1, 1) && !c.packed.isEmpty
+        }
+        let depthwiseOK = dw.groups > 1 && dw.groups == dw.inChannels && dw.outChannels == dw.inChannels
+            && dw.dilation == Size2(1, 1) && dw.padding.h < dw.kernel.h && dw.padding.w < dw.kernel.w
+        let chained = (expand?.outChannels ?? dw.inChannels) == dw.inChannels && dw.outChannels == project.inChannels
+        return depthwiseOK && chained && pointwise(project) && (expand.map(pointwise) ?? true)
+    }
+
+    /// Budget of one band's scratch (expanded rows + depthwise rows): a core's share of the L3. Bands recompute
+    /// the expanded rows they share with their neighbours, so smaller bands (one row at 1536x1152) cost more
+    /// arithmetic than the traffic they save.
+    public static let defaultBandBytes = 4 << 20
+
+    /// `project(depthwise(expand(x))) (+ residual)` into `out` (shape: `project.outputShape(depthwise.outputShape(x))`).
+    /// `x` `[n, c, h, w]`; `residual` of the output shape (the block's shortcut, added before `project`'s
+    /// activation) or nil. With `expand` nil the block starts at the depthwise conv. Scratch comes from `workspace`.
+    /// `bandBytes` bounds the scratch a band uses (at least one output row is computed per band).
+    public static func forward(expand: Conv2d?, depthwise dw: Conv2d, project: Conv2d, _ x: Tensor, residual: Tensor?,
+                               into out: Tensor, workspace: Workspace, bandBytes: Int = defaultBandBytes) {
+        precondition(applies(expand: expand, depthwise: dw, project: project), "not an inverted-residual block")
+        let mid = expand?.outputShape(x.shape) ?? x.shape
+        let dwShape = dw.outputShape(mid)
+        let os = project.outputShape(dwShape)
+        precondition(out.shape == os, "block output must be \(os), got \(out.shape)")
+        x.checkValid(); out.checkValid()
+        if let residual { precondition(residual.shape == os, "block residual must be \(os), got \(residual.shape)"); residual.checkValid() }
+
+        let h = x.h, w = x.w, ce = dw.inChannels, ho = os[2], wo = os[3]
+        let sh = dw.stride.h, kh = dw.kernel.h
+        // Rows per band: the expanded rows a band reads ((rows - 1) * stride + kernel) plus its depthwise rows.
+        let perRow = ce * (sh * w + wo) * 4
+        let rows = max(1, min(ho, bandBytes / max(1, perRow)))
+        let maxIn = (rows - 1) * sh + kh
+        let perBand = ce * (maxIn * w + rows * wo)
+        let bands = (ho + rows - 1) / rows
+        // Bands are independent (each recomputes the expanded rows it shares with its neighbours), so the cores
+        // split the bands and each runs its products alone: no synchronisation inside a band.
+        let workers = min(Parallel.width, bands * x.n)
+        let scratch = workspace.scratch(workers * perBand)
+        let ints = workspace.ints(workers * 4 * rows)
+        let job = Band(expand: expand, depthwise: dw, project: project, h: h, w: w, ho: ho, wo: wo,
+                       outChannels: os[1], rows: rows, maxIn: maxIn)
+        let xs = x.ptr, o = out.ptr, rs = residual?.ptr, inPlane = x.c * h * w, outPlane = os[1] * ho * wo
+        let run = { (worker: Int) in
+            Parallel.withWidth(1) {
+                var i = worker
+                while i < bands * x.n {
+                    let b = i / bands
+                    job.compute(rows: (i % bands) * rows, xin: xs + b * inPlane, out: o + b * outPlane,
+                                residual: rs.map { $0 + b * outPlane }, scratch: scratch + worker * perBand,
+                                segments: ints + worker * 4 * rows)
+                    i += workers
+                }
+            }
+        }
+        if workers == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: run) }
+    }
+
+    /// One band's work: output rows `q0 ..< q0 + rows` (clipped) of one image.
+    private struct Band {
+        let expand: Conv2d?, depthwise: Conv2d, project: Conv2d
+        let h: Int, w: Int, ho: Int, wo: Int, outChannels: Int, rows: Int, maxIn: Int
+
+        func compute(rows q0: Int, xin: UnsafeMutablePointer<Float>, out o: UnsafeMutablePointer<Float>,
+                     residual res: UnsafeMutablePointer<Float>?, scratch: UnsafeMutablePointer<Float>,
+                     segments seg: UnsafeMutablePointer<Int>) {
+            let dw = depthwise, ce = dw.inChannels, sh = dw.stride.h, kh = dw.kernel.h, ph = dw.padding.h
+            let midBand = scratch, dwBand = scratch + ce * maxIn * w
+            let q1 = min(ho, q0 + rows), n = q1 - q0
+            // Input rows of the depthwise conv this band reads, clipped to the image; the rows it would read
+            // outside are padding, which the kernel skips as the full-size conv does.
+            let i0 = max(0, q0 * sh - ph), i1 = min(h, (q1 - 1) * sh - ph + kh)
+            let m = i1 - i0
+            // The depthwise conv reads the band's expanded rows (band coordinates: output row r reads input row
+            // r * stride - padTop), or, with no expand, the block input in place (image coordinates, output rows
+            // q0..<q1 written from dwBand - q0 rows on).
+            let src: UnsafeMutablePointer<Float>, srcRows: Int, firstRow: Int, padTop: Int
+            if let expand {
+                expand.withBias { bias in
+                    Gemm.multiply(expand.packed[0], b: xin + i0 * w, ldb: h * w, columns: m * w, beta: 0,
+                                  c: midBand, ldc: m * w, bias: bias?.baseAddress, relu: expand.activation == .relu)
+                }
+                (src, srcRows, firstRow, padTop) = (midBand, m, 0, ph - (q0 * sh - i0))
+            } else {
+                (src, srcRows, firstRow, padTop) = (xin, h, q0, ph)
+            }
+            for r in 0..<n {
+                seg[4 * r] = firstRow + r; seg[4 * r + 1] = 0; seg[4 * r + 2] = wo; seg[4 * r + 3] = r * wo
+            }
+            dw.withBias { bias in
+                DepthwiseKernel.run(src, h: srcRows, w: w, segments: seg, segmentCount: n,
+                                    out: dwBand - firstRow * wo, residual: nil, ho: n, wo: wo,
+                                    weight: dw.weight.ptr, bias: bias, outChannels: ce, groups: ce,
+                                    kernel: dw.kernel, stride: dw.stride, padding: Size2(padTop, dw.padding.w),
+                                    dilation: dw.dilation, relu: dw.activation == .relu)
+            }
+            let dst = o + q0 * wo
+            if let res {
+                let src = res + q0 * wo
+                for c in 0..<outChannels { (dst + c * ho * wo).update(from: src + c * ho * wo, count: n * wo) }
+            }
+            project.withBias { bias in
+                Gemm.multiply(project.packed[0], b: dwBand, ldb: n * wo, columns: n * wo, beta: res == nil ? 0 : 1,
+                              c: dst, ldc: ho * wo, bias: bias?.baseAddress, relu: project.activation == .relu)
+            }
+        }
+    }
+}
