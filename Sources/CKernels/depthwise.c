@@ -8,7 +8,9 @@
  * accumulator is left as it is, which is what skipping the tap does. The
  * arithmetic per pixel is the scalar loop's: taps summed from 0 in (ky, kx)
  * order with separate multiply and add, then + bias, + residual, ReLU; no FMA
- * contraction, so results are bit-identical to it.
+ * contraction, so results are bit-identical to it. Lanes clear of the borders
+ * skip the masks, 64 at a time where a row allows (four independent sums hide
+ * the add latency that one register's chain of taps would wait on).
  */
 #pragma clang fp contract(off)
 
@@ -28,6 +30,51 @@ static inline __mmask16 lanes(int lo, int hi) {
 /* Ceiling of a / b for b > 0 and any sign of a. */
 static inline int ceil_div(int a, int b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
 
+/* Output lanes [0, 64) of a row whose every tap lies inside the input row (`first` = input column of lane 0):
+ * four independent sums, so one's adds do not wait on another's; each keeps the tap order of the masked loop. */
+__attribute__((target("avx512f"), always_inline))
+static inline void interior64(const float *src, int h, int w, int oy, int first, const float *k, int kh, int kw,
+                              int sh, int sw, int ph, int dh, int dw, __m512i even, __m512 b, const float *r,
+                              float *d, int relu) {
+    const __m512 zero = _mm512_setzero_ps();
+    __m512 acc0 = zero, acc1 = zero, acc2 = zero, acc3 = zero;
+    for (int ky = 0; ky < kh; ky++) {
+        const int iy = oy * sh - ph + ky * dh;
+        if (iy < 0 || iy >= h) continue;
+        const float *row = src + (long)iy * w + first;
+        for (int kx = 0; kx < kw; kx++) {
+            const float *q = row + kx * dw;
+            const __m512 wk = _mm512_set1_ps(k[ky * kw + kx]);
+            __m512 x0, x1, x2, x3;
+            if (sw == 1) {
+                x0 = _mm512_loadu_ps(q); x1 = _mm512_loadu_ps(q + 16);
+                x2 = _mm512_loadu_ps(q + 32); x3 = _mm512_loadu_ps(q + 48);
+            } else {
+                x0 = _mm512_permutex2var_ps(_mm512_loadu_ps(q), even, _mm512_loadu_ps(q + 16));
+                x1 = _mm512_permutex2var_ps(_mm512_loadu_ps(q + 32), even, _mm512_loadu_ps(q + 48));
+                x2 = _mm512_permutex2var_ps(_mm512_loadu_ps(q + 64), even, _mm512_loadu_ps(q + 80));
+                x3 = _mm512_permutex2var_ps(_mm512_loadu_ps(q + 96), even, _mm512_loadu_ps(q + 112));
+            }
+            acc0 = _mm512_add_ps(acc0, _mm512_mul_ps(wk, x0));
+            acc1 = _mm512_add_ps(acc1, _mm512_mul_ps(wk, x1));
+            acc2 = _mm512_add_ps(acc2, _mm512_mul_ps(wk, x2));
+            acc3 = _mm512_add_ps(acc3, _mm512_mul_ps(wk, x3));
+        }
+    }
+    __m512 v0 = _mm512_add_ps(acc0, b), v1 = _mm512_add_ps(acc1, b);
+    __m512 v2 = _mm512_add_ps(acc2, b), v3 = _mm512_add_ps(acc3, b);
+    if (r) {
+        v0 = _mm512_add_ps(v0, _mm512_loadu_ps(r)); v1 = _mm512_add_ps(v1, _mm512_loadu_ps(r + 16));
+        v2 = _mm512_add_ps(v2, _mm512_loadu_ps(r + 32)); v3 = _mm512_add_ps(v3, _mm512_loadu_ps(r + 48));
+    }
+    if (relu) {
+        v0 = _mm512_max_ps(zero, v0); v1 = _mm512_max_ps(zero, v1);
+        v2 = _mm512_max_ps(zero, v2); v3 = _mm512_max_ps(zero, v3);
+    }
+    _mm512_storeu_ps(d, v0); _mm512_storeu_ps(d + 16, v1);
+    _mm512_storeu_ps(d + 32, v2); _mm512_storeu_ps(d + 48, v3);
+}
+
 __attribute__((target("avx512f")))
 static void channel_avx512(const float *src, int h, int w, const long *seg, int nseg, float *plane,
                            const float *res, int wo, const float *k, float bias, int kh, int kw, int sh, int sw,
@@ -36,11 +83,35 @@ static void channel_avx512(const float *src, int h, int w, const long *seg, int 
     const __m512 b = _mm512_set1_ps(bias), zero = _mm512_setzero_ps();
     for (int s = 0; s < nseg; s++) {
         const int oy = (int)seg[4 * s], ox0 = (int)seg[4 * s + 1], len = (int)seg[4 * s + 2];
-        for (int o = 0; o < len; o += 16) {
+        const int span = (kw - 1) * dw + (sw == 1 ? 16 : 32);
+        for (int o = 0; o < len;) {
+            const int first64 = (ox0 + o) * sw - pw;
+            if (o + 64 <= len && first64 >= 0 && first64 + 48 * sw + span <= w) {
+                const long at = (long)oy * wo + ox0 + o;
+                interior64(src, h, w, oy, first64, k, kh, kw, sh, sw, ph, dh, dw, even, b, res ? res + at : 0,
+                           plane + at, relu);
+                o += 64;
+                continue;
+            }
             const int ox = ox0 + o;
             const __mmask16 m = lanes(0, len - o);
             __m512 acc = zero;
-            for (int ky = 0; ky < kh; ky++) {
+            /* 16 lanes whose every tap lies inside the row: no masks to compute. The same multiplies and adds in
+             * the same order as the masked loop below with all lanes set. */
+            const int first = ox * sw - pw, reach = first + (kw - 1) * dw + (sw == 1 ? 16 : 32);
+            if (len - o >= 16 && first >= 0 && reach <= w) {
+                for (int ky = 0; ky < kh; ky++) {
+                    const int iy = oy * sh - ph + ky * dh;
+                    if (iy < 0 || iy >= h) continue;
+                    const float *row = src + (long)iy * w + first;
+                    for (int kx = 0; kx < kw; kx++) {
+                        const float *q = row + kx * dw;
+                        const __m512 x = sw == 1 ? _mm512_loadu_ps(q)
+                            : _mm512_permutex2var_ps(_mm512_loadu_ps(q), even, _mm512_loadu_ps(q + 16));
+                        acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(k[ky * kw + kx]), x));
+                    }
+                }
+            } else for (int ky = 0; ky < kh; ky++) {
                 const int iy = oy * sh - ph + ky * dh;
                 if (iy < 0 || iy >= h) continue;
                 const float *row = src + (long)iy * w;
@@ -70,6 +141,7 @@ static void channel_avx512(const float *src, int h, int w, const long *seg, int 
             /* max(0, v) keeps v when v is NaN or -0, as `v < 0 ? 0 : v` does. */
             if (relu) v = _mm512_max_ps(zero, v);
             _mm512_mask_storeu_ps(d, m, v);
+            o += 16;
         }
     }
 }

@@ -380,7 +380,10 @@ final class DepthwiseKernelTests: XCTestCase {
         var rng = TestRandom(seed: 77)
         // (channels, multiplier, h, w, k, stride, padding, dilation)
         let cases = [(3, 1, 9, 37, 3, 1, 1, 1), (2, 2, 12, 33, 3, 2, 1, 1), (2, 1, 7, 19, 5, 1, 4, 2),
-                     (3, 1, 8, 50, 3, 2, 0, 1), (1, 1, 5, 5, 3, 1, 1, 1), (2, 1, 11, 41, 7, 2, 3, 1)]
+                     (3, 1, 8, 50, 3, 2, 0, 1), (1, 1, 5, 5, 3, 1, 1, 1), (2, 1, 11, 41, 7, 2, 3, 1),
+                     // wide rows: several runs of 16 lanes clear of the borders (the unmasked path)
+                     (2, 1, 6, 83, 3, 1, 1, 1), (2, 2, 7, 109, 3, 2, 1, 1), (1, 1, 6, 90, 5, 1, 2, 1),
+                     (1, 1, 5, 300, 3, 2, 1, 1)]
         for (ci, (c, mult, h, w, k, s, p, d)) in cases.enumerated() {
             let x = rng.tensor([1, c, h, w]), wt = rng.tensor([c * mult, 1, k, k]), b = rng.floats(c * mult)
             let ho = (h + 2 * p - d * (k - 1) - 1) / s + 1, wo = (w + 2 * p - d * (k - 1) - 1) / s + 1
