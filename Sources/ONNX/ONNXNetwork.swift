@@ -201,19 +201,21 @@ struct FusedBlock: Sendable {
         // A value only the next step reads, and not a graph output.
         func readOnlyByNext(_ i: Int) -> Bool { lastUse[steps[i].output] == i + 1 && !outputs.contains(steps[i].output) }
         var blocks: [Int: FusedBlock] = [:]
-        var i = 0
+        var i = 0, lastEnd = 0
         while i < steps.count {
+            // The depthwise output feeds the project conv only as its input (never as its shortcut).
             if let dw = conv(i), let project = conv(i + 1), steps[i].inputs.count == 1,
-               steps[i + 1].inputs[0] == steps[i].output, readOnlyByNext(i),
-               InvertedResidual.applies(expand: nil, depthwise: dw, project: project) {
+               steps[i + 1].inputs[0] == steps[i].output, !steps[i + 1].inputs.dropFirst().contains(steps[i].output),
+               readOnlyByNext(i), InvertedResidual.applies(expand: nil, depthwise: dw, project: project) {
                 var expand: Conv2d?
                 var first = i
-                if let e = conv(i - 1), steps[i - 1].inputs.count == 1, steps[i].inputs[0] == steps[i - 1].output,
-                   readOnlyByNext(i - 1), blocks[i - 1] == nil, blocks.values.allSatisfy({ $0.end <= i - 1 }),
+                if i - 1 >= lastEnd, let e = conv(i - 1), steps[i - 1].inputs.count == 1,
+                   steps[i].inputs[0] == steps[i - 1].output, readOnlyByNext(i - 1),
                    InvertedResidual.applies(expand: e, depthwise: dw, project: project) {
                     expand = e; first = i - 1
                 }
                 blocks[first] = FusedBlock(expand: expand, depthwise: dw, project: project, first: first, end: i + 2)
+                lastEnd = i + 2
                 i += 2
             } else {
                 i += 1
