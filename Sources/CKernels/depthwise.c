@@ -156,19 +156,19 @@ int fpn_depthwise_supported(int isa, int stride_w) {
 #endif
 }
 
-void fpn_depthwise(int isa, const float *x, int h, int w, const long *segments, int segment_count, float *out,
+void fpn_depthwise(int isa, const float *x, int h, int w, long in_plane, const long *segments, int segment_count, float *out,
                    const float *residual, int ho, int wo, const float *weight, const float *bias, int oc0, int oc1,
                    int multiplier, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int relu) {
 #if defined(__x86_64__)
     if (!fpn_depthwise_supported(isa, sw)) return;
     for (int oc = oc0; oc < oc1; oc++) {
         const long plane = (long)ho * wo;
-        channel_avx512(x + (long)(oc / multiplier) * h * w, h, w, segments, segment_count, out + oc * plane,
+        channel_avx512(x + (long)(oc / multiplier) * in_plane, h, w, segments, segment_count, out + oc * plane,
                        residual ? residual + oc * plane : 0, wo, weight + (long)oc * kh * kw, bias ? bias[oc] : 0.0f,
                        kh, kw, sh, sw, ph, pw, dh, dw, relu);
     }
 #else
-    (void)isa; (void)x; (void)h; (void)w; (void)segments; (void)segment_count; (void)out; (void)residual; (void)ho;
+    (void)isa; (void)x; (void)h; (void)w; (void)in_plane; (void)segments; (void)segment_count; (void)out; (void)residual; (void)ho;
     (void)wo; (void)weight; (void)bias; (void)oc0; (void)oc1; (void)multiplier; (void)kh; (void)kw; (void)sh;
     (void)sw; (void)ph; (void)pw; (void)dh; (void)dw; (void)relu;
 #endif

@@ -8,20 +8,21 @@ import CKernels
 /// arithmetic order as the straightforward loop, so results are bit-identical to it. `residual` (same layout as
 /// `out`), when given, is added after the bias and before the activation.
 enum DepthwiseKernel {
-    /// - Parameters: `x` the batch item's input planes `[groups * 1, h, w]`; `segments` quadruples
+    /// - Parameters: `x` the batch item's input planes `[groups * 1, h, w]`, `planeStride` floats apart (default
+    ///   `h * w`; rows past `h` are never read); `segments` quadruples
     ///   (oy, ox0, length, column); `out` the output planes `[outChannels, ho, wo]`; `weight` `[outChannels, 1, kh, kw]`;
     ///   `isa` the own-kernel ISA to use (nil = the portable loop).
-    static func run(_ x: UnsafeMutablePointer<Float>, h: Int, w: Int, segments seg: UnsafeMutablePointer<Int>,
+    static func run(_ x: UnsafeMutablePointer<Float>, h: Int, w: Int, planeStride: Int? = nil, segments seg: UnsafeMutablePointer<Int>,
                     segmentCount: Int, out: UnsafeMutablePointer<Float>, residual: UnsafeMutablePointer<Float>?, ho: Int, wo: Int,
                     weight wgt: UnsafeMutablePointer<Float>, bias: UnsafeBufferPointer<Float>?, outChannels: Int, groups: Int,
                     kernel: Size2, stride: Size2, padding: Size2, dilation: Size2, relu: Bool,
                     isa: Int32? = Compute.path.isa) {
         let kh = kernel.h, kw = kernel.w, sh = stride.h, sw = stride.w
         let ph = padding.h, pw = padding.w, dh = dilation.h, dw = dilation.w
-        let mult = outChannels / groups
+        let mult = outChannels / groups, inPlane = planeStride ?? h * w
         if let isa, fpn_depthwise_supported(isa, Int32(sw)) != 0 {
             Parallel.forEach(outChannels, cost: outChannels * ho * wo * kh * kw) { range in
-                fpn_depthwise(isa, x, Int32(h), Int32(w), seg, Int32(segmentCount), out, residual, Int32(ho), Int32(wo),
+                fpn_depthwise(isa, x, Int32(h), Int32(w), inPlane, seg, Int32(segmentCount), out, residual, Int32(ho), Int32(wo),
                               wgt, bias?.baseAddress, Int32(range.lowerBound), Int32(range.upperBound), Int32(mult),
                               Int32(kh), Int32(kw), Int32(sh), Int32(sw), Int32(ph), Int32(pw), Int32(dh), Int32(dw),
                               relu ? 1 : 0)
@@ -30,7 +31,7 @@ enum DepthwiseKernel {
         }
         Parallel.forEach(outChannels, cost: outChannels * ho * wo * kh * kw) { range in
             for oc in range {
-                let src = x + (oc / mult) * h * w
+                let src = x + (oc / mult) * inPlane
                 let k = wgt + oc * kh * kw
                 let plane = out + oc * ho * wo
                 let b = bias?[oc] ?? 0

@@ -1,8 +1,8 @@
 import Dispatch
 
 /// The MobileNet inverted-residual block — 1x1 expand → depthwise k×k → 1x1 project (+ shortcut) — computed in
-/// bands of output rows: each band's expanded rows and depthwise rows live in a few MB of scratch, and only the
-/// block's input and output are full-size maps. Run conv by conv, a 1536x1152 MobileNetV2 input holds each
+/// bands of output rows: each band's expanded rows and depthwise rows live in a few MB of scratch (a band keeps the
+/// expanded rows it shares with the previous one), and only the block's input and output are full-size maps. Run conv by conv, a 1536x1152 MobileNetV2 input holds each
 /// expanded map whole (6x the block's channels at full resolution, up to 170 MB), written once and read back.
 ///
 /// Every output pixel gets the same multiplies and adds in the same order as the three convs run one after the
@@ -23,9 +23,7 @@ public enum InvertedResidual {
         return depthwiseOK && chained && pointwise(project) && (expand.map(pointwise) ?? true)
     }
 
-    /// Budget of one band's scratch (expanded rows + depthwise rows): a core's share of the L3. Bands recompute
-    /// the expanded rows they share with their neighbours, so smaller bands (one row at 1536x1152) cost more
-    /// arithmetic than the traffic they save.
+    /// Budget of one band's scratch (expanded rows + depthwise rows). 1 MB and 4 MB ran alike on CenterFace.
     public static let defaultBandBytes = 4 << 20
 
     /// `project(depthwise(expand(x))) (+ residual)` into `out` (shape: `project.outputShape(depthwise.outputShape(x))`).
@@ -50,9 +48,10 @@ public enum InvertedResidual {
         let maxIn = (rows - 1) * sh + kh
         let perBand = ce * (maxIn * w + rows * wo)
         let bands = (ho + rows - 1) / rows
-        // Bands are independent (each recomputes the expanded rows it shares with its neighbours), so the cores
-        // split the bands and each runs its products alone: no synchronisation inside a band.
-        let workers = min(Parallel.width, bands * x.n)
+        // Each core takes a run of consecutive bands, so a band finds the expanded rows it shares with the previous
+        // one already computed; the cores run their products alone, with no synchronisation inside a band.
+        let tasks = bands * x.n
+        let workers = min(Parallel.width, tasks)
         let scratch = workspace.scratch(workers * perBand)
         let ints = workspace.ints(workers * 4 * rows)
         let job = Band(expand: expand, depthwise: dw, project: project, h: h, w: w, ho: ho, wo: wo,
@@ -60,13 +59,14 @@ public enum InvertedResidual {
         let xs = x.ptr, o = out.ptr, rs = residual?.ptr, inPlane = x.c * h * w, outPlane = os[1] * ho * wo
         let run = { (worker: Int) in
             Parallel.withWidth(1) {
-                var i = worker
-                while i < bands * x.n {
+                var held = 0..<0
+                var image = -1
+                for i in (tasks * worker / workers)..<(tasks * (worker + 1) / workers) {
                     let b = i / bands
+                    if b != image { held = 0..<0; image = b }
                     job.compute(rows: (i % bands) * rows, xin: xs + b * inPlane, out: o + b * outPlane,
                                 residual: rs.map { $0 + b * outPlane }, scratch: scratch + worker * perBand,
-                                segments: ints + worker * 4 * rows)
-                    i += workers
+                                segments: ints + worker * 4 * rows, held: &held)
                 }
             }
         }
@@ -78,9 +78,10 @@ public enum InvertedResidual {
         let expand: Conv2d?, depthwise: Conv2d, project: Conv2d
         let h: Int, w: Int, ho: Int, wo: Int, outChannels: Int, rows: Int, maxIn: Int
 
+        /// `held`: the input rows whose expanded values `scratch` holds (at its first rows), updated.
         func compute(rows q0: Int, xin: UnsafeMutablePointer<Float>, out o: UnsafeMutablePointer<Float>,
                      residual res: UnsafeMutablePointer<Float>?, scratch: UnsafeMutablePointer<Float>,
-                     segments seg: UnsafeMutablePointer<Int>) {
+                     segments seg: UnsafeMutablePointer<Int>, held: inout Range<Int>) {
             let dw = depthwise, ce = dw.inChannels, sh = dw.stride.h, kh = dw.kernel.h, ph = dw.padding.h
             let midBand = scratch, dwBand = scratch + ce * maxIn * w
             let q1 = min(ho, q0 + rows), n = q1 - q0
@@ -89,23 +90,31 @@ public enum InvertedResidual {
             let i0 = max(0, q0 * sh - ph), i1 = min(h, (q1 - 1) * sh - ph + kh)
             let m = i1 - i0
             // The depthwise conv reads the band's expanded rows (band coordinates: output row r reads input row
-            // r * stride - padTop), or, with no expand, the block input in place (image coordinates, output rows
-            // q0..<q1 written from dwBand - q0 rows on).
-            let src: UnsafeMutablePointer<Float>, srcRows: Int, firstRow: Int, padTop: Int
+            // r * stride - padTop; channel planes maxIn rows apart), or, with no expand, the block input in place
+            // (image coordinates, output rows q0..<q1 written from dwBand - q0 rows on).
+            let src: UnsafeMutablePointer<Float>, srcRows: Int, plane: Int, firstRow: Int, padTop: Int
             if let expand {
-                expand.withBias { bias in
-                    Gemm.multiply(expand.packed[0], b: xin + i0 * w, ldb: h * w, columns: m * w, beta: 0,
-                                  c: midBand, ldc: m * w, bias: bias?.baseAddress, relu: expand.activation == .relu)
+                // Rows the previous band computed move to the front; only the rest are multiplied.
+                let keep = held.contains(i0) ? min(held.upperBound, i1) - i0 : 0
+                if keep > 0 && i0 > held.lowerBound {
+                    let shift = (i0 - held.lowerBound) * w
+                    for c in 0..<ce { (midBand + c * maxIn * w).update(from: midBand + c * maxIn * w + shift, count: keep * w) }
                 }
-                (src, srcRows, firstRow, padTop) = (midBand, m, 0, ph - (q0 * sh - i0))
+                expand.withBias { bias in
+                    Gemm.multiply(expand.packed[0], b: xin + (i0 + keep) * w, ldb: h * w, columns: (m - keep) * w,
+                                  beta: 0, c: midBand + keep * w, ldc: maxIn * w, bias: bias?.baseAddress,
+                                  relu: expand.activation == .relu)
+                }
+                held = i0..<i1
+                (src, srcRows, plane, firstRow, padTop) = (midBand, m, maxIn * w, 0, ph - (q0 * sh - i0))
             } else {
-                (src, srcRows, firstRow, padTop) = (xin, h, q0, ph)
+                (src, srcRows, plane, firstRow, padTop) = (xin, h, h * w, q0, ph)
             }
             for r in 0..<n {
                 seg[4 * r] = firstRow + r; seg[4 * r + 1] = 0; seg[4 * r + 2] = wo; seg[4 * r + 3] = r * wo
             }
             dw.withBias { bias in
-                DepthwiseKernel.run(src, h: srcRows, w: w, segments: seg, segmentCount: n,
+                DepthwiseKernel.run(src, h: srcRows, w: w, planeStride: plane, segments: seg, segmentCount: n,
                                     out: dwBand - firstRow * wo, residual: nil, ho: n, wo: wo,
                                     weight: dw.weight.ptr, bias: bias, outChannels: ce, groups: ce,
                                     kernel: dw.kernel, stride: dw.stride, padding: Size2(padTop, dw.padding.w),

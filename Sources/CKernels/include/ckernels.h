@@ -293,7 +293,8 @@ void fpn_stem(int isa, const float *phases, int cin, int h, int wp, const long *
  * Depthwise convolution (one input channel per group, `multiplier` outputs
  * per input channel) of output channels [oc0, oc1), over output row segments
  * (oy, ox0, length, unused) as int64 quadruples: out[oc, oy, ox] for
- * ox in [ox0, ox0 + length). x is [channels, h, w], weight [outChannels, kh, kw],
+ * ox in [ox0, ox0 + length). x is [channels, h, w] with channel planes
+ * in_plane floats apart (>= h * w; rows beyond h are never read), weight [outChannels, kh, kw],
  * out and residual [outChannels, ho, wo] (residual may be out itself: each
  * pixel reads its residual before writing). Padding ph/pw, dilation dh/dw.
  * Bit-identical to the scalar loop (taps from 0 in (ky, kx) order, multiply
@@ -302,7 +303,7 @@ void fpn_stem(int isa, const float *phases, int cin, int h, int wp, const long *
  * caller keeps its own loop.
  */
 int fpn_depthwise_supported(int isa, int stride_w);
-void fpn_depthwise(int isa, const float *x, int h, int w, const long *segments, int segment_count, float *out,
+void fpn_depthwise(int isa, const float *x, int h, int w, long in_plane, const long *segments, int segment_count, float *out,
                    const float *residual, int ho, int wo, const float *weight, const float *bias, int oc0, int oc1,
                    int multiplier, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int relu);
 
