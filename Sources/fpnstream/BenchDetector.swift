@@ -75,10 +75,11 @@ struct BenchDetector: ParsableCommand {
         print(Compute.description)
         print("machine: \(BLASInfo.config), OpenBLAS threads \(BLASInfo.threads), cores "
               + "\(ProcessInfo.processInfo.activeProcessorCount) (may be shared)")
-        let order = ["transform", "backbone", "rpn", "roi_heads", "masks", "heads"]
+        let order = ["transform", "backbone", "rpn", "roi_heads", "masks", "keypoints", "heads"]
         let breakdown = order.compactMap { k in parts[k].map { String(format: "%@ %.0f", k, Benchmark.median($0) * 1) } }
         print("stages (median ms): " + breakdown.joined(separator: ", "))
         print(String(format: "fpnstream ms/frame: %.1f (median of %d; min %.1f)", Benchmark.median(times) * 1000,
                      runs, (times.min() ?? 0) * 1000))
+        print("runs ms: " + times.map { String(format: "%.2f", $0 * 1000) }.joined(separator: " "))
     }
 }

@@ -3,6 +3,8 @@
     parity_detector.py export  --config NAME --video V --frames 0,100,... --out DIR [--min-size 480 --max-size 800]
     parity_detector.py compare DIR
     parity_detector.py fixture --config NAME --video V --out FILE     (small committed fixture for `swift test`)
+    parity_detector.py export-onnx --config NAME --video V --frame K --min-size M --max-size X --out DIR
+                                                     (the same detector as ONNX, for scripts/bench-onnx)
 
 `export` builds torchvision's detector with reproducible weights that give real, varied detections on real frames:
 the backbone comes from scripts/py/parity_backbone.py (generated conv weights, BatchNorm calibrated on the frame);
@@ -331,6 +333,45 @@ def cmd_bench(a):
     print(f"torch {a.config} ms/frame: {med:.1f} (median of {a.runs}, {a.threads} threads, input {im.shape[1]}x{im.shape[0]})")
 
 
+def cmd_export_onnx(a):
+    """Writes the calibrated detector three ways for scripts/bench-onnx: DIR/weights.safetensors (converted, for
+    `fpnstream bench detector`), DIR/model.onnx (torch.onnx.export of the whole torchvision model: transform, backbone,
+    RPN, RoI heads, post-processing; input [3, H, W] RGB 0..1) and the frame (DIR/frames.safetensors, DIR/input.npy).
+    onnxruntime's detections on the frame are checked against torch's, so the timed graph computes the same thing."""
+    import onnxruntime as ort
+    torch.set_num_threads(2)
+    im = pb.read_frame(a.video, a.frame)
+    model, _ = make_model(a.config, [im], a.min_size, a.max_size)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors, meta = convert(model, out / "weights.safetensors", a.config, a.min_size, a.max_size)
+    save_np(tensors, str(out / "weights.safetensors"), metadata=meta)
+    save_np({f"frame.{a.frame}": im.astype(np.float32)}, str(out / "frames.safetensors"))
+    x = torch.from_numpy(im).permute(2, 0, 1).float().div(255).contiguous()
+    np.save(out / "input.npy", x.numpy())
+    ref = forward(model, [x])[0]
+    names = [k for k in ("boxes", "labels", "scores", "keypoints", "keypoints_scores") if k in ref]
+    onnx_path = out / "model.onnx.partial"  # renamed to model.onnx once checked
+    torch.onnx.export(model, ([x],), str(onnx_path), dynamo=False, opset_version=17,
+                      input_names=["image"], output_names=names)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 2
+    so.inter_op_num_threads = 1
+    got = dict(zip(names, ort.InferenceSession(str(onnx_path), so).run(None, {"image": x.numpy()})))
+
+    def detections(r):
+        return [{"box": [float(v) for v in b], "score": float(c), "label": int(l)}
+                for b, c, l in zip(r["boxes"], r["scores"], r["labels"])]
+    want, have = detections({k: v.numpy() for k, v in ref.items()}), detections(got)
+    matched = len(match(want, have))
+    print(f"export-onnx: {a.config} on frame {a.frame} ({im.shape[1]}x{im.shape[0]}, min_size {a.min_size}, max_size "
+          f"{a.max_size}): torch {len(want)} detections, onnxruntime {len(have)}, {matched} matched one to one "
+          f"(same label, box IoU >= {MATCH_IOU}, score within {SCORE_TOL})")
+    if matched < MIN_MATCHED * max(len(want), len(have)):
+        sys.exit("export-onnx: onnxruntime's detections differ from torch's")
+    onnx_path.rename(out / "model.onnx")
+
+
 # ---- compare ----
 def match(ref, got):
     """Greedy one-to-one matching by reference score: same label, IoU >= 0.99, |score diff| <= 1e-3."""
@@ -642,6 +683,13 @@ def main():
     r.add_argument("--detections", type=int, default=12)
     r.add_argument("--rpn-pre", type=int, default=200)
     r.add_argument("--rpn-post", type=int, default=64)
+    o = sub.add_parser("export-onnx")
+    o.add_argument("--config", required=True, choices=sorted(CONFIGS))
+    o.add_argument("--video", required=True)
+    o.add_argument("--frame", type=int, default=100)
+    o.add_argument("--min-size", type=int, default=800)
+    o.add_argument("--max-size", type=int, default=1333)
+    o.add_argument("--out", required=True)
     b = sub.add_parser("bench")
     b.add_argument("--config", required=True, choices=sorted(CONFIGS))
     b.add_argument("--video", required=True)
@@ -656,6 +704,9 @@ def main():
     a = p.parse_args()
     if a.cmd == "bench":
         cmd_bench(a)
+        return 0
+    if a.cmd == "export-onnx":
+        cmd_export_onnx(a)
         return 0
     if a.cmd == "export":
         cmd_export(a)
