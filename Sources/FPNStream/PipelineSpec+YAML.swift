@@ -334,7 +334,7 @@ public struct SpecReader {
     }
 
     public func int(_ node: Node, _ path: String, min lo: Int? = nil, max hi: Int? = nil) throws -> Int {
-        guard let s = node.scalar, let v = Int.construct(from: s) else {
+        guard let s = node.scalar, let v = SpecReader.wholeNumber(s) else {
             if let s = node.scalar, Double.construct(from: s) != nil {
                 throw fail(node, path, "expected a whole number, got \(s.string)")
             }
@@ -343,6 +343,27 @@ public struct SpecReader {
         if let lo, v < lo { throw fail(node, path, "must be ≥ \(lo), got \(v)") }
         if let hi, v > hi { throw fail(node, path, "must be ≤ \(hi) (limit), got \(v)") }
         return v
+    }
+
+    /// A YAML 1.1 integer as Yams reads it (decimal, `0x`/`0o`/`0b`/leading-zero octal, `_` separators), nil when
+    /// it is not one or does not fit. The base-60 form (`1:30` = 90) is read here, every part a decimal number and
+    /// every step overflow-checked: Yams multiplies its parts unchecked (a long `1:1:1:…` traps) and skips the parts
+    /// that are not numbers.
+    static func wholeNumber(_ scalar: Node.Scalar) -> Int? {
+        guard scalar.style == .any || scalar.style == .plain else { return nil }
+        var text = Substring(scalar.string.replacingOccurrences(of: "_", with: ""))
+        guard text.contains(":") else { return Int.construct(from: scalar) }
+        let negative = text.hasPrefix("-")
+        if negative || text.hasPrefix("+") { text = text.dropFirst() }
+        var value = 0
+        for part in text.split(separator: ":", omittingEmptySubsequences: false) {
+            guard !part.isEmpty, part.allSatisfy({ $0.isASCII && $0.isNumber }), let digit = Int(part) else { return nil }
+            let (shifted, o1) = value.multipliedReportingOverflow(by: 60)
+            let (sum, o2) = shifted.addingReportingOverflow(digit)
+            if o1 || o2 { return nil }
+            value = sum
+        }
+        return negative ? -value : value
     }
 
     public func bool(_ node: Node, _ path: String) throws -> Bool {

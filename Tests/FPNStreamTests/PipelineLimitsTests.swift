@@ -36,6 +36,17 @@ final class PipelineLimitsTests: XCTestCase {
         XCTAssertEqual(message("name: '[[[[[[[[[['"), "parsed")
     }
 
+    /// YAML 1.1's base-60 integers (`1:30` = 90) are read with overflow checks: a long one is an error, not a trap.
+    func testLongBase60NumberIsAnErrorNotATrap() throws {
+        let long = Array(repeating: "59", count: 12).joined(separator: ":")
+        XCTAssertEqual(message("input: { stride: \(long) }"), "x.yaml:1: input.stride: expected a whole number, got \(long)")
+        XCTAssertEqual(message("input: { max_frames: -1:2:3:4:5:6:7:8:9:10:11:12 }"),
+                       "x.yaml:1: input.max_frames: expected a whole number, got -1:2:3:4:5:6:7:8:9:10:11:12")
+        XCTAssertEqual(message("input: { stride: 1::30 }"), "x.yaml:1: input.stride: expected a whole number, got 1::30")
+        XCTAssertEqual(try PipelineSpec.parse(yaml: "input: { stride: 1:30 }", file: "x.yaml").input.stride, 90)
+        XCTAssertEqual(try PipelineSpec.parse(yaml: "input: { stride: 1_0 }", file: "x.yaml").input.stride, 10)
+    }
+
     func testLongScalarsAreCutInMessages() {
         let m = message("input: { stride: \"\(String(repeating: "z", count: 10_000))\" }")
         XCTAssertTrue(m.hasPrefix("x.yaml:1: input.stride: expected a whole number, got \"zzz"), m)
