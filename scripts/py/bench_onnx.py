@@ -74,6 +74,16 @@ def bench_detector(binary, directory, runs):
     return ms, int(head.rsplit(", ", 1)[1].split()[0]), head
 
 
+def time_ort(sess, feed, runs):
+    """Milliseconds of `runs` onnxruntime inferences of `feed`."""
+    ms = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        sess.run(None, feed)
+        ms.append((time.perf_counter() - t0) * 1000)
+    return ms
+
+
 def main():
     binary, work = sys.argv[1], sys.argv[2]
     rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 3
@@ -107,10 +117,7 @@ def main():
         sess.run(None, feed)
         ort_ms, fpn_ms = [], []
         for _ in range(rounds):
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                sess.run(None, feed)
-                ort_ms.append((time.perf_counter() - t0) * 1000)
+            ort_ms += time_ort(sess, feed, runs)
             out = os.path.join(work, "out")
             r = subprocess.run([binary, "onnx-run", model, "--input", tensor, "--shape", f"1x3x{h}x{w}",
                                 "--output-dir", out, "--runs", str(runs + 1)],
@@ -132,10 +139,7 @@ def main():
         ort_count = len(sess.run(None, feed)[0])
         ort_ms, fpn_ms = [], []
         for _ in range(rounds):
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                sess.run(None, feed)
-                ort_ms.append((time.perf_counter() - t0) * 1000)
+            ort_ms += time_ort(sess, feed, runs)
             ms, count, head = bench_detector(binary, directory, runs)
             fpn_ms += ms
         o, f = float(np.median(ort_ms)), float(np.median(fpn_ms))

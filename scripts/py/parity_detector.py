@@ -303,6 +303,18 @@ def cmd_export(a):
 
 
 # ---- bench ----
+def write_model(a, im):
+    """The calibrated detector for `a.config` on frame `im`, written to `a.out` as weights.safetensors (converted) and
+    frames.safetensors (the frame): returns (model, out directory)."""
+    model, _ = make_model(a.config, [im], a.min_size, a.max_size)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors, meta = convert(model, out / "weights.safetensors", a.config, a.min_size, a.max_size)
+    save_np(tensors, str(out / "weights.safetensors"), metadata=meta)
+    save_np({f"frame.{a.frame}": im.astype(np.float32)}, str(out / "frames.safetensors"))
+    return model, out
+
+
 def cmd_bench(a):
     """Times torchvision on one frame (median of --runs after --warmup) and writes the same weights and frame
     for `fpnstream bench detector`."""
@@ -314,12 +326,7 @@ def cmd_bench(a):
         x = torch.from_numpy(im).permute(2, 0, 1).float()[None]
         x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
         im = x[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
-    model, _ = make_model(a.config, [im], a.min_size, a.max_size)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    tensors, meta = convert(model, out / "weights.safetensors", a.config, a.min_size, a.max_size)
-    save_np(tensors, str(out / "weights.safetensors"), metadata=meta)
-    save_np({f"frame.{a.frame}": im.astype(np.float32)}, str(out / "frames.safetensors"))
+    model, out = write_model(a, im)
     x = torch.from_numpy(im).permute(2, 0, 1).float().div(255)
     for _ in range(a.warmup):
         forward(model, [x])
@@ -341,12 +348,7 @@ def cmd_export_onnx(a):
     import onnxruntime as ort
     torch.set_num_threads(2)
     im = pb.read_frame(a.video, a.frame)
-    model, _ = make_model(a.config, [im], a.min_size, a.max_size)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    tensors, meta = convert(model, out / "weights.safetensors", a.config, a.min_size, a.max_size)
-    save_np(tensors, str(out / "weights.safetensors"), metadata=meta)
-    save_np({f"frame.{a.frame}": im.astype(np.float32)}, str(out / "frames.safetensors"))
+    model, out = write_model(a, im)
     x = torch.from_numpy(im).permute(2, 0, 1).float().div(255).contiguous()
     np.save(out / "input.npy", x.numpy())
     ref = forward(model, [x])[0]
