@@ -22,8 +22,10 @@
 #include "ckernels.h"
 #include "sgemm_internal.h"
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 static const struct fpn_gemm_impl *impl_for(int isa) {
     int best = fpn_best_isa();
@@ -130,11 +132,40 @@ static void pack_matrix_block(const void *source, const struct fpn_gemm_impl *im
 
 /*
  * B as the im2col matrix of one image, gathered while packing: row r = (channel, ky, kx), column j = output
- * pixel col0 + j (row-major over the output). A panel whose NR pixels lie in one output row reads, per row r,
- * one run of the input row (contiguous at stride 1), so no im2col matrix is ever written.
+ * pixel col0 + j (row-major over the output), so no im2col matrix is ever written. A panel's NR pixels are cut
+ * into runs that lie in one output row (several runs when the output is narrower than a panel); per block row,
+ * a run reads one input row at the conv's stride: a copy at stride 1, the ISA's even-element gather at stride 2,
+ * with the taps that fall in the padding zeroed. Values are copied, never combined: the result does not depend
+ * on how a panel is cut.
  */
-#define MAX_PANELS 512
 #define MAX_KC 1024
+#define MAX_NR 64
+
+/* `len` output pixels of one output row (input row iy, first tap column ix0) of one block row into d. */
+static inline void im2col_run(const struct fpn_gemm_impl *im, const struct fpn_im2col *g, const float *plane,
+                              int iy, int ix0, int len, float *d) {
+    if (iy < 0 || iy >= g->h) {
+        memset(d, 0, (size_t)len * sizeof(float));
+        return;
+    }
+    const int sw = g->sw;
+    /* Columns j with 0 <= ix0 + j * sw < w. */
+    int lo = ix0 >= 0 ? 0 : (-ix0 + sw - 1) / sw;
+    int hi = ix0 < g->w ? (g->w - ix0 + sw - 1) / sw : 0;
+    if (hi > len) hi = len;
+    if (lo > hi) lo = hi;
+    if (lo > 0) memset(d, 0, (size_t)lo * sizeof(float));
+    const float *src = plane + (size_t)iy * g->w + ix0 + (ptrdiff_t)lo * sw;
+    const int n = hi - lo;
+    if (sw == 1) {
+        memcpy(d + lo, src, (size_t)n * sizeof(float));
+    } else if (sw == 2 && im->gather2) {
+        im->gather2(src, n, d + lo);
+    } else {
+        for (int j = 0; j < n; j++) d[lo + j] = src[(ptrdiff_t)j * sw];
+    }
+    if (hi < len) memset(d + hi, 0, (size_t)(len - hi) * sizeof(float));
+}
 
 static void pack_im2col_block(const void *source, const struct fpn_gemm_impl *im, int pc, int kc, int jc, int nc,
                               float *dst) {
@@ -142,49 +173,37 @@ static void pack_im2col_block(const void *source, const struct fpn_gemm_impl *im
     const int nr = im->nr, taps = g->kh * g->kw;
     const size_t plane = (size_t)g->h * g->w;
     /* Per row of the block: the input plane and the tap's offset from an output pixel's window origin. */
-    size_t off[MAX_KC];
+    const float *src[MAX_KC];
     int dy[MAX_KC], dx[MAX_KC];
     for (int p = 0; p < kc; p++) {
         const int r = pc + p, ky = (r % taps) / g->kw, kx = r % g->kw;
-        off[p] = (size_t)(r / taps) * plane;
+        src[p] = g->x + (size_t)(r / taps) * plane;
         dy[p] = ky * g->dh - g->ph;
         dx[p] = kx * g->dw - g->pw;
     }
     const int panels = (nc + nr - 1) / nr;
     for (int q = 0; q < panels; q++) {
-        const int pix = g->col0 + jc + q * nr;
-        const int oy = pix / g->ow, ox = pix % g->ow;
         const int n = nc - q * nr < nr ? nc - q * nr : nr;
+        /* The panel's runs: output row, first output column, length. */
+        int ry[MAX_NR], rx[MAX_NR], rl[MAX_NR], runs = 0;
+        int pix = g->col0 + jc + q * nr;
+        for (int left = n; left > 0; runs++) {
+            const int oy = pix / g->ow, ox = pix % g->ow;
+            const int len = g->ow - ox < left ? g->ow - ox : left;
+            ry[runs] = oy * g->sh;
+            rx[runs] = ox * g->sw;
+            rl[runs] = len;
+            pix += len;
+            left -= len;
+        }
         float *d = dst + (size_t)q * kc * nr;     /* written contiguously, row after row */
-        if (ox + n <= g->ow) {
-            /* One output row: per block row, one run of one input row (columns ix0 + j*sw). */
-            const int y0 = oy * g->sh, x0 = ox * g->sw;
-            for (int p = 0; p < kc; p++, d += nr) {
-                const int iy = y0 + dy[p], ix0 = x0 + dx[p];
-                int j = 0;
-                if (iy >= 0 && iy < g->h) {
-                    const float *row = g->x + off[p] + (size_t)iy * g->w;
-                    if (g->sw == 1 && ix0 >= 0 && ix0 + n <= g->w) {
-                        for (; j < n; j++) d[j] = row[ix0 + j];
-                    } else {
-                        for (; j < n; j++) {
-                            const int ix = ix0 + j * g->sw;
-                            d[j] = ix >= 0 && ix < g->w ? row[ix] : 0.0f;
-                        }
-                    }
-                }
-                for (; j < nr; j++) d[j] = 0.0f;
+        for (int p = 0; p < kc; p++, d += nr) {
+            float *out = d;
+            for (int s = 0; s < runs; s++) {
+                im2col_run(im, g, src[p], ry[s] + dy[p], rx[s] + dx[p], rl[s], out);
+                out += rl[s];
             }
-        } else {
-            for (int p = 0; p < kc; p++, d += nr) {
-                int y = oy, x = ox, j = 0;
-                for (; j < n; j++) {
-                    const int iy = y * g->sh + dy[p], ix = x * g->sw + dx[p];
-                    d[j] = iy >= 0 && iy < g->h && ix >= 0 && ix < g->w ? g->x[off[p] + (size_t)iy * g->w + ix] : 0.0f;
-                    if (++x == g->ow) { x = 0; y++; }
-                }
-                for (; j < nr; j++) d[j] = 0.0f;
-            }
+            if (n < nr) memset(d + n, 0, (size_t)(nr - n) * sizeof(float));
         }
     }
 }

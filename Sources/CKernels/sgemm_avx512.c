@@ -166,8 +166,21 @@ T512 static void pack_b_32(int kc, int nc, const float *b, int ldb, float *dst) 
     }
 }
 
+/* Every other float (stride-2 convs' im2col rows): 16 outputs per two loads and one two-source permute. */
+T512 static void gather2_avx512(const float *src, int n, float *dst) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    for (int j = 0; j < n; j += 16) {
+        const int left = n - j < 16 ? n - j : 16;
+        const int need = 2 * left - 1;           /* inputs read: src[2j .. 2j + need) */
+        const __mmask16 lo = tail_mask(need), hi = tail_mask(need - 16);
+        const __m512 a = _mm512_maskz_loadu_ps(lo, src + 2 * j);
+        const __m512 b = _mm512_maskz_loadu_ps(hi, src + 2 * j + 16);
+        _mm512_mask_storeu_ps(dst + j, tail_mask(left), _mm512_permutex2var_ps(a, even, b));
+    }
+}
+
 const struct fpn_gemm_impl fpn__impl_avx512 = {
-    .mr = MR, .nr = NR, .kc = 256, .kernel = kernel_14x32, .pack_b = pack_b_32,
+    .mr = MR, .nr = NR, .kc = 256, .kernel = kernel_14x32, .pack_b = pack_b_32, .gather2 = gather2_avx512,
 };
 
 #else

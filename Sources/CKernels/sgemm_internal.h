@@ -23,11 +23,15 @@ typedef void (*fpn_kernel_fn)(int kc, const float *a, const float *b,
 /* Packs B[kc, nc] (ldb) into ceil(nc/NR) panels of kc x NR floats, zero-padded. */
 typedef void (*fpn_pack_b_fn)(int kc, int nc, const float *b, int ldb, float *dst);
 
+/* dst[j] = src[2 * j] for j in [0, n): reads src[0 .. 2n-2] only. */
+typedef void (*fpn_gather2_fn)(const float *src, int n, float *dst);
+
 struct fpn_gemm_impl {
     int mr, nr;
     int kc;              /* preferred K block: A micro-panel (MR x KC) stays in L1 */
     fpn_kernel_fn kernel;
     fpn_pack_b_fn pack_b;
+    fpn_gather2_fn gather2;  /* NULL: the driver's scalar loop */
 };
 
 extern const struct fpn_gemm_impl fpn__impl_generic;

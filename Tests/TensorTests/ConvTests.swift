@@ -17,12 +17,16 @@ final class ConvTests: XCTestCase {
         let conv = Conv2d(weight: wt, bias: b, stride: t.stride, padding: t.padding, dilation: t.dilation,
                           groups: t.groups, activation: t.relu ? .relu : .none)
         let ref = Ref.conv2d(x, wt, bias: b, stride: t.stride, padding: t.padding, dilation: t.dilation, groups: t.groups, relu: t.relu)
-        // Both ways of feeding the GEMM: im2col gathered while packing (the default), and the im2col matrix.
+        // Both ways of feeding the GEMM: im2col gathered while packing (the default), and the im2col matrix. The
+        // packing only copies values into the same places, so both give the same bits.
+        var outputs: [[Float]] = []
         for implicit in [true, false] {
             conv.implicitIm2col = implicit
             let y = conv(x, in: Workspace())
             assertClose(y, ref.data, shape: ref.shape, "conv \(t), implicit im2col \(implicit)", file: file, line: line)
+            outputs.append(y.array)
         }
+        XCTAssertEqual(outputs[0], outputs[1], "conv \(t): implicit and explicit im2col differ", file: file, line: line)
         XCTAssertEqual(conv.outputShape(x.shape), ref.shape, file: file, line: line)
     }
 
@@ -33,6 +37,13 @@ final class ConvTests: XCTestCase {
         check(Case(c: 9, h: 41, w: 53, oc: 33, k: 3, stride: 2, padding: 1), seed: 32)
         check(Case(c: 3, h: 61, w: 75, oc: 20, k: 7, stride: 2, padding: 3, bias: false, relu: true), seed: 33)
         check(Case(c: 8, h: 37, w: 39, oc: 30, k: 3, padding: 2, dilation: 2, groups: 2), seed: 34)
+        // Stride 2 over rows wider than a panel (whole and partial 16-column gathers, padding at both ends) and
+        // over rows narrower than a panel (several output rows per panel).
+        check(Case(c: 6, h: 21, w: 151, oc: 18, k: 3, stride: 2, padding: 1, relu: true), seed: 35)
+        check(Case(c: 7, h: 30, w: 100, oc: 12, k: 1, stride: 2, bias: false), seed: 36)
+        check(Case(c: 5, h: 30, w: 9, oc: 16, k: 3, stride: 2, padding: 1), seed: 37)
+        check(Case(c: 5, h: 33, w: 70, oc: 16, k: Size2(3, 5), stride: Size2(1, 2), padding: Size2(1, 3),
+                   dilation: Size2(1, 2)), seed: 38)
     }
 
     func testGeneralConvolutions() {
