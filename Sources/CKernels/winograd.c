@@ -191,6 +191,46 @@ INLINE void output_tile_generic(const int A, const int M, const float (*AT)[A], 
         (r) = acc_;                                                                       \
     } while (0)
 
+/* Mask of the positions [start, start + count) (count <= 16) of a row of w that lie inside it. */
+static inline __mmask16 span_mask(int start, int w, int count) {
+    const int lo = start < 0 ? -start : 0;
+    const int hi = w - start < count ? w - start : count;
+    return lo >= hi ? (__mmask16)0 : (__mmask16)((((1u << hi) - 1u) >> lo) << lo);
+}
+
+/*
+ * A run of consecutive tiles in one tile row, read with loads and permutes instead of gathers (F(4x4, 3x3)):
+ * lane l of column j of input row r is x[iy0 + r][b + 4l + j] (b: the input column of lane 0's window, as if the
+ * run started at lane 0). The 66 positions of a row are four 16-float loads and two single floats, each masked
+ * to the row (zero padding outside it).
+ */
+struct tile_run {
+    int iy0, b;
+    __mmask16 lanes;
+    __mmask16 span[4], last[2];
+};
+
+INLINE T512 __m512 run_column6(const struct tile_run *u, const float *row, int j) {
+    static const int idx[4][16] = {
+        {0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28},
+        {1, 5, 9, 13, 17, 21, 25, 29, 1, 5, 9, 13, 17, 21, 25, 29},
+        {2, 6, 10, 14, 18, 22, 26, 30, 2, 6, 10, 14, 18, 22, 26, 30},
+        {3, 7, 11, 15, 19, 23, 27, 31, 3, 7, 11, 15, 19, 23, 27, 31},
+    };
+    const float *p = row + u->b;
+    /* Columns 4 and 5 are columns 0 and 1 moved down one lane, with the row's next position in lane 15. */
+    const int j0 = j < 4 ? j : j - 4;
+    const __m512i ix = _mm512_loadu_si512(idx[j0]);
+    const __m512 lo = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(u->span[0], p), ix,
+                                             _mm512_maskz_loadu_ps(u->span[1], p + 16));
+    const __m512 hi = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(u->span[2], p + 32), ix,
+                                             _mm512_maskz_loadu_ps(u->span[3], p + 48));
+    const __m512 v = _mm512_shuffle_f32x4(lo, hi, 0x44);
+    if (j < 4) return v;
+    const __m512i next = _mm512_castps_si512(_mm512_maskz_loadu_ps(u->last[j - 4], p + 60 + j));
+    return _mm512_castsi512_ps(_mm512_alignr_epi32(next, _mm512_castps_si512(v), 1));
+}
+
 /* Input transform of tiles t0..t0+tb-1; lanes are tiles, gathered with zero padding by mask. */
 INLINE T512 void input_avx512(const int A, const float (*BT)[A], const struct fpn_winograd *g, const float *x,
                               const int *tiles, int t0, int tb, float *v, int ldv) {
@@ -204,29 +244,68 @@ INLINE T512 void input_avx512(const int A, const float (*BT)[A], const struct fp
             tyv[l] = t / tw;
             txv[l] = t % tw;
         }
-        __m512i ty = _mm512_loadu_si512(tyv), tx = _mm512_loadu_si512(txv);
-        __m512i iy0 = _mm512_sub_epi32(_mm512_mullo_epi32(ty, _mm512_set1_epi32(m)), _mm512_set1_epi32(g->ph));
-        __m512i ix0 = _mm512_sub_epi32(_mm512_mullo_epi32(tx, _mm512_set1_epi32(m)), _mm512_set1_epi32(g->pw));
-        __mmask16 rowok[6], colok[6];
-        for (int r = 0; r < A; r++) {
-            __m512i iy = _mm512_add_epi32(iy0, _mm512_set1_epi32(r));
-            rowok[r] = live & _mm512_cmpge_epi32_mask(iy, _mm512_setzero_si512())
-                     & _mm512_cmplt_epi32_mask(iy, _mm512_set1_epi32(g->h));
-            __m512i ix = _mm512_add_epi32(ix0, _mm512_set1_epi32(r));
-            colok[r] = _mm512_cmpge_epi32_mask(ix, _mm512_setzero_si512())
-                     & _mm512_cmplt_epi32_mask(ix, _mm512_set1_epi32(g->w));
+        /* Runs of consecutive tiles in one tile row: up to 3 are read with loads and permutes (A = 6). */
+        enum { MAX_RUNS = 3 };
+        struct tile_run run[MAX_RUNS];
+        int runs = 0;
+        if (A == 6) {
+            const int lanes = tb - l0 < 16 ? tb - l0 : 16;
+            for (int l = 0; l < lanes && runs <= MAX_RUNS; l++) {
+                if (l == 0 || tyv[l] != tyv[l - 1] || txv[l] != txv[l - 1] + 1) {
+                    if (runs == MAX_RUNS) { runs++; break; }
+                    struct tile_run *u = &run[runs++];
+                    u->iy0 = tyv[l] * m - g->ph;
+                    u->b = (txv[l] - l) * m - g->pw;
+                    u->lanes = 0;
+                    for (int q = 0; q < 4; q++) u->span[q] = span_mask(u->b + 16 * q, g->w, 16);
+                    for (int q = 0; q < 2; q++) u->last[q] = span_mask(u->b + 64 + q, g->w, 1);
+                }
+                run[runs - 1].lanes |= (__mmask16)(1u << l);
+            }
         }
-        __m512i base = _mm512_add_epi32(_mm512_mullo_epi32(iy0, _mm512_set1_epi32(g->w)), ix0);
+        const int by_runs = A == 6 && runs <= MAX_RUNS;
+        __mmask16 rowok[6], colok[6];
+        __m512i base = _mm512_setzero_si512();
+        if (!by_runs) {
+            __m512i ty = _mm512_loadu_si512(tyv), tx = _mm512_loadu_si512(txv);
+            __m512i iy0 = _mm512_sub_epi32(_mm512_mullo_epi32(ty, _mm512_set1_epi32(m)), _mm512_set1_epi32(g->ph));
+            __m512i ix0 = _mm512_sub_epi32(_mm512_mullo_epi32(tx, _mm512_set1_epi32(m)), _mm512_set1_epi32(g->pw));
+            for (int r = 0; r < A; r++) {
+                __m512i iy = _mm512_add_epi32(iy0, _mm512_set1_epi32(r));
+                rowok[r] = live & _mm512_cmpge_epi32_mask(iy, _mm512_setzero_si512())
+                         & _mm512_cmplt_epi32_mask(iy, _mm512_set1_epi32(g->h));
+                __m512i ix = _mm512_add_epi32(ix0, _mm512_set1_epi32(r));
+                colok[r] = _mm512_cmpge_epi32_mask(ix, _mm512_setzero_si512())
+                         & _mm512_cmplt_epi32_mask(ix, _mm512_set1_epi32(g->w));
+            }
+            base = _mm512_add_epi32(_mm512_mullo_epi32(iy0, _mm512_set1_epi32(g->w)), ix0);
+        }
         for (int c = 0; c < g->cin; c++) {
             const float *xc = x + (size_t)c * hw;
             __m512 tmp[6][6];
-            for (int j = 0; j < A; j++) {
-                __m512 col[6];
-                for (int r = 0; r < A; r++) {
-                    __m512i idx = _mm512_add_epi32(base, _mm512_set1_epi32(r * g->w + j));
-                    col[r] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), rowok[r] & colok[j], idx, xc, 4);
+            if (by_runs) {
+                for (int j = 0; j < A; j++) {
+                    __m512 col[6];
+                    for (int r = 0; r < A; r++) {
+                        col[r] = _mm512_setzero_ps();
+                        for (int s = 0; s < runs; s++) {
+                            const int iy = run[s].iy0 + r;
+                            if (iy < 0 || iy >= g->h) continue;
+                            const __m512 v = run_column6(&run[s], xc + (size_t)iy * g->w, j);
+                            col[r] = runs == 1 ? v : _mm512_mask_mov_ps(col[r], run[s].lanes, v);
+                        }
+                    }
+                    for (int i = 0; i < A; i++) VROW_DOT(BT, i, col, A, tmp[i][j]);
                 }
-                for (int i = 0; i < A; i++) VROW_DOT(BT, i, col, A, tmp[i][j]);
+            } else {
+                for (int j = 0; j < A; j++) {
+                    __m512 col[6];
+                    for (int r = 0; r < A; r++) {
+                        __m512i idx = _mm512_add_epi32(base, _mm512_set1_epi32(r * g->w + j));
+                        col[r] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), rowok[r] & colok[j], idx, xc, 4);
+                    }
+                    for (int i = 0; i < A; i++) VROW_DOT(BT, i, col, A, tmp[i][j]);
+                }
             }
             float *vc = v + (size_t)c * ldv + l0;
             for (int i = 0; i < A; i++)

@@ -296,44 +296,47 @@ final class WinogradConvTests: XCTestCase {
     }
 
     /// The portable transforms (AVX2 and generic hosts) and the AVX-512 ones compute the same V and Y, bit for bit
-    /// up to float rounding, on blocks that start mid tile row and end in a partial 16-tile group.
+    /// up to float rounding, on blocks that start mid tile row and end in a partial 16-tile group; on a narrow map
+    /// (16 lanes span several tile rows) and a wide one (runs of 16 tiles in one row, padding at both ends).
     func testPortableAndAVX512TransformsAgree() throws {
         try XCTSkipUnless(fpn_isa_supported(Int32(FPN_ISA_AVX512.rawValue)) != 0, "no AVX-512 on this CPU")
         var rng = TestRandom(seed: 77)
-        for m in [2, 4] {
-            let a2 = (m + 2) * (m + 2), cin = 3, cout = 5
-            var g = fpn_winograd(m: Int32(m), cin: Int32(cin), cout: Int32(cout), h: 23, w: 29, ph: 1, pw: 2,
-                                 ho: 23, wo: 31)
-            let tiles = Int(fpn_winograd_tiles(&g))
-            // A list with gaps and a run of 16 consecutive tiles in one row, and a contiguous block from tile 5.
-            let list = (Array(stride(from: 0, to: tiles / 2, by: 3)) + Array((tiles / 2)..<min(tiles, tiles / 2 + 16)))
-                .map(Int32.init)
-            let x = rng.tensor([cin, 23, 29])
-            let residual = rng.floats(cout * 23 * 31)
-            var results: [[Float]] = []
-            for isa in [FPN_ISA_GENERIC, FPN_ISA_AVX512] {
-                var all: [Float] = []
-                for useList in [false, true] {
-                    let tb = useList ? list.count : tiles - 9, ld = (tb + 15) / 16 * 16
-                    var v = [Float](repeating: 0, count: a2 * cin * ld)
-                    var y = [Float](repeating: 0.5, count: cout * 23 * 31)
-                    list.withUnsafeBufferPointer { lp in
-                        let tp = useList ? lp.baseAddress : nil
-                        fpn_winograd_input(Int32(isa.rawValue), &g, x.ptr, tp, 5, Int32(tb), &v, Int32(ld))
-                        let mm = (0..<(a2 * cout * ld)).map { Float($0 % 7) - 3 + Float(v[$0 % v.count]) }
-                        fpn_winograd_output(Int32(isa.rawValue), &g, mm, Int32(ld), tp, 5, Int32(tb),
-                                            [1, 2, 3, 4, 5], useList ? residual : nil, 1, &y)
+        for (h, w, ph, pw) in [(23, 29, 1, 2), (19, 150, 1, 1), (9, 70, 2, 0)] {
+            for m in [2, 4] {
+                let a2 = (m + 2) * (m + 2), cin = 3, cout = 5, ho = h + 2 * ph - 2, wo = w + 2 * pw - 2
+                var g = fpn_winograd(m: Int32(m), cin: Int32(cin), cout: Int32(cout), h: Int32(h), w: Int32(w),
+                                     ph: Int32(ph), pw: Int32(pw), ho: Int32(ho), wo: Int32(wo))
+                let tiles = Int(fpn_winograd_tiles(&g))
+                // A list with gaps and a run of 16 consecutive tiles, and a contiguous block from tile 5.
+                let list = (Array(stride(from: 0, to: tiles / 2, by: 3)) + Array((tiles / 2)..<min(tiles, tiles / 2 + 16)))
+                    .map(Int32.init)
+                let x = rng.tensor([cin, h, w])
+                let residual = rng.floats(cout * ho * wo)
+                var results: [[Float]] = []
+                for isa in [FPN_ISA_GENERIC, FPN_ISA_AVX512] {
+                    var all: [Float] = []
+                    for useList in [false, true] {
+                        let tb = useList ? list.count : tiles - 9, ld = (tb + 15) / 16 * 16
+                        var v = [Float](repeating: 0, count: a2 * cin * ld)
+                        var y = [Float](repeating: 0.5, count: cout * ho * wo)
+                        list.withUnsafeBufferPointer { lp in
+                            let tp = useList ? lp.baseAddress : nil
+                            fpn_winograd_input(Int32(isa.rawValue), &g, x.ptr, tp, 5, Int32(tb), &v, Int32(ld))
+                            let mm = (0..<(a2 * cout * ld)).map { Float($0 % 7) - 3 + Float(v[$0 % v.count]) }
+                            fpn_winograd_output(Int32(isa.rawValue), &g, mm, Int32(ld), tp, 5, Int32(tb),
+                                                [1, 2, 3, 4, 5], useList ? residual : nil, 1, &y)
+                        }
+                        all += v + y
                     }
-                    all += v + y
+                    results.append(all)
                 }
-                results.append(all)
+                XCTAssertEqual(results[0].count, results[1].count)
+                let scale = max(1, results[0].map(abs).max() ?? 0)
+                let worst = zip(results[0], results[1]).map { abs($0 - $1) }.max() ?? .infinity
+                XCTAssertLessThanOrEqual(worst, 1e-6 * scale, "\(h)x\(w) m \(m): portable vs AVX-512 transforms (scale \(scale))")
+                XCTAssertGreaterThan(results[0].filter { $0 != 0 && $0 != 0.5 }.count, results[0].count / 2,
+                                     "\(h)x\(w) m \(m): the transforms wrote most values")
             }
-            XCTAssertEqual(results[0].count, results[1].count)
-            let scale = max(1, results[0].map(abs).max() ?? 0)
-            let worst = zip(results[0], results[1]).map { abs($0 - $1) }.max() ?? .infinity
-            XCTAssertLessThanOrEqual(worst, 1e-6 * scale, "m \(m): portable vs AVX-512 transforms (scale \(scale))")
-            XCTAssertGreaterThan(results[0].filter { $0 != 0 && $0 != 0.5 }.count, results[0].count / 2,
-                                 "m \(m): the transforms wrote most values")
         }
     }
 
