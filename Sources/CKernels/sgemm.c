@@ -138,11 +138,9 @@ static void pack_matrix_block(const void *source, const struct fpn_gemm_impl *im
  * with the taps that fall in the padding zeroed. Values are copied, never combined: the result does not depend
  * on how a panel is cut.
  */
-#define MAX_KC 1024
-#define MAX_NR 64
 
 /* `len` output pixels of one output row (input row iy, first tap column ix0) of one block row into d. */
-static inline void im2col_run(const struct fpn_gemm_impl *im, const struct fpn_im2col *g, const float *plane,
+static inline void im2col_run(fpn_gather2_fn gather2, const struct fpn_im2col *g, const float *plane,
                               int iy, int ix0, int len, float *d) {
     if (iy < 0 || iy >= g->h) {
         memset(d, 0, (size_t)len * sizeof(float));
@@ -159,52 +157,59 @@ static inline void im2col_run(const struct fpn_gemm_impl *im, const struct fpn_i
     const int n = hi - lo;
     if (sw == 1) {
         memcpy(d + lo, src, (size_t)n * sizeof(float));
-    } else if (sw == 2 && im->gather2) {
-        im->gather2(src, n, d + lo);
+    } else if (sw == 2 && gather2) {
+        gather2(src, n, d + lo);
     } else {
         for (int j = 0; j < n; j++) d[lo + j] = src[(ptrdiff_t)j * sw];
     }
     if (hi < len) memset(d + hi, 0, (size_t)(len - hi) * sizeof(float));
 }
 
+void fpn__im2col_rows(const struct fpn_im2col *g, int r0, int kc, struct fpn_im2col_rows *rows) {
+    const int taps = g->kh * g->kw;
+    const size_t plane = (size_t)g->h * g->w;
+    for (int p = 0; p < kc; p++) {
+        const int r = r0 + p, ky = (r % taps) / g->kw, kx = r % g->kw;
+        rows->src[p] = g->x + (size_t)(r / taps) * plane;
+        rows->dy[p] = ky * g->dh;
+        rows->dx[p] = kx * g->dw;
+    }
+    rows->count = kc;
+}
+
+void fpn__im2col_panel(const struct fpn_im2col *g, const struct fpn_im2col_rows *rows, fpn_gather2_fn gather2,
+                       int p0, int kc, int col, int n, int nr, float *d) {
+    /* The panel's runs: first input row and column of the window of the run's first pixel, length. */
+    int ry[FPN_IM2COL_MAX_NR], rx[FPN_IM2COL_MAX_NR], rl[FPN_IM2COL_MAX_NR], runs = 0;
+    int pix = g->col0 + col;
+    for (int left = n; left > 0; runs++) {
+        const int oy = pix / g->ow, ox = pix % g->ow;
+        const int len = g->ow - ox < left ? g->ow - ox : left;
+        ry[runs] = oy * g->sh - g->ph;
+        rx[runs] = ox * g->sw - g->pw;
+        rl[runs] = len;
+        pix += len;
+        left -= len;
+    }
+    for (int p = p0; p < p0 + kc; p++, d += nr) {
+        float *out = d;
+        for (int s = 0; s < runs; s++) {
+            im2col_run(gather2, g, rows->src[p], ry[s] + rows->dy[p], rx[s] + rows->dx[p], rl[s], out);
+            out += rl[s];
+        }
+        if (n < nr) memset(d + n, 0, (size_t)(nr - n) * sizeof(float));
+    }
+}
+
 static void pack_im2col_block(const void *source, const struct fpn_gemm_impl *im, int pc, int kc, int jc, int nc,
                               float *dst) {
-    const struct fpn_im2col *g = source;
-    const int nr = im->nr, taps = g->kh * g->kw;
-    const size_t plane = (size_t)g->h * g->w;
-    /* Per row of the block: the input plane and the tap's offset from an output pixel's window origin. */
-    const float *src[MAX_KC];
-    int dy[MAX_KC], dx[MAX_KC];
-    for (int p = 0; p < kc; p++) {
-        const int r = pc + p, ky = (r % taps) / g->kw, kx = r % g->kw;
-        src[p] = g->x + (size_t)(r / taps) * plane;
-        dy[p] = ky * g->dh - g->ph;
-        dx[p] = kx * g->dw - g->pw;
-    }
+    const int nr = im->nr;
+    struct fpn_im2col_rows rows;
+    fpn__im2col_rows(source, pc, kc, &rows);
     const int panels = (nc + nr - 1) / nr;
     for (int q = 0; q < panels; q++) {
         const int n = nc - q * nr < nr ? nc - q * nr : nr;
-        /* The panel's runs: output row, first output column, length. */
-        int ry[MAX_NR], rx[MAX_NR], rl[MAX_NR], runs = 0;
-        int pix = g->col0 + jc + q * nr;
-        for (int left = n; left > 0; runs++) {
-            const int oy = pix / g->ow, ox = pix % g->ow;
-            const int len = g->ow - ox < left ? g->ow - ox : left;
-            ry[runs] = oy * g->sh;
-            rx[runs] = ox * g->sw;
-            rl[runs] = len;
-            pix += len;
-            left -= len;
-        }
-        float *d = dst + (size_t)q * kc * nr;     /* written contiguously, row after row */
-        for (int p = 0; p < kc; p++, d += nr) {
-            float *out = d;
-            for (int s = 0; s < runs; s++) {
-                im2col_run(im, g, src[p], ry[s] + dy[p], rx[s] + dx[p], rl[s], out);
-                out += rl[s];
-            }
-            if (n < nr) memset(d + n, 0, (size_t)(nr - n) * sizeof(float));
-        }
+        fpn__im2col_panel(source, &rows, im->gather2, 0, kc, jc + q * nr, n, nr, dst + (size_t)q * kc * nr);
     }
 }
 

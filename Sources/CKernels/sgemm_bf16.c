@@ -314,8 +314,46 @@ static void bf_epilogue_only(int m, int n, float beta, float *c, int ldc, const 
     }
 }
 
+/*
+ * The B block of k-pairs [pc, pc + kcp) (kv rows) and columns [jc, jc + nc) gathered from an image as its
+ * im2col matrix: per panel, 16 k-pairs at a time are gathered in fp32 (an L1-sized buffer) and converted.
+ */
+static void bf_pack_im2col(const struct fpn_im2col *g, int pc, int kcp, int kv, int jc, int nc, uint32_t *dst) {
+    enum { PAIRS = 16 };
+    float tmp[2 * PAIRS * BF_NR] __attribute__((aligned(64)));
+    struct fpn_im2col_rows rows;
+    fpn__im2col_rows(g, 2 * pc, kv, &rows);
+    const int panels = (nc + BF_NR - 1) / BF_NR;
+    for (int q = 0; q < panels; q++) {
+        const int n = nc - q * BF_NR < BF_NR ? nc - q * BF_NR : BF_NR;
+        uint32_t *d = dst + (size_t)q * kcp * BF_NR;
+        for (int p0 = 0; p0 < kcp; p0 += PAIRS) {
+            const int pairs = kcp - p0 < PAIRS ? kcp - p0 : PAIRS;
+            const int rv = kv - 2 * p0 < 2 * pairs ? kv - 2 * p0 : 2 * pairs;
+            fpn__im2col_panel(g, &rows, fpn__impl_avx512.gather2, 2 * p0, rv, jc + q * BF_NR, n, BF_NR, tmp);
+            bf_pack_b(pairs, rv, BF_NR, tmp, BF_NR, d + (size_t)p0 * BF_NR);
+        }
+    }
+}
+
+static void bf_driver(int m, int n, int k, const void *packed_a, const float *b, int ldb,
+                      const struct fpn_im2col *image, float beta, float *c, int ldc, const float *bias, int relu,
+                      void *workspace);
+
 void fpn_gemm_bf16_compute(int m, int n, int k, const void *packed_a, const float *b, int ldb,
                            float beta, float *c, int ldc, const float *bias, int relu, void *workspace) {
+    bf_driver(m, n, k, packed_a, b, ldb, NULL, beta, c, ldc, bias, relu, workspace);
+}
+
+void fpn_gemm_bf16_conv_compute(int m, int n, int k, const void *packed_a, const struct fpn_im2col *b,
+                                float beta, float *c, int ldc, const float *bias, int relu, void *workspace) {
+    bf_driver(m, n, k, packed_a, NULL, 0, b, beta, c, ldc, bias, relu, workspace);
+}
+
+/* B from a matrix (b, ldb) or, when `image` is set, gathered from the image as its im2col matrix. */
+static void bf_driver(int m, int n, int k, const void *packed_a, const float *b, int ldb,
+                      const struct fpn_im2col *image, float beta, float *c, int ldc, const float *bias, int relu,
+                      void *workspace) {
     if (m <= 0 || n <= 0) return;
     if (k <= 0) {
         bf_epilogue_only(m, n, beta, c, ldc, bias, relu);
@@ -344,7 +382,7 @@ void fpn_gemm_bf16_compute(int m, int n, int k, const void *packed_a, const floa
              */
             const char *nb = NULL;
             int nkv = 0, nnc = 0;
-            if (BF_PREFETCH_NEXT) {
+            if (BF_PREFETCH_NEXT && !image) {
                 if (pc + kcp < kp) {
                     nb = (const char *)(b + (size_t)(2 * (pc + kcp)) * ldb + jc);
                     nkv = k - 2 * (pc + kcp) < 2 * kcp_max ? k - 2 * (pc + kcp) : 2 * kcp_max;
@@ -363,7 +401,8 @@ void fpn_gemm_bf16_compute(int m, int n, int k, const void *packed_a, const floa
             if (seg_rows > kcp + 1) seg_rows = kcp + 1;        /* at most one line per K step */
             const size_t pfs = (size_t)ldb * sizeof(float);
             int call = 0;
-            bf_pack_b(kcp, kv, nc, b + (size_t)(2 * pc) * ldb + jc, ldb, bp);
+            if (image) bf_pack_im2col(image, pc, kcp, kv, jc, nc, bp);
+            else bf_pack_b(kcp, kv, nc, b + (size_t)(2 * pc) * ldb + jc, ldb, bp);
 
             const int first = pc == 0, last = pc + kcp >= kp;
             int flags = 0;
@@ -404,6 +443,14 @@ void fpn_gemm_bf16_compute(int m, int n, int k, const void *packed_a, const floa
     (void)m; (void)n; (void)k; (void)packed_a; (void)b; (void)ldb;
     (void)beta; (void)c; (void)ldc; (void)bias; (void)relu; (void)workspace;
     fputs("fpn_gemm_bf16_compute: AVX512_BF16 is x86_64 only\n", stderr);
+    abort();
+}
+
+void fpn_gemm_bf16_conv_compute(int m, int n, int k, const void *packed_a, const struct fpn_im2col *b,
+                                float beta, float *c, int ldc, const float *bias, int relu, void *workspace) {
+    (void)m; (void)n; (void)k; (void)packed_a; (void)b;
+    (void)beta; (void)c; (void)ldc; (void)bias; (void)relu; (void)workspace;
+    fputs("fpn_gemm_bf16_conv_compute: AVX512_BF16 is x86_64 only\n", stderr);
     abort();
 }
 

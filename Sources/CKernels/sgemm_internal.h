@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 
+#include "ckernels.h"
+
 /* Epilogue flags for one micro-tile update. */
 #define FPN_F_LOADC 1   /* acc += beta * C (beta is 1 after the first K block) */
 #define FPN_F_BIAS  2   /* acc += bias[row] (first K block only) */
@@ -33,6 +35,23 @@ struct fpn_gemm_impl {
     fpn_pack_b_fn pack_b;
     fpn_gather2_fn gather2;  /* NULL: the driver's scalar loop */
 };
+
+/* Rows r0 .. r0+kc-1 (channel, ky, kx) of an im2col matrix: the input plane and the tap's offset. */
+#define FPN_IM2COL_MAX_KC 1024
+#define FPN_IM2COL_MAX_NR 64
+struct fpn_im2col_rows {
+    const float *src[FPN_IM2COL_MAX_KC];
+    int dy[FPN_IM2COL_MAX_KC], dx[FPN_IM2COL_MAX_KC];
+    int count;
+};
+void fpn__im2col_rows(const struct fpn_im2col *g, int r0, int kc, struct fpn_im2col_rows *rows);
+
+/*
+ * One panel (nr <= FPN_IM2COL_MAX_NR wide) of the im2col matrix of g: block rows p0 .. p0+kc-1 of `rows`,
+ * columns col .. col+n-1 (output pixels g->col0 + col ...), written as kc rows of nr floats (columns past n zero).
+ */
+void fpn__im2col_panel(const struct fpn_im2col *g, const struct fpn_im2col_rows *rows, fpn_gather2_fn gather2,
+                       int p0, int kc, int col, int n, int nr, float *d);
 
 extern const struct fpn_gemm_impl fpn__impl_generic;
 #if defined(__x86_64__)

@@ -42,8 +42,10 @@ public final class Conv2d: @unchecked Sendable {
     ///   - weight: `[outChannels, inChannels / groups, kh, kw]` (torch layout).
     ///   - bias: `[outChannels]` or nil.
     ///   - batchNorm: when given, folded in: weight *= scale per output channel, bias = (bias - mean) * scale + beta.
+    ///   - precision: of the GEMMs (weights packed for it once); the process default unless given.
     public init(weight: Tensor, bias: [Float]? = nil, stride: Size2 = 1, padding: Size2 = 0, dilation: Size2 = 1,
-                groups: Int = 1, activation: Activation = .none, batchNorm: BatchNormParameters? = nil) {
+                groups: Int = 1, activation: Activation = .none, batchNorm: BatchNormParameters? = nil,
+                precision: Precision = Compute.precision) {
         precondition(weight.rank == 4, "conv weight must be [out, in/groups, kh, kw], got \(weight.shape)")
         let oc = weight.shape[0]
         precondition(groups >= 1 && oc % groups == 0, "outChannels \(oc) not divisible by groups \(groups)")
@@ -71,7 +73,7 @@ public final class Conv2d: @unchecked Sendable {
         self.weight = w
         let mg = oc / groups, kg = weight.shape[1] * kernel.h * kernel.w
         packed = groups > 1 && groups == inChannels ? []
-            : (0..<groups).map { g in PackedMatrix(w.ptr + g * mg * kg, rows: mg, columns: kg) }
+            : (0..<groups).map { g in PackedMatrix(w.ptr + g * mg * kg, rows: mg, columns: kg, precision: precision) }
         winogradEligible = Conv2d.winogradApplies(kernel: kernel, stride: stride, dilation: dilation, groups: groups,
                                                   inChannels: inChannels, outChannels: oc,
                                                   path: packed.first?.path ?? .openblas)
@@ -325,7 +327,7 @@ public final class Conv2d: @unchecked Sendable {
             }
             return
         }
-        if let d = dense, packed[0].path.isa != nil, packed[0].precision == .f32, implicitIm2col {
+        if let d = dense, packed[0].path.isa != nil, implicitIm2col {
             // One product per group, B gathered from the input while packing: no im2col matrix.
             withBias { bias in
                 for g in 0..<groups {

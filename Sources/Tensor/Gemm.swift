@@ -117,13 +117,27 @@ public enum Gemm {
 
     /// The dense convolution of one image as one product: C[`a.rows`, `columns`] = act(A·B + beta·C + bias[row])
     /// where B is the im2col matrix of `image` (`a.columns` = channels·kh·kw rows, output pixels as columns in
-    /// row-major order), gathered while packing, so no im2col matrix is written. Own-kernel paths only.
+    /// row-major order), gathered while packing, so no im2col matrix is written. Own-kernel paths only; a bf16 A
+    /// rounds B to bf16 as it packs it, as `multiply` does.
     static func convolve(_ a: PackedMatrix, image: UnsafePointer<Float>, height: Int, width: Int, kernel: Size2,
                          stride: Size2, padding: Size2, dilation: Size2, outputWidth: Int, columns n: Int, beta: Float,
                          c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>?, relu: Bool) {
         guard let isa = a.path.isa else { preconditionFailure("Gemm.convolve needs an own-kernel path") }
         let m = a.rows, k = a.columns
         guard m > 0 && n > 0 else { return }
+        if a.precision == .bf16 {
+            forEachPart(m: m, n: n, k: k, mr: Int(fpn_gemm_bf16_mr()), nr: Int(fpn_gemm_bf16_nr()), split: .columns) { _, cols in
+                let lo = cols.lowerBound, hi = cols.upperBound
+                var g = fpn_im2col(x: image, h: Int32(height), w: Int32(width), kh: Int32(kernel.h), kw: Int32(kernel.w),
+                                   sh: Int32(stride.h), sw: Int32(stride.w), ph: Int32(padding.h), pw: Int32(padding.w),
+                                   dh: Int32(dilation.h), dw: Int32(dilation.w), ow: Int32(outputWidth), col0: Int32(lo))
+                let ws = Scratch.take((fpn_gemm_bf16_workspace_bytes(Int32(hi - lo), Int32(k)) + 3) / 4)
+                defer { Scratch.give(ws) }
+                fpn_gemm_bf16_conv_compute(Int32(m), Int32(hi - lo), Int32(k), a.data, &g, beta, c + lo, Int32(ldc), bias,
+                                           relu ? 1 : 0, ws.base)
+            }
+            return
+        }
         forEachPart(m: m, n: n, k: k, mr: Int(fpn_sgemm_mr(isa)), nr: Int(fpn_sgemm_nr(isa)), split: .columns) { _, cols in
             let lo = cols.lowerBound, hi = cols.upperBound
             var g = fpn_im2col(x: image, h: Int32(height), w: Int32(width), kh: Int32(kernel.h), kw: Int32(kernel.w),

@@ -46,6 +46,35 @@ final class ConvTests: XCTestCase {
                    dilation: Size2(1, 2)), seed: 38)
     }
 
+    /// bf16 convs gather im2col while packing too: the same bits as through the im2col matrix (both round the same
+    /// fp32 values to bf16), within bf16 rounding of the fp32 reference.
+    func testBF16ImplicitIm2colEqualsTheIm2colMatrix() throws {
+        try XCTSkipUnless(Precision.bf16.isSupported && Compute.path.isa != nil, "no AVX512_BF16 own kernels here")
+        var rng = TestRandom(seed: 41)
+        let cases = [Case(c: 6, h: 21, w: 151, oc: 18, k: 3, stride: 2, padding: 1, relu: true),
+                     Case(c: 37, h: 19, w: 23, oc: 20, k: 3, padding: 1),   // odd K (333): the last pair padded
+                     Case(c: 7, h: 30, w: 100, oc: 12, k: 1, stride: 2, bias: false),
+                     Case(c: 5, h: 30, w: 9, oc: 16, k: 3, stride: 2, padding: 1, dilation: 2)]
+        for t in cases {
+            let x = rng.tensor([t.n, t.c, t.h, t.w])
+            let wt = rng.tensor([t.oc, t.c, t.k.h, t.k.w])
+            let b = t.bias ? rng.floats(t.oc) : nil
+            let conv = Conv2d(weight: wt, bias: b, stride: t.stride, padding: t.padding, dilation: t.dilation,
+                              activation: t.relu ? .relu : .none, precision: .bf16)
+            conv.usesWinograd = false
+            let ref = Ref.conv2d(x, wt, bias: b, stride: t.stride, padding: t.padding, dilation: t.dilation, groups: 1,
+                                 relu: t.relu)
+            var outputs: [[Float]] = []
+            for implicit in [true, false] {
+                conv.implicitIm2col = implicit
+                let y = conv(x, in: Workspace())
+                assertClose(y, ref.data, shape: ref.shape, tol: 3e-2, "bf16 conv \(t), implicit \(implicit)")
+                outputs.append(y.array)
+            }
+            XCTAssertEqual(outputs[0], outputs[1], "bf16 conv \(t): implicit and explicit im2col differ")
+        }
+    }
+
     func testGeneralConvolutions() {
         let cases: [Case] = [
             Case(),                                                            // 3x3 valid

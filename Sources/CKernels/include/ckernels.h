@@ -223,6 +223,10 @@ size_t fpn_gemm_bf16_workspace_bytes(int n, int k);
 void fpn_gemm_bf16_compute(int m, int n, int k, const void *packed_a, const float *b, int ldb,
                            float beta, float *c, int ldc, const float *bias, int relu, void *workspace);
 
+/* fpn_gemm_bf16_compute with B gathered from an image as its im2col matrix while packing (same workspace). */
+void fpn_gemm_bf16_conv_compute(int m, int n, int k, const void *packed_a, const struct fpn_im2col *b,
+                                float beta, float *c, int ldc, const float *bias, int relu, void *workspace);
+
 /* ------------------------------------------------------------------------ */
 /* Winograd F(m x m, 3 x 3) transforms for stride-1 3x3 convolutions            */
 /* ------------------------------------------------------------------------ */
