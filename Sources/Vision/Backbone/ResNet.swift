@@ -41,18 +41,25 @@ public final class ResidualBlock: @unchecked Sendable {
     /// relu(branch(x) + identity-or-downsample(x)). Does not modify `x`; the output comes from the workspace.
     func callAsFunction(_ x: Tensor, _ ctx: ForwardContext) -> Tensor {
         let identity = downsample.map { $0(x, ctx) } ?? x
+        // A downsampled identity is this block's own buffer: without a runner, the last conv accumulates into it
+        // instead of into a copy (the same sums).
+        let inPlace = downsample != nil && ctx.runner == nil
+        let last = conv3 ?? conv2
         let y1 = conv1(x, ctx)
-        let out: Tensor
-        if let conv3 {
-            let y2 = conv2(y1, ctx)
-            ctx.release(y1)
-            out = conv3(y2, residual: identity, ctx)
-            ctx.release(y2)
-        } else {
-            out = conv2(y1, residual: identity, ctx)
+        var y = y1
+        if conv3 != nil {
+            y = conv2(y1, ctx)
             ctx.release(y1)
         }
-        if downsample != nil { ctx.release(identity) }
+        let out: Tensor
+        if inPlace {
+            last.conv.forward(y, residual: identity, into: identity, workspace: ctx.workspace)
+            out = identity
+        } else {
+            out = last(y, residual: identity, ctx)
+            if downsample != nil { ctx.release(identity) }
+        }
+        ctx.release(y)
         return out
     }
 }
