@@ -7,9 +7,10 @@ import Tensor
 ///
 /// On small frames a single frame cannot keep every core busy (per-RoI heads, NMS, thin GEMMs and the waits between
 /// split ops leave cores idle), so a file or camera is processed faster as several single-core frames side by side,
-/// as batching engines do. Each frame's result is exactly what one detector would return: a replica has the same
-/// weights, thresholds and settings, and frames do not depend on each other (temporal reuse and keyframes turn
-/// this off). The price is latency: each frame takes longer, though more frames finish per second.
+/// as batching engines do. Without temporal reuse each frame's result is exactly what one detector would return: a
+/// replica has the same weights, thresholds and settings. In delta mode each worker keeps its own temporal cache,
+/// so worker w reuses the features of frame t - N for frame t (keyframes and `temporal: auto` need one detector).
+/// The price is latency: each frame takes longer, though more frames finish per second.
 public final class DetectWorkers: @unchecked Sendable {
     /// One frame in flight.
     private final class Job: @unchecked Sendable {

@@ -20,8 +20,9 @@ public protocol FrameDetector {
     mutating func useTemporal(_ settings: TemporalSettings) throws
     /// Another detector on the same loaded model with its own per-stream state (buffers), for running other frames
     /// of this stream at the same time on other cores (`DetectStage` with several workers); same thresholds and
-    /// settings, so it returns exactly what this one would for any frame. Nil when frames depend on each other
-    /// (temporal reuse, keyframes) or the detector cannot be copied. The default: nil.
+    /// settings, so without temporal reuse it returns exactly what this one would for any frame. A delta-mode
+    /// replica keeps its own temporal cache over the frames it is given. Nil when the detector cannot be copied or
+    /// needs every frame of the stream in order (keyframes, `temporal: auto`). The default: nil.
     func replica() -> (any FrameDetector)?
 }
 

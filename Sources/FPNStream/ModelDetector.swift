@@ -117,10 +117,12 @@ public struct ModelDetector: FrameDetector {
         return d
     }
 
-    /// A fresh-state copy (`forNewStream`) while temporal reuse is off; nil in delta mode (frames depend on the
-    /// stream's cache).
+    /// A fresh-state copy (`forNewStream`). In delta mode the copy has its own temporal cache and accuracy guard:
+    /// with N workers each cache sees every N-th frame and reuses the features of the frame N before (on a static
+    /// camera nearly as alike as the previous one), so the frames run side by side like dense ones. Nil for
+    /// `temporal: auto`, whose calibration reads the stream's first frames in order.
     public func replica() -> (any FrameDetector)? {
-        temporal.mode == .off ? forNewStream() : nil
+        temporal.mode == .auto ? nil : forNewStream()
     }
 
     /// Conv layer keys of the model's backbone + FPN, in forward order (the keys of `layer_thresholds`).

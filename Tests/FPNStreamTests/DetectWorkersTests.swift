@@ -150,4 +150,45 @@ final class DetectWorkersTests: XCTestCase {
         XCTAssertTrue(lines[0].joined().contains("\"detections\":[{"), "the demo model finds shapes")
         XCTAssertEqual(lines[0], lines[1])
     }
+
+    /// In delta mode each worker keeps its own temporal cache: on a still clip the first frame of each of two workers
+    /// is dense and every later one reuses everything (one cache would reuse from frame 1 on), and the detections are
+    /// the dense ones.
+    func testDeltaWorkersKeepOneCacheEach() throws {
+        guard let binary = ExternalTools.builtProduct("fpnstream") else { return XCTFail("fpnstream not built") }
+        let root = TestPaths.root
+        let model = root.appendingPathComponent("samples/models/demo.safetensors").path
+        let video = root.appendingPathComponent("samples/demo.mp4").path
+        guard FileManager.default.fileExists(atPath: model), FileManager.default.fileExists(atPath: video) else {
+            throw XCTSkip("samples/models/demo.safetensors or samples/demo.mp4 missing")
+        }
+        let dir = TestPaths.temporaryDirectory("delta-workers")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // The demo clip's first frame, ten times, losslessly: every frame decodes to the same pixels.
+        let still = dir.appendingPathComponent("still.mkv").path
+        try ExternalTools.ffmpeg(["-i", video, "-vf", "trim=end_frame=1,loop=loop=-1:size=1,setpts=N/10/TB",
+                                  "-frames:v", "10", "-c:v", "ffv1", still])
+        func frames(_ args: [String]) throws -> [[String: Any]] {
+            let out = dir.appendingPathComponent("out.jsonl").path
+            let r = try ExternalTools.run(binary, ["process", still, "--model", model, "--jsonl", out, "-q"] + args)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n")
+                .compactMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+                .filter { $0["type"] as? String == "frame" }
+        }
+        let dense = try frames(["--temporal", "off"])
+        let one = try frames(["--temporal", "delta", "--detect-workers", "1"])
+        let two = try frames(["--temporal", "delta", "--detect-workers", "2"])
+        XCTAssertEqual(two.map { $0["frame"] as? Int }, Array(0..<10), "frames in input order")
+        XCTAssertEqual(one.prefix(3).map { $0["recomputed"] as? Double }, [1, 0, 0], "one cache reuses from frame 1")
+        XCTAssertEqual(two.prefix(4).map { $0["recomputed"] as? Double }, [1, 1, 0, 0],
+                       "each of two caches starts dense, then reuses its own previous frame")
+        XCTAssertEqual(two.suffix(6).compactMap { $0["recomputed"] as? Double }.max(), 0)
+        func boxes(_ f: [[String: Any]]) -> [String] {
+            f.map { ($0["detections"] as? [[String: Any]] ?? []).map { "\($0["class"] ?? "")\($0["box"] ?? "")" }
+                .joined(separator: ";") }
+        }
+        XCTAssertFalse(boxes(dense)[0].isEmpty, "the demo model finds shapes on the frame")
+        XCTAssertEqual(boxes(two), boxes(dense), "reused frames give the dense detections")
+    }
 }
