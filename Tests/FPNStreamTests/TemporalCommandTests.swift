@@ -44,15 +44,16 @@ final class TemporalCommandTests: XCTestCase {
     func run(_ args: [String]) throws -> ToolResult { try ExternalTools.run(binary, args) }
 
     /// off vs delta on vtest.avi: off frame lines carry no fraction, delta lines do (frame 0 dense = 1, later < 1 at
-    /// threshold 0.3 on this static camera), the summary line carries their mean, and the final stderr line prints
-    /// fps and the mean.
+    /// threshold 0.3 on this static camera, one worker and so one cache), the summary line carries their mean, and
+    /// the final stderr line prints fps and the mean.
     func testProcessOffVersusDeltaOnRealFootage() throws {
         guard let video = TestPaths.external("vtest.avi") else { throw XCTSkip("samples/external/vtest.avi missing") }
         let model = try weightsFile()
         for mode in ["off", "delta"] {
             let out = path("\(mode).jsonl")
             let r = try run(["process", video.path, "--model", model, "--max-frames", "4", "--jsonl", out,
-                             "--temporal", mode] + (mode == "delta" ? ["--temporal-threshold", "0.3"] : []))
+                             "--temporal", mode]
+                            + (mode == "delta" ? ["--temporal-threshold", "0.3", "--detect-workers", "1"] : []))
             XCTAssertEqual(r.status, 0, r.stderr)
             let all = try lines(out)
             let frames = all.filter { $0["type"] as? String == "frame" }
@@ -78,12 +79,14 @@ final class TemporalCommandTests: XCTestCase {
         }
     }
 
-    /// Identical frames: after the dense first frame nothing is recomputed; keyframe mode recomputes on schedule.
+    /// Identical frames: after the dense first frame nothing is recomputed (one worker: one cache); keyframe mode
+    /// recomputes on schedule.
     func testIdenticalFramesRecomputeNothingAndKeyframeSchedule() throws {
         let clip = try stillClip()
         let model = try weightsFile()
         let out = path("still.jsonl")
-        var r = try run(["process", clip, "--model", model, "--jsonl", out, "--temporal", "delta", "-q"])
+        var r = try run(["process", clip, "--model", model, "--jsonl", out, "--temporal", "delta", "--detect-workers", "1",
+                         "-q"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let frameLines = try lines(out).filter { $0["type"] as? String == "frame" }
         var f = frameLines.map { $0["recomputed"] as? Double ?? -1 }
