@@ -81,6 +81,19 @@ public final class TemporalCache: ConvolutionRunner {
     /// pass with copies (a resync) before delta updates resume.
     var skipKeptCopies = false, stale = false
 
+    /// Busy scenes: a delta frame that still recomputed this fraction of the dense work or more cost about a dense
+    /// pass plus its compares and copies. After one, frames whose input changed at least as much as that frame's
+    /// take the frame-level fall-back too (`busyLimit`), and every `busyProbe` such frames one runs delta again to
+    /// see whether the scene calmed down: busy again doubles the interval, up to `busyProbeMax`; below
+    /// `calmFraction` clears the limit; in between keeps it.
+    public static let busyFraction = 0.8, calmFraction = 0.6
+    static let busyProbe = 8, busyProbeMax = 64
+    /// The input change fraction at or above which frames fall back (nil: only `settings.frameFallback`).
+    public private(set) var busyLimit: Double?
+    /// Whether busy frames set `busyLimit` (off only to test or measure the per-layer paths on busy input).
+    public var learnsBusyScenes = true
+    var busyProbeInterval = TemporalCache.busyProbe, busyFallbacks = 0
+
     /// A cache in `settings.mode` (delta), collecting per-layer figures into `profile` when given.
     public init(settings: TemporalSettings = TemporalSettings(mode: .delta), profile: TemporalProfile? = nil) {
         self.settings = settings
@@ -142,9 +155,29 @@ public final class TemporalCache: ConvolutionRunner {
         }
     }
 
+    /// Updates the busy-scene fall-back from the last frame: a delta frame (no refresh, no fall-back) that
+    /// recomputed `busyFraction` or more sets the limit to its input change (doubling the probe interval when it was
+    /// a probe); one below `calmFraction` clears it.
+    func learnBusy(from last: TemporalFrameStats) {
+        guard learnsBusyScenes, !last.refreshed, !last.frameFallback, last.denseFlops > 0 else { return }
+        if last.recomputedFraction >= Self.busyFraction && last.inputChangedFraction > 0 {
+            if let limit = busyLimit {
+                busyProbeInterval = min(Self.busyProbeMax, busyProbeInterval * 2)
+                busyLimit = min(limit, last.inputChangedFraction)
+            } else {
+                busyLimit = last.inputChangedFraction
+            }
+        } else if last.recomputedFraction < Self.calmFraction {
+            busyLimit = nil
+            busyProbeInterval = Self.busyProbe
+        }
+        busyFallbacks = 0
+    }
+
     /// Drops all kept state: the next frame is computed densely.
     public func reset() {
         layers.removeAll(); ops.removeAll(); owners.removeAll(); profile?.reset(); inputShape = nil
+        busyLimit = nil; busyProbeInterval = Self.busyProbe; busyFallbacks = 0
         frameIndex = 0
         resetCount += 1
     }
@@ -162,6 +195,7 @@ public final class TemporalCache: ConvolutionRunner {
     func startFrame(_ shape: [Int]) -> Int {
         if let inputShape, inputShape != shape { reset() }
         inputShape = shape
+        if frameIndex > 0 { learnBusy(from: lastStats) }
         let index = frameIndex, plan = nextFrame
         nextFrame = .scheduled
         if plan != .probe || index == 0 { frameIndex += 1 }
@@ -295,13 +329,18 @@ public final class TemporalCache: ConvolutionRunner {
         for (t, d) in s.inputDiff.enumerated() where d > threshold { changedInput.append(t) }
         if isStem {
             lastStats.inputChangedFraction = Double(changedInput.count) / Double(s.inputGrid.count)
-            if lastStats.inputChangedFraction > settings.frameFallback || stale {
-                // Most of the image changed: the per-layer compare/gather would cost more than it saves. While the
-                // motion lasts the other layers skip refreshing their kept inputs; the first calm frame after it
-                // resyncs them (a dense pass with copies).
+            let moving = lastStats.inputChangedFraction > settings.frameFallback
+            let busy = !moving && busyFallbacks < busyProbeInterval
+                && busyLimit.map { lastStats.inputChangedFraction >= $0 } == true
+            if moving || busy || stale {
+                // Most of the image changed (or, in a busy scene, enough to reach most of the network): the
+                // per-layer compare/gather would cost more than it saves. While the motion lasts the other layers
+                // skip refreshing their kept inputs; the first calm frame after it resyncs them (a dense pass with
+                // copies).
+                if busy { busyFallbacks += 1 }
                 denseThisFrame = true
                 lastStats.frameFallback = true
-                skipKeptCopies = lastStats.inputChangedFraction > settings.frameFallback
+                skipKeptCopies = moving || busy
                 stale = skipKeptCopies
                 return false
             }

@@ -140,6 +140,7 @@ final class TemporalCacheTests: XCTestCase {
         // comparing and writes them all (the same result), until the next scheduled dense pass measures it anew.
         let b = try backbone()
         let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 5), profile: TemporalProfile())
+        cache.learnsBusyScenes = false  // the patches reach most tiles of this small network: keep every frame delta
         let ws = Workspace()
         var x = frame("b.a")
         var bypassing: [Int] = []
@@ -356,6 +357,45 @@ final class TemporalCacheTests: XCTestCase {
         propagated[0, 0, 50, 50] = a[0, 0, 50, 50]
         // (Up to the deeper layers' threshold 1e-4 x RMS, applied where each conv output is gated.)
         XCTAssertLessThanOrEqual(maxRelativeError(p, dense(b, propagated)), 3e-5)
+    }
+
+    /// A frame whose small, scattered change still reaches most of the network (recomputed ≥ 0.85) makes later
+    /// frames that change as much take the frame-level fall-back; every few such frames a delta probe checks the
+    /// scene again (the interval doubles while it stays busy), and a calm frame clears the limit.
+    func testBusyScenesFallBackWithProbes() throws {
+        let b = try backbone()
+        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0,
+                                                             frameFallback: 0.5), profile: TemporalProfile())
+        let ws = Workspace()
+        let a = frame("t.a")
+        // One pixel in every 16x16 block changes, differently in every frame: a sliver of the input, every deep tile.
+        func dotted(_ k: Int) -> Tensor {
+            let t = Tensor(shape: a.shape); t.copy(from: a)
+            for y in stride(from: 5, to: a.h, by: 16) { for x in stride(from: 7, to: a.w, by: 16) { t[0, 0, y, x] = Float(k) } }
+            return t
+        }
+        _ = b(a, workspace: ws, runner: cache)
+        var fallback: [Bool] = [], recomputed: [Double] = []
+        for k in 1...21 {
+            ws.beginFrame()
+            let x = dotted(k)
+            let p = b(x, workspace: ws, runner: cache)
+            XCTAssertLessThanOrEqual(maxRelativeError(p, dense(b, x)), rounding, "frame \(k)")
+            fallback.append(cache.lastStats.frameFallback)
+            recomputed.append(cache.lastStats.recomputedFraction)
+        }
+        XCTAssertLessThan(cache.lastStats.inputChangedFraction, 0.5, "below the frame fall-back of the settings")
+        XCTAssertGreaterThanOrEqual(recomputed[0], TemporalCache.busyFraction, "the first dotted frame is busy")
+        // 1: delta (busy); 2-9: 8 fall-backs; 10: resync of the stale state; 11: a delta probe, still busy;
+        // from 12: fall-backs again, now for 16 frames.
+        XCTAssertEqual(fallback, [false] + Array(repeating: true, count: 9) + [false] + Array(repeating: true, count: 10))
+        XCTAssertNotNil(cache.busyLimit)
+        // A calm scene: the resync, then a delta frame with nothing to do clears the limit.
+        for _ in 0..<18 { ws.beginFrame(); _ = b(dotted(21), workspace: ws, runner: cache) }
+        ws.beginFrame(); _ = b(dotted(21), workspace: ws, runner: cache)
+        XCTAssertNil(cache.busyLimit, "a calm delta frame clears the busy limit")
+        XCTAssertFalse(cache.lastStats.frameFallback)
+        XCTAssertEqual(cache.lastStats.gemmCalls, 0)
     }
 
     func testDeepTileAppliesToLayersAtStride16AndBeyond() throws {
