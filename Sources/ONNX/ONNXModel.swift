@@ -229,6 +229,17 @@ extension ONNXModel {
 
     static func decodeGraph(_ r: inout ProtoReader) throws -> ONNXGraph {
         var g = ONNXGraph(name: "", nodes: [], initializers: [:], inputs: [], outputs: [])
+        // Count the nodes before decoding any, so a graph claiming too many is refused without building them. A
+        // malformed field ends the count; the decoding below reports it where it is.
+        var scan = r, declared = 0
+        while let (field, type) = try? scan.nextField(), (try? scan.skip(type)) != nil {
+            guard field == 1, type == .lengthDelimited else { continue }
+            declared += 1
+            guard declared <= ONNXLimits.maxNodes else {
+                throw ONNXError(.tooLarge("graph has more than \(ONNXLimits.maxNodes) nodes"))
+            }
+        }
+        g.nodes.reserveCapacity(declared)
         while let (field, type) = try r.nextField() {
             switch field {
             case 1:
