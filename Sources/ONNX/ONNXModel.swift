@@ -115,10 +115,17 @@ public struct ONNXTensor: Sendable, Equatable {
         }
     }
 
-    /// Values as Int64 (floats truncated toward zero).
-    public var ints: [Int64] {
+    /// Values as Int64 (floats truncated toward zero); nil when a float is NaN, infinite or beyond Int64.
+    public var ints: [Int64]? {
         switch values {
-        case .float(let f): return f.map { Int64($0) }
+        case .float(let f):
+            var out: [Int64] = []
+            out.reserveCapacity(f.count)
+            for v in f {
+                guard let i = Int64(exactly: v.rounded(.towardZero)) else { return nil }
+                out.append(i)
+            }
+            return out
         case .int(let i): return i
         }
     }

@@ -100,6 +100,38 @@ final class ONNXLimitsTests: XCTestCase {
         XCTAssertEqual(try ONNXPlan.AnyRankOp.reshape([0, 3, -1], allowZero: false).outputShape(x), [1, 3, 64])
     }
 
+    /// Float constants read as integers (Reshape targets, Slice bounds, Split sizes, Squeeze axes, Resize sizes)
+    /// that are NaN, infinite or beyond 64 bits are an error, not a conversion trap (found by the fuzzer:
+    /// Fuzz/regressions/onnx/reshape-target-not-finite); so is an integer constant folded from a division by zero.
+    func testNonIntegerFloatsReadAsIntegersAreErrors() throws {
+        for bad: Float in [.nan, .infinity, -.infinity, 1e30] {
+            var b = ONNXBuilder()
+            b.inputDims = [1, 3, 4, 4]
+            b.constant("shape", [2], [1, bad])
+            b.node("Reshape", ["x", "shape"], "y")
+            b.outputs = ["y"]
+            XCTAssertThrowsError(try ONNXNetwork(model: try ONNXModel(bytes: b.serialized()))) { e in
+                XCTAssertTrue("\(e)".contains("the target shape must be integers"), "\(bad): \(e)")
+            }
+        }
+        var b = ONNXBuilder()
+        b.inputDims = [1, 3, 4, 4]
+        b.intConstant("a", [1, 48]); b.intConstant("zero", [0, 0])
+        b.node("Div", ["a", "zero"], "q")
+        b.node("Reshape", ["x", "q"], "y")
+        b.outputs = ["y"]
+        XCTAssertThrowsError(try ONNXNetwork(model: try ONNXModel(bytes: b.serialized()))) { e in
+            XCTAssertTrue("\(e)".contains("integer result is NaN, infinite or beyond 64 bits"), "\(e)")
+        }
+        // The same graph with a float target that is a whole number still plans.
+        var ok = ONNXBuilder()
+        ok.inputDims = [1, 3, 4, 4]
+        ok.constant("shape", [2], [1, 48])
+        ok.node("Reshape", ["x", "shape"], "y")
+        ok.outputs = ["y"]
+        XCTAssertNoThrow(try ONNXNetwork(model: try ONNXModel(bytes: ok.serialized())))
+    }
+
     func testOversizedFileIsRefusedUnread() throws {
         let url = dir.appendingPathComponent("huge.onnx")
         XCTAssertTrue(FileManager.default.createFile(atPath: url.path, contents: nil))
