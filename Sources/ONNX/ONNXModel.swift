@@ -115,10 +115,17 @@ public struct ONNXTensor: Sendable, Equatable {
         }
     }
 
-    /// Values as Int64 (floats truncated toward zero).
-    public var ints: [Int64] {
+    /// Values as Int64 (floats truncated toward zero); nil when a float is NaN, infinite or beyond Int64.
+    public var ints: [Int64]? {
         switch values {
-        case .float(let f): return f.map { Int64($0) }
+        case .float(let f):
+            var out: [Int64] = []
+            out.reserveCapacity(f.count)
+            for v in f {
+                guard let i = Int64(exactly: v.rounded(.towardZero)) else { return nil }
+                out.append(i)
+            }
+            return out
         case .int(let i): return i
         }
     }
@@ -229,6 +236,17 @@ extension ONNXModel {
 
     static func decodeGraph(_ r: inout ProtoReader) throws -> ONNXGraph {
         var g = ONNXGraph(name: "", nodes: [], initializers: [:], inputs: [], outputs: [])
+        // Count the nodes before decoding any, so a graph claiming too many is refused without building them. A
+        // malformed field ends the count; the decoding below reports it where it is.
+        var scan = r, declared = 0
+        while let (field, type) = try? scan.nextField(), (try? scan.skip(type)) != nil {
+            guard field == 1, type == .lengthDelimited else { continue }
+            declared += 1
+            guard declared <= ONNXLimits.maxNodes else {
+                throw ONNXError(.tooLarge("graph has more than \(ONNXLimits.maxNodes) nodes"))
+            }
+        }
+        g.nodes.reserveCapacity(declared)
         while let (field, type) = try r.nextField() {
             switch field {
             case 1:

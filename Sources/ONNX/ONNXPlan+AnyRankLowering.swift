@@ -7,7 +7,10 @@ extension ONNXPlan {
     static func lowerReshape(_ b: inout Builder, _ n: LoweringNode) -> Op? {
         n.attrs.allow(["shape", "allowzero"])
         var target: [Int64]?
-        if b.opset < 5 { target = n.attrs.ints("shape") } else if let c = b.constant(n, 1) { target = c.ints }
+        if b.opset < 5 { target = n.attrs.ints("shape") } else if let c = b.constant(n, 1) {
+            guard let t = c.ints else { b.fail("the target shape must be integers (not NaN, infinite or beyond 64 bits)"); return nil }
+            target = t
+        }
         guard let target else { b.fail("the target shape must be a constant"); return nil }
         if target.filter({ $0 == -1 }).count > 1 || target.contains(where: { $0 < -1 }) { b.fail("bad target shape \(target)") }
         return anyRank(&b, n, .reshape(target, allowZero: (n.attrs.int("allowzero") ?? 0) != 0))
@@ -35,7 +38,8 @@ extension ONNXPlan {
         var axes: [Int]?
         if b.opset < 13 { axes = n.attrs.ints("axes")?.map(Int.init) } else if n.has(1) {
             guard let c = b.constant(n, 1) else { b.fail("axes must be a constant"); return nil }
-            axes = c.ints.map(Int.init)
+            guard let a = c.ints else { b.fail("axes must be integers (not NaN, infinite or beyond 64 bits)"); return nil }
+            axes = a.map(Int.init)
         }
         if n.node.opType == "Unsqueeze" {
             guard let axes else { b.fail("axes missing"); return nil }
@@ -51,14 +55,16 @@ extension ONNXPlan {
         if b.opset < 10 {
             (starts, ends, axes) = (n.attrs.ints("starts"), n.attrs.ints("ends"), n.attrs.ints("axes"))
         } else {
-            var missing = false
+            var missing = false, notIntegers = false
             func input(_ i: Int) -> [Int64]? {
                 guard n.has(i) else { return nil }
                 guard let c = b.constant(n, i) else { missing = true; return nil }
-                return c.ints
+                guard let v = c.ints else { notIntegers = true; return nil }
+                return v
             }
             (starts, ends, axes, steps) = (input(1), input(2), input(3), input(4))
             if missing { b.fail("starts, ends, axes and steps must be constants") ; return nil }
+            if notIntegers { b.fail("starts, ends, axes and steps must be integers (not NaN, infinite or beyond 64 bits)"); return nil }
         }
         guard let starts, let ends else { b.fail("starts and ends are required"); return nil }
         return anyRank(&b, n, .slice(starts: starts, ends: ends, axes: axes, steps: steps))
@@ -72,7 +78,8 @@ extension ONNXPlan {
         var sizes: [Int]?
         if b.opset < 13 { sizes = n.attrs.ints("split")?.map(Int.init) } else if n.has(1) {
             guard let c = b.constant(n, 1) else { b.fail("split sizes must be a constant"); return nil }
-            sizes = c.ints.map(Int.init)
+            guard let s = c.ints else { b.fail("split sizes must be integers (not NaN, infinite or beyond 64 bits)"); return nil }
+            sizes = s.map(Int.init)
         }
         let parts = n.node.outputs.count
         if let s = sizes, s.count != parts { b.fail("\(s.count) split sizes for \(parts) outputs"); return nil }
@@ -118,7 +125,7 @@ extension ONNXPlan {
                 for a in g.shape.indices { at += (rem / strides[a]) * g.strides[a]; rem %= strides[a] }
                 return at
             }
-            if case .int = c.values { let v = c.ints; return ONNXTensor(name: name, dims: g.shape, ints: indices.map { v[$0] }) }
+            if case .int(let v) = c.values { return ONNXTensor(name: name, dims: g.shape, ints: indices.map { v[$0] }) }
             let v = c.floats
             return ONNXTensor(name: name, dims: g.shape, floats: indices.map { v[$0] })
         }

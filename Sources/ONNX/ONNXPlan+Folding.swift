@@ -18,7 +18,10 @@ extension ONNXPlan {
             out[i] = kind.apply(av[broadcastIndex(i, shape, a.dims)], bv[broadcastIndex(i, shape, b.dims)])
         }
         if case .int = a.values, case .int = b.values {
-            return ONNXTensor(name: name, dims: shape, ints: out.map { Int64($0) })
+            guard let ints = ONNXTensor(dims: shape, floats: out).ints else {
+                throw ONNXError(.unsupportedModel("\(label): integer result is NaN, infinite or beyond 64 bits"))
+            }
+            return ONNXTensor(name: name, dims: shape, ints: ints)
         }
         return ONNXTensor(name: name, dims: shape, floats: out)
     }

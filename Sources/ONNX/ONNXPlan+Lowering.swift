@@ -264,7 +264,7 @@ extension ONNXPlan {
         }
         if scalesIndex == 2, n.has(3) {
             if let c = b.constant(n, 3), c.count > 0 {
-                let s = c.ints
+                guard let s = c.ints else { return b.fail("sizes must be integers (not NaN, infinite or beyond 64 bits)") }
                 if s.count == 4 {
                     spec.sizes = (Int(s[2]), Int(s[3]))
                     b.checkRange("sizes", [Int(s[2]), Int(s[3])], lower: 1)

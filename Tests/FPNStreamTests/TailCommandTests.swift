@@ -65,10 +65,10 @@ final class TailCommandTests: XCTestCase {
         return out
     }
 
-    /// Polls the JSONL (every 50 ms, at most `timeout` s) until `condition` holds.
+    /// Polls the JSONL (every 50 ms, at most `timeout` s, longer under a sanitizer) until `condition` holds.
     @discardableResult
     private func waitFor(_ url: URL, timeout: Double = 20, _ condition: ([[String: Any]]) -> Bool) -> [[String: Any]] {
-        let end = Date().addingTimeInterval(timeout)
+        let end = Date().addingTimeInterval(Sanitizer.scaled(timeout))
         var l = lines(url)
         while !condition(l) && Date() < end && tail?.isRunning != false {
             usleep(50_000)
@@ -82,12 +82,13 @@ final class TailCommandTests: XCTestCase {
         l.filter { $0["type"] as? String == "event" && $0["event"] as? String == name }
     }
 
-    /// False when `p` is still running after `timeout` s; it is killed then, so that reading its status afterwards
-    /// fails the test instead of trapping the whole test process.
+    /// False when `p` is still running after `timeout` s (times the sanitizer's slowdown in an instrumented build,
+    /// whose `fpnstream` is instrumented too); it is killed then, so that reading its status afterwards fails the
+    /// test instead of trapping the whole test process.
     private func waitExit(_ p: Process, timeout: Double = 20) -> Bool {
         let done = DispatchSemaphore(value: 0)
         DispatchQueue.global().async { p.waitUntilExit(); done.signal() }
-        if done.wait(timeout: .now() + timeout) == .success { return true }
+        if done.wait(timeout: .now() + Sanitizer.scaled(timeout)) == .success { return true }
         kill(p.processIdentifier, SIGKILL)
         done.wait()
         return false

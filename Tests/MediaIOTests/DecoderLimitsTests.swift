@@ -1,9 +1,11 @@
 import FPNCore
 import Foundation
 @testable import MediaIO
+import TestSupport
 import XCTest
 
-/// Pictures claiming absurd sizes are refused before their planes are allocated.
+/// Pictures claiming absurd sizes are refused before their planes are allocated: each refusal names the input and
+/// the picture size and raises the process's peak RSS by less than 4 MiB.
 extension DecoderTests {
     /// A YUV4MPEG2 header declaring `width`x`height`, and one short (damaged) frame.
     private func y4m(_ width: Int, _ height: Int) throws -> String {
@@ -14,16 +16,22 @@ extension DecoderTests {
 
     func testStreamDeclaringAPictureAboveTheLimitIsRefusedAtOpen() throws {
         let p = try y4m(16000, 16000)  // accepted by FFmpeg's own check (~268 M pixels), above ours
-        expectOpenError(p) { $0 == .imageTooLarge(input: p, width: 16000, height: 16000) }
+        assertSmallPeakMemoryGrowth("16000x16000") {
+            expectOpenError(p) { $0 == .imageTooLarge(input: p, width: 16000, height: 16000) && "\($0)".contains("picture size 16000x16000") }
+        }
         let side = try y4m(20000, 100)
-        expectOpenError(side) { $0 == .imageTooLarge(input: side, width: 20000, height: 100) }
+        assertSmallPeakMemoryGrowth("20000x100") {
+            expectOpenError(side) { $0 == .imageTooLarge(input: side, width: 20000, height: 100) && "\($0)".contains("picture size 20000x100") }
+        }
         XCTAssertTrue(MediaIOError.imageTooLarge(input: p, width: 16000, height: 16000).description
             .hasSuffix("picture size 16000x16000 is larger than the limit (16384 pixels a side, 67108864 pixels)"))
     }
 
     func testHundredThousandSquareIsAnOpenErrorNotAnAllocation() throws {
         let p = try y4m(100_000, 100_000)  // FFmpeg's demuxer refuses it first
-        expectOpenError(p) { if case .openFailed = $0 { return true }; return false }
+        assertSmallPeakMemoryGrowth("100000x100000") {
+            expectOpenError(p) { if case .openFailed = $0 { return true }; return false }
+        }
     }
 
     func testLimitItselfIsAllowed() {

@@ -60,7 +60,8 @@ final class SafeTensorsTests: XCTestCase {
         try Data(bytes).write(to: url)
     }
 
-    private func expectError(_ url: URL, _ check: (SafeTensorsError.Reason) -> Bool, _ what: String,
+    /// Opening `url` throws a reason passing `check`, in a message naming the file (and `field` when given).
+    private func expectError(_ url: URL, _ check: (SafeTensorsError.Reason) -> Bool, _ what: String, field: String? = nil,
                              file: StaticString = #filePath, line: UInt = #line) {
         do {
             _ = try SafeTensorsFile(url: url)
@@ -68,6 +69,9 @@ final class SafeTensorsTests: XCTestCase {
         } catch let e as SafeTensorsError {
             XCTAssertTrue(check(e.reason), "\(what): unexpected reason \(e.reason)", file: file, line: line)
             XCTAssertTrue(e.description.contains(url.lastPathComponent), "\(what): message must name the file: \(e)", file: file, line: line)
+            if let field {
+                XCTAssertTrue(e.description.contains(field), "\(what): message must name \(field): \(e)", file: file, line: line)
+            }
         } catch {
             XCTFail("\(what): wrong error type \(error)", file: file, line: line)
         }
@@ -133,21 +137,28 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertThrowsError(try f.tensor("nope")) { XCTAssertTrue("\($0)".contains("'nope'")) }
     }
 
+    /// Each refusal names the file and the tensor, and raises the process's peak RSS by less than 4 MiB.
     func testAbsurdSizesAreRefusedBeforeAllocating() throws {
         // 10^12 elements against a 4-byte data section.
         let trillion = dir.appendingPathComponent("trillion.safetensors")
         try writeRaw(trillion, header: #"{"w":{"dtype":"F32","shape":[1000000,1000000],"data_offsets":[0,4]}}"#, data: [0, 0, 0, 0])
-        expectError(trillion, { $0 == .offsetsOutOfRange(key: "w", begin: 0, end: 4, dataSize: 4, expectedBytes: 4_000_000_000_000) },
-                    "10^12 elements")
+        assertSmallPeakMemoryGrowth("10^12 elements") {
+            expectError(trillion, { $0 == .offsetsOutOfRange(key: "w", begin: 0, end: 4, dataSize: 4, expectedBytes: 4_000_000_000_000) },
+                        "10^12 elements", field: "tensor 'w'")
+        }
         // 2^32 x 2^32 wraps to 0 in 64 bits: it used to pass as an empty tensor and trap in `tensor(_:)`.
         let wrap = dir.appendingPathComponent("wrap.safetensors")
         try writeRaw(wrap, header: #"{"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}}"#, data: [])
-        expectError(wrap, { if case .badHeader(let m) = $0 { return m == "entry 'w' has shape [4294967296, 4294967296], too large to address" }; return false },
-                    "overflowing shape")
+        assertSmallPeakMemoryGrowth("overflowing shape") {
+            expectError(wrap, { if case .badHeader(let m) = $0 { return m == "entry 'w' has shape [4294967296, 4294967296], too large to address" }; return false },
+                        "overflowing shape", field: "entry 'w'")
+        }
         let rank = dir.appendingPathComponent("rank.safetensors")
         let ones = Array(repeating: "1", count: 40).joined(separator: ",")
         try writeRaw(rank, header: #"{"w":{"dtype":"F32","shape":["# + ones + #"],"data_offsets":[0,4]}}"#, data: [0, 0, 0, 0])
-        expectError(rank, { $0 == .badHeader("entry 'w' has 40 dims (limit \(SafeTensorsFile.maxRank))") }, "rank 40")
+        assertSmallPeakMemoryGrowth("rank 40") {
+            expectError(rank, { $0 == .badHeader("entry 'w' has 40 dims (limit \(SafeTensorsFile.maxRank))") }, "rank 40", field: "entry 'w'")
+        }
         // A zero dimension makes the tensor empty whatever the others claim.
         let empty = dir.appendingPathComponent("empty.safetensors")
         try writeRaw(empty, header: #"{"w":{"dtype":"F32","shape":[0,1000000],"data_offsets":[0,0]}}"#, data: [])
