@@ -114,15 +114,21 @@ final class DetectWorkersTests: XCTestCase {
         XCTAssertEqual(Parallel.width, all)
     }
 
-    /// The demo model gives the same JSONL (timings aside) with two workers as with one.
-    func testTwoWorkersGiveTheSameDetectionsAsOne() throws {
-        guard let binary = ExternalTools.builtProduct("fpnstream") else { return XCTFail("fpnstream not built") }
+    /// The built binary, the demo model and the demo clip (a skip when the samples are missing).
+    private func demoInputs() throws -> (binary: String, model: String, video: String)? {
+        guard let binary = ExternalTools.builtProduct("fpnstream") else { XCTFail("fpnstream not built"); return nil }
         let root = TestPaths.root
         let model = root.appendingPathComponent("samples/models/demo.safetensors").path
         let video = root.appendingPathComponent("samples/demo.mp4").path
         guard FileManager.default.fileExists(atPath: model), FileManager.default.fileExists(atPath: video) else {
             throw XCTSkip("samples/models/demo.safetensors or samples/demo.mp4 missing")
         }
+        return (binary, model, video)
+    }
+
+    /// The demo model gives the same JSONL (timings aside) with two workers as with one.
+    func testTwoWorkersGiveTheSameDetectionsAsOne() throws {
+        guard let (binary, model, video) = try demoInputs() else { return }
         let dir = TestPaths.temporaryDirectory("workers")
         defer { try? FileManager.default.removeItem(at: dir) }
         var lines: [[String]] = []
@@ -155,13 +161,7 @@ final class DetectWorkersTests: XCTestCase {
     /// is dense and every later one reuses everything (one cache would reuse from frame 1 on), and the detections are
     /// the dense ones.
     func testDeltaWorkersKeepOneCacheEach() throws {
-        guard let binary = ExternalTools.builtProduct("fpnstream") else { return XCTFail("fpnstream not built") }
-        let root = TestPaths.root
-        let model = root.appendingPathComponent("samples/models/demo.safetensors").path
-        let video = root.appendingPathComponent("samples/demo.mp4").path
-        guard FileManager.default.fileExists(atPath: model), FileManager.default.fileExists(atPath: video) else {
-            throw XCTSkip("samples/models/demo.safetensors or samples/demo.mp4 missing")
-        }
+        guard let (binary, model, video) = try demoInputs() else { return }
         let dir = TestPaths.temporaryDirectory("delta-workers")
         defer { try? FileManager.default.removeItem(at: dir) }
         // The demo clip's first frame, ten times, losslessly: every frame decodes to the same pixels.
