@@ -174,7 +174,6 @@ void fpn__im2col_rows(const struct fpn_im2col *g, int r0, int kc, struct fpn_im2
         rows->dy[p] = ky * g->dh;
         rows->dx[p] = kx * g->dw;
     }
-    rows->count = kc;
 }
 
 void fpn__im2col_panel(const struct fpn_im2col *g, const struct fpn_im2col_rows *rows, fpn_gather2_fn gather2,

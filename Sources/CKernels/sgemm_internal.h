@@ -42,7 +42,6 @@ struct fpn_gemm_impl {
 struct fpn_im2col_rows {
     const float *src[FPN_IM2COL_MAX_KC];
     int dy[FPN_IM2COL_MAX_KC], dx[FPN_IM2COL_MAX_KC];
-    int count;
 };
 void fpn__im2col_rows(const struct fpn_im2col *g, int r0, int kc, struct fpn_im2col_rows *rows);
 
