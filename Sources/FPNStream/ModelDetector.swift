@@ -154,7 +154,9 @@ public struct ModelDetector: FrameDetector {
             if settings.mode == .auto { t.autoCalibration = autoCalibration(settings) }
             temporalState = t
             state.runner = t.runner
-            state.regionReuse = RegionReuse()
+            let reuse = RegionReuse()
+            reuse.denseFrame = { cache.lastStats.refreshed || cache.lastStats.frameFallback }
+            state.regionReuse = reuse
         }
     }
 

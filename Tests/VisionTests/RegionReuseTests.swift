@@ -33,7 +33,7 @@ final class RegionReuseTests: XCTestCase {
         XCTAssertEqual(run(changed, moved), [30, -1, 21, -1])
         XCTAssertEqual(calls.last, [0])
         XCTAssertEqual(reuse.lastComputed[.box], 1)
-        let swapped = [[Float(1), 2], [2, 1]].map { v in v.withUnsafeBufferPointer { RegionReuse.digest($0) } }
+        let swapped = [[Float(1), 2], [2, 1]].map { v in v.withUnsafeBufferPointer { Ops.rowDigest($0) } }
         XCTAssertTrue(swapped[0] != swapped[1], "a swap of two values changes the digest")
     }
 
@@ -89,5 +89,45 @@ final class RegionReuseTests: XCTestCase {
         XCTAssertEqual(changed.1.count, denseB.1.count)
         for (x, y) in zip(changed.1, denseB.1) { XCTAssertEqual(x, y, accuracy: 1e-5) }
         XCTAssertNotEqual(changed.0.scores, denseA.0.scores, "the change reached the corner's detections")
+    }
+
+    /// Two dense frames in a row (a moving camera) skip the keying: the heads run every region as without reuse and
+    /// the kept rows are forgotten; a dense frame after a delta frame (a scheduled refresh) keys its regions, so the
+    /// delta frame after it reuses them.
+    func testDenseRunsSkipTheKeyingAndARefreshKeysForTheNextFrame() {
+        let reuse = RegionReuse()
+        var dense = true
+        reuse.denseFrame = { dense }
+        let boxes = [Box(x1: 0, y1: 0, x2: 4, y2: 4), Box(x1: 2, y1: 2, x2: 9, y2: 9)]
+        let pooled = Tensor(shape: [2, 1, 2, 2], data: [1, 2, 3, 4, 5, 6, 7, 8])
+        var computed = 0
+        func frame(dense d: Bool) -> Bool {
+            dense = d
+            reuse.beginFrame()
+            if reuse.active {
+                _ = reuse.outputs(.box, keys: reuse.keys(boxes, labels: nil, pooled: pooled), width: 1) { misses in
+                    computed += misses.count
+                    return misses.map(Float.init)
+                }
+            } else {
+                reuse.computedWithoutKeys(.box, count: boxes.count)
+            }
+            return reuse.active
+        }
+        XCTAssertTrue(frame(dense: true), "the first frame keys its regions for the next")
+        XCTAssertTrue(frame(dense: false))
+        XCTAssertEqual(reuse.lastReused[.box], 2)
+        XCTAssertTrue(frame(dense: true), "a refresh after a delta frame keys its regions")
+        XCTAssertEqual(reuse.lastReused[.box], 2, "and may still match where the pyramid kept its bits")
+        XCTAssertFalse(frame(dense: true), "a second dense frame skips the keying")
+        XCTAssertEqual(reuse.lastComputed[.box], 2)
+        XCTAssertFalse(frame(dense: true))
+        XCTAssertTrue(frame(dense: false), "a delta frame keys again")
+        XCTAssertEqual(reuse.lastReused[.box], 0, "the rows kept before the dense run were forgotten")
+        XCTAssertEqual(computed, 4)
+        XCTAssertTrue(frame(dense: false))
+        XCTAssertEqual(reuse.lastReused[.box], 2)
+        XCTAssertEqual(reuse.totalReused[.box], 6)
+        XCTAssertEqual(reuse.totalComputed[.box], 8)
     }
 }

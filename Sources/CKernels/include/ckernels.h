@@ -10,6 +10,7 @@
 #define FPN_CKERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -324,6 +325,17 @@ void fpn_depthwise(int isa, const float *x, int h, int w, long in_plane, const l
  */
 void fpn_roi_align_pool(int isa, const float *feature, int channels, const long *positions, const float *weights,
                         int bins, int per_bin, float *scratch, float *out);
+
+/* ------------------------------------------------------------------------ */
+/* Row digests                                                                */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A 128-bit digest of the bit patterns of x[0..<n] into out[0], out[1]: per position i an odd weight that depends
+ * on i, summed in 32-bit lanes, the lanes folded by FNV-1a. A change of any value, or a swap of two, changes it
+ * (unless by a 2^-64-scale coincidence); not a cryptographic hash. The same digest on every ISA.
+ */
+void fpn_row_digest(const float *x, long n, uint64_t out[2]);
 
 /* ------------------------------------------------------------------------ */
 /* The CPU's limit                                                            */

@@ -89,6 +89,7 @@ public final class GeneralizedRCNN: Detector, @unchecked Sendable {
             observe(pyramid, g)
             clock = Benchmark.now()
         }
+        state.regionReuse?.beginFrame()
         let proposals = rpn(levels, geometry: g, state: state)
         ms["rpn"] = DetectorSupport.lap(&clock)
         let pooling = roiHeads.poolingLevels(Array(levels.prefix(config.pooledLevelCount)), ws: ws)

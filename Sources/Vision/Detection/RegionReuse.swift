@@ -7,8 +7,8 @@ import Tensor
 /// bit-identical wherever it did not recompute, and so are the RPN's proposals there and the boxes decoded from
 /// them; the heads are deterministic per row, so a reused row is exactly what the head would compute.
 ///
-/// Pooled features are compared through a 128-bit digest of their bit patterns (two multiply-add sums over the row,
-/// read once, nothing copied): equal digests are taken as equal rows.
+/// Pooled features are compared through a 128-bit digest of their bit patterns (`Ops.rowDigest`, the row read once,
+/// nothing copied): equal digests are taken as equal rows.
 public final class RegionReuse: @unchecked Sendable {
     /// Regions of one head kind (`box`: proposals → class logits and box deltas; `mask`: detections → the mask
     /// probabilities of their label).
@@ -28,15 +28,46 @@ public final class RegionReuse: @unchecked Sendable {
         }
     }
 
-    /// Last frame's outputs per head: region key → its output row.
-    private var kept: [Head: [Key: [Float]]] = [:]
+    /// Last frame's outputs of one head: each region key's row in `rows` (`width` floats a row).
+    private struct Kept {
+        var index: [Key: Int] = [:]
+        var rows: [Float] = []
+    }
+
+    /// Last frame's outputs per head.
+    private var kept: [Head: Kept] = [:]
     /// Regions reused / computed in the last frame, per head.
     public private(set) var lastReused: [Head: Int] = [:], lastComputed: [Head: Int] = [:]
+    /// Regions reused / computed since the stream started, per head.
+    public private(set) var totalReused: [Head: Int] = [:], totalComputed: [Head: Int] = [:]
+    /// Whether this frame keys its regions (`beginFrame`); when false the heads run every region as without reuse.
+    public private(set) var active = true
+    /// Asked by `beginFrame` whether the frame's pyramid was computed densely (a refresh or the temporal cache's
+    /// frame-level fall-back); nil: never.
+    public var denseFrame: (() -> Bool)?
+    private var lastDense = false
 
     public init() {}
 
     /// Forgets every kept region (a new stream or size).
-    public func reset() { kept.removeAll(); lastReused.removeAll(); lastComputed.removeAll() }
+    public func reset() { kept.removeAll(); lastReused.removeAll(); lastComputed.removeAll(); lastDense = false }
+
+    /// Starts a frame, after its backbone ran. A dense frame after a dense frame (a moving camera, a scene cut)
+    /// matches next to nothing of the last one, and the next frame is most likely dense too: such frames skip the
+    /// keying (a digest of every pooled row, a lookup and a copy of every output row) and forget the kept rows. A dense frame after a
+    /// delta frame (a scheduled refresh) keys its regions for the delta frames that follow.
+    public func beginFrame() {
+        let dense = denseFrame?() ?? false
+        active = !(dense && lastDense)
+        lastDense = dense
+        if !active { kept.removeAll(keepingCapacity: true) }
+    }
+
+    /// Counts `count` regions of `head` computed without keys (an inactive frame).
+    func computedWithoutKeys(_ head: Head, count: Int) {
+        lastReused[head] = 0; lastComputed[head] = count
+        totalComputed[head, default: 0] += count
+    }
 
     /// Keys of `boxes` (with `labels`, or 0) and their rows of `pooled` `[R, ...]`.
     func keys(_ boxes: [Box], labels: [Int]?, pooled: Tensor) -> [Key] {
@@ -45,50 +76,50 @@ public final class RegionReuse: @unchecked Sendable {
             boxes.indices.map { i in
                 let b = boxes[i]
                 return Key(x1: b.x1.bitPattern, y1: b.y1.bitPattern, x2: b.x2.bitPattern, y2: b.y2.bitPattern,
-                           label: labels?[i] ?? 0, digest: Self.digest(UnsafeBufferPointer(rebasing: p[(i * row)..<((i + 1) * row)])))
+                           label: labels?[i] ?? 0,
+                           digest: Ops.rowDigest(UnsafeBufferPointer(rebasing: p[(i * row)..<((i + 1) * row)])))
             }
         }
-    }
-
-    /// Two multiply-add sums of the 32-bit patterns with position-dependent odd weights (32-bit lanes, so it
-    /// vectorises), so a change of any value, or a swap of two, changes them. Not a cryptographic hash: it tells
-    /// changed pooled rows from unchanged ones, which nobody chooses adversarially.
-    static func digest(_ x: UnsafeBufferPointer<Float>) -> (UInt64, UInt64) {
-        var a0: UInt32 = 0, a1: UInt32 = 0, b0: UInt32 = 0, b1: UInt32 = 0
-        var i = 0
-        while i + 1 < x.count {
-            let v = x[i].bitPattern, u = x[i + 1].bitPattern, w = UInt32(truncatingIfNeeded: i) &* 2 &+ 1
-            a0 = a0 &+ v &* (w &* 0x9E37_79B9 | 1); a1 = a1 &+ u &* ((w &+ 2) &* 0x9E37_79B9 | 1)
-            b0 = b0 &+ (v ^ w) &* 0x85EB_CA6B; b1 = b1 &+ (u ^ (w &+ 2)) &* 0x85EB_CA6B
-            i += 2
-        }
-        if i < x.count { a0 = a0 &+ x[i].bitPattern &* 0xC2B2_AE35; b0 ^= x[i].bitPattern }
-        return (UInt64(a0) << 32 | UInt64(a1), UInt64(b0) << 32 | UInt64(b1))
     }
 
     /// The per-region outputs (`width` floats each) for `keys`: the kept rows of the regions seen last frame, and
     /// `compute(misses)` for the others (called with the indices to compute, returning their rows in that order,
     /// `[misses.count * width]`). Keeps this frame's rows for the next one.
     func outputs(_ head: Head, keys: [Key], width: Int, compute: ([Int]) -> [Float]) -> [Float] {
-        let previous = kept[head] ?? [:]
+        let previous = kept[head] ?? Kept()
         var out = [Float](repeating: 0, count: keys.count * width)
         var misses: [Int] = []
-        for (i, k) in keys.enumerated() {
-            if let row = previous[k] { out.replaceSubrange((i * width)..<((i + 1) * width), with: row) } else { misses.append(i) }
+        out.withUnsafeMutableBufferPointer { o in
+            previous.rows.withUnsafeBufferPointer { r in
+                for (i, k) in keys.enumerated() {
+                    if let j = previous.index[k] {
+                        (o.baseAddress! + i * width).update(from: r.baseAddress! + j * width, count: width)
+                    } else {
+                        misses.append(i)
+                    }
+                }
+            }
         }
         if !misses.isEmpty {
             let computed = compute(misses)
             precondition(computed.count == misses.count * width, "region head returned the wrong size")
-            for (j, i) in misses.enumerated() {
-                out.replaceSubrange((i * width)..<((i + 1) * width), with: computed[(j * width)..<((j + 1) * width)])
+            out.withUnsafeMutableBufferPointer { o in
+                computed.withUnsafeBufferPointer { c in
+                    for (j, i) in misses.enumerated() {
+                        (o.baseAddress! + i * width).update(from: c.baseAddress! + j * width, count: width)
+                    }
+                }
             }
         }
-        var next: [Key: [Float]] = [:]
-        next.reserveCapacity(keys.count)
-        for (i, k) in keys.enumerated() { next[k] = Array(out[(i * width)..<((i + 1) * width)]) }
+        var next = Kept()
+        next.index.reserveCapacity(keys.count)
+        for (i, k) in keys.enumerated() { next.index[k] = i }
+        next.rows = out
         kept[head] = next
         lastReused[head] = keys.count - misses.count
         lastComputed[head] = misses.count
+        totalReused[head, default: 0] += keys.count - misses.count
+        totalComputed[head, default: 0] += misses.count
         return out
     }
 }

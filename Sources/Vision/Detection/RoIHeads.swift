@@ -120,7 +120,8 @@ final class RoIHeads: @unchecked Sendable {
         guard !proposals.isEmpty else { return RawDetections() }
         let k = numClasses
         let x = pool(boxPooler, levels, boxes: proposals, geometry: g, ws: ws)
-        guard let reuse else {
+        guard let reuse, reuse.active else {
+            reuse?.computedWithoutKeys(.box, count: proposals.count)
             let (logits, deltas) = boxOutputs(x, ws: ws)
             defer { ws.release(logits); ws.release(deltas) }
             return logits.withUnsafeBufferPointer { lp in
@@ -129,7 +130,7 @@ final class RoIHeads: @unchecked Sendable {
         }
         // One row per region: k logits, then 4k box deltas.
         let rows = reuse.outputs(.box, keys: reuse.keys(proposals, labels: nil, pooled: x), width: 5 * k) { misses in
-            let (logits, deltas) = boxOutputs(Self.gather(x, rows: misses, ws: ws), ws: ws)
+            let (logits, deltas) = boxOutputs(misses.count == x.n ? x : Self.gather(x, rows: misses, ws: ws), ws: ws)
             defer { ws.release(logits); ws.release(deltas) }
             var out = [Float](); out.reserveCapacity(misses.count * 5 * k)
             logits.withUnsafeBufferPointer { lp in
@@ -253,10 +254,14 @@ final class RoIHeads: @unchecked Sendable {
                ws: Workspace, reuse: RegionReuse? = nil) -> [Float] {
         guard maskConvs != nil, !raw.boxes.isEmpty else { return [] }
         let x = pool(maskPooler, levels, boxes: raw.boxes, geometry: g, ws: ws)
-        guard let reuse else { return maskProbabilities(x, labels: raw.labels, ws: ws) }
+        guard let reuse, reuse.active else {
+            reuse?.computedWithoutKeys(.mask, count: raw.boxes.count)
+            return maskProbabilities(x, labels: raw.labels, ws: ws)
+        }
         let keys = reuse.keys(raw.boxes, labels: raw.labels, pooled: x)
         let out = reuse.outputs(.mask, keys: keys, width: 28 * 28) { misses in
-            maskProbabilities(Self.gather(x, rows: misses, ws: ws), labels: misses.map { raw.labels[$0] }, ws: ws)
+            misses.count == x.n ? maskProbabilities(x, labels: raw.labels, ws: ws)
+                : maskProbabilities(Self.gather(x, rows: misses, ws: ws), labels: misses.map { raw.labels[$0] }, ws: ws)
         }
         ws.release(x)
         return out
