@@ -23,13 +23,19 @@ final class RowDigestTests: XCTestCase {
 
     static func digest(_ x: [Float]) -> (UInt64, UInt64) { x.withUnsafeBufferPointer { Ops.rowDigest($0) } }
 
-    func testMatchesTheDefinitionOnRaggedLengths() {
+    /// Every kernel this CPU runs (generic, AVX2, AVX-512) gives the definition's digest.
+    func testMatchesTheDefinitionOnRaggedLengthsOnEveryISA() {
         var rng = TestRandom(seed: 7)
+        let host = CPUFeatures.host
+        let paths = [ComputePath.generic] + (host.hasAVX2 ? [.avx2] : []) + (host.hasAVX512 ? [.avx512] : [])
         for n in [0, 1, 2, 15, 16, 17, 31, 33, 100, 6272] {
             let x = (0..<n).map { _ in Float(rng.uniform(-3, 3)) }
-            let d = Self.digest(x), r = Self.reference(x)
-            XCTAssertEqual(d.0, r.0, "n \(n)")
-            XCTAssertEqual(d.1, r.1, "n \(n)")
+            let r = Self.reference(x)
+            for path in paths {
+                let d = x.withUnsafeBufferPointer { Ops.rowDigest($0, isa: path) }
+                XCTAssertEqual(d.0, r.0, "n \(n) \(path)")
+                XCTAssertEqual(d.1, r.1, "n \(n) \(path)")
+            }
         }
     }
 
