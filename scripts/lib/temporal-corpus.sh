@@ -16,7 +16,7 @@ CORPUS_CLIPS=(
   "bikes=samples/external/bikes.mp4"                   # moving camera
   "carphone=samples/external/carphone_pristine.mp4"    # hand-held, close-up
   "megamind=samples/external/Megamind.avi"             # animated film, cuts
-  "bigbuckbunny=samples/external/bigbuckbunny.mp4"     # animated film (only when fetched)
+  "bigbuckbunny=samples/external/bigbuckbunny.mp4"     # animated film, 1280x720
 )
 CORPUS_SYNTH=(
   "synth-static=--pan off --light off --traffic sparse --noise 2"   # bench-temporal's static-sparse scene
