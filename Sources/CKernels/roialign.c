@@ -4,7 +4,7 @@
  * Channels-last: each sample reads four contiguous C-vectors, so the per-channel
  * work is four vector multiplies and four adds per sample. The bins are
  * accumulated as [bin][channel] rows in the scratch and transposed to the
- * channels-first output at the end, in 16-channel blocks that stay in L1.
+ * channels-first output at the end (fpn_transpose).
  * No FMA contraction anywhere: the sums must round as the scalar kernel does.
  */
 #pragma clang fp contract(off)
@@ -130,12 +130,6 @@ void fpn_roi_align_pool(int isa, const float *feature, int channels, const long 
 #endif
         accumulate_generic(feature, channels, p, w, per_bin, acc);
     }
-    /* [bin][channel] -> [channel][bin], 16 channels at a time (the block's rows stay in L1). */
-    for (int c0 = 0; c0 < channels; c0 += 16) {
-        const int c1 = c0 + 16 < channels ? c0 + 16 : channels;
-        for (int b = 0; b < bins; b++) {
-            const float *src = scratch + (long)b * channels;
-            for (int c = c0; c < c1; c++) out[(long)c * bins + b] = src[c];
-        }
-    }
+    /* [bin][channel] -> [channel][bin]. */
+    fpn_transpose(isa, bins, channels, scratch, channels, out, bins);
 }

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import TestSupport
 import XCTest
@@ -198,6 +199,42 @@ final class OpsTests: XCTestCase {
             } }
             assertClose(y, ref, shape: x.shape, "groupnorm g\(groups) affine \(affine) relu \(relu)")
         }
+    }
+
+    /// The ISAs this CPU runs (the generic one always).
+    private var isas: [Int32] {
+        [FPN_ISA_GENERIC, FPN_ISA_AVX2, FPN_ISA_AVX512].map { Int32($0.rawValue) }.filter { fpn_isa_supported($0) != 0 }
+    }
+
+    func testTransposeCopiesEveryElementOnEveryISA() {
+        var rng = TestRandom(seed: 120)
+        // Ragged block edges (1, 15, 17 rows or columns), exact 16x16, 14-row GEMM panels, padded strides; last
+        // row blocks of 1-4 rows (copied one by one) and of 5 rows (the register transpose, masked).
+        for (rows, cols) in [(1, 1), (1, 17), (17, 1), (15, 33), (16, 16), (14, 40), (37, 50), (3, 5), (49, 20), (52, 9)] {
+            let lds = cols + 3, ldd = rows + 2
+            let src = rng.floats(rows * lds, -5, 5)
+            for isa in isas {
+                var dst = [Float](repeating: .nan, count: cols * ldd)
+                fpn_transpose(isa, Int32(rows), Int32(cols), src, lds, &dst, ldd)
+                var wrong = 0, touched = 0
+                for c in 0..<cols {
+                    for r in 0..<ldd {
+                        if r < rows { if dst[c * ldd + r].bitPattern != src[r * lds + c].bitPattern { wrong += 1 } }
+                        else if !dst[c * ldd + r].isNaN { touched += 1 }
+                    }
+                }
+                XCTAssertEqual(wrong, 0, "isa \(isa) \(rows)x\(cols)")
+                XCTAssertEqual(touched, 0, "isa \(isa) \(rows)x\(cols) wrote past its rows")
+            }
+        }
+        // The Ops wrapper splits large transposes over the cores.
+        let (rows, cols) = (70, 3001)
+        let src = rng.floats(rows * cols)
+        var dst = [Float](repeating: .nan, count: rows * cols)
+        src.withUnsafeBufferPointer { s in dst.withUnsafeMutableBufferPointer { d in
+            Ops.transpose(rows: rows, columns: cols, s.baseAddress!, lds: cols, into: d.baseAddress!, ldd: rows)
+        } }
+        XCTAssertTrue((0..<rows).allSatisfy { r in (0..<cols).allSatisfy { c in dst[c * rows + r] == src[r * cols + c] } })
     }
 
     func testConcatAndGlobalAveragePool() {

@@ -326,6 +326,18 @@ void fpn_roi_align_pool(int isa, const float *feature, int channels, const long 
                         int bins, int per_bin, float *scratch, float *out);
 
 /* ------------------------------------------------------------------------ */
+/* Layout and elementwise kernels around the GEMMs                            */
+/* ------------------------------------------------------------------------ */
+
+/* transpose.c */
+
+/*
+ * dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols (AVX-512: 16x16 blocks through registers, ragged
+ * edges by masks). A copy: every ISA gives the same bits. isa: an fpn_isa value, lowered to fpn_best_isa().
+ */
+void fpn_transpose(int isa, int rows, int cols, const float *src, long lds, float *dst, long ldd);
+
+/* ------------------------------------------------------------------------ */
 /* The CPU's limit                                                            */
 /* ------------------------------------------------------------------------ */
 

@@ -1,0 +1,88 @@
+/*
+ * Matrix transpose (see ckernels.h): 16x16 blocks through AVX-512 registers, ragged edges by masked loads and
+ * stores. Used to pack a GEMM's per-call left operand, to put RoIAlign's pyramid levels channels-last and its bins
+ * channels-first. A copy: every ISA gives the same bits.
+ */
+#pragma clang fp contract(off)
+
+#include "ckernels.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
+#endif
+
+static int resolve(int isa) { return isa > fpn_best_isa() ? fpn_best_isa() : isa; }
+
+static void transpose_generic(int rows, int cols, const float *src, long lds, float *dst, long ldd) {
+    for (int r0 = 0; r0 < rows; r0 += 16) {
+        const int r1 = r0 + 16 < rows ? r0 + 16 : rows;
+        for (int c0 = 0; c0 < cols; c0 += 16) {
+            const int c1 = c0 + 16 < cols ? c0 + 16 : cols;
+            for (int c = c0; c < c1; c++)
+                for (int r = r0; r < r1; r++) dst[(long)c * ldd + r] = src[(long)r * lds + c];
+        }
+    }
+}
+
+#if defined(__x86_64__)
+/* r[i] (row i of a 16x16 block) becomes column i. */
+static T512 inline void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+        const __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    /* r[4g + j], 128-bit lane L: column 4L + j of rows 4g..4g+3. */
+    for (int j = 0; j < 4; j++) {
+        t[j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88);
+        t[4 + j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xdd);
+        t[8 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88);
+        t[12 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xdd);
+    }
+    for (int j = 0; j < 4; j++) {
+        r[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
+        r[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xdd);
+        r[4 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0x88);
+        r[12 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0xdd);
+    }
+}
+
+static T512 void transpose_avx512(int rows, int cols, const float *src, long lds, float *dst, long ldd) {
+    /* A last block of at most 4 rows (RoIAlign's 49 bins: 3 x 16 + 1) costs less as scalar copies than as a
+     * whole 16x16 register transpose. */
+    const int tail = rows % 16 <= 4 ? rows % 16 : 0, body = rows - tail;
+    if (tail) transpose_generic(tail, cols, src + (long)body * lds, lds, dst + body, ldd);
+    /* Column blocks outermost: each block's output rows are written whole before moving on. */
+    for (int c0 = 0; c0 < cols; c0 += 16) {
+        const int nc = cols - c0 < 16 ? cols - c0 : 16;
+        const __mmask16 cm = (__mmask16)((1u << nc) - 1u);
+        for (int r0 = 0; r0 < body; r0 += 16) {
+            const int nr = body - r0 < 16 ? body - r0 : 16;
+            const __mmask16 rm = (__mmask16)((1u << nr) - 1u);
+            __m512 v[16];
+            for (int i = 0; i < 16; i++)
+                v[i] = i < nr ? _mm512_maskz_loadu_ps(cm, src + (long)(r0 + i) * lds + c0) : _mm512_setzero_ps();
+            transpose16(v);
+            for (int j = 0; j < nc; j++) _mm512_mask_storeu_ps(dst + (long)(c0 + j) * ldd + r0, rm, v[j]);
+        }
+    }
+}
+#endif
+
+void fpn_transpose(int isa, int rows, int cols, const float *src, long lds, float *dst, long ldd) {
+    if (rows <= 0 || cols <= 0) return;
+#if defined(__x86_64__)
+    if (resolve(isa) == FPN_ISA_AVX512) { transpose_avx512(rows, cols, src, lds, dst, ldd); return; }
+#endif
+    (void)isa;
+    transpose_generic(rows, cols, src, lds, dst, ldd);
+}
