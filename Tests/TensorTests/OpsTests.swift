@@ -237,6 +237,63 @@ final class OpsTests: XCTestCase {
         XCTAssertTrue((0..<rows).allSatisfy { r in (0..<cols).allSatisfy { c in dst[c * rows + r] == src[r * cols + c] } })
     }
 
+    func testGroupNormKernelsGiveTheSameBitsOnEveryISA() {
+        var rng = TestRandom(seed: 121)
+        for n in [1, 2, 7, 15, 16, 17, 31, 33, 100, 1000] {
+            var x = rng.floats(n, -3, 4)
+            if n > 5 { x[3] = -0.0; x[4] = .nan }
+            var sums: [(Double, Double)] = []
+            for isa in isas {
+                var s = 0.0, q = 0.0
+                fpn_moments(isa, x.filter { !$0.isNaN }, x.filter { !$0.isNaN }.count, &s, &q)
+                sums.append((s, q))
+                for relu in [false, true] {
+                    var out = [Float](repeating: 7, count: n)
+                    fpn_scale_shift(isa, x, n, 1.5, -0.25, relu ? 1 : 0, &out)
+                    for i in 0..<n {
+                        let v = x[i] * 1.5 + -0.25, want = relu && v < 0 ? 0 : v
+                        XCTAssertEqual(out[i].bitPattern, want.bitPattern, "isa \(isa) n \(n) i \(i) relu \(relu)")
+                    }
+                }
+            }
+            let finite = x.filter { !$0.isNaN }.map(Double.init)
+            let exactSum = finite.reduce(0, +), exactSq = finite.map { $0 * $0 }.reduce(0, +)
+            for (s, q) in sums {
+                XCTAssertEqual(s.bitPattern, sums[0].0.bitPattern, "n \(n): lane order differs between ISAs")
+                XCTAssertEqual(q.bitPattern, sums[0].1.bitPattern, "n \(n)")
+                XCTAssertEqual(s, exactSum, accuracy: 1e-12 * Double(n) * 4)
+                XCTAssertEqual(q, exactSq, accuracy: 1e-12 * exactSq)
+            }
+        }
+    }
+
+    /// Against the serial double loop GroupNorm used before its moments were taken in lanes: the change in the
+    /// output is at most a few float ulps of the output's scale (it only reorders double additions).
+    func testGroupNormMatchesTheSerialDoubleLoop() {
+        var rng = TestRandom(seed: 122)
+        for (shape, groups) in [([1, 4, 1, 1], 4), ([1, 6, 3, 5], 3), ([2, 32, 17, 19], 8), ([1, 128, 20, 16], 32)] {
+            let x = rng.tensor(shape, -3, 5)
+            let c = shape[1], gamma = rng.floats(c), beta = rng.floats(c)
+            let y = GroupNorm(groups: groups, channels: c, weight: gamma, bias: beta, activation: .relu)(x, in: Workspace())
+            let xv = x.array, yv = y.array, spatial = shape[2] * shape[3], cpg = c / groups, gs = cpg * spatial
+            var worst: Float = 0
+            for ng in 0..<(shape[0] * groups) {
+                var sum = 0.0, sq = 0.0
+                for i in 0..<gs { let v = Double(xv[ng * gs + i]); sum += v; sq += v * v }
+                let mean = sum / Double(gs), inv = 1 / (max(sq / Double(gs) - mean * mean, 0) + 1e-5).squareRoot()
+                for cc in 0..<cpg {
+                    let ch = (ng % groups) * cpg + cc, a = Float(inv) * gamma[ch], b = beta[ch] - Float(mean) * a
+                    for i in 0..<spatial {
+                        let at = ng * gs + cc * spatial + i, v = xv[at] * a + b
+                        worst = max(worst, abs(yv[at] - (v < 0 ? 0 : v)))
+                    }
+                }
+            }
+            print("GroupNorm \(shape) groups \(groups): max |lanes - serial| = \(worst)")
+            XCTAssertLessThanOrEqual(worst, 4e-6, "\(shape) groups \(groups)")
+        }
+    }
+
     func testConcatAndGlobalAveragePool() {
         var rng = TestRandom(seed: 110)
         let a = rng.tensor([2, 3, 4, 5]), b = rng.tensor([2, 2, 4, 5])

@@ -337,6 +337,18 @@ void fpn_roi_align_pool(int isa, const float *feature, int channels, const long 
  */
 void fpn_transpose(int isa, int rows, int cols, const float *src, long lds, float *dst, long ldd);
 
+/* groupnorm.c */
+
+/*
+ * The sum and the sum of squares of x[0..<n] in double (each v * v is exact in double). Element i is added into
+ * lane i % 16, lanes l and l + 8 are added, then the eight lane sums pairwise (4, 2, 1 apart): the same order on
+ * every ISA, so every ISA gives the same bits.
+ */
+void fpn_moments(int isa, const float *x, long n, double *sum, double *sum_squares);
+
+/* out[i] = x[i] * a + b (multiply, then add), then 0 where that is < 0 when relu; out may be x. Same bits on every ISA. */
+void fpn_scale_shift(int isa, const float *x, long n, float a, float b, int relu, float *out);
+
 /* ------------------------------------------------------------------------ */
 /* The CPU's limit                                                            */
 /* ------------------------------------------------------------------------ */
