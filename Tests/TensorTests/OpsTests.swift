@@ -171,6 +171,15 @@ final class OpsTests: XCTestCase {
         let many = ConvTranspose2d(weight: ws, bias: bs, stride: 2, activation: .relu)(xs, in: Workspace())
         let refMany = Ref.convTranspose2d(xs, ws, bias: bs, stride: 2, padding: 0, outputPadding: 0, dilation: 1, groups: 1)
         assertClose(many, refMany.data.map { max($0, 0) }, shape: refMany.shape, "conv-transpose batched items")
+        // Stride = kernel (the one-tap col2im), ragged widths and non-square kernels, against the reference.
+        for (h, w, k) in [(1, 1, Size2(2, 2)), (3, 17, Size2(2, 2)), (2, 33, Size2(3, 2)), (4, 5, Size2(2, 3))] {
+            let x = rng.tensor([2, 3, h, w]), wt = rng.tensor([3, 4, k.h, k.w]), b = rng.floats(4)
+            for (bias, relu) in [(b as [Float]?, true), (nil, false)] {
+                let y = ConvTranspose2d(weight: wt, bias: bias, stride: k, activation: relu ? .relu : .none)(x, in: Workspace())
+                let ref = Ref.convTranspose2d(x, wt, bias: bias, stride: k, padding: 0, outputPadding: 0, dilation: 1, groups: 1)
+                assertClose(y, relu ? ref.data.map { max($0, 0) } : ref.data, shape: ref.shape, "one-tap \(h)x\(w) k\(k)")
+            }
+        }
         // Mask head conv5_mask shape: 14x14 → 28x28 with a 2x2/2 kernel.
         let m = ConvTranspose2d(weight: Tensor(shape: [256, 256, 2, 2]), stride: 2)
         XCTAssertEqual(m.outputShape([3, 256, 14, 14]), [3, 256, 28, 28])
@@ -291,6 +300,29 @@ final class OpsTests: XCTestCase {
             }
             print("GroupNorm \(shape) groups \(groups): max |lanes - serial| = \(worst)")
             XCTAssertLessThanOrEqual(worst, 4e-6, "\(shape) groups \(groups)")
+        }
+    }
+
+    func testOneTapCol2imMatchesTheScalarLoopOnEveryISA() {
+        var rng = TestRandom(seed: 123)
+        for (h, w, kh, kw) in [(1, 1, 2, 2), (3, 17, 2, 2), (2, 33, 3, 2), (4, 5, 2, 3), (14, 14, 2, 2), (1, 16, 1, 2)] {
+            let hw = h * w, ld = hw + 5
+            let cols = rng.floats(kh * kw * ld, -2, 2)
+            for isa in isas {
+                for (bias, relu) in [(Float(0.3), true), (0, false), (-0.5, false)] {
+                    var out = [Float](repeating: .nan, count: h * kh * w * kw)
+                    fpn_col2im_one_tap(isa, cols, ld, Int32(h), Int32(w), Int32(kh), Int32(kw), bias, relu ? 1 : 0, &out)
+                    var wrong = 0
+                    for oy in 0..<(h * kh) {
+                        for ox in 0..<(w * kw) {
+                            let v = bias + cols[((oy % kh) * kw + ox % kw) * ld + (oy / kh) * w + ox / kw]
+                            let want = relu && v < 0 ? 0 : v
+                            if out[oy * w * kw + ox].bitPattern != want.bitPattern { wrong += 1 }
+                        }
+                    }
+                    XCTAssertEqual(wrong, 0, "isa \(isa) \(h)x\(w) kernel \(kh)x\(kw) bias \(bias) relu \(relu)")
+                }
+            }
         }
     }
 

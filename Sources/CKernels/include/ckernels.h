@@ -349,6 +349,18 @@ void fpn_moments(int isa, const float *x, long n, double *sum, double *sum_squar
 /* out[i] = x[i] * a + b (multiply, then add), then 0 where that is < 0 when relu; out may be x. Same bits on every ISA. */
 void fpn_scale_shift(int isa, const float *x, long n, float a, float b, int relu, float *out);
 
+/* col2im.c */
+
+/*
+ * col2im of a transposed conv whose stride equals its kernel (no padding, dilation 1): every output pixel gets
+ * exactly one tap. cols: kh * kw rows of h * w values, ld floats apart (row (ky, kx) = the tap's GEMM row for one
+ * output channel); out: the (h * kh) x (w * kw) plane,
+ *   out[(iy * kh + ky) * w * kw + ix * kw + kx] = bias + cols[(ky * kw + kx) * ld + iy * w + ix],
+ * then 0 where that is < 0 when relu. Same bits on every ISA (AVX-512 path for kw == 2).
+ */
+void fpn_col2im_one_tap(int isa, const float *cols, long ld, int h, int w, int kh, int kw, float bias, int relu,
+                        float *out);
+
 /* ------------------------------------------------------------------------ */
 /* The CPU's limit                                                            */
 /* ------------------------------------------------------------------------ */
