@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 // MARK: - Pooling and resizing (NCHW, planes processed in parallel)
@@ -47,20 +48,14 @@ extension Ops {
                                 (vrow + xa).update(from: sp + ylo * w + xa, count: xb - xa)
                                 var y = ylo + 1
                                 while y < yhi {
-                                    let row = sp + y * w
-                                    // NaN propagates as in torch (a NaN in the window wins).
-                                    for i in xa..<xb { let v = row[i], m = vrow[i]; vrow[i] = (v > m || v != v) ? v : m }
+                                    // NaN propagates as in torch (a NaN in the window wins): v wins when
+                                    // v > m or v is NaN (CKernels, vectorised).
+                                    fpn_max_rows(layoutISA, vrow + xa, sp + y * w + xa, xb - xa)
                                     y += 1
                                 }
-                                let drow = d + oy * wo
-                                for ox in s.x0..<(s.x0 + s.n) {
-                                    let x0 = ox * sw - pw
-                                    let xlo = max(x0, 0), xhi = min(x0 + kw, w)
-                                    var m = vrow[xlo]
-                                    var xx = xlo + 1
-                                    while xx < xhi { let v = vrow[xx]; m = (v > m || v != v) ? v : m; xx += 1 }
-                                    drow[ox] = m
-                                }
+                                // Each output: its window's columns in order, the same rule.
+                                fpn_max_windows(layoutISA, vrow, Int32(w), s.x0, s.n, Int32(kw), Int32(sw), Int32(pw),
+                                                d + oy * wo)
                             }
                         }
                     }

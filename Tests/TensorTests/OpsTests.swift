@@ -326,6 +326,46 @@ final class OpsTests: XCTestCase {
         }
     }
 
+    func testMaxPoolKernelsMatchTheScalarLoopOnEveryISA() {
+        var rng = TestRandom(seed: 124)
+        @inline(__always) func wins(_ v: Float, over m: Float) -> Bool { v > m || v != v }
+        for w in [1, 2, 15, 16, 17, 33, 40, 64, 70, 161] {
+            var v = rng.floats(w, -3, 3)
+            if w > 20 { v[19] = .nan; v[5] = v[6] }
+            let other = rng.floats(w, -3, 3)
+            for isa in isas {
+                var acc = v
+                fpn_max_rows(isa, &acc, other, w)
+                XCTAssertTrue((0..<w).allSatisfy { i in
+                    acc[i].bitPattern == (wins(other[i], over: v[i]) ? other[i] : v[i]).bitPattern }, "rows isa \(isa) w \(w)")
+                for (k, s, p) in [(3, 2, 1), (1, 2, 0), (2, 2, 0), (3, 1, 1), (2, 1, 0), (3, 3, 1), (5, 2, 2)] where w + 2 * p >= k {
+                    let wo = (w + 2 * p - k) / s + 1
+                    // The whole row, and a span that starts inside it.
+                    for (x0, n) in [(0, wo), (wo / 3, wo - wo / 3)] where n > 0 {
+                        var d = [Float](repeating: 9, count: wo)
+                        fpn_max_windows(isa, v, Int32(w), x0, n, Int32(k), Int32(s), Int32(p), &d)
+                        var wrong = 0
+                        for ox in 0..<wo {
+                            guard ox >= x0 && ox < x0 + n else { if d[ox] != 9 { wrong += 1 }; continue }
+                            let lo = max(ox * s - p, 0), hi = min(ox * s - p + k, w)
+                            var m = v[lo]
+                            for xx in (lo + 1)..<max(hi, lo + 1) where wins(v[xx], over: m) { m = v[xx] }
+                            if d[ox].bitPattern != m.bitPattern { wrong += 1 }
+                        }
+                        XCTAssertEqual(wrong, 0, "isa \(isa) w \(w) k\(k) s\(s) p\(p) from \(x0)")
+                    }
+                }
+            }
+        }
+        // The op on a row long enough for the vector path, with a NaN, against the reference.
+        let x = rng.tensor([1, 2, 9, 70])
+        x.ptr[3 * 70 + 41] = .nan
+        let y = x.maxPool2d(kernel: 3, stride: 2, padding: 1, in: Workspace())
+        let ref = Ref.maxPool(x, kernel: 3, stride: 2, padding: 1)
+        XCTAssertTrue(y.array[1 * 35 + 20].isNaN)
+        XCTAssertEqual(zip(y.array, ref.data).filter { !$0.0.isNaN && Double($0.0) != $0.1 }.count, 0)
+    }
+
     func testConcatAndGlobalAveragePool() {
         var rng = TestRandom(seed: 110)
         let a = rng.tensor([2, 3, 4, 5]), b = rng.tensor([2, 2, 4, 5])

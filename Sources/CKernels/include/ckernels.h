@@ -361,6 +361,18 @@ void fpn_scale_shift(int isa, const float *x, long n, float a, float b, int relu
 void fpn_col2im_one_tap(int isa, const float *cols, long ld, int h, int w, int kh, int kw, float bias, int relu,
                         float *out);
 
+/* maxpool.c */
+
+/* acc[i] = row[i] if row[i] > acc[i] or row[i] is NaN, else acc[i]: max pooling's step down a window's rows. */
+void fpn_max_rows(int isa, float *acc, const float *row, long n);
+
+/*
+ * Max pooling along a row: for ox in [ox0, ox0 + count), d[ox] = the max (NaN wins, first to last column, as
+ * fpn_max_rows) of v over the window columns ox * sw - pw ... + kw - 1 that lie in [0, w). v must have w readable
+ * floats; only the windows' columns affect the result. Same bits on every ISA (AVX-512 at stride 1 and 2).
+ */
+void fpn_max_windows(int isa, const float *v, int w, long ox0, long count, int kw, int sw, int pw, float *d);
+
 /* ------------------------------------------------------------------------ */
 /* The CPU's limit                                                            */
 /* ------------------------------------------------------------------------ */
