@@ -366,6 +366,46 @@ final class OpsTests: XCTestCase {
         XCTAssertEqual(zip(y.array, ref.data).filter { !$0.0.isNaN && Double($0.0) != $0.1 }.count, 0)
     }
 
+    func testBilinearKernelsMatchTheScalarLoopOnEveryISA() {
+        var rng = TestRandom(seed: 125)
+        // Upsampling (taps within a vector's reach), downsampling (gathers), ragged widths, width 1.
+        for (w, wo) in [(1, 1), (1, 5), (5, 1), (9, 18), (40, 80), (40, 160), (100, 37), (17, 33), (300, 20)] {
+            let row = rng.floats(w, -2, 2), other = rng.floats(wo, -2, 2), base = rng.floats(wo, -2, 2)
+            var taps = [Ops.BilinearTap](repeating: .init(i0: 0, i1: 0, weight: 0), count: wo)
+            taps.withUnsafeMutableBufferPointer { Ops.bilinearTaps(input: w, output: wo, into: $0) }
+            let i0 = taps.map { Int32($0.i0) }, i1 = taps.map { Int32($0.i1) }
+            let w0 = taps.map { 1 - $0.weight }, w1 = taps.map(\.weight)
+            let want = taps.map { (1 - $0.weight) * row[$0.i0] + $0.weight * row[$0.i1] }
+            for isa in isas {
+                var out = [Float](repeating: .nan, count: wo)
+                fpn_lerp_taps(isa, row, Int32(w), i0, i1, w0, w1, wo, &out)
+                XCTAssertEqual(zip(out, want).filter { $0.bitPattern != $1.bitPattern }.count, 0, "isa \(isa) \(w) → \(wo)")
+                var blend = [Float](repeating: .nan, count: wo)
+                fpn_lerp_rows(isa, base, other, wo, 0.3, 0.7, &blend)
+                XCTAssertTrue((0..<wo).allSatisfy { blend[$0].bitPattern == (0.3 * base[$0] + 0.7 * other[$0]).bitPattern })
+            }
+        }
+        // The op against the separable scalar formula, bit for bit.
+        for (h, w, ho, wo) in [(5, 40, 10, 80), (20, 16, 80, 64), (9, 100, 4, 37), (1, 1, 3, 17)] {
+            let x = rng.tensor([1, 2, h, w])
+            let y = x.resizeBilinear(height: ho, width: wo, in: Workspace()).array, xv = x.array
+            var ty = [Ops.BilinearTap](repeating: .init(i0: 0, i1: 0, weight: 0), count: ho), tx = ty
+            tx = [Ops.BilinearTap](repeating: .init(i0: 0, i1: 0, weight: 0), count: wo)
+            ty.withUnsafeMutableBufferPointer { Ops.bilinearTaps(input: h, output: ho, into: $0) }
+            tx.withUnsafeMutableBufferPointer { Ops.bilinearTaps(input: w, output: wo, into: $0) }
+            var wrong = 0
+            for c in 0..<2 { for oy in 0..<ho { for ox in 0..<wo {
+                func hz(_ iy: Int) -> Float {
+                    let t = tx[ox], r = c * h * w + iy * w
+                    return (1 - t.weight) * xv[r + t.i0] + t.weight * xv[r + t.i1]
+                }
+                let t = ty[oy], v = (1 - t.weight) * hz(t.i0) + t.weight * hz(t.i1)
+                if y[(c * ho + oy) * wo + ox].bitPattern != v.bitPattern { wrong += 1 }
+            } } }
+            XCTAssertEqual(wrong, 0, "\(h)x\(w) → \(ho)x\(wo)")
+        }
+    }
+
     func testConcatAndGlobalAveragePool() {
         var rng = TestRandom(seed: 110)
         let a = rng.tensor([2, 3, 4, 5]), b = rng.tensor([2, 2, 4, 5])

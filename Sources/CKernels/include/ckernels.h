@@ -361,6 +361,19 @@ void fpn_scale_shift(int isa, const float *x, long n, float a, float b, int relu
 void fpn_col2im_one_tap(int isa, const float *cols, long ld, int h, int w, int kh, int kw, float bias, int relu,
                         float *out);
 
+/* resize.c */
+
+/* out[i] = wa * a[i] + wb * b[i] (two multiplies, then the add): the vertical step of bilinear resizing. */
+void fpn_lerp_rows(int isa, const float *a, const float *b, long n, float wa, float wb, float *out);
+
+/*
+ * out[o] = w0[o] * row[i0[o]] + w1[o] * row[i1[o]] for o < n, every index in [0, len): the horizontal step of
+ * bilinear resizing (AVX-512: taps within 32 floats of a vector's first are permuted from two loads, others
+ * gathered). Same bits on every ISA.
+ */
+void fpn_lerp_taps(int isa, const float *row, int len, const int *i0, const int *i1, const float *w0, const float *w1,
+                   long n, float *out);
+
 /* maxpool.c */
 
 /* acc[i] = row[i] if row[i] > acc[i] or row[i] is NaN, else acc[i]: max pooling's step down a window's rows. */
