@@ -316,7 +316,7 @@ void fpn_depthwise(int isa, const float *x, int h, int w, long in_plane, const l
  * positions: per sample 4 pixel indices (y * width + x: low-low, low-high, high-low, high-high), samples in the
  *            kernel's (bin, iy, ix) order, bins * per_bin * 4 of them.
  * weights:   the 4 bilinear weights of each sample, same layout (a skipped sample has weight 0 at index 0).
- * scratch:   bins * channels floats of workspace.
+ * scratch:   bins * channels floats of workspace (not used on AVX-512).
  * out:       [channels][bins]: per channel and bin, the sum over the bin's samples (in order) of
  *            ((w0 f0 + w1 f1) + w2 f2) + w3 f3, divided by per_bin. Plain multiplies and adds, no FMA: every ISA
  *            gives the bits of the scalar loop (and of torchvision's kernel).
