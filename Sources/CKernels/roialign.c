@@ -2,9 +2,10 @@
  * RoIAlign accumulation for one box (see ckernels.h).
  *
  * Channels-last: each sample reads four contiguous C-vectors, so the per-channel
- * work is four vector multiplies and four adds per sample. The bins are
- * accumulated as [bin][channel] rows in the scratch and transposed to the
- * channels-first output at the end, in 16-channel blocks that stay in L1.
+ * work is four vector multiplies and four adds per sample. AVX-512 pools 16
+ * bins x 16 channels in registers and transposes them there; the other ISAs
+ * accumulate [bin][channel] rows in the scratch and transpose them to the
+ * channels-first output at the end (fpn_transpose).
  * No FMA contraction anywhere: the sums must round as the scalar kernel does.
  */
 #pragma clang fp contract(off)
@@ -37,37 +38,40 @@ static void accumulate_generic(const float *f, int channels, const long *p, cons
 #if defined(__x86_64__)
 #define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
 #define T256 __attribute__((target("avx2")))
+#include "transpose16.h"
 
-static T512 void accumulate_avx512(const float *f, int channels, const long *p, const float *w, int per_bin,
-                                   float *acc) {
+/*
+ * The whole box on AVX-512: 16 bins x 16 channels at a time, one accumulator per bin (the samples of a bin in
+ * order, the arithmetic of the scalar loop), then the 16x16 block transposed in registers and stored
+ * channels-first: no [bin][channel] scratch and no separate transpose.
+ */
+static T512 void pool_avx512(const float *f, int channels, const long *positions, const float *weights, int bins,
+                             int per_bin, float *out) {
     const __m512 count = _mm512_set1_ps((float)per_bin);
-    for (int c0 = 0; c0 < channels; c0 += 64) {
-        /* Up to four zmm accumulators (64 channels) per pass over the samples. */
-        const int n = channels - c0 < 64 ? channels - c0 : 64;
-        const int vecs = (n + 15) / 16;
-        __mmask16 m[4];
-        for (int v = 0; v < 4; v++) {
-            const int left = n - 16 * v;
-            m[v] = left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1u);
-        }
-        __m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-        const long *ps = p;
-        const float *ws = w;
-        for (int s = 0; s < per_bin; s++, ps += 4, ws += 4) {
-            const float *f0 = f + ps[0] * channels + c0, *f1 = f + ps[1] * channels + c0;
-            const float *f2 = f + ps[2] * channels + c0, *f3 = f + ps[3] * channels + c0;
-            const __m512 w0 = _mm512_set1_ps(ws[0]), w1 = _mm512_set1_ps(ws[1]);
-            const __m512 w2 = _mm512_set1_ps(ws[2]), w3 = _mm512_set1_ps(ws[3]);
-            for (int v = 0; v < vecs; v++) {
-                const int o = 16 * v;
-                __m512 t = _mm512_mul_ps(w0, _mm512_maskz_loadu_ps(m[v], f0 + o));
-                t = _mm512_add_ps(t, _mm512_mul_ps(w1, _mm512_maskz_loadu_ps(m[v], f1 + o)));
-                t = _mm512_add_ps(t, _mm512_mul_ps(w2, _mm512_maskz_loadu_ps(m[v], f2 + o)));
-                t = _mm512_add_ps(t, _mm512_mul_ps(w3, _mm512_maskz_loadu_ps(m[v], f3 + o)));
-                a[v] = _mm512_add_ps(a[v], t);
+    for (int b0 = 0; b0 < bins; b0 += 16) {
+        const int nb = bins - b0 < 16 ? bins - b0 : 16;
+        const __mmask16 bm = (__mmask16)((1u << nb) - 1u);
+        for (int c0 = 0; c0 < channels; c0 += 16) {
+            const int nc = channels - c0 < 16 ? channels - c0 : 16;
+            const __mmask16 cm = (__mmask16)((1u << nc) - 1u);
+            __m512 a[16];
+            for (int i = 0; i < 16; i++) {
+                if (i >= nb) { a[i] = _mm512_setzero_ps(); continue; }
+                const long *ps = positions + (long)(b0 + i) * per_bin * 4;
+                const float *ws = weights + (long)(b0 + i) * per_bin * 4;
+                __m512 acc = _mm512_setzero_ps();
+                for (int s = 0; s < per_bin; s++, ps += 4, ws += 4) {
+                    __m512 t = _mm512_mul_ps(_mm512_set1_ps(ws[0]), _mm512_maskz_loadu_ps(cm, f + ps[0] * channels + c0));
+                    t = _mm512_add_ps(t, _mm512_mul_ps(_mm512_set1_ps(ws[1]), _mm512_maskz_loadu_ps(cm, f + ps[1] * channels + c0)));
+                    t = _mm512_add_ps(t, _mm512_mul_ps(_mm512_set1_ps(ws[2]), _mm512_maskz_loadu_ps(cm, f + ps[2] * channels + c0)));
+                    t = _mm512_add_ps(t, _mm512_mul_ps(_mm512_set1_ps(ws[3]), _mm512_maskz_loadu_ps(cm, f + ps[3] * channels + c0)));
+                    acc = _mm512_add_ps(acc, t);
+                }
+                a[i] = _mm512_div_ps(acc, count);
             }
+            transpose16(a);
+            for (int j = 0; j < nc; j++) _mm512_mask_storeu_ps(out + (long)(c0 + j) * bins + b0, bm, a[j]);
         }
-        for (int v = 0; v < vecs; v++) _mm512_mask_storeu_ps(acc + c0 + 16 * v, m[v], _mm512_div_ps(a[v], count));
     }
 }
 
@@ -120,22 +124,18 @@ static T256 void accumulate_avx2(const float *f, int channels, const long *p, co
 void fpn_roi_align_pool(int isa, const float *feature, int channels, const long *positions, const float *weights,
                         int bins, int per_bin, float *scratch, float *out) {
     if (isa > fpn_best_isa()) isa = fpn_best_isa();
+#if defined(__x86_64__)
+    if (isa == FPN_ISA_AVX512) { pool_avx512(feature, channels, positions, weights, bins, per_bin, out); return; }
+#endif
     for (int b = 0; b < bins; b++) {
         const long *p = positions + (long)b * per_bin * 4;
         const float *w = weights + (long)b * per_bin * 4;
         float *acc = scratch + (long)b * channels;
 #if defined(__x86_64__)
-        if (isa == FPN_ISA_AVX512) { accumulate_avx512(feature, channels, p, w, per_bin, acc); continue; }
         if (isa == FPN_ISA_AVX2) { accumulate_avx2(feature, channels, p, w, per_bin, acc); continue; }
 #endif
         accumulate_generic(feature, channels, p, w, per_bin, acc);
     }
-    /* [bin][channel] -> [channel][bin], 16 channels at a time (the block's rows stay in L1). */
-    for (int c0 = 0; c0 < channels; c0 += 16) {
-        const int c1 = c0 + 16 < channels ? c0 + 16 : channels;
-        for (int b = 0; b < bins; b++) {
-            const float *src = scratch + (long)b * channels;
-            for (int c = c0; c < c1; c++) out[(long)c * bins + b] = src[c];
-        }
-    }
+    /* [bin][channel] -> [channel][bin]. */
+    fpn_transpose(isa, bins, channels, scratch, channels, out, bins);
 }

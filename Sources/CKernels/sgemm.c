@@ -85,14 +85,10 @@ void fpn_sgemm_pack_a(int isa, int m, int k, const float *a, int lda, float *pac
     for (int i0 = 0; i0 < m; i0 += mr) {
         int mv = m - i0 < mr ? m - i0 : mr;
         float *dst = packed + (size_t)i0 * k;
-        for (int r = 0; r < mr; r++) {
-            if (r < mv) {
-                const float *src = a + (size_t)(i0 + r) * lda;
-                for (int p = 0; p < k; p++) dst[(size_t)p * mr + r] = src[p];
-            } else {
-                for (int p = 0; p < k; p++) dst[(size_t)p * mr + r] = 0.0f;
-            }
-        }
+        /* The panel is the transpose of its mv rows (ld mr); rows past M are zero. */
+        fpn_transpose(isa, mv, k, a + (size_t)i0 * lda, lda, dst, mr);
+        for (int r = mv; r < mr; r++)
+            for (int p = 0; p < k; p++) dst[(size_t)p * mr + r] = 0.0f;
     }
 }
 

@@ -11,25 +11,33 @@ public enum NMS {
         let n = boxes.count
         if n == 0 { return [] }
         let order = sortedDescending(scores)
-        var areas = [Float](repeating: 0, count: n)
-        for i in 0..<n { areas[i] = (boxes[i].x2 - boxes[i].x1) * (boxes[i].y2 - boxes[i].y1) }
-        var suppressed = [Bool](repeating: false, count: n)
+        // Boxes and areas in visiting order, one contiguous array per coordinate: the inner loop reads them in
+        // sequence (same values and the same arithmetic as indexing the boxes through `order`).
         var keep: [Int] = []
-        boxes.withUnsafeBufferPointer { b in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 5 * n) { buf in
+            let x1 = buf.baseAddress!, y1 = x1 + n, x2 = y1 + n, y2 = x2 + n, area = y2 + n
             for oi in 0..<n {
-                let i = order[oi]
-                if suppressed[i] { continue }
-                keep.append(i)
-                let bi = b[i], ai = areas[i]
-                for oj in (oi + 1)..<n {
-                    let j = order[oj]
-                    if suppressed[j] { continue }
-                    let bj = b[j]
-                    let w = max(0, min(bi.x2, bj.x2) - max(bi.x1, bj.x1))
-                    let h = max(0, min(bi.y2, bj.y2) - max(bi.y1, bj.y1))
-                    let inter = w * h
-                    let ovr = inter / (ai + areas[j] - inter)
-                    if ovr > iouThreshold { suppressed[j] = true }
+                let b = boxes[order[oi]]
+                x1[oi] = b.x1; y1[oi] = b.y1; x2[oi] = b.x2; y2[oi] = b.y2
+                area[oi] = (b.x2 - b.x1) * (b.y2 - b.y1)
+            }
+            withUnsafeTemporaryAllocation(of: Bool.self, capacity: n) { flags in
+                let suppressed = flags.baseAddress!
+                suppressed.initialize(repeating: false, count: n)
+                for oi in 0..<n where !suppressed[oi] {
+                    keep.append(order[oi])
+                    let ix1 = x1[oi], iy1 = y1[oi], ix2 = x2[oi], iy2 = y2[oi], ai = area[oi]
+                    var oj = oi + 1
+                    while oj < n {
+                        if !suppressed[oj] {
+                            let w = max(0, min(ix2, x2[oj]) - max(ix1, x1[oj]))
+                            let h = max(0, min(iy2, y2[oj]) - max(iy1, y1[oj]))
+                            let inter = w * h
+                            let ovr = inter / (ai + area[oj] - inter)
+                            if ovr > iouThreshold { suppressed[oj] = true }
+                        }
+                        oj += 1
+                    }
                 }
             }
         }

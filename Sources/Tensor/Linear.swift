@@ -1,3 +1,5 @@
+import CKernels
+
 /// A fully connected layer (torch `nn.Linear`): y = x Wᵀ + b, with optional fused activation.
 /// Input `[rows, ...]` is read as `[rows, inFeatures]` (so `[R, 256, 7, 7]` flattens like `torch.flatten(x, 1)`);
 /// output `[rows, outFeatures]`. One GEMM on the compute path (`Gemm`; Wᵀ kept once). Immutable, shared by streams.
@@ -153,6 +155,9 @@ public final class ConvTranspose2d: @unchecked Sendable {
         let cols = scratch, gathered = scratch + rows * maxTotal
         let (sh, sw, ph, pw, dh, dw) = (stride.h, stride.w, padding.h, padding.w, dilation.h, dilation.w)
         let relu = activation == .relu
+        // Stride = kernel, no padding, dilation 1: every output pixel gets exactly one tap (the mask head's 2x2/2).
+        let oneTap = sh == kh && sw == kw && ph == 0 && pw == 0 && dh == 1 && dw == 1
+            && outputPadding.h == 0 && outputPadding.w == 0
         for b0 in Swift.stride(from: 0, to: x.n, by: per) {
             let nb = min(per, x.n - b0), total = nb * hw
             for g in 0..<groups {
@@ -178,6 +183,13 @@ public final class ConvTranspose2d: @unchecked Sendable {
                             let j = jm / mg, m = jm % mg
                             let oc = g * mg + m
                             let plane = outBase + ((b0 + j) * outChannels + oc) * ho * wo
+                            if oneTap {
+                                // Stride = kernel, no padding: each output pixel is bias + its one tap.
+                                fpn_col2im_one_tap(Ops.layoutISA, cols + m * kh * kw * total + j * hw, total,
+                                                   Int32(h), Int32(w), Int32(kh), Int32(kw), bias?[oc] ?? 0,
+                                                   relu ? 1 : 0, plane)
+                                continue
+                            }
                             plane.update(repeating: bias?[oc] ?? 0, count: ho * wo)
                             for ky in 0..<kh {
                                 for kx in 0..<kw {

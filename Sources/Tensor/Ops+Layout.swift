@@ -1,6 +1,25 @@
+import CKernels
+
 // Rank-generic data movement for imported graphs: transpose, slice and split are all one strided gather.
 
 extension Ops {
+    /// `dst[c · ldd + r] = src[r · lds + c]` for `r < rows`, `c < columns`: a matrix transpose (CKernels: 16x16
+    /// blocks through AVX-512 registers where the CPU has them), split over the cores by 16-column blocks when large.
+    /// A copy, so every path gives the same bits.
+    public static func transpose(rows: Int, columns: Int, _ src: UnsafePointer<Float>, lds: Int,
+                                 into dst: UnsafeMutablePointer<Float>, ldd: Int) {
+        guard rows > 0 && columns > 0 else { return }
+        let blocks = (columns + 15) / 16
+        Parallel.forEach(blocks, cost: rows * columns) { range in
+            let c0 = range.lowerBound * 16, c1 = min(columns, range.upperBound * 16)
+            fpn_transpose(layoutISA, Int32(rows), Int32(c1 - c0), src + c0, lds, dst + c0 * ldd, ldd)
+        }
+    }
+
+    /// The ISA of the layout and elementwise kernels in CKernels: the compute path's (a forced path holds here
+    /// too), the CPU's best under OpenBLAS. Every ISA gives the same bits.
+    static let layoutISA: Int32 = Compute.path.isa ?? fpn_best_isa()
+
     /// Row-major element strides of `shape`.
     public static func contiguousStrides(_ shape: [Int]) -> [Int] {
         var strides = [Int](repeating: 1, count: shape.count)

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 // MARK: - Normalisation, softmax, concatenation
@@ -39,8 +40,9 @@ public final class GroupNorm: @unchecked Sendable {
         Parallel.forEach(batch * groups, cost: x.count * 3) { range in
             for ng in range {
                 let base = ng * groupSize
+                // Double sums in 16 lanes (CKernels; each v·v exact in double), combined pairwise.
                 var sum = 0.0, sq = 0.0
-                for i in 0..<groupSize { let v = Double(src[base + i]); sum += v; sq += v * v }
+                fpn_moments(Ops.layoutISA, src + base, groupSize, &sum, &sq)
                 let mean = sum / Double(groupSize)
                 let variance = max(sq / Double(groupSize) - mean * mean, 0)
                 let inv = 1 / (variance + eps).squareRoot()
@@ -50,10 +52,8 @@ public final class GroupNorm: @unchecked Sendable {
                     let a = Float(inv) * (weight?[ch] ?? 1)
                     let b = (bias?[ch] ?? 0) - Float(mean) * a
                     let p = base + cc * spatial
-                    for i in 0..<spatial {
-                        let v = src[p + i] * a + b
-                        dst[p + i] = relu && v < 0 ? 0 : v
-                    }
+                    // dst = src·a + b (multiply, then add), ReLU: vectorised in CKernels.
+                    fpn_scale_shift(Ops.layoutISA, src + p, spatial, a, b, relu ? 1 : 0, dst + p)
                 }
             }
         }

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 // MARK: - Pooling and resizing (NCHW, planes processed in parallel)
@@ -47,20 +48,14 @@ extension Ops {
                                 (vrow + xa).update(from: sp + ylo * w + xa, count: xb - xa)
                                 var y = ylo + 1
                                 while y < yhi {
-                                    let row = sp + y * w
-                                    // NaN propagates as in torch (a NaN in the window wins).
-                                    for i in xa..<xb { let v = row[i], m = vrow[i]; vrow[i] = (v > m || v != v) ? v : m }
+                                    // NaN propagates as in torch (a NaN in the window wins): v wins when
+                                    // v > m or v is NaN (CKernels, vectorised).
+                                    fpn_max_rows(layoutISA, vrow + xa, sp + y * w + xa, xb - xa)
                                     y += 1
                                 }
-                                let drow = d + oy * wo
-                                for ox in s.x0..<(s.x0 + s.n) {
-                                    let x0 = ox * sw - pw
-                                    let xlo = max(x0, 0), xhi = min(x0 + kw, w)
-                                    var m = vrow[xlo]
-                                    var xx = xlo + 1
-                                    while xx < xhi { let v = vrow[xx]; m = (v > m || v != v) ? v : m; xx += 1 }
-                                    drow[ox] = m
-                                }
+                                // Each output: its window's columns in order, the same rule.
+                                fpn_max_windows(layoutISA, vrow, Int32(w), s.x0, s.n, Int32(kw), Int32(sw), Int32(pw),
+                                                d + oy * wo)
                             }
                         }
                     }
@@ -130,35 +125,45 @@ extension Ops {
         x.checkValid(); out.checkValid()
         let h = x.h, w = x.w, ho = out.h, wo = out.w
         let src = x.ptr, dst = out.ptr
-        // Taps on the stack: no heap allocation per frame.
+        // Taps on the stack: no heap allocation per frame. Columns as index and weight arrays for CKernels
+        // (w0 = 1 - weight, the value the scalar form computed per pixel).
         withUnsafeTemporaryAllocation(of: BilinearTap.self, capacity: ho + wo) { taps in
             bilinearTaps(input: h, output: ho, into: UnsafeMutableBufferPointer(rebasing: taps[0..<ho]))
             bilinearTaps(input: w, output: wo, into: UnsafeMutableBufferPointer(rebasing: taps[ho...]))
-            let ys = UnsafeBufferPointer(rebasing: taps[0..<ho]), xs = UnsafeBufferPointer(rebasing: taps[ho...])
-            Parallel.forEach(x.n * x.c, cost: out.count * 4) { planes in
-                // Separable: each source row is interpolated horizontally once into a cached row (consecutive
-                // output rows share source rows when upsampling), then two cached rows are blended.
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * wo) { buf in
-                    var rowA = buf.baseAddress!, rowB = rowA + wo
-                    for pl in planes {
-                        let s = src + pl * h * w, d = dst + pl * ho * wo
-                        var haveA = -1, haveB = -1
-                        func horizontal(_ iy: Int, into r: UnsafeMutablePointer<Float>) {
-                            let row = s + iy * w
-                            for ox in 0..<wo {
-                                let t = xs[ox]
-                                r[ox] = (1 - t.weight) * row[t.i0] + t.weight * row[t.i1]
+            let ys = UnsafeBufferPointer(rebasing: taps[0..<ho])
+            withUnsafeTemporaryAllocation(of: Int32.self, capacity: 2 * wo) { xi in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * wo) { xw in
+                    let i0 = xi.baseAddress!, i1 = i0 + wo, w0 = xw.baseAddress!, w1 = w0 + wo
+                    for ox in 0..<wo {
+                        let t = taps[ho + ox]
+                        i0[ox] = Int32(t.i0); i1[ox] = Int32(t.i1); w0[ox] = 1 - t.weight; w1[ox] = t.weight
+                    }
+                    Parallel.forEach(x.n * x.c, cost: out.count * 4) { planes in
+                        // Separable: each source row is interpolated horizontally once into a cached row (consecutive
+                        // output rows share source rows when upsampling), then two cached rows are blended:
+                        // (1 - w)·a + w·b per axis, multiplies then the add (CKernels, vectorised, same bits).
+                        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * wo) { buf in
+                            var rowA = buf.baseAddress!, rowB = rowA + wo
+                            for pl in planes {
+                                let s = src + pl * h * w, d = dst + pl * ho * wo
+                                var haveA = -1, haveB = -1
+                                func horizontal(_ iy: Int, into r: UnsafeMutablePointer<Float>) {
+                                    fpn_lerp_taps(layoutISA, s + iy * w, Int32(w), i0, i1, w0, w1, wo, r)
+                                }
+                                for oy in 0..<ho {
+                                    let ty = ys[oy]
+                                    if haveA != ty.i0 {
+                                        if haveB == ty.i0 {
+                                            swap(&rowA, &rowB); swap(&haveA, &haveB)
+                                        } else {
+                                            horizontal(ty.i0, into: rowA); haveA = ty.i0
+                                        }
+                                    }
+                                    if haveB != ty.i1 { horizontal(ty.i1, into: rowB); haveB = ty.i1 }
+                                    let wy1 = ty.weight, wy0 = 1 - wy1
+                                    fpn_lerp_rows(layoutISA, rowA, rowB, wo, wy0, wy1, d + oy * wo)
+                                }
                             }
-                        }
-                        for oy in 0..<ho {
-                            let ty = ys[oy]
-                            if haveA != ty.i0 {
-                                if haveB == ty.i0 { swap(&rowA, &rowB); swap(&haveA, &haveB) } else { horizontal(ty.i0, into: rowA); haveA = ty.i0 }
-                            }
-                            if haveB != ty.i1 { horizontal(ty.i1, into: rowB); haveB = ty.i1 }
-                            let wy1 = ty.weight, wy0 = 1 - wy1
-                            let drow = d + oy * wo
-                            for ox in 0..<wo { drow[ox] = wy0 * rowA[ox] + wy1 * rowB[ox] }
                         }
                     }
                 }

@@ -1,3 +1,4 @@
+import CKernels
 import TestSupport
 import XCTest
 @testable import Tensor
@@ -101,6 +102,27 @@ final class ComputeTests: XCTestCase {
                     }
                     XCTAssertLessThan(worst, 1e-5, "\(path) m\(m) n\(n) k\(k) beta \(beta) relu \(relu)")
                 }
+            }
+        }
+    }
+
+    /// A packed left operand is MR-row panels of A's transpose, zero past the last row, on every ISA.
+    func testPackedLeftOperandIsThePanelTranspose() {
+        var rng = TestRandom(seed: 44)
+        for isa in [FPN_ISA_GENERIC, FPN_ISA_AVX2, FPN_ISA_AVX512].map({ Int32($0.rawValue) }) where fpn_isa_supported(isa) != 0 {
+            let mr = Int(fpn_sgemm_mr(isa))
+            for (m, k) in [(1, 1), (mr - 1, 5), (mr, 17), (mr + 1, 16), (2 * mr + 3, 40)] {
+                let lda = k + 2, a = rng.floats(m * lda)
+                var packed = [Float](repeating: .nan, count: fpn_sgemm_packed_a_size(isa, Int32(m), Int32(k)))
+                fpn_sgemm_pack_a(isa, Int32(m), Int32(k), a, Int32(lda), &packed)
+                var wrong = 0
+                for i in 0..<((m + mr - 1) / mr * mr) {
+                    for p in 0..<k {
+                        let want: Float = i < m ? a[i * lda + p] : 0
+                        if packed[(i / mr) * mr * k + p * mr + i % mr].bitPattern != want.bitPattern { wrong += 1 }
+                    }
+                }
+                XCTAssertEqual(wrong, 0, "isa \(isa) m \(m) k \(k)")
             }
         }
     }

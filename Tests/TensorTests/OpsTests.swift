@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import TestSupport
 import XCTest
@@ -170,6 +171,15 @@ final class OpsTests: XCTestCase {
         let many = ConvTranspose2d(weight: ws, bias: bs, stride: 2, activation: .relu)(xs, in: Workspace())
         let refMany = Ref.convTranspose2d(xs, ws, bias: bs, stride: 2, padding: 0, outputPadding: 0, dilation: 1, groups: 1)
         assertClose(many, refMany.data.map { max($0, 0) }, shape: refMany.shape, "conv-transpose batched items")
+        // Stride = kernel (the one-tap col2im), ragged widths and non-square kernels, against the reference.
+        for (h, w, k) in [(1, 1, Size2(2, 2)), (3, 17, Size2(2, 2)), (2, 33, Size2(3, 2)), (4, 5, Size2(2, 3))] {
+            let x = rng.tensor([2, 3, h, w]), wt = rng.tensor([3, 4, k.h, k.w]), b = rng.floats(4)
+            for (bias, relu) in [(b as [Float]?, true), (nil, false)] {
+                let y = ConvTranspose2d(weight: wt, bias: bias, stride: k, activation: relu ? .relu : .none)(x, in: Workspace())
+                let ref = Ref.convTranspose2d(x, wt, bias: bias, stride: k, padding: 0, outputPadding: 0, dilation: 1, groups: 1)
+                assertClose(y, relu ? ref.data.map { max($0, 0) } : ref.data, shape: ref.shape, "one-tap \(h)x\(w) k\(k)")
+            }
+        }
         // Mask head conv5_mask shape: 14x14 → 28x28 with a 2x2/2 kernel.
         let m = ConvTranspose2d(weight: Tensor(shape: [256, 256, 2, 2]), stride: 2)
         XCTAssertEqual(m.outputShape([3, 256, 14, 14]), [3, 256, 28, 28])
@@ -197,6 +207,202 @@ final class OpsTests: XCTestCase {
                 }
             } }
             assertClose(y, ref, shape: x.shape, "groupnorm g\(groups) affine \(affine) relu \(relu)")
+        }
+    }
+
+    /// The ISAs this CPU runs (the generic one always).
+    private var isas: [Int32] {
+        [FPN_ISA_GENERIC, FPN_ISA_AVX2, FPN_ISA_AVX512].map { Int32($0.rawValue) }.filter { fpn_isa_supported($0) != 0 }
+    }
+
+    func testTransposeCopiesEveryElementOnEveryISA() {
+        var rng = TestRandom(seed: 120)
+        // Ragged block edges (1, 15, 17 rows or columns), exact 16x16, 14-row GEMM panels, padded strides; last
+        // row blocks of 1-4 rows (copied one by one) and of 5 rows (the register transpose, masked).
+        for (rows, cols) in [(1, 1), (1, 17), (17, 1), (15, 33), (16, 16), (14, 40), (37, 50), (3, 5), (49, 20), (52, 9)] {
+            let lds = cols + 3, ldd = rows + 2
+            let src = rng.floats(rows * lds, -5, 5)
+            for isa in isas {
+                var dst = [Float](repeating: .nan, count: cols * ldd)
+                fpn_transpose(isa, Int32(rows), Int32(cols), src, lds, &dst, ldd)
+                var wrong = 0, touched = 0
+                for c in 0..<cols {
+                    for r in 0..<ldd {
+                        if r < rows { if dst[c * ldd + r].bitPattern != src[r * lds + c].bitPattern { wrong += 1 } }
+                        else if !dst[c * ldd + r].isNaN { touched += 1 }
+                    }
+                }
+                XCTAssertEqual(wrong, 0, "isa \(isa) \(rows)x\(cols)")
+                XCTAssertEqual(touched, 0, "isa \(isa) \(rows)x\(cols) wrote past its rows")
+            }
+        }
+        // The Ops wrapper splits large transposes over the cores.
+        let (rows, cols) = (70, 3001)
+        let src = rng.floats(rows * cols)
+        var dst = [Float](repeating: .nan, count: rows * cols)
+        src.withUnsafeBufferPointer { s in dst.withUnsafeMutableBufferPointer { d in
+            Ops.transpose(rows: rows, columns: cols, s.baseAddress!, lds: cols, into: d.baseAddress!, ldd: rows)
+        } }
+        XCTAssertTrue((0..<rows).allSatisfy { r in (0..<cols).allSatisfy { c in dst[c * rows + r] == src[r * cols + c] } })
+    }
+
+    func testGroupNormKernelsGiveTheSameBitsOnEveryISA() {
+        var rng = TestRandom(seed: 121)
+        for n in [1, 2, 7, 15, 16, 17, 31, 33, 100, 1000] {
+            var x = rng.floats(n, -3, 4)
+            if n > 5 { x[3] = -0.0; x[4] = .nan }
+            var sums: [(Double, Double)] = []
+            for isa in isas {
+                var s = 0.0, q = 0.0
+                fpn_moments(isa, x.filter { !$0.isNaN }, x.filter { !$0.isNaN }.count, &s, &q)
+                sums.append((s, q))
+                for relu in [false, true] {
+                    var out = [Float](repeating: 7, count: n)
+                    fpn_scale_shift(isa, x, n, 1.5, -0.25, relu ? 1 : 0, &out)
+                    for i in 0..<n {
+                        let v = x[i] * 1.5 + -0.25, want = relu && v < 0 ? 0 : v
+                        XCTAssertEqual(out[i].bitPattern, want.bitPattern, "isa \(isa) n \(n) i \(i) relu \(relu)")
+                    }
+                }
+            }
+            let finite = x.filter { !$0.isNaN }.map(Double.init)
+            let exactSum = finite.reduce(0, +), exactSq = finite.map { $0 * $0 }.reduce(0, +)
+            for (s, q) in sums {
+                XCTAssertEqual(s.bitPattern, sums[0].0.bitPattern, "n \(n): lane order differs between ISAs")
+                XCTAssertEqual(q.bitPattern, sums[0].1.bitPattern, "n \(n)")
+                XCTAssertEqual(s, exactSum, accuracy: 1e-12 * Double(n) * 4)
+                XCTAssertEqual(q, exactSq, accuracy: 1e-12 * exactSq)
+            }
+        }
+    }
+
+    /// Against the serial double loop GroupNorm used before its moments were taken in lanes: the change in the
+    /// output is at most a few float ulps of the output's scale (it only reorders double additions).
+    func testGroupNormMatchesTheSerialDoubleLoop() {
+        var rng = TestRandom(seed: 122)
+        for (shape, groups) in [([1, 4, 1, 1], 4), ([1, 6, 3, 5], 3), ([2, 32, 17, 19], 8), ([1, 128, 20, 16], 32)] {
+            let x = rng.tensor(shape, -3, 5)
+            let c = shape[1], gamma = rng.floats(c), beta = rng.floats(c)
+            let y = GroupNorm(groups: groups, channels: c, weight: gamma, bias: beta, activation: .relu)(x, in: Workspace())
+            let xv = x.array, yv = y.array, spatial = shape[2] * shape[3], cpg = c / groups, gs = cpg * spatial
+            var worst: Float = 0
+            for ng in 0..<(shape[0] * groups) {
+                var sum = 0.0, sq = 0.0
+                for i in 0..<gs { let v = Double(xv[ng * gs + i]); sum += v; sq += v * v }
+                let mean = sum / Double(gs), inv = 1 / (max(sq / Double(gs) - mean * mean, 0) + 1e-5).squareRoot()
+                for cc in 0..<cpg {
+                    let ch = (ng % groups) * cpg + cc, a = Float(inv) * gamma[ch], b = beta[ch] - Float(mean) * a
+                    for i in 0..<spatial {
+                        let at = ng * gs + cc * spatial + i, v = xv[at] * a + b
+                        worst = max(worst, abs(yv[at] - (v < 0 ? 0 : v)))
+                    }
+                }
+            }
+            print("GroupNorm \(shape) groups \(groups): max |lanes - serial| = \(worst)")
+            XCTAssertLessThanOrEqual(worst, 4e-6, "\(shape) groups \(groups)")
+        }
+    }
+
+    func testOneTapCol2imMatchesTheScalarLoopOnEveryISA() {
+        var rng = TestRandom(seed: 123)
+        for (h, w, kh, kw) in [(1, 1, 2, 2), (3, 17, 2, 2), (2, 33, 3, 2), (4, 5, 2, 3), (14, 14, 2, 2), (1, 16, 1, 2)] {
+            let hw = h * w, ld = hw + 5
+            let cols = rng.floats(kh * kw * ld, -2, 2)
+            for isa in isas {
+                for (bias, relu) in [(Float(0.3), true), (0, false), (-0.5, false)] {
+                    var out = [Float](repeating: .nan, count: h * kh * w * kw)
+                    fpn_col2im_one_tap(isa, cols, ld, Int32(h), Int32(w), Int32(kh), Int32(kw), bias, relu ? 1 : 0, &out)
+                    var wrong = 0
+                    for oy in 0..<(h * kh) {
+                        for ox in 0..<(w * kw) {
+                            let v = bias + cols[((oy % kh) * kw + ox % kw) * ld + (oy / kh) * w + ox / kw]
+                            let want = relu && v < 0 ? 0 : v
+                            if out[oy * w * kw + ox].bitPattern != want.bitPattern { wrong += 1 }
+                        }
+                    }
+                    XCTAssertEqual(wrong, 0, "isa \(isa) \(h)x\(w) kernel \(kh)x\(kw) bias \(bias) relu \(relu)")
+                }
+            }
+        }
+    }
+
+    func testMaxPoolKernelsMatchTheScalarLoopOnEveryISA() {
+        var rng = TestRandom(seed: 124)
+        @inline(__always) func wins(_ v: Float, over m: Float) -> Bool { v > m || v != v }
+        for w in [1, 2, 15, 16, 17, 33, 40, 64, 70, 161] {
+            var v = rng.floats(w, -3, 3)
+            if w > 20 { v[19] = .nan; v[5] = v[6] }
+            let other = rng.floats(w, -3, 3)
+            for isa in isas {
+                var acc = v
+                fpn_max_rows(isa, &acc, other, w)
+                XCTAssertTrue((0..<w).allSatisfy { i in
+                    acc[i].bitPattern == (wins(other[i], over: v[i]) ? other[i] : v[i]).bitPattern }, "rows isa \(isa) w \(w)")
+                for (k, s, p) in [(3, 2, 1), (1, 2, 0), (2, 2, 0), (3, 1, 1), (2, 1, 0), (3, 3, 1), (5, 2, 2)] where w + 2 * p >= k {
+                    let wo = (w + 2 * p - k) / s + 1
+                    // The whole row, and a span that starts inside it.
+                    for (x0, n) in [(0, wo), (wo / 3, wo - wo / 3)] where n > 0 {
+                        var d = [Float](repeating: 9, count: wo)
+                        fpn_max_windows(isa, v, Int32(w), x0, n, Int32(k), Int32(s), Int32(p), &d)
+                        var wrong = 0
+                        for ox in 0..<wo {
+                            guard ox >= x0 && ox < x0 + n else { if d[ox] != 9 { wrong += 1 }; continue }
+                            let lo = max(ox * s - p, 0), hi = min(ox * s - p + k, w)
+                            var m = v[lo]
+                            for xx in (lo + 1)..<max(hi, lo + 1) where wins(v[xx], over: m) { m = v[xx] }
+                            if d[ox].bitPattern != m.bitPattern { wrong += 1 }
+                        }
+                        XCTAssertEqual(wrong, 0, "isa \(isa) w \(w) k\(k) s\(s) p\(p) from \(x0)")
+                    }
+                }
+            }
+        }
+        // The op on a row long enough for the vector path, with a NaN, against the reference.
+        let x = rng.tensor([1, 2, 9, 70])
+        x.ptr[3 * 70 + 41] = .nan
+        let y = x.maxPool2d(kernel: 3, stride: 2, padding: 1, in: Workspace())
+        let ref = Ref.maxPool(x, kernel: 3, stride: 2, padding: 1)
+        XCTAssertTrue(y.array[1 * 35 + 20].isNaN)
+        XCTAssertEqual(zip(y.array, ref.data).filter { !$0.0.isNaN && Double($0.0) != $0.1 }.count, 0)
+    }
+
+    func testBilinearKernelsMatchTheScalarLoopOnEveryISA() {
+        var rng = TestRandom(seed: 125)
+        // Upsampling (taps within a vector's reach), downsampling (gathers), ragged widths, width 1.
+        for (w, wo) in [(1, 1), (1, 5), (5, 1), (9, 18), (40, 80), (40, 160), (100, 37), (17, 33), (300, 20)] {
+            let row = rng.floats(w, -2, 2), other = rng.floats(wo, -2, 2), base = rng.floats(wo, -2, 2)
+            var taps = [Ops.BilinearTap](repeating: .init(i0: 0, i1: 0, weight: 0), count: wo)
+            taps.withUnsafeMutableBufferPointer { Ops.bilinearTaps(input: w, output: wo, into: $0) }
+            let i0 = taps.map { Int32($0.i0) }, i1 = taps.map { Int32($0.i1) }
+            let w0 = taps.map { 1 - $0.weight }, w1 = taps.map(\.weight)
+            let want = taps.map { (1 - $0.weight) * row[$0.i0] + $0.weight * row[$0.i1] }
+            for isa in isas {
+                var out = [Float](repeating: .nan, count: wo)
+                fpn_lerp_taps(isa, row, Int32(w), i0, i1, w0, w1, wo, &out)
+                XCTAssertEqual(zip(out, want).filter { $0.bitPattern != $1.bitPattern }.count, 0, "isa \(isa) \(w) → \(wo)")
+                var blend = [Float](repeating: .nan, count: wo)
+                fpn_lerp_rows(isa, base, other, wo, 0.3, 0.7, &blend)
+                XCTAssertTrue((0..<wo).allSatisfy { blend[$0].bitPattern == (0.3 * base[$0] + 0.7 * other[$0]).bitPattern })
+            }
+        }
+        // The op against the separable scalar formula, bit for bit.
+        for (h, w, ho, wo) in [(5, 40, 10, 80), (20, 16, 80, 64), (9, 100, 4, 37), (1, 1, 3, 17)] {
+            let x = rng.tensor([1, 2, h, w])
+            let y = x.resizeBilinear(height: ho, width: wo, in: Workspace()).array, xv = x.array
+            var ty = [Ops.BilinearTap](repeating: .init(i0: 0, i1: 0, weight: 0), count: ho), tx = ty
+            tx = [Ops.BilinearTap](repeating: .init(i0: 0, i1: 0, weight: 0), count: wo)
+            ty.withUnsafeMutableBufferPointer { Ops.bilinearTaps(input: h, output: ho, into: $0) }
+            tx.withUnsafeMutableBufferPointer { Ops.bilinearTaps(input: w, output: wo, into: $0) }
+            var wrong = 0
+            for c in 0..<2 { for oy in 0..<ho { for ox in 0..<wo {
+                func hz(_ iy: Int) -> Float {
+                    let t = tx[ox], r = c * h * w + iy * w
+                    return (1 - t.weight) * xv[r + t.i0] + t.weight * xv[r + t.i1]
+                }
+                let t = ty[oy], v = (1 - t.weight) * hz(t.i0) + t.weight * hz(t.i1)
+                if y[(c * ho + oy) * wo + ox].bitPattern != v.bitPattern { wrong += 1 }
+            } } }
+            XCTAssertEqual(wrong, 0, "\(h)x\(w) → \(ho)x\(wo)")
         }
     }
 

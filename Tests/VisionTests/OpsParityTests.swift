@@ -99,6 +99,39 @@ final class OpsParityTests: XCTestCase {
         XCTAssertEqual(kinds, ["nms", "nms", "nms", "batched", "batched", "topk"])
     }
 
+    /// `NMS.nms` against the plain greedy loop (boxes indexed through the stable score order) on random clusters
+    /// with tied scores, zero-area and identical boxes, 1 to 1000 boxes.
+    func testNMSMatchesTheGreedyLoopOnRandomBoxes() {
+        var rng = TestRandom(seed: 31)
+        func greedy(_ b: [Box], _ s: [Float], _ t: Float) -> [Int] {
+            let order = NMS.sortedDescending(s)
+            var sup = [Bool](repeating: false, count: b.count), keep: [Int] = []
+            for (oi, i) in order.enumerated() where !sup[i] {
+                keep.append(i)
+                let ai = (b[i].x2 - b[i].x1) * (b[i].y2 - b[i].y1)
+                for j in order[(oi + 1)...] where !sup[j] {
+                    let w = max(0, min(b[i].x2, b[j].x2) - max(b[i].x1, b[j].x1))
+                    let h = max(0, min(b[i].y2, b[j].y2) - max(b[i].y1, b[j].y1))
+                    let aj = (b[j].x2 - b[j].x1) * (b[j].y2 - b[j].y1)
+                    if w * h / (ai + aj - w * h) > t { sup[j] = true }
+                }
+            }
+            return keep
+        }
+        for n in [1, 2, 3, 17, 300, 1000] {
+            var boxes: [Box] = [], scores: [Float] = []
+            for i in 0..<n {
+                let cx = Float(rng.uniform(0, 200)), cy = Float(rng.uniform(0, 150))
+                let w = Float(rng.uniform(0, 60)), h = i % 13 == 5 ? 0 : Float(rng.uniform(1, 60))
+                boxes.append(i % 29 == 7 && i > 0 ? boxes[i - 1] : Box(x1: cx, y1: cy, x2: cx + w, y2: cy + h))
+                scores.append(Float(rng.int(50)) / 50)   // many ties
+            }
+            for t: Float in [0.3, 0.5, 0.7] {
+                XCTAssertEqual(NMS.nms(boxes: boxes, scores: scores, iouThreshold: t), greedy(boxes, scores, t), "n \(n) iou \(t)")
+            }
+        }
+    }
+
     func testRoIAlignMatchesTorchvision() throws {
         for c in try section("roialign") where c["kind"] as? String == "single" {
             let feat = try F32(c["feature"])

@@ -317,7 +317,7 @@ void fpn_depthwise(int isa, const float *x, int h, int w, long in_plane, const l
  * positions: per sample 4 pixel indices (y * width + x: low-low, low-high, high-low, high-high), samples in the
  *            kernel's (bin, iy, ix) order, bins * per_bin * 4 of them.
  * weights:   the 4 bilinear weights of each sample, same layout (a skipped sample has weight 0 at index 0).
- * scratch:   bins * channels floats of workspace.
+ * scratch:   bins * channels floats of workspace (not used on AVX-512).
  * out:       [channels][bins]: per channel and bin, the sum over the bin's samples (in order) of
  *            ((w0 f0 + w1 f1) + w2 f2) + w3 f3, divided by per_bin. Plain multiplies and adds, no FMA: every ISA
  *            gives the bits of the scalar loop (and of torchvision's kernel).
@@ -337,6 +337,67 @@ void fpn_roi_align_pool(int isa, const float *feature, int channels, const long 
  * value; one the CPU lacks is lowered to fpn_best_isa()).
  */
 void fpn_row_digest(int isa, const float *x, long n, uint64_t out[2]);
+
+/* ------------------------------------------------------------------------ */
+/* Layout and elementwise kernels around the GEMMs                            */
+/* ------------------------------------------------------------------------ */
+
+/* transpose.c */
+
+/*
+ * dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols (AVX-512: 16x16 blocks through registers, ragged
+ * edges by masks). A copy: every ISA gives the same bits. isa: an fpn_isa value, lowered to fpn_best_isa().
+ */
+void fpn_transpose(int isa, int rows, int cols, const float *src, long lds, float *dst, long ldd);
+
+/* groupnorm.c */
+
+/*
+ * The sum and the sum of squares of x[0..<n] in double (each v * v is exact in double). Element i is added into
+ * lane i % 16, lanes l and l + 8 are added, then the eight lane sums pairwise (4, 2, 1 apart): the same order on
+ * every ISA, so every ISA gives the same bits.
+ */
+void fpn_moments(int isa, const float *x, long n, double *sum, double *sum_squares);
+
+/* out[i] = x[i] * a + b (multiply, then add), then 0 where that is < 0 when relu; out may be x. Same bits on every ISA. */
+void fpn_scale_shift(int isa, const float *x, long n, float a, float b, int relu, float *out);
+
+/* col2im.c */
+
+/*
+ * col2im of a transposed conv whose stride equals its kernel (no padding, dilation 1): every output pixel gets
+ * exactly one tap. cols: kh * kw rows of h * w values, ld floats apart (row (ky, kx) = the tap's GEMM row for one
+ * output channel); out: the (h * kh) x (w * kw) plane,
+ *   out[(iy * kh + ky) * w * kw + ix * kw + kx] = bias + cols[(ky * kw + kx) * ld + iy * w + ix],
+ * then 0 where that is < 0 when relu. Same bits on every ISA (AVX-512 path for kw == 2).
+ */
+void fpn_col2im_one_tap(int isa, const float *cols, long ld, int h, int w, int kh, int kw, float bias, int relu,
+                        float *out);
+
+/* resize.c */
+
+/* out[i] = wa * a[i] + wb * b[i] (two multiplies, then the add): the vertical step of bilinear resizing. */
+void fpn_lerp_rows(int isa, const float *a, const float *b, long n, float wa, float wb, float *out);
+
+/*
+ * out[o] = w0[o] * row[i0[o]] + w1[o] * row[i1[o]] for o < n, every index in [0, len): the horizontal step of
+ * bilinear resizing (AVX-512: taps within 32 floats of a vector's first are permuted from two loads, others
+ * gathered). Same bits on every ISA.
+ */
+void fpn_lerp_taps(int isa, const float *row, int len, const int *i0, const int *i1, const float *w0, const float *w1,
+                   long n, float *out);
+
+/* maxpool.c */
+
+/* acc[i] = row[i] if row[i] > acc[i] or row[i] is NaN, else acc[i]: max pooling's step down a window's rows. */
+void fpn_max_rows(int isa, float *acc, const float *row, long n);
+
+/*
+ * Max pooling along a row: for ox in [ox0, ox0 + count), d[ox] = the max (NaN wins, first to last column, as
+ * fpn_max_rows) of v over the window columns ox * sw - pw ... + kw - 1 that lie in [0, w). v must have w readable
+ * floats; only the windows' columns affect the result. Same bits on every ISA (AVX-512 at stride 1 and 2).
+ */
+void fpn_max_windows(int isa, const float *v, int w, long ox0, long count, int kw, int sw, int pw, float *d);
 
 /* ------------------------------------------------------------------------ */
 /* The CPU's limit                                                            */

@@ -104,26 +104,7 @@ public enum RoIAlign {
                                     into dst: UnsafeMutableBufferPointer<Float>) {
         let plane = height * width
         precondition(src.count >= channels * plane && dst.count >= channels * plane)
-        let s = src.baseAddress!, d = dst.baseAddress!
-        // 64-pixel x 16-channel blocks: reads 16 runs of 64 floats, writes 64 runs of 16 (one cache line each).
-        let blocks = (plane + 63) / 64
-        let width = Parallel.width
-        let chunks = width > 1 && channels * plane >= 1 << 16 ? min(blocks, width * 4) : 1
-        let work = { (chunk: Int) in
-            for b in (blocks * chunk / chunks)..<(blocks * (chunk + 1) / chunks) {
-                let i0 = b * 64, i1 = min(i0 + 64, plane)
-                var c0 = 0
-                while c0 < channels {
-                    let c1 = min(c0 + 16, channels)
-                    for i in i0..<i1 {
-                        let di = d + i * channels
-                        for c in c0..<c1 { di[c] = s[c * plane + i] }
-                    }
-                    c0 = c1
-                }
-            }
-        }
-        if chunks == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: chunks, execute: work) }
+        Ops.transpose(rows: channels, columns: plane, src.baseAddress!, lds: plane, into: dst.baseAddress!, ldd: channels)
     }
 }
 
