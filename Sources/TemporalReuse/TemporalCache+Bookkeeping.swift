@@ -98,6 +98,11 @@ extension TemporalCache {
             producer.opReaders.insert(k)
             if !inClosedGraph { producer.blocked = true }
         }
+        if skipKeptCopies && !fresh {
+            // A fall-back run, as for convs (`dense`): the workspace, not the kept output.
+            profile?.lastOpTiles[key] = s.grid.count
+            return op(input, in: workspace)
+        }
         guard !fresh, !denseThisFrame, let p = source, p.grid.height == input.h, p.grid.width == input.w,
               let recomputed = p.tiles else {
             op.dense(input, into: s.output)
@@ -155,9 +160,14 @@ extension TemporalCache {
     func dense(_ layer: ConvLayer, _ instance: Int, _ s: LayerState, input: Tensor, residual: Tensor?,
                        flops: Double, rms: Bool, fresh: Bool = false, workspace: Workspace) -> Tensor {
         let t0: Double
+        var out = s.output
         if skipKeptCopies && !s.readsFrame && !fresh {
+            // A run of fall-back frames: nothing reads the kept output before the resync pass rewrites it, so the
+            // conv writes into the workspace like a pass without the cache (buffers recycled within the frame, warm
+            // in the caches) instead of touching every layer's own kept tensor.
+            out = workspace.tensor(s.output.shape)
             t0 = Benchmark.now()
-            layer.conv.forward(input, residual: residual, into: s.output, workspace: workspace)
+            layer.conv.forward(input, residual: residual, into: out, workspace: workspace)
         } else {
             s.keptInput?.copy(from: input)
             if let residual, let kept = s.keptResidual { kept.copy(from: residual) }
@@ -178,8 +188,8 @@ extension TemporalCache {
         lastStats.recomputedTiles += s.outputGrid.count
         profile?.lastLayerTiles[layer.index, default: 0] += s.outputGrid.count
         lastStats.flops += flops
-        register(s, tiles: nil)
-        return s.output
+        if out.storage === s.output.storage { register(s, tiles: nil) }
+        return out
     }
 
     /// Per-tile max |new − kept| over `grid`; when `new` is a kept output of a layer run earlier this frame, only

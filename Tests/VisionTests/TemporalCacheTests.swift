@@ -299,6 +299,10 @@ final class TemporalCacheTests: XCTestCase {
         p = b(c, workspace: ws, runner: cache)
         XCTAssertTrue(cache.lastStats.frameFallback)
         XCTAssertLessThanOrEqual(maxRelativeError(p, dense(b, c)), rounding)
+        // During the run the conv levels (P2-P5; the pool level is never kept) come from the workspace, as without
+        // the cache, not from the kept outputs.
+        let storages = { (p: FeaturePyramid) in p.levels.prefix(4).map { ObjectIdentifier($0.features.storage) } }
+        let inRun = storages(p)
         // The first calm frame resyncs (dense with copies; without it the layers would compare against frame 0's
         // kept inputs and recompute), then repeating it costs nothing and a patch is a partial update again.
         ws.beginFrame()
@@ -307,8 +311,10 @@ final class TemporalCacheTests: XCTestCase {
         XCTAssertEqual(cache.lastStats.inputChangedFraction, 0)
         XCTAssertEqual(cache.lastStats.denseLayers, b.convLayers.count)
         XCTAssertLessThanOrEqual(maxRelativeError(p, dense(b, c)), rounding)
+        let kept = storages(p)
+        XCTAssertTrue(Set(kept).isDisjoint(with: inRun), "the resync writes the kept outputs")
         ws.beginFrame()
-        _ = b(c, workspace: ws, runner: cache)
+        XCTAssertEqual(storages(b(c, workspace: ws, runner: cache)), kept, "which the delta frames return")
         XCTAssertFalse(cache.lastStats.frameFallback)
         XCTAssertEqual(cache.lastStats.gemmCalls, 0)
         let patched = Tensor(shape: c.shape); patched.copy(from: c)
