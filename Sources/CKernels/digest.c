@@ -4,11 +4,7 @@
  */
 #include <string.h>
 
-#include "ckernels.h"
-
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
+#include "isa_dispatch.h"
 
 #define LANES 16
 #define GOLDEN 0x9E3779B9u
@@ -76,7 +72,7 @@ static long lanes_avx2(const float *x, long n, uint32_t a[LANES], uint32_t b[LAN
 void fpn_row_digest(int isa, const float *x, long n, uint64_t out[2]) {
     uint32_t a[LANES] = {0}, b[LANES] = {0};
     long done = 0;
-    if (isa > fpn_best_isa()) isa = fpn_best_isa();
+    isa = resolve(isa);
 #if defined(__x86_64__)
     if (isa >= FPN_ISA_AVX512) done = lanes_avx512(x, n, a, b);
     else if (isa >= FPN_ISA_AVX2) done = lanes_avx2(x, n, a, b);

@@ -4,14 +4,7 @@
  */
 #pragma clang fp contract(off)
 
-#include "ckernels.h"
-
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
-#endif
-
-static int resolve(int isa) { return isa > fpn_best_isa() ? fpn_best_isa() : isa; }
+#include "isa_dispatch.h"
 
 #if defined(__x86_64__)
 static T512 void lerp_rows_avx512(const float *a, const float *b, long n, float wa, float wb, float *out) {

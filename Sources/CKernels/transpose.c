@@ -5,14 +5,7 @@
  */
 #pragma clang fp contract(off)
 
-#include "ckernels.h"
-
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
-#endif
-
-static int resolve(int isa) { return isa > fpn_best_isa() ? fpn_best_isa() : isa; }
+#include "isa_dispatch.h"
 
 static void transpose_generic(int rows, int cols, const float *src, long lds, float *dst, long ldd) {
     for (int r0 = 0; r0 < rows; r0 += 16) {
