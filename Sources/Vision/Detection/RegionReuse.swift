@@ -54,8 +54,8 @@ public final class RegionReuse: @unchecked Sendable {
 
     /// Starts a frame, after its backbone ran. A dense frame after a dense frame (a moving camera, a scene cut)
     /// matches next to nothing of the last one, and the next frame is most likely dense too: such frames skip the
-    /// keying (a digest of every pooled row, a lookup and a copy of every output row) and forget the kept rows. A dense frame after a
-    /// delta frame (a scheduled refresh) keys its regions for the delta frames that follow.
+    /// keying (a digest of every pooled row, a lookup and a copy of every output row) and forget the kept rows.
+    /// A dense frame after a delta frame (a scheduled refresh) keys its regions for the delta frames that follow.
     public func beginFrame() {
         let dense = denseFrame?() ?? false
         active = !(dense && lastDense)
