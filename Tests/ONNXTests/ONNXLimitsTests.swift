@@ -107,13 +107,17 @@ final class ONNXLimitsTests: XCTestCase {
     /// that are NaN, infinite or beyond 64 bits are an error, not a conversion trap (found by the fuzzer:
     /// Fuzz/regressions/onnx/reshape-target-not-finite); so is an integer constant folded from a division by zero.
     func testNonIntegerFloatsReadAsIntegersAreErrors() throws {
-        for bad: Float in [.nan, .infinity, -.infinity, 1e30] {
+        /// x [1, 3, 4, 4] reshaped to a float constant target.
+        func reshape(to target: [Float]) throws -> ONNXNetwork {
             var b = ONNXBuilder()
             b.inputDims = [1, 3, 4, 4]
-            b.constant("shape", [2], [1, bad])
+            b.constant("shape", [target.count], target)
             b.node("Reshape", ["x", "shape"], "y")
             b.outputs = ["y"]
-            XCTAssertThrowsError(try ONNXNetwork(model: try ONNXModel(bytes: b.serialized()))) { e in
+            return try ONNXNetwork(model: try ONNXModel(bytes: b.serialized()))
+        }
+        for bad: Float in [.nan, .infinity, -.infinity, 1e30] {
+            XCTAssertThrowsError(try reshape(to: [1, bad])) { e in
                 XCTAssertTrue("\(e)".contains("the target shape must be integers"), "\(bad): \(e)")
             }
         }
@@ -127,12 +131,7 @@ final class ONNXLimitsTests: XCTestCase {
             XCTAssertTrue("\(e)".contains("integer result is NaN, infinite or beyond 64 bits"), "\(e)")
         }
         // The same graph with a float target that is a whole number still plans.
-        var ok = ONNXBuilder()
-        ok.inputDims = [1, 3, 4, 4]
-        ok.constant("shape", [2], [1, 48])
-        ok.node("Reshape", ["x", "shape"], "y")
-        ok.outputs = ["y"]
-        XCTAssertNoThrow(try ONNXNetwork(model: try ONNXModel(bytes: ok.serialized())))
+        XCTAssertNoThrow(try reshape(to: [1, 48]))
     }
 
     func testOversizedFileIsRefusedUnread() throws {
