@@ -38,8 +38,6 @@ public final class RegionReuse: @unchecked Sendable {
     private var kept: [Head: Kept] = [:]
     /// Regions reused / computed in the last frame, per head.
     public private(set) var lastReused: [Head: Int] = [:], lastComputed: [Head: Int] = [:]
-    /// Regions reused / computed since the stream started, per head.
-    public private(set) var totalReused: [Head: Int] = [:], totalComputed: [Head: Int] = [:]
     /// Whether this frame keys its regions (`beginFrame`); when false the heads run every region as without reuse.
     public private(set) var active = true
     /// Asked by `beginFrame` whether the frame's pyramid was computed densely (a refresh or the temporal cache's
@@ -66,7 +64,6 @@ public final class RegionReuse: @unchecked Sendable {
     /// Counts `count` regions of `head` computed without keys (an inactive frame).
     func computedWithoutKeys(_ head: Head, count: Int) {
         lastReused[head] = 0; lastComputed[head] = count
-        totalComputed[head, default: 0] += count
     }
 
     /// Keys of `boxes` (with `labels`, or 0) and their rows of `pooled` `[R, ...]`.
@@ -118,8 +115,6 @@ public final class RegionReuse: @unchecked Sendable {
         kept[head] = next
         lastReused[head] = keys.count - misses.count
         lastComputed[head] = misses.count
-        totalReused[head, default: 0] += keys.count - misses.count
-        totalComputed[head, default: 0] += misses.count
         return out
     }
 }
