@@ -12,6 +12,8 @@ public struct CPUFeatures: Sendable, Equatable {
     public var avx512bf16 = false, avx512vnni = false, avxVNNI = false
     /// The CPU has AMX tiles and the kernel enabled their state (a process must still request permission).
     public var amx = false
+    /// Per-core L2 size in KiB (0 when cpuid does not say).
+    public var l2Kilobytes = 0
 
     public init() {}
 
@@ -33,6 +35,7 @@ public struct CPUFeatures: Sendable, Equatable {
         f.avx512vl = info.avx512vl != 0; f.avx512dq = info.avx512dq != 0
         f.avx512bf16 = info.avx512_bf16 != 0; f.avx512vnni = info.avx512_vnni != 0; f.avxVNNI = info.avx_vnni != 0
         f.amx = info.amx_tile != 0
+        f.l2Kilobytes = Int(info.l2_kb)
         return f
     }()
 
