@@ -25,10 +25,14 @@ struct BenchOps: ParsableCommand {
     @Flag(help: "Also time the tile-restricted conv path (all 16x16 tiles, 25% of them, and 1-pixel tiles in blobs).")
     var tiles = false
 
+    @Option(help: "Cores each op and the reference sgemm may use (default: all; 1 = what each frame gets when `process` runs one frame per core).")
+    var threads: Int?
+
     func validate() throws {
         guard parseSize(size) != nil else { throw ValidationError("--size must be WxH with positive integers, got '\(size)'") }
         guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
         guard peakSize >= 64 else { throw ValidationError("--peak-size must be at least 64") }
+        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1, got \(t)") }
     }
 
     private func parseSize(_ s: String) -> (w: Int, h: Int)? {
@@ -54,6 +58,12 @@ struct BenchOps: ParsableCommand {
     }
 
     func run() throws {
+        guard let t = threads else { return try measure() }
+        BLASInfo.setThreads(t)
+        try Parallel.withWidth(t) { try measure() }
+    }
+
+    private func measure() throws {
         let (w, h) = parseSize(size)!
         print("fpnstream bench ops — \(BLASInfo.config); OpenBLAS threads \(BLASInfo.threads), cores \(ProcessInfo.processInfo.activeProcessorCount)")
         print(Compute.description)
