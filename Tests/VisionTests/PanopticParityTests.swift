@@ -136,6 +136,35 @@ final class PanopticParityTests: XCTestCase {
         XCTAssertEqual(loose.masks().map(\.counts), [[0, 8, 8], [8, 8]])
     }
 
+    /// Masks given over their regions merge exactly as the same masks over the whole image: overlapping
+    /// instances (one dropped by the overlap rule, one taking only free pixels), one below the score threshold,
+    /// an empty region, regions touching the image's edges.
+    func testRegionMasksMergeAsFullImageMasks() {
+        let h = 37, w = 53
+        var rng = TestRandom(seed: 5)
+        let labels = (0..<(h * w)).map { UInt8(($0 / w) < 20 ? 1 : ($0 % w) < 30 ? 2 : 3) }
+        let sem = SemanticSegmentation(height: h, width: w, labels: labels)
+        let boxes: [(Float, Int, Int, Int, Int, Int)] = [  // score, class, x0, y0, x1, y1
+            (0.9, 1, 0, 0, 20, 15), (0.8, 2, 5, 3, 25, 18), (0.7, 3, 2, 1, 18, 14), (0.6, 1, 30, 20, 53, 37),
+            (0.55, 4, 40, 0, 40, 10), (0.3, 2, 10, 25, 30, 35),
+        ]
+        var regions: [PanopticMerge.Instance] = [], full: [(score: Float, classID: Int, mask: [UInt8])] = []
+        for (score, cls, x0, y0, x1, y1) in boxes {
+            let mask = (0..<((x1 - x0) * (y1 - y0))).map { _ in UInt8(Int.random(in: 0..<10, using: &rng) < 7 ? 1 : 0) }
+            regions.append(.init(score: score, classID: cls, x0: x0, y0: y0, x1: x1, y1: y1, mask: mask))
+            var image = [UInt8](repeating: 0, count: h * w)
+            for y in y0..<y1 { for x in x0..<x1 { image[y * w + x] = mask[(y - y0) * (x1 - x0) + x - x0] } }
+            full.append((score, cls, image))
+        }
+        let config = PanopticMergeConfig(stuffAreaLimit: 50)
+        let want = PanopticMerge.merge(instances: full, semantic: sem, config: config)
+        let got = PanopticMerge.merge(regions: regions, semantic: sem, config: config)
+        XCTAssertEqual(got, want)
+        XCTAssertEqual(want.segments.filter(\.isThing).map(\.instanceIndex), [0, 1, 3],
+                       "the third instance overlaps the first two by more than half; the fifth is empty; the sixth scores 0.3")
+        XCTAssertEqual(want.segments.filter { !$0.isThing }.count, 3)
+    }
+
     func testOnePassMasksEqualPerSegmentMasks() {
         // 3x5 map (row-major) whose segments start at the first pixel, end at the last, run across column
         // boundaries, come back after a gap and include an id with no pixels.

@@ -99,21 +99,38 @@ public final class GeneralizedRCNN: Detector, @unchecked Sendable {
         ms["roi_heads"] = DetectorSupport.lap(&clock)
         defer { state.timingsMs = ms }
         let merge = panoptic ? config.panoptic?.merge : nil
-        // Binary source-size masks of the instances the panoptic merge can take (score >= its threshold).
-        var instances: [(score: Float, classID: Int, mask: [UInt8])] = []
+        // Binary masks over their pasted regions of the instances the panoptic merge can take (score >= its threshold).
+        var instances: [PanopticMerge.Instance] = []
         if roiHeads.maskConvs != nil {
             let probs = roiHeads.masks(pooling, detections: raw, geometry: g, ws: ws, reuse: state.regionReuse)
+            // Detections are pasted independently: split over the cores this frame may use (when frames run one at
+            // a time: `--detect-workers 1`, `temporal: auto`), on the calling thread when it has one core (a detect
+            // worker). Results keep detection order.
+            let boxes = dets.map(\.box), scores = dets.map(\.score), classes = dets.map(\.classID)
+            let mergeFrom = merge?.instanceScoreThreshold
+            var rles = [MaskRLE?](repeating: nil, count: dets.count)
+            var taken = [PanopticMerge.Instance?](repeating: nil, count: dets.count)
+            let area = boxes.reduce(0) { $0 + Int(max(0, ($1.x2 - $1.x1) * ($1.y2 - $1.y1))) }
             probs.withUnsafeBufferPointer { p in
-                for i in dets.indices {
-                    let m = UnsafeBufferPointer(rebasing: p[(i * 784)..<((i + 1) * 784)])
-                    let pasted = MaskPaste.paste(mask: m, size: 28, box: dets[i].box, imageHeight: image.height,
-                                                 imageWidth: image.width)
-                    dets[i].mask = pasted.rle(threshold: t.mask)
-                    if let merge, dets[i].score >= merge.instanceScoreThreshold {
-                        instances.append((dets[i].score, dets[i].classID, pasted.binary(threshold: t.mask)))
+                rles.withUnsafeMutableBufferPointer { rp in
+                    taken.withUnsafeMutableBufferPointer { tp in
+                        Parallel.forEach(boxes.count, cost: 16 * area) { range in
+                            for i in range {
+                                let m = UnsafeBufferPointer(rebasing: p[(i * 784)..<((i + 1) * 784)])
+                                let pasted = MaskPaste.paste(mask: m, size: 28, box: boxes[i], imageHeight: image.height,
+                                                             imageWidth: image.width)
+                                rp[i] = pasted.rle(threshold: t.mask)
+                                if let mergeFrom, scores[i] >= mergeFrom {
+                                    tp[i] = PanopticMerge.Instance(score: scores[i], classID: classes[i], pasted: pasted,
+                                                                   threshold: t.mask)
+                                }
+                            }
+                        }
                     }
                 }
             }
+            for i in dets.indices { dets[i].mask = rles[i] }
+            instances = taken.compactMap { $0 }
             ms["masks"] = DetectorSupport.lap(&clock)
         }
         if let keypointHead {
@@ -131,7 +148,7 @@ public final class GeneralizedRCNN: Detector, @unchecked Sendable {
                                                  outputSize: (image.height, image.width), workspace: ws)
         ws.release(logits)
         ms["semantic"] = DetectorSupport.lap(&clock)
-        let result = PanopticMerge.merge(instances: instances, semantic: semantic, config: merge)
+        let result = PanopticMerge.merge(regions: instances, semantic: semantic, config: merge)
         let things = config.numClasses - 1
         let masks = result.masks()
         let segments = zip(result.segments, masks).map { s, mask -> PanopticSegment in

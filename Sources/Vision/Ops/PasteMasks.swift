@@ -25,17 +25,6 @@ public struct PastedMask: Sendable, Equatable {
         return out
     }
 
-    /// The binary mask `value > threshold` over the whole image, row-major `[imageHeight * imageWidth]` of 0/1.
-    public func binary(threshold: Float) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: imageHeight * imageWidth)
-        let rw = x1 - x0
-        guard rw > 0, y1 > y0 else { return out }
-        for y in y0..<y1 {
-            for x in x0..<x1 where values[(y - y0) * rw + x - x0] > threshold { out[y * imageWidth + x] = 1 }
-        }
-        return out
-    }
-
     /// The binary mask `value > threshold` (torchvision/COCO convention: strictly greater than 0.5) as COCO RLE over
     /// the whole image, built column by column without materialising the full image.
     public func rle(threshold: Float) -> MaskRLE {

@@ -116,6 +116,42 @@ public enum PanopticMerge {
     public static func merge(instances: [(score: Float, classID: Int, mask: [UInt8])], semantic: SemanticSegmentation,
                              config: PanopticMergeConfig = PanopticMergeConfig()) -> PanopticResult {
         let n = semantic.height * semantic.width
+        return merge(regions: instances.map { inst in
+            precondition(inst.mask.count == n, "instance mask has \(inst.mask.count) pixels, image \(n)")
+            return Instance(score: inst.score, classID: inst.classID, x0: 0, y0: 0, x1: semantic.width,
+                            y1: semantic.height, mask: inst.mask)
+        }, semantic: semantic, config: config)
+    }
+
+    /// An instance of `merge(regions:)`: its binary mask inside a region of the image, zero outside it.
+    public struct Instance: Sendable, Equatable {
+        /// Detection score.
+        public var score: Float
+        /// The detection's class id.
+        public var classID: Int
+        /// Region in image pixels: columns `x0..<x1`, rows `y0..<y1` (inside the image; empty when `x1 <= x0` or
+        /// `y1 <= y0`).
+        public var x0: Int, y0: Int, x1: Int, y1: Int
+        /// Row-major 0/1 over the region, `(y1 - y0) * (x1 - x0)` values.
+        public var mask: [UInt8]
+
+        public init(score: Float, classID: Int, x0: Int, y0: Int, x1: Int, y1: Int, mask: [UInt8]) {
+            self.score = score; self.classID = classID
+            self.x0 = x0; self.y0 = y0; self.x1 = max(x0, x1); self.y1 = max(y0, y1); self.mask = mask
+        }
+
+        /// A pasted mask thresholded (`value > threshold`) over its pasted region.
+        public init(score: Float, classID: Int, pasted: PastedMask, threshold: Float) {
+            self.init(score: score, classID: classID, x0: pasted.x0, y0: pasted.y0, x1: pasted.x1, y1: pasted.y1,
+                      mask: pasted.values.map { $0 > threshold ? 1 : 0 })
+        }
+    }
+
+    /// `merge(instances:semantic:config:)` for masks given over their regions: each instance costs its region's
+    /// pixels, not the image's (the same result as the full-image masks with zeros outside the regions).
+    public static func merge(regions instances: [Instance], semantic: SemanticSegmentation,
+                             config: PanopticMergeConfig = PanopticMergeConfig()) -> PanopticResult {
+        let n = semantic.height * semantic.width, width = semantic.width
         var ids = [Int32](repeating: 0, count: n)
         var segments: [PanopticResult.Segment] = []
         let order = instances.indices.sorted { a, b in
@@ -124,12 +160,21 @@ public enum PanopticMerge {
         for i in order {
             let inst = instances[i]
             if inst.score < config.instanceScoreThreshold { break }
-            precondition(inst.mask.count == n, "instance mask has \(inst.mask.count) pixels, image \(n)")
+            let rw = inst.x1 - inst.x0, rh = inst.y1 - inst.y0
+            if rw == 0 || rh == 0 { continue }
+            precondition(inst.x0 >= 0 && inst.y0 >= 0 && inst.x1 <= width && inst.y1 <= semantic.height,
+                         "instance region \(inst.x0)..<\(inst.x1) x \(inst.y0)..<\(inst.y1) outside the image")
+            precondition(inst.mask.count == rw * rh, "instance mask has \(inst.mask.count) pixels, region \(rw * rh)")
             var area = 0, overlap = 0
             inst.mask.withUnsafeBufferPointer { m in
-                for p in 0..<n where m[p] != 0 {
-                    area += 1
-                    if ids[p] != 0 { overlap += 1 }
+                ids.withUnsafeBufferPointer { idp in
+                    for y in 0..<rh {
+                        let row = (inst.y0 + y) * width + inst.x0, mrow = y * rw
+                        for x in 0..<rw where m[mrow + x] != 0 {
+                            area += 1
+                            if idp[row + x] != 0 { overlap += 1 }
+                        }
+                    }
                 }
             }
             if area == 0 { continue }
@@ -137,7 +182,12 @@ public enum PanopticMerge {
             let id = Int32(segments.count + 1)
             var kept = 0
             inst.mask.withUnsafeBufferPointer { m in
-                for p in 0..<n where m[p] != 0 && ids[p] == 0 { ids[p] = id; kept += 1 }
+                ids.withUnsafeMutableBufferPointer { idp in
+                    for y in 0..<rh {
+                        let row = (inst.y0 + y) * width + inst.x0, mrow = y * rw
+                        for x in 0..<rw where m[mrow + x] != 0 && idp[row + x] == 0 { idp[row + x] = id; kept += 1 }
+                    }
+                }
             }
             segments.append(.init(id: Int(id), isThing: true, categoryID: inst.classID, area: kept, score: inst.score,
                                   instanceIndex: i))
