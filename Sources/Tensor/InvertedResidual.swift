@@ -1,3 +1,4 @@
+import CKernels
 import Dispatch
 
 /// The MobileNet inverted-residual block — 1x1 expand → depthwise k×k → 1x1 project (+ shortcut) — computed in
@@ -9,18 +10,23 @@ import Dispatch
 /// other (the GEMM's sum over channels does not depend on how many columns a product has; the depthwise taps
 /// are summed in the same order, skipping the same padding), so the result is bit-identical to them.
 public enum InvertedResidual {
-    /// Whether `forward` takes these convs: `expand` (optional) and `project` are 1x1, stride 1, unpadded, one
-    /// group; `depthwise` has one input channel per group, equal input and output channels, dilation 1 and
-    /// padding less than its kernel; the channel counts chain.
+    /// Whether `forward` takes these convs: `expand` (optional) is 1x1 like `project` (stride 1, unpadded, one
+    /// group) or a network's image-reading stem that the direct stem kernel computes (`Conv2d.runsStemKernel`:
+    /// stride 2, at most 4 input channels; MobileNetV2's first block, so the full-resolution stem output is never
+    /// written whole); `depthwise` has one input channel per group, equal input and output channels, dilation 1
+    /// and padding less than its kernel; the channel counts chain.
     public static func applies(expand: Conv2d?, depthwise dw: Conv2d, project: Conv2d) -> Bool {
-        func pointwise(_ c: Conv2d) -> Bool {
-            c.kernel == Size2(1, 1) && c.stride == Size2(1, 1) && c.padding == Size2(0, 0) && c.groups == 1
-                && c.dilation == Size2(1, 1) && !c.packed.isEmpty
-        }
+        let pointwise = isPointwise
         let depthwiseOK = dw.groups > 1 && dw.groups == dw.inChannels && dw.outChannels == dw.inChannels
             && dw.dilation == Size2(1, 1) && dw.padding.h < dw.kernel.h && dw.padding.w < dw.kernel.w
         let chained = (expand?.outChannels ?? dw.inChannels) == dw.inChannels && dw.outChannels == project.inChannels
-        return depthwiseOK && chained && pointwise(project) && (expand.map(pointwise) ?? true)
+        return depthwiseOK && chained && pointwise(project) && (expand.map { pointwise($0) || $0.runsStemKernel } ?? true)
+    }
+
+    /// A 1x1, stride-1, unpadded, ungrouped conv on the GEMM.
+    static func isPointwise(_ c: Conv2d) -> Bool {
+        c.kernel == Size2(1, 1) && c.stride == Size2(1, 1) && c.padding == Size2(0, 0) && c.groups == 1
+            && c.dilation == Size2(1, 1) && !c.packed.isEmpty
     }
 
     /// Budget of one band's scratch (expanded rows + depthwise rows). 1 MB and 4 MB ran alike on CenterFace.
@@ -40,7 +46,7 @@ public enum InvertedResidual {
         x.checkValid(); out.checkValid()
         if let residual { precondition(residual.shape == os, "block residual must be \(os), got \(residual.shape)"); residual.checkValid() }
 
-        let h = x.h, w = x.w, ce = dw.inChannels, ho = os[2], wo = os[3]
+        let h = mid[2], w = mid[3], ce = dw.inChannels, ho = os[2], wo = os[3]
         let sh = dw.stride.h, kh = dw.kernel.h
         // Rows per band: the expanded rows a band reads ((rows - 1) * stride + kernel) plus its depthwise rows.
         let perRow = ce * (sh * w + wo) * 4
@@ -52,11 +58,30 @@ public enum InvertedResidual {
         // one already computed; the cores run their products alone, with no synchronisation inside a band.
         let tasks = bands * x.n
         let workers = min(Parallel.width, tasks)
-        let scratch = workspace.scratch(workers * perBand)
-        let ints = workspace.ints(workers * 4 * rows)
+        // A stem expand reads the image split into even and odd columns (per image, made once) with its weights
+        // transposed, after the bands' scratch.
+        var stem: Stem?
+        var stemFloats = 0
+        if let expand, !isPointwise(expand) {
+            let wp = Int(fpn_stem_phase_width(Int32(w), Int32(expand.kernel.w)))
+            stem = Stem(isa: expand.packed[0].path.isa!, phasesPerImage: x.c * 2 * x.h * wp, inHeight: x.h, phaseWidth: wp)
+            stemFloats = x.n * stem!.phasesPerImage + x.c * expand.kernel.h * expand.kernel.w * ce
+        }
+        let scratch = workspace.scratch(workers * perBand + stemFloats)
+        let ints = workspace.ints(workers * 4 * maxIn)
+        if let expand, var s = stem {
+            s.phases = scratch + workers * perBand
+            s.weights = s.phases + x.n * s.phasesPerImage
+            for b in 0..<x.n {
+                fpn_stem_phases(x.ptr + b * x.c * x.h * x.w, Int32(x.c), Int32(x.h), Int32(x.w), Int32(expand.padding.w),
+                                Int32(s.phaseWidth), s.phases + b * s.phasesPerImage)
+            }
+            fpn_stem_weights(expand.weight.ptr, Int32(ce), Int32(x.c * expand.kernel.h * expand.kernel.w), s.weights)
+            stem = s
+        }
         let job = Band(expand: expand, depthwise: dw, project: project, h: h, w: w, ho: ho, wo: wo,
-                       outChannels: os[1], rows: rows, maxIn: maxIn)
-        let xs = x.ptr, o = out.ptr, rs = residual?.ptr, inPlane = x.c * h * w, outPlane = os[1] * ho * wo
+                       outChannels: os[1], rows: rows, maxIn: maxIn, stem: stem)
+        let xs = x.ptr, o = out.ptr, rs = residual?.ptr, inPlane = x.c * x.h * x.w, outPlane = os[1] * ho * wo
         let run = { (worker: Int) in
             Parallel.withWidth(1) {
                 var held = 0..<0
@@ -64,22 +89,32 @@ public enum InvertedResidual {
                 for i in (tasks * worker / workers)..<(tasks * (worker + 1) / workers) {
                     let b = i / bands
                     if b != image { held = 0..<0; image = b }
-                    job.compute(rows: (i % bands) * rows, xin: xs + b * inPlane, out: o + b * outPlane,
+                    job.compute(rows: (i % bands) * rows, image: b, xin: xs + b * inPlane, out: o + b * outPlane,
                                 residual: rs.map { $0 + b * outPlane }, scratch: scratch + worker * perBand,
-                                segments: ints + worker * 4 * rows, held: &held)
+                                segments: ints + worker * 4 * maxIn, held: &held)
                 }
             }
         }
         if workers == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: run) }
     }
 
+    /// The operands of a stem expand (`fpn_stem`): the images' column phases and the transposed weights.
+    private struct Stem {
+        let isa: Int32
+        let phasesPerImage: Int, inHeight: Int, phaseWidth: Int
+        var phases = UnsafeMutablePointer<Float>(bitPattern: 64)!, weights = UnsafeMutablePointer<Float>(bitPattern: 64)!
+    }
+
     /// One band's work: output rows `q0 ..< q0 + rows` (clipped) of one image.
     private struct Band {
         let expand: Conv2d?, depthwise: Conv2d, project: Conv2d
+        /// h, w: the depthwise conv's input (the expanded map).
         let h: Int, w: Int, ho: Int, wo: Int, outChannels: Int, rows: Int, maxIn: Int
+        let stem: Stem?
 
-        /// `held`: the input rows whose expanded values `scratch` holds (at its first rows), updated.
-        func compute(rows q0: Int, xin: UnsafeMutablePointer<Float>, out o: UnsafeMutablePointer<Float>,
+        /// `held`: the input rows whose expanded values `scratch` holds (at its first rows), updated. `seg`: room
+        /// for `maxIn` segments.
+        func compute(rows q0: Int, image b: Int, xin: UnsafeMutablePointer<Float>, out o: UnsafeMutablePointer<Float>,
                      residual res: UnsafeMutablePointer<Float>?, scratch: UnsafeMutablePointer<Float>,
                      segments seg: UnsafeMutablePointer<Int>, held: inout Range<Int>) {
             let dw = depthwise, ce = dw.inChannels, sh = dw.stride.h, kh = dw.kernel.h, ph = dw.padding.h
@@ -100,10 +135,25 @@ public enum InvertedResidual {
                     let shift = (i0 - held.lowerBound) * w
                     for c in 0..<ce { (midBand + c * maxIn * w).update(from: midBand + c * maxIn * w + shift, count: keep * w) }
                 }
-                expand.withBias { bias in
-                    Gemm.multiply(expand.packed[0], b: xin + (i0 + keep) * w, ldb: h * w, columns: (m - keep) * w,
-                                  beta: 0, c: midBand + keep * w, ldc: maxIn * w, bias: bias?.baseAddress,
-                                  relu: expand.activation == .relu)
+                if let stem {
+                    // Expanded rows i0 + keep ..< i1 by the stem kernel, written at band row (row - i0): the output
+                    // pointer moved back i0 rows, planes maxIn rows apart.
+                    for r in 0..<(m - keep) {
+                        seg[4 * r] = i0 + keep + r; seg[4 * r + 1] = 0; seg[4 * r + 2] = w; seg[4 * r + 3] = 0
+                    }
+                    expand.withBias { bias in
+                        fpn_stem(stem.isa, stem.phases + b * stem.phasesPerImage, Int32(expand.inChannels),
+                                 Int32(stem.inHeight), Int32(stem.phaseWidth), seg, 0, Int32(m - keep), midBand - i0 * w,
+                                 nil, Int32(ce), Int32(maxIn), Int32(w), stem.weights, bias?.baseAddress,
+                                 Int32(expand.kernel.h), Int32(expand.kernel.w), Int32(expand.padding.h),
+                                 expand.activation == .relu ? 1 : 0)
+                    }
+                } else {
+                    expand.withBias { bias in
+                        Gemm.multiply(expand.packed[0], b: xin + (i0 + keep) * w, ldb: h * w, columns: (m - keep) * w,
+                                      beta: 0, c: midBand + keep * w, ldc: maxIn * w, bias: bias?.baseAddress,
+                                      relu: expand.activation == .relu)
+                    }
                 }
                 held = i0..<i1
                 (src, srcRows, plane, firstRow, padTop) = (midBand, m, maxIn * w, 0, ph - (q0 * sh - i0))

@@ -55,6 +55,36 @@ final class InvertedResidualTests: XCTestCase {
         }
     }
 
+    /// A stem as the expand conv (MobileNetV2's first block: stem → depthwise → project): the bands compute the
+    /// stem's rows with the stem kernel, bit for bit the three convs, for 3x3 and 7x7 stems and every band height.
+    func testStemExpandEqualsTheThreeConvsBitForBit() throws {
+        var rng = TestRandom(seed: 29)
+        let ws = Workspace()
+        for (k, dwStride) in [(3, 1), (7, 2)] {
+            let stem = Conv2d(weight: rng.tensor([16, 3, k, k]), bias: rng.tensor([16]).array, stride: 2,
+                              padding: Size2(k / 2, k / 2), activation: .relu)
+            try XCTSkipUnless(stem.runsStemKernel, "no stem kernel on \(Compute.path)")
+            let dw = Conv2d(weight: rng.tensor([16, 1, 3, 3]), bias: rng.tensor([16]).array,
+                            stride: Size2(dwStride, dwStride), padding: 1, groups: 16, activation: .relu)
+            let project = Conv2d(weight: rng.tensor([8, 16, 1, 1]), bias: rng.tensor([8]).array)
+            XCTAssertTrue(InvertedResidual.applies(expand: stem, depthwise: dw, project: project))
+            let x = rng.tensor([2, 3, 35, 27])
+            ws.beginFrame()
+            let d = dw(stem(x, in: ws), in: ws)
+            let want = project(d, in: ws).array
+            let ho = d.h
+            let perRow = 16 * (dwStride * stem.outputShape(x.shape)[3] + d.w) * 4
+            for rows in [1, 2, 5, ho] {
+                let out = Tensor(shape: project.outputShape(d.shape))
+                out.fill(.nan)
+                InvertedResidual.forward(expand: stem, depthwise: dw, project: project, x, residual: nil, into: out,
+                                         workspace: ws, bandBytes: rows * perRow)
+                let differing = zip(out.array, want).filter { $0.bitPattern != $1.bitPattern }.count
+                XCTAssertEqual(differing, 0, "stem \(k)x\(k), depthwise stride \(dwStride), \(rows) rows per band")
+            }
+        }
+    }
+
     func testTakesOnlyPointwiseDepthwisePointwise() {
         var rng = TestRandom(seed: 3)
         let (expand, dw, project) = convs(Case(expand: true, kernel: 3, stride: 1, residual: false), rng: &rng)
