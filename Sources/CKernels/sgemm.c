@@ -249,12 +249,47 @@ static void gemm_driver(int isa, int m, int n, int k, const float *packed_a,
     }
 }
 
+/*
+ * Products of at most this many row panels read B in place: packing copies every B value once for the
+ * m / MR kernel calls that use it, as much memory traffic as the product itself when they are few.
+ */
+#define DIRECT_B_MAX_PANELS 3
+
+/* The driver for B read in place: per NR-wide column panel, every K block, every row panel (C stays in cache). */
+static void gemm_direct(const struct fpn_gemm_impl *im, int m, int n, int k, const float *packed_a,
+                        const float *b, int ldb, float beta, float *c, int ldc, const float *bias, int relu) {
+    const int mr = im->mr, nr = im->nr, kc_max = k_block(im, k);
+    for (int jr = 0; jr < n; jr += nr) {
+        const int nv = n - jr < nr ? n - jr : nr;
+        for (int pc = 0; pc < k; pc += kc_max) {
+            const int kc = k - pc < kc_max ? k - pc : kc_max;
+            const int first = pc == 0, last = pc + kc >= k;
+            int flags = 0;
+            if (!first || beta != 0.0f) flags |= FPN_F_LOADC;
+            if (first && bias) flags |= FPN_F_BIAS;
+            if (last && relu) flags |= FPN_F_RELU;
+            const float kbeta = first ? beta : 1.0f;
+            for (int ir = 0; ir < m; ir += mr) {
+                const int mv = m - ir < mr ? m - ir : mr;
+                im->kernel_direct(kc, packed_a + (size_t)ir * k + (size_t)pc * mr, b + (size_t)pc * ldb + jr, ldb,
+                                  c + (size_t)ir * ldc + jr, ldc, mv, nv, flags, kbeta,
+                                  (flags & FPN_F_BIAS) ? bias + ir : NULL);
+            }
+        }
+    }
+}
+
 void fpn_sgemm_compute(int isa, int m, int n, int k,
                        const float *packed_a,
                        const float *b, int ldb,
                        float beta, float *c, int ldc,
                        const float *bias, int relu,
                        float *workspace) {
+    const struct fpn_gemm_impl *im = impl_for(isa);
+    if (im->kernel_direct && m > 0 && n > 0 && k > 0 && (m + im->mr - 1) / im->mr <= DIRECT_B_MAX_PANELS) {
+        gemm_direct(im, m, n, k, packed_a, b, ldb, beta, c, ldc, bias, relu);
+        return;
+    }
     const struct matrix_source source = { b, ldb };
     gemm_driver(isa, m, n, k, packed_a, pack_matrix_block, &source, beta, c, ldc, bias, relu, workspace);
 }

@@ -142,6 +142,49 @@ T512 static void kernel_14x32(int kc, const float *a, const float *b,
 }
 
 /*
+ * kernel_body reading B rows from the matrix (row stride ldb) with the column tail masked: no packed panel, and
+ * no column past nv is read. W = 2 (nv <= 16) or 4.
+ */
+INLINE T512 void kernel_body_direct(int kc, const float *a, const float *b, long ldb,
+                                    float *c, int ldc, int mv, int nv,
+                                    int flags, float beta, const float *bias, const int W, const int MV) {
+    ACC_DECL(0) ACC_DECL(1) ACC_DECL(2) ACC_DECL(3) ACC_DECL(4) ACC_DECL(5) ACC_DECL(6)
+    ACC_DECL(7) ACC_DECL(8) ACC_DECL(9) ACC_DECL(10) ACC_DECL(11) ACC_DECL(12) ACC_DECL(13)
+    for (int r = 0; r < mv; r++) {
+        _mm_prefetch((const char *)(c + (size_t)r * ldc), _MM_HINT_T0);
+        if (W == 4) _mm_prefetch((const char *)(c + (size_t)r * ldc + 16), _MM_HINT_T0);
+    }
+    const __mmask16 m0 = tail_mask(nv), m1 = tail_mask(nv - 16);
+    __m512 b0, b1 = _mm512_setzero_ps();
+    __m256 bq = _mm256_setzero_ps();
+    (void)bq;
+    for (int p = 0; p < kc; p++) {
+        b0 = _mm512_maskz_loadu_ps(m0, b);
+        if (W == 4) b1 = _mm512_maskz_loadu_ps(m1, b + 16);
+        ALL_ROWS(ACC_STEP, a)
+        a += MR;
+        b += ldb;
+    }
+    ALL_ROWS(ROW_STORE, _)
+}
+
+T512 static void kernel_14x32_direct(int kc, const float *a, const float *b, long ldb,
+                                     float *c, int ldc, int mv, int nv,
+                                     int flags, float beta, const float *bias) {
+#define CASE(MV)                                                                                       \
+    case MV:                                                                                           \
+        if (nv <= 16) kernel_body_direct(kc, a, b, ldb, c, ldc, mv, nv, flags, beta, bias, 2, MV);      \
+        else kernel_body_direct(kc, a, b, ldb, c, ldc, mv, nv, flags, beta, bias, 4, MV);               \
+        return;
+    switch ((mv + 1) & ~1) {
+        CASE(2) CASE(4) CASE(6) CASE(8) CASE(10) CASE(12)
+    default:
+        CASE(14)
+    }
+#undef CASE
+}
+
+/*
  * Pack B[kc, nc] into NR-wide panels. Rows are read contiguously (one B row
  * feeds every panel) so the source is streamed once; the ragged last panel is
  * filled with masked loads, which also zero the padding.
@@ -180,7 +223,8 @@ T512 static void gather2_avx512(const float *src, int n, float *dst) {
 }
 
 const struct fpn_gemm_impl fpn__impl_avx512 = {
-    .mr = MR, .nr = NR, .kc = 256, .kernel = kernel_14x32, .pack_b = pack_b_32, .gather2 = gather2_avx512,
+    .mr = MR, .nr = NR, .kc = 256, .kernel = kernel_14x32, .kernel_direct = kernel_14x32_direct, .pack_b = pack_b_32,
+    .gather2 = gather2_avx512,
 };
 
 #else

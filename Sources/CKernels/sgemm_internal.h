@@ -22,6 +22,14 @@ typedef void (*fpn_kernel_fn)(int kc, const float *a, const float *b,
                               float *c, int ldc, int mv, int nv,
                               int flags, float beta, const float *bias);
 
+/*
+ * The same product reading B straight from the matrix: row p of the panel at b + p * ldb, nv (<= NR) columns,
+ * nothing read past them. For products with few row panels, where packing B would cost as much as using it.
+ */
+typedef void (*fpn_kernel_direct_fn)(int kc, const float *a, const float *b, long ldb,
+                                     float *c, int ldc, int mv, int nv,
+                                     int flags, float beta, const float *bias);
+
 /* Packs B[kc, nc] (ldb) into ceil(nc/NR) panels of kc x NR floats, zero-padded. */
 typedef void (*fpn_pack_b_fn)(int kc, int nc, const float *b, int ldb, float *dst);
 
@@ -32,6 +40,7 @@ struct fpn_gemm_impl {
     int mr, nr;
     int kc;              /* preferred K block: A micro-panel (MR x KC) stays in L1 */
     fpn_kernel_fn kernel;
+    fpn_kernel_direct_fn kernel_direct;  /* NULL: B is always packed */
     fpn_pack_b_fn pack_b;
     fpn_gather2_fn gather2;  /* NULL: the driver's scalar loop */
 };

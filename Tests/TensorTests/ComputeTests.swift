@@ -106,6 +106,35 @@ final class ComputeTests: XCTestCase {
         }
     }
 
+    /// Products of a few row panels read B in place instead of packing it: every row equals, bit for bit, the same
+    /// row of a product of many rows (packed B), across K blocks, ragged columns, beta, bias and ReLU.
+    func testFewRowProductsEqualTheirRowsOfAPackedProduct() {
+        var rng = TestRandom(seed: 43)
+        for path in runnable where path.isa != nil {
+            for (m, n, k) in [(1, 1, 1), (7, 17, 600), (14, 33, 256), (30, 100, 513), (42, 47, 40)] {
+                let big = 120, ldb = n + 7, ldc = n + 3
+                let a = rng.floats(big * k), b = rng.floats(k * ldb), bias = rng.floats(big), c0 = rng.floats(big * ldc)
+                for (beta, relu) in [(false, false), (true, true)] {
+                    func product(_ rows: Int) -> [Float] {
+                        var c = c0
+                        let packed = a.withUnsafeBufferPointer { PackedMatrix($0.baseAddress!, rows: rows, columns: k, path: path, precision: .f32) }
+                        b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in bias.withUnsafeBufferPointer { pbias in
+                            Parallel.withWidth(1) {
+                                Gemm.multiply(packed, b: pb.baseAddress!, ldb: ldb, columns: n, beta: beta ? 1 : 0,
+                                              c: pc.baseAddress!, ldc: ldc, bias: pbias.baseAddress!, relu: relu)
+                            }
+                        } } }
+                        return Array(c[0..<(m * ldc)])
+                    }
+                    let few = product(m), many = product(big)
+                    let differing = zip(few, many).filter { $0.bitPattern != $1.bitPattern }.count
+                    XCTAssertEqual(differing, 0, "\(path) m\(m) n\(n) k\(k) beta \(beta) relu \(relu)")
+                    XCTAssertNotEqual(few[0], c0[0], "the product wrote C")
+                }
+            }
+        }
+    }
+
     /// A packed left operand is MR-row panels of A's transpose, zero past the last row, on every ISA.
     func testPackedLeftOperandIsThePanelTranspose() {
         var rng = TestRandom(seed: 44)
