@@ -54,7 +54,10 @@ public struct PanopticResult: Sendable, Equatable {
     public init(height: Int, width: Int, ids: [Int32], segments: [Segment]) {
         precondition(ids.count == height * width, "id map has \(ids.count) values for \(height)x\(width)")
         precondition(segments.indices.allSatisfy { segments[$0].id == $0 + 1 }, "segment ids must be 1...count in order")
-        precondition(ids.allSatisfy { $0 >= 0 && Int($0) <= segments.count }, "id map holds an id without a segment")
+        let (lowest, highest) = ids.withUnsafeBufferPointer { v in
+            v.reduce((Int32.max, Int32.min)) { (min($0.0, $1), max($0.1, $1)) }
+        }
+        precondition(ids.isEmpty || (lowest >= 0 && Int(highest) <= segments.count), "id map holds an id without a segment")
         self.height = height; self.width = width; self.ids = ids; self.segments = segments
     }
 
@@ -193,7 +196,13 @@ public enum PanopticMerge {
                                   instanceIndex: i))
         }
         var areas = [Int](repeating: 0, count: 256)
-        for p in 0..<n where ids[p] == 0 { areas[Int(semantic.labels[p])] += 1 }
+        ids.withUnsafeBufferPointer { idp in
+            semantic.labels.withUnsafeBufferPointer { l in
+                areas.withUnsafeMutableBufferPointer { a in
+                    for p in 0..<n where idp[p] == 0 { a[Int(l[p])] += 1 }
+                }
+            }
+        }
         // Stuff ids per label decided from the areas first, then assigned in one pass (not one pass per label).
         var stuffID = [Int32](repeating: 0, count: 256)
         for label in 1..<256 where areas[label] > 0 && areas[label] >= config.stuffAreaLimit {
@@ -204,7 +213,11 @@ public enum PanopticMerge {
         }
         if segments.contains(where: { !$0.isThing }) {
             semantic.labels.withUnsafeBufferPointer { l in
-                for p in 0..<n where ids[p] == 0 { ids[p] = stuffID[Int(l[p])] }
+                ids.withUnsafeMutableBufferPointer { idp in
+                    stuffID.withUnsafeBufferPointer { sid in
+                        for p in 0..<n where idp[p] == 0 { idp[p] = sid[Int(l[p])] }
+                    }
+                }
             }
         }
         return PanopticResult(height: semantic.height, width: semantic.width, ids: ids, segments: segments)
