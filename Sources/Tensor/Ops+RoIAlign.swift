@@ -21,6 +21,33 @@ extension Ops {
         }
     }
 
+    /// Bilinear taps along one axis, structure of arrays: output index o reads source indices `i0[o]`, `i1[o]` with
+    /// weights `w0[o]`, `w1[o]`.
+    public struct BilinearTaps: Sendable {
+        public var i0: [Int32], i1: [Int32], w0: [Float], w1: [Float]
+        public init(i0: [Int32], i1: [Int32], w0: [Float], w1: [Float]) {
+            precondition(i1.count == i0.count && w0.count == i0.count && w1.count == i0.count, "tap arrays differ in length")
+            self.i0 = i0; self.i1 = i1; self.w0 = w0; self.w1 = w1
+        }
+        public var count: Int { i0.count }
+    }
+
+    /// A mask paste's resize: `out[r · columns.count + c]` = the bilinear value of the `size x size` row-major mask
+    /// `src` at `rows` tap r and `columns` tap c (indices in `0..<size`), by ATen's small-output formula
+    /// (`small`: h0·w0·i00 + h0·w1·i01 + h1·w0·i10 + h1·w1·i11, FMA-contracted left to right) or its generic one
+    /// ((i00·w0 + i01·w1)·h0 + (i10·w0 + i11·w1)·h1). The same bits on every ISA.
+    public static func pasteBilinear(_ src: UnsafePointer<Float>, size: Int, rows: BilinearTaps, columns: BilinearTaps,
+                                     small: Bool, into out: UnsafeMutablePointer<Float>) {
+        rows.i0.withUnsafeBufferPointer { yi0 in rows.i1.withUnsafeBufferPointer { yi1 in
+        rows.w0.withUnsafeBufferPointer { yw0 in rows.w1.withUnsafeBufferPointer { yw1 in
+        columns.i0.withUnsafeBufferPointer { xi0 in columns.i1.withUnsafeBufferPointer { xi1 in
+        columns.w0.withUnsafeBufferPointer { xw0 in columns.w1.withUnsafeBufferPointer { xw1 in
+            fpn_paste_bilinear(roiAlignISA, src, Int32(size), yi0.baseAddress, yi1.baseAddress, yw0.baseAddress,
+                               yw1.baseAddress, Int32(rows.count), xi0.baseAddress, xi1.baseAddress, xw0.baseAddress,
+                               xw1.baseAddress, Int32(columns.count), small ? 1 : 0, out)
+        } } } } } } } }
+    }
+
     /// The RoIAlign kernel's ISA: the compute path's (a forced path holds here too), the CPU's best under OpenBLAS.
     /// Every ISA gives the same bits.
     static let roiAlignISA: Int32 = Compute.path.isa ?? fpn_best_isa()

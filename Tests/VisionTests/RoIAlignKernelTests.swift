@@ -65,4 +65,53 @@ final class RoIAlignKernelTests: XCTestCase {
         }
         XCTAssertGreaterThanOrEqual(cases, 80)
     }
+
+    /// `fpn_paste_bilinear` (mask paste's resize) on every ISA against Swift's own evaluation of ATen's two formulas
+    /// (`addingProduct` is a correctly rounded FMA), bit for bit: 28x28 masks padded to 30, outputs of 1-70 columns
+    /// (ragged against 16 lanes), taps anywhere in the row.
+    func testMaskPasteKernelMatchesTheFormulasBitForBit() {
+        let isas = [FPN_ISA_GENERIC, FPN_ISA_AVX2, FPN_ISA_AVX512].map { Int32($0.rawValue) }
+            .filter { fpn_isa_supported($0) != 0 }
+        var rng = Numbers(state: 11)
+        let p = 30
+        let src = (0..<(p * p)).map { _ in rng.next() }
+        for (rows, cols) in [(1, 1), (3, 15), (7, 16), (5, 17), (9, 70)] {
+            func taps(_ n: Int) -> ([Int32], [Int32], [Float], [Float]) {
+                var i0: [Int32] = [], i1: [Int32] = [], w0: [Float] = [], w1: [Float] = []
+                for _ in 0..<n {
+                    let a = rng.index(p), w = (rng.next() + 2) / 4
+                    i0.append(Int32(a)); i1.append(Int32(min(a + 1, p - 1))); w0.append(1 - w); w1.append(w)
+                }
+                return (i0, i1, w0, w1)
+            }
+            let (yi0, yi1, yw0, yw1) = taps(rows), (xi0, xi1, xw0, xw1) = taps(cols)
+            for small in [true, false] {
+                var want = [Float](repeating: 0, count: rows * cols)
+                for r in 0..<rows {
+                    for c in 0..<cols {
+                        let s00 = src[Int(yi0[r]) * p + Int(xi0[c])], s01 = src[Int(yi0[r]) * p + Int(xi1[c])]
+                        let s10 = src[Int(yi1[r]) * p + Int(xi0[c])], s11 = src[Int(yi1[r]) * p + Int(xi1[c])]
+                        if small {
+                            var v = yw0[r] * xw0[c] * s00
+                            v = v.addingProduct(yw0[r] * xw1[c], s01)
+                            v = v.addingProduct(yw1[r] * xw0[c], s10)
+                            want[r * cols + c] = v.addingProduct(yw1[r] * xw1[c], s11)
+                        } else {
+                            let t0 = (s01 * xw1[c]).addingProduct(s00, xw0[c])
+                            let t1 = (s11 * xw1[c]).addingProduct(s10, xw0[c])
+                            want[r * cols + c] = (t1 * yw1[r]).addingProduct(t0, yw0[r])
+                        }
+                    }
+                }
+                for isa in isas {
+                    var got = [Float](repeating: .nan, count: rows * cols + 1)
+                    fpn_paste_bilinear(isa, src, Int32(p), yi0, yi1, yw0, yw1, Int32(rows), xi0, xi1, xw0, xw1,
+                                       Int32(cols), small ? 1 : 0, &got)
+                    let differing = zip(got, want).filter { $0.bitPattern != $1.bitPattern }.count
+                    XCTAssertEqual(differing, 0, "isa \(isa) \(rows)x\(cols) small \(small)")
+                    XCTAssertTrue(got[rows * cols].isNaN, "isa \(isa): wrote past the output")
+                }
+            }
+        }
+    }
 }

@@ -374,6 +374,18 @@ void fpn_scale_shift(int isa, const float *x, long n, float a, float b, int relu
 void fpn_col2im_one_tap(int isa, const float *cols, long ld, int h, int w, int kh, int kw, float bias, int relu,
                         float *out);
 
+/* paste.c */
+
+/*
+ * out[r * cols + c] = the bilinear value at source rows yi0[r], yi1[r] (weights yw0, yw1) and columns xi0[c],
+ * xi1[c] (xw0, xw1) of the p x p mask src: ATen's small-output formula (small != 0: h0*w0*i00 + h0*w1*i01 +
+ * h1*w0*i10 + h1*w1*i11, FMA-contracted left to right) or its generic one ((i00*w0 + i01*w1)*h0 + (i10*w0 +
+ * i11*w1)*h1). Indices in [0, p). Same bits on every ISA (AVX-512: p <= 32, taps permuted from registers).
+ */
+void fpn_paste_bilinear(int isa, const float *src, int p, const int *yi0, const int *yi1, const float *yw0,
+                        const float *yw1, int rows, const int *xi0, const int *xi1, const float *xw0, const float *xw1,
+                        int cols, int small, float *out);
+
 /* resize.c */
 
 /* out[i] = wa * a[i] + wb * b[i] (two multiplies, then the add): the vertical step of bilinear resizing. */

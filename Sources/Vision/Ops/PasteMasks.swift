@@ -1,4 +1,5 @@
 import FPNCore
+import Tensor
 
 /// torchvision's `paste_masks_in_image` (`models/detection/roi_heads.py`) for one mask.
 ///
@@ -86,30 +87,16 @@ public enum MaskPaste {
         let cy = Self.linearTaps(inputSize: p, outputSize: h, range: (y0 - by0)..<(y1 - by0))
         let rw = x1 - x0
         var values = [Float](repeating: 0, count: (y1 - y0) * rw)
+        func soa(_ taps: [Tap]) -> Ops.BilinearTaps {
+            Ops.BilinearTaps(i0: taps.map { Int32($0.i0) }, i1: taps.map { Int32($0.i1) }, w0: taps.map(\.w0),
+                             w1: taps.map(\.w1))
+        }
+        // ATen's `cpu_upsample_linear` for outputs with h + w <= 128, its generic N-d kernel above (both with the
+        // FMA contractions of torch's build: within 1 ulp of it).
         padded.withUnsafeBufferPointer { src in
-            if h + w <= 128 {
-                // ATen's `cpu_upsample_linear` (chosen for outputs with h + w <= 128):
-                // h0*w0*i00 + h0*w1*i01 + h1*w0*i10 + h1*w1*i11, products left to right.
-                for (r, ty) in cy.enumerated() {
-                    let row0 = ty.i0 * p, row1 = ty.i1 * p
-                    for (c, tx) in cx.enumerated() {
-                        // torch's build contracts these into FMAs; doing the same brings us within 1 ulp.
-                        var v = ty.w0 * tx.w0 * src[row0 + tx.i0]
-                        v = v.addingProduct(ty.w0 * tx.w1, src[row0 + tx.i1])
-                        v = v.addingProduct(ty.w1 * tx.w0, src[row1 + tx.i0])
-                        values[r * rw + c] = v.addingProduct(ty.w1 * tx.w1, src[row1 + tx.i1])
-                    }
-                }
-            } else {
-                // ATen's generic N-d kernel: (i00*w0 + i01*w1)*h0 + (i10*w0 + i11*w1)*h1 (FMA-contracted).
-                for (r, ty) in cy.enumerated() {
-                    let row0 = ty.i0 * p, row1 = ty.i1 * p
-                    for (c, tx) in cx.enumerated() {
-                        let t0 = (src[row0 + tx.i1] * tx.w1).addingProduct(src[row0 + tx.i0], tx.w0)
-                        let t1 = (src[row1 + tx.i1] * tx.w1).addingProduct(src[row1 + tx.i0], tx.w0)
-                        values[r * rw + c] = (t1 * ty.w1).addingProduct(t0, ty.w0)
-                    }
-                }
+            values.withUnsafeMutableBufferPointer { out in
+                Ops.pasteBilinear(src.baseAddress!, size: p, rows: soa(cy), columns: soa(cx), small: h + w <= 128,
+                                  into: out.baseAddress!)
             }
         }
         return PastedMask(x0: x0, y0: y0, x1: x1, y1: y1, values: values, imageHeight: imageHeight,
