@@ -48,6 +48,14 @@ extension Ops {
         } } } } } } } }
     }
 
+    /// `labels[i]` = the index of the largest of `planes` values `src[c · count + i]` (the first maximum wins, as
+    /// `torch.argmax`; a NaN never takes a pixel), for `planes` ≤ 256 planes of `count` floats.
+    public static func argmaxPlanes(_ src: UnsafePointer<Float>, planes: Int, count: Int,
+                                    into labels: UnsafeMutablePointer<UInt8>) {
+        precondition(planes >= 1 && planes <= 256, "argmax over \(planes) planes")
+        fpn_argmax_planes(roiAlignISA, src, count, Int32(planes), labels)
+    }
+
     /// The RoIAlign kernel's ISA: the compute path's (a forced path holds here too), the CPU's best under OpenBLAS.
     /// Every ISA gives the same bits.
     static let roiAlignISA: Int32 = Compute.path.isa ?? fpn_best_isa()

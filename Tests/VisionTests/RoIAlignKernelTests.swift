@@ -114,4 +114,31 @@ final class RoIAlignKernelTests: XCTestCase {
             }
         }
     }
+
+    /// `fpn_argmax_planes` (semantic labels) on every ISA against the first-maximum loop: ties keep the earlier
+    /// class, a NaN never wins (and a NaN first plane keeps class 0), pixel counts ragged against 16 lanes.
+    func testArgmaxPlanesKeepsTheFirstMaximum() {
+        let isas = [FPN_ISA_GENERIC, FPN_ISA_AVX2, FPN_ISA_AVX512].map { Int32($0.rawValue) }
+            .filter { fpn_isa_supported($0) != 0 }
+        var rng = Numbers(state: 5)
+        for (k, n) in [(1, 7), (2, 16), (5, 37), (6, 100)] {
+            // Values from a small set, so ties are common; some NaNs.
+            let src = (0..<(k * n)).map { _ -> Float in
+                let v = Float(rng.index(4)); return rng.index(23) == 0 ? .nan : v
+            }
+            var want = [UInt8](repeating: 0, count: n)
+            for i in 0..<n {
+                var best = src[i], arg = 0
+                for c in 1..<max(k, 1) where src[c * n + i] > best { best = src[c * n + i]; arg = c }
+                want[i] = UInt8(arg)
+            }
+            XCTAssertTrue(k == 1 || Set(want).count > 1, "k \(k): the case has more than one label")
+            for isa in isas {
+                var got = [UInt8](repeating: 255, count: n + 1)
+                fpn_argmax_planes(isa, src, n, Int32(k), &got)
+                XCTAssertEqual(Array(got[0..<n]), want, "isa \(isa) k \(k) n \(n)")
+                XCTAssertEqual(got[n], 255, "isa \(isa): wrote past the labels")
+            }
+        }
+    }
 }

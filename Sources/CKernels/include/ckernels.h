@@ -374,6 +374,14 @@ void fpn_scale_shift(int isa, const float *x, long n, float a, float b, int relu
 void fpn_col2im_one_tap(int isa, const float *cols, long ld, int h, int w, int kh, int kw, float bias, int relu,
                         float *out);
 
+/* argmax.c */
+
+/*
+ * labels[i] = the index c < k of the largest src[c * plane + i] (k <= 256), the first maximum winning (a later
+ * plane takes a pixel only when strictly greater; NaN never does). Same labels on every ISA.
+ */
+void fpn_argmax_planes(int isa, const float *src, long plane, int k, unsigned char *labels);
+
 /* paste.c */
 
 /*

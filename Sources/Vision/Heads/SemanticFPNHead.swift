@@ -116,23 +116,9 @@ public final class SemanticFPNHead: @unchecked Sendable {
         let (oh, ow) = outputSize
         let resized = (oh == h && ow == w) ? crop : crop.resizeBilinear(height: oh, width: ow, in: ws)
         var labels = [UInt8](repeating: 0, count: oh * ow)
-        // Argmax over the classes (the first maximum wins: a later class takes a pixel only when strictly greater),
-        // class by class over chunks of pixels, so each pass reads one plane contiguously.
-        let plane = oh * ow, chunk = 4096
-        var best = [Float](repeating: 0, count: min(plane, chunk))
         resized.withUnsafeBufferPointer { p in
-            labels.withUnsafeMutableBufferPointer { lp in
-                best.withUnsafeMutableBufferPointer { bp in
-                    let src = p.baseAddress!, b = bp.baseAddress!, l = lp.baseAddress!
-                    for i0 in stride(from: 0, to: plane, by: chunk) {
-                        let n = min(chunk, plane - i0)
-                        b.update(from: src + i0, count: n)
-                        for c in 1..<max(k, 1) {
-                            let q = src + c * plane + i0, label = UInt8(c)
-                            for i in 0..<n where q[i] > b[i] { b[i] = q[i]; l[i0 + i] = label }
-                        }
-                    }
-                }
+            labels.withUnsafeMutableBufferPointer { l in
+                Ops.argmaxPlanes(p.baseAddress!, planes: k, count: oh * ow, into: l.baseAddress!)
             }
         }
         if resized.storage !== crop.storage { ws.release(resized) }
