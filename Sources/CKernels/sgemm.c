@@ -208,6 +208,18 @@ static void pack_im2col_block(const void *source, const struct fpn_gemm_impl *im
     }
 }
 
+/* The epilogue of K block [pc, pc + kc) of k: C loaded after the first block (or with beta), bias in the first,
+   ReLU in the last; *kbeta is beta for the first block, 1 after it. */
+static inline int block_flags(int pc, int kc, int k, float beta, int has_bias, int relu, float *kbeta) {
+    const int first = pc == 0, last = pc + kc >= k;
+    int flags = 0;
+    if (!first || beta != 0.0f) flags |= FPN_F_LOADC;
+    if (first && has_bias) flags |= FPN_F_BIAS;
+    if (last && relu) flags |= FPN_F_RELU;
+    *kbeta = first ? beta : 1.0f;
+    return flags;
+}
+
 static void gemm_driver(int isa, int m, int n, int k, const float *packed_a,
                         pack_block_fn pack, const void *source,
                         float beta, float *c, int ldc, const float *bias, int relu, float *workspace) {
@@ -228,12 +240,8 @@ static void gemm_driver(int isa, int m, int n, int k, const float *packed_a,
             const int kc = k - pc < kc_max ? k - pc : kc_max;
             pack(source, im, pc, kc, jc, nc, bp);
 
-            const int first = pc == 0, last = pc + kc >= k;
-            int flags = 0;
-            if (!first || beta != 0.0f) flags |= FPN_F_LOADC;
-            if (first && bias) flags |= FPN_F_BIAS;
-            if (last && relu) flags |= FPN_F_RELU;
-            const float kbeta = first ? beta : 1.0f;
+            float kbeta;
+            const int flags = block_flags(pc, kc, k, beta, bias != NULL, relu, &kbeta);
 
             for (int ir = 0; ir < m; ir += mr) {
                 const int mv = m - ir < mr ? m - ir : mr;
@@ -263,12 +271,8 @@ static void gemm_direct(const struct fpn_gemm_impl *im, int m, int n, int k, con
         const int nv = n - jr < nr ? n - jr : nr;
         for (int pc = 0; pc < k; pc += kc_max) {
             const int kc = k - pc < kc_max ? k - pc : kc_max;
-            const int first = pc == 0, last = pc + kc >= k;
-            int flags = 0;
-            if (!first || beta != 0.0f) flags |= FPN_F_LOADC;
-            if (first && bias) flags |= FPN_F_BIAS;
-            if (last && relu) flags |= FPN_F_RELU;
-            const float kbeta = first ? beta : 1.0f;
+            float kbeta;
+            const int flags = block_flags(pc, kc, k, beta, bias != NULL, relu, &kbeta);
             for (int ir = 0; ir < m; ir += mr) {
                 const int mv = m - ir < mr ? m - ir : mr;
                 im->kernel_direct(kc, packed_a + (size_t)ir * k + (size_t)pc * mr, b + (size_t)pc * ldb + jr, ldb,

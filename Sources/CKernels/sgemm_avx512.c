@@ -86,21 +86,25 @@ INLINE T512 void update8(float *c, __m256 acc, __mmask8 m, int flags, float beta
         if (W == 4) update16(cr + 16, c##r##1, m1, flags, beta, bv);                       \
     }
 
+/*
+ * Start fetching the C tile's rows (both halves when `wide`) so the misses overlap the K loop. Needed even when C
+ * is write-only: a store miss still reads the line (RFO), and 28 of them at the end of the kernel would stall on
+ * memory.
+ */
+INLINE void prefetch_c(const float *c, int ldc, int mv, int wide) {
+    for (int r = 0; r < mv; r++) {
+        _mm_prefetch((const char *)(c + (size_t)r * ldc), _MM_HINT_T0);
+        if (wide) _mm_prefetch((const char *)(c + (size_t)r * ldc + 16), _MM_HINT_T0);
+    }
+}
+
 INLINE T512 void kernel_body(int kc, const float *a, const float *b,
                              float *c, int ldc, int mv, int nv,
                              int flags, float beta, const float *bias, const int W, const int MV) {
     ACC_DECL(0) ACC_DECL(1) ACC_DECL(2) ACC_DECL(3) ACC_DECL(4) ACC_DECL(5) ACC_DECL(6)
     ACC_DECL(7) ACC_DECL(8) ACC_DECL(9) ACC_DECL(10) ACC_DECL(11) ACC_DECL(12) ACC_DECL(13)
 
-    /*
-     * Start fetching the C tile now so the misses overlap the K loop. Needed even
-     * when C is write-only: a store miss still reads the line (RFO), and 28 of
-     * them at the end of the kernel would stall on memory.
-     */
-    for (int r = 0; r < mv; r++) {
-        _mm_prefetch((const char *)(c + (size_t)r * ldc), _MM_HINT_T0);
-        if (W >= 3) _mm_prefetch((const char *)(c + (size_t)r * ldc + 16), _MM_HINT_T0);
-    }
+    prefetch_c(c, ldc, mv, W >= 3);
 
     __m512 b0 = _mm512_setzero_ps(), b1 = b0;
     __m256 bq = _mm256_setzero_ps();
@@ -150,10 +154,7 @@ INLINE T512 void kernel_body_direct(int kc, const float *a, const float *b, long
                                     int flags, float beta, const float *bias, const int W, const int MV) {
     ACC_DECL(0) ACC_DECL(1) ACC_DECL(2) ACC_DECL(3) ACC_DECL(4) ACC_DECL(5) ACC_DECL(6)
     ACC_DECL(7) ACC_DECL(8) ACC_DECL(9) ACC_DECL(10) ACC_DECL(11) ACC_DECL(12) ACC_DECL(13)
-    for (int r = 0; r < mv; r++) {
-        _mm_prefetch((const char *)(c + (size_t)r * ldc), _MM_HINT_T0);
-        if (W == 4) _mm_prefetch((const char *)(c + (size_t)r * ldc + 16), _MM_HINT_T0);
-    }
+    prefetch_c(c, ldc, mv, W == 4);
     const __mmask16 m0 = tail_mask(nv), m1 = tail_mask(nv - 16);
     __m512 b0, b1 = _mm512_setzero_ps();
     __m256 bq = _mm256_setzero_ps();
