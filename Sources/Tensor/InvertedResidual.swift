@@ -60,24 +60,21 @@ public enum InvertedResidual {
         let workers = min(Parallel.width, tasks)
         // A stem expand reads the image split into even and odd columns (per image, made once) with its weights
         // transposed, after the bands' scratch.
-        var stem: Stem?
-        var stemFloats = 0
-        if let expand, !isPointwise(expand) {
-            let wp = Int(fpn_stem_phase_width(Int32(w), Int32(expand.kernel.w)))
-            stem = Stem(isa: expand.packed[0].path.isa!, phasesPerImage: x.c * 2 * x.h * wp, inHeight: x.h, phaseWidth: wp)
-            stemFloats = x.n * stem!.phasesPerImage + x.c * expand.kernel.h * expand.kernel.w * ce
-        }
-        let scratch = workspace.scratch(workers * perBand + stemFloats)
+        let stemExpand = expand.flatMap { isPointwise($0) ? nil : $0 }
+        let wp = stemExpand.map { Int(fpn_stem_phase_width(Int32(w), Int32($0.kernel.w))) } ?? 0
+        let phasesPerImage = x.c * 2 * x.h * wp, taps = x.c * (stemExpand.map { $0.kernel.h * $0.kernel.w } ?? 0)
+        let scratch = workspace.scratch(workers * perBand + (stemExpand == nil ? 0 : x.n * phasesPerImage + taps * ce))
         let ints = workspace.ints(workers * 4 * maxIn)
-        if let expand, var s = stem {
-            s.phases = scratch + workers * perBand
-            s.weights = s.phases + x.n * s.phasesPerImage
+        var stem: Stem?
+        if let s = stemExpand {
+            let phases = scratch + workers * perBand, weights = phases + x.n * phasesPerImage
             for b in 0..<x.n {
-                fpn_stem_phases(x.ptr + b * x.c * x.h * x.w, Int32(x.c), Int32(x.h), Int32(x.w), Int32(expand.padding.w),
-                                Int32(s.phaseWidth), s.phases + b * s.phasesPerImage)
+                fpn_stem_phases(x.ptr + b * x.c * x.h * x.w, Int32(x.c), Int32(x.h), Int32(x.w), Int32(s.padding.w),
+                                Int32(wp), phases + b * phasesPerImage)
             }
-            fpn_stem_weights(expand.weight.ptr, Int32(ce), Int32(x.c * expand.kernel.h * expand.kernel.w), s.weights)
-            stem = s
+            fpn_stem_weights(s.weight.ptr, Int32(ce), Int32(taps), weights)
+            stem = Stem(isa: s.packed[0].path.isa!, phases: phases, weights: weights, phasesPerImage: phasesPerImage,
+                        inHeight: x.h, phaseWidth: wp)
         }
         let job = Band(expand: expand, depthwise: dw, project: project, h: h, w: w, ho: ho, wo: wo,
                        outChannels: os[1], rows: rows, maxIn: maxIn, stem: stem)
@@ -101,8 +98,8 @@ public enum InvertedResidual {
     /// The operands of a stem expand (`fpn_stem`): the images' column phases and the transposed weights.
     private struct Stem {
         let isa: Int32
+        let phases: UnsafeMutablePointer<Float>, weights: UnsafeMutablePointer<Float>
         let phasesPerImage: Int, inHeight: Int, phaseWidth: Int
-        var phases = UnsafeMutablePointer<Float>(bitPattern: 64)!, weights = UnsafeMutablePointer<Float>(bitPattern: 64)!
     }
 
     /// One band's work: output rows `q0 ..< q0 + rows` (clipped) of one image.

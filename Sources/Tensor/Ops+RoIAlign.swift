@@ -56,7 +56,7 @@ extension Ops {
         fpn_argmax_planes(roiAlignISA, src, count, Int32(planes), labels)
     }
 
-    /// The RoIAlign kernel's ISA: the compute path's (a forced path holds here too), the CPU's best under OpenBLAS.
-    /// Every ISA gives the same bits.
+    /// The ISA of the detection post-processing kernels here (RoIAlign, mask paste, argmax): the compute path's (a
+    /// forced path holds here too), the CPU's best under OpenBLAS. Every ISA gives the same bits.
     static let roiAlignISA: Int32 = Compute.path.isa ?? fpn_best_isa()
 }
