@@ -107,8 +107,8 @@ public final class SemanticFPNHead: @unchecked Sendable {
             crop.withUnsafeMutableBufferPointer { dst in
                 for c in 0..<k {
                     for y in 0..<h {
-                        let s = c * ph * pw + y * pw, d = c * h * w + y * w
-                        for x in 0..<w { dst[d + x] = src[s + x] }
+                        (dst.baseAddress! + c * h * w + y * w).update(from: src.baseAddress! + c * ph * pw + y * pw,
+                                                                     count: w)
                     }
                 }
             }
