@@ -146,9 +146,9 @@ INLINE void at_apply(const int A, const int M, const float (*AT)[A], const float
 }
 
 INLINE void input_tile_generic(const int A, const float (*BT)[A], const struct fpn_winograd *g, const float *x,
-                               const int *tiles, int t0, int tb, float *v, int ldv) {
+                               const int *tiles, int t0, int tb, float *v, int ldv, long ldp) {
     const int m = g->m, tw = (g->wo + m - 1) / m;
-    const size_t plane = (size_t)g->cin * ldv;
+    const size_t plane = (size_t)ldp;
     for (int t = 0; t < tb; t++) {
         int ty = TILE(tiles, t0, t) / tw, tx = TILE(tiles, t0, t) % tw;
         int iy0 = ty * m - g->ph, ix0 = tx * m - g->pw;
@@ -188,10 +188,10 @@ INLINE void store_tile(const struct fpn_winograd *g, int oc, int oy0, int ox0, c
 }
 
 INLINE void output_tile_generic(const int A, const int M, const float (*AT)[A], const struct fpn_winograd *g,
-                                const float *mm, int ldm, const int *tiles, int t0, int tb, const float *bias,
-                                const float *residual, int relu, float *out) {
+                                const float *mm, int ldm, long ldp, const int *tiles, int t0, int tb,
+                                const float *bias, const float *residual, int relu, float *out) {
     const int m = g->m, tw = (g->wo + m - 1) / m;
-    const size_t plane = (size_t)g->cout * ldm;
+    const size_t plane = (size_t)ldp;
     for (int t = 0; t < tb; t++) {
         int ty = TILE(tiles, t0, t) / tw, tx = TILE(tiles, t0, t) % tw;
         for (int oc = 0; oc < g->cout; oc++) {
@@ -292,9 +292,9 @@ INLINE T512 void run_row6(const struct tile_run *u, const float *row, const __m5
 
 /* Input transform of tiles t0..t0+tb-1; lanes are tiles, gathered with zero padding by mask. */
 INLINE T512 void input_avx512(const int A, const float (*BT)[A], const struct fpn_winograd *g, const float *x,
-                              const int *tiles, int t0, int tb, float *v, int ldv) {
+                              const int *tiles, int t0, int tb, float *v, int ldv, long ldp) {
     const int m = g->m, tw = (g->wo + m - 1) / m;
-    const size_t plane = (size_t)g->cin * ldv, hw = (size_t)g->h * g->w;
+    const size_t plane = (size_t)ldp, hw = (size_t)g->h * g->w;
     for (int l0 = 0; l0 < tb; l0 += 16) {
         __mmask16 live = tb - l0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (tb - l0)) - 1u);
         int tyv[16], txv[16];
@@ -377,10 +377,10 @@ INLINE T512 void input_avx512(const int A, const float (*BT)[A], const struct fp
 }
 
 INLINE T512 void output_avx512(const int A, const int M, const float (*AT)[A], const struct fpn_winograd *g,
-                               const float *mm, int ldm, const int *tiles, int t0, int tb, const float *bias,
-                               const float *residual, int relu, float *out) {
+                               const float *mm, int ldm, long ldp, const int *tiles, int t0, int tb,
+                               const float *bias, const float *residual, int relu, float *out) {
     const int m = g->m, tw = (g->wo + m - 1) / m;
-    const size_t plane = (size_t)g->cout * ldm;
+    const size_t plane = (size_t)ldp;
     for (int l0 = 0; l0 < tb; l0 += 16) {
         int lanes = tb - l0 < 16 ? tb - l0 : 16;
         __mmask16 live = lanes == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << lanes) - 1u);
@@ -461,47 +461,47 @@ INLINE T512 void output_avx512(const int A, const int M, const float (*AT)[A], c
 }
 
 static T512 void input6_avx512(const struct fpn_winograd *g, const float *x, const int *tiles, int t0, int tb,
-                               float *v, int ldv) {
-    input_avx512(6, BT6, g, x, tiles, t0, tb, v, ldv);
+                               float *v, int ldv, long ldp) {
+    input_avx512(6, BT6, g, x, tiles, t0, tb, v, ldv, ldp);
 }
 static T512 void input4_avx512(const struct fpn_winograd *g, const float *x, const int *tiles, int t0, int tb,
-                               float *v, int ldv) {
-    input_avx512(4, BT4, g, x, tiles, t0, tb, v, ldv);
+                               float *v, int ldv, long ldp) {
+    input_avx512(4, BT4, g, x, tiles, t0, tb, v, ldv, ldp);
 }
-static T512 void output6_avx512(const struct fpn_winograd *g, const float *mm, int ldm, const int *tiles, int t0,
-                                int tb, const float *bias, const float *residual, int relu, float *out) {
-    output_avx512(6, 4, AT6, g, mm, ldm, tiles, t0, tb, bias, residual, relu, out);
+static T512 void output6_avx512(const struct fpn_winograd *g, const float *mm, int ldm, long ldp, const int *tiles,
+                                int t0, int tb, const float *bias, const float *residual, int relu, float *out) {
+    output_avx512(6, 4, AT6, g, mm, ldm, ldp, tiles, t0, tb, bias, residual, relu, out);
 }
-static T512 void output4_avx512(const struct fpn_winograd *g, const float *mm, int ldm, const int *tiles, int t0,
-                                int tb, const float *bias, const float *residual, int relu, float *out) {
-    output_avx512(4, 2, AT4, g, mm, ldm, tiles, t0, tb, bias, residual, relu, out);
+static T512 void output4_avx512(const struct fpn_winograd *g, const float *mm, int ldm, long ldp, const int *tiles,
+                                int t0, int tb, const float *bias, const float *residual, int relu, float *out) {
+    output_avx512(4, 2, AT4, g, mm, ldm, ldp, tiles, t0, tb, bias, residual, relu, out);
 }
 #endif
 
 void fpn_winograd_input(int isa, const struct fpn_winograd *g, const float *x, const int *tiles, int t0, int tb,
-                        float *v, int ldv) {
+                        float *v, int ldv, long ldp) {
 #if defined(__x86_64__)
     if (isa >= FPN_ISA_AVX512 && fpn_isa_supported(FPN_ISA_AVX512)) {
-        if (g->m == 4) input6_avx512(g, x, tiles, t0, tb, v, ldv);
-        else input4_avx512(g, x, tiles, t0, tb, v, ldv);
+        if (g->m == 4) input6_avx512(g, x, tiles, t0, tb, v, ldv, ldp);
+        else input4_avx512(g, x, tiles, t0, tb, v, ldv, ldp);
         return;
     }
 #endif
     (void)isa;
-    if (g->m == 4) input_tile_generic(6, BT6, g, x, tiles, t0, tb, v, ldv);
-    else input_tile_generic(4, BT4, g, x, tiles, t0, tb, v, ldv);
+    if (g->m == 4) input_tile_generic(6, BT6, g, x, tiles, t0, tb, v, ldv, ldp);
+    else input_tile_generic(4, BT4, g, x, tiles, t0, tb, v, ldv, ldp);
 }
 
-void fpn_winograd_output(int isa, const struct fpn_winograd *g, const float *mm, int ldm, const int *tiles, int t0,
-                         int tb, const float *bias, const float *residual, int relu, float *out) {
+void fpn_winograd_output(int isa, const struct fpn_winograd *g, const float *mm, int ldm, long ldp, const int *tiles,
+                         int t0, int tb, const float *bias, const float *residual, int relu, float *out) {
 #if defined(__x86_64__)
     if (isa >= FPN_ISA_AVX512 && fpn_isa_supported(FPN_ISA_AVX512)) {
-        if (g->m == 4) output6_avx512(g, mm, ldm, tiles, t0, tb, bias, residual, relu, out);
-        else output4_avx512(g, mm, ldm, tiles, t0, tb, bias, residual, relu, out);
+        if (g->m == 4) output6_avx512(g, mm, ldm, ldp, tiles, t0, tb, bias, residual, relu, out);
+        else output4_avx512(g, mm, ldm, ldp, tiles, t0, tb, bias, residual, relu, out);
         return;
     }
 #endif
     (void)isa;
-    if (g->m == 4) output_tile_generic(6, 4, AT6, g, mm, ldm, tiles, t0, tb, bias, residual, relu, out);
-    else output_tile_generic(4, 2, AT4, g, mm, ldm, tiles, t0, tb, bias, residual, relu, out);
+    if (g->m == 4) output_tile_generic(6, 4, AT6, g, mm, ldm, ldp, tiles, t0, tb, bias, residual, relu, out);
+    else output_tile_generic(4, 2, AT4, g, mm, ldm, ldp, tiles, t0, tb, bias, residual, relu, out);
 }

@@ -106,6 +106,14 @@ extension Conv2d {
         return min(64, max(16, budget / max(1, a2 * channels * 4) / 16 * 16))
     }
 
+    /// Floats between consecutive α² matrices of a block's operands (`rows` x `ld` each): a transform reads or
+    /// writes the same position of all α² matrices at once, and at a multiple of 4 KB apart (any power-of-two channel
+    /// count) those α² lines share one L1 set and evict each other. The stride is one cache line past a multiple of
+    /// 4 KB, so they fall on α² different sets.
+    static func winogradMatrixStride(rows: Int, ld: Int) -> Int {
+        (rows * ld + 1023) / 1024 * 1024 + 16
+    }
+
     /// Below this many output tiles (over a batch's images) the GEMMs are too narrow to gain from the transform.
     /// At 16-31 tiles (a 16x20 map at stride 16) Winograd still wins: 5% of the demo pipeline's CPU.
     static let winogradMinTiles = 16
@@ -200,26 +208,29 @@ extension Conv2d {
                     t += count
                 }
             }
+            let inStride = Conv2d.winogradMatrixStride(rows: inChannels, ld: ld)
+            let outStride = Conv2d.winogradMatrixStride(rows: outChannels, ld: ld)
             let worker = { (wi: Int) in
-                let v = Scratch.take(a2 * (self.inChannels + self.outChannels) * ld)
+                let v = Scratch.take(a2 * (inStride + outStride))
                 let ws = Scratch.take(Gemm.serialWorkspace(w.packed[0], columns: ld))
                 defer { Scratch.give(v); Scratch.give(ws) }
-                let products = v.base + a2 * self.inChannels * ld
+                let products = v.base + a2 * inStride
                 for blk in (blocks * wi / workers)..<(blocks * (wi + 1) / workers) {
                     let t0 = blk * block, n = min(block, tiles - t0)
                     parts(t0, n) { i, local, count, column in
                         let xin = UnsafePointer(x.ptr + (items.lowerBound + i) * inPlane)
                         list.withOptionalPointer(offset: local) { tp in
-                            fpn_winograd_input(isa, &g, xin, tp, Int32(local), Int32(count), v.base + column, Int32(ld))
+                            fpn_winograd_input(isa, &g, xin, tp, Int32(local), Int32(count), v.base + column, Int32(ld),
+                                               inStride)
                         }
                     }
                     for xi in 0..<a2 {
-                        Gemm.multiplySerial(w.packed[xi], b: v.base + xi * self.inChannels * ld, ldb: ld, columns: n,
-                                            c: products + xi * self.outChannels * ld, ldc: ld, workspace: ws.base)
+                        Gemm.multiplySerial(w.packed[xi], b: v.base + xi * inStride, ldb: ld, columns: n,
+                                            c: products + xi * outStride, ldc: ld, workspace: ws.base)
                     }
                     parts(t0, n) { i, local, count, column in
                         list.withOptionalPointer(offset: local) { tp in
-                            fpn_winograd_output(isa, &g, products + column, Int32(ld), tp, Int32(local), Int32(count),
+                            fpn_winograd_output(isa, &g, products + column, Int32(ld), outStride, tp, Int32(local), Int32(count),
                                                 biasPointer, res.map { $0 + i * outPlane }, relu, out + i * outPlane)
                         }
                     }

@@ -345,14 +345,16 @@ final class WinogradConvTests: XCTestCase {
                 for isa in [FPN_ISA_GENERIC, FPN_ISA_AVX512] {
                     var all: [Float] = []
                     for useList in [false, true] {
+                        // Matrix strides past the packed size (the padding between the α² matrices).
                         let tb = useList ? list.count : tiles - 9, ld = (tb + 15) / 16 * 16
-                        var v = [Float](repeating: 0, count: a2 * cin * ld)
+                        let vStride = cin * ld + 16, mStride = cout * ld + 32
+                        var v = [Float](repeating: 0, count: a2 * vStride)
                         var y = [Float](repeating: 0.5, count: cout * ho * wo)
                         list.withUnsafeBufferPointer { lp in
                             let tp = useList ? lp.baseAddress : nil
-                            fpn_winograd_input(Int32(isa.rawValue), &g, x.ptr, tp, 5, Int32(tb), &v, Int32(ld))
-                            let mm = (0..<(a2 * cout * ld)).map { Float($0 % 7) - 3 + Float(v[$0 % v.count]) }
-                            fpn_winograd_output(Int32(isa.rawValue), &g, mm, Int32(ld), tp, 5, Int32(tb),
+                            fpn_winograd_input(Int32(isa.rawValue), &g, x.ptr, tp, 5, Int32(tb), &v, Int32(ld), vStride)
+                            let mm = (0..<(a2 * mStride)).map { Float($0 % 7) - 3 + Float(v[$0 % v.count]) }
+                            fpn_winograd_output(Int32(isa.rawValue), &g, mm, Int32(ld), mStride, tp, 5, Int32(tb),
                                                 [1, 2, 3, 4, 5], useList ? residual : nil, 1, &y)
                         }
                         all += v + y

@@ -257,18 +257,18 @@ void fpn_winograd_transform_weights(int m, int cout, int cin, const float *weigh
  * block is column l of the GEMM operands.
  *
  * V = B^T d B for the block's tiles of image x ([cin][h][w]): v[xi][c][l] with row stride ldv (>= tb), matrix
- * stride cin * ldv. Zero padding outside the image.
+ * stride ldp (>= cin * ldv). Zero padding outside the image.
  */
 void fpn_winograd_input(int isa, const struct fpn_winograd *g, const float *x, const int *tiles, int t0, int tb,
-                        float *v, int ldv);
+                        float *v, int ldv, long ldp);
 
 /*
- * Y = A^T M A for the block's tiles from mm[xi][oc][l] (row stride ldm, matrix stride cout * ldm), written to out
- * ([cout][ho][wo], pixels past the edge dropped) as act(Y + bias[oc] + residual), with bias and residual (same
- * layout as out; may be out itself) optional (NULL). Only the block's pixels are read or written.
+ * Y = A^T M A for the block's tiles from mm[xi][oc][l] (row stride ldm, matrix stride ldp >= cout * ldm), written
+ * to out ([cout][ho][wo], pixels past the edge dropped) as act(Y + bias[oc] + residual), with bias and residual
+ * (same layout as out; may be out itself) optional (NULL). Only the block's pixels are read or written.
  */
-void fpn_winograd_output(int isa, const struct fpn_winograd *g, const float *mm, int ldm, const int *tiles, int t0,
-                         int tb, const float *bias, const float *residual, int relu, float *out);
+void fpn_winograd_output(int isa, const struct fpn_winograd *g, const float *mm, int ldm, long ldp, const int *tiles,
+                         int t0, int tb, const float *bias, const float *residual, int relu, float *out);
 
 /* ------------------------------------------------------------------------ */
 /* RoIAlign accumulation (torchvision's CPU kernel, aligned = false)           */
