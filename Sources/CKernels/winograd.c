@@ -460,6 +460,184 @@ INLINE T512 void output_avx512(const int A, const int M, const float (*AT)[A], c
     }
 }
 
+/* ------------------------------------------------------------------------ */
+/* AVX2: F(4x4, 3x3) with 8 tiles per vector                                  */
+/* ------------------------------------------------------------------------ */
+
+#define T256 __attribute__((target("avx2,fma")))
+
+#define Y_ADD(a, b) _mm256_add_ps(a, b)
+#define Y_SUB(a, b) _mm256_sub_ps(a, b)
+#define Y_MADD(k, a, b) _mm256_fmadd_ps(k, a, b)
+#define Y_NMADD(k, a, b) _mm256_fnmadd_ps(k, a, b)
+#define Y_K(v) _mm256_set1_ps((float)(v))
+
+/*
+ * 4x4 transposes within each 128-bit half: lane l of out[j] is element j of in[l] (l < 4) or of the high half
+ * of in[l - 4]. Its own inverse: applied to out it gives in back.
+ */
+INLINE T256 void transpose4_halves(__m256 r0, __m256 r1, __m256 r2, __m256 r3, __m256 out[4]) {
+    const __m256d t0 = _mm256_castps_pd(_mm256_unpacklo_ps(r0, r1)), t1 = _mm256_castps_pd(_mm256_unpackhi_ps(r0, r1));
+    const __m256d t2 = _mm256_castps_pd(_mm256_unpacklo_ps(r2, r3)), t3 = _mm256_castps_pd(_mm256_unpackhi_ps(r2, r3));
+    out[0] = _mm256_castpd_ps(_mm256_unpacklo_pd(t0, t2));
+    out[1] = _mm256_castpd_ps(_mm256_unpackhi_pd(t0, t2));
+    out[2] = _mm256_castpd_ps(_mm256_unpacklo_pd(t1, t3));
+    out[3] = _mm256_castpd_ps(_mm256_unpackhi_pd(t1, t3));
+}
+
+/*
+ * The six columns of one input row under 8 consecutive tiles: d[j] lane l = row[b + 4l + j], zero outside the
+ * row (w wide). The 34 positions are read as 4-float groups (group l = lane l's first four columns) and
+ * transposed; columns 4 and 5 are columns 0 and 1 moved down one lane.
+ */
+INLINE T256 void run_row6_avx2(const float *row, int b, int w, __m256 d[6]) {
+    float edge[40];
+    const float *p = row + b;
+    if (b < 0 || b + 34 > w) {
+        for (int j = 0; j < 34; j++) edge[j] = b + j >= 0 && b + j < w ? row[b + j] : 0.0f;
+        p = edge;
+    }
+    const __m256 q0 = _mm256_loadu_ps(p), q1 = _mm256_loadu_ps(p + 8);
+    const __m256 q2 = _mm256_loadu_ps(p + 16), q3 = _mm256_loadu_ps(p + 24);
+    transpose4_halves(_mm256_permute2f128_ps(q0, q2, 0x20), _mm256_permute2f128_ps(q0, q2, 0x31),
+                      _mm256_permute2f128_ps(q1, q3, 0x20), _mm256_permute2f128_ps(q1, q3, 0x31), d);
+    const __m256i down = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
+    d[4] = _mm256_blend_ps(_mm256_permutevar8x32_ps(d[0], down), _mm256_set1_ps(p[32]), 0x80);
+    d[5] = _mm256_blend_ps(_mm256_permutevar8x32_ps(d[1], down), _mm256_set1_ps(p[33]), 0x80);
+}
+
+/* Lanes [0, n) set. */
+INLINE T256 __m256i live8(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+static T256 void input6_avx2(const struct fpn_winograd *g, const float *x, const int *tiles, int t0, int tb,
+                             float *v, int ldv, long ldp) {
+    const int m = 4, tw = (g->wo + m - 1) / m;
+    const size_t plane = (size_t)ldp, hw = (size_t)g->h * g->w;
+    for (int l0 = 0; l0 < tb; l0 += 8) {
+        const int lanes = tb - l0 < 8 ? tb - l0 : 8;
+        const __m256i live = live8(lanes);
+        int ty[8], tx[8];
+        for (int l = 0; l < 8; l++) {
+            const int t = TILE(tiles, t0, l0 + (l < lanes ? l : 0));
+            ty[l] = t / tw;
+            tx[l] = t % tw;
+        }
+        /* Eight consecutive tiles of one tile row are read as a run; other groups lane by lane. */
+        int run = lanes == 8;
+        for (int l = 1; l < 8 && run; l++) run = ty[l] == ty[0] && tx[l] == tx[0] + l;
+        for (int c = 0; c < g->cin; c++) {
+            const float *xc = x + (size_t)c * hw;
+            /* Rows first, then columns: the operations of the other paths, so a tile's V does not depend on the
+               path or block it was transformed in. */
+            __m256 h[6][6];
+            for (int r = 0; r < 6; r++) {
+                __m256 d[6];
+                if (run) {
+                    const int iy = ty[0] * m - g->ph + r;
+                    if (iy < 0 || iy >= g->h) {
+                        for (int j = 0; j < 6; j++) d[j] = _mm256_setzero_ps();
+                    } else {
+                        run_row6_avx2(xc + (size_t)iy * g->w, tx[0] * m - g->pw, g->w, d);
+                    }
+                } else {
+                    float cols[6][8];
+                    for (int l = 0; l < 8; l++) {
+                        const int iy = ty[l] * m - g->ph + r, ix0 = tx[l] * m - g->pw;
+                        const int inside = l < lanes && iy >= 0 && iy < g->h;
+                        for (int j = 0; j < 6; j++) {
+                            const int ix = ix0 + j;
+                            cols[j][l] = inside && ix >= 0 && ix < g->w ? xc[(size_t)iy * g->w + ix] : 0.0f;
+                        }
+                    }
+                    for (int j = 0; j < 6; j++) d[j] = _mm256_loadu_ps(cols[j]);
+                }
+                BT6_ROWS(d, h[r], Y_ADD, Y_SUB, Y_MADD, Y_NMADD, Y_K);
+            }
+            float *vc = v + (size_t)c * ldv + l0;
+            for (int k = 0; k < 6; k++) {
+                __m256 col[6], s6[6];
+                for (int r = 0; r < 6; r++) col[r] = h[r][k];
+                BT6_ROWS(col, s6, Y_ADD, Y_SUB, Y_MADD, Y_NMADD, Y_K);
+                for (int i = 0; i < 6; i++) {
+                    float *dst = vc + (size_t)(i * 6 + k) * plane;
+                    if (lanes == 8) _mm256_storeu_ps(dst, s6[i]);
+                    else _mm256_maskstore_ps(dst, live, s6[i]);
+                }
+            }
+        }
+    }
+}
+
+static T256 void output6_avx2(const struct fpn_winograd *g, const float *mm, int ldm, long ldp, const int *tiles,
+                              int t0, int tb, const float *bias, const float *residual, int relu, float *out) {
+    enum { M = 4 };
+    const int tw = (g->wo + M - 1) / M;
+    const size_t plane = (size_t)ldp;
+    for (int l0 = 0; l0 < tb; l0 += 8) {
+        const int lanes = tb - l0 < 8 ? tb - l0 : 8;
+        const __m256i live = live8(lanes);
+        int oy0[8], ox0[8];
+        for (int l = 0; l < lanes; l++) {
+            const int t = TILE(tiles, t0, l0 + l);
+            oy0[l] = t / tw * M;
+            ox0[l] = t % tw * M;
+        }
+        /* Eight tiles side by side in one tile row (tile numbers ascend), inside the image: each output row is
+           32 contiguous pixels. */
+        const int row_run = lanes == 8 && oy0[0] == oy0[7] && ox0[7] == ox0[0] + 7 * M && oy0[0] + M <= g->ho
+                         && ox0[7] + M <= g->wo;
+        for (int oc = 0; oc < g->cout; oc++) {
+            const float *mo = mm + (size_t)oc * ldm + l0;
+            __m256 tmp[4][6];
+            for (int j = 0; j < 6; j++) {
+                __m256 col[6], r4[4];
+                for (int r = 0; r < 6; r++) {
+                    const float *src = mo + (size_t)(r * 6 + j) * plane;
+                    col[r] = lanes == 8 ? _mm256_loadu_ps(src) : _mm256_maskload_ps(src, live);
+                }
+                AT6_ROWS(col, r4, Y_ADD, Y_SUB, Y_MADD, Y_K);
+                for (int i = 0; i < M; i++) tmp[i][j] = r4[i];
+            }
+            const __m256 bv = _mm256_set1_ps(bias ? bias[oc] : 0.0f);
+            const size_t oplane = (size_t)oc * g->ho * g->wo;
+            for (int i = 0; i < M; i++) {
+                __m256 y[4];
+                AT6_ROWS(tmp[i], y, Y_ADD, Y_SUB, Y_MADD, Y_K);
+                for (int k = 0; k < M; k++) y[k] = _mm256_add_ps(y[k], bv);
+                if (row_run) {
+                    /* px[g] = [tile g's row | tile g + 4's row]; pixels 8q..8q+7 are tiles 2q and 2q + 1. */
+                    __m256 px[4];
+                    transpose4_halves(y[0], y[1], y[2], y[3], px);
+                    const __m256 q[4] = {
+                        _mm256_permute2f128_ps(px[0], px[1], 0x20), _mm256_permute2f128_ps(px[2], px[3], 0x20),
+                        _mm256_permute2f128_ps(px[0], px[1], 0x31), _mm256_permute2f128_ps(px[2], px[3], 0x31),
+                    };
+                    const size_t at = oplane + (size_t)(oy0[0] + i) * g->wo + ox0[0];
+                    for (int u = 0; u < 4; u++) {
+                        __m256 s = q[u];
+                        if (residual) s = _mm256_add_ps(s, _mm256_loadu_ps(residual + at + 8 * u));
+                        if (relu) s = _mm256_max_ps(s, _mm256_setzero_ps());
+                        _mm256_storeu_ps(out + at + 8 * u, s);
+                    }
+                } else {
+                    float buf[4][8];
+                    for (int k = 0; k < M; k++) _mm256_storeu_ps(buf[k], y[k]);
+                    for (int l = 0; l < lanes; l++) {
+                        if (oy0[l] + i >= g->ho) continue;
+                        const size_t at = oplane + (size_t)(oy0[l] + i) * g->wo + ox0[l];
+                        for (int k = 0; k < M && ox0[l] + k < g->wo; k++) {
+                            const float s = buf[k][l] + (residual ? residual[at + k] : 0.0f);
+                            out[at + k] = relu ? (s > 0.0f ? s : 0.0f) : s; /* as max_ps(s, 0) */
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 static T512 void input6_avx512(const struct fpn_winograd *g, const float *x, const int *tiles, int t0, int tb,
                                float *v, int ldv, long ldp) {
     input_avx512(6, BT6, g, x, tiles, t0, tb, v, ldv, ldp);
@@ -486,6 +664,10 @@ void fpn_winograd_input(int isa, const struct fpn_winograd *g, const float *x, c
         else input4_avx512(g, x, tiles, t0, tb, v, ldv, ldp);
         return;
     }
+    if (g->m == 4 && isa >= FPN_ISA_AVX2 && fpn_isa_supported(FPN_ISA_AVX2)) {
+        input6_avx2(g, x, tiles, t0, tb, v, ldv, ldp);
+        return;
+    }
 #endif
     (void)isa;
     if (g->m == 4) input_tile_generic(6, BT6, g, x, tiles, t0, tb, v, ldv, ldp);
@@ -498,6 +680,10 @@ void fpn_winograd_output(int isa, const struct fpn_winograd *g, const float *mm,
     if (isa >= FPN_ISA_AVX512 && fpn_isa_supported(FPN_ISA_AVX512)) {
         if (g->m == 4) output6_avx512(g, mm, ldm, ldp, tiles, t0, tb, bias, residual, relu, out);
         else output4_avx512(g, mm, ldm, ldp, tiles, t0, tb, bias, residual, relu, out);
+        return;
+    }
+    if (g->m == 4 && isa >= FPN_ISA_AVX2 && fpn_isa_supported(FPN_ISA_AVX2)) {
+        output6_avx2(g, mm, ldm, ldp, tiles, t0, tb, bias, residual, relu, out);
         return;
     }
 #endif

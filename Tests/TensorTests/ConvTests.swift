@@ -324,11 +324,12 @@ final class WinogradConvTests: XCTestCase {
         }
     }
 
-    /// The portable transforms (AVX2 and generic hosts) and the AVX-512 ones compute the same V and Y, bit for bit
-    /// up to float rounding, on blocks that start mid tile row and end in a partial 16-tile group; on a narrow map
-    /// (16 lanes span several tile rows) and a wide one (runs of 16 tiles in one row, padding at both ends).
-    func testPortableAndAVX512TransformsAgree() throws {
-        try XCTSkipUnless(fpn_isa_supported(Int32(FPN_ISA_AVX512.rawValue)) != 0, "no AVX-512 on this CPU")
+    /// The portable transforms and the AVX2 and AVX-512 ones compute the same V and Y, bit for bit up to float
+    /// rounding, on blocks that start mid tile row and end in a partial 8- or 16-tile group; on a narrow map (a
+    /// vector's lanes span several tile rows) and a wide one (runs of 8 or 16 tiles in one row, padding at both ends).
+    func testPortableAndVectorTransformsAgree() throws {
+        let vector = [FPN_ISA_AVX2, FPN_ISA_AVX512].filter { fpn_isa_supported(Int32($0.rawValue)) != 0 }
+        try XCTSkipIf(vector.isEmpty, "neither AVX2 nor AVX-512 on this CPU")
         var rng = TestRandom(seed: 77)
         for (h, w, ph, pw) in [(23, 29, 1, 2), (19, 150, 1, 1), (9, 70, 2, 0)] {
             for m in [2, 4] {
@@ -342,7 +343,7 @@ final class WinogradConvTests: XCTestCase {
                 let x = rng.tensor([cin, h, w])
                 let residual = rng.floats(cout * ho * wo)
                 var results: [[Float]] = []
-                for isa in [FPN_ISA_GENERIC, FPN_ISA_AVX512] {
+                for isa in [FPN_ISA_GENERIC] + vector {
                     var all: [Float] = []
                     for useList in [false, true] {
                         // Matrix strides past the packed size (the padding between the α² matrices).
@@ -361,10 +362,13 @@ final class WinogradConvTests: XCTestCase {
                     }
                     results.append(all)
                 }
-                XCTAssertEqual(results[0].count, results[1].count)
                 let scale = max(1, results[0].map(abs).max() ?? 0)
-                let worst = zip(results[0], results[1]).map { abs($0 - $1) }.max() ?? .infinity
-                XCTAssertLessThanOrEqual(worst, 1e-6 * scale, "\(h)x\(w) m \(m): portable vs AVX-512 transforms (scale \(scale))")
+                for (isa, result) in zip(vector, results.dropFirst()) {
+                    XCTAssertEqual(results[0].count, result.count)
+                    let worst = zip(results[0], result).map { abs($0 - $1) }.max() ?? .infinity
+                    XCTAssertLessThanOrEqual(worst, 1e-6 * scale,
+                                             "\(h)x\(w) m \(m): portable vs ISA \(isa.rawValue) transforms (scale \(scale))")
+                }
                 XCTAssertGreaterThan(results[0].filter { $0 != 0 && $0 != 0.5 }.count, results[0].count / 2,
                                      "\(h)x\(w) m \(m): the transforms wrote most values")
             }
