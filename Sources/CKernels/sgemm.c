@@ -262,6 +262,11 @@ static void gemm_driver(int isa, int m, int n, int k, const float *packed_a,
  * m / MR kernel calls that use it, as much memory traffic as the product itself when they are few.
  */
 #define DIRECT_B_MAX_PANELS 3
+/*
+ * So do products at most this many columns wide (the Winograd blocks' GEMMs): their B rows are already one
+ * contiguous run each, and a packed NR-wide panel would only add zero padding to them.
+ */
+#define DIRECT_B_MAX_COLUMNS 16
 
 /* The driver for B read in place: per NR-wide column panel, every K block, every row panel (C stays in cache). */
 static void gemm_direct(const struct fpn_gemm_impl *im, int m, int n, int k, const float *packed_a,
@@ -290,7 +295,8 @@ void fpn_sgemm_compute(int isa, int m, int n, int k,
                        const float *bias, int relu,
                        float *workspace) {
     const struct fpn_gemm_impl *im = impl_for(isa);
-    if (im->kernel_direct && m > 0 && n > 0 && k > 0 && (m + im->mr - 1) / im->mr <= DIRECT_B_MAX_PANELS) {
+    if (im->kernel_direct && m > 0 && n > 0 && k > 0
+        && ((m + im->mr - 1) / im->mr <= DIRECT_B_MAX_PANELS || n <= DIRECT_B_MAX_COLUMNS)) {
         gemm_direct(im, m, n, k, packed_a, b, ldb, beta, c, ldc, bias, relu);
         return;
     }
