@@ -517,7 +517,6 @@ static T256 void input6_avx2(const struct fpn_winograd *g, const float *x, const
     const size_t plane = (size_t)ldp, hw = (size_t)g->h * g->w;
     for (int l0 = 0; l0 < tb; l0 += 8) {
         const int lanes = tb - l0 < 8 ? tb - l0 : 8;
-        const __m256i live = live8(lanes);
         int ty[8], tx[8];
         for (int l = 0; l < 8; l++) {
             const int t = TILE(tiles, t0, l0 + (l < lanes ? l : 0));
@@ -562,8 +561,14 @@ static T256 void input6_avx2(const struct fpn_winograd *g, const float *x, const
                 BT6_ROWS(col, s6, Y_ADD, Y_SUB, Y_MADD, Y_NMADD, Y_K);
                 for (int i = 0; i < 6; i++) {
                     float *dst = vc + (size_t)(i * 6 + k) * plane;
-                    if (lanes == 8) _mm256_storeu_ps(dst, s6[i]);
-                    else _mm256_maskstore_ps(dst, live, s6[i]);
+                    if (lanes == 8) {
+                        _mm256_storeu_ps(dst, s6[i]);
+                    } else {
+                        /* vmaskmovps stores are microcoded on AMD cores: a partial group through a buffer. */
+                        float part[8];
+                        _mm256_storeu_ps(part, s6[i]);
+                        for (int l = 0; l < lanes; l++) dst[l] = part[l];
+                    }
                 }
             }
         }

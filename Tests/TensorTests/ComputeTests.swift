@@ -156,6 +156,39 @@ final class ComputeTests: XCTestCase {
         }
     }
 
+    /// A conv's GEMM with im2col gathered while packing equals the GEMM on the explicit im2col matrix, bit for bit,
+    /// on every ISA's kernels: stride 2 (AVX-512's even-element gather, whole and partial vectors; a scalar loop on
+    /// the others) and stride 1, padding at both ends, output rows wider and narrower than a panel.
+    func testGatheredIm2colEqualsTheExplicitMatrixOnEveryISA() {
+        var rng = TestRandom(seed: 57)
+        let m = 50
+        for (c, h, w, k, s, p) in [(3, 21, 75, 7, 2, 3), (5, 13, 40, 3, 2, 1), (4, 9, 9, 3, 1, 1), (2, 30, 151, 3, 2, 0)] {
+            let oh = (h + 2 * p - k) / s + 1, ow = (w + 2 * p - k) / s + 1, n = oh * ow, kk = c * k * k
+            let x = rng.floats(c * h * w), a = rng.floats(m * kk)
+            var cols = [Float](repeating: 0, count: kk * n)
+            for ci in 0..<c { for ky in 0..<k { for kx in 0..<k { for oy in 0..<oh { for ox in 0..<ow {
+                let iy = oy * s - p + ky, ix = ox * s - p + kx
+                if iy >= 0 && iy < h && ix >= 0 && ix < w { cols[((ci * k + ky) * k + kx) * n + oy * ow + ox] = x[(ci * h + iy) * w + ix] }
+            } } } } }
+            for isa in [FPN_ISA_GENERIC, FPN_ISA_AVX2, FPN_ISA_AVX512].map({ Int32($0.rawValue) }) where fpn_isa_supported(isa) != 0 {
+                var packed = [Float](repeating: 0, count: fpn_sgemm_packed_a_size(isa, Int32(m), Int32(kk)))
+                fpn_sgemm_pack_a(isa, Int32(m), Int32(kk), a, Int32(kk), &packed)
+                var ws = [Float](repeating: 0, count: fpn_sgemm_workspace_size(isa, Int32(n), Int32(kk)))
+                var gathered = [Float](repeating: .nan, count: m * n), explicit = gathered
+                x.withUnsafeBufferPointer { xp in
+                    var g = fpn_im2col(x: xp.baseAddress, h: Int32(h), w: Int32(w), kh: Int32(k), kw: Int32(k),
+                                       sh: Int32(s), sw: Int32(s), ph: Int32(p), pw: Int32(p), dh: 1, dw: 1,
+                                       ow: Int32(ow), col0: 0)
+                    fpn_sgemm_conv_compute(isa, Int32(m), Int32(n), Int32(kk), packed, &g, 0, &gathered, Int32(n), nil, 0, &ws)
+                }
+                fpn_sgemm_compute(isa, Int32(m), Int32(n), Int32(kk), packed, cols, Int32(n), 0, &explicit, Int32(n), nil, 0, &ws)
+                let differing = zip(gathered, explicit).filter { $0.bitPattern != $1.bitPattern }.count
+                XCTAssertEqual(differing, 0, "isa \(isa) \(c)x\(h)x\(w) k \(k) stride \(s) pad \(p)")
+                XCTAssertGreaterThan(explicit.filter { $0 != 0 && !$0.isNaN }.count, m * n / 2)
+            }
+        }
+    }
+
     /// The per-call left operand (FC layers): A·B with A packed inside the call.
     func testUnpackedProductMatchesTheReference() {
         var rng = TestRandom(seed: 43)
