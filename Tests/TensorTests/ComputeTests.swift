@@ -62,6 +62,10 @@ final class ComputeTests: XCTestCase {
 
     /// The paths this host can run.
     private var runnable: [ComputePath] { ComputePath.allCases.filter { $0.runs(on: .host) } }
+    /// The kernel ISAs this CPU runs (the generic one always).
+    private var supportedISAs: [Int32] {
+        [FPN_ISA_GENERIC, FPN_ISA_AVX2, FPN_ISA_AVX512].map { Int32($0.rawValue) }.filter { fpn_isa_supported($0) != 0 }
+    }
 
     func testEveryPathPassesTheSelfCheck() {
         for p in runnable { XCTAssertLessThan(Compute.selfCheckError(p), 1e-5, p.rawValue) }
@@ -138,7 +142,7 @@ final class ComputeTests: XCTestCase {
     /// A packed left operand is MR-row panels of A's transpose, zero past the last row, on every ISA.
     func testPackedLeftOperandIsThePanelTranspose() {
         var rng = TestRandom(seed: 44)
-        for isa in [FPN_ISA_GENERIC, FPN_ISA_AVX2, FPN_ISA_AVX512].map({ Int32($0.rawValue) }) where fpn_isa_supported(isa) != 0 {
+        for isa in supportedISAs {
             let mr = Int(fpn_sgemm_mr(isa))
             for (m, k) in [(1, 1), (mr - 1, 5), (mr, 17), (mr + 1, 16), (2 * mr + 3, 40)] {
                 let lda = k + 2, a = rng.floats(m * lda)
@@ -170,7 +174,7 @@ final class ComputeTests: XCTestCase {
                 let iy = oy * s - p + ky, ix = ox * s - p + kx
                 if iy >= 0 && iy < h && ix >= 0 && ix < w { cols[((ci * k + ky) * k + kx) * n + oy * ow + ox] = x[(ci * h + iy) * w + ix] }
             } } } } }
-            for isa in [FPN_ISA_GENERIC, FPN_ISA_AVX2, FPN_ISA_AVX512].map({ Int32($0.rawValue) }) where fpn_isa_supported(isa) != 0 {
+            for isa in supportedISAs {
                 var packed = [Float](repeating: 0, count: fpn_sgemm_packed_a_size(isa, Int32(m), Int32(kk)))
                 fpn_sgemm_pack_a(isa, Int32(m), Int32(kk), a, Int32(kk), &packed)
                 var ws = [Float](repeating: 0, count: fpn_sgemm_workspace_size(isa, Int32(n), Int32(kk)))
