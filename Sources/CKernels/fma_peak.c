@@ -49,6 +49,20 @@ static float fma_loop_avx2(long iterations) {
     _mm256_storeu_ps(out, s);
     return out[0] + out[1] + out[2] + out[3] + out[4] + out[5] + out[6] + out[7];
 }
+
+/* vdpbf16ps: 2 bf16 products per fp32 lane, accumulated in fp32 (64 flops per zmm instruction). */
+__attribute__((target("avx512f,avx512bf16")))
+static float bf16_dot_loop(long iterations) {
+    __m512 acc[FMA_CHAINS];
+    const __m512bh a = (__m512bh)_mm512_set1_epi16(0x3f80), b = (__m512bh)_mm512_set1_epi16(0x33d6); /* 1, ~1e-7 */
+    for (int i = 0; i < FMA_CHAINS; i++) acc[i] = _mm512_set1_ps((float)i);
+    for (long it = 0; it < iterations; it++) {
+        for (int i = 0; i < FMA_CHAINS; i++) acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
+    }
+    __m512 s = acc[0];
+    for (int i = 1; i < FMA_CHAINS; i++) s = _mm512_add_ps(s, acc[i]);
+    return _mm512_reduce_add_ps(s);
+}
 #endif
 
 static float fma_loop_generic(long iterations) {
@@ -85,4 +99,26 @@ double fpn_fma_peak_gflops(int isa, double seconds) {
         if (g > best) best = g;
     }
     return best;
+}
+
+double fpn_bf16_rate_ratio(void) {
+#if defined(__x86_64__)
+    if (!fpn_bf16_supported()) return 0;
+    /* Fixed short loops (about a millisecond each), alternated so a frequency change hits both; best of each. */
+    const long iterations = 1 << 17;
+    double best_f32 = 1e30, best_bf16 = 1e30;
+    for (int round = 0; round < 3; round++) {
+        double t0 = now_seconds();
+        fma_peak_sink = fma_loop_avx512(iterations);
+        double t1 = now_seconds();
+        fma_peak_sink = bf16_dot_loop(iterations);
+        double t2 = now_seconds();
+        if (t1 - t0 < best_f32) best_f32 = t1 - t0;
+        if (t2 - t1 < best_bf16) best_bf16 = t2 - t1;
+    }
+    /* Same instruction count: a bf16 instruction does twice an FMA's work. */
+    return best_bf16 > 0 ? 2.0 * best_f32 / best_bf16 : 0;
+#else
+    return 0;
+#endif
 }

@@ -114,6 +114,16 @@ public enum Precision: String, CaseIterable, Sendable {
         }
         return (p, nil)
     }
+
+    /// What bf16 buys on a CPU whose bf16 dot products run at `rateRatio` times its f32 multiply-add rate
+    /// (`Compute.bf16RateRatio`): `slower` when below 1 (Intel cores without AMX issue `vdpbf16ps` at half the
+    /// FMA rate, so bf16 GEMMs lose to f32 there), and one line for `--version` and the warning.
+    public static func bf16Advice(rateRatio: Double) -> (slower: Bool, line: String) {
+        let rate = "bf16 dot products run at \(String(format: "%.2f", rateRatio))x the f32 multiply-add rate (measured)"
+        return rateRatio < 1
+            ? (true, "\(rate): --precision bf16 is slower than f32 on this CPU")
+            : (false, "\(rate): --precision bf16 speeds up the GEMMs on this CPU")
+    }
 }
 
 /// The compute path of this process and why it was chosen.
@@ -198,6 +208,7 @@ public enum Compute {
                                   bf16Supported: Precision.bf16.isSupported, path: path)
         if let w = r.warning { FileHandle.standardError.write(Data(("fpnstream: " + w + "\n").utf8)) }
         chosenPrecision = r.precision
+        if r.precision == .bf16 { warnIfBF16IsSlower() }
         return r.precision
     }
 
@@ -210,7 +221,25 @@ public enum Compute {
         }
         lock.lock(); defer { lock.unlock() }
         chosenPrecision = precision
+        if precision == .bf16 { warnIfBF16IsSlower() }
     }
+
+    /// AVX512_BF16 dot products against AVX-512 f32 FMAs on this CPU, in multiply-adds per second (register-only
+    /// loops, measured once in a few milliseconds), or nil when this CPU or path does not run bf16.
+    public static let bf16RateRatio: Double? = {
+        guard Precision.bf16.runs(bf16Supported: Precision.bf16.isSupported, path: path) else { return nil }
+        let r = fpn_bf16_rate_ratio()
+        return r > 0 ? r : nil
+    }()
+
+    /// The user chose bf16 for speed; say once when this CPU makes it slower (it still runs, as asked).
+    private static func warnIfBF16IsSlower() {
+        guard !warnedBF16, let r = bf16RateRatio else { return }
+        warnedBF16 = true
+        let advice = Precision.bf16Advice(rateRatio: r)
+        if advice.slower { FileHandle.standardError.write(Data(("fpnstream: warning: " + advice.line + "\n").utf8)) }
+    }
+    nonisolated(unsafe) private static var warnedBF16 = false
 
     private static let lock = NSLock()
     nonisolated(unsafe) private static var chosenPrecision: Precision?
@@ -231,8 +260,9 @@ public enum Compute {
         let convs = path.isa == nil ? "im2col + GEMM (no Winograd on OpenBLAS)"
             : Conv2d.winogradByDefault ? "stride-1 3x3 by Winograd F(\(m)x\(m), 3x3), \(direct)others im2col + GEMM"
             : "\(direct)im2col + GEMM (Winograd off)"
+        let bf16 = bf16RateRatio.map { "\nbf16: " + Precision.bf16Advice(rateRatio: $0).line } ?? ""
         return "CPU: \(f.name), \(Parallel.cores) cores; features: \(f.flags.isEmpty ? "none of note" : f.flags)\n\(summary)"
-            + "\nconvolutions: \(convs)"
+            + "\nconvolutions: \(convs)" + bf16
     }
 
     /// The fp32 limit of this machine in GFLOP/s: register-only FMA loops of the widest ISA the CPU has, on every

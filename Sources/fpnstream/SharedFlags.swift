@@ -194,7 +194,7 @@ extension LiveDropPolicy: ExpressibleByArgument {}
 
 /// The GEMM precision, shared by `process`, `tail` and `bench backbone`; applied before a model loads.
 struct ComputeFlags: ParsableArguments {
-    @Option(help: ArgumentHelp("GEMM precision: f32 (default) or bf16 (CPUs with AVX512_BF16; about 2x faster GEMMs, inputs rounded to bfloat16). Same as FPNSTREAM_PRECISION.",
+    @Option(help: ArgumentHelp("GEMM precision: f32 (default) or bf16 (CPUs with AVX512_BF16, inputs rounded to bfloat16: about 2x faster GEMMs on AMD Zen 4, slower on Intel without AMX; `fpnstream --version` says which). Same as FPNSTREAM_PRECISION.",
                                valueName: "f32|bf16"))
     var precision: String?
 

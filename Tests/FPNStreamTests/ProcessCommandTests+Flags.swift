@@ -45,6 +45,9 @@ extension ProcessCommandTests {
             XCTAssertEqual(summary?["type"] as? String, "summary")
             XCTAssertNotNil(summary?["compute"] as? String)
             XCTAssertEqual(summary?["precision"] as? String, "bf16")
+            // Where the CPU's bf16 dot products are slower than its f32 FMAs, the user who asked for bf16 is told.
+            let slower = version.contains("--precision bf16 is slower than f32 on this CPU")
+            XCTAssertEqual(r.stderr.contains("warning: bf16 dot products run at"), slower, r.stderr)
         } else {
             XCTAssertEqual(r.status, 2, r.stderr)
             XCTAssertTrue(r.stderr.contains("precision bf16 needs AVX512_BF16"), r.stderr)

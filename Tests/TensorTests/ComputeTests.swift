@@ -246,6 +246,33 @@ final class BF16Tests: XCTestCase {
         }
     }
 
+    /// Intel cores without AMX issue vdpbf16ps at half the f32 multiply-add rate, Zen 4 at twice it: the advice
+    /// must say which, with the measured figure.
+    func testBF16AdviceFollowsTheMeasuredRate() {
+        let intel = Precision.bf16Advice(rateRatio: 0.49)
+        XCTAssertTrue(intel.slower)
+        XCTAssertTrue(intel.line.hasPrefix("bf16 dot products run at 0.49x"), intel.line)
+        XCTAssertTrue(intel.line.contains("slower than f32"), intel.line)
+        let zen4 = Precision.bf16Advice(rateRatio: 1.98)
+        XCTAssertFalse(zen4.slower)
+        XCTAssertTrue(zen4.line.contains("1.98x") && zen4.line.contains("speeds up"), zen4.line)
+        XCTAssertTrue(Precision.bf16Advice(rateRatio: 0.999).slower)
+        XCTAssertFalse(Precision.bf16Advice(rateRatio: 1.0).slower)
+    }
+
+    /// The probe measures: on a CPU that runs bf16 the ratio is a real rate (the instructions do twice an FMA's
+    /// work, so no current core is outside 0.2x-4x), and `--version` carries the line; elsewhere there is none.
+    func testBF16RateIsMeasuredOnlyWhereBF16Runs() {
+        guard let r = Compute.bf16RateRatio else {
+            XCTAssertFalse(Precision.bf16.runs(bf16Supported: Precision.bf16.isSupported, path: Compute.path))
+            XCTAssertFalse(Compute.description.contains("bf16 dot products"))
+            return
+        }
+        XCTAssertGreaterThan(r, 0.2)
+        XCTAssertLessThan(r, 4)
+        XCTAssertTrue(Compute.description.contains("\nbf16: bf16 dot products run at"), Compute.description)
+    }
+
     func testPrecisionVariableFallsBackToF32WithAWarning() {
         let ok = Precision.resolve(environment: ["FPNSTREAM_PRECISION": "BF16"], bf16Supported: true, path: .avx512)
         XCTAssertEqual(ok.precision, .bf16)

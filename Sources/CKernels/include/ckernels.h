@@ -429,6 +429,13 @@ void fpn_max_windows(int isa, const float *v, int w, long ox0, long count, int k
  */
 double fpn_fma_peak_gflops(int isa, double seconds);
 
+/*
+ * How fast AVX512_BF16 dot products (vdpbf16ps, 2 products per fp32 lane) run against AVX-512 fp32 FMAs on this
+ * core, in multiply-adds per second: about 2 where the CPU issues both at one per cycle (AMD Zen 4), about 0.5 on
+ * Intel cores without AMX. Register-only loops, a few milliseconds; 0 when the CPU lacks AVX512_BF16.
+ */
+double fpn_bf16_rate_ratio(void);
+
 #ifdef __cplusplus
 }
 #endif
