@@ -538,20 +538,23 @@ def cmd_compare(a):
                     bad += not ok
         mi = {i for i, _ in pairs}
         mj = {j for _, j in pairs}
-        explained = []
-        for side, dets, used, other in (("torch", ref, mi, got), ("swift", got, mj, ref)):
-            for idx, d in enumerate(dets):
-                if idx in used:
-                    continue
-                why = explain(d, side, [("torch", ref), ("swift", got)], th, explained)
-                desc = (f"frame {k}: unmatched {side} detection label {d['label']} score {d['score']:.5f} "
-                        f"box [{', '.join(f'{v:.1f}' for v in d['box'])}]")
-                if why:
-                    explained.append(d)
-                    print(f"{desc}: {why}")
-                else:
-                    print(f"{desc}: UNEXPLAINED")
-                    bad += 1
+        unmatched = [(side, d) for side, dets, used in (("torch", ref, mi), ("swift", got, mj))
+                     for idx, d in enumerate(dets) if idx not in used]
+        # Until nothing changes: a cascade on one side is explained by a knife edge found on the other side later.
+        explained, why = [], {}
+        while True:
+            new = [(n, w) for n, (side, d) in enumerate(unmatched) if n not in why
+                   for w in [explain(d, side, [("torch", ref), ("swift", got)], th, explained)] if w]
+            if not new:
+                break
+            for n, w in new:
+                why[n] = w
+                explained.append(unmatched[n][1])
+        for n, (side, d) in enumerate(unmatched):
+            desc = (f"frame {k}: unmatched {side} detection label {d['label']} score {d['score']:.5f} "
+                    f"box [{', '.join(f'{v:.1f}' for v in d['box'])}]")
+            print(f"{desc}: {why.get(n, 'UNEXPLAINED')}")
+            bad += n not in why
         print(f"frame {k}: torch {len(ref)}, swift {len(got)}, matched {len(pairs)}")
     frac_ref = matched / total_ref if total_ref else 1.0
     frac_got = matched / total_got if total_got else 1.0
