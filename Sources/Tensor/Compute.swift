@@ -225,7 +225,7 @@ public enum Compute {
     }
 
     /// AVX512_BF16 dot products against AVX-512 f32 FMAs on this CPU, in multiply-adds per second (register-only
-    /// loops, measured once in a few milliseconds), or nil when this CPU or path does not run bf16.
+    /// loops timed once per process, a few milliseconds), or nil when this CPU or path does not run bf16.
     public static let bf16RateRatio: Double? = {
         guard Precision.bf16.runs(bf16Supported: Precision.bf16.isSupported, path: path) else { return nil }
         let r = fpn_bf16_rate_ratio()
