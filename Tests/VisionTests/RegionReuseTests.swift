@@ -129,4 +129,41 @@ final class RegionReuseTests: XCTestCase {
         XCTAssertEqual(reuse.lastReused[.box], 2)
         XCTAssertEqual(computed, 4, "the last frame reused both regions")
     }
+
+    /// A head whose keyed frame reused less than `minReusedFraction` of its regions stops keying for
+    /// `pauseFrames` frames (the heads then run every region), a probe frame after the pause that still reuses too
+    /// little doubles the pause, and one that reuses enough keys every frame again. The first keyed frame of a
+    /// stream (nothing kept to match) and the other head are not paused.
+    func testLowReusePausesKeyingAndDoublesThePauseWhileItStaysLow() {
+        let reuse = RegionReuse()
+        reuse.denseFrame = { false }
+        let n = 8
+        let boxes = (0..<n).map { i in Box(x1: Float(i), y1: 0, x2: Float(i) + 4, y2: 4) }
+        var values = [Float](repeating: 0, count: n)
+        /// One frame whose first `change` regions' pooled features change; false when the box head did not key.
+        func frame(change: Int) -> Bool {
+            for i in 0..<change { values[i] += 1 }
+            reuse.beginFrame()
+            guard reuse.keys(.box) else { return false }
+            let pooled = Tensor(shape: [n, 1, 1, 2], data: (0..<n).flatMap { [Float($0), values[$0]] })
+            _ = reuse.outputs(.box, keys: reuse.keys(boxes, labels: nil, pooled: pooled), width: 1) { $0.map(Float.init) }
+            return true
+        }
+        XCTAssertTrue(frame(change: n), "the first frame keys")
+        XCTAssertTrue(frame(change: n), "and gives no verdict: nothing was kept to match")
+        XCTAssertEqual(reuse.lastReused[.box], 0, "0 of 8 reused: below the bound")
+        let pause = RegionReuse.pauseFrames
+        for i in 0..<pause { XCTAssertFalse(frame(change: 0), "paused frame \(i)") }
+        XCTAssertTrue(reuse.keys(.mask), "the mask head keys on")
+        XCTAssertTrue(frame(change: n - 1), "the probe after the pause keys")
+        XCTAssertEqual(reuse.lastReused[.box], 1, "1 of 8: still below the bound")
+        for i in 0..<(2 * pause) { XCTAssertFalse(frame(change: 0), "doubled pause, frame \(i)") }
+        XCTAssertTrue(frame(change: n - 2), "the next probe keys")
+        XCTAssertEqual(reuse.lastReused[.box], 2, "2 of 8: at the bound, not below")
+        XCTAssertTrue(frame(change: n), "so keying goes on every frame")
+        XCTAssertEqual(reuse.lastReused[.box], 0)
+        for i in 0..<pause { XCTAssertFalse(frame(change: 0), "the pause starts short again, frame \(i)") }
+        XCTAssertTrue(frame(change: 0))
+        XCTAssertEqual(reuse.lastReused[.box], n, "rows kept before a pause still match after it")
+    }
 }

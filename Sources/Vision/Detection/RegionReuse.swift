@@ -9,6 +9,13 @@ import Tensor
 ///
 /// Pooled features are compared through a 128-bit digest of their bit patterns (`Ops.rowDigest`, the row read once,
 /// nothing copied): equal digests are taken as equal rows.
+///
+/// Keying costs a digest of every pooled row, a lookup and a copy per region, and a gather of the regions to compute:
+/// about a quarter of the box head's time. Where few regions keep their bits (sensor noise or re-coding reaching
+/// the tiles under most proposals), that is all loss, so a head whose keyed frame reused less than
+/// `minReusedFraction` of its regions pauses keying for `pauseFrames` frames, doubling up to `maxPauseFrames` while
+/// the frames after each pause still reuse too little. The decision depends on the frames' content only, so a run
+/// is reproducible.
 public final class RegionReuse: @unchecked Sendable {
     /// Regions of one head kind (`box`: proposals → class logits and box deltas; `mask`: detections → the mask
     /// probabilities of their label).
@@ -40,6 +47,15 @@ public final class RegionReuse: @unchecked Sendable {
     public private(set) var lastReused: [Head: Int] = [:], lastComputed: [Head: Int] = [:]
     /// Whether this frame keys its regions (`beginFrame`); when false the heads run every region as without reuse.
     public private(set) var active = true
+    /// A keyed frame that reused less than this fraction of a head's regions pauses that head's keying.
+    public static let minReusedFraction = 0.25
+    /// Frames a head skips keying after its first frame below `minReusedFraction`; each further such frame right
+    /// after a pause doubles it, up to `maxPauseFrames`.
+    public static let pauseFrames = 8, maxPauseFrames = 64
+    /// Per head: frames left to skip keying, and the next pause's length.
+    private var pause: [Head: (left: Int, next: Int)] = [:]
+    /// Heads whose keying this frame skips.
+    private var paused: Set<Head> = []
     /// Asked by `beginFrame` whether the frame's pyramid was computed densely (a refresh or the temporal cache's
     /// frame-level fall-back); nil: never.
     public var denseFrame: (() -> Bool)?
@@ -48,7 +64,13 @@ public final class RegionReuse: @unchecked Sendable {
     public init() {}
 
     /// Forgets every kept region (a new stream or size).
-    public func reset() { kept.removeAll(); lastReused.removeAll(); lastComputed.removeAll(); lastDense = false }
+    public func reset() {
+        kept.removeAll(); lastReused.removeAll(); lastComputed.removeAll(); pause.removeAll(); paused.removeAll()
+        lastDense = false
+    }
+
+    /// Whether this frame keys the regions of `head` (it is active and the head's keying is not paused).
+    public func keys(_ head: Head) -> Bool { active && !paused.contains(head) }
 
     /// Starts a frame, after its backbone ran. A dense frame after a dense frame (a moving camera, a scene cut)
     /// matches next to nothing of the last one, and the next frame is most likely dense too: such frames skip the
@@ -59,6 +81,11 @@ public final class RegionReuse: @unchecked Sendable {
         active = !(dense && lastDense)
         lastDense = dense
         if !active { kept.removeAll(keepingCapacity: true) }
+        paused.removeAll(keepingCapacity: true)
+        for (head, p) in pause where p.left > 0 {
+            paused.insert(head)
+            pause[head] = (p.left - 1, p.next)
+        }
     }
 
     /// Counts `count` regions of `head` computed without keys (an inactive frame).
@@ -115,6 +142,15 @@ public final class RegionReuse: @unchecked Sendable {
         kept[head] = next
         lastReused[head] = keys.count - misses.count
         lastComputed[head] = misses.count
+        let length = pause[head]?.next ?? Self.pauseFrames
+        if previous.index.isEmpty {
+            // Nothing was kept to match (a new stream, or after a dense run): no verdict.
+        } else if Double(keys.count - misses.count) < Self.minReusedFraction * Double(keys.count) {
+            // Rows kept now stay valid through the pause: a key is the exact box and pooled bits.
+            pause[head] = (length, min(Self.maxPauseFrames, length * 2))
+        } else {
+            pause[head] = nil
+        }
         return out
     }
 }

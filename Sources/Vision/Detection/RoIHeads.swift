@@ -120,7 +120,7 @@ final class RoIHeads: @unchecked Sendable {
         guard !proposals.isEmpty else { return RawDetections() }
         let k = numClasses
         let x = pool(boxPooler, levels, boxes: proposals, geometry: g, ws: ws)
-        guard let reuse, reuse.active else {
+        guard let reuse, reuse.keys(.box) else {
             reuse?.computedWithoutKeys(.box, count: proposals.count)
             let (logits, deltas) = boxOutputs(x, ws: ws)
             defer { ws.release(logits); ws.release(deltas) }
@@ -254,7 +254,7 @@ final class RoIHeads: @unchecked Sendable {
                ws: Workspace, reuse: RegionReuse? = nil) -> [Float] {
         guard maskConvs != nil, !raw.boxes.isEmpty else { return [] }
         let x = pool(maskPooler, levels, boxes: raw.boxes, geometry: g, ws: ws)
-        guard let reuse, reuse.active else {
+        guard let reuse, reuse.keys(.mask) else {
             reuse?.computedWithoutKeys(.mask, count: raw.boxes.count)
             return maskProbabilities(x, labels: raw.labels, ws: ws)
         }
