@@ -29,7 +29,7 @@ public final class TemporalClipRun {
     private(set) var offTotalMs: [Double] = [], deltaTotalMs: [Double] = []  // whole detector
     private(set) var errors: [[Double]] = []
     private(set) var levelNames: [String] = []
-    private(set) var fractions: [Double] = [], tileFractions: [Double] = []
+    private(set) var fractions: [Double] = [], tileFractions: [Double] = [], kernelFractions: [Double] = []
     private(set) var agreements: [DetectionAgreement] = []
     /// `--noise-floor`: dense on the dithered frame vs dense, per frame.
     public var noiseFloor = false
@@ -116,6 +116,7 @@ public final class TemporalClipRun {
         errors.append(e)
         fractions.append(cache.lastStats.recomputedFraction)
         tileFractions.append(cache.lastStats.tileFraction)
+        kernelFractions.append(cache.lastStats.kernelFraction)
         let st = cache.lastStats
         if st.frameFallback { fallbacks += 1 }
         if !st.refreshed {
@@ -208,8 +209,9 @@ public final class TemporalClipRun {
                          mean(offTotalMs), mean(deltaTotalMs), Benchmark.median(offTotalMs), Benchmark.median(deltaTotalMs),
                          offTotalMs.reduce(0, +) / deltaTotalMs.reduce(0, +)))
         }
-        print(String(format: "recomputed: mean %.3f of dense conv FLOPs, %.3f of output tiles (all conv layers)",
-                     mean(fractions), mean(tileFractions)))
+        print(String(format: "recomputed: mean %.3f of dense conv FLOPs, %.3f of output tiles (all conv layers); the "
+                     + "kernels ran %.3f of the dense FLOPs (whole Winograd blocks)",
+                     mean(fractions), mean(tileFractions), mean(kernelFractions)))
         if !convMs.isEmpty {
             print(String(format: "delta frames (no refresh): median %.1f ms in conv GEMMs, %.1f ms cache overhead (compare, "
                          + "copy; output gating %.1f, committing %.2f of its tiles); stem input tiles changed: median %.3f; "

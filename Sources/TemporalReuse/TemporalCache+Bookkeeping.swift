@@ -188,6 +188,7 @@ extension TemporalCache {
         lastStats.recomputedTiles += s.outputGrid.count
         profile?.lastLayerTiles[layer.index, default: 0] += s.outputGrid.count
         lastStats.flops += flops
+        lastStats.kernelFlops += flops
         if out.storage === s.output.storage { register(s, tiles: nil) }
         return out
     }

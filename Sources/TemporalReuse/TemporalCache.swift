@@ -160,14 +160,14 @@ public final class TemporalCache: ConvolutionRunner {
     /// a probe); one below `calmFraction` clears it.
     func learnBusy(from last: TemporalFrameStats) {
         guard learnsBusyScenes, !last.refreshed, !last.frameFallback, last.denseFlops > 0 else { return }
-        if last.recomputedFraction >= Self.busyFraction && last.inputChangedFraction > 0 {
+        if last.kernelFraction >= Self.busyFraction && last.inputChangedFraction > 0 {
             if let limit = busyLimit {
                 busyProbeInterval = min(Self.busyProbeMax, busyProbeInterval * 2)
                 busyLimit = min(limit, last.inputChangedFraction)
             } else {
                 busyLimit = last.inputChangedFraction
             }
-        } else if last.recomputedFraction < Self.calmFraction {
+        } else if last.kernelFraction < Self.calmFraction {
             busyLimit = nil
             busyProbeInterval = Self.busyProbe
         }
@@ -420,6 +420,7 @@ public final class TemporalCache: ConvolutionRunner {
             // Past break-even: dense from the kept input (which now equals the new input wherever it mattered).
             lastStats.denseLayers += 1
             lastStats.flops += layerFlops
+            lastStats.kernelFlops += layerFlops
             let out = target
             conv.forward(s.keptInput ?? input, residual: residualKept, into: out, workspace: workspace)
             // A depthwise conv's dense and tile passes sum in the same order, and an exact layer's input is
@@ -437,6 +438,8 @@ public final class TemporalCache: ConvolutionRunner {
         var pixels = 0
         for t in tiles { let r = og.rect(t); pixels += r.rows.count * r.cols.count }
         lastStats.flops += layerFlops * Double(pixels) / Double(og.height * og.width)
+        lastStats.kernelFlops += layerFlops * Double(conv.tilePassPixels(s.keptInput ?? input, tiles: tiles, grid: og))
+            / Double(og.height * og.width)
         if let gate, !s.depthwise, input.n == 1 {
             let committed = gatedPass(s, layer: layer, tiles: tiles, input: input, residual: residualKept, gate: gate,
                                       gating: &gating, workspace: workspace)

@@ -99,6 +99,9 @@ public struct TemporalFrameStats: Equatable, Sendable {
     public var recomputedTiles = 0, totalTiles = 0
     /// Conv FLOPs spent / FLOPs of a dense pass (tile FLOPs counted by output pixels).
     public var flops = 0.0, denseFlops = 0.0
+    /// Conv FLOPs the kernels ran: `flops`, but a Winograd tile pass counts every output block its tiles touch
+    /// (2x2 tiles scattered over F(4x4, 3x3) blocks run up to 4x their pixels).
+    public var kernelFlops = 0.0
     /// Whether the frame was a scheduled dense pass (first frame, refresh or keyframe).
     public var refreshed = false
     /// Whether the frame-level fall-back ran this frame densely (stem changed fraction > `frameFallback`).
@@ -118,6 +121,9 @@ public struct TemporalFrameStats: Equatable, Sendable {
     public var gemmCalls: Int { denseLayers + tiledLayers }
     /// Recomputed fraction of the conv work (FLOP-weighted; 1 for a dense frame, 0 for a reused one).
     public var recomputedFraction: Double { denseFlops > 0 ? flops / denseFlops : 0 }
+    /// Fraction of a dense pass's conv FLOPs the kernels ran (`kernelFlops`; 1 for a dense frame): what a delta
+    /// frame's convs cost, where `recomputedFraction` is what they had to recompute.
+    public var kernelFraction: Double { denseFlops > 0 ? kernelFlops / denseFlops : 0 }
     /// Recomputed fraction of output tiles over all conv layers (unweighted).
     public var tileFraction: Double { totalTiles > 0 ? Double(recomputedTiles) / Double(totalTiles) : 0 }
 }

@@ -154,6 +154,28 @@ extension Conv2d {
     /// Whether this convolution's Winograd form computes a dense pass on input `x`.
     func runsWinograd(_ x: Tensor) -> Bool { runsWinograd(shape: x.shape) }
 
+    /// Output pixels per image that a tile-restricted pass over `tiles` of `grid` (the output grid) computes on
+    /// input `x`: the tiles' pixels, or with the Winograd form every F(m x m) output block they touch (clipped to
+    /// the output), which is what its GEMMs run on.
+    public func tilePassPixels(_ x: Tensor, tiles: [Int], grid: TileGrid) -> Int {
+        guard runsWinograd(x), let m = winograd?.m else {
+            return tiles.reduce(0) { n, t in let r = grid.rect(t); return n + r.rows.count * r.cols.count }
+        }
+        let bw = (grid.width + m - 1) / m, bh = (grid.height + m - 1) / m
+        var covered = [Bool](repeating: false, count: bw * bh)
+        var pixels = 0
+        for t in tiles {
+            let r = grid.rect(t)
+            for by in (r.rows.lowerBound / m)...((r.rows.upperBound - 1) / m) {
+                for bx in (r.cols.lowerBound / m)...((r.cols.upperBound - 1) / m) where !covered[by * bw + bx] {
+                    covered[by * bw + bx] = true
+                    pixels += (min(grid.height, (by + 1) * m) - by * m) * (min(grid.width, (bx + 1) * m) - bx * m)
+                }
+            }
+        }
+        return pixels
+    }
+
     /// Whether this convolution's Winograd form computes a dense pass on an input of shape `[n, c, h, w]`.
     public func runsWinograd(shape: [Int]) -> Bool {
         guard usesWinograd, winogradEligible, shape.count == 4 else { return false }

@@ -376,6 +376,32 @@ final class WinogradConvTests: XCTestCase {
     }
 
     /// The start-up self-check passes on this host's path, and the decision honours the variable and a failed check.
+    /// A tile pass counts the pixels its GEMMs run on: the tiles' own pixels for a direct conv, every Winograd
+    /// output block the tiles touch (clipped to the output) for a Winograd conv.
+    func testTilePassPixelsCountTheWinogradBlocksTheTilesTouch() throws {
+        var rng = TestRandom(seed: 77)
+        let x = rng.tensor([1, 16, 30, 22])          // output 30x22: blocks of 4 clip at the bottom (2) and right (2)
+        let conv3 = Conv2d(weight: rng.tensor([16, 16, 3, 3]), bias: nil, padding: Size2(1, 1))
+        let conv1 = Conv2d(weight: rng.tensor([16, 16, 1, 1]), bias: nil)
+        let grid = TileGrid(height: 30, width: 22, tile: Size2(2, 2))   // 15 x 11 tiles
+        let tile = { (ty: Int, tx: Int) in ty * grid.columns + tx }
+        XCTAssertEqual(conv1.tilePassPixels(x, tiles: [tile(0, 0), tile(7, 5), tile(14, 10)], grid: grid), 12)
+        guard conv3.runsWinograd(x), let m = conv3.winograd?.m else {
+            throw XCTSkip("no Winograd form on this compute path")
+        }
+        XCTAssertEqual(conv3.tilePassPixels(x, tiles: [], grid: grid), 0)
+        if m == 4 {
+            XCTAssertEqual(conv3.tilePassPixels(x, tiles: [tile(0, 0)], grid: grid), 16, "one 2x2 tile: one 4x4 block")
+            XCTAssertEqual(conv3.tilePassPixels(x, tiles: [tile(0, 0), tile(1, 1)], grid: grid), 16, "both in the block")
+            XCTAssertEqual(conv3.tilePassPixels(x, tiles: [tile(0, 0), tile(0, 2)], grid: grid), 32, "two blocks")
+            XCTAssertEqual(conv3.tilePassPixels(x, tiles: [tile(14, 10)], grid: grid), 4, "the corner block is 2x2")
+            XCTAssertEqual(conv3.tilePassPixels(x, tiles: [tile(14, 0)], grid: grid), 8, "the bottom row's are 2x4")
+        } else {
+            XCTAssertEqual(conv3.tilePassPixels(x, tiles: [tile(0, 0), tile(1, 1)], grid: grid), 8, "F(2x2): the tiles")
+        }
+        XCTAssertEqual(conv3.tilePassPixels(x, tiles: Array(0..<grid.count), grid: grid), 30 * 22, "all: the output")
+    }
+
     func testWinogradSelfCheckAndDecision() {
         if Compute.path != .openblas {
             XCTAssertLessThan(Conv2d.winogradSelfCheckError(), 1e-5)
