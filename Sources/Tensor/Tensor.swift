@@ -22,16 +22,16 @@ public final class TensorStorage: @unchecked Sendable {
         let bytes = max(capacity, 1) * 4
         #if os(Linux)
         if bytes >= Self.hugePageBytes {
-            // Feature maps of a few MB and up (kept state of the temporal cache, workspace buffers): 2 MB-aligned
-            // and marked for transparent huge pages (the kernel's default here is `madvise`), so first touch
-            // faults once per 2 MB instead of per 4 KB (measured: 1.2 GB touched in 0.1 s instead of 0.7 s) and
-            // the scattered tile rows of the delta update (one per channel plane) miss the TLB less.
+            // Feature maps of a few MB and up (kept state of the temporal cache, workspace buffers): 2 MB-aligned,
+            // so a kernel that backs memory with transparent huge pages can. Marking them (`madvise`, the
+            // kernel's usual THP mode) is opt-in: a huge page's first touch zeroes 2 MB, which on a virtual
+            // machine can cost more than the fewer TLB misses save (docs/tensor.md).
             var raw: UnsafeMutableRawPointer?
             let rounded = (bytes + Self.hugePageBytes - 1) / Self.hugePageBytes * Self.hugePageBytes
             guard posix_memalign(&raw, Self.hugePageBytes, rounded) == 0, let raw else {
                 fatalError("out of memory allocating \(bytes) bytes for a tensor")
             }
-            _ = madvise(raw, rounded, MADV_HUGEPAGE)
+            if Self.marksHugePages { _ = madvise(raw, rounded, MADV_HUGEPAGE) }
             base = raw.bindMemory(to: Float.self, capacity: max(capacity, 1))
             hugePages = true
             return
@@ -44,6 +44,23 @@ public final class TensorStorage: @unchecked Sendable {
 
     /// Buffers of at least this many bytes are allocated on huge-page boundaries (Linux).
     static let hugePageBytes = 2 << 20
+
+    /// Whether this process marks its large buffers for transparent huge pages (`hugePagesDecision` on the
+    /// environment); the warning, if any, went to stderr once.
+    public static let marksHugePages: Bool = {
+        let d = hugePagesDecision(environment: ProcessInfo.processInfo.environment)
+        if let w = d.warning { FileHandle.standardError.write(Data(("fpnstream: " + w + "\n").utf8)) }
+        return d.enabled
+    }()
+
+    /// On when `FPNSTREAM_HUGEPAGES` is `on`; off when it is unset or `off`; any other value warns and stays off.
+    static func hugePagesDecision(environment: [String: String]) -> (enabled: Bool, warning: String?) {
+        switch environment["FPNSTREAM_HUGEPAGES"]?.lowercased() ?? "" {
+        case "on": return (true, nil)
+        case "", "off": return (false, nil)
+        case let other: return (false, "FPNSTREAM_HUGEPAGES=\(other) is not a setting (on, off); huge pages stay off")
+        }
+    }
     /// Allocated by `posix_memalign` (freed with `free`).
     private let hugePages: Bool
 

@@ -1,3 +1,4 @@
+import Foundation
 import TestSupport
 import XCTest
 @testable import Tensor
@@ -65,5 +66,44 @@ final class WorkspaceTests: XCTestCase {
         XCTAssertTrue(a.storage === b.storage)
         XCTAssertNotEqual(a.generation, a.storage.generation)   // checkValid() on `a` would trap
         XCTAssertEqual(b.generation, b.storage.generation)
+    }
+
+    /// `FPNSTREAM_HUGEPAGES`: on marks large buffers for transparent huge pages, unset or off does not, any other
+    /// value warns and stays off.
+    func testHugePagesDecision() {
+        XCTAssertEqual(TensorStorage.hugePagesDecision(environment: [:]).enabled, false)
+        XCTAssertNil(TensorStorage.hugePagesDecision(environment: [:]).warning)
+        XCTAssertEqual(TensorStorage.hugePagesDecision(environment: ["FPNSTREAM_HUGEPAGES": "ON"]).enabled, true)
+        XCTAssertEqual(TensorStorage.hugePagesDecision(environment: ["FPNSTREAM_HUGEPAGES": "off"]).enabled, false)
+        let typo = TensorStorage.hugePagesDecision(environment: ["FPNSTREAM_HUGEPAGES": "yes"])
+        XCTAssertFalse(typo.enabled)
+        XCTAssertEqual(typo.warning, "FPNSTREAM_HUGEPAGES=yes is not a setting (on, off); huge pages stay off")
+    }
+
+    /// A large buffer's mapping carries the kernel's huge-page advice (`hg` in /proc/self/smaps) exactly when this
+    /// process marks huge pages.
+    func testLargeBuffersAreMarkedForHugePagesOnlyWhenOn() throws {
+        #if os(Linux)
+        let storage = TensorStorage(capacity: 3 << 20)   // 12 MB
+        let address = UInt(bitPattern: storage.base)
+        // procfs files report size 0: read to the end instead of by size.
+        let file = try XCTUnwrap(FileHandle(forReadingAtPath: "/proc/self/smaps"))
+        let smaps = String(decoding: file.readDataToEndOfFile(), as: UTF8.self)
+        var inMapping = false, flags: String?
+        for line in smaps.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            if let range = fields.first, range.contains("-"), fields.count >= 5 {
+                let ends = range.split(separator: "-").compactMap { UInt($0, radix: 16) }
+                inMapping = ends.count == 2 && ends[0] <= address && address < ends[1]
+            } else if inMapping, line.hasPrefix("VmFlags:") {
+                flags = String(line)
+                break
+            }
+        }
+        let vmFlags = try XCTUnwrap(flags, "no mapping holds the buffer")
+        XCTAssertEqual(vmFlags.split(separator: " ").contains("hg"), TensorStorage.marksHugePages, vmFlags)
+        #else
+        throw XCTSkip("Linux only")
+        #endif
     }
 }
