@@ -33,13 +33,13 @@ public final class TensorStorage: @unchecked Sendable {
             }
             if Self.marksHugePages { _ = madvise(raw, rounded, MADV_HUGEPAGE) }
             base = raw.bindMemory(to: Float.self, capacity: max(capacity, 1))
-            hugePages = true
+            memaligned = true
             return
         }
         #endif
         let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
         base = raw.bindMemory(to: Float.self, capacity: max(capacity, 1))
-        hugePages = false
+        memaligned = false
     }
 
     /// Buffers of at least this many bytes are allocated on huge-page boundaries (Linux).
@@ -61,12 +61,13 @@ public final class TensorStorage: @unchecked Sendable {
         case let other: return (false, "FPNSTREAM_HUGEPAGES=\(other) is not a setting (on, off); huge pages stay off")
         }
     }
+
     /// Allocated by `posix_memalign` (freed with `free`).
-    private let hugePages: Bool
+    private let memaligned: Bool
 
     deinit {
         #if os(Linux)
-        if hugePages { free(base); return }
+        if memaligned { free(base); return }
         #endif
         UnsafeMutableRawPointer(base).deallocate()
     }
