@@ -47,7 +47,7 @@ public final class TensorStorage: @unchecked Sendable {
 
     /// Whether this process marks its large buffers for transparent huge pages (`hugePagesDecision` on the
     /// environment); the warning, if any, went to stderr once.
-    public static let marksHugePages: Bool = {
+    static let marksHugePages: Bool = {
         let d = hugePagesDecision(environment: ProcessInfo.processInfo.environment)
         if let w = d.warning { FileHandle.standardError.write(Data(("fpnstream: " + w + "\n").utf8)) }
         return d.enabled
