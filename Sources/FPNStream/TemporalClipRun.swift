@@ -38,7 +38,7 @@ public final class TemporalClipRun {
     // cache internals of the delta frames (not refreshes): GEMM vs own time, stem changed fraction, per-layer tiles
     private(set) var convMs: [Double] = [], overheadMs: [Double] = [], gateMs: [Double] = [], commitFractions: [Double] = [], inputFractions: [Double] = []
     private(set) var fallbacks = 0, layerFrames = 0
-    private var layerTiles: [Int: Int] = [:], layerCommitted: [Int: Int] = [:]
+    private var layerTiles: [Int: Int] = [:], layerCommitted: [Int: Int] = [:], layerDense: [Int: Int] = [:]
     private var layerSeconds: [Int: Double] = [:], layerConvSeconds: [Int: Double] = [:]
 
     /// Throws `TemporalConfigError` when `settings.layerThresholds` names a layer the model does not have.
@@ -70,7 +70,7 @@ public final class TemporalClipRun {
             for mode in (n % 2 == 0 ? [0, 1] : [1, 0]) {
                 let state = mode == 0 ? offState! : deltaState!
                 let t0 = Benchmark.now()
-                let dets = d.detect(image, state: state)
+                let dets = d.detectPanoptic(image, state: state).detections
                 let total = (Benchmark.now() - t0) * 1e3
                 let backbone = state.timingsMs["backbone"] ?? total
                 if mode == 0 { offDets = dets; offMs.append(backbone); offTotalMs.append(total) }
@@ -127,6 +127,7 @@ public final class TemporalClipRun {
         if !st.refreshed && !st.frameFallback {
             for (i, t) in cache.profile!.lastLayerTiles { layerTiles[i, default: 0] += t }
             for (i, t) in cache.profile!.lastLayerCommitted { layerCommitted[i, default: 0] += t }
+            for (i, t) in cache.profile!.lastLayerDense { layerDense[i, default: 0] += t }
             for (i, t) in cache.profile!.lastLayerSeconds { layerSeconds[i, default: 0] += t }
             for (i, t) in cache.profile!.lastLayerConvSeconds { layerConvSeconds[i, default: 0] += t }
             layerFrames += 1
@@ -155,8 +156,8 @@ public final class TemporalClipRun {
         if n < offTotalMs.count {
             s += String(format: "\"off_detector_ms\":%.2f,\"delta_detector_ms\":%.2f,", offTotalMs[n], deltaTotalMs[n])
         }
-        s += String(format: "\"recomputed\":%.4f,\"recomputed_tiles\":%.4f,\"refreshed\":%@,\"input_changed\":%.4f,\"frame_fallback\":%@,",
-                    fractions[n], tileFractions[n], cache.lastStats.refreshed ? "true" : "false",
+        s += String(format: "\"recomputed\":%.4f,\"kernel_fraction\":%.4f,\"recomputed_tiles\":%.4f,\"refreshed\":%@,\"input_changed\":%.4f,\"frame_fallback\":%@,",
+                    fractions[n], cache.lastStats.kernelFraction, tileFractions[n], cache.lastStats.refreshed ? "true" : "false",
                     cache.lastStats.inputChangedFraction, cache.lastStats.frameFallback ? "true" : "false")
         if n < agreements.count {
             let a = agreements[n]
@@ -175,22 +176,19 @@ public final class TemporalClipRun {
     /// `--layers`: mean recomputed tile fraction of each backbone conv over the frames run by tiles.
     public func layerReport() {
         guard layerFrames > 0 else { print("no delta frame ran by tiles"); return }
-        let convs: [ConvLayer]
-        switch subject {
-        case .detector(let d, _): convs = d.backbone.convLayers
-        case .backbone(let b, _): convs = b.convLayers
-        case .centerFace(_, let d, _): convs = d.network.convLayers
-        }
-        print("recomputed tile fraction per conv layer (mean of \(layerFrames) delta frames):")
-        for l in convs {
-            guard let total = cache.profile!.layerTileCounts[l.index], total > 0 else { continue }
-            let committed = layerCommitted[l.index].map {
-                String(format: ", committed %.2f of them", Double($0) / Double(max(layerTiles[l.index] ?? 0, 1)))
+        let profile = cache.profile!
+        print("recomputed tile fraction per conv layer, backbone and heads (mean of \(layerFrames) delta frames):")
+        for index in profile.layerKeys.keys.sorted() {
+            guard let key = profile.layerKeys[index], let total = profile.layerTileCounts[index], total > 0 else { continue }
+            let committed = layerCommitted[index].map {
+                String(format: ", committed %.2f of them", Double($0) / Double(max(layerTiles[index] ?? 0, 1)))
             } ?? ""
-            print(String(format: "  %-42@ %.3f of %d tiles, %.1f ms (GEMM %.1f)%@", l.key,
-                         Double(layerTiles[l.index] ?? 0) / Double(layerFrames * total), total,
-                         (layerSeconds[l.index] ?? 0) * 1e3 / Double(layerFrames), (layerConvSeconds[l.index] ?? 0) * 1e3 / Double(layerFrames),
-                         committed as NSString))
+            let runs = layerFrames * (profile.layerInstances[index] ?? 1)
+            let dense = layerDense[index].map { String(format: ", dense in %.0f%% of its runs", 100 * Double($0) / Double(runs)) } ?? ""
+            print(String(format: "  %-42@ %.3f of %d tiles, %.1f ms (GEMM %.1f)%@%@", key,
+                         Double(layerTiles[index] ?? 0) / Double(layerFrames * total), total,
+                         (layerSeconds[index] ?? 0) * 1e3 / Double(layerFrames), (layerConvSeconds[index] ?? 0) * 1e3 / Double(layerFrames),
+                         committed as NSString, dense as NSString))
         }
     }
 

@@ -184,6 +184,7 @@ extension TemporalCache {
         }
         lastStats.convSeconds += Benchmark.now() - t0
         lastStats.denseLayers += 1
+        profile?.lastLayerDense[layer.index, default: 0] += 1
         lastStats.totalTiles += s.outputGrid.count
         lastStats.recomputedTiles += s.outputGrid.count
         profile?.lastLayerTiles[layer.index, default: 0] += s.outputGrid.count

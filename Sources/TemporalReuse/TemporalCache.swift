@@ -82,11 +82,15 @@ public final class TemporalCache: ConvolutionRunner {
     var skipKeptCopies = false, stale = false
 
     /// Busy scenes: a delta frame that still recomputed this fraction of the dense work or more cost about a dense
-    /// pass plus its compares and copies. After one, frames whose input changed at least as much as that frame's
-    /// take the frame-level fall-back too (`busyLimit`), and every `busyProbe` such frames one runs delta again to
-    /// see whether the scene calmed down: busy again doubles the interval, up to `busyProbeMax`; below
-    /// `calmFraction` clears the limit; in between keeps it.
+    /// pass plus its compares and copies. After one, frames whose input changed at least `busyInputShare` as much
+    /// as that frame's take the frame-level fall-back too (`busyLimit`), and every `busyProbe` such frames one runs
+    /// delta again to see whether the scene calmed down: busy again doubles the interval, up to `busyProbeMax`;
+    /// below `calmFraction` clears the limit; in between keeps it.
     public static let busyFraction = 0.8, calmFraction = 0.6
+    /// A busy scene's input change varies from frame to frame (vtest.avi, frames two apart: 11-16% of the image);
+    /// a frame a little calmer than the busy one reaches most of the network just the same, and running it by
+    /// delta costs a resync pass plus a delta pass above break-even. Only a clearly calmer frame probes early.
+    static let busyInputShare = 0.5
     static let busyProbe = 8, busyProbeMax = 64
     /// The input change fraction at or above which frames fall back (nil: only `settings.frameFallback`).
     public private(set) var busyLimit: Double?
@@ -104,6 +108,19 @@ public final class TemporalCache: ConvolutionRunner {
     /// scattered tile rows are memory-bound: CenterFace 2x on vtest.avi, `bench temporal --layers`, the tile pass
     /// cost as much as the dense one at 12-24% of the tiles, stride-1 and stride-2 depthwise alike).
     static let depthwiseDenseFraction = 0.15
+
+    /// A cheap leaf: a conv whose output no conv or spatial op of this cache reads (a head's last layer: the
+    /// RPN's objectness and box deltas) and whose dense pass costs less than this many FLOPs per output tile.
+    /// Comparing its input with a kept copy, copying the changed tiles and gathering them for a tile pass cost more
+    /// than the conv itself (the RPN's 1x1 outputs, 3 and 12 channels: 1.2 ms each on vtest.avi's delta frames,
+    /// against ~0.1 ms for a dense pass). Reading a kept output of this cache, it turns exact (no compare, no
+    /// copy), and it runs densely whenever any of its tiles changed: nothing in the cache reads its output, so
+    /// no later layer recomputes more for it.
+    static let cheapLeafTileFlops = 32_768.0
+
+    func isCheapLeaf(_ s: LayerState, flops: Double) -> Bool {
+        s.readerThresholds.isEmpty && s.opReaders.isEmpty && flops < Self.cheapLeafTileFlops * Double(s.outputGrid.count)
+    }
 
     /// Adaptive output gating: a gated conv that, over at least `gateProbeTiles` recomputed tiles since its last
     /// dense pass, committed this fraction of them or more stops comparing until its next dense pass (refresh) and
@@ -241,6 +258,10 @@ public final class TemporalCache: ConvolutionRunner {
                           flops: layerFlops, workspace: workspace)
         }
         noteFrameReads(s, key: key, layer: layer, isStem: isStem, input: input, residual: residual)
+        if !isStem, !s.exact, owner(of: input) != nil, producedInfo(input) != nil, isCheapLeaf(s, flops: layerFlops) {
+            s.exact = true
+            s.keptInput = nil
+        }
         guard !denseThisFrame, markChanges(s, layer: layer, isStem: isStem, input: input, residual: residual) else {
             return dense(layer, instance, s, input: input, residual: residual, flops: layerFlops,
                          rms: denseThisFrame && lastStats.refreshed, workspace: workspace)
@@ -269,7 +290,11 @@ public final class TemporalCache: ConvolutionRunner {
                                sharedResidual: residualExact ? nil : residual.flatMap { sharedCopy(of: $0, grid: og)?.kept },
                                conv: conv, tile: tile, exact: exact, residualExact: residualExact,
                                closed: inClosedGraph, readsFrame: isStem)
-        if layers[key] == nil { profile?.layerTileCounts[layer.index, default: 0] += state.outputGrid.count }
+        if layers[key] == nil {
+            profile?.layerTileCounts[layer.index, default: 0] += state.outputGrid.count
+            profile?.layerKeys[layer.index] = layer.key
+            profile?.layerInstances[layer.index, default: 0] += 1
+        }
         if let old = layers[key] { owners[ObjectIdentifier(old.output.storage)] = nil }
         layers[key] = state
         owners[ObjectIdentifier(state.output.storage)] = .conv(state)
@@ -331,7 +356,7 @@ public final class TemporalCache: ConvolutionRunner {
             lastStats.inputChangedFraction = Double(changedInput.count) / Double(s.inputGrid.count)
             let moving = lastStats.inputChangedFraction > settings.frameFallback
             let busy = !moving && busyFallbacks < busyProbeInterval
-                && busyLimit.map { lastStats.inputChangedFraction >= $0 } == true
+                && busyLimit.map { lastStats.inputChangedFraction >= Self.busyInputShare * $0 } == true
             if moving || busy || stale {
                 // Most of the image changed (or, in a busy scene, enough to reach most of the network): the
                 // per-layer compare/gather would cost more than it saves. While the motion lasts the other layers
@@ -416,9 +441,10 @@ public final class TemporalCache: ConvolutionRunner {
         // depthwise convs compute into the gate scratch and commit from it, so only they need the scratch.
         let gate = gate(of: s)
         var target: Tensor { gate == nil ? s.output : gateTarget(s) }
-        if depthwiseDense || Double(tiles.count) > settings.denseFallback * Double(og.count) {
+        if depthwiseDense || isCheapLeaf(s, flops: layerFlops) || Double(tiles.count) > settings.denseFallback * Double(og.count) {
             // Past break-even: dense from the kept input (which now equals the new input wherever it mattered).
             lastStats.denseLayers += 1
+            profile?.lastLayerDense[layer.index, default: 0] += 1
             lastStats.flops += layerFlops
             lastStats.kernelFlops += layerFlops
             let out = target

@@ -179,6 +179,9 @@ public final class TemporalGuard {
             due = framesSinceVerification >= regular
         }
         guard due else { return .delta }
+        // A busy scene runs its frames densely through the cache's own fall-back, where nothing drifts: a probe
+        // would cost a delta pass that the scene has just shown not to pay. The check waits for the scene to calm.
+        if cache.busyLimit != nil { return .delta }
         framesSinceVerification = 0
         return .verify
     }

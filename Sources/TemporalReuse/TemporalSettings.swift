@@ -141,6 +141,9 @@ public final class TemporalProfile {
     public internal(set) var lastLayerSeconds: [Int: Double] = [:]
     /// The GEMM part of `lastLayerSeconds`.
     public internal(set) var lastLayerConvSeconds: [Int: Double] = [:]
+    /// Instances of each conv layer (`ConvLayer.index`) that ran densely in the last frame: a dense frame, the
+    /// per-layer fall-back, a cheap leaf.
+    public internal(set) var lastLayerDense: [Int: Int] = [:]
     /// Output tiles a gated conv committed in the last frame (`ConvLayer.index`, of its `lastLayerTiles`).
     public internal(set) var lastLayerCommitted: [Int: Int] = [:]
     /// Output tiles recomputed in the last frame per spatial op (max-pool, upsampling; by op key, all of them on
@@ -148,6 +151,11 @@ public final class TemporalProfile {
     public internal(set) var lastOpTiles: [String: Int] = [:]
     /// Output tiles per spatial op key.
     public internal(set) var opTileCounts: [String: Int] = [:]
+    /// Instances (pyramid levels of a shared head conv; 1 for others) per conv layer (`ConvLayer.index`).
+    public internal(set) var layerInstances: [Int: Int] = [:]
+    /// The weight key (`ConvLayer.key`) of every conv layer that ran through the cache, by `ConvLayer.index`: the
+    /// backbone's and the heads' alike.
+    public internal(set) var layerKeys: [Int: String] = [:]
 
     public init() {}
 
@@ -158,6 +166,7 @@ public final class TemporalProfile {
         lastLayerSeconds.removeAll(keepingCapacity: true)
         lastLayerConvSeconds.removeAll(keepingCapacity: true)
         lastLayerCommitted.removeAll(keepingCapacity: true)
+        lastLayerDense.removeAll(keepingCapacity: true)
     }
 
     /// Forgets everything (the cache reset).
@@ -165,5 +174,7 @@ public final class TemporalProfile {
         startFrame()
         layerTileCounts.removeAll()
         opTileCounts.removeAll()
+        layerKeys.removeAll()
+        layerInstances.removeAll()
     }
 }

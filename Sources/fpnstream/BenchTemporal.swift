@@ -87,7 +87,7 @@ struct BenchTemporal: ParsableCommand {
     @Option(help: "Output tile side for layers at stride >= 16 (0 = --tile).")
     var deepTile: Int?
 
-    @Flag(help: "Print each backbone conv layer's mean recomputed tile fraction over the delta frames.")
+    @Flag(help: "Print each conv layer's (backbone and heads) mean recomputed tile fraction, time and dense runs over the delta frames.")
     var layers = false
 
     @Flag(help: "No output gating: every conv compares its own input (the scheme before gating, for comparison).")

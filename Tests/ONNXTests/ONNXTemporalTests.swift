@@ -58,7 +58,7 @@ final class ONNXTemporalTests: XCTestCase {
     }
 
     /// An inverted-residual block (MobileNetV2): stem 3→8 3x3/2 + ReLU → expand 8→16 1x1 + ReLU → depthwise 3x3 +
-    /// ReLU → project 16→8 1x1 → head 8→4 3x3.
+    /// ReLU → project 16→8 1x1 → head 8→128 3x3 (wide enough per tile not to be a cheap leaf, which would run densely).
     private func invertedResidual() throws -> ONNXNetwork {
         var rng = TestRNG(21)
         var b = ONNXBuilder()
@@ -67,7 +67,7 @@ final class ONNXTemporalTests: XCTestCase {
         b.constant("w2", [16, 8, 1, 1], rng.array(128, scale: 0.4)); b.constant("b2", [16], rng.array(16))
         b.constant("w3", [16, 1, 3, 3], rng.array(144, scale: 0.4)); b.constant("b3", [16], rng.array(16))
         b.constant("w4", [8, 16, 1, 1], rng.array(128, scale: 0.4)); b.constant("b4", [8], rng.array(8))
-        b.constant("w5", [4, 8, 3, 3], rng.array(288, scale: 0.3)); b.constant("b5", [4], rng.array(4))
+        b.constant("w5", [128, 8, 3, 3], rng.array(128 * 72, scale: 0.3)); b.constant("b5", [128], rng.array(128))
         let pad1 = ("pads", ONNXBuilder.Attr.ints([1, 1, 1, 1]))
         b.node("Conv", ["x", "w1", "b1"], "c1", name: "stem", [("kernel_shape", .ints([3, 3])), pad1, ("strides", .ints([2, 2]))])
         b.node("Relu", ["c1"], "r1", name: "stem_relu")

@@ -1,4 +1,4 @@
-import TemporalReuse
+@testable import TemporalReuse
 import XCTest
 
 /// The accuracy guard's control on given verifications (no model, no timing): it tightens after a drift, loosens
@@ -98,5 +98,35 @@ final class TemporalGuardTests: XCTestCase {
         XCTAssertEqual(verified, [2, 8, 10, 16], "a quarter interval at the start and after a failure, else each refresh")
         XCTAssertEqual(dense.indices.filter { dense[$0] }, [0, 2, 8, 10, 16], "verified frames are refreshes too")
         XCTAssertEqual(cache.frameIndex, 19)
+    }
+
+    /// A verification that falls due while the cache runs a busy scene's fall-back (`busyLimit` set) waits until
+    /// the scene calms: the probe would be a delta pass above break-even, and the fall-back frames are dense.
+    func testVerificationWaitsWhileTheSceneIsBusy() {
+        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, refreshInterval: 16))
+        let g = TemporalGuard()
+        var busy = TemporalFrameStats()
+        busy.denseFlops = 100; busy.kernelFlops = 90; busy.inputChangedFraction = 0.1
+        var calm = busy
+        calm.kernelFlops = 10
+        var plans: [TemporalGuard.FramePlan] = [], limits: [Bool] = []
+        for i in 0..<12 {
+            let p = g.plan(for: cache)
+            plans.append(p)
+            limits.append(cache.busyLimit != nil)
+            if p == .verify {
+                cache.nextFrame = .probe
+                cache.beginFrame(inputShape: [1, 3, 8, 8])
+                cache.nextFrame = .dense
+            }
+            cache.beginFrame(inputShape: [1, 3, 8, 8])
+            if p == .verify { g.record(exact, cache: cache) }
+            // Frames 0-5 recompute 0.9 of the dense work (busy), later ones 0.1: the cache learns from each when
+            // the next begins, after the guard planned it.
+            cache.lastStats = i < 6 ? busy : calm
+        }
+        XCTAssertEqual(limits.indices.filter { limits[$0] }, [2, 3, 4, 5, 6, 7])
+        // The early check is due at frame 4 (a quarter of 16); it waits for the first frame after the limit cleared.
+        XCTAssertEqual(plans.indices.filter { plans[$0] == .verify }, [8])
     }
 }

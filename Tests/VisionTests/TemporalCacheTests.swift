@@ -406,6 +406,16 @@ final class TemporalCacheTests: XCTestCase {
         // from 12: fall-backs again, now for 16 frames.
         XCTAssertEqual(fallback, [false] + Array(repeating: true, count: 9) + [false] + Array(repeating: true, count: 10))
         XCTAssertNotNil(cache.busyLimit)
+        // Somewhat calmer frames (the dots of 2 block rows in 3 change: 2/3 of the busy frame's input change) still
+        // fall back: only a frame changing less than `busyInputShare` of the busy one probes early.
+        for k in 22...23 {
+            ws.beginFrame()
+            let x = dotted(21)
+            for y in stride(from: 5, to: a.h, by: 48) { for x0 in stride(from: 7, to: a.w, by: 16) { x[0, 0, y, x0] = Float(k) } }
+            for y in stride(from: 21, to: a.h, by: 48) { for x0 in stride(from: 7, to: a.w, by: 16) { x[0, 0, y, x0] = Float(k) } }
+            _ = b(x, workspace: ws, runner: cache)
+            XCTAssertTrue(cache.lastStats.frameFallback, "frame \(k)")
+        }
         // A calm scene: the resync, then a delta frame with nothing to do clears the limit.
         for _ in 0..<18 { ws.beginFrame(); _ = b(dotted(21), workspace: ws, runner: cache) }
         ws.beginFrame(); _ = b(dotted(21), workspace: ws, runner: cache)
@@ -464,5 +474,42 @@ final class TemporalCacheTests: XCTestCase {
                 if i == 2 { XCTAssertEqual(cache.lastStats.gemmCalls, 0, "\(name): identical frame did GEMM work") }
             }
         }
+    }
+
+    /// The RPN's 1x1 outputs (objectness, box deltas) are cheap leaves: no conv of the cache reads them and a tile
+    /// costs more to gather than to compute. After the first frame they read the RPN conv's kept output directly
+    /// (their kept input copies are dropped) and run densely on every level where it recomputed anything, also
+    /// where it ran by tiles.
+    func testCheapLeafConvsReadTheirProducerDirectlyAndRunDensely() throws {
+        let (weights, fixture) = try DetectorParityTests.materialize("tiny-maskrcnn")
+        defer { try? FileManager.default.removeItem(at: weights.deletingLastPathComponent()) }
+        let detector = try DetectorLoader.load(contentsOf: weights)
+        let img = try fixture.tensor("fixture.image")
+        var pixels = img.array.map { UInt8(clamping: Int($0.rounded())) }
+        let image = RGBImage(width: img.shape[1], height: img.shape[0], pixels: pixels)
+        for y in 0..<8 { for x in 0..<8 { for c in 0..<3 {
+            pixels[(y * image.width + x) * 3 + c] = UInt8((x * 5 + y * 11 + c * 70) % 256)
+        } } }
+        let patched = RGBImage(width: image.width, height: image.height, pixels: pixels)
+        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0.05, refreshInterval: 0,
+                                                             frameFallback: 1), profile: TemporalProfile())
+        let state = DetectorState(runner: cache)
+        _ = detector.detect(image, state: state)
+        let keptInputs = cache.stateBytes.inputs
+        _ = detector.detect(patched, state: state)
+        XCTAssertFalse(cache.lastStats.refreshed || cache.lastStats.frameFallback)
+        let profile = cache.profile!
+        func index(_ suffix: String) throws -> Int {
+            try XCTUnwrap(profile.layerKeys.first { $0.value == "rpn.head." + suffix }?.key, suffix)
+        }
+        let conv = try index("conv.0.0"), logits = try index("cls_logits"), deltas = try index("bbox_pred")
+        let levels = try XCTUnwrap(profile.layerInstances[conv])
+        XCTAssertEqual(levels, 5, "P2-P6")
+        let convDense = profile.lastLayerDense[conv] ?? 0
+        XCTAssertLessThan(convDense, levels, "the RPN conv ran by tiles on some level")
+        let logitsDense = profile.lastLayerDense[logits] ?? 0
+        XCTAssertGreaterThan(logitsDense, convDense, "the 1x1s ran densely where the RPN conv ran by tiles")
+        XCTAssertEqual(profile.lastLayerDense[deltas], logitsDense)
+        XCTAssertLessThan(cache.stateBytes.inputs, keptInputs, "the 1x1s' kept input copies were not dropped")
     }
 }
