@@ -23,7 +23,8 @@ extension TemporalCache {
     }
 
     /// Records `s` (conv `key`) as a reader of its input's and residual's producers, with its threshold: the bound
-    /// of their output gates. A read outside a closed graph blocks the producer's gating.
+    /// of their output gates. A conv reads a gated output exactly wherever it runs (inside a closed graph or, for a
+    /// returned level, outside it).
     func noteReads(_ s: LayerState, key: LayerKey, layer: ConvLayer, isStem: Bool, input: Tensor,
                            residual: Tensor?) {
         let threshold = absoluteThreshold(s, layer: layer, isStem: isStem)
@@ -31,10 +32,8 @@ extension TemporalCache {
             switch owner(of: t) {
             case let .conv(p)?:
                 p.readerThresholds[key] = threshold
-                if !inClosedGraph { p.blocked = true }
             case let .op(o)?:
                 o.readerThresholds[key] = threshold
-                if !inClosedGraph { o.blocked = true }
             case nil: break
             }
         }

@@ -159,17 +159,12 @@ public final class TemporalCache: ConvolutionRunner {
     /// this runner, so their outputs may be gated (`TemporalSettings.gateOutputs`).
     public func beginClosedGraph() { inClosedGraph = true }
 
-    /// `ConvolutionRunner`: the closed graph ends; `returning` (its results) are read outside it from now on, so
-    /// their producers never gate.
+    /// `ConvolutionRunner`: the closed graph ends; `returning` (its results, the pyramid levels) are read outside it
+    /// from now on. Their producers still gate (`TemporalSettings.gateOutputs`) for the convs of this cache that
+    /// read them (the dense heads, which read them exactly: no compare, no kept copy); what else reads them (RoI
+    /// pooling) sees a level that keeps its old values where it moved less than those convs' smallest threshold.
     public func endClosedGraph(returning: [Tensor]) {
         inClosedGraph = false
-        for t in returning {
-            switch owner(of: t) {
-            case let .conv(p)?: p.blocked = true
-            case let .op(o)?: o.blocked = true
-            case nil: break
-            }
-        }
     }
 
     /// Updates the busy-scene fall-back from the last frame: a delta frame (no refresh, no fall-back) that
@@ -277,9 +272,10 @@ public final class TemporalCache: ConvolutionRunner {
         var tile = settings.tile
         if settings.deepTile > 0, let frame = inputShape, frame[2] >= 16 * outShape[2] { tile = settings.deepTile }
         let source = producedInfo(input)
-        // Inside a closed graph a conv reading a kept output of this cache is exact from the start: its producer
-        // will gate that output (readers are recorded on this dense frame), so no input copy is ever needed.
-        let gatedReader = settings.gateOutputs && inClosedGraph && !isStem
+        // A conv reading a kept output of a closed graph's conv (inside it, or a pyramid level read by a head) is
+        // exact from the start: its producer will gate that output (readers are recorded on this dense frame), so
+        // no input copy is ever needed.
+        let gatedReader = settings.gateOutputs && !isStem && (inClosedGraph || closedOutput(input))
         let exact = !isStem && source != nil
             && ((conv.groups > 1 && conv.groups == conv.inChannels) || source!.depthwise
                 || (gatedReader && owner(of: input) != nil))
@@ -302,6 +298,16 @@ public final class TemporalCache: ConvolutionRunner {
                         fresh: true, workspace: workspace)
         noteReads(state, key: key, layer: layer, isStem: isStem, input: input, residual: residual)
         return out
+    }
+
+    /// Whether `t` is the kept output of a conv or spatial op run inside a closed graph (gated, or passing its
+    /// producer's gating on).
+    func closedOutput(_ t: Tensor) -> Bool {
+        switch owner(of: t) {
+        case let .conv(p)?: return p.closed
+        case let .op(o)?: return o.closed
+        case nil: return false
+        }
     }
 
     /// Records this frame's reads of an existing state and adopts its producers' gating: a gating producer makes

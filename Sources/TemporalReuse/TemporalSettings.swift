@@ -54,11 +54,12 @@ public struct TemporalSettings: Equatable, Sendable {
     /// `delta`: output tile side for layers whose output stride is 16 or more (deep, low-resolution maps, where a
     /// tile of `tile` pixels plus the conv halo covers much of the map); 0 = `tile`.
     public var deepTile: Int
-    /// `delta`: output gating inside a closed graph (the ResNet + FPN backbone): a conv whose output only convs of
-    /// the graph read (directly or through max-pool / upsampling) applies their smallest threshold to its own
-    /// recomputed tiles (a tile whose output moved less keeps its old values) and its readers skip their input
-    /// compare and kept copy. Same threshold semantics, one compare per tensor instead of one per reader, and no
-    /// kept inputs inside the backbone. false = every reader compares its input (the earlier scheme).
+    /// `delta`: output gating in a closed graph (the ResNet + FPN backbone): a conv of the graph whose output convs
+    /// of this cache read (directly or through max-pool / upsampling; the pyramid levels by the dense heads)
+    /// applies their smallest threshold to its own recomputed tiles (a tile whose output moved less keeps its old
+    /// values) and its readers skip their input compare and kept copy. Same threshold semantics, one compare per
+    /// tensor instead of one per reader, and no kept inputs behind the stem. false = every reader compares its
+    /// input (the earlier scheme).
     public var gateOutputs: Bool
     /// `delta`: the accuracy guard (on by default): verifies the delta result against a dense pass on a schedule
     /// and adapts the thresholds per layer group to hold a target agreement (`TemporalGuard`).

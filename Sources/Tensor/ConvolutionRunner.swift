@@ -19,8 +19,10 @@ public protocol ConvolutionRunner: AnyObject {
     /// this too.
     func run(_ op: SpatialOp, key: String, input: Tensor, workspace: Workspace) -> Tensor
     /// A model whose convs and ops read each other's outputs only through the runner (every inner read, until
-    /// `endClosedGraph`) says so, so a runner may approximate an output none but its own calls read (the temporal
-    /// cache's output gating). Default: nothing. A runner wrapping another should forward both.
+    /// `endClosedGraph`) says so, so a runner may approximate the outputs its own calls read (the temporal cache's
+    /// output gating), the returned ones included: their other readers accept that approximation (a detector's
+    /// RoI pooling reads pyramid levels as approximate as the heads' convs do). Default: nothing. A runner wrapping
+    /// another should forward both.
     func beginClosedGraph()
     /// Ends the closed graph; `returning` (tensors returned by the runner inside it) are read outside from now on.
     func endClosedGraph(returning: [Tensor])

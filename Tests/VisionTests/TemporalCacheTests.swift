@@ -1,7 +1,7 @@
 import FPNCore
 import Foundation
 import Tensor
-import TemporalReuse
+@testable import TemporalReuse
 import TestSupport
 import Vision
 import XCTest
@@ -476,11 +476,11 @@ final class TemporalCacheTests: XCTestCase {
         }
     }
 
-    /// The RPN's 1x1 outputs (objectness, box deltas) are cheap leaves: no conv of the cache reads them and a tile
-    /// costs more to gather than to compute. After the first frame they read the RPN conv's kept output directly
-    /// (their kept input copies are dropped) and run densely on every level where it recomputed anything, also
-    /// where it ran by tiles.
-    func testCheapLeafConvsReadTheirProducerDirectlyAndRunDensely() throws {
+    /// The RPN conv reads the gated pyramid levels directly (no kept copy). Its 1x1 outputs (objectness, box
+    /// deltas) are cheap leaves: no conv of the cache reads them and a tile costs more to gather than to compute.
+    /// After the first frame they read the RPN conv's kept output directly (their kept input copies are dropped)
+    /// and run densely on every level where it recomputed anything, also where it ran by tiles.
+    func testRPNReadsGatedLevelsAndItsCheapLeavesRunDensely() throws {
         let (weights, fixture) = try DetectorParityTests.materialize("tiny-maskrcnn")
         defer { try? FileManager.default.removeItem(at: weights.deletingLastPathComponent()) }
         let detector = try DetectorLoader.load(contentsOf: weights)
@@ -511,5 +511,11 @@ final class TemporalCacheTests: XCTestCase {
         XCTAssertGreaterThan(logitsDense, convDense, "the 1x1s ran densely where the RPN conv ran by tiles")
         XCTAssertEqual(profile.lastLayerDense[deltas], logitsDense)
         XCTAssertLessThan(cache.stateBytes.inputs, keptInputs, "the 1x1s' kept input copies were not dropped")
+        // The RPN conv reads the gated pyramid levels exactly (no copy of them): besides the stem's copy of the
+        // image only its P6 instance keeps one (P6 comes from LastLevelMaxPool, which is not run through the
+        // cache), 2.5% of the image here; a copy of every level would be 3x the image.
+        let imageBytes = try XCTUnwrap(cache.inputShape).reduce(4, *)
+        XCTAssertGreaterThanOrEqual(cache.stateBytes.inputs, imageBytes)
+        XCTAssertLessThan(cache.stateBytes.inputs, imageBytes + imageBytes / 20, "the RPN conv keeps copies of the levels")
     }
 }
