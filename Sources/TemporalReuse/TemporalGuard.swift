@@ -139,6 +139,15 @@ public final class TemporalGuard {
     /// The next verification comes early (a quarter interval): at the start of a stream, and after a failure, so
     /// bad thresholds are caught and a tightening is confirmed within a few frames.
     private var recheckSoon = true
+    /// Regular verifications happen every `stride` intervals (every `stride`-th scheduled refresh). The first full
+    /// window of passes that changed nothing (the scales can grow no further, or the pyramid errors keep them)
+    /// doubles it, and every `window` more such passes again, up to `maxStride`; a failure or a loosening sets it
+    /// back to 1. A camera that holds its accuracy then pays
+    /// a quarter of the probes (each a delta pass: 2-4% of the work at stride 1), and the refreshes themselves
+    /// stay on their schedule.
+    public private(set) var stride = 1
+    public static let maxStride = 4
+    private var holdsAtStride = 0
 
     public init(settings: TemporalGuardSettings = TemporalGuardSettings()) {
         self.settings = settings
@@ -174,9 +183,9 @@ public final class TemporalGuard {
             due = framesSinceVerification >= max(2, regular / 4)
         } else if settings.interval == 0 && refresh > 0 {
             // On the cache's own refresh schedule, so a regular check costs only its delta probe.
-            due = cache.frameIndex % refresh == 0
+            due = cache.frameIndex % (refresh * stride) == 0
         } else {
-            due = framesSinceVerification >= regular
+            due = framesSinceVerification >= regular * stride
         }
         guard due else { return .delta }
         // A busy scene runs its frames densely through the cache's own fall-back, where nothing drifts: a probe
@@ -205,6 +214,7 @@ public final class TemporalGuard {
         if !fails && window.count >= settings.window { lastLoosened = nil }   // the last loosening held
         recheckSoon = fails
         if fails {
+            stride = 1; holdsAtStride = 0
             event.action = failed(&event.group)
         } else if window.count >= settings.window,
                   window.allSatisfy({ ($0.pyramidError ?? 0) <= settings.loosenPyramidError }),
@@ -216,6 +226,14 @@ public final class TemporalGuard {
             window.removeAll()
             event.action = .loosen
             event.group = g
+            stride = 1; holdsAtStride = 0
+        } else if window.count >= settings.window {
+            // A full window of passes at these scales, and nothing to loosen: check less often, once per window.
+            holdsAtStride += 1
+            if holdsAtStride >= settings.window || stride == 1 {
+                stride = min(Self.maxStride, stride * 2)
+                holdsAtStride = 0
+            }
         }
         event.scales = scales
         return event

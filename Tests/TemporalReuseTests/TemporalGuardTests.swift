@@ -129,4 +129,28 @@ final class TemporalGuardTests: XCTestCase {
         // The early check is due at frame 4 (a quarter of 16); it waits for the first frame after the limit cleared.
         XCTAssertEqual(plans.indices.filter { plans[$0] == .verify }, [8])
     }
+
+    /// A stream that keeps passing with nothing left to loosen is verified less often: every 2nd refresh after a
+    /// full window of passes, every 4th after `window` more; a failure goes back to every refresh, after an early
+    /// recheck.
+    func testVerificationBacksOffWhileTheStreamHolds() {
+        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, refreshInterval: 4))
+        let g = TemporalGuard(settings: TemporalGuardSettings(maxScale: 1))
+        var verified: [Int] = []
+        for i in 0..<110 {
+            let p = g.plan(for: cache)
+            if p == .verify {
+                verified.append(i)
+                cache.nextFrame = .probe
+                cache.beginFrame(inputShape: [1, 3, 8, 8])
+                cache.nextFrame = .dense
+            }
+            cache.beginFrame(inputShape: [1, 3, 8, 8])
+            if p == .verify { g.record(i == 96 ? drifted : exact, cache: cache) }
+        }
+        // Early check at 2, then each refresh until the window of 4 passes is full (12), every 2nd (16-40: 4 more
+        // passes), every 4th (48-96); the drift at 96 tightens, rechecks at 98 and checks every refresh again.
+        XCTAssertEqual(verified, [2, 4, 8, 12, 16, 24, 32, 40, 48, 64, 80, 96, 98, 100, 104, 108])
+        XCTAssertEqual(g.stride, 1)
+    }
 }
