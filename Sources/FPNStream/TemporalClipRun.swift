@@ -173,7 +173,8 @@ public final class TemporalClipRun {
                                                    n, offMs[n - 1], deltaMs[n - 1], fractions[n - 1]).utf8))
     }
 
-    /// `--layers`: mean recomputed tile fraction of each backbone conv over the frames run by tiles.
+    /// `--layers`: per conv layer through the cache (backbone and heads), over the delta frames: mean recomputed
+    /// tile fraction, time (and its GEMM part), committed share of a gated conv, and how often it ran densely.
     public func layerReport() {
         guard layerFrames > 0 else { print("no delta frame ran by tiles"); return }
         let profile = cache.profile!

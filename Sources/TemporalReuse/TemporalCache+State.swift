@@ -30,7 +30,7 @@ extension TemporalCache {
         /// Output gating (closed graphs only, see `beginClosedGraph`): recomputed output tiles whose largest change
         /// stays within the smallest threshold of this output's readers keep their old values, and only the others
         /// are registered as changed, so the readers run exact instead of comparing their input each. Created
-        /// inside a closed graph; `blocked` once read outside one (or returned from it).
+        /// inside a closed graph; `blocked` when it runs outside one, or a spatial op outside one reads it.
         let closed: Bool
         var blocked = false
         /// Absolute thresholds (× the reader's input RMS) of the convs reading this output, by reader.

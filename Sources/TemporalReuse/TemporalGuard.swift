@@ -142,9 +142,8 @@ public final class TemporalGuard {
     /// Regular verifications happen every `stride` intervals (every `stride`-th scheduled refresh). The first full
     /// window of passes that changed nothing (the scales can grow no further, or the pyramid errors keep them)
     /// doubles it, and every `window` more such passes again, up to `maxStride`; a failure or a loosening sets it
-    /// back to 1. A camera that holds its accuracy then pays
-    /// a quarter of the probes (each a delta pass: 2-4% of the work at stride 1), and the refreshes themselves
-    /// stay on their schedule.
+    /// back to 1. A camera that holds its accuracy then pays a quarter of the probes (each a delta pass: 2-4% of
+    /// the work at stride 1), and the refreshes themselves stay on their schedule.
     public private(set) var stride = 1
     public static let maxStride = 4
     private var holdsAtStride = 0
