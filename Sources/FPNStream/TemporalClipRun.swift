@@ -157,7 +157,7 @@ public final class TemporalClipRun {
             s += String(format: "\"off_detector_ms\":%.2f,\"delta_detector_ms\":%.2f,", offTotalMs[n], deltaTotalMs[n])
         }
         s += String(format: "\"recomputed\":%.4f,\"kernel_fraction\":%.4f,\"recomputed_tiles\":%.4f,\"refreshed\":%@,\"input_changed\":%.4f,\"frame_fallback\":%@,",
-                    fractions[n], cache.lastStats.kernelFraction, tileFractions[n], cache.lastStats.refreshed ? "true" : "false",
+                    fractions[n], kernelFractions[n], tileFractions[n], cache.lastStats.refreshed ? "true" : "false",
                     cache.lastStats.inputChangedFraction, cache.lastStats.frameFallback ? "true" : "false")
         if n < agreements.count {
             let a = agreements[n]

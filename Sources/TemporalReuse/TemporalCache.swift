@@ -253,7 +253,7 @@ public final class TemporalCache: ConvolutionRunner {
                           flops: layerFlops, workspace: workspace)
         }
         noteFrameReads(s, key: key, layer: layer, isStem: isStem, input: input, residual: residual)
-        if !isStem, !s.exact, owner(of: input) != nil, producedInfo(input) != nil, isCheapLeaf(s, flops: layerFlops) {
+        if !isStem, !s.exact, isCheapLeaf(s, flops: layerFlops), owner(of: input) != nil, producedInfo(input) != nil {
             s.exact = true
             s.keptInput = nil
         }
