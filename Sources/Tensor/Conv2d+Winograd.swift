@@ -267,32 +267,25 @@ extension Conv2d {
     }
 
     /// A tile-restricted pass through the Winograd form: the bare convolution of the Winograd tiles covering the
-    /// segments' pixels (quadruples oy, ox0, length, column) of batch item `b`, gathered into a stage
-    /// `[outChannels, columns]` in column order, like the GEMM path's stage (bias, residual and activation not yet
-    /// applied). Every tile is computed as in the dense pass, so the staged values equal the dense pass's.
+    /// segments' pixels (quadruples oy, ox0, length, column) of batch item `b` (bias, residual and activation not
+    /// yet applied), left in output planes `[outChannels, ho, wo]` that serve as the stage: each segment's column
+    /// becomes its first pixel's offset in a plane (oy·wo + ox0), and the returned column count is ho·wo. Copying
+    /// the pixels into packed columns first cost as much as the scatter after it (segments of 2x2 tiles are 2
+    /// pixels long). Every tile is computed as in the dense pass, so the staged values equal the dense pass's.
     func winogradStage(_ x: Tensor, batch b: Int, segments seg: UnsafeMutablePointer<Int>, segmentCount: Int,
-                       columns p: Int, ho: Int, wo: Int, workspace: Workspace) -> UnsafeMutablePointer<Float> {
+                       ho: Int, wo: Int, workspace: Workspace) -> (stage: UnsafeMutablePointer<Float>, columns: Int) {
         guard let m = winograd?.m else { preconditionFailure("no Winograd form") }
         let tw = (wo + m - 1) / m, th = (ho + m - 1) / m
         var covered = [Bool](repeating: false, count: tw * th)
         for s in 0..<segmentCount where seg[4 * s + 2] > 0 {
             let wy = seg[4 * s] / m
             for wx in (seg[4 * s + 1] / m)...((seg[4 * s + 1] + seg[4 * s + 2] - 1) / m) { covered[wy * tw + wx] = true }
+            seg[4 * s + 3] = seg[4 * s] * wo + seg[4 * s + 1]
         }
         let list = covered.indices.filter { covered[$0] }.map(Int32.init)
-        let plane = ho * wo
-        let planes = workspace.scratch(outChannels * plane + outChannels * p)
-        let stage = planes + outChannels * plane
+        let planes = workspace.scratch(outChannels * ho * wo)
         winogradForward(x, items: b..<(b + 1), tiles: list, out: planes, ho: ho, wo: wo, residual: nil, epilogue: false)
-        Parallel.forEach(outChannels, cost: outChannels * p) { range in
-            for oc in range {
-                for s in 0..<segmentCount {
-                    let src = planes + oc * plane + seg[4 * s] * wo + seg[4 * s + 1]
-                    (stage + oc * p + seg[4 * s + 3]).update(from: src, count: seg[4 * s + 2])
-                }
-            }
-        }
-        return stage
+        return (planes, ho * wo)
     }
 }
 

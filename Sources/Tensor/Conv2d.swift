@@ -216,9 +216,9 @@ public final class Conv2d: @unchecked Sendable {
             // The same arithmetic as the dense pass, tile for tile: recomputed pixels equal a dense pass's.
             let plane = outChannels * kept.h * kept.w
             for b in 0..<x.n {
-                let stage = winogradStage(x, batch: b, segments: seg, segmentCount: segmentCount, columns: col,
-                                          ho: kept.h, wo: kept.w, workspace: workspace)
-                scatter(stage, columns: col, columnBase: 0, segments: seg, segmentCount: segmentCount,
+                let (stage, columns) = winogradStage(x, batch: b, segments: seg, segmentCount: segmentCount,
+                                                     ho: kept.h, wo: kept.w, workspace: workspace)
+                scatter(stage, columns: columns, columnBase: 0, segments: seg, segmentCount: segmentCount,
                         out: kept.ptr + b * plane, residual: residual.map { $0.ptr + b * plane }, ho: kept.h, wo: kept.w)
             }
             return
@@ -240,9 +240,9 @@ public final class Conv2d: @unchecked Sendable {
         guard !sorted.isEmpty else { return }
         let (seg, segmentCount, col) = segments(of: grid.runs(sorted), grid: grid, workspace: workspace)
         if runsWinograd(x) {
-            let stage = winogradStage(x, batch: 0, segments: seg, segmentCount: segmentCount, columns: col,
-                                      ho: kept.h, wo: kept.w, workspace: workspace)
-            commit.commit(StagedResults(conv: self, stage: stage, columns: col, stride: col, segments: seg,
+            let (stage, columns) = winogradStage(x, batch: 0, segments: seg, segmentCount: segmentCount,
+                                                 ho: kept.h, wo: kept.w, workspace: workspace)
+            commit.commit(StagedResults(conv: self, stage: stage, columns: columns, stride: columns, segments: seg,
                                         segmentCount: segmentCount, out: kept.ptr, residual: residual?.ptr,
                                         ho: kept.h, wo: kept.w))
             return
