@@ -447,7 +447,12 @@ public final class TemporalCache: ConvolutionRunner {
         // depthwise convs compute into the gate scratch and commit from it, so only they need the scratch.
         let gate = gate(of: s)
         var target: Tensor { gate == nil ? s.output : gateTarget(s) }
-        if depthwiseDense || isCheapLeaf(s, flops: layerFlops) || Double(tiles.count) > settings.denseFallback * Double(og.count) {
+        // What a tile pass would compute: the tiles' pixels, or for a Winograd conv every F(m, 3) block they touch.
+        // Scattered 2x2 tiles touch most blocks of a small map long before they are most of its tiles.
+        let pixels = og.height * og.width
+        let kernelPixels = conv.tilePassPixels(s.keptInput ?? input, tiles: tiles, grid: og)
+        if depthwiseDense || isCheapLeaf(s, flops: layerFlops)
+            || Double(kernelPixels) > settings.denseFallback * Double(pixels) {
             // Past break-even: dense from the kept input (which now equals the new input wherever it mattered).
             lastStats.denseLayers += 1
             profile?.lastLayerDense[layer.index, default: 0] += 1
@@ -467,11 +472,10 @@ public final class TemporalCache: ConvolutionRunner {
             return s.output
         }
         lastStats.tiledLayers += 1
-        var pixels = 0
-        for t in tiles { let r = og.rect(t); pixels += r.rows.count * r.cols.count }
-        lastStats.flops += layerFlops * Double(pixels) / Double(og.height * og.width)
-        lastStats.kernelFlops += layerFlops * Double(conv.tilePassPixels(s.keptInput ?? input, tiles: tiles, grid: og))
-            / Double(og.height * og.width)
+        var tilePixels = 0
+        for t in tiles { let r = og.rect(t); tilePixels += r.rows.count * r.cols.count }
+        lastStats.flops += layerFlops * Double(tilePixels) / Double(pixels)
+        lastStats.kernelFlops += layerFlops * Double(kernelPixels) / Double(pixels)
         if let gate, !s.depthwise, input.n == 1 {
             let committed = gatedPass(s, layer: layer, tiles: tiles, input: input, residual: residualKept, gate: gate,
                                       gating: &gating, workspace: workspace)

@@ -29,8 +29,9 @@ public struct TemporalSettings: Equatable, Sendable {
     public var refreshInterval: Int
     /// `keyframe`: the model runs every this many frames (the stream's `KeyframeDetector`; the cache ignores it).
     public var keyframeInterval: Int
-    /// `delta`: a layer whose changed output tiles exceed this fraction is computed densely instead (the tile path
-    /// gathers im2col columns per tile, so past this fraction dense is cheaper).
+    /// `delta`: a layer whose tile pass would compute more than this fraction of its output pixels is computed
+    /// densely instead: its changed tiles' pixels, or for a Winograd conv every F(m, 3) block they touch (the
+    /// tile path gathers and scatters per tile, so past this fraction dense is cheaper).
     public var denseFallback: Double
     /// Output tile side (pixels of each conv's output); the input grid uses tile × stride. Small tiles waste less
     /// on the 1-pixel halo of a 3x3 conv.

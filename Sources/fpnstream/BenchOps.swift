@@ -22,7 +22,7 @@ struct BenchOps: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Time the convolutions (--no-convs: only the memory-bound ops).")
     var convs = true
 
-    @Flag(help: "Also time the tile-restricted conv path (all 16x16 tiles, 25% of them, and 1-pixel tiles in blobs).")
+    @Flag(help: "Also time the tile-restricted conv path (all 16x16 tiles, 25% of them, 1-pixel tiles in blobs; 2x2 tiles at random on the demo model's shapes).")
     var tiles = false
 
     @Option(help: "Cores each op and the reference sgemm may use (default: all; 1 = what each frame gets when `process` runs one frame per core).")
@@ -173,6 +173,35 @@ struct BenchOps: ParsableCommand {
                          s4.1, s4.0, m[0] * 1e3, m[1] * 1e3, m[0] / m[1]))
         }
 
+        if tiles {
+            // 2x2 tiles (the delta default) scattered at random over the demo model's stride-1 3x3 shapes: a
+            // Winograd tile pass computes every F(4x4, 3x3) block its tiles touch, which decides its cost (and the
+            // cache's per-layer dense fall-back).
+            print("2x2 tiles at random, demo-model shapes     tiles  blocks   tile pass ms  dense ms  ratio")
+            for (name, cin, cout, hh, ww) in [("3x3 64→64 on 80x64", 64, 64, 64, 80), ("3x3 128→128 on 80x64", 128, 128, 64, 80),
+                                              ("3x3 128→128 on 40x32", 128, 128, 32, 40), ("3x3 256→256 on 20x16", 256, 256, 16, 20)] {
+                let x = Tensor(shape: [1, cin, hh, ww], repeating: 0.3)
+                let conv = Conv2d(weight: Tensor(shape: [cout, cin, 3, 3], repeating: 0.01), bias: [Float](repeating: 0.1, count: cout),
+                                  padding: 1, activation: .relu)
+                let os = conv.outputShape(x.shape), out = Tensor(shape: os)
+                let grid = TileGrid(height: os[2], width: os[3], tile: 2)
+                var rng: UInt64 = 12345
+                let order = (0..<grid.count).map { i -> (Int, UInt64) in
+                    rng = rng &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                    return (i, rng)
+                }.sorted { $0.1 < $1.1 }.map(\.0)
+                for f in [0.1, 0.2, 0.35, 0.5] {
+                    let t = Array(order.prefix(max(1, Int(f * Double(grid.count))))).sorted()
+                    let blocks = Double(conv.tilePassPixels(x, tiles: t, grid: grid)) / Double(os[2] * os[3])
+                    let m = Benchmark.interleavedMedianSeconds(rounds: runs, [
+                        { conv.forward(x, into: out, workspace: ws) },
+                        { conv.forward(x, tiles: t, grid: grid, into: out, workspace: ws) }])
+                    print(String(format: "  %@ %5.2f  %6.2f  %13.3f  %8.3f  %5.2f", pad(name, 38) as NSString, f, blocks,
+                                 m[1] * 1e3, m[0] * 1e3, m[1] / m[0]))
+                }
+            }
+            print("")
+        }
         if tiles {
             // Narrow tile passes (a few moving objects on a stride-32 map): 1-pixel tiles, 9-48 columns per GEMM,
             // with the GEMM width rounded up to whole sgemm panels (`Conv2d.gemmColumns`) and without.

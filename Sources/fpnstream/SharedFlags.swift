@@ -98,7 +98,7 @@ struct TemporalFlags: ParsableArguments {
     @Option(help: ArgumentHelp("keyframe: run the model every N frames (default \(TemporalSettings().keyframeInterval)).", valueName: "n"))
     var temporalKeyframeInterval: Int?
 
-    @Option(help: ArgumentHelp("delta: a layer with more than this fraction of changed tiles runs densely (default \(TemporalSettings().denseFallback)).",
+    @Option(help: ArgumentHelp("delta: a layer runs densely when a tile pass would compute more than this fraction of its output (its changed tiles; for a Winograd conv, the F(4x4, 3x3) blocks they touch) (default \(TemporalSettings().denseFallback)).",
                                valueName: "f"))
     var temporalDenseFallback: Double?
 

@@ -518,4 +518,45 @@ final class TemporalCacheTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(cache.stateBytes.inputs, imageBytes)
         XCTAssertLessThan(cache.stateBytes.inputs, imageBytes + imageBytes / 20, "the RPN conv keeps copies of the levels")
     }
+
+    /// The per-layer dense fall-back judges what a tile pass would compute: scattered changes whose 2x2 tiles are
+    /// about half of a Winograd conv's output touch every F(4x4, 3x3) block, so the conv runs densely; the same
+    /// number of changes packed together runs by tiles. Either way the result equals the dense pass.
+    func testScatteredTilesThatTouchEveryWinogradBlockRunDensely() throws {
+        let first = Conv2d(weight: SyntheticWeights.uniform(key: "wb.a", shape: [32, 3, 1, 1], amplitude: 0.5),
+                           bias: [Float](repeating: 0.1, count: 32), activation: .relu)
+        let second = Conv2d(weight: SyntheticWeights.uniform(key: "wb.b", shape: [32, 32, 3, 3], amplitude: 0.2),
+                            bias: [Float](repeating: 0, count: 32), padding: 1)
+        let a = ConvLayer(key: "a", index: 0, conv: first), b = ConvLayer(key: "b", index: 1, conv: second)
+        let base = frame("wb.x", h: 32, w: 32)
+        // Wide enough not to be a cheap leaf (the cache reads nothing of its output).
+        let winograd = second.runsWinograd(shape: [1, 32, 32, 32])
+        // One pixel changed every 8 rows and columns (tile-aligned at 8i+2): each reaches 3x3 output tiles of the
+        // 3x3 conv (144 of 256, 56%) spanning pixels 8i...8i+5, which touch all 64 4x4 blocks. Packed 2 pixels
+        // apart, 16 changes reach 36 tiles (14%) and 9 blocks.
+        let spread = (0..<4).flatMap { i in (0..<4).map { j in (8 * i + 2, 8 * j + 2) } }
+        let packed = (0..<4).flatMap { i in (0..<4).map { j in (2 + 2 * i, 2 + 2 * j) } }
+        for (name, pixels, tiles, dense) in [("spread", spread, 144, winograd), ("packed", packed, 36, false)] {
+            let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 1e-4, refreshInterval: 0,
+                                                                 inputBlock: 1, frameFallback: 1),
+                                      profile: TemporalProfile())
+            let changed = Tensor(shape: base.shape); changed.copy(from: base)
+            for (y, x) in pixels { for c in 0..<3 { changed[0, c, y, x] += 3 } }
+            var out: [Float] = []
+            for x in [base, changed] {
+                let ws = Workspace()
+                cache.beginFrame(inputShape: x.shape)
+                let y = cache.run(a, input: x, residual: nil, workspace: ws)
+                out = cache.run(b, input: y, residual: nil, workspace: ws).array
+            }
+            XCTAssertEqual(cache.profile!.lastLayerTiles[1], tiles, name)
+            XCTAssertEqual(cache.profile!.lastLayerDense[1] ?? 0, dense ? 1 : 0, name)
+            let ws = Workspace()
+            let want = second(first(changed, in: ws), in: ws).array
+            let scale = want.reduce(Float(0)) { max($0, abs($1)) }
+            var worst: Float = 0
+            for i in want.indices { worst = max(worst, abs(out[i] - want[i])) }
+            XCTAssertLessThanOrEqual(Double(worst / scale), rounding, name)
+        }
+    }
 }
