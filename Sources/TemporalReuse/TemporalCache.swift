@@ -182,6 +182,9 @@ public final class TemporalCache: ConvolutionRunner {
         } else if last.kernelFraction < Self.calmFraction {
             busyLimit = nil
             busyProbeInterval = Self.busyProbe
+        } else if let limit = busyLimit {
+            // Not calm: a frame that changed this much costs about a dense pass by delta, and drifts.
+            busyLimit = min(limit, last.inputChangedFraction)
         }
         busyFallbacks = 0
     }

@@ -135,7 +135,11 @@ public final class TemporalGuard {
     private var ceilings: [ThresholdGroup: (scale: Float, verificationsLeft: Int)] = [:]
     private var lastLoosened: ThresholdGroup?
     private var nextGroup = 0
-    private var framesSinceVerification = 0
+    /// Delta frames run since the last verification. Only they can drift: refreshes, the cache's frame-level
+    /// fall-backs and the guard's own dense frames are dense passes. The schedule counts them, not frames, so a
+    /// busy scene that runs most frames densely is checked as often per delta frame as a static one, and pays for
+    /// few probes.
+    private var deltaFramesSinceVerification = 0
     /// The next verification comes early (a quarter interval): at the start of a stream, and after a failure, so
     /// bad thresholds are caught and a tightening is confirmed within a few frames.
     private var recheckSoon = true
@@ -155,7 +159,8 @@ public final class TemporalGuard {
 
     /// Frames between verifications given the cache's refresh interval. With `interval` 0 the regular checks fall
     /// on the cache's scheduled refreshes; at the start and after a failure the next comes a quarter interval (at
-    /// least 2 frames) later.
+    /// least 2 frames) later. Only delta frames count (`deltaFramesSinceVerification`): a refresh is checked once a
+    /// quarter interval of them ran since the last check.
     public func verificationInterval(refreshInterval: Int) -> Int {
         settings.interval > 0 ? settings.interval : (refreshInterval > 0 ? refreshInterval : 25)
     }
@@ -166,31 +171,34 @@ public final class TemporalGuard {
     public func plan(for cache: TemporalCache) -> FramePlan {
         if denseFramesLeft > 0 {
             denseFramesLeft -= 1
-            if denseFramesLeft == 0 { framesSinceVerification = 0 }
+            if denseFramesLeft == 0 { deltaFramesSinceVerification = 0 }
             return .dense
         }
         if cache.frameIndex == 0 {   // dense anyway: nothing to verify
-            framesSinceVerification = 0
+            deltaFramesSinceVerification = 0
             recheckSoon = true
             return .delta
         }
-        framesSinceVerification += 1
+        let last = cache.lastStats   // the frame before this one
+        if !last.refreshed && !last.frameFallback { deltaFramesSinceVerification += 1 }
+        // With this frame's probe, itself a delta pass.
+        let drifting = deltaFramesSinceVerification + 1
         let refresh = cache.settings.refreshInterval
-        let regular = verificationInterval(refreshInterval: refresh)
+        let regular = verificationInterval(refreshInterval: refresh), quarter = max(2, regular / 4)
         let due: Bool
         if recheckSoon {
-            due = framesSinceVerification >= max(2, regular / 4)
+            due = drifting >= quarter
         } else if settings.interval == 0 && refresh > 0 {
             // On the cache's own refresh schedule, so a regular check costs only its delta probe.
-            due = cache.frameIndex % (refresh * stride) == 0
+            due = cache.frameIndex % (refresh * stride) == 0 && drifting >= quarter
         } else {
-            due = framesSinceVerification >= regular * stride
+            due = drifting >= regular * stride
         }
         guard due else { return .delta }
-        // A busy scene runs its frames densely through the cache's own fall-back, where nothing drifts: a probe
-        // would cost a delta pass that the scene has just shown not to pay. The check waits for the scene to calm.
-        if cache.busyLimit != nil { return .delta }
-        framesSinceVerification = 0
+        // A busy scene runs its frames densely through the cache's own fall-back: a probe would most likely fall
+        // back too and measure nothing. The check waits for a frame after a delta frame.
+        if cache.busyLimit != nil && last.frameFallback { return .delta }
+        deltaFramesSinceVerification = 0
         return .verify
     }
 

@@ -63,7 +63,7 @@ final class TemporalGuardTests: XCTestCase {
     }
 
     func testFailingAtTheSmallestScalesRunsDenseFramesThenRetries() {
-        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, refreshInterval: 4))
+        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, refreshInterval: 8))
         let g = TemporalGuard(settings: TemporalGuardSettings(window: 1, minScale: 0.25, denseFrames: 3))
         XCTAssertEqual(g.record(drifted, cache: cache).action, .tighten)
         XCTAssertEqual(g.record(drifted, cache: cache).action, .tighten)
@@ -71,8 +71,14 @@ final class TemporalGuardTests: XCTestCase {
         XCTAssertEqual(g.record(drifted, cache: cache).action, .dense)
         XCTAssertEqual(g.denseFallbacks, 1)
         cache.beginFrame(inputShape: [1, 3, 8, 8])
-        let plans = (0..<5).map { _ in g.plan(for: cache) }
-        XCTAssertEqual(plans, [.dense, .dense, .dense, .delta, .verify], "then an early check (refresh 4 → 2 frames)")
+        let plans = (0..<5).map { _ in
+            let p = g.plan(for: cache)
+            if p == .dense { cache.nextFrame = .dense }
+            cache.beginFrame(inputShape: [1, 3, 8, 8])
+            return p
+        }
+        XCTAssertEqual(plans, [.dense, .dense, .dense, .delta, .verify],
+                       "then an early check once 2 delta frames ran (a quarter of refresh 8), the probe included")
         XCTAssertNil(g.record(nil, cache: cache).measurement, "a probe that fell back measures nothing")
     }
 
@@ -100,17 +106,23 @@ final class TemporalGuardTests: XCTestCase {
         XCTAssertEqual(cache.frameIndex, 19)
     }
 
-    /// A verification that falls due while the cache runs a busy scene's fall-back (`busyLimit` set) waits until
-    /// the scene calms: the probe would be a delta pass above break-even, and the fall-back frames are dense.
+    /// The verification schedule counts delta frames, the only ones that drift: a busy scene's fall-back frames
+    /// (`busyLimit` set) do not bring a check closer, and a due check waits while the last frame fell back (the
+    /// probe would too). Delta frames under a limit that stays set (calmer than the limit, not calm enough to clear
+    /// it) drift like any others and are checked.
     func testVerificationWaitsWhileTheSceneIsBusy() {
         let cache = TemporalCache(settings: TemporalSettings(mode: .delta, refreshInterval: 16))
         let g = TemporalGuard()
         var busy = TemporalFrameStats()
         busy.denseFlops = 100; busy.kernelFlops = 90; busy.inputChangedFraction = 0.1
+        var fallBack = TemporalFrameStats()
+        fallBack.frameFallback = true; fallBack.inputChangedFraction = 0.1
+        var between = busy
+        between.kernelFlops = 70
         var calm = busy
         calm.kernelFlops = 10
         var plans: [TemporalGuard.FramePlan] = [], limits: [Bool] = []
-        for i in 0..<12 {
+        for i in 0..<14 {
             let p = g.plan(for: cache)
             plans.append(p)
             limits.append(cache.busyLimit != nil)
@@ -121,12 +133,14 @@ final class TemporalGuardTests: XCTestCase {
             }
             cache.beginFrame(inputShape: [1, 3, 8, 8])
             if p == .verify { g.record(exact, cache: cache) }
-            // Frames 0-5 recompute 0.9 of the dense work (busy), later ones 0.1: the cache learns from each when
-            // the next begins, after the guard planned it.
-            cache.lastStats = i < 6 ? busy : calm
+            // Frame 0 recomputes 0.9 of the dense work (busy), 1-5 fall back, 6-9 run delta at 0.7 (between calm
+            // and busy: the limit stays), later ones at 0.1. The cache learns from each when the next begins, after
+            // the guard planned it.
+            cache.lastStats = i < 1 ? busy : i < 6 ? fallBack : i < 10 ? between : calm
         }
-        XCTAssertEqual(limits.indices.filter { limits[$0] }, [2, 3, 4, 5, 6, 7])
-        // The early check is due at frame 4 (a quarter of 16); it waits for the first frame after the limit cleared.
+        XCTAssertEqual(limits.indices.filter { limits[$0] }, Array(2...11))
+        // The early check is due once a quarter of 16 delta frames ran, its probe included: frames 0, 6 and 7 (the
+        // fall-backs do not count), so at frame 8, although the limit is still set.
         XCTAssertEqual(plans.indices.filter { plans[$0] == .verify }, [8])
     }
 

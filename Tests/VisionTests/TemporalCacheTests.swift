@@ -424,6 +424,27 @@ final class TemporalCacheTests: XCTestCase {
         XCTAssertEqual(cache.lastStats.gemmCalls, 0)
     }
 
+    /// A delta frame between calm and busy (0.6-0.8 of the dense FLOPs) sets no limit, but lowers one that is set
+    /// to its own input change: such frames cost about a dense pass by delta.
+    func testBusyLimitFollowsFramesBetweenCalmAndBusy() {
+        let cache = TemporalCache(settings: TemporalSettings(mode: .delta))
+        func stats(kernel: Double, input: Double) -> TemporalFrameStats {
+            var s = TemporalFrameStats()
+            s.denseFlops = 100; s.kernelFlops = 100 * kernel; s.inputChangedFraction = input
+            return s
+        }
+        cache.learnBusy(from: stats(kernel: 0.7, input: 0.1))
+        XCTAssertNil(cache.busyLimit, "in between sets no limit")
+        cache.learnBusy(from: stats(kernel: 0.9, input: 0.12))
+        XCTAssertEqual(cache.busyLimit, 0.12)
+        cache.learnBusy(from: stats(kernel: 0.7, input: 0.05))
+        XCTAssertEqual(cache.busyLimit, 0.05, "lowered to the in-between frame's input change")
+        cache.learnBusy(from: stats(kernel: 0.7, input: 0.08))
+        XCTAssertEqual(cache.busyLimit, 0.05, "never raised")
+        cache.learnBusy(from: stats(kernel: 0.5, input: 0.03))
+        XCTAssertNil(cache.busyLimit, "a calm frame clears it")
+    }
+
     func testDeepTileAppliesToLayersAtStride16AndBeyond() throws {
         let b = try backbone()
         let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0, tile: 4,
