@@ -452,10 +452,9 @@ public final class TemporalCache: ConvolutionRunner {
         var target: Tensor { gate == nil ? s.output : gateTarget(s) }
         // What a tile pass would compute: the tiles' pixels, or for a Winograd conv every F(m, 3) block they touch.
         // Scattered 2x2 tiles touch most blocks of a small map long before they are most of its tiles.
-        let pixels = og.height * og.width
-        let kernelPixels = conv.tilePassPixels(s.keptInput ?? input, tiles: tiles, grid: og)
-        if depthwiseDense || isCheapLeaf(s, flops: layerFlops)
-            || Double(kernelPixels) > settings.denseFallback * Double(pixels) {
+        let pixels = og.height * og.width, denseAnyway = depthwiseDense || isCheapLeaf(s, flops: layerFlops)
+        let kernelPixels = denseAnyway ? pixels : conv.tilePassPixels(s.keptInput ?? input, tiles: tiles, grid: og)
+        if denseAnyway || Double(kernelPixels) > settings.denseFallback * Double(pixels) {
             // Past break-even: dense from the kept input (which now equals the new input wherever it mattered).
             lastStats.denseLayers += 1
             profile?.lastLayerDense[layer.index, default: 0] += 1
