@@ -166,26 +166,33 @@ final class TileTests: XCTestCase {
     /// `forwardGated` compares the GEMM's staged results with the kept output directly; it must commit exactly the
     /// tiles (and values) that computing into a scratch, comparing with `tileMaxAbsDifference` and copying the
     /// tiles above the gate gives: a changed patch commits, identical tiles and a sub-gate change do not, a NaN in
-    /// the kept output counts as a change; with residual + ReLU, ReLU, none; stride 2; ragged tiles; narrow chunks.
+    /// the kept output counts as a change; with residual + ReLU, ReLU, none; stride 2; ragged tiles; narrow chunks;
+    /// 16 channels, where a stride-1 3x3 conv runs its Winograd form (on the own kernels) and the gate reads the
+    /// output planes of the Winograd tile pass.
     func testGatedTileForwardCommitsWhatTheScratchPathWould() {
         var rng = TestRandom(seed: 97)
-        let cases: [(k: Int, s: Int, act: Activation, residual: Bool, tile: Size2, chunk: Int?)] = [
-            (3, 1, .relu, true, Size2(2, 2), nil), (3, 1, .relu, false, Size2(1, 1), 7), (3, 2, .relu, false, Size2(3, 2), nil),
-            (1, 1, .none, false, Size2(2, 3), 5), (3, 1, .none, true, Size2(4, 4), 11),
+        let cases: [(k: Int, s: Int, act: Activation, residual: Bool, tile: Size2, chunk: Int?, channels: Int)] = [
+            (3, 1, .relu, true, Size2(2, 2), nil, 5), (3, 1, .relu, false, Size2(1, 1), 7, 5),
+            (3, 2, .relu, false, Size2(3, 2), nil, 5), (1, 1, .none, false, Size2(2, 3), 5, 5),
+            (3, 1, .none, true, Size2(4, 4), 11, 5), (3, 1, .relu, true, Size2(2, 2), nil, 16),
+            (3, 1, .none, false, Size2(3, 2), nil, 16),
         ]
         for (i, c) in cases.enumerated() {
-            let conv = Conv2d(weight: rng.tensor([6, 5, c.k, c.k]), bias: rng.floats(6), stride: Size2(c.s, c.s),
-                              padding: Size2(c.k / 2, c.k / 2), activation: c.act)
+            let conv = Conv2d(weight: rng.tensor([c.channels + 1, c.channels, c.k, c.k]), bias: rng.floats(c.channels + 1),
+                              stride: Size2(c.s, c.s), padding: Size2(c.k / 2, c.k / 2), activation: c.act)
             conv.chunkColumnsForTesting = c.chunk
             let ws = Workspace()
-            let old = rng.tensor([1, 5, 30, 27])
+            let old = rng.tensor([1, c.channels, 30, 27])
+            if c.channels == 16 && Compute.path.isa != nil {
+                XCTAssertTrue(conv.runsWinograd(shape: old.shape), "case \(i): the Winograd form")
+            }
             let os = conv.outputShape(old.shape)
             let r = c.residual ? rng.tensor(os) : nil
             let kept = conv(old, residual: r, in: ws)
             // New frame: a patch changed, and a far corner moved by far less than the gate.
             let x = Tensor(shape: old.shape); x.copy(from: old)
-            for ch in 0..<5 { for y in 3..<7 { for xx in 4..<9 { x[0, ch, y, xx] = rng.float() } } }
-            for ch in 0..<5 { for y in 24..<30 { for xx in 20..<27 { x[0, ch, y, xx] += 1e-6 } } }
+            for ch in 0..<c.channels { for y in 3..<7 { for xx in 4..<9 { x[0, ch, y, xx] = rng.float() } } }
+            for ch in 0..<c.channels { for y in 24..<30 { for xx in 20..<27 { x[0, ch, y, xx] += 1e-6 } } }
             let grid = TileGrid(height: os[2], width: os[3], tile: c.tile)
             kept[0, 2, os[2] / 2, os[3] / 2] = .nan     // an old NaN: |new − NaN| is a change
             let nanTile = grid.tiles(covering: (os[2] / 2)..<(os[2] / 2 + 1), cols: (os[3] / 2)..<(os[3] / 2 + 1))[0]
