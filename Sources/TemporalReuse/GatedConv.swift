@@ -36,6 +36,7 @@ final class OutputGate: StagedCommit {
     /// bit-identical to the ungated pass there) and returned. Channels outermost, as `Ops.tileMaxAbsDifference`:
     /// each plane of `out` is read in a few contiguous runs.
     private func gateAndCommit(_ staged: StagedResults) -> [Int] {
+        if staged.planar { return gateAndCommitPlanes(staged) }
         let conv = staged.conv, stage = staged.stage, p = staged.columns, stride = staged.stride
         let seg = staged.segments, segmentCount = staged.segmentCount, out = staged.out, residual = staged.residual
         let ho = staged.ho, wo = staged.wo, outChannels = conv.outChannels
@@ -108,6 +109,29 @@ final class OutputGate: StagedCommit {
             conv.scatter(stage, columns: stride, columnBase: 0, segments: pc.baseAddress!, segmentCount: pc.count / 4, out: out,
                     residual: residual, ho: ho, wo: wo)
         }
+        return committed
+    }
+
+    /// `gateAndCommit` for a stage in output planes (the Winograd tile pass): the listed pixels as row spans with a
+    /// byte mask, compared and committed a vector of pixels at a time (`Ops.gatePlanes`).
+    private func gateAndCommitPlanes(_ staged: StagedResults) -> [Int] {
+        let ho = staged.ho, wo = staged.wo
+        let (rows, x0, x1, mask) = Ops.planarSpans(staged.segments, count: staged.segmentCount, ho: ho, wo: wo)
+        var pixelMax = [UInt32](repeating: 0, count: ho * wo)
+        pixelMax.withUnsafeMutableBufferPointer {
+            Ops.gatePlanes(staged, rows: rows, x0: x0, x1: x1, mask: mask, pixelMax: $0.baseAddress!)
+        }
+        var committed: [Int] = []
+        var commit = [UInt8](repeating: 0, count: ho * wo)
+        for t in tiles {
+            let r = grid.rect(t)
+            var v: UInt32 = 0
+            for y in r.rows { for x in r.cols { v = max(v, pixelMax[y * wo + x]) } }
+            guard Ops.absFloat(v) > threshold else { continue }
+            committed.append(t)
+            for y in r.rows { for x in r.cols { commit[y * wo + x] = 1 } }
+        }
+        if !committed.isEmpty { Ops.gatePlanes(staged, rows: rows, x0: x0, x1: x1, mask: commit, pixelMax: nil) }
         return committed
     }
 }

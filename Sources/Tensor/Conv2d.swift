@@ -213,13 +213,18 @@ public final class Conv2d: @unchecked Sendable {
         }
         let (seg, segmentCount, col) = segments(of: runs, grid: grid, workspace: workspace)
         if runsWinograd(x) {
-            // The same arithmetic as the dense pass, tile for tile: recomputed pixels equal a dense pass's.
+            // The same arithmetic as the dense pass, tile for tile: recomputed pixels equal a dense pass's. The
+            // results stay in output planes and are written a vector of pixels at a time (`Ops.gatePlanes`).
             let plane = outChannels * kept.h * kept.w
+            let spans = Ops.planarSpans(seg, count: segmentCount, ho: kept.h, wo: kept.w)
             for b in 0..<x.n {
                 let (stage, columns) = winogradStage(x, batch: b, segments: seg, segmentCount: segmentCount,
                                                      ho: kept.h, wo: kept.w, workspace: workspace)
-                scatter(stage, columns: columns, columnBase: 0, segments: seg, segmentCount: segmentCount,
-                        out: kept.ptr + b * plane, residual: residual.map { $0.ptr + b * plane }, ho: kept.h, wo: kept.w)
+                let staged = StagedResults(conv: self, stage: stage, columns: columns, stride: columns, segments: seg,
+                                           segmentCount: segmentCount, out: kept.ptr + b * plane,
+                                           residual: residual.map { $0.ptr + b * plane }, ho: kept.h, wo: kept.w,
+                                           planar: true)
+                Ops.gatePlanes(staged, rows: spans.rows, x0: spans.x0, x1: spans.x1, mask: spans.mask, pixelMax: nil)
             }
             return
         }
@@ -244,7 +249,7 @@ public final class Conv2d: @unchecked Sendable {
                                                  ho: kept.h, wo: kept.w, workspace: workspace)
             commit.commit(StagedResults(conv: self, stage: stage, columns: columns, stride: columns, segments: seg,
                                         segmentCount: segmentCount, out: kept.ptr, residual: residual?.ptr,
-                                        ho: kept.h, wo: kept.w))
+                                        ho: kept.h, wo: kept.w, planar: true))
             return
         }
         var hook: StagedCommit? = commit

@@ -1,3 +1,5 @@
+import CKernels
+
 /// Tile-restricted spatial ops and tile runs: compute only some output tiles of a grid, bit-identical to the
 /// dense op there (the temporal cache recomputes where its input changed).
 extension TileGrid {
@@ -84,7 +86,9 @@ public struct TileGrid: Hashable, Sendable, CustomStringConvertible {
 
 /// One tile-restricted pass's staged results, handed to a `StagedCommit` before anything is written: `stage` holds
 /// `[outChannels, columns]` rows `stride` apart (bias, residual and activation not applied yet), in the column
-/// order of `segments` (quadruples output row, first output column, length, first staged column).
+/// order of `segments` (quadruples output row, first output column, length, first staged column). `planar`: the
+/// stage is the pass's output planes `[outChannels, ho, wo]` (`columns` = `stride` = ho·wo, a segment's column is
+/// its first pixel's offset), as the Winograd tile pass leaves it.
 package struct StagedResults {
     package let conv: Conv2d
     package let stage: UnsafeMutablePointer<Float>
@@ -95,6 +99,62 @@ package struct StagedResults {
     package let out: UnsafeMutablePointer<Float>
     package let residual: UnsafeMutablePointer<Float>?
     package let ho: Int, wo: Int
+    package var planar = false
+}
+
+extension Ops {
+    /// The pixels of `count` segments (quadruples oy, ox0, length, column) as row spans (each listed pixel row
+    /// from its first to its last listed column) and a byte mask per output pixel (`ho`·`wo`), for `gatePlanes`.
+    package static func planarSpans(_ seg: UnsafePointer<Int>, count: Int, ho: Int, wo: Int)
+        -> (rows: [Int32], x0: [Int32], x1: [Int32], mask: [UInt8]) {
+        var mask = [UInt8](repeating: 0, count: ho * wo)
+        var lo = [Int](repeating: .max, count: ho), hi = [Int](repeating: 0, count: ho)
+        mask.withUnsafeMutableBufferPointer { m in
+            for s in 0..<count where seg[4 * s + 2] > 0 {
+                let y = seg[4 * s], a = seg[4 * s + 1], b = a + seg[4 * s + 2]
+                lo[y] = min(lo[y], a); hi[y] = max(hi[y], b)
+                (m.baseAddress! + y * wo + a).update(repeating: 1, count: b - a)
+            }
+        }
+        var rows: [Int32] = [], x0: [Int32] = [], x1: [Int32] = []
+        for y in 0..<ho where hi[y] > lo[y] { rows.append(Int32(y)); x0.append(Int32(lo[y])); x1.append(Int32(hi[y])) }
+        return (rows, x0, x1, mask)
+    }
+
+    /// Output gating of a `planar` staged pass, over the pixels of the row spans (`rows[i]`, columns
+    /// `x0[i]..<x1[i]`) whose `mask` byte (one per output pixel) is set: with `pixelMax` (ho·wo values), raises
+    /// each pixel's entry to the largest absolute-value bits of act(stage + bias + residual) − out over the
+    /// channels (a NaN difference sorts above infinity); without, writes act(stage + bias + residual) into out,
+    /// the same bits as `Conv2d.scatter`. Row spans split over the cores.
+    package static func gatePlanes(_ staged: StagedResults, rows: [Int32], x0: [Int32], x1: [Int32],
+                                   mask: [UInt8], pixelMax: UnsafeMutablePointer<UInt32>?) {
+        precondition(staged.planar, "gatePlanes needs a stage in output planes")
+        let conv = staged.conv, plane = staged.ho * staged.wo
+        precondition(mask.count == plane && rows.count == x0.count && rows.count == x1.count, "gatePlanes: bad spans")
+        let relu: Int32 = conv.activation == .relu ? 1 : 0
+        var pixels = 0
+        for i in rows.indices { pixels += Int(x1[i] - x0[i]) }
+        conv.withBias { bias in
+            rows.withUnsafeBufferPointer { r in x0.withUnsafeBufferPointer { a in x1.withUnsafeBufferPointer { b in
+                mask.withUnsafeBufferPointer { m in
+                    Parallel.forEach(rows.count, cost: conv.outChannels * pixels) { range in
+                        let cout = Int32(conv.outChannels), wo = Int32(staged.wo), n = Int32(range.count)
+                        let (rp, ap, bp) = (r.baseAddress! + range.lowerBound, a.baseAddress! + range.lowerBound,
+                                            b.baseAddress! + range.lowerBound)
+                        if let pixelMax {
+                            fpn_gate_max_planes(layoutISA, cout, wo, rp, ap, bp, n, m.baseAddress!, staged.stage,
+                                                staged.stride, staged.out, staged.residual, plane,
+                                                bias?.baseAddress, relu, pixelMax)
+                        } else {
+                            fpn_gate_commit_planes(layoutISA, cout, wo, rp, ap, bp, n, m.baseAddress!, staged.stage,
+                                                   staged.stride, staged.out, staged.residual, plane,
+                                                   bias?.baseAddress, relu)
+                        }
+                    }
+                }
+            } } }
+        }
+    }
 }
 
 /// Decides which staged results of a tile-restricted pass reach the output (output gating).

@@ -215,6 +215,50 @@ final class OpsTests: XCTestCase {
         [FPN_ISA_GENERIC, FPN_ISA_AVX2, FPN_ISA_AVX512].map { Int32($0.rawValue) }.filter { fpn_isa_supported($0) != 0 }
     }
 
+    /// The output gate on output planes, on every ISA, against a scalar reference: ragged row spans (1-37 pixels,
+    /// the vector kernel's 16-pixel steps and masked tails), a sparse pixel mask, with and without residual and
+    /// ReLU; a NaN passes ReLU unchanged, and its difference sorts above infinity.
+    func testGatePlanesMatchTheScalarReferenceOnEveryISA() {
+        var rng = TestRandom(seed: 131)
+        let cout = 3, ho = 5, wo = 40, plane = ho * wo, stagePlane = plane + 7
+        let rows: [Int32] = [0, 1, 3, 4], x0: [Int32] = [0, 3, 17, 39], x1: [Int32] = [37, 19, 40, 40]
+        var mask = [UInt8](repeating: 0, count: plane)
+        for p in 0..<plane where p % 3 != 1 { mask[p] = 1 }
+        var stage = rng.floats(cout * stagePlane, -2, 2)
+        stage[stagePlane + 2 * wo] = .nan            // channel 1, row 2: outside every span
+        stage[stagePlane + 5] = .nan                 // channel 1, row 0, x 5 (masked in)
+        let bias: [Float] = [0.5, -0.25, 1]
+        let residual = rng.floats(cout * plane, -1, 1)
+        let kept = rng.floats(cout * plane, -2, 2)
+        for (withResidual, relu) in [(false, false), (true, false), (false, true), (true, true)] {
+            // Reference: what `Conv2d.scatter` computes, and the max of |t − out| bits per pixel.
+            var wantMax = [UInt32](repeating: 0, count: plane), wantOut = kept
+            for oc in 0..<cout { for i in rows.indices { for x in Int(x0[i])..<Int(x1[i]) {
+                let p = Int(rows[i]) * wo + x
+                guard mask[p] != 0 else { continue }
+                var t = stage[oc * stagePlane + p] + bias[oc]
+                if withResidual { t = t + residual[oc * plane + p] }
+                t = relu && t < 0 ? 0 : t
+                wantMax[p] = max(wantMax[p], (t - kept[oc * plane + p]).bitPattern & 0x7FFF_FFFF)
+                wantOut[oc * plane + p] = t
+            } } }
+            XCTAssertGreaterThan(wantMax[5], 0x7F80_0000, "the NaN pixel's difference is a NaN")
+            for isa in isas {
+                var gotMax = [UInt32](repeating: 0, count: plane), gotOut = kept
+                stage.withUnsafeBufferPointer { st in residual.withUnsafeBufferPointer { r in
+                    let res = withResidual ? r.baseAddress : nil
+                    fpn_gate_max_planes(isa, Int32(cout), Int32(wo), rows, x0, x1, Int32(rows.count), mask, st.baseAddress,
+                                        stagePlane, kept, res, plane, bias, relu ? 1 : 0, &gotMax)
+                    fpn_gate_commit_planes(isa, Int32(cout), Int32(wo), rows, x0, x1, Int32(rows.count), mask,
+                                           st.baseAddress, stagePlane, &gotOut, res, plane, bias, relu ? 1 : 0)
+                } }
+                let label = "isa \(isa) residual \(withResidual) relu \(relu)"
+                XCTAssertEqual(gotMax, wantMax, label)
+                XCTAssertEqual(gotOut.map(\.bitPattern), wantOut.map(\.bitPattern), label)
+            }
+        }
+    }
+
     func testTransposeCopiesEveryElementOnEveryISA() {
         var rng = TestRandom(seed: 120)
         // Ragged block edges (1, 15, 17 rows or columns), exact 16x16, 14-row GEMM panels, padded strides; last

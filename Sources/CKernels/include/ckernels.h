@@ -382,6 +382,20 @@ void fpn_col2im_one_tap(int isa, const float *cols, long ld, int h, int w, int k
  */
 void fpn_argmax_planes(int isa, const float *src, long plane, int k, unsigned char *labels);
 
+/*
+ * Output gating of a tile pass computed into output planes (stage, out and residual: `cout` planes; stage planes
+ * `stage_plane` floats apart, out and residual `plane` apart; pixel p = y * wo + x). For each row span i (pixel
+ * row rows[i], columns x0[i] <= x < x1[i]) and each pixel p there with mask[p] != 0, t = act(stage + bias[oc] +
+ * residual) (ReLU when relu: t < 0 ? 0 : t); fpn_gate_max_planes raises pixmax[p] to the absolute-value bits of
+ * t - out over the channels, fpn_gate_commit_planes writes t into out. bias and residual may be NULL.
+ */
+void fpn_gate_max_planes(int isa, int cout, int wo, const int *rows, const int *x0, const int *x1, int nrows,
+                         const unsigned char *mask, const float *stage, long stage_plane, const float *out,
+                         const float *residual, long plane, const float *bias, int relu, uint32_t *pixmax);
+void fpn_gate_commit_planes(int isa, int cout, int wo, const int *rows, const int *x0, const int *x1, int nrows,
+                            const unsigned char *mask, const float *stage, long stage_plane, float *out,
+                            const float *residual, long plane, const float *bias, int relu);
+
 /* paste.c */
 
 /*
