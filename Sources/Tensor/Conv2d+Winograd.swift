@@ -269,9 +269,10 @@ extension Conv2d {
     /// A tile-restricted pass through the Winograd form: the bare convolution of the Winograd tiles covering the
     /// segments' pixels (quadruples oy, ox0, length, column) of batch item `b` (bias, residual and activation not
     /// yet applied), left in output planes `[outChannels, ho, wo]` that serve as the stage: each segment's column
-    /// becomes its first pixel's offset in a plane (oy·wo + ox0), and the returned column count is ho·wo. Copying
-    /// the pixels into packed columns first cost as much as the scatter after it (segments of 2x2 tiles are 2
-    /// pixels long). Every tile is computed as in the dense pass, so the staged values equal the dense pass's.
+    /// becomes its first pixel's offset in a plane (oy·wo + ox0), and the returned column count is ho·wo (no copy
+    /// into packed columns: the segments of scattered 2x2 tiles are 2 pixels long, and the gate reads the planes
+    /// a vector of pixels at a time). Every tile is computed as in the dense pass, so the staged values equal the
+    /// dense pass's.
     func winogradStage(_ x: Tensor, batch b: Int, segments seg: UnsafeMutablePointer<Int>, segmentCount: Int,
                        ho: Int, wo: Int, workspace: Workspace) -> (stage: UnsafeMutablePointer<Float>, columns: Int) {
         guard let m = winograd?.m else { preconditionFailure("no Winograd form") }
