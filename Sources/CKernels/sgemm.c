@@ -313,6 +313,61 @@ void fpn_sgemm_conv_compute(int isa, int m, int n, int k,
     gemm_driver(isa, m, n, k, packed_a, pack_im2col_block, b, beta, c, ldc, bias, relu, workspace);
 }
 
+size_t fpn_sgemm_packed_b_size(int isa, int n, int k) {
+    const struct fpn_gemm_impl *im = impl_for(isa);
+    return round_up((size_t)(n < 1 ? 1 : n), (size_t)im->nr) * (size_t)(k < 0 ? 0 : k) + WS_ALIGN_SLACK;
+}
+
+/* The panels start at the first 64-byte boundary of `packed` (hence the slack in the size). */
+static float *aligned_panels(const float *packed) {
+    return (float *)(((uintptr_t)packed + 63) & ~(uintptr_t)63);
+}
+
+void fpn_sgemm_pack_b(int isa, int n, int k, const float *b, int ldb, float *packed) {
+    const struct fpn_gemm_impl *im = impl_for(isa);
+    if (n > 0 && k > 0) im->pack_b(k, n, b, ldb, aligned_panels(packed));
+}
+
+size_t fpn_sgemm_rows_workspace_size(int isa, int k) {
+    const struct fpn_gemm_impl *im = impl_for(isa);
+    return (size_t)im->mr * (size_t)k_block(im, k > 0 ? k : 1) + WS_ALIGN_SLACK;
+}
+
+/*
+ * K blocks outermost, so a block of the packed B (KC x N) stays in L2 while every row panel passes; each
+ * panel's A slice is packed into L1 right before its kernels, and C's rows stay in cache across the blocks.
+ * Panel q of the packed B holds all K rows, so block [pc, pc + kc) of it starts at q * K * NR + pc * NR.
+ */
+void fpn_sgemm_rows(int isa, int m, int n, int k, const float *a, int lda, const float *packed_b,
+                    float beta, float *c, int ldc, int relu, float *workspace) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) {
+        epilogue_only(m, n, beta, c, ldc, NULL, relu);
+        return;
+    }
+    const struct fpn_gemm_impl *im = impl_for(isa);
+    const int mr = im->mr, nr = im->nr, kc_max = k_block(im, k);
+    const float *bp = aligned_panels(packed_b);
+    float *ap = aligned_panels(workspace);
+    for (int pc = 0; pc < k; pc += kc_max) {
+        const int kc = k - pc < kc_max ? k - pc : kc_max;
+        float kbeta;
+        const int flags = block_flags(pc, kc, k, beta, 0, relu, &kbeta);
+        for (int ir = 0; ir < m; ir += mr) {
+            const int mv = m - ir < mr ? m - ir : mr;
+            fpn_transpose(isa, mv, kc, a + (size_t)ir * lda + pc, lda, ap, mr);
+            for (int r = mv; r < mr; r++)
+                for (int p = 0; p < kc; p++) ap[(size_t)p * mr + r] = 0.0f;
+            float *crow = c + (size_t)ir * ldc;
+            for (int jr = 0; jr < n; jr += nr) {
+                const int nv = n - jr < nr ? n - jr : nr;
+                im->kernel(kc, ap, bp + (size_t)(jr / nr) * k * nr + (size_t)pc * nr, crow + jr, ldc, mv, nv,
+                           flags, kbeta, NULL);
+            }
+        }
+    }
+}
+
 int fpn_sgemm(int isa, int m, int n, int k,
               const float *a, int lda,
               const float *b, int ldb,

@@ -45,6 +45,39 @@ public final class PackedMatrix: @unchecked Sendable {
     public var bytes: Int { count * 4 }
 }
 
+/// A constant right-hand operand B (`rows` = K x `columns` = N, row-major), packed once for `Gemm.multiply(rows:)`:
+/// on an own-kernel fp32 path into NR-wide panels over all of K, elsewhere (OpenBLAS, bf16) kept as the plain
+/// matrix. Immutable, shared by streams.
+public final class PackedColumns: @unchecked Sendable {
+    /// Rows (K) and columns (N).
+    public let rows: Int, columns: Int
+    /// The path and precision of the products with this matrix.
+    public let path: ComputePath, precision: Precision
+    /// Whether `data` holds the own kernels' panels (else the plain matrix).
+    var panels: Bool { path.isa != nil && precision == .f32 }
+    let data: UnsafeMutablePointer<Float>
+    private let count: Int
+
+    /// Packs `b` (`rows` x `columns`, row stride `columns`) for `path` and `precision` (default: the process's).
+    public init(_ b: UnsafePointer<Float>, rows: Int, columns: Int, path: ComputePath = Compute.path,
+                precision: Precision = Compute.precision) {
+        precondition(rows >= 0 && columns >= 0, "bad matrix \(rows)x\(columns)")
+        self.rows = rows; self.columns = columns; self.path = path
+        self.precision = precision == .bf16 && path.isa != nil && Precision.bf16.isSupported ? .bf16 : .f32
+        if let isa = path.isa, self.precision == .f32 {
+            count = max(1, fpn_sgemm_packed_b_size(isa, Int32(columns), Int32(rows)))
+            data = .allocate(capacity: count)
+            fpn_sgemm_pack_b(isa, Int32(columns), Int32(rows), b, Int32(columns), data)
+        } else {
+            count = max(1, rows * columns)
+            data = .allocate(capacity: count)
+            data.update(from: b, count: rows * columns)
+        }
+    }
+
+    deinit { data.deallocate() }
+}
+
 /// The GEMMs of the Tensor ops, on the process's compute path (`Compute`): C = act(A·B + beta·C + bias[row]),
 /// row-major, split over the cores.
 public enum Gemm {
@@ -181,6 +214,29 @@ public enum Gemm {
             fpn_sgemm_pack_a(isa, Int32(rows), Int32(k), a + lo * lda, Int32(lda), packed.base)
             compute(isa, m: rows, n: n, k: k, a: packed.base, b: b, ldb: ldb, beta: beta, c: c + lo * ldc, ldc: ldc,
                     bias: nil, relu: false)
+        }
+    }
+
+    /// C[`m`, `b.columns`] = act(A·B + beta·C) for an unpacked A (`m` x `b.rows`, row stride `lda`) that changes
+    /// every call and a constant packed B: A is packed a kernel's slice at a time as the product reads it, never as
+    /// a whole (a fully connected layer on many rows). `beta` is 0 (C is only written) or 1. Rows split over the
+    /// cores.
+    public static func multiply(rows m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedColumns, beta: Float,
+                                c: UnsafeMutablePointer<Float>, ldc: Int, relu: Bool = false) {
+        let n = b.columns, k = b.rows
+        guard m > 0 && n > 0 else { return }
+        guard let isa = b.path.isa, b.panels else {
+            multiply(m: m, n: n, k: k, a: a, lda: lda, b: b.data, ldb: n, beta: beta, c: c, ldc: ldc, path: b.path,
+                     precision: b.precision)
+            if relu { epilogue(c, rows: m, columns: n, ldc: ldc, bias: nil, relu: true) }
+            return
+        }
+        forEachPart(m: m, n: n, k: k, mr: Int(fpn_sgemm_mr(isa)), nr: 1, split: .rows) { part, _ in
+            let lo = part.lowerBound
+            let ws = Scratch.take(fpn_sgemm_rows_workspace_size(isa, Int32(k)))
+            defer { Scratch.give(ws) }
+            fpn_sgemm_rows(isa, Int32(part.count), Int32(n), Int32(k), a + lo * lda, Int32(lda), b.data, beta,
+                           c + lo * ldc, Int32(ldc), relu ? 1 : 0, ws.base)
         }
     }
 

@@ -26,11 +26,11 @@ public final class Linear: @unchecked Sendable {
         let t = Tensor(shape: [i, o])
         let src = w.ptr, dst = t.ptr
         for r in 0..<o { for c in 0..<i { dst[c * o + r] = src[r * i + c] } }
-        transposed = t
+        transposed = PackedColumns(dst, rows: i, columns: o)
     }
 
-    /// `weight` transposed, `[inFeatures, outFeatures]`: the right-hand operand of y = x·Wᵀ.
-    private let transposed: Tensor
+    /// `weight` transposed, `[inFeatures, outFeatures]`, packed: the right-hand operand of y = x·Wᵀ.
+    private let transposed: PackedColumns
 
     /// 2·rows·in·out.
     public func flops(rows: Int) -> Double { 2 * Double(rows * inFeatures * outFeatures) }
@@ -43,8 +43,7 @@ public final class Linear: @unchecked Sendable {
         x.checkValid(); out.checkValid()
         guard rows > 0 else { return }
         let o = outFeatures, dst = out.ptr
-        Gemm.multiply(m: rows, n: o, k: inFeatures, a: x.ptr, lda: inFeatures, b: transposed.ptr, ldb: o, beta: 0,
-                      c: dst, ldc: o)
+        Gemm.multiply(rows: rows, a: x.ptr, lda: inFeatures, b: transposed, beta: 0, c: dst, ldc: o)
         if bias == nil && activation == .none { return }
         let relu = activation == .relu
         withBias { b in

@@ -217,6 +217,58 @@ final class ComputeTests: XCTestCase {
         }
     }
 
+    /// A constant packed right operand (a fully connected layer's weight) with A packed a slice at a time: against
+    /// float64 on ragged shapes (K across blocks, N across panels, M across row panels, strides wider than the
+    /// matrices, beta, ReLU, one thread and split over the cores) on every path, and on the own kernels bit for bit
+    /// the product of the whole packed A.
+    func testConstantRightOperandProductMatchesTheReference() {
+        var rng = TestRandom(seed: 47)
+        for path in runnable {
+            for (m, n, k) in [(1, 1, 1), (5, 3, 27), (14, 32, 256), (15, 33, 257), (29, 100, 600), (300, 128, 1000),
+                              (40, 5, 6272)] {
+                for (beta, relu) in [(false, false), (true, true)] {
+                    let lda = k + 3, ldc = n + 2
+                    let a = rng.floats(m * lda), b = rng.floats(k * n), c0 = rng.floats(m * ldc)
+                    let packed = b.withUnsafeBufferPointer { PackedColumns($0.baseAddress!, rows: k, columns: n, path: path, precision: .f32) }
+                    for width in [1, 2] {
+                        var c = beta ? c0 : [Float](repeating: .nan, count: m * ldc)
+                        a.withUnsafeBufferPointer { pa in c.withUnsafeMutableBufferPointer { pc in
+                            Parallel.withWidth(width) {
+                                Gemm.multiply(rows: m, a: pa.baseAddress!, lda: lda, b: packed, beta: beta ? 1 : 0,
+                                              c: pc.baseAddress!, ldc: ldc, relu: relu)
+                            }
+                        } }
+                        var worst = 0.0
+                        for i in 0..<m {
+                            for j in 0..<n {
+                                var s = beta ? Double(c0[i * ldc + j]) : 0, mag = 1.0
+                                for l in 0..<k { let t = Double(a[i * lda + l]) * Double(b[l * n + j]); s += t; mag += abs(t) }
+                                if relu { s = max(0, s) }
+                                let e = abs(Double(c[i * ldc + j]) - s) / mag
+                                worst = e.isNaN ? .infinity : max(worst, e)
+                            }
+                            for j in n..<ldc where beta {
+                                XCTAssertEqual(c[i * ldc + j], c0[i * ldc + j], "\(path) wrote past the last column")
+                            }
+                        }
+                        XCTAssertLessThan(worst, 1e-5, "\(path) m\(m) n\(n) k\(k) beta \(beta) relu \(relu) width \(width)")
+                        guard path.isa != nil, !beta else { continue }
+                        var whole = [Float](repeating: .nan, count: m * ldc)
+                        a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in whole.withUnsafeMutableBufferPointer { pc in
+                            Parallel.withWidth(width) {
+                                Gemm.multiply(m: m, n: n, k: k, a: pa.baseAddress!, lda: lda, b: pb.baseAddress!, ldb: n,
+                                              beta: 0, c: pc.baseAddress!, ldc: ldc, path: path, precision: .f32)
+                            }
+                        } } }
+                        let differing = (0..<m).flatMap { i in (0..<n).map { i * ldc + $0 } }
+                            .filter { c[$0].bitPattern != whole[$0].bitPattern }.count
+                        XCTAssertEqual(differing, 0, "\(path) m\(m) n\(n) k\(k) width \(width): differs from the packed-A product")
+                    }
+                }
+            }
+        }
+    }
+
     func testTheHostDescriptionNamesThePathAndTheReason() {
         XCTAssertTrue(Compute.description.contains("compute: \(Compute.path.rawValue)"), Compute.description)
         XCTAssertTrue(Compute.description.contains(Compute.choice.reason))

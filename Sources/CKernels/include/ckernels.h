@@ -172,6 +172,21 @@ void fpn_sgemm_conv_compute(int isa, int m, int n, int k,
                             float *workspace);
 
 /*
+ * The other way round, for products whose A changes every call and whose B is constant (a fully connected
+ * layer: A = the rows of activations, B = the transposed weight): B is packed once with fpn_sgemm_pack_b into
+ * NR-wide panels over all of K, and A is read straight from the matrix, a MR x KC slice at a time packed into
+ * `workspace` right before the kernels use it (so A is read once and never written out packed).
+ * C = act(A * B + beta * C); no bias (C's rows are A's rows: add a per-column bias afterwards).
+ * Threading: split M (a + m0 * lda, c + m0 * ldc, any m0), each thread with its own workspace.
+ */
+size_t fpn_sgemm_packed_b_size(int isa, int n, int k);
+void fpn_sgemm_pack_b(int isa, int n, int k, const float *b, int ldb, float *packed);
+/* Floats of scratch one fpn_sgemm_rows call needs. */
+size_t fpn_sgemm_rows_workspace_size(int isa, int k);
+void fpn_sgemm_rows(int isa, int m, int n, int k, const float *a, int lda, const float *packed_b,
+                    float beta, float *c, int ldc, int relu, float *workspace);
+
+/*
  * Unpacked convenience for one-off GEMMs: packs A and allocates the workspace
  * internally (malloc/free per call). Returns 0 on success, -1 if allocation failed.
  */
