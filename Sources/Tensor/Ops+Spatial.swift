@@ -120,7 +120,9 @@ extension Ops {
 
     /// Bilinear resize to `out`'s height and width, torch `interpolate(mode="bilinear", align_corners=False)`
     /// without antialias: src = max((dst + 0.5) * in / out - 0.5, 0), i0 = floor(src), i1 = min(i0 + 1, in - 1).
-    public static func resizeBilinear(_ x: Tensor, into out: Tensor) {
+    /// `accumulate`: adds the resized values to `out` instead (the bits of a resize followed by `Ops.add`, without
+    /// the resized map in memory).
+    public static func resizeBilinear(_ x: Tensor, into out: Tensor, accumulate: Bool = false) {
         precondition(x.rank == 4 && out.rank == 4 && out.n == x.n && out.c == x.c, "bilinear \(x.shape) into \(out.shape)")
         x.checkValid(); out.checkValid()
         let h = x.h, w = x.w, ho = out.h, wo = out.w
@@ -161,7 +163,11 @@ extension Ops {
                                     }
                                     if haveB != ty.i1 { horizontal(ty.i1, into: rowB); haveB = ty.i1 }
                                     let wy1 = ty.weight, wy0 = 1 - wy1
-                                    fpn_lerp_rows(layoutISA, rowA, rowB, wo, wy0, wy1, d + oy * wo)
+                                    if accumulate {
+                                        fpn_lerp_rows_add(layoutISA, rowA, rowB, wo, wy0, wy1, d + oy * wo)
+                                    } else {
+                                        fpn_lerp_rows(layoutISA, rowA, rowB, wo, wy0, wy1, d + oy * wo)
+                                    }
                                 }
                             }
                         }

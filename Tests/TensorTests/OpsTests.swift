@@ -427,7 +427,25 @@ final class OpsTests: XCTestCase {
                 var blend = [Float](repeating: .nan, count: wo)
                 fpn_lerp_rows(isa, base, other, wo, 0.3, 0.7, &blend)
                 XCTAssertTrue((0..<wo).allSatisfy { blend[$0].bitPattern == (0.3 * base[$0] + 0.7 * other[$0]).bitPattern })
+                // Into a sum: the lerp rounded, then added (a resize followed by an add, bit for bit).
+                let sum0 = rng.floats(wo, -2, 2)
+                var sum = sum0
+                fpn_lerp_rows_add(isa, base, other, wo, 0.3, 0.7, &sum)
+                XCTAssertEqual((0..<wo).filter { sum[$0].bitPattern != (sum0[$0] + blend[$0]).bitPattern }.count, 0,
+                               "isa \(isa) accumulate \(wo)")
             }
+        }
+        // Resizing into a sum equals resizing, then adding, bit for bit (the semantic head's level sum).
+        for (h, w, ho, wo) in [(5, 40, 10, 80), (20, 16, 40, 32), (1, 1, 3, 17)] {
+            let x = rng.tensor([2, 3, h, w]), s0 = rng.tensor([2, 3, ho, wo]), ws = Workspace()
+            let resized = x.resizeBilinear(height: ho, width: wo, in: ws)
+            let separate = ws.tensor(s0.shape), fused = ws.tensor(s0.shape)
+            Ops.add(s0, resized, into: separate)
+            fused.copy(from: s0)
+            Ops.resizeBilinear(x, into: fused, accumulate: true)
+            XCTAssertEqual(zip(fused.array, separate.array).filter { $0.bitPattern != $1.bitPattern }.count, 0,
+                           "\(h)x\(w) → \(ho)x\(wo) into a sum")
+            XCTAssertNotEqual(fused.array, s0.array, "the resize added nothing")
         }
         // The op against the separable scalar formula, bit for bit.
         for (h, w, ho, wo) in [(5, 40, 10, 80), (20, 16, 80, 64), (9, 100, 4, 37), (1, 1, 3, 17)] {

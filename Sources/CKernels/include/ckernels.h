@@ -427,6 +427,8 @@ void fpn_paste_bilinear(int isa, const float *src, int p, const int *yi0, const 
 
 /* out[i] = wa * a[i] + wb * b[i] (two multiplies, then the add): the vertical step of bilinear resizing. */
 void fpn_lerp_rows(int isa, const float *a, const float *b, long n, float wa, float wb, float *out);
+/* out[i] += (wa * a[i] + wb * b[i]), the lerp rounded before the add: a resize into a sum, same bits as the two. */
+void fpn_lerp_rows_add(int isa, const float *a, const float *b, long n, float wa, float wb, float *out);
 
 /*
  * out[o] = w0[o] * row[i0[o]] + w1[o] * row[i1[o]] for o < n, every index in [0, len): the horizontal step of

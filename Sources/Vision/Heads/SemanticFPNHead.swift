@@ -64,6 +64,7 @@ public final class SemanticFPNHead: @unchecked Sendable {
         var sum: Tensor?
         for (k, blocks) in levels.enumerated() {
             var x = features[k]
+            var added = false
             for (b, block) in blocks.enumerated() {
                 var y = block.conv(x, ctx)
                 if b > 0 { ws.release(x) }   // never the pyramid level itself (the detector still needs it)
@@ -76,13 +77,20 @@ public final class SemanticFPNHead: @unchecked Sendable {
                     block.norm.forward(y, into: y)
                 }
                 x = y
-                if k > 0 {   // stride != 4: 2x bilinear upsampling after every block
+                guard k > 0 else { continue }   // stride != 4: 2x bilinear upsampling after every block
+                if b == blocks.count - 1, let s = sum, s.h == 2 * x.h, s.w == 2 * x.w {
+                    // The level's last upsampling adds straight into the sum (same bits as resize, then add).
+                    Ops.resizeBilinear(x, into: s, accumulate: true)
+                    added = true
+                } else {
                     let up = x.resizeBilinear(height: 2 * x.h, width: 2 * x.w, in: ws)
                     ws.release(x)
                     x = up
                 }
             }
-            if let s = sum {
+            if added {
+                ws.release(x)
+            } else if let s = sum {
                 Ops.add(s, x, into: s)
                 ws.release(x)
             } else {
