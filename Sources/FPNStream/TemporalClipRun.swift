@@ -186,7 +186,7 @@ public final class TemporalClipRun {
             } ?? ""
             let runs = layerFrames * (profile.layerInstances[index] ?? 1)
             let dense = layerDense[index].map { String(format: ", dense in %.0f%% of its runs", 100 * Double($0) / Double(runs)) } ?? ""
-            print(String(format: "  %-42@ %.3f of %d tiles, %.1f ms (GEMM %.1f)%@%@", key,
+            print(String(format: "  %-42@ %.3f of %d tiles, %.2f ms (GEMM %.2f)%@%@", key,
                          Double(layerTiles[index] ?? 0) / Double(layerFrames * total), total,
                          (layerSeconds[index] ?? 0) * 1e3 / Double(layerFrames), (layerConvSeconds[index] ?? 0) * 1e3 / Double(layerFrames),
                          committed as NSString, dense as NSString))
