@@ -21,22 +21,20 @@ public enum NMS {
                 x1[oi] = b.x1; y1[oi] = b.y1; x2[oi] = b.x2; y2[oi] = b.y2
                 area[oi] = (b.x2 - b.x1) * (b.y2 - b.y1)
             }
-            withUnsafeTemporaryAllocation(of: Bool.self, capacity: n) { flags in
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: n) { flags in
                 let suppressed = flags.baseAddress!
-                suppressed.initialize(repeating: false, count: n)
-                for oi in 0..<n where !suppressed[oi] {
+                suppressed.initialize(repeating: 0, count: n)
+                for oi in 0..<n where suppressed[oi] == 0 {
                     keep.append(order[oi])
                     let ix1 = x1[oi], iy1 = y1[oi], ix2 = x2[oi], iy2 = y2[oi], ai = area[oi]
-                    var oj = oi + 1
-                    while oj < n {
-                        if !suppressed[oj] {
-                            let w = max(0, min(ix2, x2[oj]) - max(ix1, x1[oj]))
-                            let h = max(0, min(iy2, y2[oj]) - max(iy1, y1[oj]))
-                            let inter = w * h
-                            let ovr = inter / (ai + area[oj] - inter)
-                            if ovr > iouThreshold { suppressed[oj] = true }
-                        }
-                        oj += 1
+                    // Every later box, suppressed or not (marking one twice changes nothing): a loop without
+                    // branches, which the compiler vectorises.
+                    for oj in (oi + 1)..<n {
+                        let w = max(0, min(ix2, x2[oj]) - max(ix1, x1[oj]))
+                        let h = max(0, min(iy2, y2[oj]) - max(iy1, y1[oj]))
+                        let inter = w * h
+                        let ovr = inter / (ai + area[oj] - inter)
+                        suppressed[oj] |= ovr > iouThreshold ? 1 : 0
                     }
                 }
             }

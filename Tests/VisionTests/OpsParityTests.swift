@@ -100,7 +100,7 @@ final class OpsParityTests: XCTestCase {
     }
 
     /// `NMS.nms` against the plain greedy loop (boxes indexed through the stable score order) on random clusters
-    /// with tied scores, zero-area and identical boxes, 1 to 1000 boxes.
+    /// with tied scores, zero-area, identical and NaN-cornered boxes, 1 to 1000 boxes.
     func testNMSMatchesTheGreedyLoopOnRandomBoxes() {
         var rng = TestRandom(seed: 31)
         func greedy(_ b: [Box], _ s: [Float], _ t: Float) -> [Int] {
@@ -123,7 +123,8 @@ final class OpsParityTests: XCTestCase {
             for i in 0..<n {
                 let cx = Float(rng.uniform(0, 200)), cy = Float(rng.uniform(0, 150))
                 let w = Float(rng.uniform(0, 60)), h = i % 13 == 5 ? 0 : Float(rng.uniform(1, 60))
-                boxes.append(i % 29 == 7 && i > 0 ? boxes[i - 1] : Box(x1: cx, y1: cy, x2: cx + w, y2: cy + h))
+                boxes.append(i % 29 == 7 && i > 0 ? boxes[i - 1]
+                             : Box(x1: cx, y1: cy, x2: i % 31 == 11 ? .nan : cx + w, y2: cy + h))
                 scores.append(Float(rng.int(50)) / 50)   // many ties
             }
             for t: Float in [0.3, 0.5, 0.7] {
