@@ -16,6 +16,16 @@ extension Ops {
         }
     }
 
+    /// Interleaved RGB bytes (`width` x `height`, rows packed) to three float planes through a per-channel table:
+    /// `out[c * planeStride + y * rowStride + x] = table[c * 256 + rgb[(y * width + x) * 3 + c]]`; nothing past
+    /// column `width` of a row is written. A detector's input normalisation (the table holds its mean/std formula).
+    public static func normalizeRGB(_ rgb: UnsafePointer<UInt8>, width: Int, height: Int, table: UnsafePointer<Float>,
+                                    into out: UnsafeMutablePointer<Float>, planeStride: Int, rowStride: Int) {
+        precondition(rowStride >= width && planeStride >= height * rowStride, "normalizeRGB: strides too small")
+        guard width > 0 && height > 0 else { return }
+        fpn_normalize_rgb(layoutISA, rgb, Int32(width), Int32(height), table, out, planeStride, Int32(rowStride))
+    }
+
     /// The ISA of the layout and elementwise kernels in CKernels: the compute path's (a forced path holds here
     /// too), the CPU's best under OpenBLAS. Every ISA gives the same bits.
     static let layoutISA: Int32 = Compute.path.isa ?? fpn_best_isa()

@@ -410,6 +410,39 @@ final class OpsTests: XCTestCase {
         XCTAssertEqual(zip(y.array, ref.data).filter { !$0.0.isNaN && Double($0.0) != $0.1 }.count, 0)
     }
 
+    /// RGB bytes to float planes through the table, on every ISA: ragged widths around the 16-pixel vector, one
+    /// row and several, the image's last pixels (whose 4-byte reads would pass its end), padded row and plane
+    /// strides left untouched.
+    func testNormalizeRGBMatchesTheTableOnEveryISA() {
+        var rng = TestRandom(seed: 127)
+        let table = rng.floats(3 * 256, -3, 3)
+        for (w, h) in [(1, 1), (5, 3), (15, 2), (16, 1), (17, 4), (33, 7), (320, 3)] {
+            let rgb = (0..<(w * h * 3)).map { _ in UInt8(rng.int(256)) }
+            let ldo = w + 3, plane = (h + 1) * ldo
+            for isa in isas {
+                var out = [Float](repeating: .nan, count: 3 * plane)
+                rgb.withUnsafeBufferPointer { px in
+                    fpn_normalize_rgb(isa, px.baseAddress!, Int32(w), Int32(h), table, &out, plane, Int32(ldo))
+                }
+                var wrong = 0, touched = 0
+                for c in 0..<3 {
+                    for y in 0...h {
+                        for x in 0..<ldo {
+                            let v = out[c * plane + y * ldo + x]
+                            if y < h && x < w {
+                                if v.bitPattern != table[c * 256 + Int(rgb[(y * w + x) * 3 + c])].bitPattern { wrong += 1 }
+                            } else if !v.isNaN {
+                                touched += 1
+                            }
+                        }
+                    }
+                }
+                XCTAssertEqual(wrong, 0, "isa \(isa) \(w)x\(h)")
+                XCTAssertEqual(touched, 0, "isa \(isa) \(w)x\(h) wrote past a row or the image")
+            }
+        }
+    }
+
     func testBilinearKernelsMatchTheScalarLoopOnEveryISA() {
         var rng = TestRandom(seed: 125)
         // Upsampling (taps within a vector's reach), downsampling (gathers), ragged widths, width 1.

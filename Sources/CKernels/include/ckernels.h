@@ -438,6 +438,16 @@ void fpn_lerp_rows_add(int isa, const float *a, const float *b, long n, float wa
 void fpn_lerp_taps(int isa, const float *row, int len, const int *i0, const int *i1, const float *w0, const float *w1,
                    long n, float *out);
 
+/* normalize.c */
+
+/*
+ * out[c * plane + y * ldo + x] = table[c * 256 + rgb[(y * w + x) * 3 + c]] for the w x h interleaved RGB bytes
+ * (rows packed, 3 * w bytes each), c < 3: a detector's normalisation of a frame into float planes (row stride
+ * ldo >= w; nothing past column w is written). Same bits on every ISA (a lookup).
+ */
+void fpn_normalize_rgb(int isa, const uint8_t *rgb, int w, int h, const float *table, float *out, long plane,
+                       int ldo);
+
 /* maxpool.c */
 
 /* acc[i] = row[i] if row[i] > acc[i] or row[i] is NaN, else acc[i]: max pooling's step down a window's rows. */

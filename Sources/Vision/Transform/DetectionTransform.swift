@@ -110,14 +110,12 @@ public struct DetectionTransform: Sendable {
         table.withUnsafeBufferPointer { lut in
             image.pixels.withUnsafeBufferPointer { px in
                 out.withUnsafeMutableBufferPointer { dst in
+                    Ops.normalizeRGB(px.baseAddress!, width: w, height: h, table: lut.baseAddress!,
+                                     into: dst.baseAddress!, planeStride: oh * ow, rowStride: ow)
                     for c in 0..<3 {
-                        let plane = c * oh * ow, l = c * 256
-                        for y in 0..<h {
-                            let row = plane + y * ow, src = y * w * 3 + c
-                            for x in 0..<w { dst[row + x] = lut[l + Int(px[src + 3 * x])] }
-                            for x in w..<ow { dst[row + x] = 0 }
-                        }
-                        for i in (plane + h * ow)..<(plane + oh * ow) { dst[i] = 0 }
+                        let plane = c * oh * ow
+                        if ow > w { for y in 0..<h { (dst.baseAddress! + plane + y * ow + w).update(repeating: 0, count: ow - w) } }
+                        (dst.baseAddress! + plane + h * ow).update(repeating: 0, count: (oh - h) * ow)
                     }
                 }
             }
