@@ -195,11 +195,23 @@ public enum PanopticMerge {
             segments.append(.init(id: Int(id), isThing: true, categoryID: inst.classID, area: kept, score: inst.score,
                                   instanceIndex: i))
         }
+        // Four partial histograms: neighbouring pixels mostly share a label, and one histogram would chain every
+        // increment on the last one through memory.
         var areas = [Int](repeating: 0, count: 256)
         ids.withUnsafeBufferPointer { idp in
             semantic.labels.withUnsafeBufferPointer { l in
-                areas.withUnsafeMutableBufferPointer { a in
-                    for p in 0..<n where idp[p] == 0 { a[Int(l[p])] += 1 }
+                withUnsafeTemporaryAllocation(of: Int32.self, capacity: 4 * 256) { h in
+                    h.initialize(repeating: 0)
+                    let hp = h.baseAddress!
+                    var p = 0
+                    while p + 4 <= n {
+                        for j in 0..<4 { hp[j * 256 + Int(l[p + j])] &+= idp[p + j] == 0 ? 1 : 0 }
+                        p += 4
+                    }
+                    while p < n { hp[Int(l[p])] &+= idp[p] == 0 ? 1 : 0; p += 1 }
+                    for label in 0..<256 {
+                        areas[label] = Int(hp[label]) + Int(hp[256 + label]) + Int(hp[512 + label]) + Int(hp[768 + label])
+                    }
                 }
             }
         }
@@ -215,7 +227,7 @@ public enum PanopticMerge {
             semantic.labels.withUnsafeBufferPointer { l in
                 ids.withUnsafeMutableBufferPointer { idp in
                     stuffID.withUnsafeBufferPointer { sid in
-                        for p in 0..<n where idp[p] == 0 { idp[p] = sid[Int(l[p])] }
+                        for p in 0..<n { let id = idp[p]; idp[p] = id == 0 ? sid[Int(l[p])] : id }
                     }
                 }
             }
