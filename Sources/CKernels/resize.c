@@ -7,24 +7,15 @@
 #include "isa_dispatch.h"
 
 #if defined(__x86_64__)
-static T512 void lerp_rows_avx512(const float *a, const float *b, long n, float wa, float wb, float *out) {
+/* add: out += the lerp, rounded first (the bits of a resize followed by a separate add). */
+static T512 void lerp_rows_avx512(const float *a, const float *b, long n, float wa, float wb, float *out, int add) {
     const __m512 va = _mm512_set1_ps(wa), vb = _mm512_set1_ps(wb);
     for (long i = 0; i < n; i += 16) {
         const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
         const __m512 x = _mm512_mul_ps(va, _mm512_maskz_loadu_ps(m, a + i));
         const __m512 y = _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(m, b + i));
-        _mm512_mask_storeu_ps(out + i, m, _mm512_add_ps(x, y));
-    }
-}
-
-/* The lerp rounded first, then added to out: the bits of a resize followed by a separate add. */
-static T512 void lerp_rows_add_avx512(const float *a, const float *b, long n, float wa, float wb, float *out) {
-    const __m512 va = _mm512_set1_ps(wa), vb = _mm512_set1_ps(wb);
-    for (long i = 0; i < n; i += 16) {
-        const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
-        const __m512 x = _mm512_mul_ps(va, _mm512_maskz_loadu_ps(m, a + i));
-        const __m512 y = _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(m, b + i));
-        _mm512_mask_storeu_ps(out + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, out + i), _mm512_add_ps(x, y)));
+        const __m512 v = _mm512_add_ps(x, y);
+        _mm512_mask_storeu_ps(out + i, m, add ? _mm512_add_ps(_mm512_maskz_loadu_ps(m, out + i), v) : v);
     }
 }
 
@@ -57,7 +48,7 @@ static T512 void lerp_taps_avx512(const float *row, int len, const int *i0, cons
 
 void fpn_lerp_rows(int isa, const float *a, const float *b, long n, float wa, float wb, float *out) {
 #if defined(__x86_64__)
-    if (resolve(isa) == FPN_ISA_AVX512) { lerp_rows_avx512(a, b, n, wa, wb, out); return; }
+    if (resolve(isa) == FPN_ISA_AVX512) { lerp_rows_avx512(a, b, n, wa, wb, out, 0); return; }
 #endif
     (void)isa;
     for (long i = 0; i < n; i++) out[i] = wa * a[i] + wb * b[i];
@@ -65,7 +56,7 @@ void fpn_lerp_rows(int isa, const float *a, const float *b, long n, float wa, fl
 
 void fpn_lerp_rows_add(int isa, const float *a, const float *b, long n, float wa, float wb, float *out) {
 #if defined(__x86_64__)
-    if (resolve(isa) == FPN_ISA_AVX512) { lerp_rows_add_avx512(a, b, n, wa, wb, out); return; }
+    if (resolve(isa) == FPN_ISA_AVX512) { lerp_rows_avx512(a, b, n, wa, wb, out, 1); return; }
 #endif
     (void)isa;
     for (long i = 0; i < n; i++) {

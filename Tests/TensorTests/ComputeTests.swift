@@ -89,21 +89,8 @@ final class ComputeTests: XCTestCase {
                         Gemm.multiply(packed, b: pb.baseAddress!, ldb: ldb, columns: n, beta: beta ? 1 : 0,
                                       c: pc.baseAddress!, ldc: ldc, bias: pbias.baseAddress!, relu: relu)
                     } } }
-                    var worst = 0.0
-                    for i in 0..<m {
-                        for j in 0..<n {
-                            var s = beta ? Double(c0[i * ldc + j]) : 0, mag = 1.0
-                            for l in 0..<k { let t = Double(a[i * lda + l]) * Double(b[l * ldb + j]); s += t; mag += abs(t) }
-                            s += Double(bias[i])
-                            if relu { s = max(0, s) }
-                            let e = abs(Double(c[i * ldc + j]) - s) / mag
-                            worst = e.isNaN ? .infinity : max(worst, e)
-                        }
-                        // Columns past n are not written.
-                        for j in n..<ldc where beta {
-                            XCTAssertEqual(c[i * ldc + j], c0[i * ldc + j], "\(path) wrote past the last column")
-                        }
-                    }
+                    let worst = worstError(c, a: a, lda: lda, b: b, ldb: ldb, c0: beta ? c0 : nil, ldc: ldc, bias: bias,
+                                           relu: relu, m: m, n: n, k: k, "\(path)")
                     XCTAssertLessThan(worst, 1e-5, "\(path) m\(m) n\(n) k\(k) beta \(beta) relu \(relu)")
                 }
             }
@@ -238,19 +225,8 @@ final class ComputeTests: XCTestCase {
                                               c: pc.baseAddress!, ldc: ldc, relu: relu)
                             }
                         } }
-                        var worst = 0.0
-                        for i in 0..<m {
-                            for j in 0..<n {
-                                var s = beta ? Double(c0[i * ldc + j]) : 0, mag = 1.0
-                                for l in 0..<k { let t = Double(a[i * lda + l]) * Double(b[l * n + j]); s += t; mag += abs(t) }
-                                if relu { s = max(0, s) }
-                                let e = abs(Double(c[i * ldc + j]) - s) / mag
-                                worst = e.isNaN ? .infinity : max(worst, e)
-                            }
-                            for j in n..<ldc where beta {
-                                XCTAssertEqual(c[i * ldc + j], c0[i * ldc + j], "\(path) wrote past the last column")
-                            }
-                        }
+                        let worst = worstError(c, a: a, lda: lda, b: b, ldb: n, c0: beta ? c0 : nil, ldc: ldc, bias: nil,
+                                               relu: relu, m: m, n: n, k: k, "\(path)")
                         XCTAssertLessThan(worst, 1e-5, "\(path) m\(m) n\(n) k\(k) beta \(beta) relu \(relu) width \(width)")
                         guard path.isa != nil, !beta else { continue }
                         var whole = [Float](repeating: .nan, count: m * ldc)
@@ -267,6 +243,27 @@ final class ComputeTests: XCTestCase {
                 }
             }
         }
+    }
+
+    /// The worst error of `c` against act(A·B + C0 + bias[row]) in float64, relative to 1 + Σ|a·b| (NaN counts as
+    /// infinite); with `c0`, also checks that the columns past `n` kept it (a product writes no further).
+    private func worstError(_ c: [Float], a: [Float], lda: Int, b: [Float], ldb: Int, c0: [Float]?, ldc: Int,
+                            bias: [Float]?, relu: Bool, m: Int, n: Int, k: Int, _ label: String) -> Double {
+        var worst = 0.0
+        for i in 0..<m {
+            for j in 0..<n {
+                var s = c0.map { Double($0[i * ldc + j]) } ?? 0, mag = 1.0
+                for l in 0..<k { let t = Double(a[i * lda + l]) * Double(b[l * ldb + j]); s += t; mag += abs(t) }
+                s += bias.map { Double($0[i]) } ?? 0
+                if relu { s = max(0, s) }
+                let e = abs(Double(c[i * ldc + j]) - s) / mag
+                worst = e.isNaN ? .infinity : max(worst, e)
+            }
+            if let c0 {
+                for j in n..<ldc { XCTAssertEqual(c[i * ldc + j], c0[i * ldc + j], "\(label) wrote past the last column") }
+            }
+        }
+        return worst
     }
 
     func testTheHostDescriptionNamesThePathAndTheReason() {
