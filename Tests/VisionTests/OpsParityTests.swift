@@ -206,6 +206,26 @@ final class OpsParityTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(nonEmpty, 5)
     }
 
+    /// A pasted mask's RLE equals the row-major RLE of its full image thresholded, on random masks with many runs
+    /// per column: boxes inside the image, over its edges and outside it, thresholds that most and few values pass
+    /// (outside the region every pixel is background, as a probability of 0).
+    func testPastedRLEEqualsTheFullImageThresholded() {
+        var rng = TestRandom(seed: 37)
+        let h = 37, w = 53
+        let boxes = [Box(x1: 3, y1: 4, x2: 40, y2: 30), Box(x1: -10, y1: -6, x2: 20, y2: 50), Box(x1: 30, y1: 20, x2: 80, y2: 60),
+                     Box(x1: 60, y1: 40, x2: 90, y2: 70), Box(x1: 5, y1: 5, x2: 5.5, y2: 6)]
+        for (i, box) in boxes.enumerated() {
+            let mask = rng.floats(28 * 28, 0, 1)
+            let pasted = mask.withUnsafeBufferPointer {
+                MaskPaste.paste(mask: $0, size: 28, box: box, imageHeight: h, imageWidth: w)
+            }
+            for t: Float in [0.5, 0, 0.99] {
+                let bin = pasted.fullImage().map { $0 > t ? UInt8(1) : 0 }
+                XCTAssertEqual(pasted.rle(threshold: t), MaskRLE(rowMajor: bin, height: h, width: w), "box \(i) at \(t)")
+            }
+        }
+    }
+
     // MARK: helpers
 
     struct F32 {

@@ -1,3 +1,4 @@
+import Foundation
 import FPNCore
 import Tensor
 
@@ -37,17 +38,37 @@ public struct PastedMask: Sendable, Equatable {
             if v != current { counts.append(run); run = 0; current = v }
             run += UInt32(n)
         }
-        let rw = x1 - x0
-        let hasRegion = rw > 0 && y1 > y0
-        for x in 0..<imageWidth {
-            if !hasRegion || x < x0 || x >= x1 { push(false, imageHeight); continue }
-            push(false, y0)
-            var i = x - x0
-            for _ in y0..<y1 {
-                push(values[i] > threshold, 1)
-                i += rw
+        let rw = x1 - x0, rh = y1 - y0
+        let hasRegion = rw > 0 && rh > 0
+        // The region thresholded column-major (one pass over the row-major values), so each column's runs are
+        // found by scanning contiguous bytes for the next change (memchr) instead of a branch per pixel.
+        var columns = [UInt8](repeating: 0, count: hasRegion ? rw * rh : 0)
+        if hasRegion {
+            values.withUnsafeBufferPointer { v in
+                columns.withUnsafeMutableBufferPointer { c in
+                    for y in 0..<rh {
+                        for x in 0..<rw { c[x * rh + y] = v[y * rw + x] > threshold ? 1 : 0 }
+                    }
+                }
             }
-            push(false, imageHeight - y1)
+        }
+        columns.withUnsafeBufferPointer { c in
+            for x in 0..<imageWidth {
+                if !hasRegion || x < x0 || x >= x1 { push(false, imageHeight); continue }
+                push(false, y0)
+                let col = c.baseAddress! + (x - x0) * rh
+                var y = 0
+                while y < rh {
+                    let on = col[y] != 0
+                    // The next byte that differs from this run's value (0 or 1), or the column's end.
+                    let other: Int32 = on ? 0 : 1
+                    let found = memchr(col + y, other, rh - y)
+                    let next = found.map { UnsafePointer($0.assumingMemoryBound(to: UInt8.self)) - col } ?? rh
+                    push(on, next - y)
+                    y = next
+                }
+                push(false, imageHeight - y1)
+            }
         }
         counts.append(run)
         return MaskRLE(height: imageHeight, width: imageWidth, counts: counts)
