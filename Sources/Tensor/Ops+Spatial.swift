@@ -127,48 +127,22 @@ extension Ops {
         x.checkValid(); out.checkValid()
         let h = x.h, w = x.w, ho = out.h, wo = out.w
         let src = x.ptr, dst = out.ptr
-        // Taps on the stack: no heap allocation per frame. Columns as index and weight arrays for CKernels
-        // (w0 = 1 - weight, the value the scalar form computed per pixel).
-        withUnsafeTemporaryAllocation(of: BilinearTap.self, capacity: ho + wo) { taps in
-            bilinearTaps(input: h, output: ho, into: UnsafeMutableBufferPointer(rebasing: taps[0..<ho]))
-            bilinearTaps(input: w, output: wo, into: UnsafeMutableBufferPointer(rebasing: taps[ho...]))
-            let ys = UnsafeBufferPointer(rebasing: taps[0..<ho])
-            withUnsafeTemporaryAllocation(of: Int32.self, capacity: 2 * wo) { xi in
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * wo) { xw in
-                    let i0 = xi.baseAddress!, i1 = i0 + wo, w0 = xw.baseAddress!, w1 = w0 + wo
-                    for ox in 0..<wo {
-                        let t = taps[ho + ox]
-                        i0[ox] = Int32(t.i0); i1[ox] = Int32(t.i1); w0[ox] = 1 - t.weight; w1[ox] = t.weight
-                    }
-                    Parallel.forEach(x.n * x.c, cost: out.count * 4) { planes in
-                        // Separable: each source row is interpolated horizontally once into a cached row (consecutive
-                        // output rows share source rows when upsampling), then two cached rows are blended:
-                        // (1 - w)·a + w·b per axis, multiplies then the add (CKernels, vectorised, same bits).
-                        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * wo) { buf in
-                            var rowA = buf.baseAddress!, rowB = rowA + wo
-                            for pl in planes {
-                                let s = src + pl * h * w, d = dst + pl * ho * wo
-                                var haveA = -1, haveB = -1
-                                func horizontal(_ iy: Int, into r: UnsafeMutablePointer<Float>) {
-                                    fpn_lerp_taps(layoutISA, s + iy * w, Int32(w), i0, i1, w0, w1, wo, r)
-                                }
-                                for oy in 0..<ho {
-                                    let ty = ys[oy]
-                                    if haveA != ty.i0 {
-                                        if haveB == ty.i0 {
-                                            swap(&rowA, &rowB); swap(&haveA, &haveB)
-                                        } else {
-                                            horizontal(ty.i0, into: rowA); haveA = ty.i0
-                                        }
-                                    }
-                                    if haveB != ty.i1 { horizontal(ty.i1, into: rowB); haveB = ty.i1 }
-                                    let wy1 = ty.weight, wy0 = 1 - wy1
-                                    if accumulate {
-                                        fpn_lerp_rows_add(layoutISA, rowA, rowB, wo, wy0, wy1, d + oy * wo)
-                                    } else {
-                                        fpn_lerp_rows(layoutISA, rowA, rowB, wo, wy0, wy1, d + oy * wo)
-                                    }
-                                }
+        withBilinearTaps(height: h, width: w, outHeight: ho, outWidth: wo) { ys, cols in
+            Parallel.forEach(x.n * x.c, cost: out.count * 4) { planes in
+                // Separable: each source row is interpolated horizontally once (`BilinearRows`), two such rows are
+                // blended per output row: (1 - w)·a + w·b per axis, multiplies then the add (CKernels, same bits).
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * wo) { buf in
+                    for pl in planes {
+                        let d = dst + pl * ho * wo
+                        var rows = BilinearRows(a: buf.baseAddress!, b: buf.baseAddress! + wo)
+                        for oy in 0..<ho {
+                            let ty = ys[oy]
+                            rows.load(ty) { iy, r in cols.lerp(src + pl * h * w + iy * w, width: w, into: r) }
+                            let wy1 = ty.weight, wy0 = 1 - wy1
+                            if accumulate {
+                                fpn_lerp_rows_add(layoutISA, rows.a, rows.b, wo, wy0, wy1, d + oy * wo)
+                            } else {
+                                fpn_lerp_rows(layoutISA, rows.a, rows.b, wo, wy0, wy1, d + oy * wo)
                             }
                         }
                     }
@@ -177,8 +151,127 @@ extension Ops {
         }
     }
 
+    /// Semantic labels straight from logits: the per-pixel argmax over the planes (first maximum wins, as
+    /// `argmaxPlanes`) of the `height` x `width` window at the top left of `x`'s planes (`x`: `[1, k, ≥ height,
+    /// ≥ width]`, a padded map) resized bilinearly as `resizeBilinear` to `outHeight` x `outWidth`. The labels are
+    /// the bits of crop → resize → argmax, but the resized planes (k floats per output pixel) never reach memory:
+    /// each output row is blended for all k planes into a row buffer and reduced there. `labels`: `outHeight` rows
+    /// of `outWidth`. Row buffers come from `ws`.
+    public static func resizeBilinearArgmax(_ x: Tensor, height h: Int, width w: Int, outHeight ho: Int,
+                                            outWidth wo: Int, into labels: UnsafeMutablePointer<UInt8>,
+                                            workspace ws: Workspace) {
+        precondition(x.rank == 4 && x.n == 1 && h >= 1 && w >= 1 && h <= x.h && w <= x.w && ho >= 1 && wo >= 1,
+                     "bilinear argmax of the \(h)x\(w) window of \(x.shape) to \(ho)x\(wo)")
+        precondition(x.c <= 256, "argmax over \(x.c) planes")
+        x.checkValid()
+        let k = x.c, plane = x.h * x.w, stride = x.w, src = x.ptr
+        let bands = max(1, min(ho, Parallel.width))
+        // Per band: the two cached horizontal rows of every plane and the blended row of every plane.
+        let scratch = ws.tensor([bands, 3, k, wo])
+        withBilinearTaps(height: h, width: w, outHeight: ho, outWidth: wo) { ys, cols in
+            Parallel.forEach(bands, cost: ho * wo * k * 4) { range in
+                for band in range {
+                    let base = scratch.ptr + band * 3 * k * wo, mixed = base + 2 * k * wo
+                    var rows = BilinearRows(a: base, b: base + k * wo)
+                    for oy in (ho * band / bands)..<(ho * (band + 1) / bands) {
+                        let ty = ys[oy]
+                        rows.load(ty) { iy, r in
+                            for c in 0..<k { cols.lerp(src + c * plane + iy * stride, width: w, into: r + c * wo) }
+                        }
+                        let wy1 = ty.weight, wy0 = 1 - wy1
+                        for c in 0..<k {
+                            fpn_lerp_rows(layoutISA, rows.a + c * wo, rows.b + c * wo, wo, wy0, wy1, mixed + c * wo)
+                        }
+                        fpn_argmax_planes(roiAlignISA, mixed, wo, Int32(k), labels + oy * wo)
+                    }
+                }
+            }
+        }
+        ws.release(scratch)
+    }
+
+    /// Column taps of a bilinear resize as index and weight arrays for CKernels (w0 = 1 - weight, the value the
+    /// scalar form computed per pixel).
+    struct BilinearColumns {
+        let i0: UnsafeMutablePointer<Int32>, i1: UnsafeMutablePointer<Int32>
+        let w0: UnsafeMutablePointer<Float>, w1: UnsafeMutablePointer<Float>
+        let count: Int
+
+        /// One source row (`width` floats) interpolated horizontally into `count` floats at `out`.
+        @inline(__always)
+        func lerp(_ row: UnsafePointer<Float>, width: Int, into out: UnsafeMutablePointer<Float>) {
+            fpn_lerp_taps(layoutISA, row, Int32(width), i0, i1, w0, w1, count, out)
+        }
+    }
+
+    /// Calls `body` with the row taps and the column taps of an `h` x `w` → `ho` x `wo` bilinear resize, all on the
+    /// stack (no heap allocation per frame).
+    static func withBilinearTaps(height h: Int, width w: Int, outHeight ho: Int, outWidth wo: Int,
+                                 _ body: (UnsafeBufferPointer<BilinearTap>, BilinearColumns) -> Void) {
+        withUnsafeTemporaryAllocation(of: BilinearTap.self, capacity: ho + wo) { taps in
+            bilinearTaps(input: h, output: ho, into: UnsafeMutableBufferPointer(rebasing: taps[0..<ho]))
+            bilinearTaps(input: w, output: wo, into: UnsafeMutableBufferPointer(rebasing: taps[ho...]))
+            withUnsafeTemporaryAllocation(of: Int32.self, capacity: 2 * wo) { xi in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * wo) { xw in
+                    let cols = BilinearColumns(i0: xi.baseAddress!, i1: xi.baseAddress! + wo, w0: xw.baseAddress!,
+                                               w1: xw.baseAddress! + wo, count: wo)
+                    for ox in 0..<wo {
+                        let t = taps[ho + ox]
+                        cols.i0[ox] = Int32(t.i0); cols.i1[ox] = Int32(t.i1); cols.w0[ox] = 1 - t.weight
+                        cols.w1[ox] = t.weight
+                    }
+                    body(UnsafeBufferPointer(rebasing: taps[0..<ho]), cols)
+                }
+            }
+        }
+    }
+
+    /// The two horizontally interpolated source rows (of one plane, or of every plane) a bilinear resize blends
+    /// for the current output row, kept while consecutive output rows share source rows (upsampling).
+    struct BilinearRows {
+        var a: UnsafeMutablePointer<Float>, b: UnsafeMutablePointer<Float>
+        private var haveA = -1, haveB = -1
+
+        init(a: UnsafeMutablePointer<Float>, b: UnsafeMutablePointer<Float>) { self.a = a; self.b = b }
+
+        /// Makes `a` hold source row `tap.i0` and `b` row `tap.i1`, computing with `horizontal(row, into:)` only the
+        /// rows not already held.
+        @inline(__always)
+        mutating func load(_ tap: BilinearTap, _ horizontal: (Int, UnsafeMutablePointer<Float>) -> Void) {
+            if haveA != tap.i0 {
+                if haveB == tap.i0 {
+                    swap(&a, &b); swap(&haveA, &haveB)
+                } else {
+                    horizontal(tap.i0, a); haveA = tap.i0
+                }
+            }
+            if haveB != tap.i1 { horizontal(tap.i1, b); haveB = tap.i1 }
+        }
+    }
+
     /// One output coordinate's two source indices and the weight of the second.
     struct BilinearTap { var i0: Int, i1: Int, weight: Float }
+
+    /// The source indices a bilinear resize from `input` to `output` samples along one axis (taps as
+    /// `resizeBilinear`), as ascending runs of consecutive indices: where it downsamples, the rows between the taps
+    /// are never read, so a producer can skip them.
+    public static func bilinearSourceRuns(input: Int, output: Int) -> [Range<Int>] {
+        precondition(input >= 1 && output >= 1, "bilinear taps \(input) → \(output)")
+        var read = [Bool](repeating: false, count: input)
+        withUnsafeTemporaryAllocation(of: BilinearTap.self, capacity: output) { taps in
+            bilinearTaps(input: input, output: output, into: taps)
+            for t in taps { read[t.i0] = true; read[t.i1] = true }
+        }
+        var runs: [Range<Int>] = []
+        var i = 0
+        while i < input {
+            guard read[i] else { i += 1; continue }
+            let start = i
+            while i < input && read[i] { i += 1 }
+            runs.append(start..<i)
+        }
+        return runs
+    }
 
     /// Source taps of bilinear resizing along one axis (align_corners false, as torch's CPU kernel: Float math).
     static func bilinearTaps(input: Int, output: Int, into taps: UnsafeMutableBufferPointer<BilinearTap>) {

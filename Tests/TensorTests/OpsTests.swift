@@ -501,6 +501,33 @@ final class OpsTests: XCTestCase {
         }
     }
 
+    func testResizedArgmaxEqualsCropResizeArgmax() {
+        var rng = TestRandom(seed: 126)
+        // (planes, map h x w, window h x w, output h x w): up- and downsampling, a window smaller than the map,
+        // one plane, one-pixel windows and outputs, ragged widths.
+        let cases = [(5, 12, 20, 10, 17, 40, 67), (5, 12, 20, 12, 20, 7, 5), (1, 4, 4, 3, 3, 9, 9), (3, 1, 1, 1, 1, 4, 33),
+                     (2, 8, 8, 8, 5, 1, 1), (7, 16, 32, 15, 31, 61, 130)]
+        for (k, mh, mw, h, w, ho, wo) in cases {
+            // Few distinct values, so equal maxima (ties, after interpolation too) are common.
+            let levels: [Float] = [-1, 0, 0.5, 0.5, 2]
+            let x = Tensor(shape: [1, k, mh, mw], data: (0..<(k * mh * mw)).map { _ in levels[rng.int(levels.count)] })
+            let ws = Workspace()
+            let crop = ws.tensor([1, k, h, w])
+            for c in 0..<k { for y in 0..<h { for xx in 0..<w { crop[0, c, y, xx] = x[0, c, y, xx] } } }
+            let resized = crop.resizeBilinear(height: ho, width: wo, in: ws)
+            var want = [UInt8](repeating: 0, count: ho * wo)
+            resized.withUnsafeBufferPointer { Ops.argmaxPlanes($0.baseAddress!, planes: k, count: ho * wo, into: &want) }
+            for width in [1, 2] {
+                var got = [UInt8](repeating: 255, count: ho * wo)
+                Parallel.withWidth(width) {
+                    Ops.resizeBilinearArgmax(x, height: h, width: w, outHeight: ho, outWidth: wo, into: &got, workspace: ws)
+                }
+                XCTAssertEqual(zip(got, want).filter { $0 != $1 }.count, 0, "\(k) planes \(h)x\(w) of \(mh)x\(mw) → \(ho)x\(wo), \(width) cores")
+            }
+            if k > 1, h * w > 1, ho * wo > 1 { XCTAssertGreaterThan(Set(want).count, 1, "all labels equal: tests little") }
+        }
+    }
+
     func testConcatAndGlobalAveragePool() {
         var rng = TestRandom(seed: 110)
         let a = rng.tensor([2, 3, 4, 5]), b = rng.tensor([2, 2, 4, 5])

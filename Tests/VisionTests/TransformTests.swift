@@ -1,5 +1,6 @@
 import FPNCore
 import Tensor
+import TestSupport
 import Vision
 import XCTest
 
@@ -40,5 +41,42 @@ final class TransformTests: XCTestCase {
         // Padding is zero (not the normalised black level).
         XCTAssertEqual(x[0, 0, 1, 3], 0)
         XCTAssertEqual(x[0, 2, 3, 0], 0)
+    }
+
+    func testResizedInputEqualsNormalizingEveryRowFirst() {
+        var rng = TestRandom(seed: 31)
+        // Down (rows between taps skipped), up, and a width-only resize; odd sizes.
+        for (w, h, rw, rh) in [(97, 61, 40, 17), (20, 9, 45, 30), (64, 48, 32, 48)] {
+            var image = RGBImage(width: w, height: h)
+            for i in image.pixels.indices { image.pixels[i] = UInt8(rng.int(256)) }
+            let ws = Workspace()
+            ws.beginFrame()
+            let (x, g) = DetectionTransform(TransformConfig(resize: .fixed(width: rw, height: rh), sizeDivisible: 8))(
+                image, workspace: ws)
+            // Reference: every row normalised with the torch formula, the whole image resized, padded with zeros.
+            let mean: [Float] = [0.485, 0.456, 0.406], std: [Float] = [0.229, 0.224, 0.225]
+            let full = Tensor(shape: [1, 3, h, w])
+            for c in 0..<3 { for y in 0..<h { for xx in 0..<w {
+                full[0, c, y, xx] = (Float(image.pixels[(y * w + xx) * 3 + c]) / 255 - mean[c]) / std[c]
+            } } }
+            let resized = full.resizeBilinear(height: rh, width: rw, in: ws)
+            var wrong = 0
+            for c in 0..<3 { for y in 0..<g.paddedHeight { for xx in 0..<g.paddedWidth {
+                let want: Float = y < rh && xx < rw ? resized[0, c, y, xx] : 0
+                if x[0, c, y, xx].bitPattern != want.bitPattern { wrong += 1 }
+            } } }
+            XCTAssertEqual(wrong, 0, "\(w)x\(h) → \(rw)x\(rh)")
+        }
+    }
+
+    func testBilinearSourceRunsAreTheRowsTheTapsRead() {
+        // 960 → 240: src = 4o + 1.5, rows 4o + 1 and 4o + 2 only.
+        XCTAssertEqual(Ops.bilinearSourceRuns(input: 960, output: 240).prefix(3), [1..<3, 5..<7, 9..<11])
+        XCTAssertEqual(Ops.bilinearSourceRuns(input: 960, output: 240).count, 240)
+        // Upsampling reads every row, as one run; one row in, one out.
+        XCTAssertEqual(Ops.bilinearSourceRuns(input: 10, output: 25), [0..<10])
+        XCTAssertEqual(Ops.bilinearSourceRuns(input: 1, output: 1), [0..<1])
+        // 7 → 2: src = 3.5o + 1.25 → rows 1, 2 and 4, 5.
+        XCTAssertEqual(Ops.bilinearSourceRuns(input: 7, output: 2), [1..<3, 4..<6])
     }
 }

@@ -105,32 +105,34 @@ public final class SemanticFPNHead: @unchecked Sendable {
     }
 
     /// Labels of batch item `index`: logits cropped to `inputSize` (the resized, unpadded image), resized bilinearly
-    /// to `outputSize` (source pixels), argmax over classes.
+    /// to `outputSize` (source pixels), argmax over classes (the resized logits are reduced row by row, never stored).
     public func segmentation(logits: Tensor, index: Int = 0, inputSize: (height: Int, width: Int),
                              outputSize: (height: Int, width: Int), workspace ws: Workspace) -> SemanticSegmentation {
         let k = logits.c, ph = logits.h, pw = logits.w
         let h = min(inputSize.height, ph), w = min(inputSize.width, pw)
-        let crop = ws.tensor([1, k, h, w])
-        logits.batchItem(index).withUnsafeBufferPointer { src in
-            crop.withUnsafeMutableBufferPointer { dst in
-                for c in 0..<k {
-                    for y in 0..<h {
-                        (dst.baseAddress! + c * h * w + y * w).update(from: src.baseAddress! + c * ph * pw + y * pw,
-                                                                     count: w)
+        let (oh, ow) = outputSize
+        let item = logits.batchItem(index)
+        let labels = [UInt8](unsafeUninitializedCapacity: oh * ow) { l, count in
+            defer { count = oh * ow }
+            guard oh == h && ow == w else {
+                Ops.resizeBilinearArgmax(item, height: h, width: w, outHeight: oh, outWidth: ow, into: l.baseAddress!,
+                                         workspace: ws)
+                return
+            }
+            let crop = ws.tensor([1, k, h, w])
+            item.withUnsafeBufferPointer { src in
+                crop.withUnsafeMutableBufferPointer { dst in
+                    for c in 0..<k {
+                        for y in 0..<h {
+                            (dst.baseAddress! + c * h * w + y * w).update(from: src.baseAddress! + c * ph * pw + y * pw,
+                                                                         count: w)
+                        }
                     }
                 }
             }
+            crop.withUnsafeBufferPointer { p in Ops.argmaxPlanes(p.baseAddress!, planes: k, count: h * w, into: l.baseAddress!) }
+            ws.release(crop)
         }
-        let (oh, ow) = outputSize
-        let resized = (oh == h && ow == w) ? crop : crop.resizeBilinear(height: oh, width: ow, in: ws)
-        var labels = [UInt8](repeating: 0, count: oh * ow)
-        resized.withUnsafeBufferPointer { p in
-            labels.withUnsafeMutableBufferPointer { l in
-                Ops.argmaxPlanes(p.baseAddress!, planes: k, count: oh * ow, into: l.baseAddress!)
-            }
-        }
-        if resized.storage !== crop.storage { ws.release(resized) }
-        ws.release(crop)
         return SemanticSegmentation(height: oh, width: ow, labels: labels)
     }
 }

@@ -94,8 +94,11 @@ public struct DetectionTransform: Sendable {
             // torch's bilinear at scale 1 reproduces its input exactly: normalise straight into the padded buffer.
             normalize(image, into: out)
         } else {
+            // The resize reads only its taps' source rows (about 2 in `scale` where it downsamples): only those
+            // are normalised, the others are never read.
             let normalized = workspace.tensor([1, 3, image.height, image.width])
-            normalize(image, into: normalized)
+            normalize(image, rows: Ops.bilinearSourceRuns(input: image.height, output: g.resizedHeight),
+                      into: normalized)
             let resized = normalized.resizeBilinear(height: g.resizedHeight, width: g.resizedWidth, in: workspace)
             workspace.release(normalized)
             pad(resized, into: out)
@@ -116,6 +119,22 @@ public struct DetectionTransform: Sendable {
                         let plane = c * oh * ow
                         if ow > w { for y in 0..<h { (dst.baseAddress! + plane + y * ow + w).update(repeating: 0, count: ow - w) } }
                         (dst.baseAddress! + plane + h * ow).update(repeating: 0, count: (oh - h) * ow)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes rows `rows` of the normalised planes of `image` into `out` `[1, 3, image.height, image.width]`.
+    private func normalize(_ image: RGBImage, rows: [Range<Int>], into out: Tensor) {
+        let w = image.width, plane = image.height * w
+        table.withUnsafeBufferPointer { lut in
+            image.pixels.withUnsafeBufferPointer { px in
+                out.withUnsafeMutableBufferPointer { dst in
+                    for r in rows {
+                        Ops.normalizeRGB(px.baseAddress! + r.lowerBound * w * 3, width: w, height: r.count,
+                                         table: lut.baseAddress!, into: dst.baseAddress! + r.lowerBound * w,
+                                         planeStride: plane, rowStride: w)
                     }
                 }
             }
