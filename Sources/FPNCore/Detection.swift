@@ -129,6 +129,10 @@ public struct FrameResult: Sendable {
     public var panoptic: [PanopticSegment]?
     /// Fraction of backbone/FPN work recomputed for this frame (1 = dense), when temporal reuse is on.
     public var recomputedFraction: Double?
+    /// Temporal `delta` only: no change reached the pyramid levels (every change stayed below its thresholds), so
+    /// the detector returned the previous frame's detections and segments without running its heads: bit for bit
+    /// what they would have computed.
+    public var repeated = false
     /// The temporal accuracy guard's decision, on the frames it verified (delta mode).
     public var temporalGuard: TemporalGuardRecord?
     /// Per-stage wall time for this frame in milliseconds, keyed by stage name.

@@ -194,6 +194,7 @@ public struct ModelDetector: FrameDetector {
         if let keepClasses { dets.removeAll { !keepClasses.contains($0.classID) } }
         result.detections = dets
         if let panoptic { result.panoptic = panoptic }
+        result.repeated = state.lastFrameRepeated
         for (k, v) in state.timingsMs { result.timingsMs["detect." + k] = v }
     }
 }

@@ -238,7 +238,7 @@ struct DetectStage: Stage {
     }
 
     private func tally(_ frame: AnalyzedFrame) -> AnalyzedFrame {
-        if let f = frame.result.recomputedFraction { recomputed?.add(f) }
+        if let f = frame.result.recomputedFraction { recomputed?.add(f, repeated: frame.result.repeated) }
         if let g = frame.result.temporalGuard { recomputed?.add(g) }
         parts?.add(frame.result.timingsMs)
         return frame
@@ -363,10 +363,15 @@ public final class DetectPartsTally: @unchecked Sendable {
 /// by the detect stage and read by the summary (thread-safe).
 final class RecomputedTally: @unchecked Sendable {
     private let lock = NSLock()
-    private var sum = 0.0, count = 0
+    private var sum = 0.0, count = 0, repeatedCount = 0
     private var guardTally: TemporalGuardSummary?
 
-    func add(_ fraction: Double) { lock.lock(); sum += fraction; count += 1; lock.unlock() }
+    func add(_ fraction: Double, repeated: Bool = false) {
+        lock.lock(); sum += fraction; count += 1; repeatedCount += repeated ? 1 : 0; lock.unlock()
+    }
+
+    /// Frames whose result repeated the previous frame's (`FrameResult.repeated`).
+    var repeated: Int { lock.lock(); defer { lock.unlock() }; return repeatedCount }
 
     func add(_ record: TemporalGuardRecord) {
         lock.lock(); defer { lock.unlock() }

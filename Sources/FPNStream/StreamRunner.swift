@@ -123,6 +123,8 @@ public struct RunSummary: Sendable {
     public var temporal: TemporalMode = .off
     /// Mean fraction of backbone/FPN work recomputed per frame (FLOP-weighted; nil when temporal reuse is off).
     public var meanRecomputedFraction: Double?
+    /// Frames whose result repeated the previous frame's (`FrameResult.repeated`; 0 when temporal reuse is off).
+    public var repeatedFrames = 0
     /// Time per detector part (`backbone`, `rpn`, `roi_heads`, `masks`, `semantic`, ...), in forward order; empty
     /// when the detector reports no parts.
     public var detectParts: [StageMetrics] = []
@@ -319,7 +321,7 @@ public final class StreamRunner: @unchecked Sendable {
         return RunSummary(metadata: metadata, framesProcessed: processed, decodeStats: decoder.stats,
                           report: report, stopped: stopped, closedOutput: closedOutput,
                           temporal: options.temporal.mode, meanRecomputedFraction: recomputed.mean,
-                          detectParts: parts.metrics, detectWorkers: parts.workers,
+                          repeatedFrames: recomputed.repeated, detectParts: parts.metrics, detectWorkers: parts.workers,
                           temporalGuard: recomputed.guardSummary)
     }
 
@@ -346,6 +348,7 @@ public final class StreamRunner: @unchecked Sendable {
         if options.temporal.mode != .off {
             fields.append(("temporal", .string(options.temporal.mode.rawValue)))
             fields.append(("recomputed_mean", recomputed.mean.map { .number($0, decimals: 4) } ?? .null))
+            fields.append(("repeated_frames", .int(recomputed.repeated)))
             if let g = recomputed.guardSummary { fields.append(("temporal_guard", g.jsonValue)) }
         }
         defer { try? writer.close() }

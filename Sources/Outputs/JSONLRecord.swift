@@ -73,6 +73,7 @@ public enum JSONLRecord {
             j.endArray()
         }
         if let r = result.recomputedFraction { j.key("recomputed"); j.number(r, decimals: 4) }
+        if result.repeated { j.key("repeated"); j.bool(true) }
         if let g = result.temporalGuard { j.key("temporal_guard"); temporalGuard(&j, g) }
         if options.timings && !result.timingsMs.isEmpty {
             j.key("timings_ms")

@@ -32,6 +32,10 @@ public final class TemporalCache: ConvolutionRunner {
     /// Multipliers of the thresholds by layer group (absent = 1), set by the stream's accuracy guard
     /// (`TemporalGuard`); a change takes effect on the next frame.
     public var thresholdScales: [ThresholdGroup: Float] = [:]
+    /// The scales of the previous frame, and whether this frame's differ: the head convs take a new threshold
+    /// (and the levels' gates with it) only when they run, so such a frame must run them (`repeatsLastFrame`).
+    var previousScales: [Float] = []
+    var scalesChanged = false
     /// How the next frame runs; consumed by its `beginFrame`. `.scheduled`: by the refresh schedule. `.probe`:
     /// delta even when a refresh is due, without advancing the schedule (the same frame runs again next, e.g.
     /// densely to verify the probe). `.dense`: a dense pass that refreshes the state like a scheduled refresh.
@@ -167,6 +171,17 @@ public final class TemporalCache: ConvolutionRunner {
         inClosedGraph = false
     }
 
+    /// `ConvolutionRunner`: true when `output` is a conv's kept output that this delta frame left untouched (no
+    /// tile committed, or none recomputed). Kept outputs live in the same storage every frame, so it then holds what
+    /// the previous frame returned. Dense frames (the first, refreshes, fall-backs, resyncs) rewrite or bypass the
+    /// kept outputs: false; so is the first frame after the accuracy guard changed the thresholds, whose readers
+    /// (the heads) must run to take them up.
+    public func repeatsLastFrame(_ output: Tensor) -> Bool {
+        guard !denseThisFrame, !scalesChanged, case .conv? = owner(of: output),
+              let tiles = producedInfo(output)?.tiles else { return false }
+        return tiles.isEmpty
+    }
+
     /// Updates the busy-scene fall-back from the last frame: a delta frame (no refresh, no fall-back) that
     /// recomputed `busyFraction` or more sets the limit to its input change (doubling the probe interval when it was
     /// a probe); one below `calmFraction` clears it.
@@ -217,6 +232,9 @@ public final class TemporalCache: ConvolutionRunner {
         denseThisFrame = index == 0 || plan == .dense
             || (plan == .scheduled && settings.refreshInterval > 0 && index % settings.refreshInterval == 0)
         skipKeptCopies = false
+        let scales = ThresholdGroup.allCases.map { thresholdScales[$0] ?? 1 }
+        scalesChanged = !previousScales.isEmpty && scales != previousScales
+        previousScales = scales
         if denseThisFrame { stale = false }
         lastStats = TemporalFrameStats()
         lastStats.refreshed = denseThisFrame || settings.mode == .off

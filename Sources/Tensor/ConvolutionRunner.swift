@@ -30,6 +30,11 @@ public protocol ConvolutionRunner: AnyObject {
     /// network input `[n, c, h, w]`. The first conv run after it reads that input. Default: nothing. A runner
     /// wrapping another should forward it.
     func beginFrame(inputShape: [Int])
+    /// Whether `output`, a tensor the runner returned inside this frame's closed graph (a pyramid level), holds
+    /// exactly the values it held when the previous frame returned it: the same storage, not one element written
+    /// since. A model may then reuse what it computed from it last frame, bit for bit. Call after
+    /// `endClosedGraph`. Default: false. A runner wrapping another should forward it.
+    func repeatsLastFrame(_ output: Tensor) -> Bool
 }
 
 /// A parameter-free spatial op between convs. A `ConvolutionRunner` may take it over: the temporal cache computes
@@ -82,6 +87,7 @@ extension ConvolutionRunner {
     public func beginClosedGraph() {}
     public func endClosedGraph(returning: [Tensor]) {}
     public func beginFrame(inputShape: [Int]) {}
+    public func repeatsLastFrame(_ output: Tensor) -> Bool { false }
 }
 
 extension ConvolutionRunner {

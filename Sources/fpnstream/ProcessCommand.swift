@@ -201,7 +201,10 @@ struct ProcessCommand: ParsableCommand {
             var temporal = ""
             if summary.temporal != .off {
                 temporal = ", temporal \(summary.temporal.rawValue)"
-                if let r = summary.meanRecomputedFraction { temporal += String(format: " (recomputed %.3f)", r) }
+                if let r = summary.meanRecomputedFraction {
+                    temporal += String(format: " (recomputed %.3f", r)
+                        + (summary.repeatedFrames > 0 ? ", \(summary.repeatedFrames) frames repeated)" : ")")
+                }
             }
             let fps = wall > 0 ? Double(summary.framesProcessed) / wall : 0
             // Two decimals below 10 fps: a heavy model on a CPU runs at 0.1-1 fps and "0.1" would hide a 2x change.

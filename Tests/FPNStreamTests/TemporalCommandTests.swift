@@ -97,6 +97,11 @@ final class TemporalCommandTests: XCTestCase {
         XCTAssertEqual(check["action"] as? String, "hold")
         XCTAssertEqual(check["pyramid_error"] as? Double, 0)
         XCTAssertEqual(check["probe_recomputed"] as? Double, 0)
+        // Nothing reached the pyramid on the delta frames (the guard's delta probe of frame 6 too, but its dense
+        // pass ran the heads): each repeats the last result.
+        XCTAssertEqual(frameLines.map { $0["repeated"] as? Bool ?? false }, [false, true, true, true, true, true, false, true])
+        let summary = try XCTUnwrap(try lines(out).last)
+        XCTAssertEqual(summary["repeated_frames"] as? Int, 6)
 
         // The pipeline section, with the command line overriding its interval.
         let yaml = path("kf.yaml")

