@@ -24,6 +24,7 @@ CORPUS_SYNTH=(
   "synth-busy=--pan off --light off --traffic busy --noise 2"       # static camera, busy traffic
   "synth-light=--pan off --light on --traffic busy --noise 2"       # changing light
   "synth-pan=--pan on --light off --traffic sparse --noise 2"       # panning camera
+  "synth-parked=--pan off --light off --traffic parked --noise 2"   # static camera, nothing moves for a while
 )
 CORPUS_FLOOR_FRAMES=${CORPUS_FLOOR_FRAMES:-60} CORPUS_REPEAT=${CORPUS_REPEAT:-2} CORPUS_ONLY=${CORPUS_ONLY:-}
 corpus_want() { [ -z "$CORPUS_ONLY" ] || [[ ",$CORPUS_ONLY," == *",$1,"* ]]; }  # CORPUS_ONLY=vtest,synth-static

@@ -141,7 +141,8 @@ def _shape_texture(kind, tint, angle, xs, ys, size):
 class Clip:
     """One deterministic clip. `render(t)` returns the frame and its ground truth (t = 0-based frame index)."""
 
-    def __init__(self, seed, index, frames=60, width=320, height=240, pan=None, light=True, noise=None, sparse=False):
+    def __init__(self, seed, index, frames=60, width=320, height=240, pan=None, light=True, noise=None, sparse=False,
+                 parked=False):
         self.rng = np.random.default_rng([seed, index])
         rng = self.rng
         self.w, self.h, self.frames = width, height, frames
@@ -160,6 +161,8 @@ class Clip:
         n0 = int(rng.integers(1, 3)) if sparse else int(rng.integers(3, 7))
         for _ in range(n0):
             self._spawn(start=0, inside=True)
+            if parked:                                      # after the draws, so the rest of the clip is unchanged
+                self.objects[-1].update(vx=0.0, vy=0.0, spin=0.0)
         t = 0
         while True:                                         # later entries from the edges
             t += int(rng.integers(40, 100)) if sparse else int(rng.integers(6, 25))
@@ -313,9 +316,10 @@ def main():
                     help="camera pan per clip: random (half the clips, as training), on, or off (static camera)")
     ap.add_argument("--light", choices=["on", "off"], default="on",
                     help="slow global illumination change (on, as training) or constant lighting (off)")
-    ap.add_argument("--traffic", choices=["busy", "sparse"], default="busy",
+    ap.add_argument("--traffic", choices=["busy", "sparse", "parked"], default="busy",
                     help="busy: 3-6 things at the start, one entering every 6-24 frames (training); sparse: 1-2, one "
-                         "every 40-99 frames (a quiet surveillance scene)")
+                         "every 40-99 frames (a quiet surveillance scene); parked: sparse whose first things stand "
+                         "still (nothing moves until the first entry)")
     ap.add_argument("--noise", type=float, default=None,
                     help="sensor noise sigma in grey levels for every clip (default: drawn per clip, 2-6)")
     ap.add_argument("--no-video", action="store_true")
@@ -327,7 +331,8 @@ def main():
     for ci in range(args.first_clip, args.first_clip + args.clips):
         name = f"clip_{ci:03d}"
         clip = Clip(args.seed, ci, frames=args.frames, width=w, height=h,
-                    pan=None if args.pan == "random" else args.pan == "on", light=args.light == "on", noise=args.noise, sparse=args.traffic == "sparse")
+                    pan=None if args.pan == "random" else args.pan == "on", light=args.light == "on", noise=args.noise, sparse=args.traffic != "busy",
+                    parked=args.traffic == "parked")
         mot_dir = os.path.join(args.out, "mot", name, "gt"); os.makedirs(mot_dir, exist_ok=True)
         pan_dir = os.path.join(args.out, "panoptic", name)
         if not args.no_panoptic:
