@@ -36,6 +36,13 @@ public final class TemporalCache: ConvolutionRunner {
     /// (and the levels' gates with it) only when they run, so such a frame must run them (`repeatsLastFrame`).
     var previousScales: [Float] = []
     var scalesChanged = false
+    /// Dense FLOPs and tiles of this frame's convs up to the end of the closed graph; what the convs after it (the
+    /// heads) added on the last frame that ran them; whether this frame skipped them.
+    var graphStats: (denseFlops: Double, totalTiles: Int) = (0, 0)
+    var headStats: (denseFlops: Double, totalTiles: Int, layers: Int) = (0, 0, 0)
+    var skippedHeads = false
+    /// Conv runs after this frame's closed graph ended (nil before it ends).
+    var layersAfterGraph: Int?
     /// How the next frame runs; consumed by its `beginFrame`. `.scheduled`: by the refresh schedule. `.probe`:
     /// delta even when a refresh is due, without advancing the schedule (the same frame runs again next, e.g.
     /// densely to verify the probe). `.dense`: a dense pass that refreshes the state like a scheduled refresh.
@@ -169,6 +176,18 @@ public final class TemporalCache: ConvolutionRunner {
     /// pooling) sees a level that keeps its old values where it moved less than those convs' smallest threshold.
     public func endClosedGraph(returning: [Tensor]) {
         inClosedGraph = false
+        graphStats = (lastStats.denseFlops, lastStats.totalTiles)
+        layersAfterGraph = 0
+    }
+
+    /// `ConvolutionRunner`: the model skipped its head convs this frame (it repeated the last result). They count as
+    /// run with nothing recomputed, as when they run on an unchanged pyramid, so `recomputedFraction` and the
+    /// busy-scene figures keep one definition on every frame.
+    public func skippedRestOfFrame() {
+        lastStats.denseFlops += headStats.denseFlops
+        lastStats.totalTiles += headStats.totalTiles
+        lastStats.skippedLayers += headStats.layers
+        skippedHeads = true
     }
 
     /// `ConvolutionRunner`: true when `output` is a conv's kept output that this delta frame left untouched (no
@@ -223,7 +242,14 @@ public final class TemporalCache: ConvolutionRunner {
     /// frame's index since the last reset.
     @discardableResult
     func startFrame(_ shape: [Int]) -> Int {
-        if let inputShape, inputShape != shape { reset() }
+        if let inputShape, inputShape != shape {
+            reset()
+        } else if frameIndex > 0 && !skippedHeads {
+            headStats = (lastStats.denseFlops - graphStats.denseFlops, lastStats.totalTiles - graphStats.totalTiles,
+                         layersAfterGraph ?? 0)
+        }
+        skippedHeads = false
+        layersAfterGraph = nil
         inputShape = shape
         if frameIndex > 0 { learnBusy(from: lastStats) }
         let index = frameIndex, plan = nextFrame
@@ -268,6 +294,7 @@ public final class TemporalCache: ConvolutionRunner {
         }
         let layerFlops = layer.conv.flops(input.shape)
         lastStats.denseFlops += layerFlops
+        if let n = layersAfterGraph { layersAfterGraph = n + 1 }
         let key = LayerKey(index: layer.index, instance: instance, height: input.h, width: input.w)
         guard let s = layers[key], s.inputShape == input.shape, s.hasResidual == (residual != nil) else {
             return create(layer, instance, key: key, isStem: isStem, input: input, residual: residual,

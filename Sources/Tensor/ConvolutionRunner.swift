@@ -35,6 +35,10 @@ public protocol ConvolutionRunner: AnyObject {
     /// since. A model may then reuse what it computed from it last frame, bit for bit. Call after
     /// `endClosedGraph`. Default: false. A runner wrapping another should forward it.
     func repeatsLastFrame(_ output: Tensor) -> Bool
+    /// The model repeated the last frame's result (every returned tensor `repeatsLastFrame`) and skipped the convs it
+    /// runs after the closed graph (its heads). A runner counting work may count them as run with nothing to
+    /// recompute. Default: nothing. A runner wrapping another should forward it.
+    func skippedRestOfFrame()
 }
 
 /// A parameter-free spatial op between convs. A `ConvolutionRunner` may take it over: the temporal cache computes
@@ -88,6 +92,7 @@ extension ConvolutionRunner {
     public func endClosedGraph(returning: [Tensor]) {}
     public func beginFrame(inputShape: [Int]) {}
     public func repeatsLastFrame(_ output: Tensor) -> Bool { false }
+    public func skippedRestOfFrame() {}
 }
 
 extension ConvolutionRunner {

@@ -200,6 +200,10 @@ final class PanopticDetectorTests: XCTestCase {
             XCTAssertEqual(got.panoptic, want.panoptic, "step \(i)")
             XCTAssertFalse(try XCTUnwrap(got.panoptic).isEmpty, "step \(i)")
             XCTAssertEqual(state.timingsMs["rpn"] == nil, repeats, "step \(i): the heads ran on a repeated frame")
+            // The skipped head convs count as run with nothing recomputed: the same figures as the twin's.
+            XCTAssertEqual(cache.lastStats.denseFlops, twinCache.lastStats.denseFlops, "step \(i)")
+            XCTAssertEqual(cache.lastStats.flops, twinCache.lastStats.flops, "step \(i)")
+            XCTAssertEqual(cache.lastStats.totalTiles, twinCache.lastStats.totalTiles, "step \(i)")
         }
         XCTAssertEqual(state.repeatedFrames, steps.filter(\.3).count)
     }

@@ -78,6 +78,7 @@ public final class DetectorState: @unchecked Sendable {
             return nil
         }
         regionReuse?.beginFrame()   // its keying schedule counts frames, repeated ones too
+        runner.skippedRestOfFrame()
         repeatedFrames += 1
         lastFrameRepeated = true
         return (last.detections, last.panoptic)
