@@ -41,3 +41,40 @@ void fpn_argmax_planes(int isa, const float *src, long plane, int k, unsigned ch
     (void)isa;
     argmax_scalar(src, plane, k, 0, plane, labels);
 }
+
+static long row_changes_scalar(const int *ids, long stride, int rows, int lanes, int *rows_out,
+                               unsigned short *masks_out) {
+    long n = 0;
+    for (int y = 1; y < rows; y++) {
+        const int *a = ids + (long)(y - 1) * stride, *b = a + stride;
+        unsigned m = 0;
+        for (int j = 0; j < lanes; j++) m |= (unsigned)(a[j] != b[j]) << j;
+        if (m) { rows_out[n] = y; masks_out[n] = (unsigned short)m; n++; }
+    }
+    return n;
+}
+
+#if defined(__x86_64__)
+static T512 long row_changes_avx512(const int *ids, long stride, int rows, int lanes, int *rows_out,
+                                    unsigned short *masks_out) {
+    const __mmask16 lm = lanes >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << lanes) - 1u);
+    long n = 0;
+    __m512i prev = _mm512_maskz_loadu_epi32(lm, ids);
+    for (int y = 1; y < rows; y++) {
+        const __m512i cur = _mm512_maskz_loadu_epi32(lm, ids + (long)y * stride);
+        const __mmask16 m = _mm512_mask_cmpneq_epi32_mask(lm, cur, prev);
+        if (m) { rows_out[n] = y; masks_out[n] = (unsigned short)m; n++; }
+        prev = cur;
+    }
+    return n;
+}
+#endif
+
+long fpn_row_changes(int isa, const int *ids, long stride, int rows, int lanes, int *rows_out,
+                     unsigned short *masks_out) {
+#if defined(__x86_64__)
+    if (resolve(isa) == FPN_ISA_AVX512) return row_changes_avx512(ids, stride, rows, lanes, rows_out, masks_out);
+#endif
+    (void)isa;
+    return row_changes_scalar(ids, stride, rows, lanes, rows_out, masks_out);
+}

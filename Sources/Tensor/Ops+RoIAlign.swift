@@ -56,6 +56,16 @@ extension Ops {
         fpn_argmax_planes(roiAlignISA, src, count, Int32(planes), labels)
     }
 
+    /// Row-to-row changes of `lanes` (1...16) neighbouring columns of a row-major `Int32` map (`ids`: the first
+    /// column's top, `stride` values per row): for each row y ≥ 1 where some lane differs from row y − 1, y goes to
+    /// `rowsOut` and the changed lanes (bit j = column j) to `masksOut`. Returns how many (at most `rows` − 1). For
+    /// column-major run-length encoding of a label map: one vector compare per row for 16 columns.
+    public static func rowChanges(_ ids: UnsafePointer<Int32>, stride: Int, rows: Int, lanes: Int,
+                                  rowsOut: UnsafeMutablePointer<Int32>, masksOut: UnsafeMutablePointer<UInt16>) -> Int {
+        precondition(lanes >= 1 && lanes <= 16 && rows >= 1 && stride >= lanes, "rowChanges: \(lanes) lanes, stride \(stride)")
+        return fpn_row_changes(roiAlignISA, ids, stride, Int32(rows), Int32(lanes), rowsOut, masksOut)
+    }
+
     /// The ISA of the detection post-processing kernels here (RoIAlign, mask paste, argmax): the compute path's (a
     /// forced path holds here too), the CPU's best under OpenBLAS. Every ISA gives the same bits.
     static let roiAlignISA: Int32 = Compute.path.isa ?? fpn_best_isa()

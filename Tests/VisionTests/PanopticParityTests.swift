@@ -177,5 +177,17 @@ final class PanopticParityTests: XCTestCase {
         XCTAssertEqual(r.masks()[0].counts, [0, 2, 1, 1, 4, 1, 2, 1, 3])
         XCTAssertEqual(r.masks()[2].counts, [12, 3])
         XCTAssertEqual(r.masks()[3].counts, [15])
+        // Random maps of blocky regions with speckles, around the 16-column blocks the pass works in, against each
+        // segment's own scan (the row compare on every ISA: RoIAlignKernelTests).
+        var rng = TestRandom(seed: 77)
+        for (h, w) in [(1, 1), (1, 40), (37, 1), (9, 15), (9, 16), (9, 17), (23, 33), (40, 48), (64, 100)] {
+            let segments = 6
+            var map = [Int32](repeating: 0, count: h * w)
+            for y in 0..<h { for x in 0..<w { map[y * w + x] = Int32((x / 5 + y / 4 * 3) % (segments + 1)) } }
+            for _ in 0..<(h * w / 7) { map[rng.int(h * w)] = Int32(rng.int(segments + 1)) }
+            let segs = (1...segments).map { PanopticResult.Segment(id: $0, isThing: $0 < 3, categoryID: $0, area: 0) }
+            let r = PanopticResult(height: h, width: w, ids: map, segments: segs)
+            XCTAssertEqual(r.masks(), segs.map { r.mask(of: $0.id) }, "\(h)x\(w)")
+        }
     }
 }

@@ -115,6 +115,37 @@ final class RoIAlignKernelTests: XCTestCase {
         }
     }
 
+    /// `fpn_row_changes` (the panoptic RLE's row compare) on every ISA against the per-pixel loop: 1-16 lanes of a
+    /// wider map, changes in single lanes and in all, nothing read past the lanes (the next column differs).
+    func testRowChangesFindEveryChangedRowAndLane() {
+        let isas = [FPN_ISA_GENERIC, FPN_ISA_AVX2, FPN_ISA_AVX512].map { Int32($0.rawValue) }
+            .filter { fpn_isa_supported($0) != 0 }
+        var rng = Numbers(state: 9)
+        for (rows, lanes) in [(1, 16), (2, 1), (7, 5), (33, 16), (40, 15), (64, 9)] {
+            let stride = lanes + 3
+            var ids = [Int32](repeating: 0, count: rows * stride)
+            for y in 0..<rows {
+                for x in 0..<stride { ids[y * stride + x] = Int32(y / 3 + (x < lanes ? 0 : y)) }   // past the lanes: every row changes
+                if rng.index(4) == 0 { ids[y * stride + rng.index(lanes)] = 7 }
+            }
+            var want: [(Int32, UInt16)] = []
+            for y in 1..<max(rows, 1) {
+                var m: UInt16 = 0
+                for j in 0..<lanes where ids[y * stride + j] != ids[(y - 1) * stride + j] { m |= 1 << UInt16(j) }
+                if m != 0 { want.append((Int32(y), m)) }
+            }
+            XCTAssertTrue(rows < 8 || want.contains { $0.1.nonzeroBitCount == 1 } && want.contains { $0.1.nonzeroBitCount > 1 },
+                          "\(rows)x\(lanes): single-lane and multi-lane changes")
+            for isa in isas {
+                var rowsOut = [Int32](repeating: -1, count: rows), masks = [UInt16](repeating: 0, count: rows)
+                let n = fpn_row_changes(isa, ids, stride, Int32(rows), Int32(lanes), &rowsOut, &masks)
+                XCTAssertEqual(n, want.count, "isa \(isa) \(rows)x\(lanes)")
+                XCTAssertEqual(Array(rowsOut.prefix(n)), want.map(\.0), "isa \(isa) \(rows)x\(lanes)")
+                XCTAssertEqual(Array(masks.prefix(n)), want.map(\.1), "isa \(isa) \(rows)x\(lanes)")
+            }
+        }
+    }
+
     /// `fpn_argmax_planes` (semantic labels) on every ISA against the first-maximum loop: ties keep the earlier
     /// class, a NaN never wins (and a NaN first plane keeps class 0), pixel counts ragged against 16 lanes.
     func testArgmaxPlanesKeepsTheFirstMaximum() {

@@ -398,6 +398,15 @@ void fpn_col2im_one_tap(int isa, const float *cols, long ld, int h, int w, int k
 void fpn_argmax_planes(int isa, const float *src, long plane, int k, unsigned char *labels);
 
 /*
+ * Where a block of `lanes` (1...16) neighbouring columns of a row-major int32 map changes from one row to the next:
+ * for y in 1..<rows, when ids[y * stride + j] != ids[(y - 1) * stride + j] for some lane j, appends y to `rows_out`
+ * and the lanes that changed (bit j) to `masks_out`. Returns the number appended (at most rows - 1). Same result on
+ * every ISA.
+ */
+long fpn_row_changes(int isa, const int *ids, long stride, int rows, int lanes, int *rows_out,
+                     unsigned short *masks_out);
+
+/*
  * Output gating of a tile pass computed into output planes (stage, out and residual: `cout` planes; stage planes
  * `stage_plane` floats apart, out and residual `plane` apart; pixel p = y * wo + x). For each row span i (pixel
  * row rows[i], columns x0[i] <= x < x1[i]) and each pixel p there with mask[p] != 0, t = act(stage + bias[oc] +

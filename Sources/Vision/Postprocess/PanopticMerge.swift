@@ -1,5 +1,6 @@
 import FPNCore
 import Foundation
+import Tensor
 
 /// Thresholds of detectron2's panoptic merge (`combine_semantic_and_instance_outputs`).
 public struct PanopticMergeConfig: Sendable, Equatable {
@@ -68,38 +69,50 @@ public struct PanopticResult: Sendable, Equatable {
     }
 
     /// Every segment's mask as COCO RLE, in `segments` order: one column-major pass over `ids` for all of them
-    /// (equal to `mask(of:)` of each, which scans the whole map once per segment).
+    /// (equal to `mask(of:)` of each, which scans the whole map once per segment). The pass visits only where the
+    /// id changes: 16 columns at a time, the rows where any of them changes are found by one vector compare per row
+    /// (`Ops.rowChanges`), then each column's runs are closed at its top and at those rows.
     public func masks() -> [MaskRLE] {
         let n = height * width, count = segments.count
         var counts = [[UInt32]](repeating: [], count: count + 1)  // index = segment id; 0 (void) unused
         var runStart = [Int](repeating: 0, count: count + 1), lastEnd = [Int](repeating: 0, count: count + 1)
-        var prev: Int32 = 0, k = 0
-        ids.withUnsafeBufferPointer { m in
-            for x in 0..<width {
-                var i = x
-                for _ in 0..<height {
-                    let v = m[i]
-                    if v != prev {
-                        if prev > 0 {  // prev's run of ones ends at k
-                            let p = Int(prev)
-                            counts[p].append(UInt32(runStart[p] - lastEnd[p]))
-                            counts[p].append(UInt32(k - runStart[p]))
-                            lastEnd[p] = k
+        var prev: Int32 = 0
+        // Column-major index k: id `from` gives way to `to`.
+        func change(at k: Int, from: Int32, to: Int32) {
+            if from > 0 {  // from's run of ones ends at k
+                let p = Int(from)
+                counts[p].append(UInt32(runStart[p] - lastEnd[p]))
+                counts[p].append(UInt32(k - runStart[p]))
+                lastEnd[p] = k
+            }
+            if to > 0 { runStart[Int(to)] = k }
+        }
+        if n > 0 {
+            ids.withUnsafeBufferPointer { m in
+                withUnsafeTemporaryAllocation(of: Int32.self, capacity: height) { rows in
+                    withUnsafeTemporaryAllocation(of: UInt16.self, capacity: height) { lanes in
+                        var x0 = 0
+                        while x0 < width {
+                            let block = min(16, width - x0)
+                            let events = Ops.rowChanges(m.baseAddress! + x0, stride: width, rows: height, lanes: block,
+                                                        rowsOut: rows.baseAddress!, masksOut: lanes.baseAddress!)
+                            for j in 0..<block {
+                                let x = x0 + j, column = x * height, bit = UInt16(1) << UInt16(j)
+                                let top = m[x]
+                                if top != prev { change(at: column, from: prev, to: top) }
+                                for e in 0..<events where lanes[e] & bit != 0 {
+                                    let y = Int(rows[e])
+                                    change(at: column + y, from: m[(y - 1) * width + x], to: m[y * width + x])
+                                }
+                                prev = m[(height - 1) * width + x]
+                            }
+                            x0 += block
                         }
-                        if v > 0 { runStart[Int(v)] = k }
-                        prev = v
                     }
-                    i += width
-                    k += 1
                 }
             }
         }
-        if prev > 0 {
-            let p = Int(prev)
-            counts[p].append(UInt32(runStart[p] - lastEnd[p]))
-            counts[p].append(UInt32(n - runStart[p]))
-            lastEnd[p] = n
-        }
+        if prev > 0 { change(at: n, from: prev, to: 0) }
         return segments.map { seg in
             var c = counts[seg.id]
             if lastEnd[seg.id] < n || c.isEmpty { c.append(UInt32(n - lastEnd[seg.id])) }
