@@ -130,8 +130,8 @@ public struct FrameResult: Sendable {
     /// Fraction of backbone/FPN work recomputed for this frame (1 = dense), when temporal reuse is on.
     public var recomputedFraction: Double?
     /// Temporal `delta` only: no change reached the pyramid levels (every change stayed below its thresholds), so
-    /// the detector returned the previous frame's detections and segments without running its heads: bit for bit
-    /// what they would have computed.
+    /// the detector returned the previous frame's detections and segments, which its heads computed from these same
+    /// levels, without running the heads again.
     public var repeated = false
     /// The temporal accuracy guard's decision, on the frames it verified (delta mode).
     public var temporalGuard: TemporalGuardRecord?

@@ -244,9 +244,8 @@ public final class TemporalCache: ConvolutionRunner {
     func startFrame(_ shape: [Int]) -> Int {
         if let inputShape, inputShape != shape {
             reset()
-        } else if frameIndex > 0 && !skippedHeads {
-            headStats = (lastStats.denseFlops - graphStats.denseFlops, lastStats.totalTiles - graphStats.totalTiles,
-                         layersAfterGraph ?? 0)
+        } else if frameIndex > 0, !skippedHeads, let n = layersAfterGraph {
+            headStats = (lastStats.denseFlops - graphStats.denseFlops, lastStats.totalTiles - graphStats.totalTiles, n)
         }
         skippedHeads = false
         layersAfterGraph = nil

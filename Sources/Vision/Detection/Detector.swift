@@ -55,7 +55,7 @@ public final class DetectorState: @unchecked Sendable {
     public internal(set) var timingsMs: [String: Double] = [:]
     /// Frames whose result was the previous frame's because the runner vouched for an unchanged pyramid (a delta
     /// frame whose changes, if any, stayed below every threshold on the way to the levels): the heads and
-    /// post-processing did not run, and the result is bit for bit what they would have computed.
+    /// post-processing did not run; the result is what they computed from the same levels the frame before.
     public internal(set) var repeatedFrames = 0
     /// Whether the last `detect` call was such a frame.
     public internal(set) var lastFrameRepeated = false
