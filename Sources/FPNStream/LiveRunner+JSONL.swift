@@ -36,7 +36,7 @@ final class LiveJSONL: @unchecked Sendable {
         let line = JSONLRecord.stats(source: s.source, wallTime: Date().timeIntervalSince1970, frames: s.live.frames,
                                      fps: fps, stages: stages,
                                      fields: Self.liveFields(s, latency: window) + [("interval_s", .number(seconds, decimals: 3))]
-                                         + (s.recomputedMean.map { [("recomputed_mean", .number($0, decimals: 4))] } ?? []))
+                                         + Self.temporalFields(s))
         write { try writer.writeLine(line) }
     }
 
@@ -45,11 +45,17 @@ final class LiveJSONL: @unchecked Sendable {
         let line = JSONLRecord.summary(source: s.source, wallTime: Date().timeIntervalSince1970, frames: s.processed,
                                        report: report, fields: Self.liveFields(s, latency: s.latency)
                                            + [("compute", .string(Compute.path.rawValue)), ("precision", .string(Compute.precision.rawValue))]
-                                           + (s.recomputedMean.map { [("recomputed_mean", .number($0, decimals: 4))] } ?? []))
+                                           + Self.temporalFields(s))
         write { try writer.writeLine(line) }
     }
 
     func close() { write { try writer.close() } }
+
+    /// With temporal reuse on: `recomputed_mean` and `repeated_frames` so far.
+    static func temporalFields(_ s: LiveStreamStatus) -> [(String, JSONLRecord.Value)] {
+        guard let mean = s.recomputedMean else { return [] }
+        return [("recomputed_mean", .number(mean, decimals: 4)), ("repeated_frames", .int(s.repeatedFrames))]
+    }
 
     static func liveFields(_ s: LiveStreamStatus, latency h: LatencyHistogram) -> [(String, JSONLRecord.Value)] {
         [("stream", .int(s.stream)), ("connected", .bool(s.connected)), ("processed", .int(s.processed)),

@@ -96,6 +96,8 @@ public struct LiveStreamStatus: Sendable {
     public var latency: LatencyHistogram
     /// Mean recomputed fraction of backbone/FPN work per frame (nil: temporal reuse off).
     public var recomputedMean: Double?
+    /// Frames whose result repeated the previous frame's (`FrameResult.repeated`).
+    public var repeatedFrames = 0
 }
 
 /// Runs live streams, each through its own stage pipeline, until stopped:
@@ -317,7 +319,7 @@ final class LiveFigures: @unchecked Sendable {
     private var total = LatencyHistogram()
     private var window = LatencyHistogram()
     private var processed = 0
-    private var recomputedSum = 0.0, recomputedCount = 0
+    private var recomputedSum = 0.0, recomputedCount = 0, repeatedCount = 0
     private var windowStart = Date().timeIntervalSince1970
 
     init(stream: Int) { self.stream = stream }
@@ -328,9 +330,10 @@ final class LiveFigures: @unchecked Sendable {
         if e.event == .disconnected || e.event == .gaveUp || e.event == .connectFailed { connected = false }
     }
 
-    func frameDone(latencyMs: Double, recomputed: Double?) {
+    func frameDone(latencyMs: Double, recomputed: Double?, repeated: Bool = false) {
         lock.lock(); defer { lock.unlock() }
         if let recomputed { recomputedSum += recomputed; recomputedCount += 1 }
+        if repeated { repeatedCount += 1 }
         total.record(ms: latencyMs)
         window.record(ms: latencyMs)
         processed += 1
@@ -341,7 +344,8 @@ final class LiveFigures: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         return LiveStreamStatus(stream: stream, source: source, connected: connected, live: live,
                                 processed: processed, dropped: dropped, latency: total,
-                                recomputedMean: recomputedCount > 0 ? recomputedSum / Double(recomputedCount) : nil)
+                                recomputedMean: recomputedCount > 0 ? recomputedSum / Double(recomputedCount) : nil,
+                                repeatedFrames: repeatedCount)
     }
 
     /// Status plus the latency of the frames since the previous call and that window's length (s).
@@ -404,7 +408,8 @@ struct FrameLineSink: Sink {
     func consume(_ input: AnalyzedFrame) throws {
         let now = Date().timeIntervalSince1970
         let latencyMs = (now - input.result.info.wallTime) * 1000
-        figures.frameDone(latencyMs: latencyMs, recomputed: input.result.recomputedFraction)
+        figures.frameDone(latencyMs: latencyMs, recomputed: input.result.recomputedFraction,
+                          repeated: input.result.repeated)
         jsonl?.frame(stream: stream, input.result, latencyMs: latencyMs)
         onFrame?(stream, input, latencyMs)
     }

@@ -102,7 +102,10 @@ enum CameraJSON {
         j.key("queue_depth"); j.int(s.inFlight)
         j.key("decode_errors"); j.int(live?.live.decodeErrors ?? 0)
         j.key("reconnects"); j.int(live?.live.reconnects ?? 0)
-        if let r = live?.recomputedMean { j.key("recomputed_mean"); j.number(r, decimals: 4) }
+        if let r = live?.recomputedMean {
+            j.key("recomputed_mean"); j.number(r, decimals: 4)
+            j.key("repeated_frames"); j.int(live?.repeatedFrames ?? 0)
+        }
         j.key("latency_ms"); percentiles(live?.latency, into: &j)
         j.key("inference_ms"); percentiles(s.inference, into: &j)
         if let p = s.pipeline { j.key("pipeline"); j.string(p) }

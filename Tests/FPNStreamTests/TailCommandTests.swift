@@ -276,6 +276,7 @@ final class TailCommandTests: XCTestCase {
             XCTAssertTrue(r.allSatisfy { (0...1).contains($0) }, "\(r)")
             let summary = try XCTUnwrap(all.last { $0["type"] as? String == "summary" && $0["stream"] as? Int == stream })
             XCTAssertEqual(try XCTUnwrap(summary["recomputed_mean"] as? Double), r.reduce(0, +) / 4, accuracy: 1e-3)
+            XCTAssertEqual(summary["repeated_frames"] as? Int, f.filter { $0["repeated"] as? Bool == true }.count)
             let stats = all.filter { $0["type"] as? String == "stats" && $0["stream"] as? Int == stream
                                      && ($0["processed"] as? Int ?? 0) > 0 }
             XCTAssertFalse(stats.isEmpty, "stream \(stream): no stats line after a processed frame")

@@ -195,6 +195,8 @@ final class ServeCommandTests: XCTestCase {
             let list = try client.get("/api/cameras").json() as? [[String: Any]] ?? []
             return list.count == 2 && list.allSatisfy { ($0["processed"] as? Int ?? 0) >= 2 }
         })
+        let cameras = try client.get("/api/cameras").json() as? [[String: Any]] ?? []
+        XCTAssertTrue(cameras.allSatisfy { $0["repeated_frames"] is Int }, "temporal delta: repeated_frames in the status")
         let metrics = try client.get("/metrics").text
         XCTAssertTrue(metrics.contains("fpnstream_models_loaded 1.0") || metrics.contains("fpnstream_models_loaded 1\n"), metrics)
         XCTAssertTrue(metrics.contains("fpnstream_camera_recomputed_fraction{camera=\"a\"}"))
