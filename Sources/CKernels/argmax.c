@@ -78,3 +78,75 @@ long fpn_row_changes(int isa, const int *ids, long stride, int rows, int lanes, 
     (void)isa;
     return row_changes_scalar(ids, stride, rows, lanes, rows_out, masks_out);
 }
+
+static void void_histogram_scalar(const int *ids, const unsigned char *labels, long p, long n, long *hist) {
+    for (; p < n; p++) hist[labels[p]] += ids[p] == 0;
+}
+
+/* Four partial histograms: neighbouring pixels mostly share a label, and one histogram would chain every increment
+ * on the last one through memory. */
+static void void_histogram_partials(const int *ids, const unsigned char *labels, long n, long *hist) {
+    int h[4][256] = {{0}};
+    long p = 0;
+    for (; p + 4 <= n; p += 4) {
+        for (int j = 0; j < 4; j++) h[j][labels[p + j]] += ids[p + j] == 0;
+    }
+    for (int l = 0; l < 256; l++) hist[l] += (long)h[0][l] + h[1][l] + h[2][l] + h[3][l];
+    void_histogram_scalar(ids, labels, p, n, hist);
+}
+
+static void stuff_select_scalar(int *ids, const unsigned char *labels, long p, long n, const int *table) {
+    for (; p < n; p++) if (ids[p] == 0) ids[p] = table[labels[p]];
+}
+
+#if defined(__x86_64__)
+/* 16 pixels at a time: all void and of one label (the inside of a stuff region) in one step, else per pixel. */
+static T512 void void_histogram_avx512(const int *ids, const unsigned char *labels, long n, long *hist) {
+    long p = 0;
+    for (; p + 16 <= n; p += 16) {
+        const __m512i id = _mm512_loadu_si512(ids + p);
+        const __m128i l = _mm_loadu_si128((const __m128i *)(labels + p));
+        const __mmask16 used = _mm512_test_epi32_mask(id, id);
+        if (used == 0 && _mm_cmpeq_epi8_mask(l, _mm_set1_epi8((char)labels[p])) == 0xFFFF) {
+            hist[labels[p]] += 16;
+        } else if (used != 0xFFFF) {
+            void_histogram_scalar(ids, labels, p, p + 16, hist);
+        }
+    }
+    void_histogram_scalar(ids, labels, p, n, hist);
+}
+
+static T512 void stuff_select_avx512(int *ids, const unsigned char *labels, long n, const int *table) {
+    long p = 0;
+    for (; p + 16 <= n; p += 16) {
+        const __m512i id = _mm512_loadu_si512(ids + p);
+        const __mmask16 empty = _mm512_testn_epi32_mask(id, id);
+        if (empty == 0) continue;
+        const __m128i l8 = _mm_loadu_si128((const __m128i *)(labels + p));
+        __m512i stuff;
+        if (_mm_cmpeq_epi8_mask(l8, _mm_set1_epi8((char)labels[p])) == 0xFFFF) {
+            stuff = _mm512_set1_epi32(table[labels[p]]);   /* one label: no gather */
+        } else {
+            stuff = _mm512_i32gather_epi32(_mm512_cvtepu8_epi32(l8), table, 4);
+        }
+        _mm512_mask_storeu_epi32(ids + p, empty, stuff);
+    }
+    stuff_select_scalar(ids, labels, p, n, table);
+}
+#endif
+
+void fpn_void_label_histogram(int isa, const int *ids, const unsigned char *labels, long n, long *hist) {
+#if defined(__x86_64__)
+    if (resolve(isa) == FPN_ISA_AVX512) { void_histogram_avx512(ids, labels, n, hist); return; }
+#endif
+    (void)isa;
+    void_histogram_partials(ids, labels, n, hist);
+}
+
+void fpn_stuff_select(int isa, int *ids, const unsigned char *labels, long n, const int *table) {
+#if defined(__x86_64__)
+    if (resolve(isa) == FPN_ISA_AVX512) { stuff_select_avx512(ids, labels, n, table); return; }
+#endif
+    (void)isa;
+    stuff_select_scalar(ids, labels, 0, n, table);
+}

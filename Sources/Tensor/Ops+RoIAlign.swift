@@ -66,6 +66,20 @@ extension Ops {
         return fpn_row_changes(roiAlignISA, ids, stride, Int32(rows), Int32(lanes), rowsOut, masksOut)
     }
 
+    /// The panoptic merge's stuff areas: `hist[l]` += the number of pixels p < `count` with `ids[p] == 0` and
+    /// `labels[p] == l` (`hist`: 256 counts).
+    public static func voidLabelHistogram(ids: UnsafePointer<Int32>, labels: UnsafePointer<UInt8>, count: Int,
+                                          into hist: UnsafeMutablePointer<Int>) {
+        fpn_void_label_histogram(roiAlignISA, ids, labels, count, hist)
+    }
+
+    /// The panoptic merge's stuff ids: `ids[p] = table[labels[p]]` for every pixel p < `count` with `ids[p] == 0`
+    /// (`table`: 256 ids).
+    public static func selectStuff(ids: UnsafeMutablePointer<Int32>, labels: UnsafePointer<UInt8>, count: Int,
+                                   table: UnsafePointer<Int32>) {
+        fpn_stuff_select(roiAlignISA, ids, labels, count, table)
+    }
+
     /// The ISA of the detection post-processing kernels here (RoIAlign, mask paste, argmax): the compute path's (a
     /// forced path holds here too), the CPU's best under OpenBLAS. Every ISA gives the same bits.
     static let roiAlignISA: Int32 = Compute.path.isa ?? fpn_best_isa()

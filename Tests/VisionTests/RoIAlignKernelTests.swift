@@ -146,6 +146,34 @@ final class RoIAlignKernelTests: XCTestCase {
         }
     }
 
+    /// The panoptic merge's stuff pass on every ISA against the per-pixel loops: label runs that fill whole 16-pixel
+    /// chunks (one step), chunks mixing labels or assigned pixels, fully assigned chunks, ragged tails.
+    func testStuffHistogramAndSelectMatchThePerPixelLoops() {
+        let isas = [FPN_ISA_GENERIC, FPN_ISA_AVX2, FPN_ISA_AVX512].map { Int32($0.rawValue) }
+            .filter { fpn_isa_supported($0) != 0 }
+        var rng = Numbers(state: 13)
+        for n in [1, 15, 16, 17, 100, 1000, 4099] {
+            var labels = [UInt8](repeating: 0, count: n), ids = [Int32](repeating: 0, count: n)
+            for p in 0..<n {
+                labels[p] = UInt8((p / 40) % 5 + (rng.index(9) == 0 ? 200 : 0))
+                ids[p] = (p / 64) % 3 == 1 ? Int32(1 + rng.index(3)) : (rng.index(11) == 0 ? 9 : 0)
+            }
+            var wantHist = [Int](repeating: 0, count: 256)
+            for p in 0..<n where ids[p] == 0 { wantHist[Int(labels[p])] += 1 }
+            let table = (0..<256).map { Int32($0 % 7 == 0 ? 0 : 100 + $0) }
+            let wantIDs = (0..<n).map { ids[$0] == 0 ? table[Int(labels[$0])] : ids[$0] }
+            if n >= 100 { XCTAssertGreaterThan(wantHist.filter { $0 > 0 }.count, 2, "n \(n): several labels counted") }
+            for isa in isas {
+                var hist = [Int](repeating: 5, count: 256)   // added to, not overwritten
+                fpn_void_label_histogram(isa, ids, labels, n, &hist)
+                XCTAssertEqual(hist, wantHist.map { $0 + 5 }, "isa \(isa) n \(n)")
+                var got = ids
+                fpn_stuff_select(isa, &got, labels, n, table)
+                XCTAssertEqual(got, wantIDs, "isa \(isa) n \(n)")
+            }
+        }
+    }
+
     /// `fpn_argmax_planes` (semantic labels) on every ISA against the first-maximum loop: ties keep the earlier
     /// class, a NaN never wins (and a NaN first plane keeps class 0), pixel counts ragged against 16 lanes.
     func testArgmaxPlanesKeepsTheFirstMaximum() {

@@ -407,6 +407,14 @@ long fpn_row_changes(int isa, const int *ids, long stride, int rows, int lanes, 
                      unsigned short *masks_out);
 
 /*
+ * The panoptic merge's stuff pass, in two steps over n pixels. fpn_void_label_histogram: hist[labels[p]] += 1 for
+ * every p with ids[p] == 0 (hist: 256 counts, added to). fpn_stuff_select: ids[p] = table[labels[p]] for every p
+ * with ids[p] == 0 (table: 256 ids). Runs of 16 void pixels of one label take one step. Same result on every ISA.
+ */
+void fpn_void_label_histogram(int isa, const int *ids, const unsigned char *labels, long n, long *hist);
+void fpn_stuff_select(int isa, int *ids, const unsigned char *labels, long n, const int *table);
+
+/*
  * Output gating of a tile pass computed into output planes (stage, out and residual: `cout` planes; stage planes
  * `stage_plane` floats apart, out and residual `plane` apart; pixel p = y * wo + x). For each row span i (pixel
  * row rows[i], columns x0[i] <= x < x1[i]) and each pixel p there with mask[p] != 0, t = act(stage + bias[oc] +

@@ -208,26 +208,13 @@ public enum PanopticMerge {
             segments.append(.init(id: Int(id), isThing: true, categoryID: inst.classID, area: kept, score: inst.score,
                                   instanceIndex: i))
         }
-        // Four partial histograms: neighbouring pixels mostly share a label, and one histogram would chain every
-        // increment on the last one through memory.
+        // Unassigned pixels per stuff label (CKernels: 16 pixels of one label at a time inside stuff regions).
         var areas = [Int](repeating: 0, count: 256)
-        ids.withUnsafeBufferPointer { idp in
+        if n > 0 { ids.withUnsafeBufferPointer { idp in
             semantic.labels.withUnsafeBufferPointer { l in
-                withUnsafeTemporaryAllocation(of: Int32.self, capacity: 4 * 256) { h in
-                    h.initialize(repeating: 0)
-                    let hp = h.baseAddress!
-                    var p = 0
-                    while p + 4 <= n {
-                        for j in 0..<4 { hp[j * 256 + Int(l[p + j])] &+= idp[p + j] == 0 ? 1 : 0 }
-                        p += 4
-                    }
-                    while p < n { hp[Int(l[p])] &+= idp[p] == 0 ? 1 : 0; p += 1 }
-                    for label in 0..<256 {
-                        areas[label] = Int(hp[label]) + Int(hp[256 + label]) + Int(hp[512 + label]) + Int(hp[768 + label])
-                    }
-                }
+                Ops.voidLabelHistogram(ids: idp.baseAddress!, labels: l.baseAddress!, count: n, into: &areas)
             }
-        }
+        } }
         // Stuff ids per label decided from the areas first, then assigned in one pass (not one pass per label).
         var stuffID = [Int32](repeating: 0, count: 256)
         for label in 1..<256 where areas[label] > 0 && areas[label] >= config.stuffAreaLimit {
@@ -236,11 +223,11 @@ public enum PanopticMerge {
             segments.append(.init(id: Int(id), isThing: false, categoryID: label, area: areas[label], score: nil,
                                   instanceIndex: nil))
         }
-        if segments.contains(where: { !$0.isThing }) {
+        if n > 0, segments.contains(where: { !$0.isThing }) {
             semantic.labels.withUnsafeBufferPointer { l in
                 ids.withUnsafeMutableBufferPointer { idp in
                     stuffID.withUnsafeBufferPointer { sid in
-                        for p in 0..<n { let id = idp[p]; idp[p] = id == 0 ? sid[Int(l[p])] : id }
+                        Ops.selectStuff(ids: idp.baseAddress!, labels: l.baseAddress!, count: n, table: sid.baseAddress!)
                     }
                 }
             }
