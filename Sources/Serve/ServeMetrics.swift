@@ -7,8 +7,8 @@ import StagePipeline
 /// Prometheus metrics of one `serve` process (swift-prometheus registry, text exposition at `/metrics`).
 ///
 /// Per camera (label `camera`): `fpnstream_camera_frames_in_total`, `_frames_processed_total`,
-/// `_frames_dropped_total`, `_decode_errors_total`, `_reconnects_total`, `_fps`, `_connected`, `_queue_depth`,
-/// `_recomputed_fraction`, `_inference_seconds` and `_latency_seconds` (histograms) with their p50/p95 as gauges.
+/// `_frames_dropped_total`, `_decode_errors_total`, `_reconnects_total`, `_frames_repeated_total`, `_fps`,
+/// `_connected`, `_queue_depth`, `_recomputed_fraction`, `_inference_seconds` and `_latency_seconds` (histograms) with their p50/p95 as gauges.
 /// Process: `process_resident_memory_bytes`, `process_cpu_seconds_total`, `process_start_time_seconds`, and
 /// `fpnstream_cameras`, `fpnstream_inference_waiting`, `fpnstream_models_loaded`; with MQTT,
 /// `fpnstream_mqtt_delivered_total`, `_dropped_total`, `_pending`, `_connected`.
@@ -106,7 +106,7 @@ struct ProcessFigures {
 /// One camera's metrics.
 final class CameraMetrics: @unchecked Sendable {
     let id: String
-    private let framesIn, processed, dropped, decodeErrors, reconnects: Counter
+    private let framesIn, processed, dropped, decodeErrors, reconnects, repeated: Counter
     private let fps, connected, queueDepth, recomputed: Gauge
     private let latencyP50, latencyP95, inferenceP50, inferenceP95: Gauge
     private let inferenceSeconds, latencySeconds: ValueHistogram
@@ -127,6 +127,9 @@ final class CameraMetrics: @unchecked Sendable {
         decodeErrors = r.counter("fpnstream_camera_decode_errors_total",
                                  "Packets or frames the decoder rejected, and damaged frames skipped.", labels: l)
         reconnects = r.counter("fpnstream_camera_reconnects_total", "Outages that ended with a frame.", labels: l)
+        repeated = r.counter("fpnstream_camera_frames_repeated_total",
+                             "Frames that repeated the last result: no change reached the pyramid (temporal delta).",
+                             labels: l)
         fps = r.gauge("fpnstream_camera_fps", "Processed frames per second over the last 10 s.", labels: l)
         connected = r.gauge("fpnstream_camera_connected", "1 while the source is connected.", labels: l)
         queueDepth = r.gauge("fpnstream_camera_queue_depth",
@@ -144,7 +147,7 @@ final class CameraMetrics: @unchecked Sendable {
     }
 
     func unregister(from r: PrometheusCollectorRegistry) {
-        for c in [framesIn, processed, dropped, decodeErrors, reconnects] { r.unregisterCounter(c) }
+        for c in [framesIn, processed, dropped, decodeErrors, reconnects, repeated] { r.unregisterCounter(c) }
         for g in [fps, connected, queueDepth, recomputed, latencyP50, latencyP95, inferenceP50, inferenceP95] {
             r.unregisterGauge(g)
         }
@@ -169,6 +172,7 @@ final class CameraMetrics: @unchecked Sendable {
         advance(dropped, "dropped", live?.dropped ?? 0)
         advance(decodeErrors, "decode", live?.live.decodeErrors ?? 0)
         advance(reconnects, "reconnects", live?.live.reconnects ?? 0)
+        advance(repeated, "repeated", live?.repeatedFrames ?? 0)
         fps.set(to: s.fps)
         connected.set(to: live?.connected == true ? 1 : 0)
         queueDepth.set(to: Double(s.inFlight))

@@ -200,6 +200,7 @@ final class ServeCommandTests: XCTestCase {
         let metrics = try client.get("/metrics").text
         XCTAssertTrue(metrics.contains("fpnstream_models_loaded 1.0") || metrics.contains("fpnstream_models_loaded 1\n"), metrics)
         XCTAssertTrue(metrics.contains("fpnstream_camera_recomputed_fraction{camera=\"a\"}"))
+        XCTAssertTrue(metrics.contains("fpnstream_camera_frames_repeated_total{camera=\"a\"}"), metrics)
         p.terminate()
         XCTAssertTrue(waitExit(p))
         XCTAssertEqual(p.terminationStatus, 0)
