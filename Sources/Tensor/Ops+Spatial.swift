@@ -257,18 +257,18 @@ extension Ops {
     /// are never read, so a producer can skip them.
     public static func bilinearSourceRuns(input: Int, output: Int) -> [Range<Int>] {
         precondition(input >= 1 && output >= 1, "bilinear taps \(input) → \(output)")
-        var read = [Bool](repeating: false, count: input)
+        // Taps ascend (i0 never decreases, i1 ≤ i0 + 1): each index extends the last run or starts one.
+        var runs: [Range<Int>] = []
+        func read(_ i: Int) {
+            if let last = runs.last, i <= last.upperBound {
+                if i == last.upperBound { runs[runs.count - 1] = last.lowerBound..<(i + 1) }
+            } else {
+                runs.append(i..<(i + 1))
+            }
+        }
         withUnsafeTemporaryAllocation(of: BilinearTap.self, capacity: output) { taps in
             bilinearTaps(input: input, output: output, into: taps)
-            for t in taps { read[t.i0] = true; read[t.i1] = true }
-        }
-        var runs: [Range<Int>] = []
-        var i = 0
-        while i < input {
-            guard read[i] else { i += 1; continue }
-            let start = i
-            while i < input && read[i] { i += 1 }
-            runs.append(start..<i)
+            for t in taps { read(t.i0); read(t.i1) }
         }
         return runs
     }

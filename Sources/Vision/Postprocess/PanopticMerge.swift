@@ -210,11 +210,13 @@ public enum PanopticMerge {
         }
         // Unassigned pixels per stuff label (CKernels: 16 pixels of one label at a time inside stuff regions).
         var areas = [Int](repeating: 0, count: 256)
-        if n > 0 { ids.withUnsafeBufferPointer { idp in
-            semantic.labels.withUnsafeBufferPointer { l in
-                Ops.voidLabelHistogram(ids: idp.baseAddress!, labels: l.baseAddress!, count: n, into: &areas)
+        if n > 0 {
+            ids.withUnsafeBufferPointer { idp in
+                semantic.labels.withUnsafeBufferPointer { l in
+                    Ops.voidLabelHistogram(ids: idp.baseAddress!, labels: l.baseAddress!, count: n, into: &areas)
+                }
             }
-        } }
+        }
         // Stuff ids per label decided from the areas first, then assigned in one pass (not one pass per label).
         var stuffID = [Int32](repeating: 0, count: 256)
         for label in 1..<256 where areas[label] > 0 && areas[label] >= config.stuffAreaLimit {

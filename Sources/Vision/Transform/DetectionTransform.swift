@@ -107,34 +107,23 @@ public struct DetectionTransform: Sendable {
         return (out, g)
     }
 
-    /// Writes the normalised planes of `image` into the top-left of `out` `[1, 3, H ≥ h, W ≥ w]`, zeros elsewhere.
-    private func normalize(_ image: RGBImage, into out: Tensor) {
+    /// Writes the normalised planes of `image` into the top-left of `out` `[1, 3, H ≥ h, W ≥ w]`: the source rows
+    /// `rows` (nil: all, and zeros in the padding), the other rows left as they were.
+    private func normalize(_ image: RGBImage, rows: [Range<Int>]? = nil, into out: Tensor) {
         let h = image.height, w = image.width, oh = out.h, ow = out.w
         table.withUnsafeBufferPointer { lut in
             image.pixels.withUnsafeBufferPointer { px in
                 out.withUnsafeMutableBufferPointer { dst in
-                    Ops.normalizeRGB(px.baseAddress!, width: w, height: h, table: lut.baseAddress!,
-                                     into: dst.baseAddress!, planeStride: oh * ow, rowStride: ow)
+                    for r in rows ?? [0..<h] {
+                        Ops.normalizeRGB(px.baseAddress! + r.lowerBound * w * 3, width: w, height: r.count,
+                                         table: lut.baseAddress!, into: dst.baseAddress! + r.lowerBound * ow,
+                                         planeStride: oh * ow, rowStride: ow)
+                    }
+                    guard rows == nil else { return }
                     for c in 0..<3 {
                         let plane = c * oh * ow
                         if ow > w { for y in 0..<h { (dst.baseAddress! + plane + y * ow + w).update(repeating: 0, count: ow - w) } }
                         (dst.baseAddress! + plane + h * ow).update(repeating: 0, count: (oh - h) * ow)
-                    }
-                }
-            }
-        }
-    }
-
-    /// Writes rows `rows` of the normalised planes of `image` into `out` `[1, 3, image.height, image.width]`.
-    private func normalize(_ image: RGBImage, rows: [Range<Int>], into out: Tensor) {
-        let w = image.width, plane = image.height * w
-        table.withUnsafeBufferPointer { lut in
-            image.pixels.withUnsafeBufferPointer { px in
-                out.withUnsafeMutableBufferPointer { dst in
-                    for r in rows {
-                        Ops.normalizeRGB(px.baseAddress! + r.lowerBound * w * 3, width: w, height: r.count,
-                                         table: lut.baseAddress!, into: dst.baseAddress! + r.lowerBound * w,
-                                         planeStride: plane, rowStride: w)
                     }
                 }
             }
