@@ -154,9 +154,7 @@ public struct ModelDetector: FrameDetector {
             if settings.mode == .auto { t.autoCalibration = autoCalibration(settings) }
             temporalState = t
             state.runner = t.runner
-            let reuse = RegionReuse()
-            reuse.denseFrame = { cache.lastStats.refreshed || cache.lastStats.frameFallback }
-            state.regionReuse = reuse
+            state.regionReuse = RegionReuse()
         }
     }
 

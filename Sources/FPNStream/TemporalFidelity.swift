@@ -151,6 +151,7 @@ public final class PyramidCapture: ConvolutionRunner {
     public func beginClosedGraph() { inner?.beginClosedGraph() }
     public func endClosedGraph(returning: [Tensor]) { inner?.endClosedGraph(returning: returning) }
     public func repeatsLastFrame(_ output: Tensor) -> Bool { inner?.repeatsLastFrame(output) ?? false }
+    public func writtenTiles(_ output: Tensor) -> (grid: TileGrid, tiles: [Int])? { inner?.writtenTiles(output) }
     public func skippedRestOfFrame() { inner?.skippedRestOfFrame() }
 
     /// Spatial ops (max-pool, upsampling) go to `inner` too, so the cache sees where they changed.

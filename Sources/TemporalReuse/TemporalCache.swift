@@ -196,9 +196,16 @@ public final class TemporalCache: ConvolutionRunner {
     /// kept outputs: false; so is the first frame after the accuracy guard changed the thresholds, whose readers
     /// (the heads) must run to take them up.
     public func repeatsLastFrame(_ output: Tensor) -> Bool {
-        guard !denseThisFrame, !scalesChanged, case .conv? = owner(of: output),
-              let tiles = producedInfo(output)?.tiles else { return false }
-        return tiles.isEmpty
+        !scalesChanged && writtenTiles(output)?.tiles.isEmpty == true
+    }
+
+    /// `ConvolutionRunner`: the tiles this delta frame committed to `output`, a conv's kept output (the same storage
+    /// every frame, untouched elsewhere). nil on dense frames (the first, refreshes, fall-backs, resyncs), which
+    /// rewrite or bypass the kept outputs, and for tensors the cache did not produce as kept outputs.
+    public func writtenTiles(_ output: Tensor) -> (grid: TileGrid, tiles: [Int])? {
+        guard !denseThisFrame, case .conv? = owner(of: output), let p = producedInfo(output), let tiles = p.tiles
+        else { return nil }
+        return (p.grid, tiles)
     }
 
     /// Updates the busy-scene fall-back from the last frame: a delta frame (no refresh, no fall-back) that

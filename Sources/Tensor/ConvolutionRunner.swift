@@ -35,6 +35,12 @@ public protocol ConvolutionRunner: AnyObject {
     /// since. A model may then reuse what it computed from it last frame, bit for bit. Call after
     /// `endClosedGraph`. Default: false. A runner wrapping another should forward it.
     func repeatsLastFrame(_ output: Tensor) -> Bool
+    /// The tiles of `output` (a tensor the runner returned inside this frame's closed graph: a pyramid level) that
+    /// this frame wrote, on the grid they index: everywhere else `output` holds exactly the values it held when the
+    /// previous frame returned it (the same storage). A model may then reuse what it computed last frame from
+    /// parts of `output` outside those tiles. nil: unknown, or written everywhere (a dense frame). Call after
+    /// `endClosedGraph`. Default: nil. A runner wrapping another should forward it.
+    func writtenTiles(_ output: Tensor) -> (grid: TileGrid, tiles: [Int])?
     /// The model repeated the last frame's result (every returned tensor `repeatsLastFrame`) and skipped the convs it
     /// runs after the closed graph (its heads). A runner counting work may count them as run with nothing to
     /// recompute. Default: nothing. A runner wrapping another should forward it.
@@ -92,6 +98,7 @@ extension ConvolutionRunner {
     public func endClosedGraph(returning: [Tensor]) {}
     public func beginFrame(inputShape: [Int]) {}
     public func repeatsLastFrame(_ output: Tensor) -> Bool { false }
+    public func writtenTiles(_ output: Tensor) -> (grid: TileGrid, tiles: [Int])? { nil }
     public func skippedRestOfFrame() {}
 }
 

@@ -208,6 +208,42 @@ final class PanopticDetectorTests: XCTestCase {
         XCTAssertEqual(state.repeatedFrames, steps.filter(\.3).count)
     }
 
+    /// A delta stream whose RoI heads reuse the regions the cache wrote nothing under (`RegionReuse`) gives the
+    /// detections and panoptic segments of a twin stream that runs every region, up to the GEMM rounding of the
+    /// regions recomputed in a smaller batch: away from a local change its regions are reused, on it recomputed.
+    func testRegionReuseInADeltaStreamMatchesRunningEveryRegion() throws {
+        let url = try write(try Self.weights(scratch: dir.appendingPathComponent("s.safetensors")))
+        let d = try DetectorLoader.load(contentsOf: url)
+        let image = Self.image()
+        var patched = image
+        for y in 84..<92 { for x in 116..<124 { patched[x, y] = (250, 250, 250) } }
+        let settings = TemporalSettings(mode: .delta, threshold: 0.05, refreshInterval: 0, frameFallback: 1)
+        let state = DetectorState(runner: TemporalCache(settings: settings))
+        let twin = DetectorState(runner: TemporalCache(settings: settings))
+        let reuse = RegionReuse()
+        state.regionReuse = reuse
+        var reused = 0, computed = 0
+        for (i, frame) in [image, patched, image, patched].enumerated() {
+            let got = d.detectPanoptic(frame, state: state, thresholds: d.config.thresholds)
+            let want = d.detectPanoptic(frame, state: twin, thresholds: d.config.thresholds)
+            XCTAssertFalse(state.lastFrameRepeated, "frame \(i)")
+            XCTAssertEqual(got.detections.count, want.detections.count, "frame \(i)")
+            for (x, y) in zip(got.detections, want.detections) {
+                XCTAssertEqual(x.classID, y.classID, "frame \(i)")
+                XCTAssertEqual(x.score, y.score, accuracy: 1e-4, "frame \(i)")
+                XCTAssertEqual(x.box.x1, y.box.x1, accuracy: 1e-2, "frame \(i)")
+                XCTAssertEqual(x.box.y2, y.box.y2, accuracy: 1e-2, "frame \(i)")
+            }
+            XCTAssertEqual(got.panoptic?.map(\.categoryID), want.panoptic?.map(\.categoryID), "frame \(i)")
+            if i > 0 {
+                reused += reuse.lastReused[.box] ?? 0
+                computed += reuse.lastComputed[.box] ?? 0
+            }
+        }
+        XCTAssertGreaterThan(reused, 0, "regions away from the change were reused")
+        XCTAssertGreaterThan(computed, 0, "regions on it were recomputed")
+    }
+
     func testWidthMetadataContradictingShapesNamesTheKey() throws {
         var m = Self.metadata
         let w = try Self.weights(scratch: dir.appendingPathComponent("s.safetensors"))

@@ -6,40 +6,98 @@ import TestSupport
 @testable import Vision
 import XCTest
 
-/// Reuse of the RoI heads' per-region results: an unchanged region gets exactly the head's result back without
-/// running it, a changed one is recomputed.
+/// Reuse of the RoI heads' per-region results: a region whose box is unchanged and whose pooled pixels were not
+/// written gets exactly the head's result back without being pooled or run, any other region is recomputed.
 final class RegionReuseTests: XCTestCase {
-    func testKeepsRowsOfUnchangedRegionsAndRecomputesChangedOnes() {
-        let reuse = RegionReuse()
-        let boxes = [Box(x1: 0, y1: 0, x2: 4, y2: 4), Box(x1: 2, y1: 2, x2: 9, y2: 9)]
-        let pooled = Tensor(shape: [2, 1, 2, 2], data: [1, 2, 3, 4, 5, 6, 7, 8])
+    /// One 16x16 level (scale 1/4 of a 64-pixel image) on 2x2 tiles; the compute closure numbers its calls.
+    func testKeepsRowsWhosePooledPixelsWereNotWrittenAndRecomputesTheOthers() {
+        let reuse = RegionReuse(), pooler = MultiScaleRoIAlign(outputSize: 7)
+        let level = Tensor(shape: [1, 1, 16, 16]), grid = TileGrid(height: 16, width: 16, tile: 2)
+        // A reads level rows and columns 0..<7 (taps of 0...4 plus margin), B 9..<16.
+        let a = Box(x1: 0, y1: 0, x2: 16, y2: 16), b = Box(x1: 40, y1: 40, x2: 60, y2: 60)
         var calls: [[Int]] = []
-        func run(_ p: Tensor, _ b: [Box]) -> [Float] {
-            reuse.outputs(.box, keys: reuse.keys(b, labels: nil, pooled: p), width: 2) { misses in
+        func frame(_ written: RegionReuse.Written, _ boxes: [Box] = [a, b], labels: [Int]? = nil, head: RegionReuse.Head = .box,
+                   level l: Tensor? = nil) -> [Float] {
+            reuse.beginFrame(levels: [l ?? level], written: [written])
+            return reuse.outputs(head, boxes: boxes, labels: labels, pooler: pooler, imageHeight: 64, width: 2) { misses in
                 calls.append(misses)
                 return misses.flatMap { [Float($0) + 10 * Float(calls.count), -1] }
             }
         }
-        XCTAssertEqual(run(pooled, boxes), [10, -1, 11, -1])
-        XCTAssertEqual(run(pooled, boxes), [10, -1, 11, -1], "both regions unchanged: the kept rows")
+        func tile(_ y: Int, _ x: Int) -> Int { (y / 2) * grid.columns + x / 2 }
+        XCTAssertEqual(frame(nil), [10, -1, 11, -1], "nothing kept: both computed")
+        XCTAssertEqual(frame((grid, [])), [10, -1, 11, -1], "nothing written: the kept rows")
         XCTAssertEqual(calls, [[0, 1]])
         XCTAssertEqual(reuse.lastReused[.box], 2)
-        // One value of region 1 changes by one ulp; region 0's box moves by one ulp: both recomputed.
-        let changed = Tensor(shape: [2, 1, 2, 2], data: [1, 2, 3, 4, 5, 6, 7, 8.000001])
-        var moved = boxes
-        moved[0].x2 = 4.0000005
-        XCTAssertEqual(run(changed, boxes), [10, -1, 21, -1])
+        XCTAssertEqual(frame((grid, [tile(12, 12)])), [10, -1, 21, -1], "a tile under B written: B recomputed")
         XCTAssertEqual(calls.last, [1])
-        XCTAssertEqual(run(changed, moved), [30, -1, 21, -1])
+        XCTAssertEqual(frame((grid, [tile(6, 6)])), [30, -1, 21, -1],
+                       "a tile in A's margin written; B's row of the last frame still holds")
         XCTAssertEqual(calls.last, [0])
+        XCTAssertEqual(frame((grid, [tile(15, 0), tile(0, 15)])), [30, -1, 21, -1], "tiles under neither")
+        XCTAssertEqual(calls.count, 3)
+        var moved = a
+        moved.x2 = 16.000002
+        XCTAssertEqual(frame((grid, []), [moved, b]), [40, -1, 21, -1], "a box moved by one ulp is another region")
         XCTAssertEqual(reuse.lastComputed[.box], 1)
-        let swapped = [[Float(1), 2], [2, 1]].map { v in v.withUnsafeBufferPointer { Ops.rowDigest($0) } }
-        XCTAssertTrue(swapped[0] != swapped[1], "a swap of two values changes the digest")
+        XCTAssertEqual(frame(nil, [moved, b]), [50, -1, 51, -1], "a level without a record counts as all written")
+        XCTAssertEqual(frame((grid, []), [moved, b], level: Tensor(shape: [1, 1, 16, 16])), [60, -1, 61, -1],
+                       "as does a level in other storage")
+        XCTAssertEqual(frame((grid, []), [moved, b], level: level), [70, -1, 71, -1], "and back")
+        XCTAssertEqual(frame((grid, []), [moved, b], level: level), [70, -1, 71, -1])
+        // The mask head keeps its own rows, keyed by box and label.
+        XCTAssertEqual(frame((grid, []), labels: [1, 2], head: .mask), [80, -1, 81, -1])
+        XCTAssertEqual(frame((grid, []), labels: [1, 3], head: .mask), [80, -1, 91, -1])
+        XCTAssertEqual(reuse.lastReused[.mask], 1)
+        XCTAssertEqual(frame((grid, []), [moved, b]), [70, -1, 71, -1], "the box head's rows were untouched")
+        reuse.reset()
+        XCTAssertEqual(frame((grid, []), [moved, b]), [100, -1, 101, -1], "reset forgets every row")
     }
 
-    /// The tiny Mask R-CNN's RoI heads on hand-made pyramids and proposals: a repeated frame runs no region and
-    /// gives bit-identical detections and masks; when the pyramid changes in one corner, only the regions there are
-    /// recomputed and the result is the heads' result on the new pyramid.
+    /// Every pixel a box's bilinear taps read (weight ≠ 0) lies in its footprint, on the level `pool` takes it
+    /// from, for both poolers and boxes inside, across and past the image's edges; a small box's footprint stays
+    /// small.
+    func testFootprintHoldsEveryPixelTheTapsRead() {
+        let levels = [(height: 48, width: 64), (height: 24, width: 32), (height: 12, width: 16), (height: 6, width: 8)]
+        let imageHeight = 192
+        var seed: UInt32 = 7
+        func next() -> Float { seed = seed &* 1_664_525 &+ 1_013_904_223; return Float(seed >> 8) / Float(1 << 24) }
+        var boxes = [Box(x1: 0, y1: 0, x2: 256, y2: 192), Box(x1: 255.5, y1: 191.5, x2: 256, y2: 192),
+                     Box(x1: 0, y1: 0, x2: 0.3, y2: 0.2), Box(x1: -7, y1: -3, x2: 12, y2: 9),
+                     Box(x1: 250, y1: 180, x2: 270, y2: 200)]
+        for _ in 0..<400 {
+            let x = next() * 270 - 8, y = next() * 200 - 6, w = next() * next() * 200, h = next() * next() * 150
+            boxes.append(Box(x1: x, y1: y, x2: x + w, y2: y + h))
+        }
+        for pooler in [MultiScaleRoIAlign(outputSize: 7), MultiScaleRoIAlign(outputSize: 14)] {
+            for box in boxes {
+                let f = pooler.footprint(of: box, levels: levels, imageHeight: imageHeight)
+                XCTAssertEqual(f.level, pooler.levelIndex(of: box, minLevel: 2, maxLevel: 5), "\(box)")
+                let l = levels[f.level], scale = Float(1) / Float(4 << f.level), n = pooler.outputSize
+                let taps = n * n * pooler.samplingRatio * pooler.samplingRatio * 4
+                var pos = [Int](repeating: 0, count: taps), wts = [Float](repeating: 0, count: taps)
+                pos.withUnsafeMutableBufferPointer { p in
+                    wts.withUnsafeMutableBufferPointer { w in
+                        RoIAlign.samples(box: box, spatialScale: scale, height: l.height, width: l.width, pooledHeight: n,
+                                         pooledWidth: n, samplingRatio: pooler.samplingRatio, positions: p, weights: w)
+                    }
+                }
+                for (p, w) in zip(pos, wts) where w != 0 {
+                    XCTAssertTrue(f.rows.contains(p / l.width) && f.cols.contains(p % l.width),
+                                  "\(box): tap (\(p / l.width), \(p % l.width)) outside \(f)")
+                }
+            }
+        }
+        let small = MultiScaleRoIAlign(outputSize: 7).footprint(of: Box(x1: 100, y1: 80, x2: 120, y2: 100), levels: levels,
+                                                                 imageHeight: imageHeight)
+        XCTAssertEqual(small.level, 0)
+        XCTAssertEqual(small.rows, 19..<28, "taps on rows 20...25, with the margin")
+        XCTAssertEqual(small.cols, 24..<33)
+    }
+
+    /// The tiny Mask R-CNN's RoI heads on hand-made pyramids and proposals: a frame whose levels were not written
+    /// runs no region and gives bit-identical detections and masks; when the tiles of one corner are written, only
+    /// the regions there are recomputed and the result is the heads' result on the new pyramid.
     func testMaskRCNNHeadsReuseUnchangedRegionsAndRecomputeChangedOnes() throws {
         let (weights, _) = try DetectorParityTests.materialize("tiny-maskrcnn")
         defer { try? FileManager.default.removeItem(at: weights.deletingLastPathComponent()) }
@@ -48,11 +106,19 @@ final class RegionReuseTests: XCTestCase {
         let g = TransformGeometry(sourceWidth: side, sourceHeight: side, resizedWidth: side, resizedHeight: side,
                                   paddedWidth: side, paddedHeight: side)
         // Channels-last P2-P5 (RoIAlign's layout); B differs from A in the image's top-left 64x64 pixels only.
-        let a = [4, 8, 16, 32].map { s in SyntheticWeights.uniform(key: "p\(s)", shape: [side / s, side / s, c], amplitude: 3) }
-        let b = zip([4, 8, 16, 32], a).map { s, t -> Tensor in
+        let strides = [4, 8, 16, 32]
+        let a = strides.map { s in SyntheticWeights.uniform(key: "p\(s)", shape: [side / s, side / s, c], amplitude: 3) }
+        let b = zip(strides, a).map { s, t -> Tensor in
             let u = Tensor(shape: t.shape); u.copy(from: t)
             for y in 0..<(64 / s) { for x in 0..<(64 / s) { for ch in 0..<c { u[y, x, ch] += 1 } } }
             return u
+        }
+        // The levels as the runner returns them (channels-first; their storage is what the reuse tracks), their
+        // 2x2 tile grids and the tiles of the changed corner.
+        let levels = strides.map { s in Tensor(shape: [1, c, side / s, side / s]) }
+        let grids = strides.map { s in TileGrid(height: side / s, width: side / s, tile: 2) }
+        let corner = zip(strides, grids).map { s, grid in
+            (0..<grid.count).filter { grid.rect($0).rows.lowerBound < 64 / s && grid.rect($0).cols.lowerBound < 64 / s }
         }
         // 16 small boxes (pooled from P2) on a 4x4 grid: one in the changed corner.
         let proposals = (0..<16).map { i -> Box in
@@ -61,21 +127,24 @@ final class RegionReuseTests: XCTestCase {
         }
         let t = DetectionThresholds(score: 0, nms: 0.5, maxDetections: 100)
         let reuse = RegionReuse()
-        func run(_ levels: [Tensor], _ reuse: RegionReuse?) -> (RawDetections, [Float]) {
-            let raw = heads.detect(levels, proposals: proposals, geometry: g, thresholds: t, ws: ws, reuse: reuse)
-            return (raw, heads.masks(levels, detections: raw, geometry: g, ws: ws, reuse: reuse))
+        func run(_ pooled: [Tensor], _ reuse: RegionReuse?) -> (RawDetections, [Float]) {
+            let raw = heads.detect(pooled, proposals: proposals, geometry: g, thresholds: t, ws: ws, reuse: reuse)
+            return (raw, heads.masks(pooled, detections: raw, geometry: g, ws: ws, reuse: reuse))
         }
         let denseA = run(a, nil), denseB = run(b, nil)
         XCTAssertFalse(denseA.0.boxes.isEmpty)
+        reuse.beginFrame(levels: levels, written: grids.map { _ in nil })
         _ = run(a, reuse)
         XCTAssertEqual(reuse.lastComputed[.box], 16)
+        reuse.beginFrame(levels: levels, written: grids.map { ($0, []) })
         let again = run(a, reuse)
-        XCTAssertEqual(reuse.lastReused[.box], 16, "a repeated frame runs no region through the box head")
+        XCTAssertEqual(reuse.lastReused[.box], 16, "an unwritten pyramid runs no region through the box head")
         XCTAssertEqual(reuse.lastComputed[.mask], 0, "nor through the mask head")
         XCTAssertEqual(again.0.boxes, denseA.0.boxes, "bit-identical to the heads' result")
         XCTAssertEqual(again.0.scores, denseA.0.scores)
         XCTAssertEqual(again.0.labels, denseA.0.labels)
         XCTAssertEqual(again.1, denseA.1)
+        reuse.beginFrame(levels: levels, written: zip(grids, corner).map { ($0, $1) })
         let changed = run(b, reuse)
         XCTAssertEqual(reuse.lastComputed[.box], 1, "only the corner's proposal is recomputed")
         XCTAssertEqual(reuse.lastReused[.box], 15)
@@ -89,81 +158,5 @@ final class RegionReuseTests: XCTestCase {
         XCTAssertEqual(changed.1.count, denseB.1.count)
         for (x, y) in zip(changed.1, denseB.1) { XCTAssertEqual(x, y, accuracy: 1e-5) }
         XCTAssertNotEqual(changed.0.scores, denseA.0.scores, "the change reached the corner's detections")
-    }
-
-    /// Two dense frames in a row (a moving camera) skip the keying: the heads run every region as without reuse and
-    /// the kept rows are forgotten; a dense frame after a delta frame (a scheduled refresh) keys its regions, so the
-    /// delta frame after it reuses them.
-    func testDenseRunsSkipTheKeyingAndARefreshKeysForTheNextFrame() {
-        let reuse = RegionReuse()
-        var dense = true
-        reuse.denseFrame = { dense }
-        let boxes = [Box(x1: 0, y1: 0, x2: 4, y2: 4), Box(x1: 2, y1: 2, x2: 9, y2: 9)]
-        let pooled = Tensor(shape: [2, 1, 2, 2], data: [1, 2, 3, 4, 5, 6, 7, 8])
-        var computed = 0
-        func frame(dense d: Bool) -> Bool {
-            dense = d
-            reuse.beginFrame()
-            if reuse.active {
-                _ = reuse.outputs(.box, keys: reuse.keys(boxes, labels: nil, pooled: pooled), width: 1) { misses in
-                    computed += misses.count
-                    return misses.map(Float.init)
-                }
-            } else {
-                reuse.computedWithoutKeys(.box, count: boxes.count)
-            }
-            return reuse.active
-        }
-        XCTAssertTrue(frame(dense: true), "the first frame keys its regions for the next")
-        XCTAssertTrue(frame(dense: false))
-        XCTAssertEqual(reuse.lastReused[.box], 2)
-        XCTAssertTrue(frame(dense: true), "a refresh after a delta frame keys its regions")
-        XCTAssertEqual(reuse.lastReused[.box], 2, "and may still match where the pyramid kept its bits")
-        XCTAssertFalse(frame(dense: true), "a second dense frame skips the keying")
-        XCTAssertEqual(reuse.lastComputed[.box], 2)
-        XCTAssertFalse(frame(dense: true))
-        XCTAssertTrue(frame(dense: false), "a delta frame keys again")
-        XCTAssertEqual(reuse.lastReused[.box], 0, "the rows kept before the dense run were forgotten")
-        XCTAssertEqual(computed, 4)
-        XCTAssertTrue(frame(dense: false))
-        XCTAssertEqual(reuse.lastReused[.box], 2)
-        XCTAssertEqual(computed, 4, "the last frame reused both regions")
-    }
-
-    /// A head whose keyed frame reused less than `minReusedFraction` of its regions stops keying for
-    /// `pauseFrames` frames (the heads then run every region), a probe frame after the pause that still reuses too
-    /// little doubles the pause, and one that reuses enough keys every frame again. The first keyed frame of a
-    /// stream (nothing kept to match) and the other head are not paused.
-    func testLowReusePausesKeyingAndDoublesThePauseWhileItStaysLow() {
-        let reuse = RegionReuse()
-        reuse.denseFrame = { false }
-        let n = 8
-        let boxes = (0..<n).map { i in Box(x1: Float(i), y1: 0, x2: Float(i) + 4, y2: 4) }
-        var values = [Float](repeating: 0, count: n)
-        /// One frame whose first `change` regions' pooled features change; false when the box head did not key.
-        func frame(change: Int) -> Bool {
-            for i in 0..<change { values[i] += 1 }
-            reuse.beginFrame()
-            guard reuse.keys(.box) else { return false }
-            let pooled = Tensor(shape: [n, 1, 1, 2], data: (0..<n).flatMap { [Float($0), values[$0]] })
-            _ = reuse.outputs(.box, keys: reuse.keys(boxes, labels: nil, pooled: pooled), width: 1) { $0.map(Float.init) }
-            return true
-        }
-        XCTAssertTrue(frame(change: n), "the first frame keys")
-        XCTAssertTrue(frame(change: n), "and gives no verdict: nothing was kept to match")
-        XCTAssertEqual(reuse.lastReused[.box], 0, "0 of 8 reused: below the bound")
-        let pause = RegionReuse.pauseFrames
-        for i in 0..<pause { XCTAssertFalse(frame(change: 0), "paused frame \(i)") }
-        XCTAssertTrue(reuse.keys(.mask), "the mask head keys on")
-        XCTAssertTrue(frame(change: n - 1), "the probe after the pause keys")
-        XCTAssertEqual(reuse.lastReused[.box], 1, "1 of 8: still below the bound")
-        for i in 0..<(2 * pause) { XCTAssertFalse(frame(change: 0), "doubled pause, frame \(i)") }
-        XCTAssertTrue(frame(change: n - 2), "the next probe keys")
-        XCTAssertEqual(reuse.lastReused[.box], 2, "2 of 8: at the bound, not below")
-        XCTAssertTrue(frame(change: n), "so keying goes on every frame")
-        XCTAssertEqual(reuse.lastReused[.box], 0)
-        for i in 0..<pause { XCTAssertFalse(frame(change: 0), "the pause starts short again, frame \(i)") }
-        XCTAssertTrue(frame(change: 0))
-        XCTAssertEqual(reuse.lastReused[.box], n, "rows kept before a pause still match after it")
     }
 }

@@ -342,18 +342,6 @@ void fpn_roi_align_pool(int isa, const float *feature, int channels, const long 
                         int bins, int per_bin, float *scratch, float *out);
 
 /* ------------------------------------------------------------------------ */
-/* Row digests                                                                */
-/* ------------------------------------------------------------------------ */
-
-/*
- * A 128-bit digest of the bit patterns of x[0..<n] into out[0], out[1]: per position i an odd weight that depends
- * on i, summed in 32-bit lanes, the lanes folded by FNV-1a. A change of any value, or a swap of two, changes it
- * (unless by a 2^-64-scale coincidence); not a cryptographic hash. The same digest on every ISA (isa: an fpn_isa
- * value; one the CPU lacks is lowered to fpn_best_isa()).
- */
-void fpn_row_digest(int isa, const float *x, long n, uint64_t out[2]);
-
-/* ------------------------------------------------------------------------ */
 /* Layout and elementwise kernels around the GEMMs                            */
 /* ------------------------------------------------------------------------ */
 

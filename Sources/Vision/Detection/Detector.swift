@@ -77,7 +77,6 @@ public final class DetectorState: @unchecked Sendable {
             lastFrameRepeated = false
             return nil
         }
-        regionReuse?.beginFrame()   // its keying schedule counts frames, repeated ones too
         runner.skippedRestOfFrame()
         repeatedFrames += 1
         lastFrameRepeated = true

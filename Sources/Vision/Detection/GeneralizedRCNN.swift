@@ -105,10 +105,12 @@ public final class GeneralizedRCNN: Detector, @unchecked Sendable {
                        thresholds t: DetectionThresholds, panoptic: Bool, ms: inout [String: Double],
                        clock: inout Double) -> (detections: [Detection], panoptic: [PanopticSegment]?) {
         let ws = state.workspace
-        state.regionReuse?.beginFrame()
+        let pooled = Array(levels.prefix(config.pooledLevelCount))
+        state.regionReuse?.beginFrame(levels: pooled.map(\.features),
+                                      written: pooled.map { state.runner?.writtenTiles($0.features) })
         let proposals = rpn(levels, geometry: g, state: state)
         ms["rpn"] = DetectorSupport.lap(&clock)
-        let pooling = roiHeads.poolingLevels(Array(levels.prefix(config.pooledLevelCount)), ws: ws)
+        let pooling = roiHeads.poolingLevels(pooled, ws: ws)
         let raw = roiHeads.detect(pooling, proposals: proposals, geometry: g, thresholds: t, ws: ws,
                                   reuse: state.regionReuse)
         var dets = DetectorSupport.detections(raw, geometry: g, names: config.classNames)

@@ -2,125 +2,136 @@ import FPNCore
 import Tensor
 
 /// Per-stream reuse of the RoI heads' per-region results across frames (temporal `delta` mode; never shared between
-/// streams): a region whose box is bit-identical to one of the previous frame's and whose pooled features are too
-/// gets that frame's head outputs back instead of running the head again. With the temporal cache, the pyramid is
-/// bit-identical wherever it did not recompute, and so are the RPN's proposals there and the boxes decoded from
-/// them; the heads are deterministic per row, so a reused row is exactly what the head would compute.
+/// streams): a region whose box is bit-identical to one the heads ran on in an earlier frame, and whose pooling
+/// reads no pixel of its pyramid level written since then, gets that row back without being pooled or run through
+/// the head. With the temporal cache the levels keep their bits wherever it wrote nothing
+/// (`ConvolutionRunner.writtenTiles`), and the proposals decoded there keep theirs; the pooling and the heads are
+/// deterministic per region, so a reused row is exactly what pooling and running the head again would give.
 ///
-/// Pooled features are compared through a 128-bit digest of their bit patterns (`Ops.rowDigest`, the row read once,
-/// nothing copied): equal digests are taken as equal rows.
-///
-/// Keying costs a digest of every pooled row, a lookup and a copy per region, and a gather of the regions to compute:
-/// about a quarter of the box head's time. Where few regions keep their bits (sensor noise or re-coding reaching
-/// the tiles under most proposals), that is all loss, so a head whose keyed frame reused less than
-/// `minReusedFraction` of its regions pauses keying for `pauseFrames` frames, doubling up to `maxPauseFrames` while
-/// the frames after each pause still reuse too little. The decision depends on the frames' content only, so a run
-/// is reproducible.
+/// What is checked per region is a lookup of its box and the last-write frame of the level tiles under its
+/// bilinear taps (`MultiScaleRoIAlign.footprint`): nothing is pooled or hashed, so keying costs next to nothing
+/// where few regions stay unchanged (sensor noise reaching most proposals).
 public final class RegionReuse: @unchecked Sendable {
     /// Regions of one head kind (`box`: proposals → class logits and box deltas; `mask`: detections → the mask
     /// probabilities of their label).
     public enum Head: Sendable { case box, mask }
 
+    /// Tiles of a level written since the last frame, on the grid they index; nil: unknown (all of it).
+    public typealias Written = (grid: TileGrid, tiles: [Int])?
+
+    /// One pyramid level as the heads last pooled it.
+    struct Level {
+        /// The tensor's storage and offset: another tensor (a dense pass into the workspace) counts as all written.
+        var storage: ObjectIdentifier, offset: Int
+        var height: Int, width: Int
+        /// The frame that last wrote the whole level.
+        var wholeAt: Int
+        /// The grid of `lastWrite`, nil while no frame said which tiles it wrote.
+        var grid: TileGrid?
+        /// The frame that last wrote each tile.
+        var lastWrite: [Int]
+
+        /// Whether none of the pixels `rows` x `cols` was written after frame `since`.
+        func unchanged(rows: Range<Int>, cols: Range<Int>, since: Int) -> Bool {
+            guard since >= wholeAt else { return false }
+            guard let grid else { return true }
+            let r = rows.clamped(to: 0..<grid.height), c = cols.clamped(to: 0..<grid.width)
+            guard !r.isEmpty, !c.isEmpty else { return true }
+            for ty in (r.lowerBound / grid.tile.h)...((r.upperBound - 1) / grid.tile.h) {
+                for tx in (c.lowerBound / grid.tile.w)...((c.upperBound - 1) / grid.tile.w)
+                where lastWrite[ty * grid.columns + tx] > since {
+                    return false
+                }
+            }
+            return true
+        }
+    }
+
     struct Key: Hashable {
         let x1, y1, x2, y2: UInt32
         let label: Int
-        let digest: (UInt64, UInt64)
-        static func == (a: Key, b: Key) -> Bool {
-            a.x1 == b.x1 && a.y1 == b.y1 && a.x2 == b.x2 && a.y2 == b.y2 && a.label == b.label
-                && a.digest.0 == b.digest.0 && a.digest.1 == b.digest.1
-        }
-        func hash(into h: inout Hasher) {
-            h.combine(x1); h.combine(y1); h.combine(x2); h.combine(y2); h.combine(label)
-            h.combine(digest.0); h.combine(digest.1)
+        init(_ b: Box, label: Int) {
+            x1 = b.x1.bitPattern; y1 = b.y1.bitPattern; x2 = b.x2.bitPattern; y2 = b.y2.bitPattern
+            self.label = label
         }
     }
 
-    /// Last frame's outputs of one head: each region key's row in `rows` (`width` floats a row).
+    /// The rows of the last frame's regions of one head (`width` floats each) and the frame each was computed in.
     private struct Kept {
         var index: [Key: Int] = [:]
         var rows: [Float] = []
+        var since: [Int] = []
     }
 
-    /// Last frame's outputs per head.
+    private var levels: [Level] = []
+    private var frame = 0
     private var kept: [Head: Kept] = [:]
     /// Regions reused / computed in the last frame, per head.
     public private(set) var lastReused: [Head: Int] = [:], lastComputed: [Head: Int] = [:]
-    /// Whether this frame keys its regions (`beginFrame`); when false the heads run every region as without reuse.
-    public private(set) var active = true
-    /// A keyed frame that reused less than this fraction of a head's regions pauses that head's keying.
-    public static let minReusedFraction = 0.25
-    /// Frames a head skips keying after its first frame below `minReusedFraction`; each further such frame right
-    /// after a pause doubles it, up to `maxPauseFrames`.
-    public static let pauseFrames = 8, maxPauseFrames = 64
-    /// Per head: frames left to skip keying, and the next pause's length.
-    private var pause: [Head: (left: Int, next: Int)] = [:]
-    /// Heads whose keying this frame skips.
-    private var paused: Set<Head> = []
-    /// Asked by `beginFrame` whether the frame's pyramid was computed densely (a refresh or the temporal cache's
-    /// frame-level fall-back); nil: never.
-    public var denseFrame: (() -> Bool)?
-    private var lastDense = false
 
     public init() {}
 
-    /// Forgets every kept region (a new stream or size).
+    /// Forgets every kept region and level (a new stream or size).
     public func reset() {
-        kept.removeAll(); lastReused.removeAll(); lastComputed.removeAll(); pause.removeAll(); paused.removeAll()
-        lastDense = false
+        levels.removeAll(); kept.removeAll(); lastReused.removeAll(); lastComputed.removeAll()
+        frame = 0
     }
 
-    /// Whether this frame keys the regions of `head` (it is active and the head's keying is not paused).
-    public func keys(_ head: Head) -> Bool { active && !paused.contains(head) }
-
-    /// Starts a frame, after its backbone ran. A dense frame after a dense frame (a moving camera, a scene cut)
-    /// matches next to nothing of the last one, and the next frame is most likely dense too: such frames skip the
-    /// keying (a digest of every pooled row, a lookup and a copy of every output row) and forget the kept rows.
-    /// A dense frame after a delta frame (a scheduled refresh) keys its regions for the delta frames that follow.
-    public func beginFrame() {
-        let dense = denseFrame?() ?? false
-        active = !(dense && lastDense)
-        lastDense = dense
-        if !active { kept.removeAll(keepingCapacity: true) }
-        paused.removeAll(keepingCapacity: true)
-        for (head, p) in pause where p.left > 0 {
-            paused.insert(head)
-            pause[head] = (p.left - 1, p.next)
-        }
-    }
-
-    /// Counts `count` regions of `head` computed without keys (an inactive frame).
-    func computedWithoutKeys(_ head: Head, count: Int) {
-        lastReused[head] = 0; lastComputed[head] = count
-    }
-
-    /// Keys of `boxes` (with `labels`, or 0) and their rows of `pooled` `[R, ...]`.
-    func keys(_ boxes: [Box], labels: [Int]?, pooled: Tensor) -> [Key] {
-        let row = pooled.count / max(boxes.count, 1)
-        return pooled.withUnsafeBufferPointer { p in
-            boxes.indices.map { i in
-                let b = boxes[i]
-                return Key(x1: b.x1.bitPattern, y1: b.y1.bitPattern, x2: b.x2.bitPattern, y2: b.y2.bitPattern,
-                           label: labels?[i] ?? 0,
-                           digest: Ops.rowDigest(UnsafeBufferPointer(rebasing: p[(i * row)..<((i + 1) * row)])))
+    /// Starts a frame whose heads pool from `current` (the pyramid levels the runner returned, finest first, in
+    /// the order the poolers take them), `written[i]` being the tiles of `current[i]` written this frame
+    /// (`ConvolutionRunner.writtenTiles`). A level in other storage than last frame, or without a record, counts
+    /// as written everywhere.
+    public func beginFrame(levels current: [Tensor], written: [Written]) {
+        precondition(current.count == written.count, "one record per level")
+        frame += 1
+        if levels.count != current.count { levels.removeAll() }
+        for (i, t) in current.enumerated() {
+            let id = ObjectIdentifier(t.storage)
+            if i < levels.count, levels[i].storage == id, levels[i].offset == t.offset, levels[i].height == t.h,
+               levels[i].width == t.w, let w = written[i], w.grid.height == t.h, w.grid.width == t.w {
+                if levels[i].grid != w.grid {
+                    // The first record after a whole write dates every tile to it; another grid's stamps are lost.
+                    if levels[i].grid != nil { levels[i].wholeAt = frame }
+                    levels[i].grid = w.grid
+                    levels[i].lastWrite = [Int](repeating: levels[i].wholeAt, count: w.grid.count)
+                }
+                for tile in w.tiles { levels[i].lastWrite[tile] = frame }
+                continue
             }
+            let level = Level(storage: id, offset: t.offset, height: t.h, width: t.w, wholeAt: frame,
+                              grid: written[i]?.grid, lastWrite: written[i].map { [Int](repeating: frame, count: $0.grid.count) } ?? [])
+            if i < levels.count { levels[i] = level } else { levels.append(level) }
         }
     }
 
-    /// The per-region outputs (`width` floats each) for `keys`: the kept rows of the regions seen last frame, and
-    /// `compute(misses)` for the others (called with the indices to compute, returning their rows in that order,
-    /// `[misses.count * width]`). Keeps this frame's rows for the next one.
-    func outputs(_ head: Head, keys: [Key], width: Int, compute: ([Int]) -> [Float]) -> [Float] {
+    /// The per-region outputs (`width` floats each) of `head` for the regions `boxes` (with `labels`, or 0)
+    /// pooled by `pooler` from this frame's levels (`beginFrame`): the kept rows of the regions whose box and
+    /// pooled pixels did not change since they were computed, and `compute(misses)` for the others (called with
+    /// the indices to compute, returning their rows in that order, `[misses.count * width]`). Keeps this frame's
+    /// rows for the next one.
+    func outputs(_ head: Head, boxes: [Box], labels: [Int]?, pooler: MultiScaleRoIAlign, imageHeight: Int,
+                 width: Int, compute: ([Int]) -> [Float]) -> [Float] {
         let previous = kept[head] ?? Kept()
-        var out = [Float](repeating: 0, count: keys.count * width)
+        let sizes = levels.map { (height: $0.height, width: $0.width) }
+        var out = [Float](repeating: 0, count: boxes.count * width)
+        var since = [Int](repeating: frame, count: boxes.count)
         var misses: [Int] = []
+        var next = Kept()
+        next.index.reserveCapacity(boxes.count)
         out.withUnsafeMutableBufferPointer { o in
             previous.rows.withUnsafeBufferPointer { r in
-                for (i, k) in keys.enumerated() {
-                    if let j = previous.index[k] {
-                        (o.baseAddress! + i * width).update(from: r.baseAddress! + j * width, count: width)
-                    } else {
-                        misses.append(i)
+                for (i, box) in boxes.enumerated() {
+                    let key = Key(box, label: labels?[i] ?? 0)
+                    next.index[key] = i
+                    if !sizes.isEmpty, let j = previous.index[key] {
+                        let f = pooler.footprint(of: box, levels: sizes, imageHeight: imageHeight)
+                        if levels[f.level].unchanged(rows: f.rows, cols: f.cols, since: previous.since[j]) {
+                            (o.baseAddress! + i * width).update(from: r.baseAddress! + j * width, count: width)
+                            since[i] = previous.since[j]
+                            continue
+                        }
                     }
+                    misses.append(i)
                 }
             }
         }
@@ -135,22 +146,11 @@ public final class RegionReuse: @unchecked Sendable {
                 }
             }
         }
-        var next = Kept()
-        next.index.reserveCapacity(keys.count)
-        for (i, k) in keys.enumerated() { next.index[k] = i }
         next.rows = out
+        next.since = since
         kept[head] = next
-        lastReused[head] = keys.count - misses.count
+        lastReused[head] = boxes.count - misses.count
         lastComputed[head] = misses.count
-        let length = pause[head]?.next ?? Self.pauseFrames
-        if previous.index.isEmpty {
-            // Nothing was kept to match (a new stream, or after a dense run): no verdict.
-        } else if Double(keys.count - misses.count) < Self.minReusedFraction * Double(keys.count) {
-            // Rows kept now stay valid through the pause: a key is the exact box and pooled bits.
-            pause[head] = (length, min(Self.maxPauseFrames, length * 2))
-        } else {
-            pause[head] = nil
-        }
         return out
     }
 }

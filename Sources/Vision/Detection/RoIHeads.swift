@@ -113,24 +113,24 @@ final class RoIHeads: @unchecked Sendable {
     }
 
     /// Box branch: final detections in input pixels (sorted by descending score, at most `t.maxDetections`).
-    /// `levels`: `poolingLevels` of this frame. `reuse`: the stream's per-region results of the last frame (delta
-    /// mode), whose unchanged proposals skip the head.
+    /// `levels`: `poolingLevels` of this frame. `reuse`: the stream's per-region results of earlier frames (delta
+    /// mode), whose unchanged proposals are neither pooled nor run through the head.
     func detect(_ levels: [Tensor], proposals: [Box], geometry g: TransformGeometry, thresholds t: DetectionThresholds,
                 ws: Workspace, reuse: RegionReuse? = nil) -> RawDetections {
         guard !proposals.isEmpty else { return RawDetections() }
         let k = numClasses
-        let x = pool(boxPooler, levels, boxes: proposals, geometry: g, ws: ws)
-        guard let reuse, reuse.keys(.box) else {
-            reuse?.computedWithoutKeys(.box, count: proposals.count)
-            let (logits, deltas) = boxOutputs(x, ws: ws)
+        guard let reuse else {
+            let (logits, deltas) = boxOutputs(pool(boxPooler, levels, boxes: proposals, geometry: g, ws: ws), ws: ws)
             defer { ws.release(logits); ws.release(deltas) }
             return logits.withUnsafeBufferPointer { lp in
                 deltas.withUnsafeBufferPointer { decode(proposals, logits: lp, deltas: $0, geometry: g, thresholds: t) }
             }
         }
         // One row per region: k logits, then 4k box deltas.
-        let rows = reuse.outputs(.box, keys: reuse.keys(proposals, labels: nil, pooled: x), width: 5 * k) { misses in
-            let (logits, deltas) = boxOutputs(misses.count == x.n ? x : Self.gather(x, rows: misses, ws: ws), ws: ws)
+        let rows = reuse.outputs(.box, boxes: proposals, labels: nil, pooler: boxPooler, imageHeight: g.resizedHeight,
+                                 width: 5 * k) { misses in
+            let x = pool(boxPooler, levels, boxes: misses.map { proposals[$0] }, geometry: g, ws: ws)
+            let (logits, deltas) = boxOutputs(x, ws: ws)
             defer { ws.release(logits); ws.release(deltas) }
             var out = [Float](); out.reserveCapacity(misses.count * 5 * k)
             logits.withUnsafeBufferPointer { lp in
@@ -140,7 +140,6 @@ final class RoIHeads: @unchecked Sendable {
             }
             return out
         }
-        ws.release(x)
         var logits = [Float](), deltas = [Float]()
         logits.reserveCapacity(proposals.count * k); deltas.reserveCapacity(proposals.count * 4 * k)
         for i in proposals.indices {
@@ -175,21 +174,6 @@ final class RoIHeads: @unchecked Sendable {
         let deltas = bboxPred(features, in: ws)
         ws.release(features)
         return (logits, deltas)
-    }
-
-    /// Rows `rows` of `x` `[R, ...]` as a workspace tensor `[rows.count, ...]`.
-    static func gather(_ x: Tensor, rows: [Int], ws: Workspace) -> Tensor {
-        let width = x.count / x.shape[0]
-        let out = ws.tensor([rows.count] + x.shape.dropFirst())
-        x.withUnsafeBufferPointer { src in
-            out.withUnsafeMutableBufferPointer { dst in
-                for (j, i) in rows.enumerated() {
-                    _ = UnsafeMutableBufferPointer(rebasing: dst[(j * width)..<((j + 1) * width)])
-                        .initialize(from: src[(i * width)..<((i + 1) * width)])
-                }
-            }
-        }
-        return out
     }
 
     /// Softmax, per-class decode, clip, score and size filter, NMS per class, top N: the detections of the regions
@@ -249,22 +233,19 @@ final class RoIHeads: @unchecked Sendable {
     }
 
     /// Mask branch: the 28x28 probability map of each detection's own label, `[D * 28 * 28]` row-major.
-    /// `levels`: `poolingLevels` of this frame. `reuse`: as for `detect` (keyed by box, label and pooled features).
+    /// `levels`: `poolingLevels` of this frame. `reuse`: as for `detect` (keyed by box and label).
     func masks(_ levels: [Tensor], detections raw: RawDetections, geometry g: TransformGeometry,
                ws: Workspace, reuse: RegionReuse? = nil) -> [Float] {
         guard maskConvs != nil, !raw.boxes.isEmpty else { return [] }
-        let x = pool(maskPooler, levels, boxes: raw.boxes, geometry: g, ws: ws)
-        guard let reuse, reuse.keys(.mask) else {
-            reuse?.computedWithoutKeys(.mask, count: raw.boxes.count)
-            return maskProbabilities(x, labels: raw.labels, ws: ws)
+        guard let reuse else {
+            return maskProbabilities(pool(maskPooler, levels, boxes: raw.boxes, geometry: g, ws: ws), labels: raw.labels,
+                                     ws: ws)
         }
-        let keys = reuse.keys(raw.boxes, labels: raw.labels, pooled: x)
-        let out = reuse.outputs(.mask, keys: keys, width: 28 * 28) { misses in
-            misses.count == x.n ? maskProbabilities(x, labels: raw.labels, ws: ws)
-                : maskProbabilities(Self.gather(x, rows: misses, ws: ws), labels: misses.map { raw.labels[$0] }, ws: ws)
+        return reuse.outputs(.mask, boxes: raw.boxes, labels: raw.labels, pooler: maskPooler,
+                             imageHeight: g.resizedHeight, width: 28 * 28) { misses in
+            maskProbabilities(pool(maskPooler, levels, boxes: misses.map { raw.boxes[$0] }, geometry: g, ws: ws),
+                              labels: misses.map { raw.labels[$0] }, ws: ws)
         }
-        ws.release(x)
-        return out
     }
 
     /// The mask head on pooled regions `x` `[D, C, 14, 14]` (released): the sigmoid of each region's `labels[i]`

@@ -140,6 +140,28 @@ public struct MultiScaleRoIAlign: Sendable, Equatable {
         return Int(c) - minLevel
     }
 
+    /// The level (index into `levels`, sized `[height, width]` finest first, as `pool` takes them) that `box` is
+    /// pooled from, and a rectangle of that level's pixels holding every pixel its bilinear taps read: the samples
+    /// of a side lie inside [start, start + max(end − start, 1)] (in level pixels), each reads its floor and the
+    /// next pixel, clamped to the level. Regions whose rectangle did not change pool to the same values.
+    public func footprint(of box: Box, levels: [(height: Int, width: Int)],
+                          imageHeight: Int) -> (level: Int, rows: Range<Int>, cols: Range<Int>) {
+        let scales = levels.map { Self.scale(featureHeight: $0.height, imageHeight: imageHeight) }
+        let minLevel = Int((-log2f(scales[0])).rounded())
+        let maxLevel = Int((-log2f(scales[scales.count - 1])).rounded())
+        let l = levels.count == 1 ? 0 : levelIndex(of: box, minLevel: minLevel, maxLevel: maxLevel)
+        func span(_ a: Float, _ b: Float, size: Int) -> Range<Int> {
+            let start = a * scales[l], extent = max(b * scales[l] - start, 1)
+            guard start.isFinite, extent.isFinite else { return 0..<size }
+            // One pixel of margin each side beyond the taps: float rounding of the sample positions never matters.
+            let lo = start <= 1 ? 0 : min(size - 1, Int(start) - 1)
+            let top = start + extent
+            let hi = top <= 0 ? min(size - 1, 1) : min(size - 1, Int(min(top, Float(size))) + 2)
+            return lo..<(max(lo, hi) + 1)
+        }
+        return (l, span(box.y1, box.y2, size: levels[l].height), span(box.x1, box.x2, size: levels[l].width))
+    }
+
     /// Pools `boxes` (input-image pixels of the resized, unpadded image `imageHeight x imageWidth`) from the levels
     /// `features` (each channels-first `[channels, h, w]`, finest first, consecutive powers of two), returning
     /// `[boxes.count, channels, outputSize, outputSize]`. Transposes the levels first (a convenience; the detector
