@@ -159,4 +159,67 @@ final class RegionReuseTests: XCTestCase {
         for (x, y) in zip(changed.1, denseB.1) { XCTAssertEqual(x, y, accuracy: 1e-5) }
         XCTAssertNotEqual(changed.0.scores, denseA.0.scores, "the change reached the corner's detections")
     }
+
+    /// Keypoint R-CNN's keypoint branch (a synthetic model, 32 wide) on hand-made pyramids: detections under no
+    /// written tile get their keypoints back without running the tower, bit for bit; one under a written corner is
+    /// recomputed, equal to the branch on the new pyramid up to GEMM rounding.
+    func testKeypointBranchReusesUnchangedDetections() throws {
+        let dir = TestPaths.temporaryDirectory("keypoint-reuse")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let names = String(data: try JSONEncoder().encode(DetectorConfig.cocoKeypointNames), encoding: .utf8)!
+        let metadata = ["architecture": "keypointrcnn_resnet18_fpn", "keypoint_names": names, "fpn_channels": "32",
+                        "box_head_dim": "16", "class_names": #"["__background__","person"]"#]
+        let scratch = dir.appendingPathComponent("empty.safetensors")
+        try SafeTensorsWriter.write([:], metadata: metadata, to: scratch)
+        var expected = try DetectorLoader.expectedKeys(file: SafeTensorsFile(url: scratch),
+                                                       config: DetectorConfig(metadata: metadata, file: scratch))
+        for i in 0..<8 {
+            expected["roi_heads.keypoint_head.\(2 * i).weight"] = [16, i == 0 ? 32 : 16, 3, 3]
+            expected["roi_heads.keypoint_head.\(2 * i).bias"] = [16]
+        }
+        expected["roi_heads.keypoint_predictor.kps_score_lowres.weight"] = [16, 17, 4, 4]
+        let url = dir.appendingPathComponent("kp.safetensors")
+        try SafeTensorsWriter.write(SyntheticWeights.stateDict(expected: expected), metadata: metadata, to: url)
+        let model = try XCTUnwrap(try DetectorLoader.load(contentsOf: url) as? GeneralizedRCNN)
+        let heads = model.roiHeads, branch = try XCTUnwrap(model.keypointHead)
+        let c = heads.channels, side = 128, ws = Workspace()
+        XCTAssertEqual(c, 32)
+        let g = TransformGeometry(sourceWidth: side, sourceHeight: side, resizedWidth: side, resizedHeight: side,
+                                  paddedWidth: side, paddedHeight: side)
+        let strides = [4, 8, 16, 32]
+        let a = strides.map { s in SyntheticWeights.uniform(key: "k\(s)", shape: [side / s, side / s, c], amplitude: 3) }
+        let b = zip(strides, a).map { s, t -> Tensor in
+            let u = Tensor(shape: t.shape); u.copy(from: t)
+            for y in 0..<(32 / s) { for x in 0..<(32 / s) { for ch in 0..<c { u[y, x, ch] += 1 } } }
+            return u
+        }
+        let levels = strides.map { s in Tensor(shape: [1, c, side / s, side / s]) }
+        let grids = strides.map { s in TileGrid(height: side / s, width: side / s, tile: 2) }
+        let corner = zip(strides, grids).map { s, grid in
+            (0..<grid.count).filter { grid.rect($0).rows.lowerBound < 32 / s && grid.rect($0).cols.lowerBound < 32 / s }
+        }
+        // Three small detections (pooled from P2): the first in the changed corner.
+        let boxes = [Box(x1: 4, y1: 6, x2: 20, y2: 24), Box(x1: 70, y1: 60, x2: 90, y2: 84),
+                     Box(x1: 40, y1: 90, x2: 58, y2: 110)]
+        let reuse = RegionReuse()
+        let denseA = branch.keypoints(heads, a, boxes: boxes, geometry: g, ws: ws)
+        let denseB = branch.keypoints(heads, b, boxes: boxes, geometry: g, ws: ws)
+        XCTAssertNotEqual(denseA[0], denseB[0], "the change reaches the corner's keypoints")
+        XCTAssertEqual(Array(denseA[1...]), Array(denseB[1...]))
+        reuse.beginFrame(levels: levels, written: grids.map { _ in nil })
+        XCTAssertEqual(branch.keypoints(heads, a, boxes: boxes, geometry: g, ws: ws, reuse: reuse), denseA)
+        XCTAssertEqual(reuse.lastComputed[.keypoint], 3)
+        reuse.beginFrame(levels: levels, written: grids.map { ($0, []) })
+        XCTAssertEqual(branch.keypoints(heads, a, boxes: boxes, geometry: g, ws: ws, reuse: reuse), denseA,
+                       "an unwritten pyramid: the kept keypoints, bit for bit")
+        XCTAssertEqual(reuse.lastReused[.keypoint], 3)
+        reuse.beginFrame(levels: levels, written: zip(grids, corner).map { ($0, $1) })
+        let changed = branch.keypoints(heads, b, boxes: boxes, geometry: g, ws: ws, reuse: reuse)
+        XCTAssertEqual(reuse.lastComputed[.keypoint], 1, "only the corner's detection runs the tower")
+        XCTAssertEqual(Array(changed[1...]), Array(denseB[1...]))
+        for (x, y) in zip(changed[0], denseB[0]) {
+            XCTAssertEqual(x.x, y.x, accuracy: 1e-3); XCTAssertEqual(x.y, y.y, accuracy: 1e-3)
+            XCTAssertEqual(x.score, y.score, accuracy: 1e-4)
+        }
+    }
 }

@@ -151,7 +151,8 @@ public final class GeneralizedRCNN: Detector, @unchecked Sendable {
             ms["masks"] = DetectorSupport.lap(&clock)
         }
         if let keypointHead {
-            let kps = keypointHead.keypoints(roiHeads, pooling, boxes: raw.boxes, geometry: g, ws: ws)
+            let kps = keypointHead.keypoints(roiHeads, pooling, boxes: raw.boxes, geometry: g, ws: ws,
+                                              reuse: state.regionReuse)
             let rx = g.toSourceX, ry = g.toSourceY  // torchvision's resize_keypoints
             for i in dets.indices {
                 dets[i].keypoints = kps[i].map { Keypoint(x: $0.x * rx, y: $0.y * ry, score: $0.score) }

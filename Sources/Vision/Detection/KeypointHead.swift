@@ -28,10 +28,31 @@ final class KeypointHead: @unchecked Sendable {
                                  bias: try loader.floats(key + ".bias", count: count), stride: 2, padding: 1)
     }
 
-    /// The keypoints of each detection (boxes in input pixels), positions in input pixels.
+    /// The keypoints of each detection (boxes in input pixels), positions in input pixels. `reuse`: the stream's
+    /// per-region results of earlier frames (temporal `delta` mode), whose unchanged detections are neither pooled
+    /// nor run through the tower.
     func keypoints(_ heads: RoIHeads, _ levels: [Tensor], boxes: [Box], geometry g: TransformGeometry,
-                   ws: Workspace) -> [[Keypoint]] {
+                   ws: Workspace, reuse: RegionReuse? = nil) -> [[Keypoint]] {
         guard !boxes.isEmpty else { return [] }
+        guard let reuse else { return compute(heads, levels, boxes: boxes, geometry: g, ws: ws) }
+        // One row per detection: x, y and score of each keypoint (the visibility is always 1).
+        let rows = reuse.outputs(.keypoint, boxes: boxes, labels: nil, pooler: pooler, imageHeight: g.resizedHeight,
+                                 width: 3 * count) { misses in
+            compute(heads, levels, boxes: misses.map { boxes[$0] }, geometry: g, ws: ws).flatMap { kps in
+                kps.flatMap { [$0.x, $0.y, $0.score] }
+            }
+        }
+        return boxes.indices.map { i in
+            (0..<count).map { j in
+                let o = (i * count + j) * 3
+                return Keypoint(x: rows[o], y: rows[o + 1], score: rows[o + 2])
+            }
+        }
+    }
+
+    /// `keypoints` of `boxes`, all computed.
+    private func compute(_ heads: RoIHeads, _ levels: [Tensor], boxes: [Box], geometry g: TransformGeometry,
+                         ws: Workspace) -> [[Keypoint]] {
         let x = heads.tower(pooler, levels, boxes: boxes, convs: convs, geometry: g, ws: ws)
         let low = lowres(x, in: ws)
         ws.release(x)

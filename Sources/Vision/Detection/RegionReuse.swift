@@ -13,8 +13,8 @@ import Tensor
 /// where few regions stay unchanged (sensor noise reaching most proposals).
 public final class RegionReuse: @unchecked Sendable {
     /// Regions of one head kind (`box`: proposals → class logits and box deltas; `mask`: detections → the mask
-    /// probabilities of their label).
-    public enum Head: Sendable { case box, mask }
+    /// probabilities of their label; `keypoint`: detections → their keypoints).
+    public enum Head: Sendable { case box, mask, keypoint }
 
     /// Tiles of a level written since the last frame, on the grid they index; nil: unknown (all of it).
     public typealias Written = (grid: TileGrid, tiles: [Int])?
