@@ -66,6 +66,7 @@ final class BackboneLoadingTests: XCTestCase {
 
     func testCorruptOrMissingFilesFailWithTheirName() throws {
         let dir = TestPaths.temporaryDirectory("corrupt")
+        defer { try? FileManager.default.removeItem(at: dir) }
         let truncated = dir.appendingPathComponent("truncated.safetensors")
         let fx = try BackboneFixture("resnet18-fpn")
         let full = try Data(contentsOf: try fx.writeWeights())
