@@ -222,4 +222,58 @@ final class RegionReuseTests: XCTestCase {
             XCTAssertEqual(x.score, y.score, accuracy: 1e-4)
         }
     }
+
+    /// The kept channels-last levels equal a full transpose of each level after every frame: written tiles
+    /// (scattered, in runs, at the ragged right and bottom edges) transposed again, a level without a record or
+    /// in other storage in full, and a frame whose copy was not asked for (the next one cannot build on it).
+    func testChannelsLastCopiesEqualTheFullTransposeFrameAfterFrame() {
+        let reuse = RegionReuse()
+        let c = 20, shapes = [(15, 21), (8, 11)]
+        var levels = shapes.map { h, w in SyntheticWeights.uniform(key: "cl\(h)", shape: [1, c, h, w], amplitude: 2) }
+        let grids = shapes.map { h, w in TileGrid(height: h, width: w, tile: 2) }
+        var seed: UInt32 = 3
+        func next(_ n: Int) -> Int { seed = seed &* 1_664_525 &+ 1_013_904_223; return Int(seed >> 8) % n }
+        func check(_ frame: Int) {
+            let got = reuse.channelsLast(levels, channels: c)
+            for (l, t) in zip(levels, got) {
+                var want = [Float](repeating: 0, count: l.count)
+                l.withUnsafeBufferPointer { src in
+                    want.withUnsafeMutableBufferPointer { RoIAlign.channelsLast(src, channels: c, height: l.h, width: l.w, into: $0) }
+                }
+                XCTAssertEqual(t.array, want, "frame \(frame)")
+            }
+        }
+        /// Writes a new value into every pixel of `tiles` of level `i`, all channels.
+        func write(_ i: Int, _ tiles: [Int]) {
+            for tile in tiles {
+                let r = grids[i].rect(tile)
+                for ch in 0..<c { for y in r.rows { for x in r.cols { levels[i][0, ch, y, x] += Float(next(7) + 1) } } }
+            }
+        }
+        reuse.beginFrame(levels: levels, written: [nil, nil])
+        check(0)
+        for frame in 1..<12 {
+            var written: [RegionReuse.Written] = []
+            for i in levels.indices {
+                let n = grids[i].count
+                var tiles = Set((0..<next(6)).map { _ in next(n) })
+                if frame == 3 { tiles.formUnion([n - 1, n - 2, grids[i].columns - 1]) }   // the ragged edges
+                if frame == 5 { tiles.formUnion(0..<min(n, 7)) }                         // a run across a row end
+                write(i, Array(tiles))
+                written.append((grids[i], Array(tiles).shuffled()))
+            }
+            if frame == 7 {
+                write(1, Array(0..<grids[1].count))
+                written[1] = nil
+            }
+            if frame == 9 {
+                let moved = Tensor(shape: levels[0].shape); moved.copy(from: levels[0])
+                levels[0] = moved
+            }
+            reuse.beginFrame(levels: levels, written: written)
+            if frame == 10 { continue }   // no copy this frame: frame 11 must not build on frame 9's
+            check(frame)
+            if frame == 4 { check(frame) }   // asked twice in a frame
+        }
+    }
 }

@@ -65,6 +65,11 @@ public final class RegionReuse: @unchecked Sendable {
 
     private var levels: [Level] = []
     private var frame = 0
+    /// Per level, the tiles written this frame (`beginFrame`), nil: all of it; what `channelsLast` must update.
+    private var fresh: [[Int]?] = []
+    /// Per level, its channels-last copy `[h, w, C]` (RoIAlign's layout), kept across frames, and the frame it
+    /// was last brought up to date in.
+    private var transposed: [(copy: Tensor, at: Int)?] = []
     private var kept: [Head: Kept] = [:]
     /// Regions reused / computed in the last frame, per head.
     public private(set) var lastReused: [Head: Int] = [:], lastComputed: [Head: Int] = [:]
@@ -74,6 +79,7 @@ public final class RegionReuse: @unchecked Sendable {
     /// Forgets every kept region and level (a new stream or size).
     public func reset() {
         levels.removeAll(); kept.removeAll(); lastReused.removeAll(); lastComputed.removeAll()
+        fresh.removeAll(); transposed.removeAll()
         frame = 0
     }
 
@@ -85,6 +91,7 @@ public final class RegionReuse: @unchecked Sendable {
         precondition(current.count == written.count, "one record per level")
         frame += 1
         if levels.count != current.count { levels.removeAll() }
+        fresh = [[Int]?](repeating: nil, count: current.count)
         for (i, t) in current.enumerated() {
             let id = ObjectIdentifier(t.storage)
             if i < levels.count, levels[i].storage == id, levels[i].offset == t.offset, levels[i].height == t.h,
@@ -96,11 +103,54 @@ public final class RegionReuse: @unchecked Sendable {
                     levels[i].lastWrite = [Int](repeating: levels[i].wholeAt, count: w.grid.count)
                 }
                 for tile in w.tiles { levels[i].lastWrite[tile] = frame }
+                if levels[i].wholeAt < frame { fresh[i] = w.tiles }
                 continue
             }
             let level = Level(storage: id, offset: t.offset, height: t.h, width: t.w, wholeAt: frame,
                               grid: written[i]?.grid, lastWrite: written[i].map { [Int](repeating: frame, count: $0.grid.count) } ?? [])
             if i < levels.count { levels[i] = level } else { levels.append(level) }
+        }
+    }
+
+    /// This frame's levels (`beginFrame`, each `[1, channels, h, w]`) in the channels-last layout RoIAlign reads,
+    /// `[h, w, channels]` each: copies kept across frames, in which only the tiles written since the last frame
+    /// are transposed again (the whole level when it has no record). Valid until the next frame; not to be
+    /// written. Equal to `RoIAlign.channelsLast` of every level.
+    public func channelsLast(_ current: [Tensor], channels: Int) -> [Tensor] {
+        precondition(current.count == fresh.count, "channelsLast of other levels than beginFrame's")
+        if transposed.count != current.count { transposed = [(copy: Tensor, at: Int)?](repeating: nil, count: current.count) }
+        return current.enumerated().map { i, f in
+            let shape = [f.h, f.w, channels]
+            if let t = transposed[i], t.copy.shape == shape, t.at == frame { return t.copy }
+            // Only the copy of the frame before plus this frame's written tiles is this frame's level.
+            let incremental = transposed[i].map { $0.copy.shape == shape && $0.at == frame - 1 } == true
+            let t = transposed[i].flatMap { $0.copy.shape == shape ? $0.copy : nil } ?? Tensor(shape: shape)
+            f.withUnsafeBufferPointer { src in
+                t.withUnsafeMutableBufferPointer { dst in
+                    guard incremental, let tiles = fresh[i], let grid = levels[i].grid else {
+                        RoIAlign.channelsLast(src, channels: channels, height: f.h, width: f.w, into: dst)
+                        return
+                    }
+                    // Runs of written tiles along each tile row, one pixel row at a time.
+                    let plane = f.h * f.w
+                    let sorted = tiles.sorted()
+                    var k = 0
+                    while k < sorted.count {
+                        var end = k + 1
+                        while end < sorted.count, sorted[end] == sorted[end - 1] + 1,
+                              sorted[end] / grid.columns == sorted[k] / grid.columns { end += 1 }
+                        let a = grid.rect(sorted[k]), b = grid.rect(sorted[end - 1])
+                        let x0 = a.cols.lowerBound, n = b.cols.upperBound - x0
+                        for y in a.rows {
+                            Ops.transpose(rows: channels, columns: n, src.baseAddress! + y * f.w + x0, lds: plane,
+                                          into: dst.baseAddress! + (y * f.w + x0) * channels, ldd: channels)
+                        }
+                        k = end
+                    }
+                }
+            }
+            transposed[i] = (t, frame)
+            return t
         }
     }
 
