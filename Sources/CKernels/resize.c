@@ -20,13 +20,19 @@ static T512 void lerp_rows_avx512(const float *a, const float *b, long n, float 
 }
 
 static T512 void lerp_taps_avx512(const float *row, int len, const int *i0, const int *i1, const float *w0,
-                                   const float *w1, long n, float *out) {
+                                   const float *w1, const int *bases, long n, float *out) {
     for (long o = 0; o < n; o += 16) {
         const __mmask16 m = n - o >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - o)) - 1u);
         const __m512i j0 = _mm512_maskz_loadu_epi32(m, i0 + o), j1 = _mm512_maskz_loadu_epi32(m, i1 + o);
-        const int lo = _mm512_mask_reduce_min_epi32(m, j0), hi = _mm512_mask_reduce_max_epi32(m, j1);
+        int lo;
+        if (bases) {
+            lo = bases[o / 16];
+        } else {
+            lo = _mm512_mask_reduce_min_epi32(m, j0);
+            if (_mm512_mask_reduce_max_epi32(m, j1) - lo >= 32) lo = -1;
+        }
         __m512 a, b;
-        if (hi - lo < 32) {
+        if (lo >= 0) {
             /* Every tap within 32 floats of the first: two loads and in-register permutes instead of gathers. */
             const int left = len - lo;
             const __mmask16 l0 = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
@@ -65,11 +71,23 @@ void fpn_lerp_rows_add(int isa, const float *a, const float *b, long n, float wa
     }
 }
 
+void fpn_lerp_taps_bases(const int *i0, const int *i1, long n, int *bases) {
+    for (long o = 0; o < n; o += 16) {
+        const long end = n - o >= 16 ? o + 16 : n;
+        int lo = i0[o], hi = i1[o];
+        for (long k = o; k < end; k++) {
+            if (i0[k] < lo) lo = i0[k];
+            if (i1[k] > hi) hi = i1[k];
+        }
+        bases[o / 16] = hi - lo < 32 ? lo : -1;
+    }
+}
+
 void fpn_lerp_taps(int isa, const float *row, int len, const int *i0, const int *i1, const float *w0, const float *w1,
-                   long n, float *out) {
+                   const int *bases, long n, float *out) {
 #if defined(__x86_64__)
-    if (resolve(isa) == FPN_ISA_AVX512) { lerp_taps_avx512(row, len, i0, i1, w0, w1, n, out); return; }
+    if (resolve(isa) == FPN_ISA_AVX512) { lerp_taps_avx512(row, len, i0, i1, w0, w1, bases, n, out); return; }
 #endif
-    (void)isa; (void)len;
+    (void)isa; (void)len; (void)bases;
     for (long o = 0; o < n; o++) out[o] = w0[o] * row[i0[o]] + w1[o] * row[i1[o]];
 }

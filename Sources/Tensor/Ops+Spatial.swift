@@ -195,12 +195,14 @@ extension Ops {
     struct BilinearColumns {
         let i0: UnsafeMutablePointer<Int32>, i1: UnsafeMutablePointer<Int32>
         let w0: UnsafeMutablePointer<Float>, w1: UnsafeMutablePointer<Float>
+        /// Per 16 outputs, where their taps start when they lie close together (`fpn_lerp_taps_bases`).
+        let bases: UnsafeMutablePointer<Int32>
         let count: Int
 
         /// One source row (`width` floats) interpolated horizontally into `count` floats at `out`.
         @inline(__always)
         func lerp(_ row: UnsafePointer<Float>, width: Int, into out: UnsafeMutablePointer<Float>) {
-            fpn_lerp_taps(layoutISA, row, Int32(width), i0, i1, w0, w1, count, out)
+            fpn_lerp_taps(layoutISA, row, Int32(width), i0, i1, w0, w1, bases, count, out)
         }
     }
 
@@ -211,15 +213,16 @@ extension Ops {
         withUnsafeTemporaryAllocation(of: BilinearTap.self, capacity: ho + wo) { taps in
             bilinearTaps(input: h, output: ho, into: UnsafeMutableBufferPointer(rebasing: taps[0..<ho]))
             bilinearTaps(input: w, output: wo, into: UnsafeMutableBufferPointer(rebasing: taps[ho...]))
-            withUnsafeTemporaryAllocation(of: Int32.self, capacity: 2 * wo) { xi in
+            withUnsafeTemporaryAllocation(of: Int32.self, capacity: 2 * wo + (wo + 15) / 16) { xi in
                 withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * wo) { xw in
                     let cols = BilinearColumns(i0: xi.baseAddress!, i1: xi.baseAddress! + wo, w0: xw.baseAddress!,
-                                               w1: xw.baseAddress! + wo, count: wo)
+                                               w1: xw.baseAddress! + wo, bases: xi.baseAddress! + 2 * wo, count: wo)
                     for ox in 0..<wo {
                         let t = taps[ho + ox]
                         cols.i0[ox] = Int32(t.i0); cols.i1[ox] = Int32(t.i1); cols.w0[ox] = 1 - t.weight
                         cols.w1[ox] = t.weight
                     }
+                    fpn_lerp_taps_bases(cols.i0, cols.i1, wo, cols.bases)
                     body(UnsafeBufferPointer(rebasing: taps[0..<ho]), cols)
                 }
             }

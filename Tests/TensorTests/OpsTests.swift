@@ -453,10 +453,20 @@ final class OpsTests: XCTestCase {
             let i0 = taps.map { Int32($0.i0) }, i1 = taps.map { Int32($0.i1) }
             let w0 = taps.map { 1 - $0.weight }, w1 = taps.map(\.weight)
             let want = taps.map { (1 - $0.weight) * row[$0.i0] + $0.weight * row[$0.i1] }
+            var bases = [Int32](repeating: 0, count: (wo + 15) / 16)
+            fpn_lerp_taps_bases(i0, i1, wo, &bases)
+            XCTAssertEqual(bases.map { $0 >= 0 }, (0..<bases.count).map { b in
+                let r = (16 * b)..<min(wo, 16 * b + 16)
+                return i1[r].max()! - i0[r].min()! < 32
+            }, "\(w) → \(wo): permuted blocks")
+            XCTAssertTrue(zip(bases, 0..<bases.count).allSatisfy { $0 < 0 || $0 == i0[16 * $1] }, "\(w) → \(wo)")
             for isa in isas {
-                var out = [Float](repeating: .nan, count: wo)
-                fpn_lerp_taps(isa, row, Int32(w), i0, i1, w0, w1, wo, &out)
-                XCTAssertEqual(zip(out, want).filter { $0.bitPattern != $1.bitPattern }.count, 0, "isa \(isa) \(w) → \(wo)")
+                for precomputed in [false, true] {
+                    var out = [Float](repeating: .nan, count: wo)
+                    fpn_lerp_taps(isa, row, Int32(w), i0, i1, w0, w1, precomputed ? bases : nil, wo, &out)
+                    XCTAssertEqual(zip(out, want).filter { $0.bitPattern != $1.bitPattern }.count, 0,
+                                   "isa \(isa) \(w) → \(wo), bases \(precomputed)")
+                }
                 var blend = [Float](repeating: .nan, count: wo)
                 fpn_lerp_rows(isa, base, other, wo, 0.3, 0.7, &blend)
                 XCTAssertTrue((0..<wo).allSatisfy { blend[$0].bitPattern == (0.3 * base[$0] + 0.7 * other[$0]).bitPattern })

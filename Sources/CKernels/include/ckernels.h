@@ -437,11 +437,14 @@ void fpn_lerp_rows_add(int isa, const float *a, const float *b, long n, float wa
 
 /*
  * out[o] = w0[o] * row[i0[o]] + w1[o] * row[i1[o]] for o < n, every index in [0, len): the horizontal step of
- * bilinear resizing (AVX-512: taps within 32 floats of a vector's first are permuted from two loads, others
- * gathered). Same bits on every ISA.
+ * bilinear resizing (AVX-512: a block of 16 outputs whose taps lie within 32 floats of its smallest is permuted
+ * from two loads, others gathered). `bases`: per block the smallest tap, or -1 where the taps spread wider, from
+ * fpn_lerp_taps_bases (a resize applies the same taps to every row); NULL: found per block. Same bits on every ISA.
  */
 void fpn_lerp_taps(int isa, const float *row, int len, const int *i0, const int *i1, const float *w0, const float *w1,
-                   long n, float *out);
+                   const int *bases, long n, float *out);
+/* The bases of fpn_lerp_taps for n column taps: (n + 15) / 16 ints. */
+void fpn_lerp_taps_bases(const int *i0, const int *i1, long n, int *bases);
 
 /* normalize.c */
 
