@@ -95,6 +95,33 @@ final class RegionReuseTests: XCTestCase {
         XCTAssertEqual(small.cols, 24..<33)
     }
 
+    /// Hand-made P2-P5 of a `side` x `side` image: `a` and `b` channels-last (RoIAlign's layout), `b` differing
+    /// from `a` in the image's top-left `corner` x `corner` pixels only; the levels as the runner returns them
+    /// (channels-first; their storage is what the reuse tracks), their 2x2 tile grids and the tiles of the corner.
+    struct Pyramid {
+        let a: [Tensor], b: [Tensor], levels: [Tensor], grids: [TileGrid], corner: [[Int]]
+        let geometry: TransformGeometry
+
+        init(side: Int, channels c: Int, corner n: Int) {
+            let strides = [4, 8, 16, 32]
+            let a = strides.map { s in SyntheticWeights.uniform(key: "p\(s)", shape: [side / s, side / s, c], amplitude: 3) }
+            b = zip(strides, a).map { s, t -> Tensor in
+                let u = Tensor(shape: t.shape); u.copy(from: t)
+                for y in 0..<(n / s) { for x in 0..<(n / s) { for ch in 0..<c { u[y, x, ch] += 1 } } }
+                return u
+            }
+            self.a = a
+            levels = strides.map { s in Tensor(shape: [1, c, side / s, side / s]) }
+            let grids = strides.map { s in TileGrid(height: side / s, width: side / s, tile: 2) }
+            self.grids = grids
+            corner = zip(strides, grids).map { s, grid in
+                (0..<grid.count).filter { grid.rect($0).rows.lowerBound < n / s && grid.rect($0).cols.lowerBound < n / s }
+            }
+            geometry = TransformGeometry(sourceWidth: side, sourceHeight: side, resizedWidth: side, resizedHeight: side,
+                                         paddedWidth: side, paddedHeight: side)
+        }
+    }
+
     /// The tiny Mask R-CNN's RoI heads on hand-made pyramids and proposals: a frame whose levels were not written
     /// runs no region and gives bit-identical detections and masks; when the tiles of one corner are written, only
     /// the regions there are recomputed and the result is the heads' result on the new pyramid.
@@ -102,24 +129,8 @@ final class RegionReuseTests: XCTestCase {
         let (weights, _) = try DetectorParityTests.materialize("tiny-maskrcnn")
         defer { try? FileManager.default.removeItem(at: weights.deletingLastPathComponent()) }
         let heads = try XCTUnwrap(try DetectorLoader.load(contentsOf: weights) as? GeneralizedRCNN).roiHeads
-        let c = heads.channels, side = 256, ws = Workspace()
-        let g = TransformGeometry(sourceWidth: side, sourceHeight: side, resizedWidth: side, resizedHeight: side,
-                                  paddedWidth: side, paddedHeight: side)
-        // Channels-last P2-P5 (RoIAlign's layout); B differs from A in the image's top-left 64x64 pixels only.
-        let strides = [4, 8, 16, 32]
-        let a = strides.map { s in SyntheticWeights.uniform(key: "p\(s)", shape: [side / s, side / s, c], amplitude: 3) }
-        let b = zip(strides, a).map { s, t -> Tensor in
-            let u = Tensor(shape: t.shape); u.copy(from: t)
-            for y in 0..<(64 / s) { for x in 0..<(64 / s) { for ch in 0..<c { u[y, x, ch] += 1 } } }
-            return u
-        }
-        // The levels as the runner returns them (channels-first; their storage is what the reuse tracks), their
-        // 2x2 tile grids and the tiles of the changed corner.
-        let levels = strides.map { s in Tensor(shape: [1, c, side / s, side / s]) }
-        let grids = strides.map { s in TileGrid(height: side / s, width: side / s, tile: 2) }
-        let corner = zip(strides, grids).map { s, grid in
-            (0..<grid.count).filter { grid.rect($0).rows.lowerBound < 64 / s && grid.rect($0).cols.lowerBound < 64 / s }
-        }
+        let ws = Workspace(), p = Pyramid(side: 256, channels: heads.channels, corner: 64)
+        let (a, b, levels, grids, corner, g) = (p.a, p.b, p.levels, p.grids, p.corner, p.geometry)
         // 16 small boxes (pooled from P2) on a 4x4 grid: one in the changed corner.
         let proposals = (0..<16).map { i -> Box in
             let x = Float(i % 4 * 64 + 10), y = Float(i / 4 * 64 + 10)
@@ -182,22 +193,9 @@ final class RegionReuseTests: XCTestCase {
         try SafeTensorsWriter.write(SyntheticWeights.stateDict(expected: expected), metadata: metadata, to: url)
         let model = try XCTUnwrap(try DetectorLoader.load(contentsOf: url) as? GeneralizedRCNN)
         let heads = model.roiHeads, branch = try XCTUnwrap(model.keypointHead)
-        let c = heads.channels, side = 128, ws = Workspace()
-        XCTAssertEqual(c, 32)
-        let g = TransformGeometry(sourceWidth: side, sourceHeight: side, resizedWidth: side, resizedHeight: side,
-                                  paddedWidth: side, paddedHeight: side)
-        let strides = [4, 8, 16, 32]
-        let a = strides.map { s in SyntheticWeights.uniform(key: "k\(s)", shape: [side / s, side / s, c], amplitude: 3) }
-        let b = zip(strides, a).map { s, t -> Tensor in
-            let u = Tensor(shape: t.shape); u.copy(from: t)
-            for y in 0..<(32 / s) { for x in 0..<(32 / s) { for ch in 0..<c { u[y, x, ch] += 1 } } }
-            return u
-        }
-        let levels = strides.map { s in Tensor(shape: [1, c, side / s, side / s]) }
-        let grids = strides.map { s in TileGrid(height: side / s, width: side / s, tile: 2) }
-        let corner = zip(strides, grids).map { s, grid in
-            (0..<grid.count).filter { grid.rect($0).rows.lowerBound < 32 / s && grid.rect($0).cols.lowerBound < 32 / s }
-        }
+        XCTAssertEqual(heads.channels, 32)
+        let ws = Workspace(), p = Pyramid(side: 128, channels: heads.channels, corner: 32)
+        let (a, b, levels, grids, corner, g) = (p.a, p.b, p.levels, p.grids, p.corner, p.geometry)
         // Three small detections (pooled from P2): the first in the changed corner.
         let boxes = [Box(x1: 4, y1: 6, x2: 20, y2: 24), Box(x1: 70, y1: 60, x2: 90, y2: 84),
                      Box(x1: 40, y1: 90, x2: 58, y2: 110)]
