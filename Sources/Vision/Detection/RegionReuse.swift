@@ -106,8 +106,9 @@ public final class RegionReuse: @unchecked Sendable {
                 if levels[i].wholeAt < frame { fresh[i] = w.tiles }
                 continue
             }
-            let level = Level(storage: id, offset: t.offset, height: t.h, width: t.w, wholeAt: frame,
-                              grid: written[i]?.grid, lastWrite: written[i].map { [Int](repeating: frame, count: $0.grid.count) } ?? [])
+            let grid = written[i]?.grid
+            let level = Level(storage: id, offset: t.offset, height: t.h, width: t.w, wholeAt: frame, grid: grid,
+                              lastWrite: [Int](repeating: frame, count: grid?.count ?? 0))
             if i < levels.count { levels[i] = level } else { levels.append(level) }
         }
     }
@@ -118,7 +119,9 @@ public final class RegionReuse: @unchecked Sendable {
     /// written. Equal to `RoIAlign.channelsLast` of every level.
     public func channelsLast(_ current: [Tensor], channels: Int) -> [Tensor] {
         precondition(current.count == fresh.count, "channelsLast of other levels than beginFrame's")
-        if transposed.count != current.count { transposed = [(copy: Tensor, at: Int)?](repeating: nil, count: current.count) }
+        if transposed.count != current.count {
+            transposed = [(copy: Tensor, at: Int)?](repeating: nil, count: current.count)
+        }
         return current.enumerated().map { i, f in
             let shape = [f.h, f.w, channels]
             if let t = transposed[i], t.copy.shape == shape, t.at == frame { return t.copy }

@@ -129,6 +129,12 @@ public struct MultiScaleRoIAlign: Sendable, Equatable {
         return Float(pow(2.0, Double(log2f(approx).rounded(.toNearestOrEven))))
     }
 
+    /// Each level's scale (`scale`) and the FPN levels of the first and last (finest first, 2 and 5 for P2-P5).
+    static func mapping(heights: [Int], imageHeight: Int) -> (scales: [Float], minLevel: Int, maxLevel: Int) {
+        let scales = heights.map { scale(featureHeight: $0, imageHeight: imageHeight) }
+        return (scales, Int((-log2f(scales[0])).rounded()), Int((-log2f(scales[scales.count - 1])).rounded()))
+    }
+
     /// FPN level of `box` among `minLevel...maxLevel` (e.g. 2...5), returned as an offset from `minLevel`:
     /// `floor(4 + log2(sqrt(area) / 224) + 1e-6)` clamped, all in Float32.
     public func levelIndex(of box: Box, minLevel: Int, maxLevel: Int) -> Int {
@@ -146,9 +152,7 @@ public struct MultiScaleRoIAlign: Sendable, Equatable {
     /// next pixel, clamped to the level. Regions whose rectangle did not change pool to the same values.
     public func footprint(of box: Box, levels: [(height: Int, width: Int)],
                           imageHeight: Int) -> (level: Int, rows: Range<Int>, cols: Range<Int>) {
-        let scales = levels.map { Self.scale(featureHeight: $0.height, imageHeight: imageHeight) }
-        let minLevel = Int((-log2f(scales[0])).rounded())
-        let maxLevel = Int((-log2f(scales[scales.count - 1])).rounded())
+        let (scales, minLevel, maxLevel) = Self.mapping(heights: levels.map(\.height), imageHeight: imageHeight)
         let l = levels.count == 1 ? 0 : levelIndex(of: box, minLevel: minLevel, maxLevel: maxLevel)
         func span(_ a: Float, _ b: Float, size: Int) -> Range<Int> {
             let start = a * scales[l], extent = max(b * scales[l] - start, 1)
@@ -196,9 +200,7 @@ public struct MultiScaleRoIAlign: Sendable, Equatable {
         let per = channels * outputSize * outputSize
         precondition(out.count >= boxes.count * per)
         guard !boxes.isEmpty else { return }
-        let scales = features.map { Self.scale(featureHeight: $0.height, imageHeight: imageHeight) }
-        let minLevel = Int((-log2f(scales[0])).rounded())
-        let maxLevel = Int((-log2f(scales[scales.count - 1])).rounded())
+        let (scales, minLevel, maxLevel) = Self.mapping(heights: features.map(\.height), imageHeight: imageHeight)
         let work = { (i: Int) in
             let box = boxes[i]
             let l = features.count == 1 ? 0 : self.levelIndex(of: box, minLevel: minLevel, maxLevel: maxLevel)
