@@ -22,11 +22,30 @@ public enum TestPaths {
     /// `Tests/Fixtures/` (committed small fixtures).
     public static var fixtures: URL { root.appendingPathComponent("Tests/Fixtures") }
 
-    /// A fresh temporary directory for one test.
+    /// A fresh temporary directory for one test; removed when the test process exits, if the test left it.
     public static func temporaryDirectory(_ tag: String = "test") -> URL {
         let url = FileManager.default.temporaryDirectory
             .appendingPathComponent("fpnstream-\(tag)-\(UUID().uuidString)")
         try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        ScratchDirectories.register(url)
         return url
+    }
+}
+
+/// The directories `TestPaths.temporaryDirectory` made, removed at exit: a test (or a fixture cached for the whole
+/// run) that does not remove its own leaves nothing in the temporary directory.
+private enum ScratchDirectories {
+    static let lock = NSLock()
+    nonisolated(unsafe) static var urls: [URL] = []
+    static let removeAtExit: Void = { atexit { ScratchDirectories.removeAll() } }()
+
+    static func register(_ url: URL) {
+        _ = removeAtExit
+        lock.lock(); urls.append(url); lock.unlock()
+    }
+
+    static func removeAll() {
+        lock.lock(); let all = urls; urls.removeAll(); lock.unlock()
+        for url in all { try? FileManager.default.removeItem(at: url) }
     }
 }
