@@ -43,7 +43,7 @@ public final class RTSPTestServer: @unchecked Sendable {
         let out = Pipe()
         // stderr to a file: an unread pipe would fill up and block the server.
         let errURL = FileManager.default.temporaryDirectory.appendingPathComponent("rtsp-server-\(UUID().uuidString).log")
-        FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: errURL) }
         p.standardOutput = out
         p.standardError = try FileHandle(forWritingTo: errURL)

@@ -38,7 +38,7 @@ final class TailCommandTests: XCTestCase {
         p.executableURL = URL(fileURLWithPath: try binary())
         p.arguments = ["tail"] + args
         let err = dir.appendingPathComponent("stderr.txt")
-        FileManager.default.createFile(atPath: err.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
         p.standardError = try FileHandle(forWritingTo: err)
         p.standardOutput = FileHandle.nullDevice
         try p.run()
