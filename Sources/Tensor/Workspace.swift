@@ -71,6 +71,13 @@ public final class Workspace: @unchecked Sendable {
         tensor.storage.generation &+= 1
     }
 
+    /// Whether `tensor` is one this workspace handed out in the current frame and still lent (not released): the
+    /// caller may then overwrite it, where a runner's result can also be state it keeps across frames.
+    public func holds(_ tensor: Tensor) -> Bool {
+        guard let i = pool.firstIndex(where: { $0 === tensor.storage }) else { return false }
+        return inUse[i]
+    }
+
     private func bestFit(_ n: Int) -> Int? {
         var best: Int?
         for i in pool.indices where !inUse[i] && pool[i].capacity >= n {

@@ -58,6 +58,19 @@ final class WorkspaceTests: XCTestCase {
         XCTAssertEqual(ws.allocatedBytes, 180 * 4)
     }
 
+    /// `holds`: a tensor lent this frame, not one released, from another workspace or owned by itself.
+    func testHoldsOnlyTheTensorsItLendsThisFrame() {
+        let ws = Workspace(), other = Workspace()
+        let a = ws.tensor([8]), b = ws.tensor([8])
+        XCTAssertTrue(ws.holds(a))
+        ws.release(b)
+        XCTAssertFalse(ws.holds(b), "released")
+        XCTAssertFalse(ws.holds(Tensor(shape: [8])), "own storage")
+        XCTAssertFalse(ws.holds(other.tensor([8])), "another workspace's")
+        ws.beginFrame()
+        XCTAssertFalse(ws.holds(a), "the frame ended")
+    }
+
     func testTensorFromAnEndedFrameIsDetected() {
         let ws = Workspace()
         let a = ws.tensor([4])

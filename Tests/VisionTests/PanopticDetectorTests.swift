@@ -244,6 +244,45 @@ final class PanopticDetectorTests: XCTestCase {
         XCTAssertGreaterThan(computed, 0, "regions on it were recomputed")
     }
 
+    /// A moving scene's fall-back frames (computed into the workspace, where the semantic head normalises in place
+    /// and RoIAlign's channels-last levels go) equal a dense stream's bit for bit, and the frames after them (a
+    /// resync, then a delta frame with region reuse) still match it: the kept state was left as it was.
+    func testFallBackFramesEqualDenseAndLeaveTheKeptStateIntact() throws {
+        let url = try write(try Self.weights(scratch: dir.appendingPathComponent("s.safetensors")))
+        let d = try DetectorLoader.load(contentsOf: url)
+        let image = Self.image()
+        func shifted(_ k: Int) -> RGBImage {
+            var img = image
+            for y in 0..<96 { for x in 0..<128 { img[x, y] = image[(x + k) % 128, (y + k / 2) % 96] } }
+            return img
+        }
+        var patched = shifted(6)
+        for y in 10..<18 { for x in 100..<108 { patched[x, y] = (250, 250, 250) } }
+        let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0,
+                                                             frameFallback: 0.05))
+        let state = DetectorState(runner: cache), dense = DetectorState()
+        state.regionReuse = RegionReuse()
+        var fellBack: [Bool] = []
+        for (i, frame) in [image, shifted(2), shifted(4), shifted(6), shifted(6), patched].enumerated() {
+            let got = d.detectPanoptic(frame, state: state, thresholds: d.config.thresholds)
+            let want = d.detectPanoptic(frame, state: dense, thresholds: d.config.thresholds)
+            fellBack.append(cache.lastStats.frameFallback)
+            let exact = i < 5   // dense passes; the last frame recomputes tiles (equal to dense within GEMM blocking)
+            XCTAssertEqual(got.detections.count, want.detections.count, "frame \(i)")
+            for (x, y) in zip(got.detections, want.detections) {
+                XCTAssertEqual(x.classID, y.classID, "frame \(i)")
+                XCTAssertEqual(x.score, y.score, accuracy: exact ? 0 : 1e-4, "frame \(i)")
+                XCTAssertEqual(x.box.x1, y.box.x1, accuracy: exact ? 0 : 1e-2, "frame \(i)")
+                XCTAssertEqual(x.box.y2, y.box.y2, accuracy: exact ? 0 : 1e-2, "frame \(i)")
+            }
+            XCTAssertEqual(got.panoptic?.map(\.categoryID), want.panoptic?.map(\.categoryID), "frame \(i)")
+            XCTAssertEqual(got.panoptic?.map(\.area), want.panoptic?.map(\.area), "frame \(i)")
+        }
+        XCTAssertEqual(Array(fellBack[1...3]), [true, true, true], "the moving frames fall back")
+        XCTAssertEqual(fellBack[5], false, "the patched frame runs delta")
+        XCTAssertGreaterThan(cache.lastStats.tiledLayers, 0, "the patched frame recomputes tiles")
+    }
+
     func testWidthMetadataContradictingShapesNamesTheKey() throws {
         var m = Self.metadata
         let w = try Self.weights(scratch: dir.appendingPathComponent("s.safetensors"))

@@ -223,16 +223,22 @@ final class RegionReuseTests: XCTestCase {
 
     /// The kept channels-last levels equal a full transpose of each level after every frame: written tiles
     /// (scattered, in runs, at the ragged right and bottom edges) transposed again, a level without a record or
-    /// in other storage in full, and a frame whose copy was not asked for (the next one cannot build on it).
+    /// in other storage in full, and a frame whose copy was not asked for (the next one cannot build on it). A level
+    /// written whole goes to the workspace, not the kept copy, which the next frame rebuilds.
     func testChannelsLastCopiesEqualTheFullTransposeFrameAfterFrame() {
-        let reuse = RegionReuse()
+        let reuse = RegionReuse(), ws = Workspace()
+        var keptLevel1: ObjectIdentifier?
         let c = 20, shapes = [(15, 21), (8, 11)]
         var levels = shapes.map { h, w in SyntheticWeights.uniform(key: "cl\(h)", shape: [1, c, h, w], amplitude: 2) }
         let grids = shapes.map { h, w in TileGrid(height: h, width: w, tile: 2) }
         var seed: UInt32 = 3
         func next(_ n: Int) -> Int { seed = seed &* 1_664_525 &+ 1_013_904_223; return Int(seed >> 8) % n }
         func check(_ frame: Int) {
-            let got = reuse.channelsLast(levels, channels: c)
+            let got = reuse.channelsLast(levels, channels: c, workspace: ws)
+            let id = ObjectIdentifier(got[1].storage)
+            if frame == 6 { keptLevel1 = id }
+            if frame == 7 { XCTAssertNotEqual(id, keptLevel1, "a level written whole is transposed into the workspace") }
+            if frame == 8 { XCTAssertEqual(id, keptLevel1, "then the kept copy again") }
             for (l, t) in zip(levels, got) {
                 var want = [Float](repeating: 0, count: l.count)
                 l.withUnsafeBufferPointer { src in

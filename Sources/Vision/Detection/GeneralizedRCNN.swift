@@ -110,7 +110,8 @@ public final class GeneralizedRCNN: Detector, @unchecked Sendable {
                                       written: pooled.map { state.runner?.writtenTiles($0.features) })
         let proposals = rpn(levels, geometry: g, state: state)
         ms["rpn"] = DetectorSupport.lap(&clock)
-        let pooling = state.regionReuse?.channelsLast(pooled.map(\.features), channels: roiHeads.channels)
+        let pooling = state.regionReuse?.channelsLast(pooled.map(\.features), channels: roiHeads.channels,
+                                                         workspace: ws)
             ?? roiHeads.poolingLevels(pooled, ws: ws)
         let raw = roiHeads.detect(pooling, proposals: proposals, geometry: g, thresholds: t, ws: ws,
                                   reuse: state.regionReuse)

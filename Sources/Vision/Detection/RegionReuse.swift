@@ -115,9 +115,10 @@ public final class RegionReuse: @unchecked Sendable {
 
     /// This frame's levels (`beginFrame`, each `[1, channels, h, w]`) in the channels-last layout RoIAlign reads,
     /// `[h, w, channels]` each: copies kept across frames, in which only the tiles written since the last frame
-    /// are transposed again (the whole level when it has no record). Valid until the next frame; not to be
-    /// written. Equal to `RoIAlign.channelsLast` of every level.
-    public func channelsLast(_ current: [Tensor], channels: Int) -> [Tensor] {
+    /// are transposed again. A level written whole this frame (no record: a dense frame) is transposed into a
+    /// tensor of `ws` instead (its kept copy, now behind, is rebuilt whole the next time). Valid until the
+    /// next frame; not to be written. Equal to `RoIAlign.channelsLast` of every level.
+    public func channelsLast(_ current: [Tensor], channels: Int, workspace ws: Workspace) -> [Tensor] {
         precondition(current.count == fresh.count, "channelsLast of other levels than beginFrame's")
         if transposed.count != current.count {
             transposed = [(copy: Tensor, at: Int)?](repeating: nil, count: current.count)
@@ -125,6 +126,17 @@ public final class RegionReuse: @unchecked Sendable {
         return current.enumerated().map { i, f in
             let shape = [f.h, f.w, channels]
             if let t = transposed[i], t.copy.shape == shape, t.at == frame { return t.copy }
+            guard fresh[i] != nil else {
+                // Runs of dense frames (fall-backs) would otherwise write the whole kept copy every frame: the
+                // workspace's recycled buffers are the ones still in the CPU caches.
+                let t = ws.tensor(shape)
+                f.withUnsafeBufferPointer { src in
+                    t.withUnsafeMutableBufferPointer {
+                        RoIAlign.channelsLast(src, channels: channels, height: f.h, width: f.w, into: $0)
+                    }
+                }
+                return t
+            }
             // Only the copy of the frame before plus this frame's written tiles is this frame's level.
             let incremental = transposed[i].map { $0.copy.shape == shape && $0.at == frame - 1 } == true
             let t = transposed[i].flatMap { $0.copy.shape == shape ? $0.copy : nil } ?? Tensor(shape: shape)

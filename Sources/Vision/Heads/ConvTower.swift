@@ -37,11 +37,11 @@ struct ConvTower {
             if t.storage !== x.storage { ctx.release(t) }
             if norms.isEmpty {
                 t = y
-            } else if ctx.runner == nil {
+            } else if ctx.runner == nil || ctx.workspace.holds(y) {
                 norms[i].forward(y, into: y)
                 t = y
             } else {
-                // A runner's output is its kept state across frames: normalise into a new tensor, not in place.
+                // The runner's kept state across frames: normalise into a new tensor, not in place.
                 // (GroupNorm mixes the whole level, so after it a local change shows as a small global one.)
                 let z = ctx.workspace.tensor(y.shape)
                 norms[i].forward(y, into: z)

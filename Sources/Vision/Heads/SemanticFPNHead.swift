@@ -68,8 +68,8 @@ public final class SemanticFPNHead: @unchecked Sendable {
             for (b, block) in blocks.enumerated() {
                 var y = block.conv(x, ctx)
                 if b > 0 { ws.release(x) }   // never the pyramid level itself (the detector still needs it)
-                if runner != nil {
-                    // A runner's output is its kept state across frames: normalise into a new tensor, not in place.
+                if runner != nil, !ws.holds(y) {
+                    // The runner's kept state across frames: normalise into a new tensor, not in place.
                     let z = ws.tensor(y.shape)
                     block.norm.forward(y, into: z)
                     y = z
