@@ -121,6 +121,16 @@ public struct PanopticSegment: Sendable, Equatable {
     }
 }
 
+/// Regions of one RoI head in one frame (or summed over frames): `reused` of `total` got an earlier frame's results.
+public struct RegionReuseCount: Sendable, Equatable {
+    public var reused: Int
+    public var total: Int
+
+    public init(reused: Int, total: Int) {
+        self.reused = reused; self.total = total
+    }
+}
+
 /// Everything the pipeline knows about one frame after inference (and tracking).
 public struct FrameResult: Sendable {
     public var info: FrameInfo
@@ -135,6 +145,10 @@ public struct FrameResult: Sendable {
     public var repeated = false
     /// The temporal accuracy guard's decision, on the frames it verified (delta mode).
     public var temporalGuard: TemporalGuardRecord?
+    /// Temporal `delta`, R-CNN models: per RoI head that ran this frame (`box`: the proposals, `mask` and
+    /// `keypoint`: the detections), how many of its regions got their results back from an earlier frame (the
+    /// pyramid under them unwritten since) instead of being pooled and run again. Empty otherwise.
+    public var regionReuse: [String: RegionReuseCount] = [:]
     /// Per-stage wall time for this frame in milliseconds, keyed by stage name.
     public var timingsMs: [String: Double]
 

@@ -193,6 +193,7 @@ public struct ModelDetector: FrameDetector {
         result.detections = dets
         if let panoptic { result.panoptic = panoptic }
         result.repeated = state.lastFrameRepeated
+        if !state.lastFrameRepeated, let reuse = state.regionReuse { result.regionReuse = reuse.lastCounts }
         for (k, v) in state.timingsMs { result.timingsMs["detect." + k] = v }
     }
 }

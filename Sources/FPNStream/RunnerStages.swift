@@ -239,6 +239,7 @@ struct DetectStage: Stage {
 
     private func tally(_ frame: AnalyzedFrame) -> AnalyzedFrame {
         if let f = frame.result.recomputedFraction { recomputed?.add(f, repeated: frame.result.repeated) }
+        if !frame.result.regionReuse.isEmpty { recomputed?.add(frame.result.regionReuse) }
         if let g = frame.result.temporalGuard { recomputed?.add(g) }
         parts?.add(frame.result.timingsMs)
         return frame
@@ -365,6 +366,7 @@ final class RecomputedTally: @unchecked Sendable {
     private let lock = NSLock()
     private var sum = 0.0, count = 0, repeatedCount = 0
     private var guardTally: TemporalGuardSummary?
+    private var regionTally: [String: RegionReuseCount] = [:]
 
     func add(_ fraction: Double, repeated: Bool = false) {
         lock.lock(); sum += fraction; count += 1; repeatedCount += repeated ? 1 : 0; lock.unlock()
@@ -382,6 +384,18 @@ final class RecomputedTally: @unchecked Sendable {
 
     /// The guard's decisions so far (nil: no frame was verified).
     var guardSummary: TemporalGuardSummary? { lock.lock(); defer { lock.unlock() }; return guardTally }
+
+    /// Adds a frame's RoI regions per head (`FrameResult.regionReuse`).
+    func add(_ regions: [String: RegionReuseCount]) {
+        lock.lock(); defer { lock.unlock() }
+        for (head, c) in regions {
+            regionTally[head, default: RegionReuseCount(reused: 0, total: 0)].reused += c.reused
+            regionTally[head, default: RegionReuseCount(reused: 0, total: 0)].total += c.total
+        }
+    }
+
+    /// RoI regions per head summed over the frames so far (empty: no head reported any).
+    var regions: [String: RegionReuseCount] { lock.lock(); defer { lock.unlock() }; return regionTally }
 
     /// The mean over the frames seen so far; nil before any frame carried a fraction.
     var mean: Double? { lock.lock(); defer { lock.unlock() }; return count > 0 ? sum / Double(count) : nil }

@@ -132,6 +132,9 @@ public struct RunSummary: Sendable {
     public var detectWorkers = 1
     /// The accuracy guard's decisions (delta mode; nil when it verified no frame).
     public var temporalGuard: TemporalGuardSummary?
+    /// RoI regions per head summed over the frames whose heads ran (`FrameResult.regionReuse`; empty unless delta
+    /// with an R-CNN model).
+    public var regionReuse: [String: RegionReuseCount] = [:]
 }
 
 /// The output named by `error` when it is a write to a pipe whose reader has gone (EPIPE); nil for any other error.
@@ -322,7 +325,7 @@ public final class StreamRunner: @unchecked Sendable {
                           report: report, stopped: stopped, closedOutput: closedOutput,
                           temporal: options.temporal.mode, meanRecomputedFraction: recomputed.mean,
                           repeatedFrames: recomputed.repeated, detectParts: parts.metrics, detectWorkers: parts.workers,
-                          temporalGuard: recomputed.guardSummary)
+                          temporalGuard: recomputed.guardSummary, regionReuse: recomputed.regions)
     }
 
     /// Appends the `"type":"summary"` line (how the run ended, per-stage metrics, decoder damage) and closes.
@@ -350,6 +353,14 @@ public final class StreamRunner: @unchecked Sendable {
             fields.append(("recomputed_mean", recomputed.mean.map { .number($0, decimals: 4) } ?? .null))
             fields.append(("repeated_frames", .int(recomputed.repeated)))
             if let g = recomputed.guardSummary { fields.append(("temporal_guard", g.jsonValue)) }
+            let regions = recomputed.regions
+            if !regions.isEmpty {
+                fields.append(("region_reuse", .object(regions.sorted { $0.key < $1.key }.map { head, c in
+                    (head, .object([("reused", .int(c.reused)), ("total", .int(c.total)),
+                                    ("fraction", .number(c.total > 0 ? Double(c.reused) / Double(c.total) : 0,
+                                                         decimals: 4))]))
+                })))
+            }
         }
         defer { try? writer.close() }
         try writer.writeLine(JSONLRecord.summary(source: metadata.source, wallTime: Date().timeIntervalSince1970,

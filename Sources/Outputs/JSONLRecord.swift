@@ -74,6 +74,7 @@ public enum JSONLRecord {
         }
         if let r = result.recomputedFraction { j.key("recomputed"); j.number(r, decimals: 4) }
         if result.repeated { j.key("repeated"); j.bool(true) }
+        if !result.regionReuse.isEmpty { j.key("region_reuse"); regionReuse(&j, result.regionReuse) }
         if let g = result.temporalGuard { j.key("temporal_guard"); temporalGuard(&j, g) }
         if options.timings && !result.timingsMs.isEmpty {
             j.key("timings_ms")
@@ -180,6 +181,16 @@ public enum JSONLRecord {
             j.beginArray()
             for k in kps { j.number(k.score, decimals: 4) }
             j.endArray()
+        }
+        j.endObject()
+    }
+
+    /// `{"box":{"reused":R,"total":N},...}`, heads by name.
+    private static func regionReuse(_ j: inout JSONBuffer, _ counts: [String: RegionReuseCount]) {
+        j.beginObject()
+        for (head, c) in counts.sorted(by: { $0.key < $1.key }) {
+            j.key(head)
+            j.beginObject(); j.key("reused"); j.int(c.reused); j.key("total"); j.int(c.total); j.endObject()
         }
         j.endObject()
     }

@@ -203,7 +203,11 @@ struct ProcessCommand: ParsableCommand {
                 temporal = ", temporal \(summary.temporal.rawValue)"
                 if let r = summary.meanRecomputedFraction {
                     temporal += String(format: " (recomputed %.3f", r)
-                        + (summary.repeatedFrames > 0 ? ", \(summary.repeatedFrames) frames repeated)" : ")")
+                        + (summary.repeatedFrames > 0 ? ", \(summary.repeatedFrames) frames repeated" : "")
+                    if let box = summary.regionReuse["box"], box.total > 0 {
+                        temporal += String(format: ", RoI regions reused %.3f", Double(box.reused) / Double(box.total))
+                    }
+                    temporal += ")"
                 }
             }
             let fps = wall > 0 ? Double(summary.framesProcessed) / wall : 0

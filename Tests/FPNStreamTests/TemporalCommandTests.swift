@@ -45,7 +45,8 @@ final class TemporalCommandTests: XCTestCase {
 
     /// off vs delta on vtest.avi: off frame lines carry no fraction, delta lines do (frame 0 dense = 1, later < 1 at
     /// threshold 0.3 on this static camera, one worker and so one cache), the summary line carries their mean, and
-    /// the final stderr line prints fps and the mean.
+    /// the final stderr line prints fps and the mean. Delta lines count the RoI regions per head (none reused on the
+    /// dense first frame), which the summary sums.
     func testProcessOffVersusDeltaOnRealFootage() throws {
         guard let video = TestPaths.external("vtest.avi") else { throw XCTSkip("samples/external/vtest.avi missing") }
         let model = try weightsFile()
@@ -64,8 +65,9 @@ final class TemporalCommandTests: XCTestCase {
             let last = try XCTUnwrap(r.stderr.split(separator: "\n").last.map(String.init))
             XCTAssertTrue(last.contains(" fps)"), last)
             if mode == "off" {
-                XCTAssertTrue(frames.allSatisfy { $0["recomputed"] == nil })
+                XCTAssertTrue(frames.allSatisfy { $0["recomputed"] == nil && $0["region_reuse"] == nil })
                 XCTAssertNil(summary["recomputed_mean"])
+                XCTAssertNil(summary["region_reuse"])
                 XCTAssertFalse(last.contains(" temporal "), last)
             } else {
                 let f = try frames.map { try XCTUnwrap($0["recomputed"] as? Double) }
@@ -75,6 +77,27 @@ final class TemporalCommandTests: XCTestCase {
                 XCTAssertEqual(mean, f.reduce(0, +) / 4, accuracy: 1e-3)
                 XCTAssertEqual(summary["temporal"] as? String, "delta")
                 XCTAssertTrue(last.contains("temporal delta (recomputed "), last)
+                // Per head: {"reused": R, "total": N}; the box head runs on every frame's proposals.
+                var sums: [String: (Int, Int)] = [:]
+                for (i, frame) in frames.enumerated() {
+                    let heads = try XCTUnwrap(frame["region_reuse"] as? [String: [String: Int]], "frame \(i)")
+                    XCTAssertGreaterThan(heads["box"]?["total"] ?? 0, 0, "frame \(i): \(heads)")
+                    for (head, c) in heads {
+                        let reused = try XCTUnwrap(c["reused"]), total = try XCTUnwrap(c["total"])
+                        XCTAssertTrue((0...total).contains(reused), "frame \(i) \(head): \(c)")
+                        if i == 0 { XCTAssertEqual(reused, 0, "the dense first frame reuses nothing") }
+                        sums[head, default: (0, 0)].0 += reused; sums[head, default: (0, 0)].1 += total
+                    }
+                }
+                let tally = try XCTUnwrap(summary["region_reuse"] as? [String: [String: Any]])
+                XCTAssertEqual(Set(tally.keys), Set(sums.keys))
+                for (head, (reused, total)) in sums {
+                    XCTAssertEqual(tally[head]?["reused"] as? Int, reused, head)
+                    XCTAssertEqual(tally[head]?["total"] as? Int, total, head)
+                    XCTAssertEqual(try XCTUnwrap(tally[head]?["fraction"] as? Double), Double(reused) / Double(total),
+                                   accuracy: 1e-4)
+                }
+                XCTAssertTrue(last.contains(", RoI regions reused "), last)
             }
         }
     }
@@ -100,6 +123,8 @@ final class TemporalCommandTests: XCTestCase {
         // Nothing reached the pyramid on the delta frames (the guard's delta probe of frame 6 too, but its dense
         // pass ran the heads): each repeats the last result.
         XCTAssertEqual(frameLines.map { $0["repeated"] as? Bool ?? false }, [false, true, true, true, true, true, false, true])
+        // Repeated frames ran no RoI head: no region counts.
+        XCTAssertEqual(frameLines.map { $0["region_reuse"] != nil }, [true, false, false, false, false, false, true, false])
         let summary = try XCTUnwrap(try lines(out).last)
         XCTAssertEqual(summary["repeated_frames"] as? Int, 6)
 

@@ -71,8 +71,18 @@ public final class RegionReuse: @unchecked Sendable {
     /// was last brought up to date in.
     private var transposed: [(copy: Tensor, at: Int)?] = []
     private var kept: [Head: Kept] = [:]
-    /// Regions reused / computed in the last frame, per head.
+    /// Regions reused / computed in the current frame (since `beginFrame`), per head that ran.
     public private(set) var lastReused: [Head: Int] = [:], lastComputed: [Head: Int] = [:]
+
+    /// The current frame's regions per head that ran, by head name (`box`, `mask`, `keypoint`).
+    public var lastCounts: [String: RegionReuseCount] {
+        var out: [String: RegionReuseCount] = [:]
+        for (head, computed) in lastComputed {
+            let reused = lastReused[head] ?? 0
+            out["\(head)"] = RegionReuseCount(reused: reused, total: reused + computed)
+        }
+        return out
+    }
 
     public init() {}
 
@@ -90,6 +100,7 @@ public final class RegionReuse: @unchecked Sendable {
     public func beginFrame(levels current: [Tensor], written: [Written]) {
         precondition(current.count == written.count, "one record per level")
         frame += 1
+        lastReused.removeAll(keepingCapacity: true); lastComputed.removeAll(keepingCapacity: true)
         if levels.count != current.count { levels.removeAll() }
         fresh = [[Int]?](repeating: nil, count: current.count)
         for (i, t) in current.enumerated() {
