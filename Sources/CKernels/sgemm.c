@@ -333,6 +333,9 @@ size_t fpn_sgemm_rows_workspace_size(int isa, int k) {
     return (size_t)im->mr * (size_t)k_block(im, k > 0 ? k : 1) + WS_ALIGN_SLACK;
 }
 
+/* Column panels up to which fpn_sgemm_rows reads A from its rows (kernel_rows) instead of packing each slice. */
+#define ROWS_KERNEL_MAX_PANELS 8
+
 /*
  * K blocks outermost, so a block of the packed B (KC x N) stays in L2 while every row panel passes; each
  * panel's A slice is packed into L1 right before its kernels, and C's rows stay in cache across the blocks.
@@ -349,16 +352,28 @@ void fpn_sgemm_rows(int isa, int m, int n, int k, const float *a, int lda, const
     const int mr = im->mr, nr = im->nr, kc_max = k_block(im, k);
     const float *bp = aligned_panels(packed_b);
     float *ap = aligned_panels(workspace);
+    /* A read from its rows where few column panels would use a packed slice (packing it cost a fifth of a 128-wide
+     * box head's time); wide layers (1024 columns: 32 uses) keep the packed slice: it costs them next to nothing
+     * and its loads are contiguous. */
+    const fpn_kernel_rows_fn rows_kernel = (n + nr - 1) / nr <= ROWS_KERNEL_MAX_PANELS ? im->kernel_rows : NULL;
     for (int pc = 0; pc < k; pc += kc_max) {
         const int kc = k - pc < kc_max ? k - pc : kc_max;
         float kbeta;
         const int flags = block_flags(pc, kc, k, beta, 0, relu, &kbeta);
         for (int ir = 0; ir < m; ir += mr) {
             const int mv = m - ir < mr ? m - ir : mr;
+            float *crow = c + (size_t)ir * ldc;
+            if (rows_kernel) {
+                for (int jr = 0; jr < n; jr += nr) {
+                    const int nv = n - jr < nr ? n - jr : nr;
+                    rows_kernel(kc, a + (size_t)ir * lda + pc, lda, bp + (size_t)(jr / nr) * k * nr + (size_t)pc * nr,
+                                crow + jr, ldc, mv, nv, flags, kbeta, NULL);
+                }
+                continue;
+            }
             fpn_transpose(isa, mv, kc, a + (size_t)ir * lda + pc, lda, ap, mr);
             for (int r = mv; r < mr; r++)
                 for (int p = 0; p < kc; p++) ap[(size_t)p * mr + r] = 0.0f;
-            float *crow = c + (size_t)ir * ldc;
             for (int jr = 0; jr < n; jr += nr) {
                 const int nv = n - jr < nr ? n - jr : nr;
                 im->kernel(kc, ap, bp + (size_t)(jr / nr) * k * nr + (size_t)pc * nr, crow + jr, ldc, mv, nv,

@@ -186,6 +186,62 @@ T512 static void kernel_14x32_direct(int kc, const float *a, const float *b, lon
 }
 
 /*
+ * kernel_body reading A from its rows (row r at a + r * lda; rows >= mv read row 0 instead, their results are
+ * never stored), so a row-major A needs no packing. The 14 rows are 14 streams along k, each a new cache line
+ * every 16 steps; the column panels after the first find them in L1.
+ */
+#define ACC_STEP_ROWS(r, P)                                                      \
+    if (r < MV) {                                                                \
+        const float ar = row##r[P];                                              \
+        if (W == 1) {                                                            \
+            y##r = _mm256_fmadd_ps(_mm256_set1_ps(ar), bq, y##r);                \
+        } else {                                                                 \
+            const __m512 av = _mm512_set1_ps(ar);                                \
+            c##r##0 = _mm512_fmadd_ps(av, b0, c##r##0);                          \
+            if (W == 4) c##r##1 = _mm512_fmadd_ps(av, b1, c##r##1);              \
+            if (W == 3) y##r = _mm256_fmadd_ps(_mm512_castps512_ps256(av), bq, y##r); \
+        }                                                                        \
+    }
+#define ROW_PTR(r, _) const float *row##r = a + (r < mv ? (long)(r) * lda : 0);
+
+INLINE T512 void kernel_body_rows(int kc, const float *a, long lda, const float *b,
+                                  float *c, int ldc, int mv, int nv,
+                                  int flags, float beta, const float *bias, const int W, const int MV) {
+    ACC_DECL(0) ACC_DECL(1) ACC_DECL(2) ACC_DECL(3) ACC_DECL(4) ACC_DECL(5) ACC_DECL(6)
+    ACC_DECL(7) ACC_DECL(8) ACC_DECL(9) ACC_DECL(10) ACC_DECL(11) ACC_DECL(12) ACC_DECL(13)
+    ALL_ROWS(ROW_PTR, _)
+    prefetch_c(c, ldc, mv, W >= 3);
+    __m512 b0 = _mm512_setzero_ps(), b1 = b0;
+    __m256 bq = _mm256_setzero_ps();
+    for (int p = 0; p < kc; p++) {
+        LOAD_B(b)
+        ALL_ROWS(ACC_STEP_ROWS, p)
+        b += NR;
+    }
+    const __mmask16 m0 = tail_mask(nv), m1 = tail_mask(nv - 16);
+    ALL_ROWS(ROW_STORE, _)
+}
+
+T512 static void kernel_14x32_rows(int kc, const float *a, long lda, const float *b,
+                                   float *c, int ldc, int mv, int nv,
+                                   int flags, float beta, const float *bias) {
+#define CASE(MV)                                                                          \
+    case MV:                                                                              \
+        switch ((nv + 7) >> 3) {                                                          \
+        case 1: kernel_body_rows(kc, a, lda, b, c, ldc, mv, nv, flags, beta, bias, 1, MV); return; \
+        case 2: kernel_body_rows(kc, a, lda, b, c, ldc, mv, nv, flags, beta, bias, 2, MV); return; \
+        case 3: kernel_body_rows(kc, a, lda, b, c, ldc, mv, nv, flags, beta, bias, 3, MV); return; \
+        default: kernel_body_rows(kc, a, lda, b, c, ldc, mv, nv, flags, beta, bias, 4, MV); return; \
+        }
+    switch ((mv + 1) & ~1) {
+        CASE(2) CASE(4) CASE(6) CASE(8) CASE(10) CASE(12)
+    default:
+        CASE(14)
+    }
+#undef CASE
+}
+
+/*
  * Pack B[kc, nc] into NR-wide panels. Rows are read contiguously (one B row
  * feeds every panel) so the source is streamed once; the ragged last panel is
  * filled with masked loads, which also zero the padding.
@@ -224,7 +280,8 @@ T512 static void gather2_avx512(const float *src, int n, float *dst) {
 }
 
 const struct fpn_gemm_impl fpn__impl_avx512 = {
-    .mr = MR, .nr = NR, .kc = 256, .kernel = kernel_14x32, .kernel_direct = kernel_14x32_direct, .pack_b = pack_b_32,
+    .mr = MR, .nr = NR, .kc = 256, .kernel = kernel_14x32, .kernel_direct = kernel_14x32_direct,
+    .kernel_rows = kernel_14x32_rows, .pack_b = pack_b_32,
     .gather2 = gather2_avx512,
 };
 

@@ -30,6 +30,15 @@ typedef void (*fpn_kernel_direct_fn)(int kc, const float *a, const float *b, lon
                                      float *c, int ldc, int mv, int nv,
                                      int flags, float beta, const float *bias);
 
+/*
+ * The product with A read straight from its rows: row r of the micro-tile is a + r * lda, k steps contiguous,
+ * rows >= mv never read. For a row-major A used by few column panels (fully connected layers), where packing A
+ * would cost as much as using it.
+ */
+typedef void (*fpn_kernel_rows_fn)(int kc, const float *a, long lda, const float *b,
+                                   float *c, int ldc, int mv, int nv,
+                                   int flags, float beta, const float *bias);
+
 /* Packs B[kc, nc] (ldb) into ceil(nc/NR) panels of kc x NR floats, zero-padded. */
 typedef void (*fpn_pack_b_fn)(int kc, int nc, const float *b, int ldb, float *dst);
 
@@ -41,6 +50,7 @@ struct fpn_gemm_impl {
     int kc;              /* preferred K block: A micro-panel (MR x KC) stays in L1 */
     fpn_kernel_fn kernel;
     fpn_kernel_direct_fn kernel_direct;  /* NULL: B is always packed */
+    fpn_kernel_rows_fn kernel_rows;      /* NULL: A is always packed */
     fpn_pack_b_fn pack_b;
     fpn_gather2_fn gather2;  /* NULL: the driver's scalar loop */
 };
