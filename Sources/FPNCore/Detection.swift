@@ -131,6 +131,16 @@ public struct RegionReuseCount: Sendable, Equatable {
     }
 }
 
+extension Dictionary where Key == String, Value == RegionReuseCount {
+    /// Adds `other`'s counts head by head (a run's tally of its frames' `FrameResult.regionReuse`).
+    public mutating func add(_ other: [String: RegionReuseCount]) {
+        for (head, c) in other {
+            self[head, default: RegionReuseCount(reused: 0, total: 0)].reused += c.reused
+            self[head, default: RegionReuseCount(reused: 0, total: 0)].total += c.total
+        }
+    }
+}
+
 /// Everything the pipeline knows about one frame after inference (and tracking).
 public struct FrameResult: Sendable {
     public var info: FrameInfo

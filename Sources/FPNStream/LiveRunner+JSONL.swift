@@ -51,10 +51,11 @@ final class LiveJSONL: @unchecked Sendable {
 
     func close() { write { try writer.close() } }
 
-    /// With temporal reuse on: `recomputed_mean` and `repeated_frames` so far.
+    /// With temporal reuse on: `recomputed_mean`, `repeated_frames` and (R-CNN models in delta) `region_reuse` so far.
     static func temporalFields(_ s: LiveStreamStatus) -> [(String, JSONLRecord.Value)] {
         guard let mean = s.recomputedMean else { return [] }
         return [("recomputed_mean", .number(mean, decimals: 4)), ("repeated_frames", .int(s.repeatedFrames))]
+            + (s.regionReuse.isEmpty ? [] : [("region_reuse", JSONLRecord.regionReuseTally(s.regionReuse))])
     }
 
     static func liveFields(_ s: LiveStreamStatus, latency h: LatencyHistogram) -> [(String, JSONLRecord.Value)] {

@@ -98,6 +98,9 @@ public struct LiveStreamStatus: Sendable {
     public var recomputedMean: Double?
     /// Frames whose result repeated the previous frame's (`FrameResult.repeated`).
     public var repeatedFrames = 0
+    /// RoI regions per head summed over the frames so far (`FrameResult.regionReuse`; empty unless delta with an
+    /// R-CNN model).
+    public var regionReuse: [String: RegionReuseCount] = [:]
 }
 
 /// Runs live streams, each through its own stage pipeline, until stopped:
@@ -320,6 +323,7 @@ final class LiveFigures: @unchecked Sendable {
     private var window = LatencyHistogram()
     private var processed = 0
     private var recomputedSum = 0.0, recomputedCount = 0, repeatedCount = 0
+    private var regions: [String: RegionReuseCount] = [:]
     private var windowStart = Date().timeIntervalSince1970
 
     init(stream: Int) { self.stream = stream }
@@ -330,10 +334,12 @@ final class LiveFigures: @unchecked Sendable {
         if e.event == .disconnected || e.event == .gaveUp || e.event == .connectFailed { connected = false }
     }
 
-    func frameDone(latencyMs: Double, recomputed: Double?, repeated: Bool = false) {
+    func frameDone(latencyMs: Double, recomputed: Double?, repeated: Bool = false,
+                   regionReuse: [String: RegionReuseCount] = [:]) {
         lock.lock(); defer { lock.unlock() }
         if let recomputed { recomputedSum += recomputed; recomputedCount += 1 }
         if repeated { repeatedCount += 1 }
+        regions.add(regionReuse)
         total.record(ms: latencyMs)
         window.record(ms: latencyMs)
         processed += 1
@@ -345,7 +351,7 @@ final class LiveFigures: @unchecked Sendable {
         return LiveStreamStatus(stream: stream, source: source, connected: connected, live: live,
                                 processed: processed, dropped: dropped, latency: total,
                                 recomputedMean: recomputedCount > 0 ? recomputedSum / Double(recomputedCount) : nil,
-                                repeatedFrames: repeatedCount)
+                                repeatedFrames: repeatedCount, regionReuse: regions)
     }
 
     /// Status plus the latency of the frames since the previous call and that window's length (s).
@@ -409,7 +415,7 @@ struct FrameLineSink: Sink {
         let now = Date().timeIntervalSince1970
         let latencyMs = (now - input.result.info.wallTime) * 1000
         figures.frameDone(latencyMs: latencyMs, recomputed: input.result.recomputedFraction,
-                          repeated: input.result.repeated)
+                          repeated: input.result.repeated, regionReuse: input.result.regionReuse)
         jsonl?.frame(stream: stream, input.result, latencyMs: latencyMs)
         onFrame?(stream, input, latencyMs)
     }

@@ -387,11 +387,7 @@ final class RecomputedTally: @unchecked Sendable {
 
     /// Adds a frame's RoI regions per head (`FrameResult.regionReuse`).
     func add(_ regions: [String: RegionReuseCount]) {
-        lock.lock(); defer { lock.unlock() }
-        for (head, c) in regions {
-            regionTally[head, default: RegionReuseCount(reused: 0, total: 0)].reused += c.reused
-            regionTally[head, default: RegionReuseCount(reused: 0, total: 0)].total += c.total
-        }
+        lock.lock(); regionTally.add(regions); lock.unlock()
     }
 
     /// RoI regions per head summed over the frames so far (empty: no head reported any).

@@ -354,13 +354,7 @@ public final class StreamRunner: @unchecked Sendable {
             fields.append(("repeated_frames", .int(recomputed.repeated)))
             if let g = recomputed.guardSummary { fields.append(("temporal_guard", g.jsonValue)) }
             let regions = recomputed.regions
-            if !regions.isEmpty {
-                fields.append(("region_reuse", .object(regions.sorted { $0.key < $1.key }.map { head, c in
-                    (head, .object([("reused", .int(c.reused)), ("total", .int(c.total)),
-                                    ("fraction", .number(c.total > 0 ? Double(c.reused) / Double(c.total) : 0,
-                                                         decimals: 4))]))
-                })))
-            }
+            if !regions.isEmpty { fields.append(("region_reuse", JSONLRecord.regionReuseTally(regions))) }
         }
         defer { try? writer.close() }
         try writer.writeLine(JSONLRecord.summary(source: metadata.source, wallTime: Date().timeIntervalSince1970,

@@ -185,6 +185,15 @@ public enum JSONLRecord {
         j.endObject()
     }
 
+    /// A run's `region_reuse` (summary and stats lines, `serve`'s camera status): per head the summed counts and
+    /// `fraction` = reused / total.
+    public static func regionReuseTally(_ counts: [String: RegionReuseCount]) -> Value {
+        .object(counts.sorted { $0.key < $1.key }.map { head, c in
+            (head, .object([("reused", .int(c.reused)), ("total", .int(c.total)),
+                            ("fraction", .number(c.total > 0 ? Double(c.reused) / Double(c.total) : 0, decimals: 4))]))
+        })
+    }
+
     /// `{"box":{"reused":R,"total":N},...}`, heads by name.
     private static func regionReuse(_ j: inout JSONBuffer, _ counts: [String: RegionReuseCount]) {
         j.beginObject()

@@ -105,6 +105,9 @@ enum CameraJSON {
         if let r = live?.recomputedMean {
             j.key("recomputed_mean"); j.number(r, decimals: 4)
             j.key("repeated_frames"); j.int(live?.repeatedFrames ?? 0)
+            if let regions = live?.regionReuse, !regions.isEmpty {
+                j.key("region_reuse"); j.write(JSONLRecord.regionReuseTally(regions))
+            }
         }
         j.key("latency_ms"); percentiles(live?.latency, into: &j)
         j.key("inference_ms"); percentiles(s.inference, into: &j)

@@ -277,6 +277,17 @@ final class TailCommandTests: XCTestCase {
             let summary = try XCTUnwrap(all.last { $0["type"] as? String == "summary" && $0["stream"] as? Int == stream })
             XCTAssertEqual(try XCTUnwrap(summary["recomputed_mean"] as? Double), r.reduce(0, +) / 4, accuracy: 1e-3)
             XCTAssertEqual(summary["repeated_frames"] as? Int, f.filter { $0["repeated"] as? Bool == true }.count)
+            // The RoI regions of the frame lines, summed per head.
+            var boxes = (0, 0)
+            for line in f {
+                if let c = (line["region_reuse"] as? [String: [String: Int]])?["box"] {
+                    boxes.0 += c["reused"] ?? -1; boxes.1 += c["total"] ?? -1
+                }
+            }
+            XCTAssertGreaterThan(boxes.1, 0, "stream \(stream): the box head ran")
+            let tally = try XCTUnwrap((summary["region_reuse"] as? [String: [String: Any]])?["box"])
+            XCTAssertEqual(tally["reused"] as? Int, boxes.0)
+            XCTAssertEqual(tally["total"] as? Int, boxes.1)
             let stats = all.filter { $0["type"] as? String == "stats" && $0["stream"] as? Int == stream
                                      && ($0["processed"] as? Int ?? 0) > 0 }
             XCTAssertFalse(stats.isEmpty, "stream \(stream): no stats line after a processed frame")

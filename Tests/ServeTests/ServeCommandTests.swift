@@ -197,6 +197,10 @@ final class ServeCommandTests: XCTestCase {
         })
         let cameras = try client.get("/api/cameras").json() as? [[String: Any]] ?? []
         XCTAssertTrue(cameras.allSatisfy { $0["repeated_frames"] is Int }, "temporal delta: repeated_frames in the status")
+        XCTAssertTrue(cameras.allSatisfy { c in
+            let box = (c["region_reuse"] as? [String: [String: Any]])?["box"]
+            return (box?["total"] as? Int ?? 0) > 0 && (box?["reused"] as? Int).map { $0 >= 0 } == true
+        }, "temporal delta: the RoI heads' regions in the status: \(cameras)")
         let metrics = try client.get("/metrics").text
         XCTAssertTrue(metrics.contains("fpnstream_models_loaded 1.0") || metrics.contains("fpnstream_models_loaded 1\n"), metrics)
         XCTAssertTrue(metrics.contains("fpnstream_camera_recomputed_fraction{camera=\"a\"}"))
