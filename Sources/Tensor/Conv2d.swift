@@ -440,32 +440,50 @@ public final class Conv2d: @unchecked Sendable {
         let kh = kernel.h, kw = kernel.w, sh = stride.h, sw = stride.w
         let ph = padding.h, pw = padding.w, dh = dilation.h, dw = dilation.w
         let rows = channels * kh * kw
-        Parallel.forEach(rows, cost: rows * p) { range in
-            for r in range {
-                let c = r / (kh * kw), ky = (r / kw) % kh, kx = r % kw
-                let src = x + c * h * w
-                let dstRow = cols + r * p - columnBase
-                for s in 0..<segmentCount {
-                    let oy = seg[4 * s], ox0 = seg[4 * s + 1], len = seg[4 * s + 2]
-                    let d = dstRow + seg[4 * s + 3]
-                    let iy = oy * sh - ph + ky * dh
-                    if iy < 0 || iy >= h { d.update(repeating: 0, count: len); continue }
-                    let row = src + iy * w
-                    let ix0 = ox0 * sw - pw + kx * dw
-                    // Output columns j with 0 <= ix0 + j*sw < w.
-                    let jlo = ix0 >= 0 ? 0 : min(len, (-ix0 + sw - 1) / sw)
-                    let jhi = ix0 >= w ? jlo : max(jlo, min(len, (w - 1 - ix0) / sw + 1))
-                    if jlo > 0 { d.update(repeating: 0, count: jlo) }
-                    if sw == 1 {
-                        (d + jlo).update(from: row + ix0 + jlo, count: jhi - jlo)
-                    } else {
-                        var j = jlo, ix = ix0 + jlo * sw
-                        while j < jhi { d[j] = row[ix]; j += 1; ix += sw }
-                    }
-                    if jhi < len { (d + jhi).update(repeating: 0, count: len - jhi) }
-                }
+        // Per segment and tap column: the first input column and the valid output range [jlo, jhi) (0 <= ix0 +
+        // j*sw < w), per segment and tap row the input row (-1: padding). Worked out once, not per channel: the
+        // segments of scattered 2x2 tiles are 2 pixels long, where these divisions cost more than the copies.
+        var xs = [Int](repeating: 0, count: 3 * segmentCount * kw), ys = [Int](repeating: 0, count: segmentCount * kh)
+        for s in 0..<segmentCount {
+            let oy = seg[4 * s], ox0 = seg[4 * s + 1], len = seg[4 * s + 2]
+            for ky in 0..<kh {
+                let iy = oy * sh - ph + ky * dh
+                ys[s * kh + ky] = iy < 0 || iy >= h ? -1 : iy
+            }
+            for kx in 0..<kw {
+                let ix0 = ox0 * sw - pw + kx * dw
+                let jlo = ix0 >= 0 ? 0 : min(len, (-ix0 + sw - 1) / sw)
+                let jhi = ix0 >= w ? jlo : max(jlo, min(len, (w - 1 - ix0) / sw + 1))
+                let t = 3 * (s * kw + kx)
+                xs[t] = ix0; xs[t + 1] = jlo; xs[t + 2] = jhi
             }
         }
+        xs.withUnsafeBufferPointer { xt in ys.withUnsafeBufferPointer { yt in
+            Parallel.forEach(rows, cost: rows * p) { range in
+                for r in range {
+                    let c = r / (kh * kw), ky = (r / kw) % kh, kx = r % kw
+                    let src = x + c * h * w
+                    let dstRow = cols + r * p - columnBase
+                    for s in 0..<segmentCount {
+                        let len = seg[4 * s + 2]
+                        let d = dstRow + seg[4 * s + 3]
+                        let iy = yt[s * kh + ky]
+                        if iy < 0 { d.update(repeating: 0, count: len); continue }
+                        let row = src + iy * w
+                        let t = 3 * (s * kw + kx)
+                        let ix0 = xt[t], jlo = xt[t + 1], jhi = xt[t + 2]
+                        if jlo > 0 { d.update(repeating: 0, count: jlo) }
+                        if sw == 1 {
+                            (d + jlo).update(from: row + ix0 + jlo, count: jhi - jlo)
+                        } else {
+                            var j = jlo, ix = ix0 + jlo * sw
+                            while j < jhi { d[j] = row[ix]; j += 1; ix += sw }
+                        }
+                        if jhi < len { (d + jhi).update(repeating: 0, count: len - jhi) }
+                    }
+                }
+            }
+        } }
     }
 
     /// Scatters staged `[outChannels, columns]` results to their output pixels, applying bias and activation.
