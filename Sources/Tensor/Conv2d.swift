@@ -443,22 +443,23 @@ public final class Conv2d: @unchecked Sendable {
         // Per segment and tap column: the first input column and the valid output range [jlo, jhi) (0 <= ix0 +
         // j*sw < w), per segment and tap row the input row (-1: padding). Worked out once, not per channel: the
         // segments of scattered 2x2 tiles are 2 pixels long, where these divisions cost more than the copies.
-        var xs = [Int](repeating: 0, count: 3 * segmentCount * kw), ys = [Int](repeating: 0, count: segmentCount * kh)
-        for s in 0..<segmentCount {
-            let oy = seg[4 * s], ox0 = seg[4 * s + 1], len = seg[4 * s + 2]
-            for ky in 0..<kh {
-                let iy = oy * sh - ph + ky * dh
-                ys[s * kh + ky] = iy < 0 || iy >= h ? -1 : iy
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: (3 * kw + kh) * segmentCount) { table in
+            let xs = table.baseAddress!, ys = xs + 3 * kw * segmentCount
+            for s in 0..<segmentCount {
+                let oy = seg[4 * s], ox0 = seg[4 * s + 1], len = seg[4 * s + 2]
+                for ky in 0..<kh {
+                    let iy = oy * sh - ph + ky * dh
+                    ys[s * kh + ky] = iy < 0 || iy >= h ? -1 : iy
+                }
+                for kx in 0..<kw {
+                    let ix0 = ox0 * sw - pw + kx * dw
+                    let jlo = ix0 >= 0 ? 0 : min(len, (-ix0 + sw - 1) / sw)
+                    let jhi = ix0 >= w ? jlo : max(jlo, min(len, (w - 1 - ix0) / sw + 1))
+                    let t = 3 * (s * kw + kx)
+                    xs[t] = ix0; xs[t + 1] = jlo; xs[t + 2] = jhi
+                }
             }
-            for kx in 0..<kw {
-                let ix0 = ox0 * sw - pw + kx * dw
-                let jlo = ix0 >= 0 ? 0 : min(len, (-ix0 + sw - 1) / sw)
-                let jhi = ix0 >= w ? jlo : max(jlo, min(len, (w - 1 - ix0) / sw + 1))
-                let t = 3 * (s * kw + kx)
-                xs[t] = ix0; xs[t + 1] = jlo; xs[t + 2] = jhi
-            }
-        }
-        xs.withUnsafeBufferPointer { xt in ys.withUnsafeBufferPointer { yt in
+            let xt = UnsafePointer(xs), yt = UnsafePointer(ys)
             Parallel.forEach(rows, cost: rows * p) { range in
                 for r in range {
                     let c = r / (kh * kw), ky = (r / kw) % kh, kx = r % kw
@@ -483,7 +484,7 @@ public final class Conv2d: @unchecked Sendable {
                     }
                 }
             }
-        } }
+        }
     }
 
     /// Scatters staged `[outChannels, columns]` results to their output pixels, applying bias and activation.
