@@ -283,6 +283,23 @@ final class PanopticDetectorTests: XCTestCase {
         XCTAssertGreaterThan(cache.lastStats.tiledLayers, 0, "the patched frame recomputes tiles")
     }
 
+    /// The semantic head normalises a runner's own conv outputs into workspace tensors, never in place: a runner
+    /// that returns tensors of its own (as a temporal cache does) finds them as it left them, and the panoptic
+    /// output equals the dense one.
+    func testSemanticHeadNeverWritesARunnersOwnOutputs() throws {
+        let url = try write(try Self.weights(scratch: dir.appendingPathComponent("s.safetensors")))
+        let d = try DetectorLoader.load(contentsOf: url)
+        let owning = OwningRunner()
+        let got = d.detectPanoptic(Self.image(), state: DetectorState(runner: owning))
+        let want = d.detectPanoptic(Self.image(), state: DetectorState())
+        XCTAssertTrue(owning.outputs.keys.contains { $0.hasPrefix("sem_seg_head.") }, "\(owning.outputs.keys)")
+        for (key, (output, copy)) in owning.outputs {
+            XCTAssertEqual(output.array, copy, "\(key)'s output was written after the runner returned it")
+        }
+        XCTAssertEqual(got.panoptic?.map(\.area), want.panoptic?.map(\.area))
+        XCTAssertEqual(got.detections.map(\.score), want.detections.map(\.score))
+    }
+
     func testWidthMetadataContradictingShapesNamesTheKey() throws {
         var m = Self.metadata
         let w = try Self.weights(scratch: dir.appendingPathComponent("s.safetensors"))

@@ -500,6 +500,73 @@ final class TemporalCacheTests: XCTestCase {
         }
     }
 
+    /// A moving scene's fall-back frames run the dense heads into the workspace, where the GroupNorm towers
+    /// (RetinaNet v2, FCOS) normalise in place: those frames give the dense detections bit for bit, and the resync
+    /// and the delta frame after them (threshold 0) still do.
+    func testDenseHeadsFallBackFramesEqualDenseAndKeepTheirState() throws {
+        for name in ["tiny-retinanet-v2", "tiny-fcos"] {
+            let (weights, fixture) = try DetectorParityTests.materialize(name)
+            defer { try? FileManager.default.removeItem(at: weights.deletingLastPathComponent()) }
+            let detector = try DetectorLoader.load(contentsOf: weights)
+            let img = try fixture.tensor("fixture.image")
+            let pixels = img.array.map { UInt8(clamping: Int($0.rounded())) }
+            let w = img.shape[1], h = img.shape[0]
+            func shifted(_ k: Int, patch: Bool = false) -> RGBImage {
+                var p = [UInt8](repeating: 0, count: pixels.count)
+                for y in 0..<h { for x in 0..<w { for c in 0..<3 {
+                    let inPatch = patch && y < h / 8 && x < w / 8
+                    p[(y * w + x) * 3 + c] = inPatch ? UInt8((x * 7 + y * 3 + c * 50) % 256)
+                        : pixels[(((y + k / 2) % h) * w + (x + k) % w) * 3 + c]
+                } } }
+                return RGBImage(width: w, height: h, pixels: p)
+            }
+            let cache = TemporalCache(settings: TemporalSettings(mode: .delta, threshold: 0, refreshInterval: 0,
+                                                                 frameFallback: 0.05))
+            let state = DetectorState(runner: cache), denseState = DetectorState()
+            var fellBack: [Bool] = []
+            for (i, frame) in [shifted(0), shifted(4), shifted(8), shifted(8), shifted(8, patch: true)].enumerated() {
+                let got = detector.detect(frame, state: state)
+                let want = detector.detect(frame, state: denseState)
+                fellBack.append(cache.lastStats.frameFallback)
+                XCTAssertEqual(got.count, want.count, "\(name) frame \(i)")
+                let exact = i < 4   // dense passes; the last frame recomputes tiles
+                for (g, d) in zip(got, want) {
+                    XCTAssertEqual(g.classID, d.classID, "\(name) frame \(i)")
+                    XCTAssertEqual(g.score, d.score, accuracy: exact ? 0 : 1e-4, "\(name) frame \(i)")
+                    XCTAssertEqual(g.box.x1, d.box.x1, accuracy: exact ? 0 : 1e-2, "\(name) frame \(i)")
+                    XCTAssertEqual(g.box.y2, d.box.y2, accuracy: exact ? 0 : 1e-2, "\(name) frame \(i)")
+                }
+            }
+            XCTAssertEqual(Array(fellBack[1...3]), [true, true, true], "\(name): the moving frames fall back")
+            XCTAssertEqual(fellBack[4], false, "\(name): the patched frame runs delta")
+            XCTAssertGreaterThan(cache.lastStats.tiledLayers, 0, "\(name): the patched frame recomputes tiles")
+        }
+    }
+
+    /// A runner's result may be state it keeps across frames: no model writes into it. A runner that returns
+    /// tensors of its own and remembers what they held finds them unchanged after every detector's frame (the
+    /// GroupNorm towers and the semantic head normalise into workspace tensors), and the detections equal the
+    /// dense ones; a runner returning workspace tensors lets them normalise in place, with the same detections.
+    func testNoModelWritesIntoARunnersOwnOutputs() throws {
+        for name in ["tiny-maskrcnn", "tiny-retinanet-v2", "tiny-fcos"] {
+            let (weights, fixture) = try DetectorParityTests.materialize(name)
+            defer { try? FileManager.default.removeItem(at: weights.deletingLastPathComponent()) }
+            let detector = try DetectorLoader.load(contentsOf: weights)
+            let img = try fixture.tensor("fixture.image")
+            let image = RGBImage(width: img.shape[1], height: img.shape[0],
+                                 pixels: img.array.map { UInt8(clamping: Int($0.rounded())) })
+            let owning = OwningRunner()
+            let got = detector.detect(image, state: DetectorState(runner: owning))
+            let want = detector.detect(image, state: DetectorState())
+            XCTAssertGreaterThan(owning.outputs.count, 0, name)
+            for (key, (output, copy)) in owning.outputs {
+                XCTAssertEqual(output.array, copy, "\(name): \(key)'s output was written after the runner returned it")
+            }
+            XCTAssertEqual(got.map(\.classID), want.map(\.classID), name)
+            XCTAssertEqual(got.map(\.score), want.map(\.score), name)
+        }
+    }
+
     /// The RPN conv reads the gated pyramid levels directly (no kept copy). Its 1x1 outputs (objectness, box
     /// deltas) are cheap leaves: no conv of the cache reads them and a tile costs more to gather than to compute.
     /// After the first frame they read the RPN conv's kept output directly (their kept input copies are dropped)
@@ -582,5 +649,22 @@ final class TemporalCacheTests: XCTestCase {
             for i in want.indices { worst = max(worst, abs(out[i] - want[i])) }
             XCTAssertLessThanOrEqual(Double(worst / scale), rounding, name)
         }
+    }
+}
+
+/// A runner that computes every conv into a tensor of its own (as a temporal cache returns its kept outputs) and
+/// keeps a copy of what it returned, by conv key and instance.
+final class OwningRunner: ConvolutionRunner {
+    var outputs: [String: (output: Tensor, copy: [Float])] = [:]
+
+    func run(_ layer: ConvLayer, input: Tensor, residual: Tensor?, workspace: Workspace) -> Tensor {
+        run(layer, instance: 0, input: input, residual: residual, workspace: workspace)
+    }
+
+    func run(_ layer: ConvLayer, instance: Int, input: Tensor, residual: Tensor?, workspace: Workspace) -> Tensor {
+        let out = Tensor(shape: layer.conv.outputShape(input.shape))
+        layer.conv.forward(input, residual: residual, into: out, workspace: workspace)
+        outputs["\(layer.key)#\(instance)"] = (out, out.array)
+        return out
     }
 }
