@@ -246,8 +246,8 @@ final class PanopticDetectorTests: XCTestCase {
 
     /// A moving scene's fall-back frames (computed into the workspace, where the semantic head normalises in place
     /// and RoIAlign's channels-last levels go) equal a dense stream's bit for bit, and the frames after them (a
-    /// resync, then a delta frame with region reuse) still match it: the kept state was left as it was.
-    func testFallBackFramesEqualDenseAndLeaveTheKeptStateIntact() throws {
+    /// resync, then a delta frame at threshold 0) still match it.
+    func testFallBackFramesAndTheFramesAfterThemEqualDense() throws {
         let url = try write(try Self.weights(scratch: dir.appendingPathComponent("s.safetensors")))
         let d = try DetectorLoader.load(contentsOf: url)
         let image = Self.image()
