@@ -457,16 +457,25 @@ final class TemporalCacheTests: XCTestCase {
         XCTAssertEqual(cache.profile!.layerTileCounts[b.body.layers[3][1].conv2.index], 4)
     }
 
+    /// A tiny parity detector (`DetectorParityTests.materialize`) and the RGB bytes of its fixture frame; the caller
+    /// removes `directory`.
+    private func tinyDetector(_ name: String) throws
+        -> (detector: any Detector, pixels: [UInt8], width: Int, height: Int, directory: URL) {
+        let (weights, fixture) = try DetectorParityTests.materialize(name)
+        let img = try fixture.tensor("fixture.image")
+        return (try DetectorLoader.load(contentsOf: weights), img.array.map { UInt8(clamping: Int($0.rounded())) },
+                img.shape[1], img.shape[0], weights.deletingLastPathComponent())
+    }
+
     /// Backbone, FPN and the dense heads (RPN conv + 1x1s; RetinaNet/FCOS towers and predictors, per level)
     /// through one cache: at threshold 0 a patched frame gives the dense detections, an identical one no GEMM.
     func testDenseHeadsRunThroughTheCachePerLevelAndEqualDense() throws {
         for name in ["tiny-maskrcnn", "tiny-retinanet-v2", "tiny-fcos"] {
-            let (weights, fixture) = try DetectorParityTests.materialize(name)
-            defer { try? FileManager.default.removeItem(at: weights.deletingLastPathComponent()) }
-            let detector = try DetectorLoader.load(contentsOf: weights)
-            let img = try fixture.tensor("fixture.image")
-            var pixels = img.array.map { UInt8(clamping: Int($0.rounded())) }
-            let image = RGBImage(width: img.shape[1], height: img.shape[0], pixels: pixels)
+            let tiny = try tinyDetector(name)
+            defer { try? FileManager.default.removeItem(at: tiny.directory) }
+            let detector = tiny.detector
+            var pixels = tiny.pixels
+            let image = RGBImage(width: tiny.width, height: tiny.height, pixels: pixels)
             // A patch of the image changes in frame 2.
             for y in 0..<(image.height / 4) { for x in 0..<(image.width / 4) { for c in 0..<3 {
                 pixels[(y * image.width + x) * 3 + c] = UInt8((x * 7 + y * 3 + c * 50) % 256)
@@ -505,12 +514,9 @@ final class TemporalCacheTests: XCTestCase {
     /// and the delta frame after them (threshold 0) still do.
     func testDenseHeadsFallBackFramesEqualDenseAndKeepTheirState() throws {
         for name in ["tiny-retinanet-v2", "tiny-fcos"] {
-            let (weights, fixture) = try DetectorParityTests.materialize(name)
-            defer { try? FileManager.default.removeItem(at: weights.deletingLastPathComponent()) }
-            let detector = try DetectorLoader.load(contentsOf: weights)
-            let img = try fixture.tensor("fixture.image")
-            let pixels = img.array.map { UInt8(clamping: Int($0.rounded())) }
-            let w = img.shape[1], h = img.shape[0]
+            let tiny = try tinyDetector(name)
+            defer { try? FileManager.default.removeItem(at: tiny.directory) }
+            let detector = tiny.detector, pixels = tiny.pixels, w = tiny.width, h = tiny.height
             func shifted(_ k: Int, patch: Bool = false) -> RGBImage {
                 var p = [UInt8](repeating: 0, count: pixels.count)
                 for y in 0..<h { for x in 0..<w { for c in 0..<3 {
@@ -549,12 +555,10 @@ final class TemporalCacheTests: XCTestCase {
     /// dense ones; a runner returning workspace tensors lets them normalise in place, with the same detections.
     func testNoModelWritesIntoARunnersOwnOutputs() throws {
         for name in ["tiny-maskrcnn", "tiny-retinanet-v2", "tiny-fcos"] {
-            let (weights, fixture) = try DetectorParityTests.materialize(name)
-            defer { try? FileManager.default.removeItem(at: weights.deletingLastPathComponent()) }
-            let detector = try DetectorLoader.load(contentsOf: weights)
-            let img = try fixture.tensor("fixture.image")
-            let image = RGBImage(width: img.shape[1], height: img.shape[0],
-                                 pixels: img.array.map { UInt8(clamping: Int($0.rounded())) })
+            let tiny = try tinyDetector(name)
+            defer { try? FileManager.default.removeItem(at: tiny.directory) }
+            let detector = tiny.detector
+            let image = RGBImage(width: tiny.width, height: tiny.height, pixels: tiny.pixels)
             let owning = OwningRunner()
             let got = detector.detect(image, state: DetectorState(runner: owning))
             let want = detector.detect(image, state: DetectorState())
