@@ -13,6 +13,7 @@
  */
 #include "ckernels.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* F(4x4, 3x3): alpha = 6, interpolation points 0, +-1, +-2, inf. */
@@ -66,24 +67,74 @@ int fpn_winograd_tiles(const struct fpn_winograd *g) {
     return ((g->ho + g->m - 1) / g->m) * ((g->wo + g->m - 1) / g->m);
 }
 
+/*
+ * U = G g G^T for the cin kernels of one output channel, input channels across the vector lanes: t = G g row by row
+ * into `tg` ([a][3][cin] doubles) from the weights transposed to `wt` ([9][cin]), then each of the a * a planes'
+ * cin floats at `col`. Per kernel the same operations in the same order as one kernel at a time, and none fused:
+ * every instantiation gives the same bits.
+ */
+INLINE void transform_output_channel(int a, const double *G, int cin, const float *wt, double *tg, float *u,
+                                     size_t plane, size_t col) {
+#pragma clang fp contract(off)
+    for (int i = 0; i < a; i++) {
+        const double g0 = G[i * 3], g1 = G[i * 3 + 1], g2 = G[i * 3 + 2];
+        for (int j = 0; j < 3; j++) {
+            double *t = tg + (size_t)(i * 3 + j) * cin;
+            const float *w0 = wt + (size_t)j * cin, *w1 = wt + (size_t)(3 + j) * cin, *w2 = wt + (size_t)(6 + j) * cin;
+            for (int c = 0; c < cin; c++) t[c] = g0 * w0[c] + g1 * w1[c] + g2 * w2[c];
+        }
+    }
+    for (int i = 0; i < a; i++) {
+        const double *t0 = tg + (size_t)(i * 3) * cin, *t1 = t0 + cin, *t2 = t1 + cin;
+        for (int k = 0; k < a; k++) {
+            const double h0 = G[k * 3], h1 = G[k * 3 + 1], h2 = G[k * 3 + 2];
+            float *dst = u + (size_t)(i * a + k) * plane + col;
+            for (int c = 0; c < cin; c++) dst[c] = (float)(t0[c] * h0 + t1[c] * h1 + t2[c] * h2);
+        }
+    }
+}
+
+static void transform_output_channel_generic(int a, const double *G, int cin, const float *wt, double *tg, float *u,
+                                             size_t plane, size_t col) {
+    transform_output_channel(a, G, cin, wt, tg, u, plane, col);
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2")))
+static void transform_output_channel_avx2(int a, const double *G, int cin, const float *wt, double *tg, float *u,
+                                          size_t plane, size_t col) {
+    transform_output_channel(a, G, cin, wt, tg, u, plane, col);
+}
+
+__attribute__((target("avx512f,avx512vl,avx512dq")))
+static void transform_output_channel_avx512(int a, const double *G, int cin, const float *wt, double *tg, float *u,
+                                            size_t plane, size_t col) {
+    transform_output_channel(a, G, cin, wt, tg, u, plane, col);
+}
+#endif
+
 void fpn_winograd_transform_weights(int m, int cout, int cin, const float *weight, float *u) {
     const int a = m + 2;
     const double *G = m == 4 ? &G6[0][0] : &G4[0][0];
-    size_t plane = (size_t)cout * cin;
+    const size_t plane = (size_t)cout * cin;
+    float *wt = malloc(sizeof(float) * 9 * (size_t)cin);
+    double *tg = malloc(sizeof(double) * 3 * (size_t)a * (size_t)cin);
+    if (!wt || !tg) abort();
+    /* The same bits on every ISA, so the widest the CPU has (loading weights is not a compute-path choice). */
+    void (*channel)(int, const double *, int, const float *, double *, float *, size_t, size_t) =
+        transform_output_channel_generic;
+#if defined(__x86_64__)
+    if (fpn_best_isa() >= FPN_ISA_AVX512) channel = transform_output_channel_avx512;
+    else if (fpn_best_isa() >= FPN_ISA_AVX2) channel = transform_output_channel_avx2;
+#endif
     for (int o = 0; o < cout; o++) {
-        for (int c = 0; c < cin; c++) {
-            const float *w = weight + ((size_t)o * cin + c) * 9;
-            double t[6][3];
-            for (int i = 0; i < a; i++)
-                for (int j = 0; j < 3; j++)
-                    t[i][j] = G[i * 3] * w[j] + G[i * 3 + 1] * w[3 + j] + G[i * 3 + 2] * w[6 + j];
-            for (int i = 0; i < a; i++)
-                for (int k = 0; k < a; k++) {
-                    double s = t[i][0] * G[k * 3] + t[i][1] * G[k * 3 + 1] + t[i][2] * G[k * 3 + 2];
-                    u[(size_t)(i * a + k) * plane + (size_t)o * cin + c] = (float)s;
-                }
-        }
+        const float *w = weight + (size_t)o * cin * 9;
+        for (int c = 0; c < cin; c++)
+            for (int t = 0; t < 9; t++) wt[(size_t)t * cin + c] = w[(size_t)c * 9 + t];
+        channel(a, G, cin, wt, tg, u, plane, (size_t)o * cin);
     }
+    free(wt);
+    free(tg);
 }
 
 /* ------------------------------------------------------------------------ */

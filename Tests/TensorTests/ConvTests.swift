@@ -250,6 +250,45 @@ final class WinogradConvTests: XCTestCase {
     /// tile (edge tiles clipped), padding 0/1/2, bias and ReLU, a residual accumulated in place, a batch of two, and
     /// maps wide enough for several tile blocks per core, 16-tile groups that cross a tile row, and a batch of
     /// 14x14 RoIs (16 tiles each) whose blocks span several images.
+    /// U = G g Gᵀ, every input channel across the vector lanes: bit for bit the float64 product of the torch-free
+    /// definition taken one kernel at a time in the same order (F(2x2) and F(4x4); input channel counts that leave
+    /// every vector remainder).
+    func testWinogradWeightTransformMatchesOneKernelAtATime() {
+        var rng = TestRandom(seed: 53)
+        let g6: [[Double]] = [[1.0 / 4, 0, 0], [-1.0 / 6, -1.0 / 6, -1.0 / 6], [-1.0 / 6, 1.0 / 6, -1.0 / 6],
+                              [1.0 / 24, 1.0 / 12, 1.0 / 6], [1.0 / 24, -1.0 / 12, 1.0 / 6], [0, 0, 1]]
+        let g4: [[Double]] = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]
+        for (m, g) in [(4, g6), (2, g4)] {
+            let a = m + 2
+            for (cout, cin) in [(3, 1), (2, 13), (5, 37), (2, 64)] {
+                let w = rng.floats(cout * cin * 9)
+                var u = [Float](repeating: .nan, count: a * a * cout * cin)
+                fpn_winograd_transform_weights(Int32(m), Int32(cout), Int32(cin), w, &u)
+                var differing = 0
+                for o in 0..<cout {
+                    for c in 0..<cin {
+                        let k = Array(w[((o * cin + c) * 9)..<((o * cin + c) * 9 + 9)])
+                        for i in 0..<a {
+                            var t = [Double](repeating: 0, count: 3)
+                            for j in 0..<3 {
+                                var x = g[i][0] * Double(k[j])
+                                x = x + g[i][1] * Double(k[3 + j])
+                                t[j] = x + g[i][2] * Double(k[6 + j])
+                            }
+                            for kk in 0..<a {
+                                var y = t[0] * g[kk][0]
+                                y = y + t[1] * g[kk][1]
+                                let want = Float(y + t[2] * g[kk][2])
+                                if u[(i * a + kk) * cout * cin + o * cin + c].bitPattern != want.bitPattern { differing += 1 }
+                            }
+                        }
+                    }
+                }
+                XCTAssertEqual(differing, 0, "m \(m) cout \(cout) cin \(cin)")
+            }
+        }
+    }
+
     func testWinogradMatchesTheReferenceAndTheDirectGEMM() throws {
         struct Case { var n = 1, c = 16, h = 0, w = 0, oc = 24, padding = 1, bias = true, relu = false, residual = false }
         let cases = [
