@@ -512,7 +512,7 @@ final class TemporalCacheTests: XCTestCase {
     /// A moving scene's fall-back frames run the dense heads into the workspace, where the GroupNorm towers
     /// (RetinaNet v2, FCOS) normalise in place: those frames give the dense detections bit for bit, and the resync
     /// and the delta frame after them (threshold 0) still do.
-    func testDenseHeadsFallBackFramesEqualDenseAndKeepTheirState() throws {
+    func testDenseHeadsFallBackFramesAndTheFramesAfterThemEqualDense() throws {
         for name in ["tiny-retinanet-v2", "tiny-fcos"] {
             let tiny = try tinyDetector(name)
             defer { try? FileManager.default.removeItem(at: tiny.directory) }
